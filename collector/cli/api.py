@@ -1,0 +1,3 @@
+"""CLI commands: api (to be filled by its owner)."""
+
+from __future__ import annotations

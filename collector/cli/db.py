@@ -1,0 +1,3 @@
+"""CLI commands: db (to be filled by its owner)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""CLI commands: run (to be filled by its owner)."""
+
+from __future__ import annotations

@@ -1,0 +1,182 @@
+"""The contract every collector component builds on: OTLP request messages flow through consumers.
+
+As pdata is for the upstream Collector, the opentelemetry-proto ``Export*ServiceRequest`` messages are the data
+unit (ARCHITECTURE decision 1). A processor changes the message in place and hands it to the next consumer; an
+awaited ``consume`` returns only when everything downstream has accepted the data (for a persistent queue: when it
+is on disk), which is what lets a receiver acknowledge only durable data (decision 3).
+
+This module lives in ``processors`` (the lowest room) so that both the pipeline processors here and the collector's
+receivers, exporters and connectors share it; ``collector.component`` re-exports it.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, NewType, Protocol, TypeAlias
+
+from opentelemetry.metrics import Meter, NoOpMeter
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+__all__ = [
+    "ComponentID",
+    "Consumer",
+    "CreateSettings",
+    "DataError",
+    "Duration",
+    "Processor",
+    "ProcessorFactory",
+    "RefusedError",
+    "Request",
+    "RetryableError",
+    "Signal",
+    "item_count",
+    "new_request",
+]
+
+Request: TypeAlias = ExportTraceServiceRequest | ExportMetricsServiceRequest | ExportLogsServiceRequest
+
+# A config field annotated ``Duration`` holds seconds; the config decoder accepts Go-style strings ("200ms", "5s",
+# "1m30s", "1h") as the upstream Collector does, and plain numbers as seconds.
+Duration = NewType("Duration", float)
+
+
+class Signal(str, Enum):
+    TRACES = "traces"
+    METRICS = "metrics"
+    LOGS = "logs"
+
+    @property
+    def item_name(self) -> str:
+        """The item word the Collector's own metrics use: spans, metric_points, log_records."""
+        return {"traces": "spans", "metrics": "metric_points", "logs": "log_records"}[self.value]
+
+
+_REQUEST_TYPES: dict[Signal, type[Request]] = {
+    Signal.TRACES: ExportTraceServiceRequest,
+    Signal.METRICS: ExportMetricsServiceRequest,
+    Signal.LOGS: ExportLogsServiceRequest,
+}
+
+
+def new_request(signal: Signal) -> Request:
+    return _REQUEST_TYPES[signal]()
+
+
+def item_count(signal: Signal, request: Request) -> int:
+    """Spans, metric data points or log records in a request (what the Collector's own metrics count)."""
+    n = 0
+    if signal is Signal.TRACES:
+        assert isinstance(request, ExportTraceServiceRequest)
+        for rs in request.resource_spans:
+            for ss in rs.scope_spans:
+                n += len(ss.spans)
+    elif signal is Signal.LOGS:
+        assert isinstance(request, ExportLogsServiceRequest)
+        for rl in request.resource_logs:
+            for sl in rl.scope_logs:
+                n += len(sl.log_records)
+    else:
+        assert isinstance(request, ExportMetricsServiceRequest)
+        for rm in request.resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    kind = m.WhichOneof("data")
+                    if kind is not None:
+                        n += len(getattr(m, kind).data_points)
+    return n
+
+
+@dataclass(frozen=True, order=True)
+class ComponentID:
+    """``type[/name]`` as written in a Collector config, parsed once."""
+
+    type: str
+    name: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> ComponentID:
+        type_, sep, name = str(text).strip().partition("/")
+        if not type_ or (sep and not name):
+            raise ValueError(f"invalid component id {text!r}: expected 'type' or 'type/name'")
+        return cls(type_, name)
+
+    def __str__(self) -> str:
+        return f"{self.type}/{self.name}" if self.name else self.type
+
+
+class RefusedError(Exception):
+    """Retryable refusal (memory pressure, full queue): gRPC UNAVAILABLE / HTTP 503 with Retry-After."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RetryableError(Exception):
+    """A transient export failure (peer down, timeout): the sending queue retries with backoff."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DataError(Exception):
+    """The data itself is unacceptable (malformed, invalid): never retried. HTTP 400 / INVALID_ARGUMENT."""
+
+
+class Consumer(Protocol):
+    async def consume(self, signal: Signal, request: Request) -> None:
+        """Return when downstream has accepted ``request``; raise RefusedError/DataError otherwise."""
+        ...
+
+
+@dataclass
+class CreateSettings:
+    """What a factory gets besides its config: its id, the pipeline signal, the collector's own meter."""
+
+    id: ComponentID
+    signal: Signal
+    meter: Meter = field(default_factory=lambda: NoOpMeter("otel-metrics"))
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("otel_metrics.collector"))
+
+
+class Processor(abc.ABC):
+    """A pipeline processor: change the message in place (or drop items), then pass it on.
+
+    ``start``/``shutdown`` have no-op defaults. A processor that keeps state across calls (batch) must flush it
+    in ``shutdown``.
+    """
+
+    def __init__(self, settings: CreateSettings, next_consumer: Consumer) -> None:
+        self.settings = settings
+        self.next_consumer = next_consumer
+
+    async def start(self, host: Any) -> None:  # noqa: B027 - documented no-op default
+        pass
+
+    async def shutdown(self) -> None:  # noqa: B027 - documented no-op default
+        pass
+
+    @abc.abstractmethod
+    async def consume(self, signal: Signal, request: Request) -> None: ...
+
+
+@dataclass(frozen=True)
+class ProcessorFactory:
+    """How the collector finds a processor by its type name.
+
+    ``config_type`` is a dataclass whose fields (with defaults) are the component's config keys; the collector
+    decodes YAML into it strictly (unknown keys and wrong types are errors naming the path). If the dataclass has
+    ``validate(self) -> list[str]``, each returned message names the offending field.
+    """
+
+    type: str
+    config_type: type
+    create: Callable[[CreateSettings, Any, Consumer], Processor]
+    signals: frozenset[Signal] = frozenset(Signal)
