@@ -1,0 +1,109 @@
+"""The ``cost`` collector processor: ``cost.usd`` on GenAI spans from any language.
+
+A span from any service carrying ``gen_ai.request.model``/``gen_ai.response.model`` and
+``gen_ai.usage.*`` token counts but no ``cost.usd`` leaves this processor with the same ``cost.usd``
+the Python SDK face sets: both call ``processors.cost.pricing.cost_attributes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from processors._attributes import any_value_to_python
+from processors.cost.pricing import (
+    _OLD_INPUT_TOKENS_KEY,
+    _OLD_OUTPUT_TOKENS_KEY,
+    CACHED_INPUT_TOKENS_KEY,
+    COST_KEY,
+    INPUT_TOKENS_KEY,
+    OUTPUT_TOKENS_KEY,
+    REQUEST_MODEL_KEY,
+    RESPONSE_MODEL_KEY,
+    PriceTable,
+    cost_attributes,
+)
+from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
+
+__all__ = ["CostConfig", "factories"]
+
+DEFAULT_PRICING_FILE: str | None = None
+
+_READ_KEYS = frozenset(
+    {
+        COST_KEY,
+        RESPONSE_MODEL_KEY,
+        REQUEST_MODEL_KEY,
+        INPUT_TOKENS_KEY,
+        OUTPUT_TOKENS_KEY,
+        CACHED_INPUT_TOKENS_KEY,
+        _OLD_INPUT_TOKENS_KEY,
+        _OLD_OUTPUT_TOKENS_KEY,
+    }
+)
+
+
+@dataclass
+class CostConfig:
+    # A JSON or YAML price file overriding the bundled table per model (OTEL_METRICS_PRICING when unset).
+    pricing_file: str | None = DEFAULT_PRICING_FILE
+    # model -> {input_per_million, output_per_million, cached_input_per_million}; wins over pricing_file.
+    overrides: dict[str, dict[str, float | str]] = field(default_factory=dict)
+
+    def build_table(self) -> PriceTable:
+        table = PriceTable.from_source(self.pricing_file)
+        if self.overrides:
+            table = table.with_overrides(self.overrides)
+        return table
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if self.pricing_file is not None:
+            try:
+                PriceTable.bundled().with_overrides(self.pricing_file)
+            except ValueError as exc:
+                errors.append(f"pricing_file: {exc}")
+        if self.overrides:
+            try:
+                PriceTable({}).with_overrides(self.overrides)
+            except ValueError as exc:
+                errors.append(f"overrides: {str(exc).removeprefix('pricing overrides: ')}")
+        return errors
+
+
+class _CostProcessor(Processor):
+    def __init__(self, settings: CreateSettings, config: CostConfig, next_consumer: Consumer) -> None:
+        super().__init__(settings, next_consumer)
+        self._table = config.build_table()
+
+    def _apply(self, request: ExportTraceServiceRequest) -> None:
+        table = self._table
+        for rs in request.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    attrs: dict[str, object] = {}
+                    for kv in span.attributes:
+                        if kv.key in _READ_KEYS:
+                            attrs[kv.key] = any_value_to_python(kv.value)
+                    if COST_KEY in attrs or not (
+                        REQUEST_MODEL_KEY in attrs or RESPONSE_MODEL_KEY in attrs
+                    ):
+                        continue
+                    for key, value in cost_attributes(attrs, table).items():
+                        span.attributes.add(key=key).value.double_value = value
+
+    async def consume(self, signal: Signal, request: Request) -> None:
+        if isinstance(request, ExportTraceServiceRequest):
+            self._apply(request)
+        await self.next_consumer.consume(signal, request)
+
+
+def _create(settings: CreateSettings, config: Any, next_consumer: Consumer) -> Processor:
+    return _CostProcessor(settings, config, next_consumer)
+
+
+factories: tuple[ProcessorFactory, ...] = (
+    ProcessorFactory(type="cost", config_type=CostConfig, create=_create, signals=frozenset({Signal.TRACES})),
+)
