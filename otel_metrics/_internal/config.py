@@ -1,0 +1,414 @@
+"""``configure()``: one call that sets up traces, metrics (and logs) with our processors, the OTel way.
+
+Precedence is explicit: an argument, then the standard ``OTEL_*`` variable (read by the SDK and the exporters
+themselves wherever they do), then the default. See ``providers`` for why a second call does not stack.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import metrics as metrics_api
+from opentelemetry import trace as trace_api
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from otel_metrics._internal.providers import SwappableMeterProvider, SwappableTracerProvider
+from otel_metrics._internal.safety import internal_error, logger
+from otel_metrics._internal.state import STATE, Settings, price_table_for
+
+__all__ = ["Telemetry", "build_span_processors", "configure", "resolve_protocol"]
+
+PROTOCOL_GRPC = "grpc"
+PROTOCOL_HTTP = "http/protobuf"
+DEFAULT_PROTOCOL = PROTOCOL_GRPC
+_PROTOCOLS = (PROTOCOL_GRPC, PROTOCOL_HTTP)
+# Seconds that exit (atexit) may spend flushing: bounded so an unreachable collector cannot hang the
+# app's exit.
+DEFAULT_EXIT_TIMEOUT_S = 5.0
+# The SDK counts spans dropped on a full queue (otel.sdk.processor.span.processed{error.type=queue_full}) only
+# when this is on; we turn it on unless the user set it, so drops are visible.
+_INTERNAL_METRICS_ENV = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
+_SIGNAL_PATHS = {"traces": "v1/traces", "metrics": "v1/metrics", "logs": "v1/logs"}
+
+
+def resolve_protocol(signal: str, protocol: str | None) -> str:
+    """Argument, then OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL, then OTEL_EXPORTER_OTLP_PROTOCOL, then gRPC."""
+    value = (
+        protocol
+        or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or DEFAULT_PROTOCOL
+    ).strip()
+    if value not in _PROTOCOLS:
+        logger.error(
+            "otel_metrics: unsupported OTLP protocol %r for %s (expected one of %s); using %s",
+            value,
+            signal,
+            ", ".join(_PROTOCOLS),
+            DEFAULT_PROTOCOL,
+        )
+        return DEFAULT_PROTOCOL
+    return value
+
+
+def _signal_endpoint(endpoint: str | None, protocol: str, signal: str) -> str | None:
+    # None lets the exporter read OTEL_EXPORTER_OTLP_[<SIGNAL>_]ENDPOINT itself (it appends the HTTP path).
+    if endpoint is None:
+        return None
+    if protocol == PROTOCOL_HTTP:
+        return endpoint.rstrip("/") + "/" + _SIGNAL_PATHS[signal]
+    return endpoint
+
+
+def _headers(headers: Mapping[str, str] | str | None) -> dict[str, str] | None:
+    if headers is None:
+        return None
+    if isinstance(headers, str):
+        out: dict[str, str] = {}
+        for item in headers.split(","):
+            key, sep, value = item.partition("=")
+            if sep and key.strip():
+                out[key.strip().lower()] = value.strip()
+        return out
+    return {str(k).lower(): str(v) for k, v in headers.items()}
+
+
+def _span_exporter(protocol: str, endpoint: str | None, headers: dict[str, str] | None) -> SpanExporter:
+    url = _signal_endpoint(endpoint, protocol, "traces")
+    if protocol == PROTOCOL_HTTP:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPSpanExporter
+
+        return HTTPSpanExporter(endpoint=url, headers=headers)
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(endpoint=url, headers=headers)
+
+
+def _metric_exporter(protocol: str, endpoint: str | None, headers: dict[str, str] | None) -> MetricExporter:
+    url = _signal_endpoint(endpoint, protocol, "metrics")
+    if protocol == PROTOCOL_HTTP:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+            OTLPMetricExporter as HTTPMetricExporter,
+        )
+
+        return HTTPMetricExporter(endpoint=url, headers=headers)
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter(endpoint=url, headers=headers)
+
+
+def _log_exporter(protocol: str, endpoint: str | None, headers: dict[str, str] | None) -> Any:
+    url = _signal_endpoint(endpoint, protocol, "logs")
+    if protocol == PROTOCOL_HTTP:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HTTPLogExporter
+
+        return HTTPLogExporter(endpoint=url, headers=headers)
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+    return OTLPLogExporter(endpoint=url, headers=headers)
+
+
+def build_span_processors(
+    exporters: Iterable[SpanExporter], *, pricing: Any = None, redact: bool = True, meter_provider: Any = None
+) -> list[SpanProcessor]:
+    """Our processor chain: correlation and business on start, enrichment (cost, redaction) around each
+    batch."""
+    from processors.business import BusinessSpanProcessor
+    from processors.correlation import CorrelationSpanProcessor
+    from processors.sdk import EnrichingSpanProcessor
+
+    table = price_table_for(pricing)
+    chain: list[SpanProcessor] = [CorrelationSpanProcessor(), BusinessSpanProcessor()]
+    for exporter in exporters:
+        batch = BatchSpanProcessor(exporter, meter_provider=meter_provider)
+        chain.append(EnrichingSpanProcessor(batch, price_table=table, redact=redact))
+    return chain
+
+
+def sdk_disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+@dataclass
+class Telemetry:
+    """What ``configure()`` set up. ``shutdown()`` flushes and stops it; a later ``configure()``
+    replaces it."""
+
+    tracer_provider: TracerProvider | None = None
+    meter_provider: MeterProvider | None = None
+    logger_provider: Any = None
+    disabled: bool = False
+    resource: Resource | None = None
+    _log_handler: logging.Handler | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stopped: bool = field(default=False, repr=False)
+
+    def force_flush(self, timeout_s: float = 10.0) -> bool:
+        """Export everything recorded so far; False if something did not make it in time. Never raises."""
+        ok = True
+        millis = int(timeout_s * 1000)
+        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+            if provider is None:
+                continue
+            try:
+                ok = provider.force_flush(millis) is not False and ok
+            except Exception:
+                internal_error("Telemetry.force_flush")
+                ok = False
+        return ok
+
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        """Flush and stop every provider this call set up. Idempotent, never raises."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
+        try:
+            if self.tracer_provider is not None:
+                self.tracer_provider.shutdown()
+            if self.meter_provider is not None:
+                self.meter_provider.shutdown(timeout_millis=timeout_s * 1000)
+            if self.logger_provider is not None:
+                self.logger_provider.shutdown()
+        except Exception:
+            internal_error("Telemetry.shutdown")
+
+
+class _Globals:
+    """Our delegating providers, installed as the OTel globals at most once per process."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tracer_provider: SwappableTracerProvider | None = None
+        self.meter_provider: SwappableMeterProvider | None = None
+        self.logger_provider_set = False
+        self.current: Telemetry | None = None
+        self.atexit_registered = False
+
+    def install(self) -> tuple[SwappableTracerProvider, SwappableMeterProvider]:
+        if self.tracer_provider is None:
+            self.tracer_provider = SwappableTracerProvider()
+            trace_api.set_tracer_provider(self.tracer_provider)
+            if trace_api.get_tracer_provider() is not self.tracer_provider:
+                logger.warning(
+                    "otel_metrics: a global TracerProvider was already set by someone else; spans from other "
+                    "libraries go there, spans from otel_metrics helpers still reach our pipeline"
+                )
+        if self.meter_provider is None:
+            self.meter_provider = SwappableMeterProvider()
+            metrics_api.set_meter_provider(self.meter_provider)
+        return self.tracer_provider, self.meter_provider
+
+
+GLOBALS = _Globals()
+
+
+def _on_exit() -> None:
+    current = GLOBALS.current
+    if current is not None:
+        current.shutdown(timeout_s=DEFAULT_EXIT_TIMEOUT_S)
+
+
+def _resource(service_name: str | None, resource_attributes: Mapping[str, Any] | None) -> Resource:
+    # Resource.create reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME; what we pass wins over both.
+    attrs: dict[str, Any] = {}
+    if resource_attributes:
+        attrs.update({str(k): v for k, v in resource_attributes.items()})
+    if service_name:
+        attrs[SERVICE_NAME] = service_name
+    return Resource.create(attrs)
+
+
+def configure(
+    service_name: str | None = None,
+    *,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    headers: Mapping[str, str] | str | None = None,
+    resource_attributes: Mapping[str, Any] | None = None,
+    pricing: Any = None,
+    metric_dimensions: Iterable[str] = (),
+    redact: bool = True,
+    console: bool = False,
+    logs: bool = False,
+    _span_exporters: Iterable[SpanExporter] | None = None,
+    _metric_readers: Iterable[MetricReader] | None = None,
+) -> Telemetry:
+    """Set up tracing and metrics (and logs with ``logs=True``) exported over OTLP, with our processors.
+
+    Returns the new ``Telemetry``; the previous one (if any) is flushed and shut down. Never raises: a
+    bad argument
+    is logged and its default used. ``OTEL_SDK_DISABLED=true`` gives no-op providers.
+    """
+    try:
+        return _configure(
+            service_name,
+            endpoint=endpoint,
+            protocol=protocol,
+            headers=headers,
+            resource_attributes=resource_attributes,
+            pricing=pricing,
+            metric_dimensions=metric_dimensions,
+            redact=redact,
+            console=console,
+            logs=logs,
+            span_exporters=_span_exporters,
+            metric_readers=_metric_readers,
+        )
+    except Exception:
+        internal_error("configure")
+        return Telemetry(disabled=True)
+
+
+def _configure(
+    service_name: str | None,
+    *,
+    endpoint: str | None,
+    protocol: str | None,
+    headers: Mapping[str, str] | str | None,
+    resource_attributes: Mapping[str, Any] | None,
+    pricing: Any,
+    metric_dimensions: Iterable[str],
+    redact: bool,
+    console: bool,
+    logs: bool,
+    span_exporters: Iterable[SpanExporter] | None,
+    metric_readers: Iterable[MetricReader] | None,
+) -> Telemetry:
+    dims = _dimensions(metric_dimensions)
+    with GLOBALS.lock:
+        tracer_swap, meter_swap = GLOBALS.install()
+        previous = GLOBALS.current
+        if sdk_disabled():
+            telemetry = Telemetry(disabled=True)
+            tracer_swap.swap(trace_api.NoOpTracerProvider())
+            meter_swap.swap(metrics_api.NoOpMeterProvider())
+        else:
+            telemetry = _build(
+                service_name,
+                endpoint=endpoint,
+                protocol=protocol,
+                headers=_headers(headers),
+                resource_attributes=resource_attributes,
+                pricing=pricing,
+                redact=bool(redact),
+                console=bool(console),
+                logs=bool(logs),
+                span_exporters=span_exporters,
+                metric_readers=metric_readers,
+            )
+            assert telemetry.tracer_provider is not None and telemetry.meter_provider is not None
+            tracer_swap.swap(telemetry.tracer_provider)
+            meter_swap.swap(telemetry.meter_provider)
+        GLOBALS.current = telemetry
+        if not GLOBALS.atexit_registered:
+            atexit.register(_on_exit)
+            GLOBALS.atexit_registered = True
+    STATE.reset(Settings(metric_dimensions=dims, redact=bool(redact), pricing=pricing))
+    if previous is not None:
+        previous.shutdown()
+    return telemetry
+
+
+def _dimensions(metric_dimensions: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(metric_dimensions, str):
+        metric_dimensions = (metric_dimensions,)
+    out: list[str] = []
+    for key in metric_dimensions or ():
+        if not isinstance(key, str) or not key:
+            logger.error("otel_metrics: metric_dimensions entries must be attribute names; ignoring %r", key)
+            continue
+        if key == "correlation.id":
+            logger.error(
+                "otel_metrics: correlation.id never becomes a metric attribute (cardinality); ignored"
+            )
+            continue
+        out.append(key)
+    return tuple(dict.fromkeys(out))
+
+
+def _build(
+    service_name: str | None,
+    *,
+    endpoint: str | None,
+    protocol: str | None,
+    headers: dict[str, str] | None,
+    resource_attributes: Mapping[str, Any] | None,
+    pricing: Any,
+    redact: bool,
+    console: bool,
+    logs: bool,
+    span_exporters: Iterable[SpanExporter] | None,
+    metric_readers: Iterable[MetricReader] | None,
+) -> Telemetry:
+    resource = _resource(service_name, resource_attributes)
+    os.environ.setdefault(_INTERNAL_METRICS_ENV, "true")
+
+    readers: list[MetricReader] = list(metric_readers) if metric_readers is not None else []
+    if metric_readers is None:
+        readers.append(
+            PeriodicExportingMetricReader(
+                _metric_exporter(resolve_protocol("metrics", protocol), endpoint, headers)
+            )
+        )
+        if console:
+            from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+    meter_provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
+
+    exporters: list[SpanExporter] = list(span_exporters) if span_exporters is not None else []
+    if span_exporters is None:
+        exporters.append(_span_exporter(resolve_protocol("traces", protocol), endpoint, headers))
+        if console:
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            exporters.append(ConsoleSpanExporter())
+    # Sampler: None lets the SDK read OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG.
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False, meter_provider=meter_provider)
+    for processor in build_span_processors(
+        exporters, pricing=pricing, redact=redact, meter_provider=meter_provider
+    ):
+        tracer_provider.add_span_processor(processor)
+
+    telemetry = Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider, resource=resource)
+    if logs:
+        _setup_logs(telemetry, resolve_protocol("logs", protocol), endpoint, headers)
+    return telemetry
+
+
+def _setup_logs(
+    telemetry: Telemetry, protocol: str, endpoint: str | None, headers: dict[str, str] | None
+) -> None:
+    from opentelemetry._logs import set_logger_provider
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    from otel_metrics._internal.log_filter import CorrelationFilter
+
+    provider = LoggerProvider(resource=telemetry.resource, shutdown_on_exit=False)
+    provider.add_log_record_processor(BatchLogRecordProcessor(_log_exporter(protocol, endpoint, headers)))
+    if not GLOBALS.logger_provider_set:
+        set_logger_provider(provider)
+        GLOBALS.logger_provider_set = True
+    with warnings.catch_warnings():
+        # Deprecated in favour of opentelemetry-instrumentation-logging, which is not a dependency of ours.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        handler = LoggingHandler(level=logging.NOTSET, logger_provider=provider)
+    handler.addFilter(CorrelationFilter())
+    logging.getLogger().addHandler(handler)
+    telemetry.logger_provider = provider
+    telemetry._log_handler = handler

@@ -1,0 +1,247 @@
+"""``@track_performance``: a span plus duration/calls/errors metrics per call, built for a cheap hot path.
+
+Everything that does not depend on the call (span name, metric attribute dicts, the instruments) is computed
+once per decorated function and cached; a call does a start_span, an attach, two clock reads and two metric
+recordings. Failures in our code are logged and the user's function still runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from time import perf_counter
+from typing import Any, TypeVar, cast, overload
+
+from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
+from opentelemetry.trace import Status, StatusCode
+
+from otel_metrics._internal.safety import internal_error, logger
+from otel_metrics._internal.state import STATE, Instruments, metric_dimensions_from_context
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+OUTCOME = "operation.outcome"
+SUCCESS = "success"
+FAILURE = "failure"
+ERROR_TYPE = "error.type"
+OPERATION_NAME = "operation.name"
+_MAX_RESULT_KEYS = 32
+_error_type_cache: dict[type[BaseException], str] = {}
+
+
+def error_type(exc: BaseException) -> str:
+    """The exception class's qualified name (semconv error.type): ``ValueError``, ``httpx.ConnectError``."""
+    cls = type(exc)
+    name = _error_type_cache.get(cls)
+    if name is None:
+        module = cls.__module__
+        name = cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+        _error_type_cache[cls] = name
+    return name
+
+
+def result_summary(result: Any) -> dict[str, Any]:
+    """What include_metadata=True records: the result's success flag, a dict's keys, the length."""
+    attrs: dict[str, Any] = {}
+    success = result.get("success") if isinstance(result, Mapping) else getattr(result, "success", None)
+    if isinstance(success, bool):
+        attrs["result.success"] = success
+    if isinstance(result, Mapping):
+        attrs["result.keys"] = tuple(sorted(str(k) for k in list(result)[:_MAX_RESULT_KEYS]))
+    if result is not None and not isinstance(result, str | bytes) and hasattr(result, "__len__"):
+        with contextlib.suppress(Exception):
+            attrs["result.length"] = len(result)
+    attrs["result.type"] = type(result).__name__
+    return attrs
+
+
+class _Operation:
+    """Per decorated function: names, cached metric attribute dicts, and the call bookkeeping."""
+
+    __slots__ = ("_attr_cache", "_instruments", "include_metadata", "metadata", "name", "span_attributes")
+
+    def __init__(
+        self, name: str, include_metadata: bool, metadata: Callable[[Any], Mapping[str, Any]] | None
+    ) -> None:
+        self.name = name
+        self.include_metadata = include_metadata
+        self.metadata = metadata
+        self.span_attributes = {OPERATION_NAME: name}
+        self._attr_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._instruments: Instruments | None = None
+
+    def metric_attributes(self, outcome: str, err: str | None) -> dict[str, Any]:
+        dims = metric_dimensions_from_context() if STATE.settings.metric_dimensions else None
+        key: tuple[Any, ...] = (outcome, err, tuple(dims.items()) if dims else None)
+        attrs = self._attr_cache.get(key)
+        if attrs is None:
+            attrs = {OPERATION_NAME: self.name, OUTCOME: outcome}
+            if err is not None:
+                attrs[ERROR_TYPE] = err
+            if dims:
+                attrs.update(dims)
+            if len(self._attr_cache) < 2048:  # bounded: dimension values come from user data
+                self._attr_cache[key] = attrs
+        return attrs
+
+    def start(self) -> tuple[trace_api.Span, object, float]:
+        span = STATE.tracer.start_span(self.name, attributes=self.span_attributes)
+        token = context_api.attach(trace_api.set_span_in_context(span))
+        return span, token, perf_counter()
+
+    def finish_ok(self, span: trace_api.Span, token: object, started: float, result: Any) -> None:
+        try:
+            elapsed = perf_counter() - started
+            if span.is_recording():
+                span.set_attribute(OUTCOME, SUCCESS)
+                if self.include_metadata:
+                    span.set_attributes(result_summary(result))
+                if self.metadata is not None:
+                    self._custom_metadata(span, result)
+            context_api.detach(token)  # type: ignore[arg-type]
+            span.end()
+            self._record(elapsed, SUCCESS, None)
+        except Exception:
+            internal_error("track_performance")
+
+    def finish_error(self, span: trace_api.Span, token: object, started: float, exc: BaseException) -> None:
+        try:
+            elapsed = perf_counter() - started
+            err = error_type(exc)
+            if span.is_recording():
+                span.set_attributes({OUTCOME: FAILURE, ERROR_TYPE: err})
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            context_api.detach(token)  # type: ignore[arg-type]
+            span.end()
+            self._record(elapsed, FAILURE, err)
+        except Exception:
+            internal_error("track_performance")
+
+    def _record(self, elapsed: float, outcome: str, err: str | None) -> None:
+        inst = self._instruments
+        if inst is None or inst is not STATE._instruments:
+            inst = self._instruments = STATE.instruments()
+            self._attr_cache.clear()
+        attrs = self.metric_attributes(outcome, err)
+        inst.duration.record(elapsed, attrs)
+        inst.calls.add(1, attrs)
+        if err is not None:
+            inst.errors.add(1, attrs)
+
+    def _custom_metadata(self, span: trace_api.Span, result: Any) -> None:
+        try:
+            extra = self.metadata(result) if self.metadata is not None else None
+            if extra:
+                from otel_metrics._internal.scopes import clean_attributes
+
+                span.set_attributes(clean_attributes(dict(extra), where="track_performance metadata"))
+        except Exception:
+            logger.warning("otel_metrics: metadata callable for %s raised; ignored", self.name, exc_info=True)
+
+
+def _default_service(fn: Callable[..., Any]) -> str:
+    # A method's __qualname__ is "Class.method" (or "outer.<locals>.Class.method"): use the class name.
+    parts = [p for p in fn.__qualname__.split(".")[:-1] if p != "<locals>"]
+    if parts:
+        return parts[-1]
+    return (fn.__module__ or "app").rsplit(".", 1)[-1]
+
+
+def _wrap(
+    fn: F,
+    service_name: str | None,
+    name: str | None,
+    include_metadata: bool,
+    metadata: Callable[[Any], Mapping[str, Any]] | None,
+) -> F:
+    service = service_name or _default_service(fn)
+    op = _Operation(f"{service}.{name or fn.__name__}", include_metadata, metadata)
+    start, finish_ok, finish_error = op.start, op.finish_ok, op.finish_error
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                span, token, started = start()
+            except Exception:
+                internal_error("track_performance")
+                return await fn(*args, **kwargs)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                finish_error(span, token, started, exc)
+                raise
+            finish_ok(span, token, started, result)
+            return result
+
+        return cast(F, async_wrapper)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            span, token, started = start()
+        except Exception:
+            internal_error("track_performance")
+            return fn(*args, **kwargs)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            finish_error(span, token, started, exc)
+            raise
+        finish_ok(span, token, started, result)
+        return result
+
+    return cast(F, wrapper)
+
+
+@overload
+def track_performance(service_name: F, /) -> F: ...
+
+
+@overload
+def track_performance(
+    service_name: str | None = None,
+    *,
+    name: str | None = None,
+    include_metadata: bool = False,
+    metadata: Callable[[Any], Mapping[str, Any]] | None = None,
+) -> Callable[[F], F]: ...
+
+
+def track_performance(
+    service_name: Any = None,
+    *,
+    name: str | None = None,
+    include_metadata: bool = False,
+    metadata: Callable[[Any], Mapping[str, Any]] | None = None,
+) -> Any:
+    """Trace and measure every call of a sync or async function or method.
+
+    Each call is a span ``{service}.{function}`` (service: the argument, else the class name for methods, else
+    the module's last component; ``name`` replaces the function name) with ``operation.outcome``; on an
+    exception the span is ERROR with an exception event and ``error.type`` and the exception propagates
+    unchanged. Each call also records ``operation.duration`` (s), ``operation.calls`` and, on failure,
+    ``operation.errors``. ``include_metadata=True`` adds a summary of the result (``result.success``,
+    ``result.keys``, ``result.length``, ``result.type``); ``metadata=callable(result) -> dict`` adds your own
+    attributes (its exceptions are logged, never raised). Works bare (``@track_performance``) or with
+    arguments.
+    """
+    if callable(service_name):
+        return _wrap(service_name, None, name, include_metadata, metadata)
+    if service_name is not None and not isinstance(service_name, str):
+        logger.error("otel_metrics: track_performance service_name must be a str, got %r", service_name)
+        service_name = str(service_name)
+
+    def decorate(fn: F) -> F:
+        try:
+            return _wrap(fn, service_name, name, include_metadata, metadata)
+        except Exception:
+            internal_error("track_performance decoration")
+            return fn
+
+    return decorate
