@@ -1,0 +1,459 @@
+"""The ``attributes`` processor: insert/update/upsert/delete/hash/extract/convert item attributes.
+
+Items are spans, log records and metric data points. Config and semantics follow upstream contrib's
+``attributesprocessor`` (and its ``attraction`` package, which the ``resource`` processor shares): ``actions``
+apply in order to every item that passes ``include``/``exclude``.
+
+* ``insert`` only when the key is absent; ``update`` only when present; ``upsert`` either way. The value comes
+  from ``value``, ``from_attribute`` (no-op if that attribute is absent) or ``from_context``.
+* ``delete``/``hash`` act on ``key`` and/or every key matching ``pattern``. ``hash`` is SHA2-256 in hex, as
+  upstream since v0.75 (SHA1 is deprecated there), over the same bytes upstream hashes.
+* ``extract`` searches ``key``'s string value with ``pattern`` and upserts each named group as an attribute.
+* ``convert`` changes the value's type to ``converted_type`` (int, double, string) when it can.
+
+``from_context`` names request metadata (``metadata.*``, ``auth.*``, ``client.address``); pipeline consumers
+here receive no request context, so it resolves to "absent" and the action is a no-op (as upstream does for a
+missing key).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import re
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from processors._attributes import python_to_any_value
+from processors._matching import (
+    MatchProperties,
+    compile_log_matcher,
+    compile_metric_matcher,
+    compile_span_matcher,
+    validate_properties,
+)
+from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
+
+__all__ = [
+    "ActionConfig",
+    "AttributesConfig",
+    "AttributesProcessor",
+    "apply_actions",
+    "compile_actions",
+    "factories",
+    "validate_actions",
+]
+
+TYPE = "attributes"
+
+ActionName = Literal["insert", "update", "upsert", "delete", "hash", "extract", "convert"]
+ConvertedType = Literal["int", "double", "string"]
+
+_VALUE_ACTIONS = frozenset({"insert", "update", "upsert"})
+
+Attributes: TypeAlias = RepeatedCompositeFieldContainer[KeyValue]
+
+
+@dataclass
+class ActionConfig:
+    """One entry of ``actions`` (upstream ``attraction.ActionKeyValue``)."""
+
+    key: str = ""
+    value: Any = None
+    pattern: str = ""
+    from_attribute: str = ""
+    from_context: str = ""
+    converted_type: ConvertedType | None = None
+    action: ActionName | None = None
+
+
+@dataclass
+class AttributesConfig:
+    actions: list[ActionConfig] = field(default_factory=list)
+    include: MatchProperties | None = None
+    exclude: MatchProperties | None = None
+
+    def validate(self) -> list[str]:
+        errors = validate_actions("actions", self.actions)
+        if not self.actions:
+            errors.append("actions: at least one action must be configured")
+        for name in ("include", "exclude"):
+            props = getattr(self, name)
+            if props is not None:
+                errors.extend(validate_properties(name, props))
+        return errors
+
+
+def validate_actions(where: str, actions: list[ActionConfig]) -> list[str]:
+    """Upstream's ``attraction.NewAttrProc`` checks, each naming ``where[i].field``."""
+    errors: list[str] = []
+    for i, a in enumerate(actions):
+        at = f"{where}[{i}]"
+        if a.action is None:
+            errors.append(f"{at}.action: missing; one of {', '.join(_BUILDERS)}")
+            continue
+        if a.action in _VALUE_ACTIONS:
+            if not a.key:
+                errors.append(f"{at}.key: missing; required for action {a.action!r}")
+            sources = sum((a.value is not None, bool(a.from_attribute), bool(a.from_context)))
+            if sources != 1:
+                errors.append(
+                    f"{at}: action {a.action!r} needs exactly one of value, from_attribute, from_context"
+                    f" ({sources} given)"
+                )
+            if a.pattern:
+                errors.append(f"{at}.pattern: not allowed for action {a.action!r}")
+            if a.value is not None and not _is_attribute_value(a.value):
+                errors.append(f"{at}.value: expected a string, number, bool or a list/map of them")
+        elif a.action in ("delete", "hash"):
+            if not a.key and not a.pattern:
+                errors.append(f"{at}: action {a.action!r} needs key or pattern")
+            _check_regex(f"{at}.pattern", a.pattern, errors)
+            _no_value_source(at, a, errors)
+        elif a.action == "extract":
+            if not a.key:
+                errors.append(f"{at}.key: missing; required for action 'extract'")
+            if not a.pattern:
+                errors.append(f"{at}.pattern: missing; required for action 'extract'")
+            elif _check_regex(f"{at}.pattern", a.pattern, errors) and not re.compile(a.pattern).groupindex:
+                errors.append(f"{at}.pattern: needs at least one named group such as (?P<name>...)")
+            _no_value_source(at, a, errors)
+        elif a.action == "convert":
+            if not a.key:
+                errors.append(f"{at}.key: missing; required for action 'convert'")
+            if a.converted_type is None:
+                errors.append(f"{at}.converted_type: missing; one of int, double, string")
+            _no_value_source(at, a, errors)
+        if a.converted_type is not None and a.action != "convert":
+            errors.append(f"{at}.converted_type: only valid for action 'convert'")
+    return errors
+
+
+def _no_value_source(at: str, a: ActionConfig, errors: list[str]) -> None:
+    if a.value is not None or a.from_attribute or a.from_context:
+        errors.append(f"{at}: value, from_attribute and from_context are not allowed for action {a.action!r}")
+
+
+def _check_regex(where: str, pattern: str, errors: list[str]) -> bool:
+    if not pattern:
+        return True
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        errors.append(f"{where}: invalid regexp {pattern!r}: {exc}")
+        return False
+    return True
+
+
+def _is_attribute_value(value: Any) -> bool:
+    if isinstance(value, str | bool | int | float):
+        return True
+    if isinstance(value, list):
+        return all(_is_attribute_value(v) for v in value)
+    if isinstance(value, dict):
+        return all(_is_attribute_value(v) for v in value.values())
+    return False
+
+
+# --- the action engine ------------------------------------------------------------------------------------
+
+_Action = Callable[[Attributes], None]
+
+
+def _index(attributes: Attributes, key: str) -> int:
+    for i, kv in enumerate(attributes):
+        if kv.key == key:
+            return i
+    return -1
+
+
+def _value_action(a: ActionConfig) -> _Action:
+    key, kind = a.key, a.action
+    literal: AnyValue | None = python_to_any_value(a.value) if a.value is not None else None
+    source = a.from_attribute
+
+    def act(attributes: Attributes) -> None:
+        if literal is not None:
+            value: AnyValue = literal
+        elif source:
+            j = _index(attributes, source)
+            if j < 0:
+                return
+            value = attributes[j].value
+        else:  # from_context: no request context reaches pipeline processors (see module docstring)
+            return
+        i = _index(attributes, key)
+        if i >= 0:
+            if kind != "insert":
+                attributes[i].value.CopyFrom(value)
+        elif kind != "update":
+            attributes.add(key=key).value.CopyFrom(value)
+
+    return act
+
+
+def _keys_matching(a: ActionConfig) -> Callable[[str], bool]:
+    pattern = re.compile(a.pattern) if a.pattern else None
+    key = a.key
+
+    def match(k: str) -> bool:
+        return k == key or (pattern is not None and pattern.search(k) is not None)
+
+    return match
+
+
+def _delete_action(a: ActionConfig) -> _Action:
+    match = _keys_matching(a)
+
+    def act(attributes: Attributes) -> None:
+        for i in range(len(attributes) - 1, -1, -1):
+            if match(attributes[i].key):
+                del attributes[i]
+
+    return act
+
+
+def hash_value(value: AnyValue) -> str:
+    """SHA2-256 hex of the bytes upstream hashes: UTF-8 text, one byte for a bool, 8 little-endian bytes for
+    int/double; other types hash to the empty string, as upstream."""
+    kind = value.WhichOneof("value")
+    data: bytes
+    if kind == "string_value":
+        data = value.string_value.encode()
+    elif kind == "bool_value":
+        data = b"\x01" if value.bool_value else b"\x00"
+    elif kind == "int_value":
+        data = struct.pack("<q", value.int_value)
+    elif kind == "double_value":
+        data = struct.pack("<d", value.double_value)
+    else:
+        data = b""
+    return hashlib.sha256(data).hexdigest() if data else ""
+
+
+def _hash_action(a: ActionConfig) -> _Action:
+    match = _keys_matching(a)
+
+    def act(attributes: Attributes) -> None:
+        for kv in attributes:
+            if match(kv.key):
+                kv.value.string_value = hash_value(kv.value)
+
+    return act
+
+
+def _extract_action(a: ActionConfig) -> _Action:
+    key = a.key
+    pattern = re.compile(a.pattern)
+    names = list(pattern.groupindex)
+
+    def act(attributes: Attributes) -> None:
+        i = _index(attributes, key)
+        if i < 0 or attributes[i].value.WhichOneof("value") != "string_value":
+            return
+        m = pattern.search(attributes[i].value.string_value)
+        if m is None:
+            return
+        for name in names:
+            group = m.group(name)
+            j = _index(attributes, name)
+            kv = attributes[j] if j >= 0 else attributes.add(key=name)
+            kv.value.string_value = group or ""
+
+    return act
+
+
+def _go_float_string(x: float) -> str:
+    # Go's strconv.FormatFloat(x, 'f', -1, 64): shortest digits, never an exponent.
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "+Inf" if x > 0 else "-Inf"
+    text = repr(x)
+    if "e" in text or "E" in text:
+        from decimal import Decimal
+
+        text = format(Decimal(text), "f")
+    return text.removesuffix(".0")
+
+
+def _as_string(value: AnyValue) -> str:
+    import json
+
+    from processors._attributes import any_value_to_python
+
+    kind = value.WhichOneof("value")
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "double_value":
+        return _go_float_string(value.double_value)
+    if kind == "bytes_value":
+        import base64
+
+        return base64.b64encode(value.bytes_value).decode()
+    if kind is None:
+        return ""
+    return json.dumps(any_value_to_python(value), separators=(",", ":"), default=str)
+
+
+def convert_value(value: AnyValue, to: str) -> None:
+    """Upstream ``convertValue``: convert in place when possible, otherwise leave unchanged."""
+    kind = value.WhichOneof("value")
+    if to == "string":
+        if kind != "string_value":
+            value.string_value = _as_string(value)
+    elif to == "int":
+        if kind == "double_value":
+            d = value.double_value
+            if math.isfinite(d):
+                value.int_value = int(d)
+        elif kind == "bool_value":
+            value.int_value = int(value.bool_value)
+        elif kind == "string_value":
+            with contextlib.suppress(ValueError):
+                value.int_value = int(value.string_value, 10)
+    elif to == "double":
+        if kind == "int_value":
+            value.double_value = float(value.int_value)
+        elif kind == "bool_value":
+            value.double_value = 1.0 if value.bool_value else 0.0
+        elif kind == "string_value":
+            with contextlib.suppress(ValueError):
+                value.double_value = float(value.string_value)
+
+
+def _convert_action(a: ActionConfig) -> _Action:
+    key, to = a.key, a.converted_type or "string"
+
+    def act(attributes: Attributes) -> None:
+        i = _index(attributes, key)
+        if i >= 0:
+            convert_value(attributes[i].value, to)
+
+    return act
+
+
+_BUILDERS: dict[str, Callable[[ActionConfig], _Action]] = {
+    "insert": _value_action,
+    "update": _value_action,
+    "upsert": _value_action,
+    "delete": _delete_action,
+    "hash": _hash_action,
+    "extract": _extract_action,
+    "convert": _convert_action,
+}
+
+
+def compile_actions(actions: Iterable[ActionConfig]) -> list[_Action]:
+    """Closures over a validated action list; each changes a ``repeated KeyValue`` in place."""
+    return [_BUILDERS[a.action](a) for a in actions if a.action is not None]
+
+
+def apply_actions(compiled: list[_Action], attributes: Attributes) -> None:
+    for act in compiled:
+        act(attributes)
+
+
+# --- the processor ----------------------------------------------------------------------------------------
+
+
+class AttributesProcessor(Processor):
+    def __init__(self, settings: CreateSettings, config: AttributesConfig, next_consumer: Consumer) -> None:
+        super().__init__(settings, next_consumer)
+        self._actions = compile_actions(config.actions)
+        # Matchers are compiled once; which of the three is used depends on the request's signal.
+        self._span_include = compile_span_matcher(config.include)
+        self._span_exclude = compile_span_matcher(config.exclude)
+        self._log_include = compile_log_matcher(config.include)
+        self._log_exclude = compile_log_matcher(config.exclude)
+        self._metric_include = compile_metric_matcher(config.include)
+        self._metric_exclude = compile_metric_matcher(config.exclude)
+
+    async def consume(self, signal: Signal, request: Request) -> None:
+        if isinstance(request, ExportTraceServiceRequest):
+            self._traces(request)
+        elif isinstance(request, ExportLogsServiceRequest):
+            self._logs(request)
+        else:
+            self._metrics(request)
+        await self.next_consumer.consume(signal, request)
+
+    def _traces(self, request: ExportTraceServiceRequest) -> None:
+        include, exclude = self._span_include, self._span_exclude
+        actions = self._actions
+        for rs in request.resource_spans:
+            if include is not None and not include.match_resource(rs.resource):
+                continue
+            exc_r = exclude is not None and exclude.match_resource(rs.resource)
+            for ss in rs.scope_spans:
+                if include is not None and not include.match_scope(ss.scope):
+                    continue
+                exc_s = exc_r and exclude is not None and exclude.match_scope(ss.scope)
+                for span in ss.spans:
+                    if include is not None and not include.match_item(span):
+                        continue
+                    if exc_s and exclude is not None and exclude.match_item(span):
+                        continue
+                    for act in actions:
+                        act(span.attributes)
+
+    def _logs(self, request: ExportLogsServiceRequest) -> None:
+        include, exclude = self._log_include, self._log_exclude
+        actions = self._actions
+        for rl in request.resource_logs:
+            if include is not None and not include.match_resource(rl.resource):
+                continue
+            exc_r = exclude is not None and exclude.match_resource(rl.resource)
+            for sl in rl.scope_logs:
+                if include is not None and not include.match_scope(sl.scope):
+                    continue
+                exc_s = exc_r and exclude is not None and exclude.match_scope(sl.scope)
+                for record in sl.log_records:
+                    if include is not None and not include.match_item(record):
+                        continue
+                    if exc_s and exclude is not None and exclude.match_item(record):
+                        continue
+                    for act in actions:
+                        act(record.attributes)
+
+    def _metrics(self, request: Request) -> None:
+        assert isinstance(request, ExportMetricsServiceRequest)
+        include, exclude = self._metric_include, self._metric_exclude
+        actions = self._actions
+        for rm in request.resource_metrics:
+            if include is not None and not include.match_resource(rm.resource):
+                continue
+            exc_r = exclude is not None and exclude.match_resource(rm.resource)
+            for sm in rm.scope_metrics:
+                if include is not None and not include.match_scope(sm.scope):
+                    continue
+                exc_s = exc_r and exclude is not None and exclude.match_scope(sm.scope)
+                for metric in sm.metrics:
+                    if include is not None and not include.match_item(metric):
+                        continue
+                    if exc_s and exclude is not None and exclude.match_item(metric):
+                        continue
+                    kind = metric.WhichOneof("data")
+                    if kind is None:
+                        continue
+                    for point in getattr(metric, kind).data_points:
+                        for act in actions:
+                            act(point.attributes)
+
+
+def _create(settings: CreateSettings, config: Any, next_consumer: Consumer) -> Processor:
+    return AttributesProcessor(settings, config, next_consumer)
+
+
+factories = (ProcessorFactory(type=TYPE, config_type=AttributesConfig, create=_create),)
