@@ -65,9 +65,11 @@ def available(directory: Path | None = None) -> list[Migration]:
     """Every migration file in version order; two files with one version are an error."""
     found: dict[int, Migration] = {}
     if directory is None:
-        entries = [(p.name, p.read_text(encoding="utf-8"))
-                   for p in resources.files("collector.exporters.postgres").joinpath("migrations").iterdir()
-                   if p.name.endswith(".sql")]
+        entries = [
+            (p.name, p.read_text(encoding="utf-8"))
+            for p in resources.files("collector.exporters.postgres").joinpath("migrations").iterdir()
+            if p.name.endswith(".sql")
+        ]
     else:
         entries = [(p.name, p.read_text(encoding="utf-8")) for p in Path(directory).glob("*.sql")]
     for file_name, sql in entries:
@@ -76,8 +78,10 @@ def available(directory: Path | None = None) -> list[Migration]:
             raise ValueError(f"migration file {file_name!r}: expected NNNN_name.sql")
         version = int(match.group(1))
         if version in found:
-            raise ValueError(f"migration version {version:04d} appears twice: {found[version].name!r} and "
-                             f"{match.group(2)!r}")
+            raise ValueError(
+                f"migration version {version:04d} appears twice: {found[version].name!r} and "
+                f"{match.group(2)!r}"
+            )
         found[version] = Migration(version, match.group(2), sql)
     return [found[v] for v in sorted(found)]
 

@@ -1,0 +1,83 @@
+"""OTLP AnyValue/KeyValue to Python and JSON text for jsonb, repairing what PostgreSQL would reject.
+
+PostgreSQL rejects NUL (U+0000) in text and jsonb, and jsonb rejects NaN/Infinity. Such values are repaired
+(NUL stripped, non-finite numbers stored as the strings "NaN", "Infinity", "-Infinity") and every repair is
+reported to the caller's ``repairs`` list, which the writer records in the ``quarantine`` table (action
+``repaired``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["any_value", "attributes_dict", "clean_text", "to_json"]
+
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_dumps = _encoder.encode
+
+
+def any_value(value: Any) -> Any:
+    """An ``AnyValue`` as plain Python (bytes as base64 text, as the OTLP/JSON mapping does)."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    return None
+
+
+def attributes_dict(key_values: Iterable[Any]) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in key_values}
+
+
+def clean_text(text: str, field: str, repairs: list[str]) -> str:
+    """``text`` without NUL characters (PostgreSQL text cannot hold them)."""
+    if "\x00" in text:
+        repairs.append(f"NUL characters removed from {field}")
+        return text.replace("\x00", "")
+    return text
+
+
+def _sanitize(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, dict):
+        return {k.replace("\x00", ""): _sanitize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_sanitize(v) for v in value]
+    return value
+
+
+def to_json(value: Any, field: str, repairs: list[str]) -> str:
+    """JSON text that jsonb accepts; repairs NUL characters and non-finite numbers."""
+    try:
+        text = _dumps(value)
+    except ValueError:  # NaN or Infinity somewhere
+        repairs.append(f"non-finite numbers stored as strings in {field}")
+        return to_json(_sanitize(value), field, repairs)
+    if "\\u0000" in text:
+        cleaned = _dumps(_sanitize(value))
+        if cleaned != text:
+            repairs.append(f"NUL characters removed from {field}")
+        return cleaned
+    return text

@@ -1,0 +1,149 @@
+"""Config of the ``postgres`` exporter: every key, its default (a named constant) and ``validate()``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from collector.exporters.exporterhelper import QueueConfig, RetryConfig
+from processors.pipeline import Duration
+
+from .rollups import ROLLUP_DIMENSIONS
+
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_PARTITION_INTERVAL",
+    "DEFAULT_PREMAKE",
+    "DEFAULT_RETENTION_CHECK_INTERVAL",
+    "DEFAULT_ROLLUP_DIMENSIONS",
+    "DEFAULT_TIMEOUT",
+    "EMBEDDED",
+    "PartitionConfig",
+    "PostgresExporterConfig",
+    "RetentionConfig",
+    "parse_span",
+]
+
+EMBEDDED = "embedded"
+DEFAULT_DATA_DIR = "./.otel-metrics/postgres"
+DEFAULT_RETENTION_TRACES = "30d"
+DEFAULT_RETENTION_METRICS = "30d"
+DEFAULT_RETENTION_LOGS = "14d"
+DEFAULT_RETENTION_ROLLUPS = "400d"
+DEFAULT_PARTITION_INTERVAL = "1d"
+DEFAULT_PREMAKE = 3
+DEFAULT_ROLLUP_DIMENSIONS = ("tenant_id", "agent_name", "model")
+# One batch is one transaction; a slow server beyond this is treated as unavailable (retried from the queue).
+DEFAULT_TIMEOUT = Duration(30.0)
+DEFAULT_RETENTION_CHECK_INTERVAL = Duration(3600.0)
+# Nothing lost: retry until PostgreSQL is back, whatever it takes (0 = no max elapsed time).
+DEFAULT_RETRY_INITIAL_INTERVAL = Duration(1.0)
+DEFAULT_RETRY_MAX_INTERVAL = Duration(30.0)
+DEFAULT_RETRY_MAX_ELAPSED_TIME = Duration(0.0)
+# Each consumer holds one connection; two suit the 2-core default machine (PostgreSQL needs the other core).
+DEFAULT_NUM_CONSUMERS = 2
+DEFAULT_QUEUE_SIZE = 5000
+
+_SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_SPAN_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_span(text: str) -> float:
+    """``"30d"``, ``"12h"``, ``"2w"`` -> seconds; ``"0"`` or ``""`` -> 0 (keep forever)."""
+    if text in ("0", "", "forever"):
+        return 0.0
+    match = _SPAN.match(str(text))
+    if match is None:
+        raise ValueError(f"expected a time span such as '30d', '12h' or '2w', got {text!r}")
+    return float(match.group(1)) * _SPAN_SECONDS[match.group(2)]
+
+
+@dataclass
+class RetentionConfig:
+    """How long each signal's raw partitions (and the rollups) are kept; "0" keeps forever."""
+
+    traces: str = DEFAULT_RETENTION_TRACES
+    metrics: str = DEFAULT_RETENTION_METRICS
+    logs: str = DEFAULT_RETENTION_LOGS
+    rollups: str = DEFAULT_RETENTION_ROLLUPS
+
+    def validate(self) -> list[str]:
+        errors = []
+        for key in ("traces", "metrics", "logs", "rollups"):
+            try:
+                parse_span(getattr(self, key))
+            except ValueError as exc:
+                errors.append(f"retention::{key}: {exc}")
+        return errors
+
+
+@dataclass
+class PartitionConfig:
+    interval: str = DEFAULT_PARTITION_INTERVAL
+    premake: int = DEFAULT_PREMAKE
+
+    def validate(self) -> list[str]:
+        errors = []
+        try:
+            seconds = parse_span(self.interval)
+            if seconds < 3600 or seconds % 3600:
+                errors.append(
+                    f"partition::interval: must be a whole number of hours (>= 1h), got {self.interval!r}"
+                )
+        except ValueError as exc:
+            errors.append(f"partition::interval: {exc}")
+        if self.premake < 0:
+            errors.append(f"partition::premake: must be >= 0, got {self.premake}")
+        return errors
+
+
+def _default_retry() -> RetryConfig:
+    return RetryConfig(
+        initial_interval=DEFAULT_RETRY_INITIAL_INTERVAL,
+        max_interval=DEFAULT_RETRY_MAX_INTERVAL,
+        max_elapsed_time=DEFAULT_RETRY_MAX_ELAPSED_TIME,
+    )
+
+
+def _default_queue() -> QueueConfig:
+    return QueueConfig(num_consumers=DEFAULT_NUM_CONSUMERS, queue_size=DEFAULT_QUEUE_SIZE)
+
+
+@dataclass
+class PostgresExporterConfig:
+    # A postgresql:// URL, or None / "embedded" for a PostgreSQL started from the pgserver wheel under
+    # data_dir.
+    dsn: str | None = None
+    # Embedded server's data directory (relative paths: to the working directory).
+    data_dir: str = DEFAULT_DATA_DIR
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    # Which of tenant_id, agent_name, model the rollups carry (others hold '').
+    rollup_dimensions: list[str] = field(default_factory=lambda: list(DEFAULT_ROLLUP_DIMENSIONS))
+    # Apply pending migrations at start (several sink processes may do so at once: advisory lock).
+    migrate: bool = True
+    # How often retention drops expired partitions and rollups (0: never; `otel-metrics db retention` does
+    # it).
+    retention_check_interval: Duration = DEFAULT_RETENTION_CHECK_INTERVAL
+    timeout: Duration = DEFAULT_TIMEOUT
+    retry_on_failure: RetryConfig = field(default_factory=_default_retry)
+    sending_queue: QueueConfig = field(default_factory=_default_queue)
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn is None or self.dsn.strip() in ("", EMBEDDED)
+
+    def validate(self) -> list[str]:
+        errors = [*self.retention.validate(), *self.partition.validate()]
+        if not self.embedded and not str(self.dsn).startswith(("postgresql://", "postgres://")):
+            errors.append(f"dsn: expected a postgresql:// URL or 'embedded', got {self.dsn!r}")
+        if self.embedded and not self.data_dir:
+            errors.append("data_dir: must not be empty when dsn is embedded")
+        unknown = [d for d in self.rollup_dimensions if d not in ROLLUP_DIMENSIONS]
+        if unknown:
+            errors.append(f"rollup_dimensions: unknown {unknown}; expected some of {list(ROLLUP_DIMENSIONS)}")
+        if self.timeout < 0:
+            errors.append(f"timeout: must be >= 0, got {self.timeout}")
+        errors += self.retry_on_failure.validate()
+        errors += self.sending_queue.validate()
+        return errors

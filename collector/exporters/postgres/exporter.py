@@ -1,0 +1,150 @@
+"""The ``postgres`` exporter: the writer (one transaction per request) behind the shared sending queue.
+
+``QueuedExporter`` owns queueing (persistent with ``sending_queue.storage``), retries and timeouts; this
+module supplies ``send``: borrow a writer (one connection each, as many as queue consumers), write in a worker
+thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+
+from collector.component import CreateSettings, Exporter, Host, Request, RetryableError, Signal
+from collector.exporters.exporterhelper import QueuedExporter
+
+from .config import PostgresExporterConfig, parse_span
+from .database import Database, open_database
+from .retention import apply_retention
+from .schema import migrate
+from .writer import PostgresWriter, WriteResult, WriterSettings
+
+__all__ = ["PostgresExporter"]
+
+
+class PostgresExporter(Exporter):
+    def __init__(self, settings: CreateSettings, config: PostgresExporterConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self._log = settings.logger
+        self._database: Database | None = None
+        consumers = config.sending_queue.num_consumers if config.sending_queue.enabled else 4
+        self._size = max(1, consumers)
+        self._executor = ThreadPoolExecutor(max_workers=self._size + 1, thread_name_prefix="postgres-writer")
+        self._pool: asyncio.Queue[PostgresWriter] | None = None
+        self._writers: list[PostgresWriter] = []
+        self._retention_task: asyncio.Task[None] | None = None
+        self._queued = QueuedExporter(
+            settings,
+            queue=config.sending_queue,
+            retry=config.retry_on_failure,
+            timeout=config.timeout,
+            send=self._send,
+        )
+        attrs = {"exporter": str(settings.id)}
+        self._attrs = attrs
+        self._repaired = settings.meter.create_counter(
+            "otelcol_exporter_postgres_repaired_items",
+            unit="{item}",
+            description="Items stored after repairing values PostgreSQL rejects (NUL, non-finite, range).",
+        )
+        self._quarantined = settings.meter.create_counter(
+            "otelcol_exporter_postgres_quarantined_items",
+            unit="{item}",
+            description="Items PostgreSQL rejected even after repair, kept in the quarantine table.",
+        )
+
+    async def start(self, host: Host) -> None:
+        loop = asyncio.get_running_loop()
+        self._database = await loop.run_in_executor(self._executor, open_database, self.config)
+        if self.config.migrate:
+            await loop.run_in_executor(self._executor, self._migrate)
+        interval = parse_span(self.config.partition.interval)
+        settings = WriterSettings(
+            partition_interval=interval,
+            premake=self.config.partition.premake,
+            rollup_dimensions=tuple(self.config.rollup_dimensions),
+            statement_timeout=float(self.config.timeout) if self.config.timeout > 0 else 0.0,
+        )
+        self._pool = asyncio.Queue()
+        for _ in range(self._size):
+            writer = PostgresWriter(self._database.dsn, settings, on_repair=self._count_repair)
+            self._writers.append(writer)
+            self._pool.put_nowait(writer)
+        await self._queued.start(host)
+        if self.config.retention_check_interval > 0:
+            self._retention_task = asyncio.create_task(self._retention_loop())
+
+    def _migrate(self) -> None:
+        assert self._database is not None
+        with self._database.connect(autocommit=True) as conn:
+            applied = migrate(conn)
+        if applied:
+            self._log.info("postgres: applied migrations %s", ", ".join(f"{m.version:04d}" for m in applied))
+
+    def _count_repair(self, signal: Signal, action: str) -> None:
+        counter = self._repaired if action == "repaired" else self._quarantined
+        counter.add(1, {**self._attrs, "signal": signal.value})
+
+    async def consume(self, signal: Signal, request: Request) -> None:
+        await self._queued.consume(signal, request)
+
+    def healthy(self) -> bool:
+        return self._queued.healthy()
+
+    async def _send(self, signal: Signal, request: Request) -> None:
+        pool = self._pool
+        if pool is None:
+            raise RetryableError("postgres exporter not started")
+        writer = await pool.get()
+        future = asyncio.get_running_loop().run_in_executor(self._executor, writer.write, signal, request)
+        # The writer goes back to the pool only when its thread is done, even if this send is cancelled by the
+        # timeout (a write that still commits is harmless: redelivery is idempotent).
+        future.add_done_callback(lambda _f: pool.put_nowait(writer))
+        result: WriteResult = await asyncio.shield(future)
+        if result.quarantined:
+            self._log.warning(
+                "postgres: %d %s quarantined: %s",
+                result.quarantined,
+                signal.item_name,
+                "; ".join(result.quarantine_reasons[:3]),
+            )
+
+    async def _retention_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(self._executor, self._retention_once)
+            except (psycopg.Error, OSError) as exc:
+                self._log.warning("postgres: retention failed (will retry): %s", exc)
+            await asyncio.sleep(float(self.config.retention_check_interval))
+
+    def _retention_once(self) -> None:
+        assert self._database is not None
+        with self._database.connect(autocommit=True) as conn:
+            result = apply_retention(conn, self.config.retention)
+        if result.dropped_partitions:
+            self._log.info("postgres: retention dropped %s", ", ".join(result.dropped_partitions))
+
+    async def shutdown(self) -> None:
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention_task
+        await self._queued.shutdown()
+        loop = asyncio.get_running_loop()
+        for writer in self._writers:
+            await loop.run_in_executor(self._executor, writer.close)
+        if self._database is not None:
+            await loop.run_in_executor(self._executor, self._database.close)
+            self._database = None
+        self._executor.shutdown(wait=False)
+
+
+def create_exporter(settings: CreateSettings, config: Any) -> Exporter:
+    assert isinstance(config, PostgresExporterConfig)
+    return PostgresExporter(settings, config)

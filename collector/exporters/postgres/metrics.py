@@ -1,0 +1,218 @@
+"""OTLP metric data points (all five kinds) to rows of ``metric_points`` (column order = ``POINT_COLUMNS``).
+
+``stream_id`` identifies a time series: a 16-byte BLAKE2b of the resource attributes, scope, metric name,
+unit, type and the point's attributes (JSON with sorted keys, so attribute order does not matter). Unique with
+``time``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from ._values import attributes_dict, clean_text, to_json
+
+__all__ = ["POINT_COLUMNS", "PointRecord", "point_records"]
+
+POINT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("stream_id", "bytea"),
+    ("time", "timestamptz"),
+    ("start_time", "timestamptz"),
+    ("metric_name", "text"),
+    ("metric_type", "text"),
+    ("description", "text"),
+    ("unit", "text"),
+    ("temporality", "int2"),
+    ("is_monotonic", "bool"),
+    ("service_name", "text"),
+    ("scope_name", "text"),
+    ("scope_version", "text"),
+    ("value", "float8"),
+    ("value_int", "int8"),
+    ("count", "int8"),
+    ("sum", "float8"),
+    ("min", "float8"),
+    ("max", "float8"),
+    ("bucket_counts", "int8[]"),
+    ("explicit_bounds", "float8[]"),
+    ("scale", "int4"),
+    ("zero_count", "int8"),
+    ("zero_threshold", "float8"),
+    ("positive_offset", "int4"),
+    ("positive_bucket_counts", "int8[]"),
+    ("negative_offset", "int4"),
+    ("negative_bucket_counts", "int8[]"),
+    ("quantile_values", "jsonb"),
+    ("exemplars", "jsonb"),
+    ("flags", "int4"),
+    ("attributes", "jsonb"),
+    ("resource_attributes", "jsonb"),
+)
+_INT8_MAX = 2**63 - 1
+
+
+@dataclass
+class PointRecord:
+    row: tuple[Any, ...]
+    metric: Any
+    repairs: list[str] = field(default_factory=list)
+    trace_id: bytes | None = None
+    span_id: bytes | None = None
+
+    def item(self) -> bytes:
+        return bytes(self.metric.SerializeToString())
+
+
+def _u64(n: int, what: str, repairs: list[str]) -> int:
+    if n > _INT8_MAX:
+        repairs.append(f"{what} above bigint range: clamped")
+        return _INT8_MAX
+    return n
+
+
+def _counts(counts: Any, what: str, repairs: list[str]) -> list[int]:
+    values = list(counts)
+    if values and max(values) > _INT8_MAX:
+        return [_u64(v, what, repairs) for v in values]
+    return values
+
+
+def _exemplars(exemplars: Any, repairs: list[str]) -> str | None:
+    if not exemplars:
+        return None
+    out = []
+    for e in exemplars:
+        kind = e.WhichOneof("value")
+        out.append(
+            {
+                "time_unix_nano": e.time_unix_nano,
+                "value": e.as_int if kind == "as_int" else e.as_double,
+                "trace_id": e.trace_id.hex() or None,
+                "span_id": e.span_id.hex() or None,
+                "filtered_attributes": attributes_dict(e.filtered_attributes),
+            }
+        )
+    return to_json(out, "exemplars", repairs)
+
+
+def point_records(request: ExportMetricsServiceRequest) -> list[PointRecord]:
+    records: list[PointRecord] = []
+    for rm in request.resource_metrics:
+        resource_repairs: list[str] = []
+        resource = attributes_dict(rm.resource.attributes)
+        service = resource.get("service.name")
+        service_name = (
+            clean_text(service, "service.name", resource_repairs)
+            if isinstance(service, str)
+            else ("" if service is None else json.dumps(service))
+        )
+        resource_json = to_json(resource, "resource attributes", resource_repairs)
+        resource_key = json.dumps(resource, sort_keys=True, default=str).encode()
+        for sm in rm.scope_metrics:
+            scope_name = sm.scope.name or None
+            scope_version = sm.scope.version or None
+            scope_key = f"{sm.scope.name}\x1f{sm.scope.version}".encode()
+            for metric in sm.metrics:
+                kind = metric.WhichOneof("data")
+                if kind is None:
+                    continue
+                data = getattr(metric, kind)
+                series_key = f"{metric.name}\x1f{metric.unit}\x1f{kind}".encode()
+                temporality = getattr(data, "aggregation_temporality", None)
+                monotonic = data.is_monotonic if kind == "sum" else None
+                for point in data.data_points:
+                    repairs = list(resource_repairs)
+                    attrs = attributes_dict(point.attributes)
+                    attrs_key = json.dumps(attrs, sort_keys=True, default=str).encode()
+                    h = hashlib.blake2b(digest_size=16)
+                    for part in (resource_key, scope_key, series_key, attrs_key):
+                        h.update(part)
+                        h.update(b"\x1e")
+                    value = value_int = count = total = lo = hi = None
+                    bucket_counts = bounds = scale = zero_count = zero_threshold = None
+                    pos_offset = pos_counts = neg_offset = neg_counts = quantiles = None
+                    if kind in ("gauge", "sum"):
+                        if point.WhichOneof("value") == "as_int":
+                            value_int = point.as_int
+                            value = float(value_int)
+                        else:
+                            value = point.as_double
+                    elif kind == "histogram":
+                        count = _u64(point.count, "count", repairs)
+                        total = point.sum if point.HasField("sum") else None
+                        lo = point.min if point.HasField("min") else None
+                        hi = point.max if point.HasField("max") else None
+                        bucket_counts = _counts(point.bucket_counts, "bucket count", repairs)
+                        bounds = list(point.explicit_bounds)
+                    elif kind == "exponential_histogram":
+                        count = _u64(point.count, "count", repairs)
+                        total = point.sum if point.HasField("sum") else None
+                        lo = point.min if point.HasField("min") else None
+                        hi = point.max if point.HasField("max") else None
+                        scale = point.scale
+                        zero_count = _u64(point.zero_count, "zero count", repairs)
+                        zero_threshold = point.zero_threshold
+                        pos_offset = point.positive.offset
+                        pos_counts = _counts(point.positive.bucket_counts, "bucket count", repairs)
+                        neg_offset = point.negative.offset
+                        neg_counts = _counts(point.negative.bucket_counts, "bucket count", repairs)
+                    else:  # summary
+                        count = _u64(point.count, "count", repairs)
+                        total = point.sum
+                        quantiles = to_json(
+                            [{"quantile": q.quantile, "value": q.value} for q in point.quantile_values],
+                            "quantile values",
+                            repairs,
+                        )
+                    time_us = point.time_unix_nano // 1000
+                    start_us = point.start_time_unix_nano // 1000 or None
+                    records.append(
+                        PointRecord(
+                            (
+                                h.digest(),
+                                time_us,
+                                start_us,
+                                clean_text(metric.name, "metric name", repairs),
+                                kind,
+                                metric.description or None,
+                                metric.unit or None,
+                                temporality,
+                                monotonic,
+                                service_name,
+                                scope_name,
+                                scope_version,
+                                value,
+                                value_int,
+                                count,
+                                total,
+                                lo,
+                                hi,
+                                bucket_counts,
+                                bounds,
+                                scale,
+                                zero_count,
+                                zero_threshold,
+                                pos_offset,
+                                pos_counts,
+                                neg_offset,
+                                neg_counts,
+                                quantiles,
+                                _exemplars(point.exemplars, repairs),
+                                point.flags,
+                                to_json(attrs, "point attributes", repairs) if attrs else "{}",
+                                resource_json,
+                            ),
+                            metric,
+                            repairs,
+                        )
+                    )
+    return records
+
+
+def finite_or_none(x: float | None) -> float | None:
+    return x if x is None or math.isfinite(x) else None

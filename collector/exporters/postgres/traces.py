@@ -1,0 +1,372 @@
+"""OTLP spans to rows of ``spans``, ``span_events`` and ``span_links`` (column order = ``SPAN_COLUMNS`` etc.).
+
+Hot attributes become columns (docs/schema.md). A hot attribute leaves the ``attributes`` jsonb only when its
+column holds it losslessly (right type, in range); otherwise the column gets the best conversion (or NULL) and
+the attribute stays, so nothing the client sent is lost.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from ._values import attributes_dict, clean_text, to_json
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "LINK_COLUMNS",
+    "SPAN_COLUMNS",
+    "SpanRecord",
+    "span_records",
+]
+
+# (column, staging type). Staging types are what binary COPY sends; timestamps travel as µs since the Unix
+# epoch.
+SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("trace_id", "bytea"),
+    ("span_id", "bytea"),
+    ("parent_span_id", "bytea"),
+    ("trace_state", "text"),
+    ("start_time", "timestamptz"),
+    ("end_time", "timestamptz"),
+    ("duration_ms", "float8"),
+    ("name", "text"),
+    ("kind", "int2"),
+    ("status_code", "int2"),
+    ("status_message", "text"),
+    ("service_name", "text"),
+    ("scope_name", "text"),
+    ("scope_version", "text"),
+    ("operation", "text"),
+    ("correlation_id", "text"),
+    ("tenant_id", "text"),
+    ("user_id", "text"),
+    ("session_id", "text"),
+    ("agent_name", "text"),
+    ("agent_role", "text"),
+    ("feature", "text"),
+    ("model", "text"),
+    ("provider", "text"),
+    ("input_tokens", "int8"),
+    ("output_tokens", "int8"),
+    ("cost_usd", "float8"),
+    ("quality_score", "float8"),
+    ("error_type", "text"),
+    ("http_route", "text"),
+    ("http_status_code", "int4"),
+    ("attributes", "jsonb"),
+    ("resource_attributes", "jsonb"),
+    ("flags", "int4"),
+    ("dropped_attributes_count", "int4"),
+    ("dropped_events_count", "int4"),
+    ("dropped_links_count", "int4"),
+)
+EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("trace_id", "bytea"),
+    ("span_id", "bytea"),
+    ("span_start_time", "timestamptz"),
+    ("event_index", "int4"),
+    ("time", "timestamptz"),
+    ("name", "text"),
+    ("service_name", "text"),
+    ("exception_type", "text"),
+    ("exception_message", "text"),
+    ("exception_stacktrace", "text"),
+    ("attributes", "jsonb"),
+    ("dropped_attributes_count", "int4"),
+)
+LINK_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("trace_id", "bytea"),
+    ("span_id", "bytea"),
+    ("span_start_time", "timestamptz"),
+    ("link_index", "int4"),
+    ("linked_trace_id", "bytea"),
+    ("linked_span_id", "bytea"),
+    ("trace_state", "text"),
+    ("flags", "int4"),
+    ("attributes", "jsonb"),
+    ("dropped_attributes_count", "int4"),
+)
+
+# Span attribute -> column, for text columns taken as they are.
+_TEXT_COLUMNS = {
+    "correlation.id": "correlation_id",
+    "tenant.id": "tenant_id",
+    "user.id": "user_id",
+    "session.id": "session_id",
+    "gen_ai.agent.name": "agent_name",
+    "agent.role": "agent_role",
+    "feature.name": "feature",
+    "error.type": "error_type",
+    "http.route": "http_route",
+}
+_INT8_MIN, _INT8_MAX = -(2**63), 2**63 - 1
+_INT4_MIN, _INT4_MAX = -(2**31), 2**31 - 1
+_COST_LIMIT = 1e10  # numeric(20, 10)
+_EXCEPTION_KEYS = ("exception.type", "exception.message", "exception.stacktrace")
+
+
+@dataclass
+class SpanRecord:
+    """One span's rows, and the span itself for the quarantine if PostgreSQL still rejects it."""
+
+    row: tuple[Any, ...]
+    events: list[tuple[Any, ...]]
+    links: list[tuple[Any, ...]]
+    span: Any
+    repairs: list[str] = field(default_factory=list)
+
+
+def _as_int(value: Any, lo: int, hi: int) -> tuple[int | None, bool]:
+    """(column value, lossless) for an integer column."""
+    if isinstance(value, bool):
+        return int(value), False
+    if isinstance(value, int):
+        return (value, True) if lo <= value <= hi else (None, False)
+    if isinstance(value, float):
+        if math.isfinite(value) and lo <= value <= hi:
+            return int(value), value.is_integer()
+        return None, False
+    if isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            try:
+                f = float(value)
+            except ValueError:
+                return None, False
+            return (int(f), False) if math.isfinite(f) and lo <= f <= hi else (None, False)
+        return (number, False) if lo <= number <= hi else (None, False)
+    return None, False
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        f = float(value)
+    elif isinstance(value, str):
+        try:
+            f = float(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else to_json(value, "attribute", [])
+
+
+def span_records(request: ExportTraceServiceRequest) -> list[SpanRecord]:
+    records: list[SpanRecord] = []
+    now_ns = time.time_ns()
+    for resource_spans in request.resource_spans:
+        resource_repairs: list[str] = []
+        resource = attributes_dict(resource_spans.resource.attributes)
+        service = resource.get("service.name")
+        service_name = (
+            clean_text(service, "service.name", resource_repairs)
+            if isinstance(service, str)
+            else ("" if service is None else _text(service))
+        )
+        resource_json = to_json(resource, "resource attributes", resource_repairs)
+        for scope_spans in resource_spans.scope_spans:
+            scope = scope_spans.scope
+            scope_name = scope.name or None
+            scope_version = scope.version or None
+            for span in scope_spans.spans:
+                repairs = list(resource_repairs)
+                records.append(
+                    _span_record(
+                        span, service_name, scope_name, scope_version, resource_json, repairs, now_ns
+                    )
+                )
+    return records
+
+
+def _span_record(
+    span: Any,
+    service_name: str,
+    scope_name: str | None,
+    scope_version: str | None,
+    resource_json: str,
+    repairs: list[str],
+    now_ns: int,
+) -> SpanRecord:
+    trace_id = span.trace_id
+    span_id = span.span_id
+    start_ns = span.start_time_unix_nano
+    end_ns = span.end_time_unix_nano
+    if start_ns == 0:
+        start_ns = end_ns or now_ns
+        repairs.append("start_time missing: set to end_time (or receive time)")
+    if end_ns < start_ns:
+        repairs.append("end_time before start_time: set to start_time")
+        end_ns = start_ns
+    start_us = start_ns // 1000
+    name = span.name
+    if "\x00" in name:
+        name = clean_text(name, "span name", repairs)
+    status = span.status
+    status_message = status.message or None
+    if status_message is not None and "\x00" in status_message:
+        status_message = clean_text(status_message, "status message", repairs)
+
+    attrs = attributes_dict(span.attributes)
+    hot: dict[str, Any] = dict.fromkeys(_TEXT_COLUMNS.values())
+    for key, column in _TEXT_COLUMNS.items():
+        value = attrs.get(key)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            if "\x00" in value:
+                value = clean_text(value, key, repairs)
+            hot[column] = value
+            del attrs[key]
+        else:
+            hot[column] = _text(value)
+    model = attrs.get("gen_ai.response.model")
+    if model is None:
+        model = attrs.get("gen_ai.request.model")
+    provider = attrs.get("gen_ai.provider.name")
+    if provider is None:
+        provider = attrs.get("gen_ai.system")
+    input_tokens = output_tokens = http_status = None
+    cost = quality = None
+    value = attrs.get("gen_ai.usage.input_tokens")
+    if value is not None:
+        input_tokens, lossless = _as_int(value, _INT8_MIN, _INT8_MAX)
+        if lossless:
+            del attrs["gen_ai.usage.input_tokens"]
+        elif input_tokens is None:
+            repairs.append("gen_ai.usage.input_tokens not a bigint: column left NULL")
+    value = attrs.get("gen_ai.usage.output_tokens")
+    if value is not None:
+        output_tokens, lossless = _as_int(value, _INT8_MIN, _INT8_MAX)
+        if lossless:
+            del attrs["gen_ai.usage.output_tokens"]
+        elif output_tokens is None:
+            repairs.append("gen_ai.usage.output_tokens not a bigint: column left NULL")
+    value = attrs.get("cost.usd")
+    if value is not None:
+        cost = _as_float(value)
+        if cost is not None and abs(cost) >= _COST_LIMIT:
+            cost = None
+        if cost is None:
+            repairs.append("cost.usd not a finite number below 1e10: column left NULL")
+        elif isinstance(value, float):
+            del attrs["cost.usd"]
+    value = attrs.get("quality.score")
+    if value is not None:
+        quality = _as_float(value)
+        if quality is None:
+            repairs.append("quality.score not a finite number: column left NULL")
+        elif isinstance(value, float):
+            del attrs["quality.score"]
+    key = "http.response.status_code" if "http.response.status_code" in attrs else "http.status_code"
+    value = attrs.get(key)
+    if value is not None:
+        http_status, lossless = _as_int(value, _INT4_MIN, _INT4_MAX)
+        if lossless and key == "http.response.status_code":
+            del attrs[key]
+
+    row = (
+        trace_id,
+        span_id,
+        span.parent_span_id or None,
+        span.trace_state or None,
+        start_us,
+        end_ns // 1000,
+        (end_ns - start_ns) / 1e6,
+        name,
+        span.kind,
+        status.code,
+        status_message,
+        service_name,
+        scope_name,
+        scope_version,
+        name,
+        hot["correlation_id"],
+        hot["tenant_id"],
+        hot["user_id"],
+        hot["session_id"],
+        hot["agent_name"],
+        hot["agent_role"],
+        hot["feature"],
+        model if model is None or isinstance(model, str) else _text(model),
+        provider if provider is None or isinstance(provider, str) else _text(provider),
+        input_tokens,
+        output_tokens,
+        cost,
+        quality,
+        hot["error_type"],
+        hot["http_route"],
+        http_status,
+        to_json(attrs, "span attributes", repairs) if attrs else "{}",
+        resource_json,
+        span.flags,
+        span.dropped_attributes_count,
+        span.dropped_events_count,
+        span.dropped_links_count,
+    )
+    if (model is not None and isinstance(model, str) and "\x00" in model) or (
+        provider is not None and isinstance(provider, str) and "\x00" in provider
+    ):
+        row = _replace_nul_columns(row, repairs)
+
+    events: list[tuple[Any, ...]] = []
+    for index, event in enumerate(span.events):
+        event_attrs = attributes_dict(event.attributes)
+        exc: list[str | None] = [None, None, None]
+        if event.name == "exception":
+            for i, exc_key in enumerate(_EXCEPTION_KEYS):
+                exc_value = event_attrs.get(exc_key)
+                if isinstance(exc_value, str):
+                    exc[i] = clean_text(exc_value, exc_key, repairs)
+                    del event_attrs[exc_key]
+        events.append(
+            (
+                trace_id,
+                span_id,
+                start_us,
+                index,
+                (event.time_unix_nano or start_ns) // 1000,
+                clean_text(event.name, "event name", repairs),
+                service_name,
+                exc[0],
+                exc[1],
+                exc[2],
+                to_json(event_attrs, "event attributes", repairs) if event_attrs else "{}",
+                event.dropped_attributes_count,
+            )
+        )
+    links: list[tuple[Any, ...]] = []
+    for index, link in enumerate(span.links):
+        link_attrs = attributes_dict(link.attributes)
+        links.append(
+            (
+                trace_id,
+                span_id,
+                start_us,
+                index,
+                link.trace_id,
+                link.span_id,
+                clean_text(link.trace_state, "link trace_state", repairs) or None,
+                link.flags,
+                to_json(link_attrs, "link attributes", repairs) if link_attrs else "{}",
+                link.dropped_attributes_count,
+            )
+        )
+    return SpanRecord(row, events, links, span, repairs)
+
+
+def _replace_nul_columns(row: tuple[Any, ...], repairs: list[str]) -> tuple[Any, ...]:
+    return tuple(
+        clean_text(v, "span column", repairs) if isinstance(v, str) and "\x00" in v else v for v in row
+    )

@@ -1,0 +1,417 @@
+"""Writes one OTLP request as one transaction: binary COPY into temp staging tables, then idempotent inserts.
+
+Spans: ``INSERT … ON CONFLICT DO NOTHING RETURNING`` feeds the rollups, so redelivered spans change nothing.
+Metric points and log records are idempotent on their natural keys too. Partitions for the batch's time ranges
+are created (on demand, in their own short transaction) before the batch transaction starts.
+
+Errors: an unreachable, failing or slow server raises ``RetryableError`` (the sending queue keeps the request
+and retries). Data PostgreSQL still rejects after the repairs in ``_values`` is retried item by item, each in
+a savepoint, and the items that fail alone go to the ``quarantine`` table: a bad item never blocks its batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+
+from processors.pipeline import Request, RetryableError, Signal
+
+from . import logs as _logs
+from . import metrics as _metrics
+from . import traces as _traces
+from .rollups import insert_spans_sql
+
+__all__ = ["PostgresWriter", "WriteResult", "WriterSettings"]
+
+_LOGGER = logging.getLogger("otel_metrics.collector.postgres")
+_PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01 in µs since the Unix epoch
+_pack_q = struct.Struct("!q").pack
+
+DEFAULT_PARTITION_INTERVAL = 86_400.0
+DEFAULT_PREMAKE = 3
+DEFAULT_STATEMENT_TIMEOUT = 60.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+# Premake/refresh partitions at most this often per writer.
+_PREMAKE_EVERY = 600.0
+
+
+class _EpochMicros:
+    """Marker type: timestamps are staged as int µs since the Unix epoch (no datetime objects on the hot
+    path)."""
+
+
+class _TimestamptzMicrosDumper(Dumper):
+    format = Format.BINARY
+    oid = psycopg.postgres.types["timestamptz"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return _pack_q(obj - _PG_EPOCH_US)
+
+
+class _JsonbTextDumper(Dumper):
+    """jsonb from JSON text already produced (binary jsonb = version byte 1 + the text)."""
+
+    format = Format.BINARY
+    oid = psycopg.postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + obj.encode()
+
+
+class _JsonText:
+    """Marker type: JSON text staged as jsonb."""
+
+    pass
+
+
+@dataclass
+class WriterSettings:
+    partition_interval: float = DEFAULT_PARTITION_INTERVAL  # seconds
+    premake: int = DEFAULT_PREMAKE
+    rollup_dimensions: Sequence[str] = ("tenant_id", "agent_name", "model")
+    statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    application_name: str = "otel-metrics-sink"
+
+
+@dataclass
+class WriteResult:
+    items: int = 0
+    inserted: int = 0
+    repaired: int = 0
+    quarantined: int = 0
+    quarantine_reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    staging: str
+    columns: tuple[tuple[str, str], ...]
+
+    @property
+    def column_list(self) -> str:
+        return ", ".join(c for c, _ in self.columns)
+
+    @property
+    def copy_sql(self) -> str:
+        return f"COPY {self.staging} ({self.column_list}) FROM STDIN (FORMAT BINARY)"
+
+    @property
+    def types(self) -> list[str]:
+        return [t for _, t in self.columns]
+
+    def create_staging_sql(self) -> str:
+        cols = ", ".join(f"{c} {t}" for c, t in self.columns)
+        return f"CREATE TEMP TABLE IF NOT EXISTS {self.staging} ({cols}) ON COMMIT DELETE ROWS"
+
+    def insert_sql(self) -> str:
+        cols = self.column_list
+        return f"INSERT INTO {self.name} ({cols}) SELECT {cols} FROM {self.staging} ON CONFLICT DO NOTHING"
+
+
+_SPANS = _Table("spans", "_otel_stage_spans", _traces.SPAN_COLUMNS)
+_EVENTS = _Table("span_events", "_otel_stage_span_events", _traces.EVENT_COLUMNS)
+_LINKS = _Table("span_links", "_otel_stage_span_links", _traces.LINK_COLUMNS)
+_POINTS = _Table("metric_points", "_otel_stage_metric_points", _metrics.POINT_COLUMNS)
+_LOGS = _Table("logs", "_otel_stage_logs", _logs.LOG_COLUMNS)
+_STAGED = (_SPANS, _EVENTS, _LINKS, _POINTS, _LOGS)
+# Partitioned tables and the tables partitioned alongside them.
+PARTITIONED_TABLES: dict[Signal, tuple[str, ...]] = {
+    Signal.TRACES: ("spans", "span_events", "span_links"),
+    Signal.METRICS: ("metric_points",),
+    Signal.LOGS: ("logs",),
+}
+# Errors caused by the data of some item: retried item by item, failures quarantined.
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    psycopg.errors.ProgramLimitExceeded,
+    UnicodeError,
+    ValueError,
+    OverflowError,
+    struct.error,
+    TypeError,
+)
+_QUARANTINE_SQL = (
+    "INSERT INTO quarantine (signal, action, reason, item_key, trace_id, span_id, item)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (signal, action, item_key) DO NOTHING"
+)
+
+
+def _is_missing_partition(exc: BaseException) -> bool:
+    return isinstance(exc, pg_errors.CheckViolation) and "no partition" in str(exc)
+
+
+class PostgresWriter:
+    """One connection; ``write`` is synchronous and not thread-safe (use one writer per worker thread)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        settings: WriterSettings | None = None,
+        on_repair: Callable[[Signal, str], None] | None = None,
+    ) -> None:
+        self.dsn = dsn
+        self.settings = settings or WriterSettings()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._partitions: set[tuple[str, int]] = set()
+        self._interval_us = int(self.settings.partition_interval * 1_000_000)
+        self._last_premake = 0.0
+        self._spans_sql = insert_spans_sql(
+            _SPANS.staging, [c for c, _ in _SPANS.columns], self.settings.rollup_dimensions
+        )
+        self._on_repair = on_repair
+
+    # -- connection ----------------------------------------------------------------------------------------
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        conn = psycopg.connect(
+            self.dsn,
+            autocommit=True,
+            connect_timeout=max(1, int(self.settings.connect_timeout)),
+            application_name=self.settings.application_name,
+        )
+        try:
+            conn.adapters.register_dumper(_EpochMicros, _TimestamptzMicrosDumper)
+            conn.adapters.register_dumper(_JsonText, _JsonbTextDumper)
+            conn.execute(f"SET statement_timeout = {int(self.settings.statement_timeout * 1000)}")
+            conn.execute("SET TIME ZONE 'UTC'")
+            for table in _STAGED:
+                conn.execute(table.create_staging_sql())
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self._partitions.clear()
+        self._last_premake = 0.0
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _reset(self) -> None:
+        try:
+            self.close()
+        except Exception:  # already broken; nothing more to release
+            self._conn = None
+
+    # -- public --------------------------------------------------------------------------------------------
+    def write(self, signal: Signal, request: Request) -> WriteResult:
+        """Write ``request`` in one transaction. Raises RetryableError when PostgreSQL is unavailable or
+        slow."""
+        try:
+            conn = self._connection()
+            self._premake(conn)
+            if signal is Signal.TRACES:
+                return self._write_traces(conn, request)
+            if signal is Signal.METRICS:
+                return self._write_generic(conn, Signal.METRICS, _POINTS, _metrics.point_records(request))
+            return self._write_generic(conn, Signal.LOGS, _LOGS, _logs.log_records(request))
+        except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+            # Connection lost, server shutting down, statement timeout, deadlock, serialization failure:
+            # all transient. The queue keeps the request and retries it.
+            self._reset()
+            raise RetryableError(f"postgres: {type(exc).__name__}: {exc}".strip()) from exc
+
+    def ensure_partitions(
+        self, conn: psycopg.Connection[Any], tables: Iterable[str], starts_us: Iterable[int]
+    ) -> None:
+        interval = self._interval_us
+        step = timedelta(microseconds=interval)
+        bins = {s - s % interval for s in starts_us}
+        for table in tables:
+            for b in sorted(bins):
+                if (table, b) in self._partitions:
+                    continue
+                conn.execute(
+                    "SELECT otel_ensure_partition(%s, %s, %s)",
+                    (table, datetime.fromtimestamp(b / 1e6, UTC), step),
+                )
+                self._partitions.add((table, b))
+
+    # -- internals -----------------------------------------------------------------------------------------
+    def _premake(self, conn: psycopg.Connection[Any]) -> None:
+        now = time.monotonic()
+        if self._last_premake and now - self._last_premake < _PREMAKE_EVERY:
+            return
+        now_us = time.time_ns() // 1000
+        starts = [now_us + i * self._interval_us for i in range(self.settings.premake + 1)]
+        for tables in PARTITIONED_TABLES.values():
+            self.ensure_partitions(conn, tables, starts)
+        self._last_premake = now
+
+    def _copy(self, conn: psycopg.Connection[Any], table: _Table, rows: Iterable[tuple[Any, ...]]) -> None:
+        with conn.cursor() as cur, cur.copy(table.copy_sql) as copy:
+            copy.set_types(table.types)
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
+
+    def _write_traces(self, conn: psycopg.Connection[Any], request: Any) -> WriteResult:
+        records = _traces.span_records(request)
+        result = WriteResult(items=len(records))
+        if not records:
+            return result
+        tables = PARTITIONED_TABLES[Signal.TRACES]
+        self.ensure_partitions(conn, tables, {r.row[4] for r in records})
+        for attempt in (0, 1):
+            try:
+                with conn.transaction():
+                    result.inserted = self._insert_spans(conn, records)
+                    self._record_repairs(conn, Signal.TRACES, records, result)
+                return result
+            except _DATA_ERRORS as exc:
+                if _is_missing_partition(exc) and attempt == 0:
+                    # A partition was dropped (retention) after we cached it: forget and re-create.
+                    self._partitions.clear()
+                    self.ensure_partitions(conn, tables, {r.row[4] for r in records})
+                    continue
+                _LOGGER.warning(
+                    "postgres: batch of %d spans rejected (%s); retrying span by span", len(records), exc
+                )
+                break
+        return self._write_traces_one_by_one(conn, records)
+
+    def _insert_spans(self, conn: psycopg.Connection[Any], records: Sequence[_traces.SpanRecord]) -> int:
+        self._copy(conn, _SPANS, (r.row for r in records))
+        events = [e for r in records for e in r.events]
+        links = [lk for r in records for lk in r.links]
+        row = conn.execute(self._spans_sql).fetchone()
+        if events:
+            self._copy(conn, _EVENTS, events)
+            conn.execute(_EVENTS.insert_sql())
+        if links:
+            self._copy(conn, _LINKS, links)
+            conn.execute(_LINKS.insert_sql())
+        return int(row[0]) if row else 0
+
+    def _write_traces_one_by_one(
+        self, conn: psycopg.Connection[Any], records: Sequence[_traces.SpanRecord]
+    ) -> WriteResult:
+        result = WriteResult(items=len(records))
+        with conn.transaction():
+            for record in records:
+                try:
+                    with conn.transaction():
+                        result.inserted += self._insert_spans(conn, [record])
+                        for table in (_SPANS, _EVENTS, _LINKS):
+                            conn.execute(f"TRUNCATE {table.staging}")
+                except _DATA_ERRORS as exc:
+                    reason = f"{type(exc).__name__}: {exc}".strip()
+                    self._quarantine(
+                        conn, Signal.TRACES, reason, record, record.span.SerializeToString(), result
+                    )
+            self._record_repairs(conn, Signal.TRACES, records, result)
+        return result
+
+    def _write_generic(
+        self, conn: psycopg.Connection[Any], signal: Signal, table: _Table, records: Sequence[Any]
+    ) -> WriteResult:
+        result = WriteResult(items=len(records))
+        if not records:
+            return result
+        time_index = table.column_list.split(", ").index("time")
+        tables = PARTITIONED_TABLES[signal]
+        self.ensure_partitions(conn, tables, {r.row[time_index] for r in records})
+        insert = table.insert_sql()
+        for attempt in (0, 1):
+            try:
+                with conn.transaction():
+                    self._copy(conn, table, (r.row for r in records))
+                    result.inserted = conn.execute(insert).rowcount
+                    self._record_repairs(conn, signal, records, result)
+                return result
+            except _DATA_ERRORS as exc:
+                if _is_missing_partition(exc) and attempt == 0:
+                    self._partitions.clear()
+                    self.ensure_partitions(conn, tables, {r.row[time_index] for r in records})
+                    continue
+                _LOGGER.warning(
+                    "postgres: batch of %d %s rejected (%s); retrying one by one",
+                    len(records),
+                    signal.item_name,
+                    exc,
+                )
+                break
+        result = WriteResult(items=len(records))
+        with conn.transaction():
+            for record in records:
+                try:
+                    with conn.transaction():
+                        self._copy(conn, table, [record.row])
+                        result.inserted += conn.execute(insert).rowcount
+                        conn.execute(f"TRUNCATE {table.staging}")
+                except _DATA_ERRORS as exc:
+                    reason = f"{type(exc).__name__}: {exc}".strip()
+                    self._quarantine(conn, signal, reason, record, record.item(), result)
+            self._record_repairs(conn, signal, records, result)
+        return result
+
+    def _quarantine(
+        self,
+        conn: psycopg.Connection[Any],
+        signal: Signal,
+        reason: str,
+        record: Any,
+        item: bytes,
+        result: WriteResult,
+    ) -> None:
+        _LOGGER.warning("postgres: quarantined one %s item: %s", signal.value, reason)
+        trace_id, span_id = _ids(record)
+        conn.execute(
+            _QUARANTINE_SQL,
+            (signal.value, "quarantined", reason[:2000], _item_key(record), trace_id, span_id, item),
+        )
+        result.quarantined += 1
+        result.quarantine_reasons.append(reason)
+        if self._on_repair is not None:
+            self._on_repair(signal, "quarantined")
+
+    def _record_repairs(
+        self, conn: psycopg.Connection[Any], signal: Signal, records: Sequence[Any], result: WriteResult
+    ) -> None:
+        rows = []
+        for record in records:
+            if record.repairs:
+                trace_id, span_id = _ids(record)
+                reason = "; ".join(sorted(set(record.repairs)))
+                rows.append((signal.value, "repaired", reason, _item_key(record), trace_id, span_id, None))
+        if not rows:
+            return
+        with conn.cursor() as cur:
+            cur.executemany(_QUARANTINE_SQL, rows)
+        result.repaired += len(rows)
+        for _ in rows:
+            _LOGGER.info("postgres: repaired one %s item", signal.value)
+            if self._on_repair is not None:
+                self._on_repair(signal, "repaired")
+
+
+def _item_key(record: Any) -> bytes:
+    """The natural key of a record's item: what makes its quarantine row idempotent."""
+    row = record.row
+    if isinstance(record, _traces.SpanRecord):
+        return bytes(row[0]) + bytes(row[1]) + _pack_q(row[4])
+    if isinstance(record, _metrics.PointRecord):
+        return bytes(row[0]) + _pack_q(row[1])
+    return bytes(row[0]) + _pack_q(row[1])
+
+
+def _ids(record: Any) -> tuple[bytes | None, bytes | None]:
+    if isinstance(record, _traces.SpanRecord):
+        return record.span.trace_id or None, record.span.span_id or None
+    return record.trace_id or None, record.span_id or None

@@ -1,0 +1,60 @@
+"""Real PostgreSQL for the sink tests: a session-wide pgserver in a temp dir, or ``OTEL_METRICS_TEST_PG_DSN``.
+
+Each test gets its own schema (``search_path``), migrated, so tests are independent and can run concurrently
+with other people's tests against one server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from collector.exporters.postgres import schema
+
+TEST_DSN_ENV = "OTEL_METRICS_TEST_PG_DSN"
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    dsn = os.environ.get(TEST_DSN_ENV)
+    if dsn:
+        yield dsn
+        return
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    import pgserver
+
+    data_dir: Path = tmp_path_factory.mktemp("pg") / "data"
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+def schema_dsn(server_dsn: str, schema_name: str) -> str:
+    return make_conninfo(server_dsn, options=f"-c search_path={schema_name}")
+
+
+@pytest.fixture
+def pg_dsn(pg_server_dsn: str) -> Iterator[str]:
+    """A DSN whose search_path is a fresh, migrated schema dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    dsn = schema_dsn(pg_server_dsn, name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        schema.migrate(conn)
+    yield dsn
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture
+def pg_conn(pg_dsn: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        yield conn
