@@ -1,0 +1,124 @@
+"""``EnrichingSpanProcessor``: cost and redaction on ended spans, in the SDK, before export.
+
+Wraps the span processor that exports (``BatchSpanProcessor``/``SimpleSpanProcessor``). On ``on_end`` it
+builds an enriched copy of the ended ``ReadableSpan`` and hands the copy to ``inner.on_end``:
+
+* ``cost.usd`` from ``processors.cost.cost_attributes`` when the span has a GenAI model and token counts
+  but no cost (third-party GenAI instrumentations end spans with token counts only);
+* with ``redact=True``, span and span-event attributes through ``processors.redaction`` built-in rules.
+
+Why a copy: in opentelemetry-sdk 1.45 ``SpanProcessor._on_ending`` runs after the span's attributes are
+frozen, so attributes cannot be added to the span itself once it has ended.
+
+Cheap by construction: when nothing changes the original span object is passed through (no copy); a
+copy reuses the original's context, resource, links and status. ``price_table=None`` turns cost off.
+Never raises into the caller: a failure is logged once and the original span is passed on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
+
+from processors.cost import PriceTable, cost_attributes
+from processors.redaction import RedactionRules, default_rules
+
+__all__ = ["EnrichingSpanProcessor"]
+
+_logger = logging.getLogger(__name__)
+
+
+class EnrichingSpanProcessor(SpanProcessor):
+    """Adds ``cost.usd`` and redacts attributes of ended spans, then passes them to ``inner``."""
+
+    def __init__(self, inner: SpanProcessor, *, price_table: PriceTable | None, redact: bool) -> None:
+        self._inner = inner
+        self._table = price_table
+        self._rules: RedactionRules | None = default_rules() if redact else None
+        self._failed_once = False
+
+    # -------------------------------------------------------------------------------- delegation
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self._inner.on_start(span, parent_context=parent_context)
+
+    def _on_ending(self, span: Span) -> None:
+        on_ending = getattr(self._inner, "_on_ending", None)
+        if on_ending is not None:
+            on_ending(span)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    # -------------------------------------------------------------------------------- enrichment
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            enriched = self._enrich(span)
+        except Exception:  # never raise into the caller; pass the original through
+            if not self._failed_once:
+                self._failed_once = True
+                _logger.warning("span enrichment failed; exporting the span unchanged", exc_info=True)
+            enriched = span
+        self._inner.on_end(enriched)
+
+    def _enrich(self, span: ReadableSpan) -> ReadableSpan:
+        attributes: Mapping[str, Any] = span.attributes or {}
+        new_attributes: dict[str, Any] | None = None
+        if self._table is not None:
+            cost = cost_attributes(attributes, self._table)
+            if cost:
+                new_attributes = {**attributes, **cost}
+        new_events: list[Event] | None = None
+        rules = self._rules
+        if rules is not None:
+            redacted = rules.redact_changes(new_attributes if new_attributes is not None else attributes)
+            if redacted is not None:
+                new_attributes = redacted
+            events = span.events
+            for i, event in enumerate(events):
+                changed = rules.redact_changes(event.attributes) if event.attributes else None
+                if changed is not None:
+                    if new_events is None:
+                        new_events = list(events)
+                    new_events[i] = Event(event.name, _like(event.attributes, changed), event.timestamp)
+        if new_attributes is None and new_events is None:
+            return span
+        original_attributes = getattr(span, "_attributes", attributes)
+        return ReadableSpan(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=(
+                _like(original_attributes, new_attributes)
+                if new_attributes is not None
+                else original_attributes
+            ),
+            events=new_events if new_events is not None else getattr(span, "_events", span.events),
+            links=getattr(span, "_links", span.links),
+            kind=span.kind,
+            status=span.status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_info=getattr(span, "_instrumentation_info", None),
+            instrumentation_scope=span.instrumentation_scope,
+        )
+
+
+def _like(original: Any, attributes: dict[str, Any]) -> Any:
+    """``attributes``, keeping the original's dropped-attribute count (exporters report it)."""
+    dropped = original.dropped if isinstance(original, BoundedAttributes) else 0
+    if not dropped:
+        return attributes
+    bounded = BoundedAttributes(maxlen=None, attributes=attributes, immutable=True)
+    bounded.dropped = dropped
+    return bounded
