@@ -1,0 +1,260 @@
+"""The ``memory_limiter`` processor: refuse data while the process uses too much memory.
+
+Config as upstream's ``memorylimiterprocessor``: ``check_interval``, ``limit_mib`` and ``spike_limit_mib``
+(default 20% of the limit), or ``limit_percentage``/``spike_limit_percentage`` of the total memory available
+(the cgroup limit when there is one, else physical memory). The soft limit is ``limit - spike``.
+
+* Above the soft limit, ``consume`` raises :class:`RefusedError` before doing any work: the receiver answers
+  HTTP 503 with Retry-After / gRPC UNAVAILABLE, which OTLP clients retry with backoff (ARCHITECTURE decision
+  4).
+* Above the hard limit it also forces a garbage collection (and asks glibc to return freed heap pages to the
+  OS), at most every ``min_gc_interval_when_hard_limited``; above the soft limit at most every
+  ``min_gc_interval_when_soft_limited``.
+
+Memory is the process's resident set size from ``/proc/self/statm`` (one small read): it is what the OOM
+killer and cgroup limits see. CPython's allocator keeps freed small objects in its arenas, so RSS falls more
+slowly than live data; that errs on the side of refusing. Usage is measured by a periodic task started in
+``start`` and, if that reading is older than ``check_interval`` (e.g. the loop is saturated), again inline.
+``check_interval`` defaults to 1s here (upstream has no default and requires it to be set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import gc
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from processors.pipeline import (
+    Consumer,
+    CreateSettings,
+    Duration,
+    Processor,
+    ProcessorFactory,
+    RefusedError,
+    Request,
+    Signal,
+    item_count,
+)
+
+__all__ = [
+    "MemoryLimiterConfig",
+    "MemoryLimiterProcessor",
+    "factories",
+    "process_rss_bytes",
+    "total_memory_bytes",
+]
+
+TYPE = "memory_limiter"
+DEFAULT_CHECK_INTERVAL = Duration(1.0)
+DEFAULT_SPIKE_FRACTION = 0.2
+DEFAULT_MIN_GC_INTERVAL_WHEN_SOFT_LIMITED = Duration(10.0)
+DEFAULT_MIN_GC_INTERVAL_WHEN_HARD_LIMITED = Duration(0.0)
+MIB = 1 << 20
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass
+class MemoryLimiterConfig:
+    check_interval: Duration = DEFAULT_CHECK_INTERVAL
+    limit_mib: int = 0
+    spike_limit_mib: int = 0
+    limit_percentage: int = 0
+    spike_limit_percentage: int = 0
+    min_gc_interval_when_soft_limited: Duration = DEFAULT_MIN_GC_INTERVAL_WHEN_SOFT_LIMITED
+    min_gc_interval_when_hard_limited: Duration = DEFAULT_MIN_GC_INTERVAL_WHEN_HARD_LIMITED
+
+    def validate(self) -> list[str]:
+        errors: list[str] = []
+        if self.check_interval <= 0:
+            errors.append(f"check_interval: must be greater than zero, got {self.check_interval}s")
+        for name in ("limit_mib", "spike_limit_mib", "limit_percentage", "spike_limit_percentage"):
+            if getattr(self, name) < 0:
+                errors.append(f"{name}: must not be negative")
+        if self.limit_mib == 0 and self.limit_percentage == 0:
+            errors.append("limit_mib: either limit_mib or limit_percentage must be set (greater than zero)")
+        if self.limit_mib > 0:
+            if self.spike_limit_mib >= self.limit_mib:
+                errors.append(
+                    "spike_limit_mib: must be smaller than limit_mib "
+                    f"({self.spike_limit_mib} >= {self.limit_mib})"
+                )
+        elif self.limit_percentage > 0:
+            if self.limit_percentage > 100:
+                errors.append(f"limit_percentage: must be at most 100, got {self.limit_percentage}")
+            if self.spike_limit_percentage >= self.limit_percentage:
+                errors.append(
+                    "spike_limit_percentage: must be smaller than limit_percentage "
+                    f"({self.spike_limit_percentage} >= {self.limit_percentage})"
+                )
+        for name in ("min_gc_interval_when_soft_limited", "min_gc_interval_when_hard_limited"):
+            if getattr(self, name) < 0:
+                errors.append(f"{name}: must not be negative")
+        return errors
+
+    def limits(self, total_memory: Callable[[], int] | None = None) -> tuple[int, int]:
+        """(hard, soft) limits in bytes."""
+        if self.limit_mib > 0:
+            hard = self.limit_mib * MIB
+            spike = self.spike_limit_mib * MIB if self.spike_limit_mib else int(hard * DEFAULT_SPIKE_FRACTION)
+        else:
+            total = (total_memory or total_memory_bytes)()
+            hard = total * self.limit_percentage // 100
+            spike = total * self.spike_limit_percentage // 100
+        return hard, hard - spike
+
+
+def process_rss_bytes() -> int:
+    """Resident set size of this process (second field of ``/proc/self/statm``, in pages)."""
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * _PAGE_SIZE
+
+
+def total_memory_bytes() -> int:
+    """Memory available to this process: the cgroup v2/v1 limit if set, else physical memory."""
+    physical = os.sysconf("SC_PHYS_PAGES") * _PAGE_SIZE
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and 0 < int(text) < physical:
+            return int(text)
+    return physical
+
+
+def _malloc_trim() -> Callable[[], None]:
+    """glibc's ``malloc_trim(0)``: hand freed heap pages back to the OS so RSS reflects the collection."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is None:
+        return lambda: None
+    return lambda: trim(0)
+
+
+class MemoryLimiterProcessor(Processor):
+    def __init__(
+        self,
+        settings: CreateSettings,
+        config: MemoryLimiterConfig,
+        next_consumer: Consumer,
+        *,
+        memory_reader: Callable[[], int] = process_rss_bytes,
+        total_memory: Callable[[], int] | None = None,
+    ) -> None:
+        super().__init__(settings, next_consumer)
+        self._interval = float(config.check_interval)
+        self._hard, self._soft = config.limits(total_memory)
+        self._read = memory_reader
+        self._gc_soft_interval = float(config.min_gc_interval_when_soft_limited)
+        self._gc_hard_interval = float(config.min_gc_interval_when_hard_limited)
+        self._trim = _malloc_trim()
+        self._usage = 0
+        self._checked_at = float("-inf")
+        self._last_gc = float("-inf")
+        self._task: asyncio.Task[None] | None = None
+        self._attrs = {"processor": str(settings.id)}
+        meter = settings.meter
+        self._refused = {
+            s: meter.create_counter(
+                f"otelcol_processor_refused_{s.item_name}",
+                unit=f"{{{s.item_name}}}",
+                description=f"Number of {s.item_name} refused by the memory limiter",
+            )
+            for s in Signal
+        }
+        self._accepted = {
+            s: meter.create_counter(
+                f"otelcol_processor_accepted_{s.item_name}",
+                unit=f"{{{s.item_name}}}",
+                description=f"Number of {s.item_name} passed on by the memory limiter",
+            )
+            for s in Signal
+        }
+
+    @property
+    def limits(self) -> tuple[int, int]:
+        """(hard, soft) in bytes."""
+        return self._hard, self._soft
+
+    @property
+    def usage(self) -> int:
+        """The last measured memory usage in bytes."""
+        return self._usage
+
+    async def start(self, host: Any) -> None:
+        self.check()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def shutdown(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def consume(self, signal: Signal, request: Request) -> None:
+        if time.monotonic() - self._checked_at >= self._interval:
+            self.check()
+        if self._usage >= self._soft:
+            self._refused[signal].add(item_count(signal, request), self._attrs)
+            raise RefusedError(
+                f"data refused due to high memory usage: {self._usage / MIB:.0f} MiB in use, "
+                f"soft limit {self._soft / MIB:.0f} MiB",
+                retry_after=max(self._interval, 1.0),
+            )
+        self._accepted[signal].add(item_count(signal, request), self._attrs)
+        await self.next_consumer.consume(signal, request)
+
+    def check(self) -> int:
+        """Measure now; collect garbage when over a limit (rate limited). Returns the usage in bytes."""
+        now = time.monotonic()
+        usage = self._read()
+        if usage >= self._soft:
+            min_gap = self._gc_hard_interval if usage >= self._hard else self._gc_soft_interval
+            if now - self._last_gc >= min_gap:
+                self._last_gc = now
+                gc.collect()
+                self._trim()
+                before = usage
+                usage = self._read()
+                self.settings.logger.warning(
+                    "memory_limiter %s: %d MiB in use (soft limit %d MiB, hard limit %d MiB); "
+                    "forced GC freed %d MiB",
+                    self.settings.id,
+                    before // MIB,
+                    self._soft // MIB,
+                    self._hard // MIB,
+                    max(before - usage, 0) // MIB,
+                )
+        self._usage = usage
+        self._checked_at = time.monotonic()
+        return usage
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                self.check()
+            except Exception:  # a failed reading must not stop the limiter; the next tick retries
+                self.settings.logger.exception(
+                    "memory_limiter %s: reading memory usage failed", self.settings.id
+                )
+
+
+def _create(settings: CreateSettings, config: Any, next_consumer: Consumer) -> Processor:
+    return MemoryLimiterProcessor(settings, config, next_consumer)
+
+
+factories = (ProcessorFactory(type=TYPE, config_type=MemoryLimiterConfig, create=_create),)
