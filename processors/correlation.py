@@ -102,8 +102,9 @@ def set_correlation_id(correlation_id: str, context: Context | None = None) -> C
     valid = validate_correlation_id(correlation_id)
     try:
         if valid is None:
-            _logger.warning("ignoring invalid correlation id %.140r (expected 1..128 of [A-Za-z0-9._:-])",
-                            correlation_id)
+            _logger.warning(
+                "ignoring invalid correlation id %.140r (expected 1..128 of [A-Za-z0-9._:-])", correlation_id
+            )
             return context if context is not None else _current_context()
         return baggage.set_baggage(CORRELATION_ID_KEY, valid, context)
     except Exception:  # never raise into user code

@@ -87,9 +87,7 @@ class _CostProcessor(Processor):
                     for kv in span.attributes:
                         if kv.key in _READ_KEYS:
                             attrs[kv.key] = any_value_to_python(kv.value)
-                    if COST_KEY in attrs or not (
-                        REQUEST_MODEL_KEY in attrs or RESPONSE_MODEL_KEY in attrs
-                    ):
+                    if COST_KEY in attrs or not (REQUEST_MODEL_KEY in attrs or RESPONSE_MODEL_KEY in attrs):
                         continue
                     for key, value in cost_attributes(attrs, table).items():
                         span.attributes.add(key=key).value.double_value = value

@@ -34,7 +34,14 @@ class _Sink:
 
 
 def test_business_keys_are_the_documented_names() -> None:
-    assert BUSINESS_KEYS == ("tenant.id", "user.id", "session.id", "feature.name", "gen_ai.agent.name", "agent.role")
+    assert BUSINESS_KEYS == (
+        "tenant.id",
+        "user.id",
+        "session.id",
+        "feature.name",
+        "gen_ai.agent.name",
+        "agent.role",
+    )
 
 
 def test_local_attributes_keep_types_and_stay_out_of_baggage() -> None:
@@ -77,9 +84,14 @@ def test_span_processor_sets_attributes_without_overwriting() -> None:
     provider.add_span_processor(BusinessSpanProcessor())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("t")
-    token = context.attach(set_business_attributes({"tenant.id": "acme", "agent.role": "planner"}, propagate=True))
+    token = context.attach(
+        set_business_attributes({"tenant.id": "acme", "agent.role": "planner"}, propagate=True)
+    )
     try:
-        with tracer.start_as_current_span("a"), tracer.start_as_current_span("b", attributes={"tenant.id": "own"}):
+        with (
+            tracer.start_as_current_span("a"),
+            tracer.start_as_current_span("b", attributes={"tenant.id": "own"}),
+        ):
             pass
     finally:
         context.detach(token)
@@ -119,7 +131,10 @@ def _run(config: BusinessConfig, request: Request, signal: Signal = Signal.TRACE
 
 def test_collector_copies_resource_attributes_and_fills_defaults() -> None:
     request = _request()
-    _run(BusinessConfig(from_resource=["tenant.id"], defaults={"tenant.id": "unknown", "feature.name": "n/a"}), request)
+    _run(
+        BusinessConfig(from_resource=["tenant.id"], defaults={"tenant.id": "unknown", "feature.name": "n/a"}),
+        request,
+    )
     spans = _names(request)
     assert spans["plain"] == {"tenant.id": "acme", "feature.name": "n/a"}
     assert spans["own"] == {"tenant.id": "other", "feature.name": "n/a"}
