@@ -176,6 +176,7 @@ class Telemetry:
             self._stopped = True
         if self._log_handler is not None:
             logging.getLogger().removeHandler(self._log_handler)
+        _release_globals(self)
         try:
             if self.tracer_provider is not None:
                 self.tracer_provider.shutdown()
@@ -214,6 +215,18 @@ class _Globals:
 
 
 GLOBALS = _Globals()
+
+
+def _release_globals(telemetry: Telemetry) -> None:
+    # After shutdown the API globals hand out no-ops (not a stopped SDK provider that warns on every use).
+    with GLOBALS.lock:
+        if GLOBALS.current is not telemetry:
+            return
+        GLOBALS.current = None
+        if GLOBALS.tracer_provider is not None:
+            GLOBALS.tracer_provider.swap(trace_api.NoOpTracerProvider())
+        if GLOBALS.meter_provider is not None:
+            GLOBALS.meter_provider.swap(metrics_api.NoOpMeterProvider())
 
 
 def _on_exit() -> None:

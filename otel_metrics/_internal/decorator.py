@@ -101,9 +101,10 @@ class _Operation:
                     span.set_attributes(result_summary(result))
                 if self.metadata is not None:
                     self._custom_metadata(span, result)
+            # Recorded while the span is still current, so the duration carries it as an exemplar.
+            self._record(elapsed, SUCCESS, None)
             context_api.detach(token)  # type: ignore[arg-type]
             span.end()
-            self._record(elapsed, SUCCESS, None)
         except Exception:
             internal_error("track_performance")
 
@@ -115,9 +116,9 @@ class _Operation:
                 span.set_attributes({OUTCOME: FAILURE, ERROR_TYPE: err})
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            self._record(elapsed, FAILURE, err)
             context_api.detach(token)  # type: ignore[arg-type]
             span.end()
-            self._record(elapsed, FAILURE, err)
         except Exception:
             internal_error("track_performance")
 

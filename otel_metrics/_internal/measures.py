@@ -121,6 +121,7 @@ def record_satisfaction(score: float, *, feedback: str | None = None, scale: flo
 
 
 def record_feature_usage(feature: str, action: str, *, duration_s: float, success: bool) -> None:
+    """One use of a product feature: counts ``app.feature.usage`` and records ``app.feature.duration``."""
     try:
         f, a = (
             _text(feature, "feature", "record_feature_usage"),
@@ -139,6 +140,7 @@ def record_feature_usage(feature: str, action: str, *, duration_s: float, succes
 
 
 def record_model_quality(model: str, *, accuracy: float, confidence: float, sample_size: int) -> None:
+    """An evaluation of a model: accuracy and confidence (0..1) as gauges, the sample size counted."""
     try:
         m = _text(model, "model", "record_model_quality")
         acc = _number(accuracy, "accuracy", "record_model_quality", 0.0, 1.0)
@@ -180,6 +182,7 @@ def record_optimization_impact(name: str, *, before: float, after: float, unit: 
 
 
 def record_resource_utilization(resource: str, utilization_ratio: float) -> None:
+    """Utilization (0..1) of a named resource (a pool, a quota, a GPU) as the gauge ``app.resource.utilization``."""
     try:
         r = _text(resource, "resource", "record_resource_utilization")
         u = _number(utilization_ratio, "utilization_ratio", "record_resource_utilization", 0.0, 1.0)
@@ -222,6 +225,7 @@ def record_error(error: BaseException | str, *, severity: str = "error", recover
 
 
 def record_agent_selection(agent: str, *, complexity_score: float, reason: str | None = None) -> None:
+    """A router picked ``agent``: counted, complexity recorded; the reason goes to a span event."""
     try:
         a = _text(agent, "agent", "record_agent_selection")
         c = _number(complexity_score, "complexity_score", "record_agent_selection", lo=0.0)
@@ -239,6 +243,7 @@ def record_agent_selection(agent: str, *, complexity_score: float, reason: str |
 
 
 def record_tool_call(tool: str, *, duration_s: float, success: bool) -> None:
+    """One tool call by an agent: counted by tool and outcome, duration recorded."""
     try:
         t = _text(tool, "tool", "record_tool_call")
         d = _number(duration_s, "duration_s", "record_tool_call", lo=0.0)

@@ -166,7 +166,7 @@ class _TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method name
+    def Export(self, request: Any, context: Any) -> Any:
         self.store.add("traces", request, dict(context.invocation_metadata()))
         return trace_service_pb2.ExportTraceServiceResponse()
 
@@ -175,7 +175,7 @@ class _MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def Export(self, request: Any, context: Any) -> Any:
         self.store.add("metrics", request, dict(context.invocation_metadata()))
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
@@ -184,7 +184,7 @@ class _LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def Export(self, request: Any, context: Any) -> Any:
         self.store.add("logs", request, dict(context.invocation_metadata()))
         return logs_service_pb2.ExportLogsServiceResponse()
 
@@ -234,7 +234,7 @@ def http_receiver() -> Iterator[Receiver]:
     store = Store()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server API
+        def do_POST(self) -> None:
             route = _HTTP_ROUTES.get(self.path)
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             if route is None or self.headers.get("Content-Type") != "application/x-protobuf":

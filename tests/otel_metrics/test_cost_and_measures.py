@@ -1,0 +1,136 @@
+"""record_llm_usage / record_cost (exact Decimal money) and the business measures, as exported."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from opentelemetry import trace
+
+import otel_metrics
+from otel_metrics import business_context, record_cost, record_llm_usage, track_performance
+
+
+def test_llm_usage_sets_semconv_attributes_cost_and_metrics(telemetry: Any, receiver: Any) -> None:
+    from processors.cost import default_price_table
+
+    expected = default_price_table().llm_cost("gpt-4o", 1200, 300, cached_input_tokens=200)
+    assert isinstance(expected, Decimal)
+
+    @track_performance("agent")
+    def call_llm() -> Decimal | None:
+        return record_llm_usage("gpt-4o", 1200, 300, provider="openai", cached_input_tokens=200)
+
+    with business_context(tenant_id="acme"):
+        cost = call_llm()
+    assert cost == expected
+    telemetry.force_flush()
+    span = receiver.store.span_named("agent.call_llm")
+    a = span.attributes
+    assert a["gen_ai.request.model"] == "gpt-4o" and a["gen_ai.provider.name"] == "openai"
+    assert a["gen_ai.operation.name"] == "chat"
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (1200, 300)
+    assert a["gen_ai.usage.cache_read.input_tokens"] == 200
+    assert a["cost.usd"] == float(expected)
+    tokens = receiver.store.wait_for(lambda: receiver.store.points("gen_ai.client.token.usage"))
+    by_type = {p.attributes["gen_ai.token.type"]: p for p in tokens}
+    assert by_type["input"].value == (1, 1200) and by_type["output"].value == (1, 300)
+    assert by_type["input"].unit == "{token}" and by_type["input"].attributes["tenant.id"] == "acme"
+    costs = receiver.store.points("cost.usd")
+    assert costs[0].value == float(expected) and costs[0].unit == "{USD}"
+    assert costs[0].attributes["cost.category"] == "llm" and costs[0].attributes["tenant.id"] == "acme"
+
+
+def test_costs_add_up_exactly_on_one_span(telemetry: Any, receiver: Any) -> None:
+    with trace.get_tracer("t").start_as_current_span("multi"):
+        assert record_cost("0.1", category="speech", **{"speech.minutes": 2}) == Decimal("0.1")
+        assert record_cost(Decimal("0.2"), category="speech") == Decimal("0.2")
+    telemetry.force_flush()
+    span = receiver.store.span_named("multi")
+    assert span.attributes["cost.usd"] == 0.3  # Decimal sum, not 0.30000000000000004
+    assert span.attributes["cost.category"] == "speech" and span.attributes["speech.minutes"] == 2
+    points = receiver.store.wait_for(lambda: receiver.store.points("cost.usd"))
+    assert (
+        points[0].attributes
+        == {
+            "cost.category": "speech",
+        }
+        or points[0].attributes["cost.category"] == "speech"
+    )
+    assert abs(points[0].value - 0.3) < 1e-12
+
+
+def test_unknown_model_reports_once_and_sets_no_cost(telemetry: Any, receiver: Any, caplog: Any) -> None:
+    with trace.get_tracer("t").start_as_current_span("unknown"):
+        assert record_llm_usage("no-such-model-xyz", 10, 10) is None
+        assert record_llm_usage("no-such-model-xyz", 10, 10) is None
+    telemetry.force_flush()
+    span = receiver.store.span_named("unknown")
+    assert "cost.usd" not in span.attributes
+    assert (
+        span.attributes["gen_ai.usage.input_tokens"] == 20
+        or span.attributes["gen_ai.usage.input_tokens"] == 10
+    )
+    assert caplog.text.count("no-such-model-xyz") == 1
+
+
+def test_bad_input_never_raises(telemetry: Any, receiver: Any) -> None:
+    assert record_llm_usage("gpt-4o", -1, 10) is None
+    assert record_llm_usage("gpt-4o", 1.5, 10) is None  # type: ignore[arg-type]
+    assert record_llm_usage("gpt-4o", "10", 10) is None  # type: ignore[arg-type]
+    assert record_llm_usage(None, 1, 1) is None  # type: ignore[arg-type]
+    assert record_cost(-1, category="x") is None
+    assert record_cost("abc", category="x") is None
+    assert record_cost(float("nan"), category="x") is None
+    assert record_cost(1, category="") is None
+    otel_metrics.record_satisfaction("great")  # type: ignore[arg-type]
+    otel_metrics.record_satisfaction(7, scale=5)
+    otel_metrics.record_resource_utilization("pool", 1.5)
+    otel_metrics.record_model_quality("m", accuracy=None, confidence=0.5, sample_size=3)  # type: ignore[arg-type]
+    otel_metrics.record_error(None, severity="apocalyptic")  # type: ignore[arg-type]
+    telemetry.force_flush()
+    assert receiver.store.points("cost.usd") == []
+    assert receiver.store.points("app.satisfaction.score") == []
+
+
+def test_business_measures_are_exported_with_documented_names(telemetry: Any, receiver: Any) -> None:
+    with trace.get_tracer("t").start_as_current_span("measures"):
+        otel_metrics.record_satisfaction(4, scale=5, feedback="fast answer")
+        otel_metrics.record_feature_usage("search", "query", duration_s=0.2, success=True)
+        otel_metrics.record_model_quality("gpt-4o", accuracy=0.9, confidence=0.8, sample_size=50)
+        assert otel_metrics.record_optimization_impact("cache", before=2.0, after=0.5, unit="s") == 0.75
+        otel_metrics.record_resource_utilization("db.pool", 0.6)
+        otel_metrics.record_error(TimeoutError("slow"), severity="warning", recovered=True)
+        otel_metrics.record_agent_selection("planner", complexity_score=0.7, reason="multi-step")
+        otel_metrics.record_tool_call("web_search", duration_s=1.2, success=False)
+    telemetry.force_flush()
+    store = receiver.store
+    store.wait_for(lambda: store.points("app.tool.calls"))
+    assert store.points("app.satisfaction.score")[0].value == (1, 0.8)
+    usage = store.points("app.feature.usage")[0]
+    assert usage.attributes == {
+        "feature.name": "search",
+        "feature.action": "query",
+        "operation.outcome": "success",
+    }
+    acc = store.points("app.model.accuracy")[0]
+    assert acc.value == 0.9 and acc.attributes == {"gen_ai.request.model": "gpt-4o"}
+    assert store.points("app.model.evaluation.samples")[0].value == 50
+    values = {p.attributes["optimization.phase"]: p.value for p in store.points("app.optimization.value")}
+    assert values == {"before": 2.0, "after": 0.5}
+    assert store.points("app.optimization.improvement")[0].value == 0.75
+    assert store.points("app.resource.utilization")[0].value == 0.6
+    err = store.points("app.errors")[0]
+    assert err.attributes == {
+        "error.type": "TimeoutError",
+        "error.severity": "warning",
+        "error.recovered": True,
+    }
+    assert store.points("app.agent.selections")[0].attributes == {"gen_ai.agent.name": "planner"}
+    tool = store.points("app.tool.calls")[0]
+    assert tool.attributes == {"gen_ai.tool.name": "web_search", "operation.outcome": "failure"}
+    span = store.span_named("measures")
+    events = dict(span.events)
+    assert events["app.satisfaction"]["app.satisfaction.feedback"] == "fast answer"
+    assert events["app.agent.selection"]["app.agent.selection.reason"] == "multi-step"
+    assert events["app.error"]["exception.message"] == "slow"
