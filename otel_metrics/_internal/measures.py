@@ -182,7 +182,7 @@ def record_optimization_impact(name: str, *, before: float, after: float, unit: 
 
 
 def record_resource_utilization(resource: str, utilization_ratio: float) -> None:
-    """Utilization (0..1) of a named resource (a pool, a quota, a GPU) as the gauge ``app.resource.utilization``."""
+    """Utilization (0..1) of a named resource (a pool, a quota, a GPU): gauge ``app.resource.utilization``."""
     try:
         r = _text(resource, "resource", "record_resource_utilization")
         u = _number(utilization_ratio, "utilization_ratio", "record_resource_utilization", 0.0, 1.0)

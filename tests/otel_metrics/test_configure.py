@@ -190,7 +190,7 @@ def test_logs_exported_with_correlation(protocol: str, receiver: Any, http_recei
         records = target.store.wait_for(
             lambda: [r for r in target.store.log_records() if r[0] == "hello world"]
         )
-        body, attributes, record_trace_id = records[0]
+        _body, attributes, record_trace_id = records[0]
         assert attributes["correlation_id"] == "req-42"
         assert record_trace_id == trace_id
     finally:

@@ -25,6 +25,6 @@ def test_every_exported_name_resolves_and_is_documented() -> None:
 
 def test_configure_is_keyword_only_after_service_name() -> None:
     params = inspect.signature(otel_metrics.configure).parameters
-    assert list(params)[0] == "service_name"
+    assert next(iter(params)) == "service_name"
     for name in ("endpoint", "protocol", "headers", "resource_attributes", "pricing", "metric_dimensions"):
         assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
