@@ -247,7 +247,9 @@ def redact_text(text: str) -> str:
 
 
 def _masked(value: object) -> object:
-    if isinstance(value, list | tuple):
+    if isinstance(value, tuple):  # the SDK stores sequences as tuples; keep the container type
+        return (REDACTED,) * len(value)
+    if isinstance(value, list):
         return [REDACTED] * len(value)
     return REDACTED
 
@@ -304,11 +306,11 @@ class RedactionRules:
             if value and all(isinstance(v, str) for v in value):
                 items = [self.redact_string(v) for v in value]
                 if any(new is not old for new, old in zip(items, value, strict=True)):
-                    return items
+                    return tuple(items) if isinstance(value, tuple) else items
             elif self._all_types and value:
                 others = [self._redact_other(v) for v in value]
                 if any(new is not old for new, old in zip(others, value, strict=True)):
-                    return others
+                    return tuple(others) if isinstance(value, tuple) else others
             return value
         if self._all_types:
             return self._redact_other(value)

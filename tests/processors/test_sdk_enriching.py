@@ -1,0 +1,167 @@
+"""EnrichingSpanProcessor on a real TracerProvider: cost, redaction, pass-through, never raising."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from processors.cost import PriceTable
+from processors.redaction import REDACTED
+from processors.sdk import EnrichingSpanProcessor
+
+GENAI = {
+    "gen_ai.request.model": "gpt-4o-2024-08-06",
+    "gen_ai.usage.input_tokens": 1000,
+    "gen_ai.usage.output_tokens": 500,
+}
+
+
+def _provider(
+    *, table: PriceTable | None, redact: bool, limits: SpanLimits | None = None
+) -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=limits)
+    provider.add_span_processor(
+        EnrichingSpanProcessor(SimpleSpanProcessor(exporter), price_table=table, redact=redact)
+    )
+    return provider, exporter
+
+
+def test_cost_is_added_to_spans_with_tokens_and_no_cost() -> None:
+    provider, exporter = _provider(table=PriceTable.bundled(), redact=False)
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("chat", attributes=GENAI) as span:
+        span.add_event("done", {"k": "v"})
+    with tracer.start_as_current_span("priced", attributes={**GENAI, "cost.usd": 1.5}):
+        pass
+    with tracer.start_as_current_span("plain", attributes={"http.route": "/x"}):
+        pass
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    chat = spans["chat"]
+    assert chat.attributes["cost.usd"] == 0.0075
+    assert chat.attributes["gen_ai.usage.input_tokens"] == 1000
+    assert [e.name for e in chat.events] == ["done"]
+    assert chat.context == span.get_span_context()
+    assert chat.resource is provider.resource
+    assert chat.instrumentation_scope is not None and chat.instrumentation_scope.name == "t"
+    assert chat.end_time is not None and chat.start_time is not None
+    assert spans["priced"].attributes["cost.usd"] == 1.5
+    assert "cost.usd" not in spans["plain"].attributes
+
+
+def test_no_price_table_means_no_cost() -> None:
+    provider, exporter = _provider(table=None, redact=False)
+    with provider.get_tracer("t").start_as_current_span("chat", attributes=GENAI):
+        pass
+    assert "cost.usd" not in exporter.get_finished_spans()[0].attributes
+
+
+def test_redaction_of_span_and_event_attributes_keeps_token_counts() -> None:
+    provider, exporter = _provider(table=PriceTable.bundled(), redact=True)
+    with provider.get_tracer("t").start_as_current_span(
+        "call", attributes={**GENAI, "http.request.header.authorization": ("Bearer abcdefghijkl",)}
+    ) as span:
+        span.add_event("exception", {"exception.message": "bad password=hunter2", "exception.type": "E"})
+        span.add_event("plain", {"n": 1})
+    (out,) = exporter.get_finished_spans()
+    assert out.attributes["http.request.header.authorization"] == (REDACTED,)
+    assert out.attributes["gen_ai.usage.input_tokens"] == 1000
+    assert out.attributes["gen_ai.usage.output_tokens"] == 500
+    assert out.attributes["cost.usd"] == 0.0075
+    assert dict(out.events[0].attributes or {}) == {
+        "exception.message": f"bad password={REDACTED}",
+        "exception.type": "E",
+    }
+    assert dict(out.events[1].attributes or {}) == {"n": 1}
+
+
+def test_dropped_attribute_count_is_preserved() -> None:
+    provider, exporter = _provider(
+        table=PriceTable.bundled(), redact=False, limits=SpanLimits(max_span_attributes=4)
+    )
+    with provider.get_tracer("t").start_as_current_span("chat", attributes={"extra": 1, **GENAI, "more": 2}):
+        pass
+    (out,) = exporter.get_finished_spans()
+    assert out.dropped_attributes == 1
+    assert "extra" not in out.attributes
+    assert out.attributes["cost.usd"] == 0.0075
+
+
+class _Recorder(SpanProcessor):
+    """A real (trivial) inner processor that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.ended: list[ReadableSpan] = []
+        self.started = 0
+        self.flushed = False
+        self.shut = False
+
+    def on_start(self, span: object, parent_context: object = None) -> None:
+        self.started += 1
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended.append(span)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        self.flushed = True
+        return True
+
+    def shutdown(self) -> None:
+        self.shut = True
+
+
+def test_unchanged_spans_are_passed_through_without_a_copy_and_calls_delegate() -> None:
+    recorder = _Recorder()
+    enriching = EnrichingSpanProcessor(recorder, price_table=PriceTable.bundled(), redact=True)
+    provider = TracerProvider()
+    provider.add_span_processor(enriching)
+    with provider.get_tracer("t").start_as_current_span("plain", attributes={"http.route": "/x", "n": 1}):
+        pass
+    original = ReadableSpan("manual", attributes={"a": "b"})
+    enriching.on_end(original)
+    assert recorder.ended[1] is original
+    assert recorder.started == 1
+    assert enriching.force_flush() and recorder.flushed
+    provider.shutdown()
+    assert recorder.shut
+
+
+class _BrokenTable(PriceTable):
+    def _find(self, model: str) -> None:
+        raise RuntimeError("boom")
+
+
+def test_failures_never_reach_the_caller_and_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    recorder = _Recorder()
+    enriching = EnrichingSpanProcessor(recorder, price_table=_BrokenTable({}), redact=True)
+    provider = TracerProvider()
+    provider.add_span_processor(enriching)
+    tracer = provider.get_tracer("t")
+    with caplog.at_level(logging.WARNING, logger="processors.sdk"):
+        for _ in range(3):
+            with tracer.start_as_current_span("chat", attributes={**GENAI, "password": "x"}):
+                pass
+    assert len(recorder.ended) == 3
+    assert all(dict(s.attributes or {})["password"] == "x" for s in recorder.ended)  # original passed on
+    assert len([r for r in caplog.records if "enrichment failed" in r.getMessage()]) == 1
+
+
+def test_wrong_types_and_unknown_models_give_no_cost(caplog: pytest.LogCaptureFixture) -> None:
+    provider, exporter = _provider(table=PriceTable.bundled(), redact=False)
+    tracer = provider.get_tracer("t")
+    bad: list[Mapping[str, object]] = [
+        {**GENAI, "gen_ai.usage.input_tokens": -5},
+        {**GENAI, "gen_ai.usage.input_tokens": "1000"},
+        {**GENAI, "gen_ai.request.model": "sdk-test-unknown-model"},
+    ]
+    with caplog.at_level(logging.WARNING, logger="processors.cost"):
+        for attrs in bad:
+            with tracer.start_as_current_span("chat", attributes=dict(attrs)):  # type: ignore[arg-type]
+                pass
+    assert all("cost.usd" not in s.attributes for s in exporter.get_finished_spans())
+    assert "sdk-test-unknown-model" in caplog.text
