@@ -84,8 +84,10 @@ def test_factory_and_validation_name_fields() -> None:
     cfg = MemoryLimiterConfig(check_interval=0, limit_mib=100, spike_limit_mib=100)  # type: ignore[arg-type]
     errors = cfg.validate()
     assert {e.split(":")[0] for e in errors} == {"check_interval", "spike_limit_mib"}
-    assert MemoryLimiterConfig(limit_percentage=80, spike_limit_percentage=90).validate()[0].startswith(
-        "spike_limit_percentage:"
+    assert (
+        MemoryLimiterConfig(limit_percentage=80, spike_limit_percentage=90)
+        .validate()[0]
+        .startswith("spike_limit_percentage:")
     )
 
 
