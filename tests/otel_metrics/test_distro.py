@@ -1,0 +1,60 @@
+"""opentelemetry-instrument in a real subprocess: an app that never imports us gets our processors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "examples" / "auto_instrumented" / "app.py"
+
+
+@pytest.mark.parametrize("select_explicitly", [True, False])
+def test_opentelemetry_instrument_installs_our_processors(receiver: Any, select_explicitly: bool) -> None:
+    instrument = shutil.which("opentelemetry-instrument", path=str(Path(sys.executable).parent))
+    assert instrument, "opentelemetry-instrument is installed with opentelemetry-instrumentation"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(
+        OTEL_SERVICE_NAME="auto-demo",
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_EXPORTER_OTLP_INSECURE="true",
+        OTEL_METRICS_EXPORTER="none",
+        REQUEST_ID="auto-req-7",
+        TENANT="acme",
+    )
+    if select_explicitly:
+        env.update(OTEL_PYTHON_DISTRO="otel_metrics", OTEL_PYTHON_CONFIGURATOR="otel_metrics")
+    else:
+        # with the upstream distro also installed, entry-point order decides; ours must at least be offered
+        from importlib.metadata import entry_points
+
+        names = [ep.name for ep in entry_points(group="opentelemetry_configurator")]
+        if names[0] != "otel_metrics":
+            pytest.skip(
+                f"entry-point order puts {names[0]} first here; selection needs OTEL_PYTHON_CONFIGURATOR"
+            )
+    proc = subprocess.run(
+        [instrument, sys.executable, str(APP)], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "answer to what is OTLP?" in proc.stdout
+    store = receiver.store
+    chat = store.span_named("chat gpt-4o")
+    handle = store.span_named("handle_request")
+    assert chat.resource["service.name"] == "auto-demo"
+    for span in (chat, handle):
+        assert span.attributes["correlation.id"] == "auto-req-7"
+        assert span.attributes["tenant.id"] == "acme"
+    from processors.cost import default_price_table
+
+    expected = default_price_table().llm_cost("gpt-4o", 1000, 500)
+    assert expected is not None
+    assert chat.attributes["cost.usd"] == pytest.approx(float(expected))
+    assert chat.attributes["llm.api_key"] == "[REDACTED]"
+    assert "cost.usd" not in handle.attributes
