@@ -12,6 +12,12 @@ is in the batcher, ``consume`` here returns only when every batch holding some o
 been accepted by the next consumer, and raises that consumer's exception if one of them failed. A receiver
 therefore still acknowledges only data that is durable downstream. Each batch is sent from its own task, so
 a caller that goes away (client disconnect) cannot cancel a batch other callers are waiting on.
+
+That contract makes a caller wait up to ``timeout`` when traffic is light, so throughput is bounded by
+(concurrent requests x request size) / timeout. ``flush_when_idle: true`` (our own key, absent upstream)
+turns the processor into a group commit: whatever is pending is also sent as soon as no batch is in flight,
+so batches grow with downstream latency and load instead of with waiting; size, max size and timeout still
+apply.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ DEFAULT_SEND_BATCH_SIZE = 8192
 DEFAULT_SEND_BATCH_MAX_SIZE = 0
 DEFAULT_TIMEOUT = Duration(0.2)
 DEFAULT_METADATA_CARDINALITY_LIMIT = 1000
+DEFAULT_FLUSH_WHEN_IDLE = False
 
 
 @dataclass
@@ -49,6 +56,8 @@ class BatchConfig:
     send_batch_max_size: int = DEFAULT_SEND_BATCH_MAX_SIZE
     metadata_keys: list[str] = field(default_factory=list)
     metadata_cardinality_limit: int = DEFAULT_METADATA_CARDINALITY_LIMIT
+    # Not an upstream key (see the module docstring): send what is pending whenever nothing is in flight.
+    flush_when_idle: bool = DEFAULT_FLUSH_WHEN_IDLE
 
     def validate(self) -> list[str]:
         errors: list[str] = []
@@ -92,6 +101,7 @@ class _Pending:
     pieces: deque[_Piece] = field(default_factory=deque)
     items: int = 0
     timer: asyncio.TimerHandle | None = None
+    in_flight: int = 0  # batches sent and not yet answered
 
 
 class BatchProcessor(Processor):
@@ -101,6 +111,7 @@ class BatchProcessor(Processor):
         self._size = config.send_batch_size
         self._max = config.send_batch_max_size
         self._immediate = self._timeout <= 0 or self._size <= 0
+        self._flush_when_idle = config.flush_when_idle
         self._pending: dict[Signal, _Pending] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
@@ -136,6 +147,8 @@ class BatchProcessor(Processor):
             if pending.timer is not None:
                 pending.timer.cancel()
                 pending.timer = None
+        if self._flush_when_idle and pending.in_flight == 0:
+            self._emit_all(signal, pending)
         if pending.items and pending.timer is None:
             pending.timer = loop.call_later(self._timeout, self._on_timeout, signal)
         await waiter.future
@@ -144,11 +157,7 @@ class BatchProcessor(Processor):
         """Send everything pending and wait until every batch in flight has been answered."""
         self._stopped = True
         for signal, pending in self._pending.items():
-            if pending.timer is not None:
-                pending.timer.cancel()
-                pending.timer = None
-            while pending.items:
-                self._emit(signal, pending)
+            self._emit_all(signal, pending)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -168,6 +177,13 @@ class BatchProcessor(Processor):
         while pending.items:
             self._emit(signal, pending)
             self._timeout_triggers.add(1, self._attrs)
+
+    def _emit_all(self, signal: Signal, pending: _Pending) -> None:
+        if pending.timer is not None:
+            pending.timer.cancel()
+            pending.timer = None
+        while pending.items:
+            self._emit(signal, pending)
 
     def _emit(self, signal: Signal, pending: _Pending) -> None:
         """Take up to ``send_batch_max_size`` pending items into one batch and send it from a task."""
@@ -196,6 +212,7 @@ class BatchProcessor(Processor):
         if batch is None:
             return
         self._send_size.record(taken, self._attrs)
+        pending.in_flight += 1
         task = asyncio.get_running_loop().create_task(self._send(signal, batch, waiters))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -217,6 +234,11 @@ class BatchProcessor(Processor):
                     waiter.future.set_exception(waiter.error)
                 else:
                     waiter.future.set_result(None)
+        pending = self._pending[signal]
+        pending.in_flight -= 1
+        if self._flush_when_idle and pending.in_flight == 0 and pending.items:
+            # Group commit: what arrived while the last batch was in flight goes out now.
+            self._emit_all(signal, pending)
         if isinstance(error, asyncio.CancelledError):
             raise error
 

@@ -98,9 +98,10 @@ def test_validate_names_the_field() -> None:
     size=st.integers(1, 30),
     extra=st.integers(0, 20),
     bounded=st.booleans(),
+    idle=st.booleans(),
 )
 def test_split_and_merge_keep_every_span_once_with_its_resource_and_scope(
-    cuts: list[int], size: int, extra: int, bounded: bool
+    cuts: list[int], size: int, extra: int, bounded: bool, idle: bool
 ) -> None:
     # Partition a prefix of the pool into requests of the drawn sizes; send them concurrently.
     requests, start = [], 0
@@ -114,7 +115,9 @@ def test_split_and_merge_keep_every_span_once_with_its_resource_and_scope(
 
     async def run() -> Sink:
         sink = Sink()
-        proc = _processor(sink, send_batch_size=size, send_batch_max_size=max_size, timeout=0.01)
+        proc = _processor(
+            sink, send_batch_size=size, send_batch_max_size=max_size, timeout=0.01, flush_when_idle=idle
+        )
         await asyncio.gather(*(proc.consume(Signal.TRACES, r) for r in requests))
         await proc.shutdown()
         return sink
@@ -269,3 +272,22 @@ def test_immediate_mode_and_empty_requests(timeout: float) -> None:
 
     sink = asyncio.run(run())
     assert [item_count(Signal.TRACES, b) for b in sink.batches] == [4, 4, 2]
+
+
+def test_flush_when_idle_sends_at_once_and_groups_what_arrives_meanwhile() -> None:
+    async def run() -> None:
+        sink = Sink()
+        sink.gate = asyncio.Event()
+        proc = _processor(sink, send_batch_size=10_000, timeout=3600, flush_when_idle=True)
+        first = asyncio.create_task(proc.consume(Signal.TRACES, encode_spans(POOL[:3])))
+        await _wait_for(lambda: proc._pending[Signal.TRACES].in_flight == 1)
+        others = [
+            asyncio.create_task(proc.consume(Signal.TRACES, encode_spans(POOL[i : i + 2]))) for i in (3, 5, 7)
+        ]
+        await _wait_for(lambda: proc._pending[Signal.TRACES].items == 6)
+        assert not first.done()
+        sink.gate.set()  # the first batch is accepted; the three waiting requests go out as one batch
+        await asyncio.wait_for(asyncio.gather(first, *others), 5)
+        assert [item_count(Signal.TRACES, b) for b in sink.batches] == [3, 6]
+
+    asyncio.run(run())
