@@ -7,6 +7,7 @@ with other people's tests against one server.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -19,6 +20,9 @@ from psycopg.conninfo import make_conninfo
 from collector.exporters.postgres import schema
 
 TEST_DSN_ENV = "OTEL_METRICS_TEST_PG_DSN"
+# --import-mode=importlib puts no test folder on sys.path; the helpers module next to this file is imported
+# by name.
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="session")

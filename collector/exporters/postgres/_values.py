@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["any_value", "attributes_dict", "clean_text", "to_json"]
+__all__ = ["any_value", "attributes_dict", "clean_text", "int2", "int4", "signed32", "to_json"]
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _dumps = _encoder.encode
@@ -81,3 +81,28 @@ def to_json(value: Any, field: str, repairs: list[str]) -> str:
             repairs.append(f"NUL characters removed from {field}")
         return cleaned
     return text
+
+
+_INT2_MAX = 2**15 - 1
+_INT4_MAX = 2**31 - 1
+
+
+def int2(value: int, field: str, repairs: list[str]) -> int:
+    """A protobuf enum (int32) for a smallint column: binary COPY would silently wrap larger values."""
+    if -_INT2_MAX - 1 <= value <= _INT2_MAX:
+        return value
+    repairs.append(f"{field} {value} beyond smallint: clamped")
+    return _INT2_MAX if value > 0 else -_INT2_MAX - 1
+
+
+def int4(value: int, field: str, repairs: list[str]) -> int:
+    """A uint32 count for an integer column, clamped (binary COPY would silently wrap)."""
+    if value <= _INT4_MAX:
+        return value
+    repairs.append(f"{field} {value} beyond integer: clamped")
+    return _INT4_MAX
+
+
+def signed32(value: int) -> int:
+    """fixed32 bit flags stored losslessly in an integer column (two's complement)."""
+    return value - 2**32 if value > _INT4_MAX else value

@@ -15,7 +15,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from ._values import any_value, attributes_dict, clean_text, to_json
+from ._values import any_value, attributes_dict, clean_text, int2, int4, signed32, to_json
 
 __all__ = ["LOG_COLUMNS", "LogRecord", "log_records"]
 
@@ -48,6 +48,8 @@ class LogRecord:
     repairs: list[str] = field(default_factory=list)
     trace_id: bytes | None = None
     span_id: bytes | None = None
+    # Set when the item could not be turned into a row at all: it goes to the quarantine with this reason.
+    failure: str | None = None
 
     def item(self) -> bytes:
         return bytes(self.record.SerializeToString())
@@ -73,56 +75,60 @@ def log_records(request: ExportLogsServiceRequest) -> list[LogRecord]:
             scope_bytes = sl.scope.SerializeToString(deterministic=True)
             for record in sl.log_records:
                 repairs = list(resource_repairs)
-                h = hashlib.blake2b(resource_bytes, digest_size=16)
-                h.update(b"\x1e")
-                h.update(scope_bytes)
-                h.update(b"\x1e")
-                h.update(record.SerializeToString(deterministic=True))
-                observed_us = record.observed_time_unix_nano // 1000 or None
-                time_us = record.time_unix_nano // 1000 or observed_us or now_us
-                attrs = attributes_dict(record.attributes)
-                correlation = attrs.get("correlation.id")
-                if isinstance(correlation, str):
-                    correlation = clean_text(correlation, "correlation.id", repairs)
-                else:
-                    correlation = None
-                body_text: str | None = None
-                body_json: str | None = None
-                if record.HasField("body"):
-                    body = any_value(record.body)
-                    if isinstance(body, str):
-                        body_text = clean_text(body, "body", repairs)
-                    elif body is not None:
-                        body_json = to_json(body, "body", repairs)
-                        body_text = body_json
-                trace_id = record.trace_id or None
-                span_id = record.span_id or None
-                out.append(
-                    LogRecord(
-                        (
-                            h.digest(),
-                            time_us,
-                            observed_us,
-                            record.severity_number,
-                            clean_text(record.severity_text, "severity_text", repairs) or None,
-                            body_text,
-                            body_json,
-                            clean_text(getattr(record, "event_name", ""), "event_name", repairs) or None,
+                try:
+                    h = hashlib.blake2b(resource_bytes, digest_size=16)
+                    h.update(b"\x1e")
+                    h.update(scope_bytes)
+                    h.update(b"\x1e")
+                    h.update(record.SerializeToString(deterministic=True))
+                    observed_us = record.observed_time_unix_nano // 1000 or None
+                    time_us = record.time_unix_nano // 1000 or observed_us or now_us
+                    attrs = attributes_dict(record.attributes)
+                    correlation = attrs.get("correlation.id")
+                    if isinstance(correlation, str):
+                        correlation = clean_text(correlation, "correlation.id", repairs)
+                    else:
+                        correlation = None
+                    body_text: str | None = None
+                    body_json: str | None = None
+                    if record.HasField("body"):
+                        body = any_value(record.body)
+                        if isinstance(body, str):
+                            body_text = clean_text(body, "body", repairs)
+                        elif body is not None:
+                            body_json = to_json(body, "body", repairs)
+                            body_text = body_json
+                    trace_id = record.trace_id or None
+                    span_id = record.span_id or None
+                    out.append(
+                        LogRecord(
+                            (
+                                h.digest(),
+                                time_us,
+                                observed_us,
+                                int2(record.severity_number, "severity_number", repairs),
+                                clean_text(record.severity_text, "severity_text", repairs) or None,
+                                body_text,
+                                body_json,
+                                clean_text(getattr(record, "event_name", ""), "event_name", repairs) or None,
+                                trace_id,
+                                span_id,
+                                signed32(record.flags),
+                                service_name,
+                                scope_name,
+                                scope_version,
+                                correlation,
+                                to_json(attrs, "log attributes", repairs) if attrs else "{}",
+                                resource_json,
+                                int4(record.dropped_attributes_count, "dropped_attributes_count", repairs),
+                            ),
+                            record,
+                            repairs,
                             trace_id,
                             span_id,
-                            record.flags,
-                            service_name,
-                            scope_name,
-                            scope_version,
-                            correlation,
-                            to_json(attrs, "log attributes", repairs) if attrs else "{}",
-                            resource_json,
-                            record.dropped_attributes_count,
-                        ),
-                        record,
-                        repairs,
-                        trace_id,
-                        span_id,
+                        )
                     )
-                )
+                except Exception as exc:  # one malformed item must not fail its batch
+                    failure = f"{type(exc).__name__}: {exc}"
+                    out.append(LogRecord((), record, repairs, failure=failure))
     return out

@@ -15,7 +15,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from ._values import attributes_dict, clean_text, to_json
+from ._values import attributes_dict, clean_text, int2, signed32, to_json
 
 __all__ = ["POINT_COLUMNS", "PointRecord", "point_records"]
 
@@ -63,6 +63,8 @@ class PointRecord:
     repairs: list[str] = field(default_factory=list)
     trace_id: bytes | None = None
     span_id: bytes | None = None
+    # Set when the item could not be turned into a row at all: it goes to the quarantine with this reason.
+    failure: str | None = None
 
     def item(self) -> bytes:
         return bytes(self.metric.SerializeToString())
@@ -127,90 +129,96 @@ def point_records(request: ExportMetricsServiceRequest) -> list[PointRecord]:
                 monotonic = data.is_monotonic if kind == "sum" else None
                 for point in data.data_points:
                     repairs = list(resource_repairs)
-                    attrs = attributes_dict(point.attributes)
-                    attrs_key = json.dumps(attrs, sort_keys=True, default=str).encode()
-                    h = hashlib.blake2b(digest_size=16)
-                    for part in (resource_key, scope_key, series_key, attrs_key):
-                        h.update(part)
-                        h.update(b"\x1e")
-                    value = value_int = count = total = lo = hi = None
-                    bucket_counts = bounds = scale = zero_count = zero_threshold = None
-                    pos_offset = pos_counts = neg_offset = neg_counts = quantiles = None
-                    if kind in ("gauge", "sum"):
-                        if point.WhichOneof("value") == "as_int":
-                            value_int = point.as_int
-                            value = float(value_int)
-                        else:
-                            value = point.as_double
-                    elif kind == "histogram":
-                        count = _u64(point.count, "count", repairs)
-                        total = point.sum if point.HasField("sum") else None
-                        lo = point.min if point.HasField("min") else None
-                        hi = point.max if point.HasField("max") else None
-                        bucket_counts = _counts(point.bucket_counts, "bucket count", repairs)
-                        bounds = list(point.explicit_bounds)
-                    elif kind == "exponential_histogram":
-                        count = _u64(point.count, "count", repairs)
-                        total = point.sum if point.HasField("sum") else None
-                        lo = point.min if point.HasField("min") else None
-                        hi = point.max if point.HasField("max") else None
-                        scale = point.scale
-                        zero_count = _u64(point.zero_count, "zero count", repairs)
-                        zero_threshold = point.zero_threshold
-                        pos_offset = point.positive.offset
-                        pos_counts = _counts(point.positive.bucket_counts, "bucket count", repairs)
-                        neg_offset = point.negative.offset
-                        neg_counts = _counts(point.negative.bucket_counts, "bucket count", repairs)
-                    else:  # summary
-                        count = _u64(point.count, "count", repairs)
-                        total = point.sum
-                        quantiles = to_json(
-                            [{"quantile": q.quantile, "value": q.value} for q in point.quantile_values],
-                            "quantile values",
-                            repairs,
+                    try:
+                        attrs = attributes_dict(point.attributes)
+                        attrs_key = json.dumps(attrs, sort_keys=True, default=str).encode()
+                        h = hashlib.blake2b(digest_size=16)
+                        for part in (resource_key, scope_key, series_key, attrs_key):
+                            h.update(part)
+                            h.update(b"\x1e")
+                        value = value_int = count = total = lo = hi = None
+                        bucket_counts = bounds = scale = zero_count = zero_threshold = None
+                        pos_offset = pos_counts = neg_offset = neg_counts = quantiles = None
+                        if kind in ("gauge", "sum"):
+                            if point.WhichOneof("value") == "as_int":
+                                value_int = point.as_int
+                                value = float(value_int)
+                            else:
+                                value = point.as_double
+                        elif kind == "histogram":
+                            count = _u64(point.count, "count", repairs)
+                            total = point.sum if point.HasField("sum") else None
+                            lo = point.min if point.HasField("min") else None
+                            hi = point.max if point.HasField("max") else None
+                            bucket_counts = _counts(point.bucket_counts, "bucket count", repairs)
+                            bounds = list(point.explicit_bounds)
+                        elif kind == "exponential_histogram":
+                            count = _u64(point.count, "count", repairs)
+                            total = point.sum if point.HasField("sum") else None
+                            lo = point.min if point.HasField("min") else None
+                            hi = point.max if point.HasField("max") else None
+                            scale = point.scale
+                            zero_count = _u64(point.zero_count, "zero count", repairs)
+                            zero_threshold = point.zero_threshold
+                            pos_offset = point.positive.offset
+                            pos_counts = _counts(point.positive.bucket_counts, "bucket count", repairs)
+                            neg_offset = point.negative.offset
+                            neg_counts = _counts(point.negative.bucket_counts, "bucket count", repairs)
+                        else:  # summary
+                            count = _u64(point.count, "count", repairs)
+                            total = point.sum
+                            quantiles = to_json(
+                                [{"quantile": q.quantile, "value": q.value} for q in point.quantile_values],
+                                "quantile values",
+                                repairs,
+                            )
+                        time_us = point.time_unix_nano // 1000
+                        start_us = point.start_time_unix_nano // 1000 or None
+                        records.append(
+                            PointRecord(
+                                (
+                                    h.digest(),
+                                    time_us,
+                                    start_us,
+                                    clean_text(metric.name, "metric name", repairs),
+                                    kind,
+                                    clean_text(metric.description, "metric description", repairs) or None,
+                                    clean_text(metric.unit, "metric unit", repairs) or None,
+                                    None
+                                    if temporality is None
+                                    else int2(temporality, "temporality", repairs),
+                                    monotonic,
+                                    service_name,
+                                    scope_name,
+                                    scope_version,
+                                    value,
+                                    value_int,
+                                    count,
+                                    total,
+                                    lo,
+                                    hi,
+                                    bucket_counts,
+                                    bounds,
+                                    scale,
+                                    zero_count,
+                                    zero_threshold,
+                                    pos_offset,
+                                    pos_counts,
+                                    neg_offset,
+                                    neg_counts,
+                                    quantiles,
+                                    _exemplars(getattr(point, "exemplars", ()), repairs),
+                                    signed32(getattr(point, "flags", 0)),
+                                    to_json(attrs, "point attributes", repairs) if attrs else "{}",
+                                    resource_json,
+                                ),
+                                metric,
+                                repairs,
+                            )
                         )
-                    time_us = point.time_unix_nano // 1000
-                    start_us = point.start_time_unix_nano // 1000 or None
-                    records.append(
-                        PointRecord(
-                            (
-                                h.digest(),
-                                time_us,
-                                start_us,
-                                clean_text(metric.name, "metric name", repairs),
-                                kind,
-                                metric.description or None,
-                                metric.unit or None,
-                                temporality,
-                                monotonic,
-                                service_name,
-                                scope_name,
-                                scope_version,
-                                value,
-                                value_int,
-                                count,
-                                total,
-                                lo,
-                                hi,
-                                bucket_counts,
-                                bounds,
-                                scale,
-                                zero_count,
-                                zero_threshold,
-                                pos_offset,
-                                pos_counts,
-                                neg_offset,
-                                neg_counts,
-                                quantiles,
-                                _exemplars(point.exemplars, repairs),
-                                point.flags,
-                                to_json(attrs, "point attributes", repairs) if attrs else "{}",
-                                resource_json,
-                            ),
-                            metric,
-                            repairs,
-                        )
-                    )
+                    except Exception as exc:  # one malformed item must not fail its batch
+                        failure = f"{type(exc).__name__}: {exc}"
+                        records.append(PointRecord((), metric, repairs, failure=failure))
     return records
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from ._values import attributes_dict, clean_text, to_json
+from ._values import attributes_dict, clean_text, int2, int4, signed32, to_json
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -119,6 +119,8 @@ class SpanRecord:
     links: list[tuple[Any, ...]]
     span: Any
     repairs: list[str] = field(default_factory=list)
+    # Set when the span could not be turned into rows at all: it goes to the quarantine with this reason.
+    failure: str | None = None
 
 
 def _as_int(value: Any, lo: int, hi: int) -> tuple[int | None, bool]:
@@ -178,15 +180,17 @@ def span_records(request: ExportTraceServiceRequest) -> list[SpanRecord]:
         resource_json = to_json(resource, "resource attributes", resource_repairs)
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
-            scope_name = scope.name or None
-            scope_version = scope.version or None
+            scope_name = clean_text(scope.name, "scope name", resource_repairs) or None
+            scope_version = clean_text(scope.version, "scope version", resource_repairs) or None
             for span in scope_spans.spans:
                 repairs = list(resource_repairs)
-                records.append(
-                    _span_record(
+                try:
+                    record = _span_record(
                         span, service_name, scope_name, scope_version, resource_json, repairs, now_ns
                     )
-                )
+                except Exception as exc:  # one malformed span must not fail its batch (e.g. nesting depth)
+                    record = SpanRecord((), [], [], span, repairs, f"{type(exc).__name__}: {exc}")
+                records.append(record)
     return records
 
 
@@ -280,13 +284,13 @@ def _span_record(
         trace_id,
         span_id,
         span.parent_span_id or None,
-        span.trace_state or None,
+        clean_text(span.trace_state, "trace_state", repairs) or None,
         start_us,
         end_ns // 1000,
         (end_ns - start_ns) / 1e6,
         name,
-        span.kind,
-        status.code,
+        int2(span.kind, "kind", repairs),
+        int2(status.code, "status code", repairs),
         status_message,
         service_name,
         scope_name,
@@ -310,10 +314,10 @@ def _span_record(
         http_status,
         to_json(attrs, "span attributes", repairs) if attrs else "{}",
         resource_json,
-        span.flags,
-        span.dropped_attributes_count,
-        span.dropped_events_count,
-        span.dropped_links_count,
+        signed32(span.flags),
+        int4(span.dropped_attributes_count, "dropped_attributes_count", repairs),
+        int4(span.dropped_events_count, "dropped_events_count", repairs),
+        int4(span.dropped_links_count, "dropped_links_count", repairs),
     )
     if (model is not None and isinstance(model, str) and "\x00" in model) or (
         provider is not None and isinstance(provider, str) and "\x00" in provider
@@ -343,7 +347,7 @@ def _span_record(
                 exc[1],
                 exc[2],
                 to_json(event_attrs, "event attributes", repairs) if event_attrs else "{}",
-                event.dropped_attributes_count,
+                int4(event.dropped_attributes_count, "event dropped_attributes_count", repairs),
             )
         )
     links: list[tuple[Any, ...]] = []
@@ -358,9 +362,9 @@ def _span_record(
                 link.trace_id,
                 link.span_id,
                 clean_text(link.trace_state, "link trace_state", repairs) or None,
-                link.flags,
+                signed32(link.flags),
                 to_json(link_attrs, "link attributes", repairs) if link_attrs else "{}",
-                link.dropped_attributes_count,
+                int4(link.dropped_attributes_count, "link dropped_attributes_count", repairs),
             )
         )
     return SpanRecord(row, events, links, span, repairs)

@@ -11,6 +11,7 @@ a savepoint, and the items that fail alone go to the ``quarantine`` table: a bad
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import struct
 import time
@@ -264,6 +265,11 @@ class PostgresWriter:
     def _write_traces(self, conn: psycopg.Connection[Any], request: Any) -> WriteResult:
         records = _traces.span_records(request)
         result = WriteResult(items=len(records))
+        failed = [r for r in records if r.failure is not None]
+        if failed:
+            records = [r for r in records if r.failure is None]
+            with conn.transaction():
+                self._quarantine_failed(conn, Signal.TRACES, failed, result)
         if not records:
             return result
         tables = PARTITIONED_TABLES[Signal.TRACES]
@@ -284,7 +290,8 @@ class PostgresWriter:
                     "postgres: batch of %d spans rejected (%s); retrying span by span", len(records), exc
                 )
                 break
-        return self._write_traces_one_by_one(conn, records)
+        result.inserted = 0
+        return self._write_traces_one_by_one(conn, records, result)
 
     def _insert_spans(self, conn: psycopg.Connection[Any], records: Sequence[_traces.SpanRecord]) -> int:
         self._copy(conn, _SPANS, (r.row for r in records))
@@ -300,9 +307,8 @@ class PostgresWriter:
         return int(row[0]) if row else 0
 
     def _write_traces_one_by_one(
-        self, conn: psycopg.Connection[Any], records: Sequence[_traces.SpanRecord]
+        self, conn: psycopg.Connection[Any], records: Sequence[_traces.SpanRecord], result: WriteResult
     ) -> WriteResult:
-        result = WriteResult(items=len(records))
         with conn.transaction():
             for record in records:
                 try:
@@ -322,6 +328,11 @@ class PostgresWriter:
         self, conn: psycopg.Connection[Any], signal: Signal, table: _Table, records: Sequence[Any]
     ) -> WriteResult:
         result = WriteResult(items=len(records))
+        failed = [r for r in records if r.failure is not None]
+        if failed:
+            records = [r for r in records if r.failure is None]
+            with conn.transaction():
+                self._quarantine_failed(conn, signal, failed, result)
         if not records:
             return result
         time_index = table.column_list.split(", ").index("time")
@@ -347,7 +358,7 @@ class PostgresWriter:
                     exc,
                 )
                 break
-        result = WriteResult(items=len(records))
+        result.inserted = 0
         with conn.transaction():
             for record in records:
                 try:
@@ -360,6 +371,16 @@ class PostgresWriter:
                     self._quarantine(conn, signal, reason, record, record.item(), result)
             self._record_repairs(conn, signal, records, result)
         return result
+
+    def _quarantine_failed(
+        self, conn: psycopg.Connection[Any], signal: Signal, failed: Sequence[Any], result: WriteResult
+    ) -> None:
+        """Items that could not become rows (committed before the batch: redelivery records them once)."""
+        for record in failed:
+            item = (
+                record.span.SerializeToString() if isinstance(record, _traces.SpanRecord) else record.item()
+            )
+            self._quarantine(conn, signal, record.failure, record, item, result)
 
     def _quarantine(
         self,
@@ -404,6 +425,9 @@ class PostgresWriter:
 def _item_key(record: Any) -> bytes:
     """The natural key of a record's item: what makes its quarantine row idempotent."""
     row = record.row
+    if not row:  # an item that never became a row: its serialized form is its identity
+        item = record.span.SerializeToString() if isinstance(record, _traces.SpanRecord) else record.item()
+        return hashlib.blake2b(item, digest_size=16).digest()
     if isinstance(record, _traces.SpanRecord):
         return bytes(row[0]) + bytes(row[1]) + _pack_q(row[4])
     if isinstance(record, _metrics.PointRecord):
