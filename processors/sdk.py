@@ -71,7 +71,12 @@ class EnrichingSpanProcessor(SpanProcessor):
         self._inner.on_end(enriched)
 
     def _enrich(self, span: ReadableSpan) -> ReadableSpan:
-        attributes: Mapping[str, Any] = span.attributes or {}
+        original_attributes = getattr(span, "_attributes", None)
+        # Read through BoundedAttributes' plain dict when there is one: its Mapping methods are Python
+        # code and this runs for every span. Read-only; the public property is the fallback.
+        attributes: Mapping[str, Any] | None = getattr(original_attributes, "_dict", None)
+        if not isinstance(attributes, dict):
+            attributes = span.attributes or {}
         new_attributes: dict[str, Any] | None = None
         if self._table is not None:
             cost = cost_attributes(attributes, self._table)
@@ -92,7 +97,8 @@ class EnrichingSpanProcessor(SpanProcessor):
                     new_events[i] = Event(event.name, _like(event.attributes, changed), event.timestamp)
         if new_attributes is None and new_events is None:
             return span
-        original_attributes = getattr(span, "_attributes", attributes)
+        if original_attributes is None:
+            original_attributes = attributes
         return ReadableSpan(
             name=span.name,
             context=span.context,

@@ -282,8 +282,8 @@ class PriceTable:
         cached_input_tokens: int = 0,
     ) -> Decimal | None:
         """Exact USD cost; None for an unknown model or invalid token counts (logged once)."""
-        counts = (input_tokens, output_tokens, cached_input_tokens)
-        if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in counts):
+        if not (_is_count(input_tokens) and _is_count(output_tokens) and _is_count(cached_input_tokens)):
+            counts = (input_tokens, output_tokens, cached_input_tokens)
             _warn_once("bad-tokens", "ignoring invalid token counts %r for model %r: no cost", counts, model)
             return None
         if cached_input_tokens > input_tokens:
@@ -310,6 +310,10 @@ class PriceTable:
 
 
 _MISSING = object()
+
+
+def _is_count(value: object) -> bool:
+    return type(value) is int and value >= 0
 
 
 @functools.lru_cache(maxsize=1)
@@ -352,8 +356,10 @@ def cost_attributes(attributes: Mapping[str, object], table: PriceTable) -> dict
     if raw_input is None and raw_output is None:
         return {}
     raw_cached = get(CACHED_INPUT_TOKENS_KEY)
-    counts = [_token_count(v) if v is not None else 0 for v in (raw_input, raw_output, raw_cached)]
-    if any(n is None for n in counts):
+    input_tokens = 0 if raw_input is None else _token_count(raw_input)
+    output_tokens = 0 if raw_output is None else _token_count(raw_output)
+    cached_tokens = 0 if raw_cached is None else _token_count(raw_cached)
+    if input_tokens is None or output_tokens is None or cached_tokens is None:
         _warn_once(
             "bad-token-types",
             "ignoring non-integer token counts (input=%r, output=%r, cached=%r): no cost",
@@ -362,7 +368,6 @@ def cost_attributes(attributes: Mapping[str, object], table: PriceTable) -> dict
             raw_cached,
         )
         return {}
-    input_tokens, output_tokens, cached_tokens = (int(n or 0) for n in counts)
     model: str | None = None
     for candidate in (response_model, request_model):
         if isinstance(candidate, str) and candidate and table._find(candidate) is not None:

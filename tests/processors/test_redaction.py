@@ -305,3 +305,33 @@ def test_config_validate_reports_every_bad_field() -> None:
         "summary",
         "allowed_keys",
     ]
+
+
+_FRAGMENTS = st.sampled_from(
+    [
+        "Bearer ",
+        "BASIC ",
+        "eyJ",
+        "sk-",
+        "AKIA",
+        "://",
+        "u:p@",
+        "PassWord=",
+        "Token: ",
+        "4111",
+        " ",
+        "-",
+        "\u017f",  # long s: case-folds to "s" in Unicode regexes
+        "K",
+    ]
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(_FRAGMENTS, st.text(max_size=6)), max_size=12))
+def test_cheap_precheck_never_misses_a_pattern_match(parts: list[str]) -> None:
+    from processors.redaction import _VALUE_PATTERN, _might_match
+
+    text = "".join(parts)
+    if _VALUE_PATTERN.search(text) is not None:
+        assert _might_match(text)
