@@ -1,0 +1,127 @@
+"""Config of the ``spanmetrics`` connector; keys and defaults as upstream contrib's spanmetricsconnector."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from processors.pipeline import Duration
+
+DEFAULT_NAMESPACE = "traces.span.metrics"
+DEFAULT_METRICS_FLUSH_INTERVAL = Duration(60.0)
+DEFAULT_METRICS_EXPIRATION = Duration(0.0)  # never
+DEFAULT_HISTOGRAM_UNIT = "ms"
+# Upstream's default explicit buckets: 2ms 4ms 6ms 8ms 10ms 50ms 100ms 200ms 400ms 800ms 1s 1400ms 2s 5s 10s
+# 15s.
+DEFAULT_EXPLICIT_BUCKETS: tuple[float, ...] = (
+    0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.4, 2.0, 5.0, 10.0, 15.0,
+)  # fmt: skip
+DEFAULT_EXPONENTIAL_MAX_SIZE = 160
+DEFAULT_DIMENSIONS_CACHE_SIZE = 1000
+DEFAULT_RESOURCE_METRICS_CACHE_SIZE = 1000
+DEFAULT_AGGREGATION_CARDINALITY_LIMIT = 0  # unlimited
+DEFAULT_MAX_EXEMPLARS_PER_DATA_POINT = 5
+CUMULATIVE = "AGGREGATION_TEMPORALITY_CUMULATIVE"
+DELTA = "AGGREGATION_TEMPORALITY_DELTA"
+DEFAULT_AGGREGATION_TEMPORALITY = CUMULATIVE
+
+
+@dataclass
+class Dimension:
+    name: str = ""
+    default: str | None = None
+
+
+@dataclass
+class ExplicitHistogramConfig:
+    buckets: list[Duration] = field(default_factory=lambda: [Duration(b) for b in DEFAULT_EXPLICIT_BUCKETS])
+
+
+@dataclass
+class ExponentialHistogramConfig:
+    max_size: int = DEFAULT_EXPONENTIAL_MAX_SIZE
+
+
+@dataclass
+class HistogramConfig:
+    disable: bool = False
+    unit: str = DEFAULT_HISTOGRAM_UNIT
+    explicit: ExplicitHistogramConfig | None = None
+    exponential: ExponentialHistogramConfig | None = None
+    dimensions: list[Dimension] = field(default_factory=list)
+
+
+@dataclass
+class ExemplarsConfig:
+    enabled: bool = False
+    max_per_data_point: int = DEFAULT_MAX_EXEMPLARS_PER_DATA_POINT
+
+
+@dataclass
+class EventsConfig:
+    enabled: bool = False
+    dimensions: list[Dimension] = field(default_factory=list)
+
+
+@dataclass
+class SpanMetricsConfig:
+    histogram: HistogramConfig = field(default_factory=HistogramConfig)
+    dimensions: list[Dimension] = field(default_factory=list)
+    calls_dimensions: list[Dimension] = field(default_factory=list)
+    exclude_dimensions: list[str] = field(default_factory=list)
+    dimensions_cache_size: int = DEFAULT_DIMENSIONS_CACHE_SIZE
+    aggregation_cardinality_limit: int = DEFAULT_AGGREGATION_CARDINALITY_LIMIT
+    resource_metrics_key_attributes: list[str] = field(default_factory=list)
+    resource_metrics_cache_size: int = DEFAULT_RESOURCE_METRICS_CACHE_SIZE
+    aggregation_temporality: str = DEFAULT_AGGREGATION_TEMPORALITY
+    metrics_flush_interval: Duration = DEFAULT_METRICS_FLUSH_INTERVAL
+    metrics_expiration: Duration = DEFAULT_METRICS_EXPIRATION
+    namespace: str = DEFAULT_NAMESPACE
+    exemplars: ExemplarsConfig = field(default_factory=ExemplarsConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+
+    def validate(self) -> list[str]:
+        errors = []
+        h = self.histogram
+        if h.unit not in ("ms", "s"):
+            errors.append(f"histogram.unit: {h.unit!r} is not one of ms, s")
+        if h.explicit is not None and h.exponential is not None:
+            errors.append("histogram: use either explicit or exponential, not both")
+        if h.explicit is not None:
+            b = list(h.explicit.buckets)
+            if b != sorted(set(b)):
+                errors.append("histogram.explicit.buckets: must be strictly increasing")
+        if h.exponential is not None and h.exponential.max_size < 2:
+            errors.append(f"histogram.exponential.max_size: must be >= 2, got {h.exponential.max_size}")
+        if self.aggregation_temporality not in (CUMULATIVE, DELTA):
+            errors.append(
+                f"aggregation_temporality: {self.aggregation_temporality!r} is not one of "
+                f"{CUMULATIVE}, {DELTA}"
+            )
+        if self.metrics_flush_interval <= 0:
+            errors.append(f"metrics_flush_interval: must be > 0, got {self.metrics_flush_interval}")
+        if self.metrics_expiration < 0:
+            errors.append(f"metrics_expiration: must be >= 0, got {self.metrics_expiration}")
+        if self.dimensions_cache_size <= 0:
+            errors.append(f"dimensions_cache_size: must be > 0, got {self.dimensions_cache_size}")
+        if self.resource_metrics_cache_size <= 0:
+            errors.append(f"resource_metrics_cache_size: must be > 0, got {self.resource_metrics_cache_size}")
+        if self.aggregation_cardinality_limit < 0:
+            errors.append(
+                f"aggregation_cardinality_limit: must be >= 0, got {self.aggregation_cardinality_limit}"
+            )
+        if self.exemplars.max_per_data_point < 0:
+            errors.append("exemplars.max_per_data_point: must be >= 0")
+        for path, dims in (
+            ("dimensions", self.dimensions),
+            ("calls_dimensions", self.calls_dimensions),
+            ("histogram.dimensions", h.dimensions),
+            ("events.dimensions", self.events.dimensions),
+        ):
+            seen: set[str] = set()
+            for i, d in enumerate(dims):
+                if not d.name:
+                    errors.append(f"{path}[{i}].name: must not be empty")
+                elif d.name in seen:
+                    errors.append(f"{path}[{i}].name: duplicate dimension {d.name!r}")
+                seen.add(d.name)
+        return errors

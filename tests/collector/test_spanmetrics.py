@@ -1,0 +1,244 @@
+"""spanmetrics from real SDK spans (encode_spans), into a list consumer and into the real prometheus
+exporter."""
+
+from __future__ import annotations
+
+import asyncio
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from collector.component import ComponentID, CreateSettings, Request, Signal
+from collector.connectors.spanmetrics import SpanMetricsConfig, SpanMetricsConnector, factories
+from collector.connectors.spanmetrics.config import (
+    DELTA,
+    Dimension,
+    ExemplarsConfig,
+    ExplicitHistogramConfig,
+    ExponentialHistogramConfig,
+    HistogramConfig,
+)
+from collector.exporters.prometheus import PrometheusExporterConfig
+from collector.exporters.prometheus.exporter import PrometheusExporter
+
+MS = 1_000_000
+T0 = 1_700_000_000_000_000_000
+
+
+class Collected:
+    """The metrics pipeline's end: keeps what the connector emits."""
+
+    def __init__(self) -> None:
+        self.requests: list[ExportMetricsServiceRequest] = []
+
+    async def consume(self, signal: Signal, request: Request) -> None:
+        assert signal is Signal.METRICS
+        assert isinstance(request, ExportMetricsServiceRequest)
+        self.requests.append(request)
+
+
+def spans(resource: dict[str, str] | None = None) -> ExportTraceServiceRequest:
+    """checkout: 3 GET /pay server spans (5, 30, 300 ms; one error) and one client span with http.method."""
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider(resource=Resource.create(resource or {"service.name": "checkout"}))
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = tp.get_tracer("app")
+    for i, ms in enumerate((5, 30, 300)):
+        span = tracer.start_span("GET /pay", kind=SpanKind.SERVER, start_time=T0 + i * 1000 * MS)
+        if i == 2:
+            span.set_status(Status(StatusCode.ERROR))
+            span.add_event("exception", {"exception.type": "Timeout"})
+        span.end(end_time=T0 + i * 1000 * MS + ms * MS)
+    client = tracer.start_span(
+        "charge", kind=SpanKind.CLIENT, start_time=T0, attributes={"http.method": "POST"}
+    )
+    client.end(end_time=T0 + 12 * MS)
+    return encode_spans(exporter.get_finished_spans())
+
+
+def connector(config: SpanMetricsConfig, consumer: object) -> SpanMetricsConnector:
+    return SpanMetricsConnector(CreateSettings(ComponentID("spanmetrics"), Signal.TRACES), config, consumer)  # type: ignore[arg-type]
+
+
+def attrs(dp: object) -> dict[str, object]:
+    out = {}
+    for kv in dp.attributes:  # type: ignore[attr-defined]
+        v = kv.value
+        out[kv.key] = getattr(v, v.WhichOneof("value"))
+    return out
+
+
+def metrics_by_name(request: ExportMetricsServiceRequest) -> dict[str, object]:
+    return {m.name: m for rm in request.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+
+
+def test_factory_routes_traces_to_metrics_and_validates() -> None:
+    (factory,) = factories
+    assert factory.type == "spanmetrics"
+    assert factory.routes == frozenset({(Signal.TRACES, Signal.METRICS)})
+    assert SpanMetricsConfig().validate() == []
+    bad = SpanMetricsConfig(
+        aggregation_temporality="DELTA",
+        histogram=HistogramConfig(
+            unit="us", explicit=ExplicitHistogramConfig(), exponential=ExponentialHistogramConfig()
+        ),
+        dimensions=[Dimension("a"), Dimension("a")],
+    ).validate()
+    assert any(e.startswith("aggregation_temporality:") for e in bad)
+    assert any(e.startswith("histogram.unit:") for e in bad)
+    assert any(e.startswith("histogram: use either") for e in bad)
+    assert any(e.startswith("dimensions[1].name: duplicate") for e in bad)
+
+
+def test_calls_and_duration_with_default_buckets() -> None:
+    out = Collected()
+    c = connector(SpanMetricsConfig(), out)
+    asyncio.run(c.consume(Signal.TRACES, spans()))
+    asyncio.run(c.flush())
+    (request,) = out.requests
+    metrics = metrics_by_name(request)
+    calls, duration = metrics["traces.span.metrics.calls"], metrics["traces.span.metrics.duration"]
+    assert calls.sum.is_monotonic and calls.sum.aggregation_temporality == 2  # cumulative
+    by_dims = {
+        (a["span.name"], a["span.kind"], a["status.code"]): dp.as_int
+        for dp in calls.sum.data_points
+        for a in [attrs(dp)]
+    }
+    assert by_dims == {
+        ("GET /pay", "SPAN_KIND_SERVER", "STATUS_CODE_UNSET"): 2,
+        ("GET /pay", "SPAN_KIND_SERVER", "STATUS_CODE_ERROR"): 1,
+        ("charge", "SPAN_KIND_CLIENT", "STATUS_CODE_UNSET"): 1,
+    }
+    assert all(attrs(dp)["service.name"] == "checkout" for dp in calls.sum.data_points)
+    assert duration.unit == "ms"
+    ok = next(
+        dp
+        for dp in duration.histogram.data_points
+        if attrs(dp)["status.code"] == "STATUS_CODE_UNSET" and attrs(dp)["span.name"] == "GET /pay"
+    )
+    assert list(ok.explicit_bounds)[:6] == [2, 4, 6, 8, 10, 50]
+    assert ok.count == 2 and ok.sum == 35
+    # 5 ms falls in (4, 6], 30 ms in (10, 50]
+    assert ok.bucket_counts[2] == 1 and ok.bucket_counts[5] == 1 and sum(ok.bucket_counts) == 2
+    assert request.resource_metrics[0].scope_metrics[0].scope.name == "spanmetricsconnector"
+
+
+def test_cumulative_keeps_counting_and_delta_resets() -> None:
+    cumulative, delta = Collected(), Collected()
+    cc = connector(SpanMetricsConfig(), cumulative)
+    dc = connector(SpanMetricsConfig(aggregation_temporality=DELTA), delta)
+    for c in (cc, dc):
+        for _ in range(2):
+            asyncio.run(c.consume(Signal.TRACES, spans()))
+            asyncio.run(c.flush())
+        asyncio.run(c.flush())  # nothing new
+    totals = [
+        sum(dp.as_int for dp in metrics_by_name(r)["traces.span.metrics.calls"].sum.data_points)
+        for r in cumulative.requests
+    ]
+    assert totals == [4, 8, 8]
+    assert len(delta.requests) == 2  # the empty third flush emits nothing
+    for r in delta.requests:
+        m = metrics_by_name(r)["traces.span.metrics.calls"]
+        assert m.sum.aggregation_temporality == 1
+        assert sum(dp.as_int for dp in m.sum.data_points) == 4
+
+
+def test_dimensions_defaults_exclusions_seconds_and_exemplars() -> None:
+    out = Collected()
+    cfg = SpanMetricsConfig(
+        dimensions=[Dimension("http.method", default="GET"), Dimension("absent.attr")],
+        exclude_dimensions=["status.code"],
+        histogram=HistogramConfig(unit="s", explicit=ExplicitHistogramConfig(buckets=[0.01, 0.1, 1.0])),  # type: ignore[list-item]
+        exemplars=ExemplarsConfig(enabled=True, max_per_data_point=2),
+        namespace="red",
+    )
+    c = connector(cfg, out)
+    request = spans()
+    trace_ids = {s.trace_id for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans}
+    asyncio.run(c.consume(Signal.TRACES, request))
+    asyncio.run(c.flush())
+    metrics = metrics_by_name(out.requests[0])
+    calls = metrics["red.calls"]
+    methods = {attrs(dp)["span.name"]: attrs(dp) for dp in calls.sum.data_points}
+    assert methods["charge"]["http.method"] == "POST" and methods["GET /pay"]["http.method"] == "GET"
+    assert all("status.code" not in a and "absent.attr" not in a for a in methods.values())
+    pay = next(dp for dp in calls.sum.data_points if attrs(dp)["span.name"] == "GET /pay")
+    assert pay.as_int == 3 and len(pay.exemplars) == 2  # bounded per data point
+    duration = metrics["red.duration"]
+    assert duration.unit == "s"
+    hist = next(dp for dp in duration.histogram.data_points if attrs(dp)["span.name"] == "GET /pay")
+    assert list(hist.bucket_counts) == [1, 1, 1, 0]  # 5 ms, 30 ms, 300 ms
+    assert all(e.trace_id in trace_ids and len(e.span_id) == 8 for e in hist.exemplars)
+    assert abs(hist.sum - 0.335) < 1e-9
+
+
+def test_exponential_histogram_counts() -> None:
+    out = Collected()
+    c = connector(
+        SpanMetricsConfig(histogram=HistogramConfig(exponential=ExponentialHistogramConfig(max_size=8))), out
+    )
+    asyncio.run(c.consume(Signal.TRACES, spans()))
+    asyncio.run(c.flush())
+    dps = metrics_by_name(out.requests[0])["traces.span.metrics.duration"].exponential_histogram.data_points
+    pay = next(
+        dp
+        for dp in dps
+        if attrs(dp)["span.name"] == "GET /pay" and attrs(dp)["status.code"] == "STATUS_CODE_UNSET"
+    )
+    assert pay.count == 2 and sum(pay.positive.bucket_counts) == 2
+    assert len(pay.positive.bucket_counts) <= 8
+    base = 2 ** (2**-pay.scale)
+    # each value lies in (base**i, base**(i+1)] of its bucket
+    indices = [pay.positive.offset + i for i, n in enumerate(pay.positive.bucket_counts) if n]
+    for value, index in zip((5.0, 30.0), indices, strict=True):
+        assert base**index < value <= base ** (index + 1) * (1 + 1e-9)
+
+
+def test_jaeger_monitor_names_through_the_prometheus_exporter() -> None:
+    async def run() -> str:
+        prom = PrometheusExporter(
+            CreateSettings(ComponentID("prometheus"), Signal.METRICS),
+            PrometheusExporterConfig(endpoint="127.0.0.1:0"),
+        )
+        c = connector(SpanMetricsConfig(metrics_flush_interval=3600.0), prom)  # type: ignore[arg-type]
+        await c.start(None)  # type: ignore[arg-type]
+        await c.consume(Signal.TRACES, spans({"service.name": "checkout", "service.instance.id": "c-1"}))
+        await c.shutdown()  # the final flush delivers what the timer has not
+        return prom.render()
+
+    text = asyncio.run(run())
+    assert (
+        'traces_span_metrics_calls_total{instance="c-1",job="checkout",otel_scope_name="spanmetricsconnector",'
+        'service_name="checkout",span_kind="SPAN_KIND_SERVER",span_name="GET
+        /pay",status_code="STATUS_CODE_ERROR"} 1'
+    ) in text
+    assert "# TYPE traces_span_metrics_duration_milliseconds histogram" in text
+    assert "traces_span_metrics_duration_milliseconds_bucket{" in text and 'le="+Inf"} 2' in text
+
+
+def test_events_and_cardinality_limit() -> None:
+    out = Collected()
+    from collector.connectors.spanmetrics.config import EventsConfig
+
+    c = connector(
+        SpanMetricsConfig(
+            events=EventsConfig(enabled=True, dimensions=[Dimension("exception.type")]),
+            aggregation_cardinality_limit=2,
+        ),
+        out,
+    )
+    asyncio.run(c.consume(Signal.TRACES, spans()))
+    asyncio.run(c.flush())
+    metrics = metrics_by_name(out.requests[0])
+    (event,) = metrics["traces.span.metrics.events"].sum.data_points
+    assert attrs(event)["event.name"] == "exception" and attrs(event)["exception.type"] == "Timeout"
+    calls = metrics["traces.span.metrics.calls"].sum.data_points
+    assert len(calls) == 3 and sum(dp.as_int for dp in calls) == 4
+    assert sum(1 for dp in calls if attrs(dp).get("otel.metric.overflow") is True) == 1
