@@ -1,5 +1,4 @@
-"""spanmetrics from real SDK spans (encode_spans), into a list consumer and into the real prometheus
-exporter."""
+"""spanmetrics from real SDK spans (encode_spans), into a list consumer and the real prometheus exporter."""
 
 from __future__ import annotations
 
@@ -216,8 +215,8 @@ def test_jaeger_monitor_names_through_the_prometheus_exporter() -> None:
     text = asyncio.run(run())
     assert (
         'traces_span_metrics_calls_total{instance="c-1",job="checkout",otel_scope_name="spanmetricsconnector",'
-        'service_name="checkout",span_kind="SPAN_KIND_SERVER",span_name="GET
-        /pay",status_code="STATUS_CODE_ERROR"} 1'
+        'service_name="checkout",span_kind="SPAN_KIND_SERVER",span_name="GET /pay",'
+        'status_code="STATUS_CODE_ERROR"} 1'
     ) in text
     assert "# TYPE traces_span_metrics_duration_milliseconds histogram" in text
     assert "traces_span_metrics_duration_milliseconds_bucket{" in text and 'le="+Inf"} 2' in text
