@@ -10,9 +10,12 @@ close enough to Python's for the patterns people write).
 
 from __future__ import annotations
 
+import base64
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
@@ -35,6 +38,7 @@ __all__ = [
     "compile_log_matcher",
     "compile_metric_matcher",
     "compile_span_matcher",
+    "go_float_string",
     "parse_severity_number",
     "validate_log_properties",
     "validate_properties",
@@ -214,12 +218,22 @@ def any_value_string(value: AnyValue) -> str | None:
     if kind == "int_value":
         return str(value.int_value)
     if kind == "double_value":
-        return repr(value.double_value)
+        return go_float_string(value.double_value)
     if kind == "bytes_value":
-        import base64
-
         return base64.b64encode(value.bytes_value).decode()
     return str(value).strip()
+
+
+def go_float_string(x: float) -> str:
+    """Go's ``strconv.FormatFloat(x, 'f', -1, 64)`` as pdata's ``AsString`` uses: no exponent, no ``.0``."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "+Inf" if x > 0 else "-Inf"
+    text = repr(x)
+    if "e" in text or "E" in text:
+        text = format(Decimal(text), "f")
+    return text.removesuffix(".0")
 
 
 def _strict_equal(value: AnyValue, expected: Any) -> bool:

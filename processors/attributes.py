@@ -18,8 +18,10 @@ missing key).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import json
 import math
 import re
 import struct
@@ -33,12 +35,13 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from processors._attributes import python_to_any_value
+from processors._attributes import any_value_to_python, python_to_any_value
 from processors._matching import (
     MatchProperties,
     compile_log_matcher,
     compile_metric_matcher,
     compile_span_matcher,
+    go_float_string,
     validate_properties,
 )
 from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
@@ -272,35 +275,15 @@ def _extract_action(a: ActionConfig) -> _Action:
     return act
 
 
-def _go_float_string(x: float) -> str:
-    # Go's strconv.FormatFloat(x, 'f', -1, 64): shortest digits, never an exponent.
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "+Inf" if x > 0 else "-Inf"
-    text = repr(x)
-    if "e" in text or "E" in text:
-        from decimal import Decimal
-
-        text = format(Decimal(text), "f")
-    return text.removesuffix(".0")
-
-
 def _as_string(value: AnyValue) -> str:
-    import json
-
-    from processors._attributes import any_value_to_python
-
     kind = value.WhichOneof("value")
     if kind == "bool_value":
         return "true" if value.bool_value else "false"
     if kind == "int_value":
         return str(value.int_value)
     if kind == "double_value":
-        return _go_float_string(value.double_value)
+        return go_float_string(value.double_value)
     if kind == "bytes_value":
-        import base64
-
         return base64.b64encode(value.bytes_value).decode()
     if kind is None:
         return ""

@@ -42,6 +42,7 @@ from processors._matching import (
     compile_log_matcher,
     compile_metric_matcher,
     compile_span_matcher,
+    go_float_string,
     validate_log_properties,
     validate_properties,
 )
@@ -252,7 +253,9 @@ def _as_text(value: object) -> str | None:
         return "true" if value else "false"
     if isinstance(value, str):
         return value
-    if isinstance(value, int | float):
+    if isinstance(value, float):
+        return go_float_string(value)
+    if isinstance(value, int):
         return str(value)
     if isinstance(value, bytes):
         return value.hex()
