@@ -291,3 +291,44 @@ def test_flush_when_idle_sends_at_once_and_groups_what_arrives_meanwhile() -> No
         assert [item_count(Signal.TRACES, b) for b in sink.batches] == [3, 6]
 
     asyncio.run(run())
+
+
+def test_logs_are_batched_and_split_with_their_resource() -> None:
+    from opentelemetry._logs import SeverityNumber
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    records = []
+    for service in ("a", "b"):
+        exporter = InMemoryLogRecordExporter()
+        provider = LoggerProvider(resource=Resource.create({"service.name": service}))
+        provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+        for i in range(5):
+            provider.get_logger("app").emit(severity_number=SeverityNumber.INFO, body=f"{service}{i}")
+        records.extend(exporter.get_finished_logs())
+    request = encode_logs(records)
+
+    async def run() -> Sink:
+        sink = Sink()
+        proc = BatchProcessor(
+            CreateSettings(ComponentID("batch"), Signal.LOGS),
+            BatchConfig(send_batch_size=4, send_batch_max_size=4, timeout=0.01),  # type: ignore[arg-type]
+            sink,
+        )
+        await asyncio.wait_for(proc.consume(Signal.LOGS, request), 5)
+        return sink
+
+    sink = asyncio.run(run())
+    assert [item_count(Signal.LOGS, b) for b in sink.batches] == [4, 4, 2]
+    seen = [
+        (
+            next(kv.value.string_value for kv in rl.resource.attributes if kv.key == "service.name"),
+            r.body.string_value,
+        )
+        for b in sink.batches
+        for rl in b.resource_logs  # type: ignore[union-attr]
+        for sl in rl.scope_logs
+        for r in sl.log_records
+    ]
+    assert sorted(seen) == sorted((s, f"{s}{i}") for s in "ab" for i in range(5))

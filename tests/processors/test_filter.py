@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
@@ -306,3 +308,16 @@ metrics:
     assert any("match_type" in e for e in errors) and any(
         "span_name" in e and "span_names" in e for e in errors
     )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(["GET /health", "GET /orders", "GET /users", "SELECT", "nope"]), max_size=4))
+def test_structured_and_ottl_forms_agree(names: list[str]) -> None:
+    legacy = FilterConfig(spans=SpansFilter(exclude=MatchProperties(match_type="strict", span_names=names)))
+    ottl = FilterConfig(traces=TracesFilter(span=[f'name == "{n}"' for n in names]))
+    if not names:
+        legacy = FilterConfig()
+    a, n_a = _run(legacy, Signal.TRACES, _traces())
+    b, n_b = _run(ottl, Signal.TRACES, _traces())
+    assert n_a == n_b
+    assert [_names(r) for r in a.got] == [_names(r) for r in b.got]
