@@ -209,7 +209,7 @@ def _keys_matching(a: ActionConfig) -> Callable[[str], bool]:
     key = a.key
 
     def match(k: str) -> bool:
-        return k == key or (pattern is not None and pattern.search(k) is not None)
+        return (bool(key) and k == key) or (pattern is not None and pattern.search(k) is not None)
 
     return match
 
