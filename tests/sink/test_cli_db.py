@@ -1,0 +1,57 @@
+"""``otel-metrics db …`` against a real database: by --dsn, and by a config whose embedded server it
+starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+from typer.testing import CliRunner
+
+from collector.cli import app
+from collector.exporters.postgres import database, schema
+
+
+def test_db_migrate_status_retention_by_dsn(pg_server_dsn: str) -> None:
+    import uuid
+
+    from conftest import schema_dsn
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    dsn = schema_dsn(pg_server_dsn, name)
+    runner = CliRunner()
+    try:
+        before = runner.invoke(app, ["db", "status", "--dsn", dsn])
+        assert before.exit_code == 2 and "pending" in before.output  # nothing applied yet
+        result = runner.invoke(app, ["db", "migrate", "--dsn", dsn])
+        assert result.exit_code == 0, result.output
+        assert "applied 0001_functions" in result.output
+        assert runner.invoke(app, ["db", "migrate", "--dsn", dsn]).output.strip() == "schema is up to date"
+        status = runner.invoke(app, ["db", "status", "--dsn", dsn])
+        assert status.exit_code == 0 and "spans" in status.output and "pending" not in status.output
+        retention = runner.invoke(app, ["db", "retention", "--dsn", dsn])
+        assert retention.exit_code == 0 and "0 partition(s) dropped" in retention.output
+    finally:
+        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+def test_embedded_database_found_from_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "otel-collector.yaml"
+    config.write_text(
+        f"exporters:\n  postgres:\n    data_dir: {tmp_path / 'pg'}\n    retention:\n      logs: 7d\n"
+    )
+    runner = CliRunner()
+    result = runner.invoke(app, ["db", "migrate", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert database.exporter_config_from_file(config).retention.logs == "7d"
+    with database.connect_from_config(config) as conn:
+        st = schema.status(conn)
+        assert [a.version for a in st.applied] == [m.version for m in schema.available()]
+    # A config without a postgres exporter is a clear error naming the file.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("exporters:\n  debug: {}\n")
+    result = runner.invoke(app, ["db", "status", "--config", str(bad)])
+    assert result.exit_code == 1 and "no 'postgres' exporter" in result.output
