@@ -40,23 +40,41 @@ class EnrichingSpanProcessor(SpanProcessor):
         self._inner = inner
         self._table = price_table
         self._rules: RedactionRules | None = default_rules() if redact else None
-        self._failed_once = False
+        self._failed: set[str] = set()
 
     # -------------------------------------------------------------------------------- delegation
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        self._inner.on_start(span, parent_context=parent_context)
+        try:
+            self._inner.on_start(span, parent_context=parent_context)
+        except Exception:  # never raise into the code that started the span
+            self._log_failure("on_start")
 
     def _on_ending(self, span: Span) -> None:
         on_ending = getattr(self._inner, "_on_ending", None)
         if on_ending is not None:
-            on_ending(span)
+            try:
+                on_ending(span)
+            except Exception:
+                self._log_failure("_on_ending")
 
     def shutdown(self) -> None:
-        self._inner.shutdown()
+        try:
+            self._inner.shutdown()
+        except Exception:
+            self._log_failure("shutdown")
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
+        try:
+            return self._inner.force_flush(timeout_millis)
+        except Exception:
+            self._log_failure("force_flush")
+            return False
+
+    def _log_failure(self, where: str) -> None:
+        if where not in self._failed:
+            self._failed.add(where)
+            _logger.warning("span processor %s failed", where, exc_info=True)
 
     # -------------------------------------------------------------------------------- enrichment
 
@@ -64,11 +82,14 @@ class EnrichingSpanProcessor(SpanProcessor):
         try:
             enriched = self._enrich(span)
         except Exception:  # never raise into the caller; pass the original through
-            if not self._failed_once:
-                self._failed_once = True
+            if "enrich" not in self._failed:
+                self._failed.add("enrich")
                 _logger.warning("span enrichment failed; exporting the span unchanged", exc_info=True)
             enriched = span
-        self._inner.on_end(enriched)
+        try:
+            self._inner.on_end(enriched)
+        except Exception:
+            self._log_failure("on_end")
 
     def _enrich(self, span: ReadableSpan) -> ReadableSpan:
         original_attributes = getattr(span, "_attributes", None)

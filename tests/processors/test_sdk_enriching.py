@@ -165,3 +165,33 @@ def test_wrong_types_and_unknown_models_give_no_cost(caplog: pytest.LogCaptureFi
                 pass
     assert all("cost.usd" not in s.attributes for s in exporter.get_finished_spans())
     assert "sdk-test-unknown-model" in caplog.text
+
+
+class _Exploding(SpanProcessor):
+    def on_start(self, span: object, parent_context: object = None) -> None:
+        raise RuntimeError("start")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        raise RuntimeError("end")
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        raise RuntimeError("flush")
+
+    def shutdown(self) -> None:
+        raise RuntimeError("shutdown")
+
+
+def test_a_failing_inner_processor_never_reaches_user_code(caplog: pytest.LogCaptureFixture) -> None:
+    provider = TracerProvider()
+    enriching = EnrichingSpanProcessor(_Exploding(), price_table=PriceTable.bundled(), redact=True)
+    provider.add_span_processor(enriching)
+    with caplog.at_level(logging.WARNING, logger="processors.sdk"):
+        for _ in range(2):
+            with provider.get_tracer("t").start_as_current_span("x", attributes=GENAI):
+                pass
+        assert enriching.force_flush() is False
+        provider.shutdown()
+    failures = sorted(r.getMessage() for r in caplog.records)
+    assert failures == [
+        f"span processor {w} failed" for w in ("force_flush", "on_end", "on_start", "shutdown")
+    ]
