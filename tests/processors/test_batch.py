@@ -332,3 +332,21 @@ def test_logs_are_batched_and_split_with_their_resource() -> None:
         for r in sl.log_records
     ]
     assert sorted(seen) == sorted((s, f"{s}{i}") for s in "ab" for i in range(5))
+
+
+def test_a_cancelled_caller_does_not_cancel_the_batch_for_the_others() -> None:
+    async def run() -> None:
+        sink = Sink()
+        sink.gate = asyncio.Event()
+        proc = _processor(sink, send_batch_size=4, timeout=3600)
+        gone = asyncio.create_task(proc.consume(Signal.TRACES, encode_spans(POOL[:2])))
+        stays = asyncio.create_task(proc.consume(Signal.TRACES, encode_spans(POOL[2:4])))
+        await _wait_for(lambda: proc._pending[Signal.TRACES].in_flight == 1)
+        gone.cancel()  # e.g. the client disconnected
+        await asyncio.wait([gone], timeout=5)
+        sink.gate.set()
+        await asyncio.wait_for(stays, 5)
+        assert gone.cancelled()
+        assert [item_count(Signal.TRACES, b) for b in sink.batches] == [4]
+
+    asyncio.run(run())
