@@ -10,19 +10,22 @@ Sensitive keys (the whole value is masked, whatever its type; a string array kee
     when adjacent segments spell ``api key``/``private key``/``access key``/``secret key``, or when the
     LAST segment is or ends with ``token`` (``access_token``, ``x-auth-token``, ``sessionToken``).
     Token *counts* are not secrets: ``gen_ai.usage.input_tokens``, ``gen_ai.request.max_tokens``,
-    ``gen_ai.token.type`` (last segment ``tokens``/``type``) are never masked by key.
+    ``gen_ai.token.type`` (last segment ``tokens``/``type``) are never masked by key. The word
+    ``session`` alone is not secret either (``session.id`` is a business attribute).
 
 Sensitive patterns inside string values (only the secret part is replaced)
     ``Bearer <token>`` (8+ chars) -> ``Bearer [REDACTED]``; ``Basic <base64 user:pass>`` (only when it
-    decodes to text with a ``:``); JWTs (``eyJ…​.…​.…``); API-key shapes: OpenAI/Anthropic ``sk-…``,
-    Stripe ``sk_live_…``/``pk_…``/``rk_…``, GitHub ``ghp_…``/``github_pat_…``, GitLab ``glpat-…``,
-    Slack ``xox?-…``, Google ``AIza…``, AWS access key ids ``AKIA…``/``ASIA…``; PEM private keys;
-    passwords in URLs (``scheme://user:[REDACTED]@host``, the user is kept); ``password=…``,
+    decodes to text with a ``:``); JWTs (``eyJ<header>.<payload>.<signature>``); API-key shapes:
+    OpenAI/Anthropic ``sk-…``, Stripe ``sk_live_…``/``pk_…``/``rk_…``, GitHub ``ghp_…``/``github_pat_…``,
+    GitLab ``glpat-…``, Slack ``xox?-…``, Google ``AIza…``, AWS access key ids ``AKIA…``/``ASIA…``;
+    PEM private keys; passwords in URLs (``scheme://user:[REDACTED]@host``, the user is kept); ``password=…``,
     ``api_key: …``, ``token=…`` style pairs; payment card numbers: 13..19 digits (optionally grouped by
     single spaces or dashes) starting with 2-6 and passing the Luhn check, bounded by non-digits —
     replaced whole, the last four digits are NOT kept.
 
-Pure face: ``redact_attributes(attributes) -> dict`` with the built-in rules.
+Pure face: ``redact_attributes(attributes) -> dict`` with the built-in rules. Short string values'
+verdicts are memoised (bounded), so repeated values cost a dict lookup; strings over 256 characters
+are scanned every time (after a cheap substring pre-check).
 
 SDK face: ``processors.sdk.EnrichingSpanProcessor(inner, price_table=..., redact=True)`` redacts span
 and span-event attributes of ended spans.
