@@ -18,6 +18,10 @@ Collector face: processor type ``business`` (traces, logs)
 
     ``from_resource`` (default: the ``BUSINESS_KEYS``)
         resource attribute keys copied onto items that do not carry the key.
+    ``from_attributes`` (default ``{}``)
+        source attribute -> target key on the same span/log record, copied when the target is missing:
+        for baggage copied verbatim by other SDKs' baggage span processors, e.g.
+        ``{business.plan: plan}``. Applied before ``from_resource``.
     ``defaults`` (default ``{}``)
         key -> string value set on items still without the key, e.g. ``{tenant.id: unknown}``.
     ``override`` (default ``false``)
@@ -177,6 +181,7 @@ class BusinessSpanProcessor(SpanProcessor):
 @dataclass
 class BusinessConfig:
     from_resource: list[str] = field(default_factory=lambda: list(BUSINESS_KEYS))
+    from_attributes: dict[str, str] = field(default_factory=dict)
     defaults: dict[str, str] = field(default_factory=dict)
     override: bool = False
 
@@ -185,6 +190,9 @@ class BusinessConfig:
         for i, key in enumerate(self.from_resource):
             if not isinstance(key, str) or not key:
                 errors.append(f"from_resource[{i}]: expected a non-empty attribute key, got {key!r}")
+        for source, target in self.from_attributes.items():
+            if not isinstance(target, str) or not target:
+                errors.append(f"from_attributes.{source}: expected a non-empty target key, got {target!r}")
         for key, value in self.defaults.items():
             if not isinstance(key, str) or not key:
                 errors.append(f"defaults: expected non-empty attribute keys, got {key!r}")
@@ -199,6 +207,8 @@ class _BusinessProcessor(Processor):
         self._from_resource = frozenset(config.from_resource)
         self._defaults = dict(config.defaults)
         self._override = config.override
+        self._renames = dict(config.from_attributes)
+        self._rename_sources = frozenset(self._renames)
 
     def _apply(self, resource: Resource, items: Iterable[Any]) -> None:
         from_resource = {
@@ -207,10 +217,16 @@ class _BusinessProcessor(Processor):
             if v is not None
         }
         defaults = {k: v for k, v in self._defaults.items() if k not in from_resource}
-        if not from_resource and not defaults:
+        if not from_resource and not defaults and not self._renames:
             return
         for item in items:
             present = {kv.key for kv in item.attributes}
+            if self._renames and not present.isdisjoint(self._rename_sources):
+                for source, value in pick_attributes(item.attributes, self._rename_sources).items():
+                    target = self._renames[source]
+                    if target not in present and value is not None:
+                        set_attribute(item.attributes, target, value)
+                        present.add(target)
             for key, value in from_resource.items():
                 if self._override or key not in present:
                     set_attribute(item.attributes, key, value)

@@ -155,3 +155,18 @@ def test_config_validate() -> None:
         "from_resource[0]: expected a non-empty attribute key, got ''",
         "defaults.k: expected a string, got list",
     ]
+
+
+def test_collector_copies_baggage_like_span_attributes_to_their_names() -> None:
+    request = _request()
+    spans = request.resource_spans[0].scope_spans[0].spans
+    set_attribute(spans[0].attributes, "business.plan", "pro")
+    set_attribute(spans[1].attributes, "business.plan", "free")
+    set_attribute(spans[1].attributes, "plan", "own")
+    _run(BusinessConfig(from_resource=[], from_attributes={"business.plan": "plan"}), request)
+    out = _names(request)
+    assert out["plain"] == {"business.plan": "pro", "plan": "pro"}
+    assert out["own"] == {"tenant.id": "other", "business.plan": "free", "plan": "own"}
+    assert BusinessConfig(from_attributes={"a": ""}).validate() == [
+        "from_attributes.a: expected a non-empty target key, got ''"
+    ]
