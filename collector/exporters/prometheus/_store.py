@@ -229,10 +229,13 @@ class MetricStore:
         for dp in body.data_points:
             if dp.flags & _NO_RECORDED_VALUE:
                 continue
-            key = (base, _pairs(dp.attributes))
+            # The lookup key uses the attributes' serialized values (one C call each); the label text is only
+            # computed when a series is first seen.
+            raw = tuple(sorted((kv.key, kv.value.SerializeToString()) for kv in dp.attributes))
+            key = (base, raw)
             series: Any = series_map.get(key)
             if series is None:
-                labels = label_text([*base, *key[1]])
+                labels = label_text([*base, *_pairs(dp.attributes)])
                 if kind == HISTOGRAM:
                     series = HistogramSeries(labels)
                 elif kind == SUMMARY:
