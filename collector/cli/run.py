@@ -1,3 +1,71 @@
-"""CLI commands: run (to be filled by its owner)."""
+"""CLI commands: ``collector`` (run the collector) and ``validate`` (check a config, starting nothing)."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+from collector.cli import app
+from collector.config import ConfigError, load_config
+from collector.service import DEFAULT_SHUTDOWN_TIMEOUT, Service, StartError
+
+DEFAULT_CONFIG = Path("otel-collector.yaml")
+
+_CONFIG_OPTION = typer.Option(
+    DEFAULT_CONFIG, "--config", "-c", help="Collector config (upstream YAML schema)."
+)
+
+
+def _print_errors(exc: ConfigError) -> None:
+    typer.echo(f"{exc.source}: invalid config ({len(exc.errors)} error(s)):", err=True)
+    for line in exc.errors:
+        typer.echo(f"  - {line}", err=True)
+
+
+@app.command("validate")
+def validate(config: Path = _CONFIG_OPTION) -> None:
+    """Check a collector config (keys, types, references, each component's rules); exit 1 on any error."""
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        _print_errors(exc)
+        raise typer.Exit(1) from None
+    for warning in loaded.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    pipelines = ", ".join(str(p) for p in loaded.pipelines)
+    typer.echo(f"OK: {config} ({len(loaded.pipelines)} pipeline(s): {pipelines})")
+
+
+@app.command("collector")
+def collector(
+    config: Path = _CONFIG_OPTION,
+    shutdown_timeout: float = typer.Option(
+        DEFAULT_SHUTDOWN_TIMEOUT, "--shutdown-timeout", help="Seconds allowed for draining on SIGTERM/SIGINT."
+    ),
+    log_level: str = typer.Option("", "--log-level", help="Overrides service.telemetry.logs.level."),
+) -> None:
+    """Run the OTLP collector until SIGTERM/SIGINT, then drain and stop within --shutdown-timeout."""
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        _print_errors(exc)
+        raise typer.Exit(1) from None
+    level = (log_level or loaded.telemetry.logs.level).upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for warning in loaded.warnings:
+        logging.getLogger("otel_metrics.collector").warning("%s", warning)
+    try:
+        asyncio.run(Service(loaded).run(shutdown_timeout=shutdown_timeout))
+    except StartError as exc:
+        typer.echo(f"collector failed to start: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        raise typer.Exit(130) from None

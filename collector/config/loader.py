@@ -1,0 +1,277 @@
+"""Load, expand, decode and validate a collector config, reporting every problem at once.
+
+Order (as upstream's otelcol does): parse YAML (syntax errors name file:line:col), expand ``${env:…}``,
+decode each component's section into its factory's config dataclass, check the service section (pipeline
+ids, references, signal support, connector routes), then run each config's ``validate()``. Nothing here
+binds a port.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from collector.components import Registry, registry
+from collector.config.decode import decode, did_you_mean
+from collector.config.expand import expand_env
+from collector.config.model import Config, PipelineID, PipelineRefs, TelemetryConfig
+from processors.pipeline import ComponentID, Signal
+
+__all__ = ["ConfigError", "load_config", "merge_registries", "parse_config"]
+
+_KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
+_TOP_LEVEL = (*_KINDS, "service")
+_SERVICE_KEYS = ("extensions", "pipelines", "telemetry")
+_PIPELINE_KEYS = ("receivers", "processors", "exporters")
+_SINGULAR = {
+    "receivers": "receiver",
+    "processors": "processor",
+    "exporters": "exporter",
+    "connectors": "connector",
+    "extensions": "extension",
+}
+
+
+class ConfigError(Exception):
+    """Every problem found in a config; ``errors`` holds one ``"path: message"`` line each."""
+
+    def __init__(self, errors: list[str], source: str = "config") -> None:
+        self.errors = list(errors)
+        self.source = source
+        super().__init__(f"{source}: {len(errors)} error(s):\n" + "\n".join(f"  - {e}" for e in errors))
+
+
+def merge_registries(base: Registry, extra: Registry | None) -> Registry:
+    """``base`` with ``extra``'s factories added (tests inject their own components this way)."""
+    if extra is None:
+        return base
+    return Registry(**{kind: {**base.kind(kind), **extra.kind(kind)} for kind in _KINDS})
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    components: Registry | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    include_builtin: bool = True,
+) -> Config:
+    """Read ``path`` and return the validated config, or raise ConfigError listing every problem.
+
+    ``components`` adds factories to the built-in registry (tests inject their own components this way);
+    ``include_builtin=False`` uses ``components`` alone.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read config file: {exc.strerror or exc}"], source) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise ConfigError([f"{where}: YAML syntax error: {exc.problem or exc}"], source) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: YAML error: {exc}"], source) from exc
+    return parse_config(raw, components, env, source, include_builtin=include_builtin)
+
+
+def parse_config(
+    raw: Any,
+    components: Registry | None = None,
+    env: Mapping[str, str] | None = None,
+    source: str = "config",
+    *,
+    include_builtin: bool = True,
+) -> Config:
+    """Validate an already-parsed YAML tree (a dict) and return the Config; raise ConfigError otherwise."""
+    empty = Registry(receivers={}, processors={}, exporters={}, connectors={}, extensions={})
+    reg = merge_registries(registry() if include_builtin else empty, components)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"top level: expected a mapping, got {type(raw).__name__}"], source)
+    tree, warnings = expand_env(raw, env)
+    errors: list[str] = []
+    config = Config(warnings=warnings, components=reg)
+    # Ids written under a section even if their type is unknown: references to them are not errors twice.
+    declared: set[tuple[str, ComponentID]] = set()
+
+    for key in tree:
+        if key not in _TOP_LEVEL:
+            errors.append(f"{key}: unknown top-level key{did_you_mean(str(key), _TOP_LEVEL)}")
+
+    for kind in _KINDS:
+        section = tree.get(kind)
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            errors.append(f"{kind}: expected a mapping of component ids, got {type(section).__name__}")
+            continue
+        factories = reg.kind(kind)
+        decoded: dict[ComponentID, Any] = getattr(config, kind)
+        for id_text, body in section.items():
+            path = f"{kind}.{id_text}"
+            try:
+                cid = ComponentID.parse(str(id_text))
+            except ValueError as exc:
+                errors.append(f"{path}: {exc}")
+                continue
+            factory = factories.get(cid.type)
+            declared.add((kind, cid))
+            if factory is None:
+                known = ", ".join(sorted(factories)) or "none available"
+                errors.append(
+                    f"{path}: unknown {_SINGULAR[kind]} type {cid.type!r}{did_you_mean(cid.type, factories)}"
+                    f" (known: {known})"
+                )
+                continue
+            cfg = decode(factory.config_type, body, path, errors)
+            decoded[cid] = cfg
+            validate = getattr(cfg, "validate", None)
+            if callable(validate):
+                problems = validate() or []
+                errors.extend(p if p.startswith(path) else f"{path}: {p}" for p in problems)
+
+    service = tree.get("service")
+    if service is None:
+        errors.append("service: missing (a config needs service.pipelines)")
+    elif not isinstance(service, dict):
+        errors.append(f"service: expected a mapping, got {type(service).__name__}")
+    else:
+        _check_service(service, config, reg, declared, errors)
+
+    if errors:
+        raise ConfigError(errors, source)
+    return config
+
+
+def _parse_ids(value: Any, path: str, errors: list[str]) -> list[ComponentID]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        errors.append(f"{path}: expected a list of component ids, got {type(value).__name__}")
+        return []
+    ids: list[ComponentID] = []
+    for i, item in enumerate(value):
+        try:
+            cid = ComponentID.parse(str(item))
+        except ValueError as exc:
+            errors.append(f"{path}[{i}]: {exc}")
+            continue
+        if cid in ids:
+            errors.append(f"{path}: {cid} is listed twice")
+            continue
+        ids.append(cid)
+    return ids
+
+
+def _undefined(cid: ComponentID, kind: str, defined: Mapping[ComponentID, Any]) -> str:
+    return (
+        f"references {_SINGULAR[kind]} {str(cid)!r} which is not configured under '{kind}'"
+        f"{did_you_mean(str(cid), [str(d) for d in defined])}"
+    )
+
+
+def _check_service(
+    service: dict[str, Any],
+    config: Config,
+    reg: Registry,
+    declared: set[tuple[str, ComponentID]],
+    errors: list[str],
+) -> None:
+    for key in service:
+        if key not in _SERVICE_KEYS:
+            errors.append(f"service.{key}: unknown key{did_you_mean(str(key), _SERVICE_KEYS)}")
+
+    config.service_extensions = _parse_ids(service.get("extensions"), "service.extensions", errors)
+    for cid in config.service_extensions:
+        if cid not in config.extensions and ("extensions", cid) not in declared:
+            errors.append(f"service.extensions: {_undefined(cid, 'extensions', config.extensions)}")
+
+    config.telemetry = decode(TelemetryConfig, service.get("telemetry"), "service.telemetry", errors)
+
+    pipelines = service.get("pipelines")
+    if not isinstance(pipelines, dict) or not pipelines:
+        errors.append("service.pipelines: at least one pipeline (traces, metrics or logs) is required")
+        return
+    signals = [s.value for s in Signal]
+    # connector id -> signals it is used in as an exporter / as a receiver
+    as_exporter: dict[ComponentID, set[Signal]] = {}
+    as_receiver: dict[ComponentID, set[Signal]] = {}
+    for pid_text, body in pipelines.items():
+        path = f"service.pipelines.{pid_text}"
+        type_, _, name = str(pid_text).partition("/")
+        if type_ not in signals or (str(pid_text).endswith("/") and not name):
+            errors.append(
+                f"{path}: pipeline id must be 'traces', 'metrics' or 'logs', optionally '/name'"
+                f"{did_you_mean(type_, signals)}"
+            )
+            continue
+        signal = Signal(type_)
+        pid = PipelineID(signal, name)
+        if body is None or not isinstance(body, dict):
+            errors.append(f"{path}: expected a mapping with receivers, processors and exporters")
+            continue
+        for key in body:
+            if key not in _PIPELINE_KEYS:
+                errors.append(f"{path}.{key}: unknown key{did_you_mean(str(key), _PIPELINE_KEYS)}")
+        refs = PipelineRefs(
+            receivers=_parse_ids(body.get("receivers"), f"{path}.receivers", errors),
+            processors=_parse_ids(body.get("processors"), f"{path}.processors", errors),
+            exporters=_parse_ids(body.get("exporters"), f"{path}.exporters", errors),
+        )
+        if not refs.receivers:
+            errors.append(f"{path}.receivers: a pipeline needs at least one receiver")
+        if not refs.exporters:
+            errors.append(f"{path}.exporters: a pipeline needs at least one exporter")
+        for cid in refs.receivers:
+            if cid in config.connectors:
+                as_receiver.setdefault(cid, set()).add(signal)
+            elif cid in config.receivers:
+                _check_signal(reg.receivers[cid.type], "receiver", cid, signal, f"{path}.receivers", errors)
+            elif not declared & {("receivers", cid), ("connectors", cid)}:
+                errors.append(f"{path}.receivers: {_undefined(cid, 'receivers', config.receivers)}")
+        for cid in refs.processors:
+            if cid in config.processors:
+                _check_signal(
+                    reg.processors[cid.type], "processor", cid, signal, f"{path}.processors", errors
+                )
+            elif not declared & {("processors", cid), ("connectors", cid)}:
+                errors.append(f"{path}.processors: {_undefined(cid, 'processors', config.processors)}")
+        for cid in refs.exporters:
+            if cid in config.connectors:
+                as_exporter.setdefault(cid, set()).add(signal)
+            elif cid in config.exporters:
+                _check_signal(reg.exporters[cid.type], "exporter", cid, signal, f"{path}.exporters", errors)
+            elif not declared & {("exporters", cid), ("connectors", cid)}:
+                errors.append(f"{path}.exporters: {_undefined(cid, 'exporters', config.exporters)}")
+        config.pipelines[pid] = refs
+
+    for cid in sorted(set(as_exporter) | set(as_receiver)):
+        ins, outs = as_exporter.get(cid, set()), as_receiver.get(cid, set())
+        if not ins or not outs:
+            errors.append(
+                f"connectors.{cid}: a connector must be an exporter in one pipeline and a receiver in another"
+                f" (used only as {'exporter' if ins else 'receiver'})"
+            )
+            continue
+        routes = reg.connectors[cid.type].routes
+        if not any((i, o) in routes for i in ins for o in outs):
+            supported = ", ".join(f"{i.value}->{o.value}" for i, o in sorted(routes)) or "none"
+            used = ", ".join(f"{i.value}->{o.value}" for i in sorted(ins) for o in sorted(outs))
+            errors.append(f"connectors.{cid}: used as {used}, but it supports only {supported}")
+
+
+def _check_signal(
+    factory: Any, kind: str, cid: ComponentID, signal: Signal, path: str, errors: list[str]
+) -> None:
+    if signal not in factory.signals:
+        supported = ", ".join(sorted(s.value for s in factory.signals))
+        errors.append(
+            f"{path}: {kind} {str(cid)!r} does not support {signal.value} (it supports: {supported})"
+        )

@@ -1,0 +1,194 @@
+"""OTLP/HTTP: POST /v1/traces, /v1/metrics, /v1/logs with protobuf or JSON bodies, optionally gzip-compressed.
+
+Status codes follow the OTLP/HTTP spec: 400 malformed, 413 too large (checked on the wire *and* after
+decompression, so a gzip bomb is cut off at ``max_request_body_size``), 415 unsupported content type, 503
+with Retry-After when the pipeline refuses (OTLP clients retry it), 401 when authentication fails. Error
+bodies are a ``google.rpc.Status`` in the request's encoding, as upstream answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from collections.abc import Awaitable, Callable
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from google.rpc import status_pb2
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from collector.receivers.otlp.config import HTTPConfig
+from collector.receivers.otlp.intake import REQUEST_TYPES, Intake
+from collector.receivers.otlp.otlpjson import JSONError, from_json, to_json
+from collector.service.httpserver import HTTPServer
+from processors.pipeline import DataError, RefusedError, RetryableError, Signal
+
+__all__ = ["OTLPHTTPServer"]
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+_log = logging.getLogger("otel_metrics.collector")
+
+# grpc codes used in the Status body (google.rpc.Code numbers)
+_INVALID_ARGUMENT, _UNAUTHENTICATED, _RESOURCE_EXHAUSTED, _UNAVAILABLE = 3, 16, 8, 14
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _error(
+    status: int, code: int, message: str, encoding: str, headers: dict[str, str] | None = None
+) -> Response:
+    body = status_pb2.Status(code=code, message=message)
+    if encoding == PROTOBUF:
+        return Response(body.SerializeToString(), status, headers=headers, media_type=PROTOBUF)
+    return Response(json_format.MessageToJson(body, indent=None), status, headers=headers, media_type=JSON)
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    if encoding in ("", "identity"):
+        return body
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        inflater = zlib.decompressobj()
+    else:
+        raise _Malformed(f"unsupported Content-Encoding {encoding!r} (supported: gzip, deflate)")
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise _Malformed(f"invalid {encoding} body: {exc}") from exc
+    if len(out) > limit:
+        raise _TooLarge(f"decompressed body exceeds max_request_body_size ({limit} bytes)")
+    if not inflater.eof:
+        raise _Malformed(f"truncated {encoding} body")
+    return out
+
+
+class OTLPHTTPServer:
+    def __init__(
+        self,
+        config: HTTPConfig,
+        intake: Intake,
+        authenticate: Callable[[dict[str, str]], Awaitable[None]] | None,
+    ) -> None:
+        self._config = config
+        self._intake = intake
+        self._authenticate = authenticate
+        routes = [
+            Route(path, self._endpoint(signal), methods=["POST"])
+            for signal, path in (
+                (Signal.TRACES, config.traces_url_path),
+                (Signal.METRICS, config.metrics_url_path),
+                (Signal.LOGS, config.logs_url_path),
+            )
+            if intake.serves(signal)
+        ]
+        middleware = []
+        if config.cors is not None and config.cors.allowed_origins:
+            middleware.append(
+                Middleware(
+                    CORSMiddleware,
+                    allow_origins=config.cors.allowed_origins,
+                    allow_headers=config.cors.allowed_headers,
+                    allow_methods=["POST"],
+                    max_age=config.cors.max_age or 600,
+                )
+            )
+        tls = config.tls
+        self._server = HTTPServer(
+            Starlette(routes=routes, middleware=middleware),
+            config.endpoint,
+            cert_file=tls.cert_file if tls and tls.cert_file else None,
+            key_file=tls.key_file if tls and tls.key_file else None,
+            name=f"otlp http ({intake.settings.id})",
+        )
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def shutdown(self) -> None:
+        await self._server.shutdown()
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self._config.max_request_body_size
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _TooLarge(f"body of {declared} bytes exceeds max_request_body_size ({limit} bytes)")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge(f"body exceeds max_request_body_size ({limit} bytes)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _endpoint(self, signal: Signal) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media not in (PROTOBUF, JSON):
+                return _error(
+                    415,
+                    _INVALID_ARGUMENT,
+                    f"unsupported Content-Type {media or '(none)'!r}: use {PROTOBUF} or {JSON}",
+                    JSON,
+                )
+            if self._authenticate is not None:
+                try:
+                    await self._authenticate(dict(request.headers))
+                except Exception as exc:
+                    return _error(401, _UNAUTHENTICATED, str(exc) or "unauthenticated", media)
+            try:
+                raw = await self._read_body(request)
+                body = _decompress(
+                    raw,
+                    request.headers.get("content-encoding", "").strip().lower(),
+                    self._config.max_request_body_size,
+                )
+                message: Message = REQUEST_TYPES[signal]()
+                if media == PROTOBUF:
+                    try:
+                        message.ParseFromString(body)
+                    except DecodeError as exc:
+                        raise _Malformed(f"malformed protobuf {signal.value} request: {exc}") from exc
+                else:
+                    try:
+                        from_json(body, message)
+                    except JSONError as exc:
+                        raise _Malformed(f"malformed OTLP/JSON {signal.value} request: {exc}") from exc
+            except _TooLarge as exc:
+                return _error(413, _RESOURCE_EXHAUSTED, str(exc), media)
+            except _Malformed as exc:
+                return _error(400, _INVALID_ARGUMENT, str(exc), media)
+            try:
+                response = await self._intake.export(signal, message, "http")  # type: ignore[arg-type]
+            except DataError as exc:
+                return _error(400, _INVALID_ARGUMENT, str(exc), media)
+            except (RefusedError, RetryableError) as exc:
+                retry_after = str(max(1, math.ceil(exc.retry_after or 1.0)))
+                return _error(503, _UNAVAILABLE, str(exc), media, {"Retry-After": retry_after})
+            except Exception as exc:
+                # Not known to be permanent: upstream answers 503 so that the client retries.
+                _log.exception("receiver %s: pipeline failed", self._intake.settings.id)
+                return _error(503, _UNAVAILABLE, f"pipeline error: {exc}", media, {"Retry-After": "1"})
+            if media == PROTOBUF:
+                return Response(response.SerializeToString(), 200, media_type=PROTOBUF)
+            return Response(to_json(response), 200, media_type=JSON)
+
+        return handle

@@ -1,0 +1,76 @@
+"""The ``otlp`` receiver: one instance per id serves gRPC and/or HTTP for every signal it is used for."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from collector.component import Host, Receiver
+from collector.receivers.otlp.config import AuthConfig, OTLPReceiverConfig
+from collector.receivers.otlp.grpc_server import GRPCServer
+from collector.receivers.otlp.http_server import OTLPHTTPServer
+from collector.receivers.otlp.intake import Intake
+from processors.pipeline import ComponentID, Consumer, CreateSettings, Signal
+
+__all__ = ["OTLPReceiver"]
+
+Authenticate = Callable[[dict[str, str]], Awaitable[None]]
+
+
+def _authenticator(host: Host, auth: AuthConfig | None, where: str) -> Authenticate | None:
+    if auth is None or not auth.authenticator:
+        return None
+    cid = ComponentID.parse(auth.authenticator)
+    try:
+        extension: Any = host.get_extension(cid)
+    except KeyError as exc:
+        raise ValueError(
+            f"{where}.auth.authenticator: extension {str(cid)!r} is not enabled in service.extensions"
+        ) from exc
+    method = getattr(extension, "authenticate", None)
+    if not callable(method):
+        raise ValueError(f"{where}.auth.authenticator: extension {str(cid)!r} is not an authenticator")
+
+    async def authenticate(headers: dict[str, str]) -> None:
+        result = method(headers)
+        if hasattr(result, "__await__"):
+            await result
+
+    return authenticate
+
+
+class OTLPReceiver(Receiver):
+    def __init__(
+        self, settings: CreateSettings, config: OTLPReceiverConfig, consumers: Mapping[Signal, Consumer]
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.intake = Intake(settings, consumers)
+        self.grpc: GRPCServer | None = None
+        self.http: OTLPHTTPServer | None = None
+
+    @property
+    def grpc_port(self) -> int:
+        return self.grpc.port if self.grpc else 0
+
+    @property
+    def http_port(self) -> int:
+        return self.http.port if self.http else 0
+
+    async def start(self, host: Host) -> None:
+        protocols = self.config.protocols
+        if protocols.grpc is not None:
+            auth = _authenticator(host, protocols.grpc.auth, "protocols.grpc")
+            self.grpc = GRPCServer(protocols.grpc, self.intake, auth)
+            await self.grpc.start()
+        if protocols.http is not None:
+            auth = _authenticator(host, protocols.http.auth, "protocols.http")
+            self.http = OTLPHTTPServer(protocols.http, self.intake, auth)
+            await self.http.start()
+
+    async def shutdown(self) -> None:
+        # Both stop accepting and let in-flight requests finish before returning.
+        if self.http is not None:
+            await self.http.shutdown()
+        if self.grpc is not None:
+            await self.grpc.shutdown()

@@ -1,0 +1,230 @@
+"""The running collector: builds the graph, starts and stops it in order, and serves as the components' Host.
+
+Start order is extensions, exporters, connectors, processors, receivers (downstream first, so nothing receives
+data before what consumes it is ready); shutdown is the reverse: receivers stop accepting and finish in-flight
+requests first, processors flush, exporters drain or persist their queues, extensions go last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import logging
+import signal as signals
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.metrics import Meter, NoOpMeter
+
+from collector.components import Registry, registry
+from collector.config.loader import merge_registries
+from collector.config.model import Config
+from collector.service.graph import KINDS_START_ORDER, BuildError, Graph, Node, build_graph
+from processors.pipeline import ComponentID, CreateSettings, Signal
+
+__all__ = ["DEFAULT_SHUTDOWN_TIMEOUT", "Service", "StartError"]
+
+# Bound on the whole shutdown after SIGTERM/SIGINT: draining, flushing, persisting queues.
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+
+_log = logging.getLogger("otel_metrics.collector")
+
+
+class StartError(Exception):
+    """A component could not be created or started; the message names it. What had started was stopped."""
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def _self_telemetry() -> Any | None:
+    """``collector.telemetry`` (the collector's own metrics) when that module exists."""
+    try:
+        return importlib.import_module("collector.telemetry")
+    except ModuleNotFoundError as exc:
+        if exc.name == "collector.telemetry":
+            return None
+        raise
+
+
+class Service:
+    """One collector instance, built from the factories ``config`` was validated against plus ``components``
+    (an optional extra registry: tests inject their own components this way)."""
+
+    def __init__(
+        self,
+        config: Config,
+        components: Registry | None = None,
+        *,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.config = config
+        base = config.components if config.components is not None else registry()
+        self.components = merge_registries(base, components)
+        self.logger = logger or _log
+        self.graph = Graph()
+        self.state = "created"
+        self._started: list[Node] = []
+        self._telemetry_server: Any = None
+        self._up_since: float | None = None
+        self._meter = self._make_meter()
+
+    # -- Host ---------------------------------------------------------------------------------------------
+    def get_extension(self, id: ComponentID) -> Any:
+        for node in self.graph.of_kind("extension"):
+            if node.id == id:
+                return node.component
+        raise KeyError(f"extension {str(id)!r} is not configured in service.extensions")
+
+    def component_status(self) -> Mapping[str, Mapping[str, Any]]:
+        """Per component (``"exporter/otlp/tempo"``) and per pipeline (``"pipeline/traces"``) health."""
+        running = self.state == "running"
+        started = {id(n) for n in self._started}
+        status: dict[str, dict[str, Any]] = {}
+        for node in self.graph.nodes:
+            healthy = running and id(node) in started and _healthy(node.component)
+            entry = status.setdefault(
+                node.key, {"kind": node.kind, "healthy": True, "status": "", "pipelines": []}
+            )
+            entry["healthy"] = entry["healthy"] and healthy
+            entry["status"] = self._status_word(entry["healthy"])
+            entry["pipelines"] = sorted({*entry["pipelines"], *(str(p) for p in node.pipelines)})
+        for pid, nodes in self.graph.pipelines.items():
+            healthy = all(status[n.key]["healthy"] for n in nodes)
+            status[f"pipeline/{pid}"] = {
+                "kind": "pipeline",
+                "healthy": healthy,
+                "status": self._status_word(healthy),
+                "components": [n.key for n in nodes],
+            }
+        return status
+
+    def _status_word(self, healthy: bool) -> str:
+        if self.state in ("created", "starting"):
+            return "StatusStarting"
+        if self.state in ("stopping", "stopped"):
+            return "StatusStopping" if self.state == "stopping" else "StatusStopped"
+        return "StatusOK" if healthy else "StatusRecoverableError"
+
+    @property
+    def up_since(self) -> float | None:
+        return self._up_since
+
+    def node(self, kind: str, id: ComponentID | str, signal: Signal | None = None) -> Any:
+        """The running component (tests read e.g. a receiver's bound ports)."""
+        cid = ComponentID.parse(id) if isinstance(id, str) else id
+        for node in self.graph.of_kind(kind):
+            if node.id == cid and (signal is None or node.signal is signal):
+                return node.component
+        raise KeyError(f"no {kind} {str(cid)!r}")
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    def _make_meter(self) -> Meter:
+        telemetry = _self_telemetry()
+        if telemetry is None or not hasattr(telemetry, "meter_provider"):
+            return NoOpMeter("otelcol")
+        meter: Meter = telemetry.meter_provider().get_meter("otelcol")
+        return meter
+
+    def _settings(self, cid: ComponentID, signal: Signal) -> CreateSettings:
+        return CreateSettings(id=cid, signal=signal, meter=self._meter, logger=self.logger)
+
+    async def start(self) -> None:
+        """Create and start every component; on any failure stop what started and raise StartError."""
+        self.state = "starting"
+        try:
+            self.graph = build_graph(self.config, self.components, self._settings)
+        except BuildError as exc:
+            self.state = "stopped"
+            raise StartError(str(exc)) from exc
+        try:
+            await self._start_telemetry()
+            for kind in KINDS_START_ORDER:
+                for node in self.graph.of_kind(kind):
+                    try:
+                        await node.component.start(self)
+                    except Exception as exc:
+                        raise StartError(f"cannot start {node.describe()}: {exc}") from exc
+                    self._started.append(node)
+        except BaseException:
+            await self._stop_started()
+            self.state = "stopped"
+            raise
+        self.state = "running"
+        self._up_since = time.time()
+        self.logger.info("collector started with %d pipeline(s)", len(self.graph.pipelines))
+
+    async def _start_telemetry(self) -> None:
+        endpoint = self.config.telemetry.metrics.endpoint()
+        telemetry = _self_telemetry()
+        if endpoint is None or telemetry is None or not hasattr(telemetry, "serve"):
+            return
+        try:
+            self._telemetry_server = await _maybe_await(telemetry.serve(endpoint))
+        except Exception as exc:
+            raise StartError(f"cannot serve the collector's own metrics on {endpoint}: {exc}") from exc
+
+    async def _stop_started(self) -> None:
+        while self._started:
+            node = self._started.pop()
+            try:
+                await node.component.shutdown()
+            except Exception:
+                self.logger.exception("error shutting down %s", node.describe())
+        server, self._telemetry_server = self._telemetry_server, None
+        for method in ("shutdown", "close", "stop"):
+            if server is not None and callable(getattr(server, method, None)):
+                with contextlib.suppress(Exception):
+                    await _maybe_await(getattr(server, method)())
+                break
+
+    async def shutdown(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> bool:
+        """Stop in reverse start order within ``timeout`` seconds; False if that bound cut it short."""
+        if self.state in ("stopping", "stopped"):
+            return True
+        self.state = "stopping"
+        try:
+            await asyncio.wait_for(self._stop_started(), timeout)
+            return True
+        except TimeoutError:
+            pending = ", ".join(n.describe() for n in self._started) or "telemetry"
+            self.logger.error("shutdown exceeded %.1fs; abandoned: %s", timeout, pending)
+            return False
+        finally:
+            self.state = "stopped"
+
+    async def run(
+        self, stop: asyncio.Event | None = None, shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    ) -> None:
+        """Start, wait for SIGTERM/SIGINT (or ``stop``), shut down. Raises StartError if starting failed."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        installed: list[int] = []
+        for sig in (signals.SIGTERM, signals.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / not POSIX
+                pass
+        try:
+            await self.start()
+            await stop.wait()
+            self.logger.info("shutting down (bound %.1fs)", shutdown_timeout)
+            await self.shutdown(shutdown_timeout)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+
+def _healthy(component: Any) -> bool:
+    check = getattr(component, "healthy", None)
+    if not callable(check):
+        return True
+    try:
+        return bool(check())
+    except Exception:
+        return False
