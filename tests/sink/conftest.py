@@ -6,8 +6,11 @@ with other people's tests against one server.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -26,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="session")
-def pg_server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_dsn() -> Iterator[str]:
     dsn = os.environ.get(TEST_DSN_ENV)
     if dsn:
         yield dsn
@@ -34,10 +37,27 @@ def pg_server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import pgserver
 
-    data_dir: Path = tmp_path_factory.mktemp("pg") / "data"
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
-    yield server.get_uri()
-    server.cleanup()
+    with private_tmp_dir() as tmp:
+        server = pgserver.get_server(tmp / "data", cleanup_mode="stop")
+        yield server.get_uri()
+        server.cleanup()
+
+
+@contextlib.contextmanager
+def private_tmp_dir() -> Iterator[Path]:
+    """A temp dir outside pytest's basetemp: concurrent pytest runs (other people's) prune old basetemps,
+    which would pull a running PostgreSQL's data directory from under it."""
+    path = Path(tempfile.mkdtemp(prefix="otel-sink-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def sink_tmp_path() -> Iterator[Path]:
+    with private_tmp_dir() as path:
+        yield path
 
 
 def schema_dsn(server_dsn: str, schema_name: str) -> str:

@@ -38,7 +38,8 @@ def test_db_migrate_status_retention_by_dsn(pg_server_dsn: str) -> None:
             conn.execute(f"DROP SCHEMA {name} CASCADE")
 
 
-def test_embedded_database_found_from_the_config_file(tmp_path: Path) -> None:
+def test_embedded_database_found_from_the_config_file(sink_tmp_path: Path) -> None:
+    tmp_path = sink_tmp_path
     config = tmp_path / "otel-collector.yaml"
     config.write_text(
         f"exporters:\n  postgres:\n    data_dir: {tmp_path / 'pg'}\n    retention:\n      logs: 7d\n"
@@ -47,9 +48,12 @@ def test_embedded_database_found_from_the_config_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["db", "migrate", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert database.exporter_config_from_file(config).retention.logs == "7d"
-    with database.connect_from_config(config) as conn:
-        st = schema.status(conn)
-        assert [a.version for a in st.applied] == [m.version for m in schema.available()]
+    try:
+        with database.connect_from_config(config) as conn:
+            st = schema.status(conn)
+            assert [a.version for a in st.applied] == [m.version for m in schema.available()]
+    finally:
+        database.detach_all()
     # A config without a postgres exporter is a clear error naming the file.
     bad = tmp_path / "bad.yaml"
     bad.write_text("exporters:\n  debug: {}\n")

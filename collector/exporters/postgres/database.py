@@ -21,7 +21,14 @@ import yaml
 
 from .config import PostgresExporterConfig
 
-__all__ = ["Database", "connect_from_config", "dsn_from_config", "exporter_config_from_file", "open_database"]
+__all__ = [
+    "Database",
+    "connect_from_config",
+    "detach_all",
+    "dsn_from_config",
+    "exporter_config_from_file",
+    "open_database",
+]
 
 _lock = threading.Lock()
 # data_dir -> [pgserver handle, users in this process]
@@ -131,3 +138,12 @@ def connect_from_config(
 ) -> psycopg.Connection[Any]:
     """A psycopg connection (also a context manager) to the database of a collector config."""
     return psycopg.connect(dsn_from_config(config_path, exporter), **kwargs)
+
+
+def detach_all() -> None:
+    """Detach from every embedded server this process attached to (the last process out stops each)."""
+    with _lock:
+        entries = list(_embedded.values())
+        _embedded.clear()
+    for server, _users in entries:
+        server.cleanup()
