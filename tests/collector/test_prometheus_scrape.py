@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,26 +18,9 @@ from collector.exporters.prometheus import PrometheusExporterConfig
 from collector.exporters.prometheus.exporter import PrometheusExporter
 
 sys.path.insert(0, str(Path(__file__).parent / "promtool"))
-from prom_helpers import collect, needs_prometheus, prometheus_server
+from prom_helpers import LoopThread, collect, needs_prometheus, prometheus_server
 
 pytestmark = [pytest.mark.slow, needs_prometheus, pytest.mark.timeout(60)]
-
-
-class LoopThread:
-    """The exporter runs in its own asyncio loop so the test can block on Prometheus's HTTP API."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro):  # type: ignore[no-untyped-def]
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-        self.loop.close()
 
 
 @pytest.fixture

@@ -3,11 +3,13 @@ subprocess."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -123,3 +125,20 @@ def prometheus_server(tmp: Path, target_port: int, *, exemplars: bool = False) -
             proc.kill()
             proc.wait()
         log.close()
+
+
+class LoopThread:
+    """The exporter runs in its own asyncio loop so the test can block on Prometheus's HTTP API."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
