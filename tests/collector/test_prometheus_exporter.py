@@ -265,3 +265,13 @@ def test_delta_exponential_histograms_merge_across_scales() -> None:
     # only populated buckets are emitted: below 3.0 the cumulative count holds 0.001 and 1.5, then 3.0 joins
     assert max(c for b, c in bounds if b < 2.9) == 2
     assert next(c for b, c in bounds if b >= 3.0) == 3
+
+
+def test_openmetrics_counter_samples_end_in_total_even_without_suffixes() -> None:
+    reader, mp = sdk()
+    mp.get_meter("m").create_counter("jobs.done", unit="s").add(2)
+    exporter = make_exporter(add_metric_suffixes=False)
+    feed(exporter, collect(reader))
+    assert "\njobs_done{" in exporter.render()  # text format: exactly the sanitised name
+    om = exporter.render(openmetrics=True)
+    assert "# TYPE jobs_done counter" in om and "\njobs_done_total{" in om

@@ -17,7 +17,6 @@ from ._store import (
     SUMMARY,
     Family,
     HistogramSeries,
-    NumberSeries,
     StoredExemplar,
     SummarySeries,
     exponential_to_classic,
@@ -56,9 +55,14 @@ def render(families: list[Family], *, openmetrics: bool, send_timestamps: bool) 
     for family in families:
         name, kind = family.name, family.kind
         if openmetrics:
-            type_name = name[: -len("_total")] if kind == COUNTER else name
-            if kind == INFO:
-                type_name = name[: -len("_info")]
+            # OpenMetrics names the family without the sample suffix; a counter's samples always end in
+            # _total, even when add_metric_suffixes is off (the text format has no such rule).
+            type_name = name
+            if kind == COUNTER:
+                type_name = name.removesuffix("_total")
+                name = type_name + "_total"
+            elif kind == INFO:
+                type_name = name.removesuffix("_info")
             type_word = kind
         else:
             type_name = name
@@ -72,7 +76,6 @@ def render(families: list[Family], *, openmetrics: bool, send_timestamps: bool) 
                 _summary(append, name, s, stamp(s.ts))
         else:
             for s in family.series.values():
-                assert isinstance(s, NumberSeries)
                 line = f"{_head(name, s.labels)} {fmt(s.value)}{stamp(s.ts)}"
                 if openmetrics and kind == COUNTER and s.exemplar is not None:
                     line += _exemplar_text(s.exemplar)
