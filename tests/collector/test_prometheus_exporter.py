@@ -275,3 +275,23 @@ def test_openmetrics_counter_samples_end_in_total_even_without_suffixes() -> Non
     assert "\njobs_done{" in exporter.render()  # text format: exactly the sanitised name
     om = exporter.render(openmetrics=True)
     assert "# TYPE jobs_done counter" in om and "\njobs_done_total{" in om
+
+
+def test_summary_and_send_timestamps() -> None:
+    # The Python SDK has no summaries; they come from other sources (e.g. Prometheus receivers), so build one.
+    request = ExportMetricsServiceRequest()
+    metric = request.resource_metrics.add().scope_metrics.add().metrics.add()
+    metric.name, metric.unit = "rpc.latency", "ms"
+    dp = metric.summary.data_points.add()
+    dp.time_unix_nano, dp.count, dp.sum = 1_700_000_000_123_000_000, 10, 55.5
+    for q, v in ((0.5, 4.0), (0.99, 12.5)):
+        qv = dp.quantile_values.add()
+        qv.quantile, qv.value = q, v
+    exporter = make_exporter(send_timestamps=True)
+    feed(exporter, request)
+    text = exporter.render()
+    assert "# TYPE rpc_latency_milliseconds summary" in text
+    assert 'rpc_latency_milliseconds{quantile="0.99"} 12.5 1700000000123' in text
+    assert "rpc_latency_milliseconds_count 10 1700000000123" in text
+    assert "rpc_latency_milliseconds_sum 55.5 1700000000123" in text
+    assert 'rpc_latency_milliseconds{quantile="0.5"} 4 1700000000.123' in exporter.render(openmetrics=True)
