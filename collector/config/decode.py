@@ -205,7 +205,10 @@ def _default_instance(cls: type, path: str, errors: list[str]) -> Any:
 
 
 def _decode_dataclass(cls: type, value: dict[Any, Any], path: str, errors: list[str], default: Any) -> Any:
-    base = default if isinstance(default, cls) else _default_instance(cls, path, errors)
+    # A class marked ``decode_fresh`` starts from its own defaults, not the parent's default instance: the
+    # OTLP receiver's `protocols` turns on only the protocols written under it, as upstream does.
+    fresh = getattr(cls, "decode_fresh", False)
+    base = default if isinstance(default, cls) and not fresh else _default_instance(cls, path, errors)
     if base is None:
         return None
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}

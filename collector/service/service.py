@@ -145,11 +145,13 @@ class Service:
             await self._start_telemetry()
             for kind in KINDS_START_ORDER:
                 for node in self.graph.of_kind(kind):
+                    # Listed before start: a component that failed half-way (one of two ports bound) is
+                    # shut down too, as upstream does; shutdown must tolerate a partial start.
+                    self._started.append(node)
                     try:
                         await node.component.start(self)
                     except Exception as exc:
                         raise StartError(f"cannot start {node.describe()}: {exc}") from exc
-                    self._started.append(node)
         except BaseException:
             await self._stop_started()
             self.state = "stopped"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 __all__ = [
     "DEFAULT_GRPC_ENDPOINT",
@@ -78,6 +79,7 @@ class HTTPConfig:
 
 @dataclass
 class ProtocolsConfig:
+    decode_fresh: ClassVar[bool] = True  # see collector.config.decode
     # A protocol not listed under `protocols` is off; listing it with nothing under it turns it on with
     # its defaults (as upstream).
     grpc: GRPCConfig | None = None

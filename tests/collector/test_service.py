@@ -1,0 +1,148 @@
+"""The service: graph wiring, fan-out/fan-in, connectors, start/stop order, start failures."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from collector.config import parse_config
+from collector.service import ExportersFanOut, PipelinesFanOut, Service, StartError
+from processors.pipeline import DataError, RefusedError, Request, Signal
+
+PROTO = {"Content-Type": "application/x-protobuf"}
+
+
+def _request(n: int = 2) -> ExportTraceServiceRequest:
+    req = ExportTraceServiceRequest()
+    ss = req.resource_spans.add().scope_spans.add()
+    for i in range(n):
+        span = ss.spans.add()
+        span.name = f"op-{i}"
+        span.trace_id = b"\x01" * 16
+        span.span_id = bytes([i + 1] * 8)
+    return req
+
+
+def _post(collector: Any, request: ExportTraceServiceRequest) -> httpx.Response:
+    return httpx.post(f"{collector.http_url}/v1/traces", content=request.SerializeToString(), headers=PROTO)
+
+
+def _tags(request: Request) -> set[str]:
+    return {
+        kv.value.string_value
+        for rs in request.resource_spans  # type: ignore[union-attr]
+        for ss in rs.scope_spans
+        for span in ss.spans
+        for kv in span.attributes
+        if kv.key == "tagged.by"
+    }
+
+
+def test_pipelines_get_own_copies_exporters_share_one_message(run_collector: Any, make_config: Any) -> None:
+    config = make_config(
+        exporters={"collect/a": None, "collect/a2": None, "collect/b": None},
+        processors={"tag/a": {"value": "a"}},
+        pipelines={
+            "traces/a": {
+                "receivers": ["otlp"],
+                "processors": ["tag/a"],
+                "exporters": ["collect/a", "collect/a2"],
+            },
+            "traces/b": {"receivers": ["otlp"], "exporters": ["collect/b"]},
+        },
+    )
+    collector = run_collector(config)
+    assert _post(collector, _request(2)).status_code == 200
+    (a,) = collector.exporter("collect/a").wait_items(2)
+    (a2,) = collector.exporter("collect/a2").wait_items(2)
+    (b,) = collector.exporter("collect/b").wait_items(2)
+    assert a is a2  # one read-only message shared by a pipeline's exporters
+    assert _tags(a) == {"a"}
+    assert _tags(b) == set()  # traces/b never sees traces/a's in-place change
+    assert a is not b
+
+
+def test_connector_feeds_another_pipeline_and_order_of_start_and_stop(
+    run_collector: Any, make_config: Any, lifecycle: list[tuple[str, str]]
+) -> None:
+    config = make_config(
+        exporters={"collect": None, "collect/metrics": None},
+        processors={"tag": None},
+        connectors={"spancount": None},
+        pipelines={
+            "traces": {"receivers": ["otlp"], "processors": ["tag"], "exporters": ["collect", "spancount"]},
+            "metrics": {"receivers": ["spancount"], "exporters": ["collect/metrics"]},
+        },
+    )
+    collector = run_collector(config)
+    assert _post(collector, _request(3)).status_code == 200
+    (metrics,) = collector.exporter("collect/metrics", Signal.METRICS).wait_items(1)
+    metric = metrics.resource_metrics[0].scope_metrics[0].metrics[0]
+    assert (metric.name, metric.gauge.data_points[0].as_int) == ("test.spans", 3)
+    collector.stop()
+
+    starts = [name for action, name in lifecycle if action == "start"]
+    stops = [name for action, name in lifecycle if action == "shutdown"]
+    assert starts[-2:] == ["connector/spancount", "processor/tag"]
+    assert set(starts[:2]) == {"exporter/collect", "exporter/collect/metrics"}
+    assert stops == list(reversed(starts))
+
+
+def test_start_failure_names_component_and_stops_what_started(
+    make_config: Any, test_components: Any, lifecycle: list[tuple[str, str]]
+) -> None:
+    config = make_config(
+        exporters={"collect": None, "collect/bad": {"mode": "fail_start"}},
+        pipelines={"traces": {"receivers": ["otlp"], "exporters": ["collect", "collect/bad"]}},
+    )
+    service = Service(parse_config(config, test_components, include_builtin=False))
+    with pytest.raises(
+        StartError, match=r"cannot start exporter 'collect/bad' in pipeline traces: peer unreachable"
+    ):
+        asyncio.run(service.start())
+    assert lifecycle == [
+        ("start", "exporter/collect"),
+        ("start", "exporter/collect/bad"),
+        ("shutdown", "exporter/collect/bad"),
+        ("shutdown", "exporter/collect"),
+    ]
+    assert service.state == "stopped"
+
+
+def test_port_in_use_is_a_start_failure(run_collector: Any, make_config: Any) -> None:
+    first = run_collector(make_config())
+    taken = first.receiver.http_port
+    config = make_config(receiver={"protocols": {"http": {"endpoint": f"127.0.0.1:{taken}"}}})
+    with pytest.raises(StartError, match=rf"receiver 'otlp'.*127.0.0.1:{taken}"):
+        run_collector(config)
+
+
+class _Sink:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.got: list[Request] = []
+
+    async def consume(self, signal: Signal, request: Request) -> None:
+        self.got.append(request)
+        if self.error is not None:
+            raise self.error
+
+
+def test_fan_out_error_combination() -> None:
+    ok, refused, bad = _Sink(), _Sink(RefusedError("full", retry_after=4)), _Sink(DataError("bad"))
+    request = _request(1)
+    with pytest.raises(RefusedError, match="full") as info:
+        asyncio.run(ExportersFanOut([ok, refused, bad]).consume(Signal.TRACES, request))
+    assert info.value.retry_after == 4
+    assert ok.got == [request] and ok.got[0] is refused.got[0] is bad.got[0]
+    with pytest.raises(DataError):
+        asyncio.run(ExportersFanOut([_Sink(), _Sink(DataError("bad"))]).consume(Signal.TRACES, request))
+
+    first, second = _Sink(), _Sink()
+    asyncio.run(PipelinesFanOut([first, second]).consume(Signal.TRACES, request))
+    assert first.got[0] == second.got[0] == request
+    assert first.got[0] is not second.got[0]
