@@ -219,13 +219,20 @@ class Analytics:
 
     # -- performance ---------------------------------------------------------------------------------------
     def performance(
-        self, window: TimeWindow, filters: Filters = NO_FILTERS, *, limit: int | None = None, offset: int = 0
+        self,
+        window: TimeWindow,
+        filters: Filters = NO_FILTERS,
+        *,
+        group_by: str = "operation",
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[OperationPerformance]:
+        """Per (service, operation), or per service (``group_by="service"``, operation ``*``)."""
+        if group_by not in ("operation", "service"):
+            raise ValueError(f"group_by: expected 'operation' or 'service', got {group_by!r}")
         src = source_for(window, filters)
-        rows = self._aggregate(
-            src, [("service", "service_name"), ("operation", "operation")], latency=True,
-            limit=_clamp_limit(limit), offset=offset,
-        )
+        keys = [("service", "service_name"), ("operation", "operation" if group_by == "operation" else "'*'")]
+        rows = self._aggregate(src, keys, latency=True, limit=_clamp_limit(limit), offset=offset)
         out = []
         for r in rows:
             pct = r["pct"] or [None, None, None]

@@ -1,0 +1,139 @@
+"""The ``analytics`` extension: serves the analytics HTTP API and evaluates the alert rules on a schedule,
+inside the collector.
+
+    extensions:
+      analytics:
+        endpoint: 127.0.0.1:8890
+        token: ${env:ANALYTICS_TOKEN}
+        alerts: {interval: 60s, rules: [...], webhook: {url: https://hooks.example/alerts}}
+        thresholds: {slow: 5s, very_slow: 30s}
+
+Evaluation runs in a worker thread (psycopg is synchronous) so the collector's event loop never blocks on it;
+webhook delivery runs as its own task and only logs failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from collector.component import Extension, ExtensionFactory, Host
+from collector.service.httpserver import HTTPServer
+from processors.pipeline import CreateSettings
+
+from .alerts import AlertStore, deliver_webhook, evaluate
+from .api import AnalyticsAPI
+from .config import AnalyticsConfig
+from .queries import Analytics, Thresholds
+from .session import connect
+
+__all__ = ["TYPE", "AnalyticsExtension", "config_from_file", "factories"]
+
+TYPE = "analytics"
+_LOGGER = logging.getLogger("otel_metrics.analytics")
+
+
+def _dsn_for(config: AnalyticsConfig) -> str:
+    from collector.exporters.postgres.config import PostgresExporterConfig
+    from collector.exporters.postgres.database import open_database
+
+    return open_database(PostgresExporterConfig(dsn=config.dsn, data_dir=config.data_dir)).dsn
+
+
+class AnalyticsExtension(Extension):
+    def __init__(self, settings: CreateSettings, config: AnalyticsConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self._host: Host | None = None
+        self._dsn: str | None = None
+        self.api = AnalyticsAPI(self.dsn, config, component_status=self._status)
+        self._server = HTTPServer(self.api.app, config.endpoint, name="analytics")
+        self._loop_task: asyncio.Task[None] | None = None
+        self._deliveries: set[asyncio.Task[Any]] = set()
+        self.evaluations = 0  # completed alert rounds (observable by tests and health)
+
+    def dsn(self) -> str:
+        if self._dsn is None:
+            self._dsn = _dsn_for(self.config)
+        return self._dsn
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    def _status(self) -> dict[str, Any]:
+        return dict(self._host.component_status()) if self._host is not None else {}
+
+    async def start(self, host: Host) -> None:
+        self._host = host
+        await asyncio.to_thread(self.dsn)  # attach to (or start) the database before serving
+        await self._server.start()
+        if self.config.alerts.enabled and self.config.alerts.rules:
+            self._loop_task = asyncio.create_task(self._alert_loop(), name="analytics-alerts")
+
+    def evaluate_once(self) -> tuple[list[Any], list[Any]]:
+        """One alert round: evaluate every rule, record the result; returns (opened, resolved)."""
+        rules = self.config.alerts.rules
+        thresholds = Thresholds(self.config.thresholds.slow * 1000.0, self.config.thresholds.very_slow * 1000.0)
+        with connect(self.dsn()) as conn:
+            firings = evaluate(Analytics(conn, thresholds), rules)
+            return AlertStore(conn).apply(firings, [r.name for r in rules])
+
+    async def _alert_loop(self) -> None:
+        while True:
+            try:
+                opened, resolved = await asyncio.to_thread(self.evaluate_once)
+                if self.config.alerts.webhook.url and (opened or resolved):
+                    task = asyncio.create_task(deliver_webhook(self.config.alerts.webhook, opened, resolved))
+                    self._deliveries.add(task)
+                    task.add_done_callback(self._deliveries.discard)
+            except Exception:  # a failed round (database down) is logged; the next one retries
+                _LOGGER.exception("analytics: alert evaluation failed")
+            self.evaluations += 1
+            await asyncio.sleep(self.config.alerts.interval)
+
+    async def shutdown(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        if self._deliveries:
+            await asyncio.wait(self._deliveries, timeout=self.config.alerts.webhook.timeout)
+        await self._server.shutdown()
+        await asyncio.to_thread(self.api.pool.close)
+
+
+def _create(settings: CreateSettings, config: Any) -> AnalyticsExtension:
+    return AnalyticsExtension(settings, config)
+
+
+factories = (ExtensionFactory(type=TYPE, config_type=AnalyticsConfig, create=_create),)
+
+
+def config_from_file(path: str | os.PathLike[str]) -> AnalyticsConfig | None:
+    """The ``analytics`` extension's config in a collector config file; None if it has none."""
+    from collector.config.decode import decode
+    from collector.config.expand import expand_env
+
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    extensions = raw.get("extensions") or {}
+    keys = [k for k in extensions if str(k).split("/", 1)[0] == TYPE] if isinstance(extensions, dict) else []
+    if not keys:
+        return None
+    key = keys[0]
+    expanded, _ = expand_env(extensions[key] or {}, path=f"extensions::{key}")
+    errors: list[str] = []
+    config = decode(AnalyticsConfig, expanded, f"extensions::{key}", errors)
+    if not errors:
+        errors = [f"extensions::{key}::{e}" for e in config.validate()]
+    if errors:
+        raise ValueError(f"{path}: " + "; ".join(errors))
+    assert isinstance(config, AnalyticsConfig)
+    return config

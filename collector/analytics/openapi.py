@@ -1,0 +1,145 @@
+"""The API's OpenAPI 3.1 document, derived from the typed result models so the schema cannot drift from them."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from datetime import datetime
+from typing import Any
+
+from . import models
+
+__all__ = ["Endpoint", "Param", "openapi_document", "schema_of"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    name: str
+    type: str = "string"  # JSON schema type
+    description: str = ""
+    required: bool = False
+    where: str = "query"
+    enum: tuple[str, ...] = ()
+    repeated: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    summary: str
+    result: str | None  # model name, or None for a free-form object
+    many: bool = False  # paginated {"items": [...]} envelope
+    params: tuple[Param, ...] = ()
+    body: str | None = None
+
+
+def _json_type(tp: Any) -> dict[str, Any]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner = _json_type(args[0])
+        if len(args) < len(typing.get_args(tp)):
+            return {**inner, "type": [inner["type"], "null"]} if "type" in inner else inner
+        return inner
+    if tp is bool:
+        return {"type": "boolean"}
+    if tp is int:
+        return {"type": "integer"}
+    if tp is float:
+        return {"type": "number"}
+    if tp is datetime:
+        return {"type": "string", "format": "date-time"}
+    return {"type": "string"}
+
+
+def schema_of(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    props = {f.name: _json_type(hints[f.name]) for f in dataclasses.fields(cls)}
+    return {"type": "object", "properties": props, "required": list(props)}
+
+
+def openapi_document(endpoints: list[Endpoint], *, title: str, version: str, auth: bool) -> dict[str, Any]:
+    components: dict[str, Any] = {
+        name: schema_of(getattr(models, name)) for name in models.__all__ if name != "to_jsonable"
+    }
+    components["Error"] = {
+        "type": "object",
+        "properties": {"error": {"type": "string"}, "suggestions": {"type": "array", "items": {"type": "string"}}},
+        "required": ["error"],
+    }
+    components["Budget"] = {
+        "type": "object",
+        "properties": {
+            "scope": {"type": "string", "enum": ["agent", "tenant", "model"]},
+            "name": {"type": "string"},
+            "period": {"type": "string", "enum": ["day", "week", "month"]},
+            "amount_usd": {"type": "number"},
+            "warning_ratio": {"type": "number", "default": 0.8},
+            "critical_ratio": {"type": "number", "default": 1.0},
+        },
+        "required": ["scope", "name", "amount_usd"],
+    }
+    paths: dict[str, Any] = {}
+    for ep in endpoints:
+        if ep.result is None:
+            content: dict[str, Any] = {"type": "object"}
+        else:
+            ref = {"$ref": f"#/components/schemas/{ep.result}"}
+            content = (
+                {
+                    "type": "object",
+                    "properties": {
+                        "items": {"type": "array", "items": ref},
+                        "limit": {"type": "integer"},
+                        "offset": {"type": "integer"},
+                        "window": {"type": "object"},
+                    },
+                    "required": ["items"],
+                }
+                if ep.many
+                else ref
+            )
+        op: dict[str, Any] = {
+            "summary": ep.summary,
+            "parameters": [
+                {
+                    "name": p.name,
+                    "in": p.where,
+                    "required": p.required or p.where == "path",
+                    "description": p.description,
+                    "schema": (
+                        {"type": "array", "items": {"type": p.type}}
+                        if p.repeated
+                        else {"type": p.type, **({"enum": list(p.enum)} if p.enum else {})}
+                    ),
+                }
+                for p in ep.params
+            ],
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": content}}},
+                "400": {
+                    "description": "Bad argument",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+            },
+        }
+        if ep.body:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ep.body}"}}},
+            }
+        if auth and not ep.path.endswith(("/health", "/openapi.json")):
+            op["security"] = [{"bearer": []}]
+            op["responses"]["401"] = {"description": "Missing or wrong bearer token"}
+        paths.setdefault(ep.path, {})[ep.method.lower()] = op
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+    if auth:
+        doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    return doc
