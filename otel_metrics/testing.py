@@ -20,13 +20,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_metrics._internal.config import Telemetry, configure
 
-__all__ = ["Capture", "MetricPoint", "capture", "otel_capture"]
+__all__ = ["Capture", "InMemoryMetricExporter", "MetricPoint", "capture", "otel_capture"]
 
 
 @dataclass(frozen=True)
@@ -40,15 +40,35 @@ class MetricPoint:
         return getattr(self.point, "value", None)
 
 
+class InMemoryMetricExporter(MetricExporter):
+    """Keeps the latest export (cumulative temporality: the latest export holds everything so far)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latest: MetricsData | None = None
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        self.latest = metrics_data
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+
 class Capture:
     """Captured telemetry of one ``capture()``; spans and metrics are flushed before they are read."""
 
     def __init__(
-        self, telemetry: Telemetry, spans: InMemorySpanExporter, reader: InMemoryMetricReader
+        self, telemetry: Telemetry, spans: InMemorySpanExporter, metrics: InMemoryMetricExporter
     ) -> None:
         self.telemetry = telemetry
         self._spans = spans
-        self._reader = reader
+        self._metrics = metrics
 
     def spans(self) -> list[ReadableSpan]:
         self.telemetry.force_flush()
@@ -63,7 +83,9 @@ class Capture:
         return found[0]
 
     def metric_points(self, name: str) -> list[MetricPoint]:
-        data = self._reader.get_metrics_data()
+        """Data points of metric ``name`` as of now (cumulative since ``capture()`` started)."""
+        self.telemetry.force_flush()
+        data = self._metrics.latest
         points: list[MetricPoint] = []
         for rm in data.resource_metrics if data else ():
             for sm in rm.scope_metrics:
@@ -92,11 +114,11 @@ class _CaptureContext:
 
     def __enter__(self) -> Capture:
         spans = InMemorySpanExporter()
-        reader = InMemoryMetricReader()
+        metrics = InMemoryMetricExporter()
         telemetry = configure(
-            self._service_name, _span_exporters=[spans], _metric_readers=[reader], **self._kwargs
+            self._service_name, _span_exporters=[spans], _metric_exporters=[metrics], **self._kwargs
         )
-        self._capture = Capture(telemetry, spans, reader)
+        self._capture = Capture(telemetry, spans, metrics)
         return self._capture
 
     def __exit__(self, *exc: object) -> None:

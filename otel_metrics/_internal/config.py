@@ -23,9 +23,10 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from otel_metrics._internal.operation_metrics import OperationAggregator, OperationMetricsExporter
 from otel_metrics._internal.providers import SwappableMeterProvider, SwappableTracerProvider
 from otel_metrics._internal.safety import internal_error, logger
-from otel_metrics._internal.state import STATE, Settings, price_table_for
+from otel_metrics._internal.state import DURATION_BUCKETS, SCOPE_NAME, STATE, Settings, price_table_for
 
 __all__ = ["Telemetry", "build_span_processors", "configure", "resolve_protocol"]
 
@@ -36,8 +37,7 @@ _PROTOCOLS = (PROTOCOL_GRPC, PROTOCOL_HTTP)
 # Seconds that exit (atexit) may spend flushing: bounded so an unreachable collector cannot hang the
 # app's exit.
 DEFAULT_EXIT_TIMEOUT_S = 5.0
-# The SDK counts spans dropped on a full queue (otel.sdk.processor.span.processed{error.type=queue_full}) only
-# when this is on; we turn it on unless the user set it, so drops are visible.
+# See _batch_span_processor: how dropped spans become visible.
 _INTERNAL_METRICS_ENV = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
 _SIGNAL_PATHS = {"traces": "v1/traces", "metrics": "v1/metrics", "logs": "v1/logs"}
 
@@ -124,16 +124,36 @@ def build_span_processors(
 ) -> list[SpanProcessor]:
     """Our processor chain: correlation and business on start, enrichment (cost, redaction) around each
     batch."""
-    from processors.business import BusinessSpanProcessor
-    from processors.correlation import CorrelationSpanProcessor
+    from otel_metrics._internal.fast_processors import (
+        CachedBusinessSpanProcessor,
+        CachedCorrelationSpanProcessor,
+    )
     from processors.sdk import EnrichingSpanProcessor
 
     table = price_table_for(pricing)
-    chain: list[SpanProcessor] = [CorrelationSpanProcessor(), BusinessSpanProcessor()]
+    chain: list[SpanProcessor] = [CachedCorrelationSpanProcessor(), CachedBusinessSpanProcessor()]
     for exporter in exporters:
-        batch = BatchSpanProcessor(exporter, meter_provider=meter_provider)
+        batch = _batch_span_processor(exporter, meter_provider)
         chain.append(EnrichingSpanProcessor(batch, price_table=table, redact=redact))
     return chain
+
+
+def _batch_span_processor(exporter: SpanExporter, meter_provider: Any) -> BatchSpanProcessor:
+    # The SDK counts spans dropped on a full queue (otel.sdk.processor.span.processed{error.type=queue_full})
+    # only when OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED is on, read at construction. We switch it on for our
+    # batch processor alone (unless the user chose), not for the whole SDK: the tracer's per-span internal
+    # metrics would triple the metric work of every span.
+    if meter_provider is None or _INTERNAL_METRICS_ENV in os.environ:
+        return BatchSpanProcessor(exporter, meter_provider=meter_provider)
+    with _ENV_LOCK:
+        os.environ[_INTERNAL_METRICS_ENV] = "true"
+        try:
+            return BatchSpanProcessor(exporter, meter_provider=meter_provider)
+        finally:
+            os.environ.pop(_INTERNAL_METRICS_ENV, None)
+
+
+_ENV_LOCK = threading.Lock()
 
 
 def sdk_disabled() -> bool:
@@ -258,7 +278,7 @@ def configure(
     console: bool = False,
     logs: bool = False,
     _span_exporters: Iterable[SpanExporter] | None = None,
-    _metric_readers: Iterable[MetricReader] | None = None,
+    _metric_exporters: Iterable[MetricExporter] | None = None,
 ) -> Telemetry:
     """Set up tracing and metrics (and logs with ``logs=True``) exported over OTLP, with our processors.
 
@@ -279,7 +299,7 @@ def configure(
             console=console,
             logs=logs,
             span_exporters=_span_exporters,
-            metric_readers=_metric_readers,
+            metric_exporters=_metric_exporters,
         )
     except Exception:
         internal_error("configure")
@@ -299,9 +319,10 @@ def _configure(
     console: bool,
     logs: bool,
     span_exporters: Iterable[SpanExporter] | None,
-    metric_readers: Iterable[MetricReader] | None,
+    metric_exporters: Iterable[MetricExporter] | None,
 ) -> Telemetry:
     dims = _dimensions(metric_dimensions)
+    ops = OperationAggregator(DURATION_BUCKETS)
     with GLOBALS.lock:
         tracer_swap, meter_swap = GLOBALS.install()
         previous = GLOBALS.current
@@ -321,7 +342,8 @@ def _configure(
                 console=bool(console),
                 logs=bool(logs),
                 span_exporters=span_exporters,
-                metric_readers=metric_readers,
+                metric_exporters=metric_exporters,
+                ops=ops,
             )
             assert telemetry.tracer_provider is not None and telemetry.meter_provider is not None
             tracer_swap.swap(telemetry.tracer_provider)
@@ -330,7 +352,8 @@ def _configure(
         if not GLOBALS.atexit_registered:
             atexit.register(_on_exit)
             GLOBALS.atexit_registered = True
-    STATE.reset(Settings(metric_dimensions=dims, redact=bool(redact), pricing=pricing))
+    STATE.reset(Settings(metric_dimensions=dims, redact=bool(redact), pricing=pricing), ops)
+    STATE.instruments()  # the observable operation.calls/errors exist from now on
     if previous is not None:
         previous.shutdown()
     return telemetry
@@ -365,22 +388,24 @@ def _build(
     console: bool,
     logs: bool,
     span_exporters: Iterable[SpanExporter] | None,
-    metric_readers: Iterable[MetricReader] | None,
+    metric_exporters: Iterable[MetricExporter] | None,
+    ops: OperationAggregator,
 ) -> Telemetry:
     resource = _resource(service_name, resource_attributes)
-    os.environ.setdefault(_INTERNAL_METRICS_ENV, "true")
 
-    readers: list[MetricReader] = list(metric_readers) if metric_readers is not None else []
-    if metric_readers is None:
-        readers.append(
-            PeriodicExportingMetricReader(
-                _metric_exporter(resolve_protocol("metrics", protocol), endpoint, headers)
-            )
-        )
+    metric_exporters_: list[MetricExporter] = list(metric_exporters) if metric_exporters is not None else []
+    if metric_exporters is None:
+        metric_exporters_.append(_metric_exporter(resolve_protocol("metrics", protocol), endpoint, headers))
         if console:
             from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 
-            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+            metric_exporters_.append(ConsoleMetricExporter())
+    # Interval: None lets the reader read OTEL_METRIC_EXPORT_INTERVAL. Each exporter also carries the
+    # pre-aggregated operation.duration (see operation_metrics).
+    readers: list[MetricReader] = [
+        PeriodicExportingMetricReader(OperationMetricsExporter(exporter, ops, SCOPE_NAME))
+        for exporter in metric_exporters_
+    ]
     meter_provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
 
     exporters: list[SpanExporter] = list(span_exporters) if span_exporters is not None else []

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace as trace_api
 
+from otel_metrics._internal.operation_metrics import OperationAggregator
 from otel_metrics._internal.safety import logger
 
 if TYPE_CHECKING:
@@ -47,14 +48,20 @@ class _State:
         self.lock = threading.RLock()
         self.settings = Settings()
         self.tracer: trace_api.Tracer = trace_api.get_tracer(SCOPE_NAME)
+        # Until configure() installs an exporter that carries pre-aggregated durations (operation_metrics),
+        # the decorator records operation.duration on the SDK histogram instead.
+        self.ops = OperationAggregator(DURATION_BUCKETS)
+        self.preaggregated = False
         self._instruments: Instruments | None = None
         self._price_table: PriceTable | None = None
 
-    def reset(self, settings: Settings) -> None:
+    def reset(self, settings: Settings, ops: OperationAggregator | None) -> None:
         with self.lock:
             self.settings = settings
             self.tracer = trace_api.get_tracer(SCOPE_NAME)
-            self._instruments = None
+            if ops is not None:
+                self.ops = ops
+            self.preaggregated = ops is not None
             self._price_table = None
 
     @property
@@ -66,9 +73,12 @@ class _State:
         return table
 
     def instruments(self) -> Instruments:
+        """Created once per process from the global meter provider; they follow every reconfiguration."""
         inst = self._instruments
         if inst is None:
             with self.lock:
+                if self._instruments is not None:
+                    return self._instruments
                 meter = metrics_api.get_meter(SCOPE_NAME)
                 inst = Instruments(
                     duration=meter.create_histogram(
@@ -77,13 +87,15 @@ class _State:
                         description="Duration of operations wrapped by @track_performance.",
                         explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
                     ),
-                    calls=meter.create_counter(
+                    calls=meter.create_observable_counter(
                         "operation.calls",
+                        callbacks=[lambda options: self.ops.observe_calls(options)],
                         unit="{call}",
                         description="Calls of @track_performance operations.",
                     ),
-                    errors=meter.create_counter(
+                    errors=meter.create_observable_counter(
                         "operation.errors",
+                        callbacks=[lambda options: self.ops.observe_errors(options)],
                         unit="{error}",
                         description="Failed calls of @track_performance operations by error.type.",
                     ),
@@ -124,9 +136,28 @@ def metric_dimensions_from_context() -> dict[str, Any]:
     dims = STATE.settings.metric_dimensions
     if not dims:
         return {}
-    from processors.business import get_business_attributes
+    from otel_metrics._internal.fast_processors import context_business_attributes
 
-    attrs = get_business_attributes()
+    attrs = context_business_attributes()
     if not attrs:
         return {}
     return {k: attrs[k] for k in dims if k in attrs}
+
+
+_dimension_cache_entry: tuple[Any, Any, Any] = (None, None, None)
+
+
+def metric_dimension_key(parent: Any) -> tuple[tuple[str, Any], ...] | None:
+    """The configured metric dimensions of context ``parent`` as a hashable key, cached by context identity
+    (contexts are immutable; a request starts many spans from the same one)."""
+    global _dimension_cache_entry
+    entry = _dimension_cache_entry
+    dims = STATE.settings.metric_dimensions
+    if entry[0] is parent and entry[1] is dims:
+        return entry[2]  # type: ignore[no-any-return]
+    from processors.business import get_business_attributes
+
+    attrs = get_business_attributes(parent) if dims else {}
+    key = tuple((k, attrs[k]) for k in dims if k in attrs) or None
+    _dimension_cache_entry = (parent, dims, key)
+    return key
