@@ -30,13 +30,14 @@ def test_meter_provider_is_one_private_instance() -> None:
 
 
 def test_serve_exposes_component_counters_and_process_gauges() -> None:
+    # The provider is process-wide (other tests' services record into it too): this test's metric is its own.
     settings = CreateSettings(
         ComponentID("otlp"),
         Signal.TRACES,
         meter=telemetry.meter_provider().get_meter("otel_metrics.collector"),
     )
     accepted = settings.meter.create_counter(
-        "otelcol_receiver_accepted_spans", unit="{span}", description="Spans accepted."
+        "otelcol_test_only_accepted_spans", unit="{span}", description="Spans accepted."
     )
     accepted.add(42, {"receiver": "otlp", "transport": "grpc"})
 
@@ -51,8 +52,8 @@ def test_serve_exposes_component_counters_and_process_gauges() -> None:
 
     status, text = asyncio.run(scrape())
     assert status == 200
-    assert _sample(text, "otelcol_receiver_accepted_spans_total{") == 42
-    line = next(x for x in text.splitlines() if x.startswith("otelcol_receiver_accepted_spans_total{"))
+    assert _sample(text, "otelcol_test_only_accepted_spans_total{") == 42
+    line = next(x for x in text.splitlines() if x.startswith("otelcol_test_only_accepted_spans_total{"))
     assert 'receiver="otlp"' in line and 'transport="grpc"' in line and 'job="otel-metrics-collector"' in line
     rss = _sample(text, "otelcol_process_memory_rss{")
     with open(f"/proc/{os.getpid()}/status") as f:

@@ -165,8 +165,11 @@ class MetricStore:
                 self._target_info(identity + others, now)
             for sm in rm.scope_metrics:
                 scope = sm.scope
-                base = (*resource_pairs, ("otel_scope_name", scope.name), ("otel_scope_version",
-                scope.version))
+                base = (
+                    *resource_pairs,
+                    ("otel_scope_name", scope.name),
+                    ("otel_scope_version", scope.version),
+                )
                 for metric in sm.metrics:
                     self._merge_metric(metric, base, now)
 
