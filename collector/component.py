@@ -9,6 +9,7 @@ graph, starts exporters first and receivers last, and stops in reverse.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,8 +31,8 @@ from processors.pipeline import (
 )
 
 __all__ = [
-    "ComponentID",
     "Component",
+    "ComponentID",
     "Connector",
     "ConnectorFactory",
     "Consumer",
@@ -68,7 +69,7 @@ class Host(Protocol):
         ...
 
 
-class Component(abc.ABC):
+class Component(abc.ABC):  # noqa: B024 - every hook has a documented default
     """Lifecycle with no-op defaults, as in the SDK's SpanProcessor."""
 
     async def start(self, host: Host) -> None:  # noqa: B027 - documented no-op default
@@ -110,7 +111,7 @@ class Extension(Component):
 @dataclass(frozen=True)
 class ReceiverFactory:
     type: str
-    config_type: type
+    config_type: builtins.type[Any]
     # (settings, config, consumers by signal) -> Receiver; settings.signal is the first signal it serves.
     create: Callable[[CreateSettings, Any, Mapping[Signal, Consumer]], Receiver]
     signals: frozenset[Signal] = frozenset(Signal)
@@ -119,7 +120,7 @@ class ReceiverFactory:
 @dataclass(frozen=True)
 class ExporterFactory:
     type: str
-    config_type: type
+    config_type: builtins.type[Any]
     create: Callable[[CreateSettings, Any], Exporter]
     signals: frozenset[Signal] = frozenset(Signal)
 
@@ -127,7 +128,7 @@ class ExporterFactory:
 @dataclass(frozen=True)
 class ConnectorFactory:
     type: str
-    config_type: type
+    config_type: builtins.type[Any]
     # (settings, config, consumer of the pipelines it feeds) -> Connector
     create: Callable[[CreateSettings, Any, Consumer], Connector]
     # (signal it consumes, signal it emits)
@@ -137,5 +138,5 @@ class ConnectorFactory:
 @dataclass(frozen=True)
 class ExtensionFactory:
     type: str
-    config_type: type
+    config_type: builtins.type[Any]
     create: Callable[[CreateSettings, Any], Extension]

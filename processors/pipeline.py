@@ -12,6 +12,7 @@ receivers, exporters and connectors share it; ``collector.component`` re-exports
 from __future__ import annotations
 
 import abc
+import builtins
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -177,6 +178,6 @@ class ProcessorFactory:
     """
 
     type: str
-    config_type: type
+    config_type: builtins.type[Any]
     create: Callable[[CreateSettings, Any, Consumer], Processor]
     signals: frozenset[Signal] = frozenset(Signal)
