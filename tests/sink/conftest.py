@@ -61,6 +61,12 @@ def sink_tmp_path() -> Iterator[Path]:
 
 
 def schema_dsn(server_dsn: str, schema_name: str) -> str:
+    """``server_dsn`` with ``search_path`` set; a postgresql:// URL stays one (configs need URLs)."""
+    if server_dsn.startswith(("postgresql://", "postgres://")):
+        from urllib.parse import quote
+
+        sep = "&" if "?" in server_dsn else "?"
+        return f"{server_dsn}{sep}options={quote(f'-c search_path={schema_name}')}"
     return make_conninfo(server_dsn, options=f"-c search_path={schema_name}")
 
 
