@@ -1,0 +1,86 @@
+"""``retry_on_failure``, ``sending_queue``, ``timeout``: the keys every exporter shares (as upstream)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from processors.pipeline import Duration
+
+__all__ = [
+    "DEFAULT_INITIAL_INTERVAL",
+    "DEFAULT_MAX_ELAPSED_TIME",
+    "DEFAULT_MAX_INTERVAL",
+    "DEFAULT_MULTIPLIER",
+    "DEFAULT_NUM_CONSUMERS",
+    "DEFAULT_QUEUE_SIZE",
+    "DEFAULT_RANDOMIZATION_FACTOR",
+    "DEFAULT_TIMEOUT",
+    "QueueConfig",
+    "RetryConfig",
+    "Sizer",
+]
+
+DEFAULT_INITIAL_INTERVAL = Duration(5.0)
+DEFAULT_RANDOMIZATION_FACTOR = 0.5
+DEFAULT_MULTIPLIER = 1.5
+DEFAULT_MAX_INTERVAL = Duration(30.0)
+DEFAULT_MAX_ELAPSED_TIME = Duration(300.0)  # 0 = retry forever
+DEFAULT_NUM_CONSUMERS = 10
+DEFAULT_QUEUE_SIZE = 1000
+DEFAULT_TIMEOUT = Duration(5.0)
+
+Sizer = Literal["requests", "items", "bytes"]
+
+
+@dataclass
+class RetryConfig:
+    enabled: bool = True
+    initial_interval: Duration = DEFAULT_INITIAL_INTERVAL
+    randomization_factor: float = DEFAULT_RANDOMIZATION_FACTOR
+    multiplier: float = DEFAULT_MULTIPLIER
+    max_interval: Duration = DEFAULT_MAX_INTERVAL
+    max_elapsed_time: Duration = DEFAULT_MAX_ELAPSED_TIME
+
+    def validate(self) -> list[str]:
+        errors = []
+        if self.initial_interval < 0:
+            errors.append(f"retry_on_failure::initial_interval: must be >= 0, got {self.initial_interval}")
+        if not 0 <= self.randomization_factor <= 1:
+            errors.append(
+                f"retry_on_failure::randomization_factor: must be between 0 and 1, got {self.randomization_factor}"
+            )
+        if self.multiplier < 1:
+            errors.append(f"retry_on_failure::multiplier: must be >= 1, got {self.multiplier}")
+        if self.max_interval < 0:
+            errors.append(f"retry_on_failure::max_interval: must be >= 0, got {self.max_interval}")
+        if self.max_elapsed_time < 0:
+            errors.append(
+                f"retry_on_failure::max_elapsed_time: must be >= 0 (0 = forever), got {self.max_elapsed_time}"
+            )
+        return errors
+
+
+@dataclass
+class QueueConfig:
+    enabled: bool = True
+    num_consumers: int = DEFAULT_NUM_CONSUMERS
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    # What queue_size counts: whole requests (default), items (spans, points, log records) or serialized
+    # bytes.
+    sizer: Sizer = "requests"
+    # When full: wait for room instead of refusing (upstream ``block_on_overflow``). Off by default so a full
+    # queue
+    # turns into back-pressure the client retries (UNAVAILABLE / 503), never an unbounded wait.
+    block_on_overflow: bool = False
+    # Component id of a ``file_storage`` extension: makes the queue persistent.
+    storage: str | None = None
+
+    def validate(self) -> list[str]:
+        errors = []
+        if self.enabled:
+            if self.num_consumers <= 0:
+                errors.append(f"sending_queue::num_consumers: must be > 0, got {self.num_consumers}")
+            if self.queue_size <= 0:
+                errors.append(f"sending_queue::queue_size: must be > 0, got {self.queue_size}")
+        return errors

@@ -1,0 +1,270 @@
+"""QueuedExporter: sending queue + consumers + retry with backoff + timeout + the Collector's exporter
+metrics.
+
+An exporter supplies only ``send(signal, request)``, raising RetryableError for transient failures and
+DataError for
+data the peer will never accept; everything else (queueing, durability, retries, metrics, health) lives here,
+as in
+the upstream exporterhelper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+
+from opentelemetry.metrics import CallbackOptions, Counter, Observation
+
+from collector.component import (
+    ComponentID,
+    CreateSettings,
+    DataError,
+    Exporter,
+    Host,
+    RefusedError,
+    Request,
+    RetryableError,
+    Signal,
+    item_count,
+)
+from collector.extensions.file_storage import FileStorageExtension, QueueStoreError
+
+from .backoff import ExponentialBackoff
+from .config import QueueConfig, RetryConfig
+from .queue import MemoryQueue, PersistentQueue, QueueItem, SendingQueue
+
+__all__ = ["DEFAULT_SHUTDOWN_TIMEOUT", "QueuedExporter", "SendFunc"]
+
+SendFunc = Callable[[Signal, Request], Awaitable[None]]
+
+# How long shutdown() keeps draining an in-memory queue before giving up on what is left.
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+
+
+# Errors that are expected transient failures; anything else is retried too but logged with its traceback.
+_RETRYABLE_TYPES = (RetryableError, TimeoutError, ConnectionError, OSError)
+
+
+class QueuedExporter(Exporter):
+    def __init__(
+        self,
+        settings: CreateSettings,
+        *,
+        queue: QueueConfig,
+        retry: RetryConfig,
+        timeout: float,
+        send: SendFunc,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+    ) -> None:
+        self.settings = settings
+        self.queue_config = queue
+        self.retry_config = retry
+        self.timeout = timeout
+        self._send = send
+        self._shutdown_timeout = shutdown_timeout
+        self._log = settings.logger
+        self._queue: SendingQueue | None = None
+        self._consumers: list[asyncio.Task[None]] = []
+        self._in_flight = 0
+        self._stopping = False
+        self._consecutive_failures = 0
+        self.last_error: str | None = None
+        self._attrs = {"exporter": str(settings.id)}
+        meter = settings.meter
+        self._sent: dict[Signal, Counter] = {}
+        self._send_failed: dict[Signal, Counter] = {}
+        self._enqueue_failed: dict[Signal, Counter] = {}
+        for signal in Signal:
+            item = signal.item_name
+            self._sent[signal] = meter.create_counter(
+                f"otelcol_exporter_sent_{item}",
+                unit="{" + item + "}",
+                description=f"Number of {item} successfully sent to destination.",
+            )
+            self._send_failed[signal] = meter.create_counter(
+                f"otelcol_exporter_send_failed_{item}",
+                unit="{" + item + "}",
+                description=f"Number of {item} in failed attempts to send to destination.",
+            )
+            self._enqueue_failed[signal] = meter.create_counter(
+                f"otelcol_exporter_enqueue_failed_{item}",
+                unit="{" + item + "}",
+                description=f"Number of {item} failed to be added to the sending queue.",
+            )
+        if queue.enabled:
+            meter.create_observable_gauge(
+                "otelcol_exporter_queue_size",
+                callbacks=[self._observe_size],
+                unit="{" + queue.sizer + "}",
+                description="Current size of the retry queue (in the sizer's unit).",
+            )
+            meter.create_observable_gauge(
+                "otelcol_exporter_queue_capacity",
+                callbacks=[self._observe_capacity],
+                unit="{" + queue.sizer + "}",
+                description="Fixed capacity of the retry queue (in the sizer's unit).",
+            )
+
+    # ---- metrics -------------------------------------------------------------------------------------------
+    def _observe_size(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self.queue_size, self._attrs)]
+
+    def _observe_capacity(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self.queue_config.queue_size, self._attrs)]
+
+    @property
+    def queue_size(self) -> int:
+        return self._queue.size if self._queue is not None else 0
+
+    @property
+    def recovered(self) -> int:
+        """Requests re-delivered from disk at start (persistent queue)."""
+        return self._queue.recovered if isinstance(self._queue, PersistentQueue) else 0
+
+    # ---- lifecycle -----------------------------------------------------------------------------------------
+    async def start(self, host: Host) -> None:
+        cfg = self.queue_config
+        if not cfg.enabled:
+            return
+        if cfg.storage:
+            storage_id = ComponentID.parse(cfg.storage)
+            try:
+                extension = host.get_extension(storage_id)
+            except KeyError:
+                raise ValueError(
+                    f"exporters::{self.settings.id}::sending_queue::storage: extension {storage_id} is not configured"
+                ) from None
+            if not isinstance(extension, FileStorageExtension):
+                raise ValueError(
+                    f"exporters::{self.settings.id}::sending_queue::storage: "
+                    f"{storage_id} is not a file_storage extension"
+                )
+            store = await extension.client(self.settings.id, self.settings.signal.value)
+            self._queue = PersistentQueue(store, cfg.queue_size, cfg.sizer, cfg.block_on_overflow)
+        else:
+            self._queue = MemoryQueue(cfg.queue_size, cfg.sizer, cfg.block_on_overflow)
+        await self._queue.start()
+        self._consumers = [
+            asyncio.create_task(self._consume_loop(), name=f"{self.settings.id}-consumer-{i}")
+            for i in range(cfg.num_consumers)
+        ]
+
+    async def shutdown(self) -> None:
+        self._stopping = True
+        queue = self._queue
+        if queue is None:
+            return
+        if isinstance(queue, MemoryQueue):
+            # Nothing survives the process: give what is queued a bounded chance to go out.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._shutdown_timeout
+            while (not queue.empty() or self._in_flight) and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            if not queue.empty():
+                self._log.warning(
+                    "exporter %s: shutting down with %d queued requests undelivered",
+                    self.settings.id,
+                    queue.size,
+                )
+        # Persistent: in-flight sends are cancelled and stay unacknowledged on disk for the next run.
+        for task in self._consumers:
+            task.cancel()
+        for task in self._consumers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._consumers = []
+        await queue.close()
+        self._queue = None
+
+    def healthy(self) -> bool:
+        return self._consecutive_failures == 0
+
+    # ---- data path -----------------------------------------------------------------------------------------
+    async def consume(self, signal: Signal, request: Request) -> None:
+        if not self.queue_config.enabled:
+            # No queue: the caller waits for the send (with retries) and sees its failure.
+            await self._send_with_retry(signal, request, raise_on_drop=True)
+            return
+        queue = self._queue
+        if queue is None or self._stopping:
+            self._enqueue_failed[signal].add(item_count(signal, request), self._attrs)
+            raise RefusedError(f"exporter {self.settings.id} is not running")
+        try:
+            await queue.put(signal, request)
+        except RefusedError:
+            self._enqueue_failed[signal].add(item_count(signal, request), self._attrs)
+            raise
+        except QueueStoreError as exc:
+            self._enqueue_failed[signal].add(item_count(signal, request), self._attrs)
+            raise RefusedError(f"exporter {self.settings.id}: persistent queue write failed: {exc}") from exc
+
+    async def _consume_loop(self) -> None:
+        queue = self._queue
+        assert queue is not None
+        while True:
+            item = await queue.get()
+            self._in_flight += 1
+            try:
+                await self._deliver(queue, item)
+            finally:
+                self._in_flight -= 1
+
+    async def _deliver(self, queue: SendingQueue, item: QueueItem) -> None:
+        try:
+            await self._send_with_retry(item.signal, item.request, raise_on_drop=False)
+        except asyncio.CancelledError:
+            raise  # not acknowledged: a persistent item stays on disk
+        except Exception:  # pragma: no cover - _send_with_retry handles everything; never kill a consumer
+            self._log.exception("exporter %s: unexpected error delivering a request", self.settings.id)
+        queue.ack(item)
+
+    async def _send_with_retry(self, signal: Signal, request: Request, *, raise_on_drop: bool) -> None:
+        backoff = ExponentialBackoff(self.retry_config)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that races with
+                # the send finishing, which would keep a consumer retrying after shutdown.
+                async with asyncio.timeout(self.timeout if self.timeout > 0 else None):
+                    await self._send(signal, request)
+            except asyncio.CancelledError:
+                raise
+            except DataError as exc:
+                # The peer will never take this data: drop it, count it, say why.
+                self._consecutive_failures = 0
+                self._record_drop(signal, request, f"rejected as invalid: {exc}")
+                if raise_on_drop:
+                    raise
+                return
+            except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc
+                self._consecutive_failures += 1
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if isinstance(exc, TimeoutError):
+                    reason = f"timed out after {self.timeout}s"
+                self.last_error = reason
+                if not isinstance(exc, _RETRYABLE_TYPES):
+                    self._log.debug("exporter %s: unexpected send error", self.settings.id, exc_info=True)
+                delay = backoff.next_delay(getattr(exc, "retry_after", None)) if self.retry_config.enabled else None
+                if delay is None:
+                    why = "retries exhausted" if self.retry_config.enabled else "retry_on_failure disabled"
+                    self._record_drop(signal, request, f"{why} after {attempt} attempts; last error: {reason}")
+                    if raise_on_drop:
+                        raise
+                    return
+                self._log.info("exporter %s: send failed (%s); retrying in %.2fs", self.settings.id, reason, delay)
+                await asyncio.sleep(delay)
+                continue
+            self._consecutive_failures = 0
+            self.last_error = None
+            self._sent[signal].add(item_count(signal, request), self._attrs)
+            return
+
+    def _record_drop(self, signal: Signal, request: Request, reason: str) -> None:
+        n = item_count(signal, request)
+        self._send_failed[signal].add(n, self._attrs)
+        self._log.error("exporter %s: dropping %d %s: %s", self.settings.id, n, signal.item_name, reason)

@@ -1,0 +1,26 @@
+"""``file_storage`` extension: durable storage for persistent sending queues (``sending_queue.storage``)."""
+
+from __future__ import annotations
+
+from collector.component import CreateSettings, ExtensionFactory
+
+from .config import CompactionConfig, FileStorageConfig
+from .extension import FileStorageExtension
+from .segment_queue import QueueStoreError, SegmentQueue, StoredRecord
+
+__all__ = [
+    "CompactionConfig",
+    "FileStorageConfig",
+    "FileStorageExtension",
+    "QueueStoreError",
+    "SegmentQueue",
+    "StoredRecord",
+    "factories",
+]
+
+
+def _create(settings: CreateSettings, config: FileStorageConfig) -> FileStorageExtension:
+    return FileStorageExtension(settings, config)
+
+
+factories = (ExtensionFactory(type="file_storage", config_type=FileStorageConfig, create=_create),)

@@ -1,0 +1,167 @@
+"""file_storage's segment queue: durable appends, acknowledgement, torn tails, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from collector.component import ComponentID, CreateSettings, Signal
+from collector.exporters.exporterhelper.testing import StaticHost
+from collector.extensions.file_storage import (
+    FileStorageConfig,
+    FileStorageExtension,
+    QueueStoreError,
+    SegmentQueue,
+    factories,
+)
+
+
+def _open(path: Path, **kw: object) -> tuple[SegmentQueue, list[bytes]]:
+    q = SegmentQueue(path, **kw)  # type: ignore[arg-type]
+    return q, [q.read(r) for r in q.open()]
+
+
+def test_appended_records_survive_reopen_until_acked(tmp_path: Path) -> None:
+    async def run() -> list[int]:
+        q, recovered = _open(tmp_path)
+        assert recovered == []
+        recs = [await q.append(f"r{i}".encode()) for i in range(5)]
+        q.ack(recs[0].seq)
+        q.ack(recs[2].seq)  # out of order: remembered above the low-water mark
+        await q.close()
+        return [r.seq for r in recs]
+
+    asyncio.run(run())
+    q, recovered = _open(tmp_path)
+    assert recovered == [b"r1", b"r3", b"r4"]
+    asyncio.run(q.close())
+
+
+def test_fully_acked_segments_are_deleted(tmp_path: Path) -> None:
+    async def run() -> None:
+        q, _ = _open(tmp_path, segment_bytes=64)
+        recs = [await q.append(b"x" * 40) for _ in range(6)]
+        assert len(list(tmp_path.glob("*.seg"))) >= 3
+        for r in recs:
+            q.ack(r.seq)
+        # Only the segment being appended to may remain.
+        assert len(list(tmp_path.glob("*.seg"))) == 1
+        assert q.unacked == 0
+        await q.close()
+
+    asyncio.run(run())
+    q, recovered = _open(tmp_path)
+    assert recovered == []
+    assert list(tmp_path.glob("*.seg")) == []
+    asyncio.run(q.close())
+
+
+def test_torn_tail_record_is_truncated_and_earlier_records_kept(tmp_path: Path) -> None:
+    async def run() -> None:
+        q, _ = _open(tmp_path)
+        for i in range(3):
+            await q.append(f"rec-{i}".encode() * 10)
+        await q.close()
+
+    asyncio.run(run())
+    (seg,) = tmp_path.glob("*.seg")
+    size = seg.stat().st_size
+    with seg.open("r+b") as f:  # cut the last record in half, as a crash mid-write would
+        f.truncate(size - 20)
+    q, recovered = _open(tmp_path)
+    assert recovered == [b"rec-0" * 10, b"rec-1" * 10]
+    assert q.torn_bytes_truncated > 0
+    assert seg.stat().st_size < size - 20
+    asyncio.run(q.close())
+
+
+def test_corrupted_record_fails_crc_and_stops_the_scan(tmp_path: Path) -> None:
+    async def run() -> None:
+        q, _ = _open(tmp_path)
+        for i in range(3):
+            await q.append(f"rec-{i}".encode())
+        await q.close()
+
+    asyncio.run(run())
+    (seg,) = tmp_path.glob("*.seg")
+    data = bytearray(seg.read_bytes())
+    data[-2] ^= 0xFF  # flip a payload byte of the last record
+    seg.write_bytes(bytes(data))
+    q, recovered = _open(tmp_path)
+    assert recovered == [b"rec-0", b"rec-1"]
+    asyncio.run(q.close())
+
+
+def test_garbage_ack_file_redelivers_everything(tmp_path: Path) -> None:
+    async def run() -> None:
+        q, _ = _open(tmp_path)
+        for i in range(3):
+            q.ack((await q.append(f"r{i}".encode())).seq) if i == 0 else await q.append(f"r{i}".encode())
+        await q.close()
+
+    asyncio.run(run())
+    (tmp_path / "ack").write_bytes(b"garbage")
+    q, recovered = _open(tmp_path)
+    assert recovered == [b"r0", b"r1", b"r2"]
+    asyncio.run(q.close())
+
+
+def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    syncs = 0
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        nonlocal syncs
+        syncs += 1
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counting)
+
+    async def run() -> None:
+        q, _ = _open(tmp_path)
+        recs = await asyncio.gather(*(q.append(f"r{i}".encode()) for i in range(200)))
+        assert sorted(r.seq for r in recs) == list(range(1, 201))
+        await q.close()
+
+    asyncio.run(run())
+    assert 1 <= syncs < 200  # group commit: far fewer fsyncs than appends
+    q, recovered = _open(tmp_path)
+    assert sorted(recovered) == sorted(f"r{i}".encode() for i in range(200))
+    asyncio.run(q.close())
+
+
+def test_second_opener_of_a_queue_directory_is_refused(tmp_path: Path) -> None:
+    q, _ = _open(tmp_path)
+    with pytest.raises(QueueStoreError, match="in use"):
+        SegmentQueue(tmp_path).open()
+    asyncio.run(q.close())
+
+
+def test_extension_gives_each_owner_its_own_directory(tmp_path: Path) -> None:
+    (factory,) = factories
+    assert factory.type == "file_storage"
+    config = FileStorageConfig(directory=str(tmp_path / "store"), timeout=0.0)  # type: ignore[arg-type]
+    assert config.validate() == []
+    ext = factory.create(CreateSettings(ComponentID("file_storage"), Signal.TRACES), config)
+    assert isinstance(ext, FileStorageExtension)
+
+    async def run() -> None:
+        await ext.start(StaticHost())
+        a = await ext.client(ComponentID("otlp", "tempo"), "traces")
+        b = await ext.client(ComponentID("otlp"), "traces")
+        assert a.directory != b.directory
+        assert a.directory.parent == tmp_path / "store"
+        with pytest.raises(QueueStoreError):
+            await ext.client(ComponentID("otlp", "tempo"), "traces")
+        await ext.shutdown()
+
+    asyncio.run(run())
+
+
+def test_config_validation_names_the_field() -> None:
+    errors = FileStorageConfig(directory="", segment_size_mib=0).validate()
+    assert any(e.startswith("directory:") for e in errors)
+    assert any(e.startswith("segment_size_mib:") for e in errors)
