@@ -15,9 +15,7 @@ from collector.service import DEFAULT_SHUTDOWN_TIMEOUT, Service, StartError
 
 DEFAULT_CONFIG = Path("otel-collector.yaml")
 
-_CONFIG_OPTION = typer.Option(
-    DEFAULT_CONFIG, "--config", "-c", help="Collector config (upstream YAML schema)."
-)
+_CONFIG_OPTION = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Collector config (upstream YAML schema).")
 
 
 def _print_errors(exc: ConfigError) -> None:

@@ -126,9 +126,7 @@ def decode(tp: Any, value: Any, path: str, errors: list[str], default: Any = dat
         return default
     if origin is Literal:
         allowed = typing.get_args(tp)
-        if value in allowed and not (
-            isinstance(value, bool) and not any(isinstance(a, bool) for a in allowed)
-        ):
+        if value in allowed and not (isinstance(value, bool) and not any(isinstance(a, bool) for a in allowed)):
             return value
         hint = did_you_mean(str(value), [str(a) for a in allowed]) if isinstance(value, str) else ""
         errors.append(f"{path}: expected {_describe(tp)}, got {_type_name(value)}{hint}")

@@ -90,7 +90,11 @@ def parse_config(
 ) -> Config:
     """Validate an already-parsed YAML tree (a dict) and return the Config; raise ConfigError otherwise."""
     empty = Registry(receivers={}, processors={}, exporters={}, connectors={}, extensions={})
-    reg = merge_registries(registry() if include_builtin else empty, components)
+    try:
+        builtin = registry() if include_builtin else empty
+    except Exception as exc:  # a component module that fails to import: say which, not a traceback
+        raise ConfigError([f"cannot load the collector's components: {type(exc).__name__}: {exc}"], source) from exc
+    reg = merge_registries(builtin, components)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -238,9 +242,7 @@ def _check_service(
                 errors.append(f"{path}.receivers: {_undefined(cid, 'receivers', config.receivers)}")
         for cid in refs.processors:
             if cid in config.processors:
-                _check_signal(
-                    reg.processors[cid.type], "processor", cid, signal, f"{path}.processors", errors
-                )
+                _check_signal(reg.processors[cid.type], "processor", cid, signal, f"{path}.processors", errors)
             elif not declared & {("processors", cid), ("connectors", cid)}:
                 errors.append(f"{path}.processors: {_undefined(cid, 'processors', config.processors)}")
         for cid in refs.exporters:
@@ -267,11 +269,7 @@ def _check_service(
             errors.append(f"connectors.{cid}: used as {used}, but it supports only {supported}")
 
 
-def _check_signal(
-    factory: Any, kind: str, cid: ComponentID, signal: Signal, path: str, errors: list[str]
-) -> None:
+def _check_signal(factory: Any, kind: str, cid: ComponentID, signal: Signal, path: str, errors: list[str]) -> None:
     if signal not in factory.signals:
         supported = ", ".join(sorted(s.value for s in factory.signals))
-        errors.append(
-            f"{path}: {kind} {str(cid)!r} does not support {signal.value} (it supports: {supported})"
-        )
+        errors.append(f"{path}: {kind} {str(cid)!r} does not support {signal.value} (it supports: {supported})")

@@ -19,9 +19,7 @@ __all__ = ["ExportersFanOut", "PipelinesFanOut", "combine_errors"]
 def combine_errors(errors: Sequence[BaseException]) -> BaseException:
     """One error for the sender: retryable wins (the client retries; a peer that accepted sees a duplicate,
     as with the upstream Collector), then data errors, then anything else."""
-    retry_afters = [
-        e.retry_after for e in errors if isinstance(e, RefusedError | RetryableError) and e.retry_after
-    ]
+    retry_afters = [e.retry_after for e in errors if isinstance(e, RefusedError | RetryableError) and e.retry_after]
     if any(isinstance(e, RefusedError | RetryableError) for e in errors):
         if len(errors) == 1 and isinstance(errors[0], RefusedError):
             return errors[0]

@@ -74,9 +74,7 @@ def build_graph(
 ) -> Graph:
     graph = Graph()
 
-    def create(
-        node_kind: str, cid: ComponentID, pipelines: list[PipelineID], make: Callable[[], Any]
-    ) -> Node:
+    def create(node_kind: str, cid: ComponentID, pipelines: list[PipelineID], make: Callable[[], Any]) -> Node:
         try:
             component = make()
         except Exception as exc:
@@ -99,11 +97,7 @@ def build_graph(
     entries = {pid: _PipelineEntry(pid) for pid in config.pipelines}
 
     def pipelines_listing(cid: ComponentID, signal: Signal, role: str) -> list[PipelineID]:
-        return [
-            pid
-            for pid, refs in config.pipelines.items()
-            if pid.signal is signal and cid in getattr(refs, role)
-        ]
+        return [pid for pid, refs in config.pipelines.items() if pid.signal is signal and cid in getattr(refs, role)]
 
     # Exporters: one per (id, signal).
     exporters: dict[tuple[ComponentID, Signal], list[Node]] = {}
@@ -135,9 +129,7 @@ def build_graph(
                 "connector",
                 cid,
                 ins + outs,
-                lambda f=factory, c=cid, s=signal_in, n=fan: f.create(
-                    settings_for(c, s), config.connectors[c], n
-                ),
+                lambda f=factory, c=cid, s=signal_in, n=fan: f.create(settings_for(c, s), config.connectors[c], n),
             )
             node.signal = signal_in
             exporters.setdefault((cid, signal_in), []).append(node)
@@ -183,9 +175,7 @@ def build_graph(
                 "receiver",
                 cid,
                 users,
-                lambda f=factory, c=cid, s=first, cs=consumers: f.create(
-                    settings_for(c, s), config.receivers[c], cs
-                ),
+                lambda f=factory, c=cid, s=first, cs=consumers: f.create(settings_for(c, s), config.receivers[c], cs),
             )
             node.signal = first
             for p in users:

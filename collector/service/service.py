@@ -87,9 +87,7 @@ class Service:
         status: dict[str, dict[str, Any]] = {}
         for node in self.graph.nodes:
             healthy = running and id(node) in started and _healthy(node.component)
-            entry = status.setdefault(
-                node.key, {"kind": node.kind, "healthy": True, "status": "", "pipelines": []}
-            )
+            entry = status.setdefault(node.key, {"kind": node.kind, "healthy": True, "status": "", "pipelines": []})
             entry["healthy"] = entry["healthy"] and healthy
             entry["status"] = self._status_word(entry["healthy"])
             entry["pipelines"] = sorted({*entry["pipelines"], *(str(p) for p in node.pipelines)})
@@ -199,9 +197,7 @@ class Service:
         finally:
             self.state = "stopped"
 
-    async def run(
-        self, stop: asyncio.Event | None = None, shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
-    ) -> None:
+    async def run(self, stop: asyncio.Event | None = None, shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
         """Start, wait for SIGTERM/SIGINT (or ``stop``), shut down. Raises StartError if starting failed."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()

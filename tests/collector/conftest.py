@@ -101,9 +101,7 @@ class CollectExporter(Exporter):
             while sum(item_count(self.settings.signal, r) for r in self.requests) < n:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(
-                        f"waited {timeout}s for {n} items, have {len(self.requests)} requests"
-                    )
+                    raise AssertionError(f"waited {timeout}s for {n} items, have {len(self.requests)} requests")
                 self._cond.wait(left)
             return list(self.requests)
 

@@ -60,9 +60,7 @@ def test_right_token_passes_wrong_token_is_401(
     good_grpc = GRPCSpanExporter(
         endpoint=collector.grpc_endpoint, insecure=True, headers={"authorization": "Bearer s3cret"}
     )
-    good_http = HTTPSpanExporter(
-        endpoint=f"{collector.http_url}/v1/traces", headers={"Authorization": "Bearer s3cret"}
-    )
+    good_http = HTTPSpanExporter(endpoint=f"{collector.http_url}/v1/traces", headers={"Authorization": "Bearer s3cret"})
     try:
         assert good_grpc.export(_spans()) is SpanExportResult.SUCCESS
         assert good_http.export(_spans()) is SpanExportResult.SUCCESS
@@ -96,7 +94,5 @@ def test_token_config_is_validated(make_config: Any, test_components: Any) -> No
 def test_authenticator_not_enabled_fails_start_naming_it(run_collector: Any, make_config: Any) -> None:
     config = _config(make_config, {"token": "x"})
     config["service"]["extensions"] = []
-    with pytest.raises(
-        StartError, match=r"receiver 'otlp'.*'bearertokenauth' is not enabled in service.extensions"
-    ):
+    with pytest.raises(StartError, match=r"receiver 'otlp'.*'bearertokenauth' is not enabled in service.extensions"):
         run_collector(config)

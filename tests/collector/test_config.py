@@ -73,9 +73,7 @@ def _base(**exporter: Any) -> dict[str, Any]:
 
 def test_valid_config_decodes_into_dataclasses_with_defaults(test_components: Registry) -> None:
     config = _parse(
-        _base(
-            sending_queue={"queue_size": 10}, timeout="1m30s", retry_on_failure={"initial_interval": "200ms"}
-        ),
+        _base(sending_queue={"queue_size": 10}, timeout="1m30s", retry_on_failure={"initial_interval": "200ms"}),
         test_components,
     )
     exporter = config.exporters[ComponentID("otlp", "tempo")]
@@ -92,9 +90,7 @@ def test_valid_config_decodes_into_dataclasses_with_defaults(test_components: Re
 
 def test_unknown_key_names_full_path_and_near_miss(test_components: Registry) -> None:
     errors = _errors(_base(sending_queue={"queue_sise": 10}), test_components)
-    assert errors == [
-        "exporters.otlp/tempo.sending_queue.queue_sise: unknown key (did you mean 'queue_size'?)"
-    ]
+    assert errors == ["exporters.otlp/tempo.sending_queue.queue_sise: unknown key (did you mean 'queue_size'?)"]
 
 
 def test_all_errors_reported_at_once(test_components: Registry) -> None:
@@ -120,8 +116,7 @@ def test_all_errors_reported_at_once(test_components: Registry) -> None:
         "exporters.otlp/tempo.sending_queue.enabled: expected a bool, got string 'yes'",
         "exporters.otlp/tempo.sending_queue.queue_size: expected an integer, got float (1.5)",
         "exporters.otlp/tempo: endpoint: must be set",
-        "service.pipelines.traces.processors: references processor 'batch' which is not configured under"
-        " 'processors'",
+        "service.pipelines.traces.processors: references processor 'batch' which is not configured under 'processors'",
     ]
     assert sorted(errors) == sorted(expected)
 
@@ -138,19 +133,15 @@ def test_unknown_type_undefined_reference_and_unsupported_signal(test_components
     }
     raw["service"]["extensions"] = ["health_check"]
     errors = _errors(raw, test_components)
-    assert (
-        "exporters.otlpp/x: unknown exporter type 'otlpp' (did you mean 'otlp'?) (known: collect, otlp)"
-        in errors
-    )
+    assert "exporters.otlpp/x: unknown exporter type 'otlpp' (did you mean 'otlp'?) (known: collect, otlp)" in errors
     assert (
         "service.pipelines.traces.exporters: references exporter 'otlp/tmpo' which is not configured under"
         " 'exporters' (did you mean 'otlp/tempo'?)" in errors
     )
     assert not any("otlpp/x" in e and "references" in e for e in errors)  # reported once, as unknown type
     assert any(e.startswith("service.pipelines.logz: pipeline id must be") and "'logs'" in e for e in errors)
-    assert (
-        "service.extensions: references extension 'health_check' which is not configured under 'extensions'"
-        in (errors)
+    assert "service.extensions: references extension 'health_check' which is not configured under 'extensions'" in (
+        errors
     )
     assert (
         "connectors.spancount: a connector must be an exporter in one pipeline and a receiver in another"
@@ -188,9 +179,7 @@ def test_component_not_supporting_signal(test_components: Registry) -> None:
     raw["exporters"]["prom"] = None
     raw["service"]["pipelines"]["traces"]["exporters"] = ["prom"]
     with pytest.raises(ConfigError) as info:
-        parse_config(
-            raw, merge_registries(_components(test_components), metrics_only), {}, include_builtin=False
-        )
+        parse_config(raw, merge_registries(_components(test_components), metrics_only), {}, include_builtin=False)
     assert info.value.errors == [
         "service.pipelines.traces.exporters: exporter 'prom' does not support traces (it supports: metrics)"
     ]

@@ -102,9 +102,7 @@ def make_logs() -> Any:
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
-def test_official_exporters_deliver_all_three_signals(
-    run_collector: Any, make_config: Any, transport: str
-) -> None:
+def test_official_exporters_deliver_all_three_signals(run_collector: Any, make_config: Any, transport: str) -> None:
     collector = run_collector(make_config())
     span_exporter, metric_exporter, log_exporter = _exporters(collector, transport)
     try:
@@ -115,11 +113,7 @@ def test_official_exporters_deliver_all_three_signals(
         metric_exporter.export(make_metrics())
         requests = collector.exporter(signal=Signal.METRICS).wait_items(2)
         metrics = {
-            m.name: m
-            for r in requests
-            for rm in r.resource_metrics
-            for sm in rm.scope_metrics
-            for m in sm.metrics
+            m.name: m for r in requests for rm in r.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
         }
         assert metrics["operation.calls"].sum.data_points[0].as_int == 5
         assert metrics["operation.duration"].histogram.data_points[0].sum == pytest.approx(0.25)
@@ -141,13 +135,9 @@ def test_official_exporters_deliver_all_three_signals(
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
-def test_refusal_is_retried_by_the_official_exporter(
-    run_collector: Any, make_config: Any, transport: str
-) -> None:
+def test_refusal_is_retried_by_the_official_exporter(run_collector: Any, make_config: Any, transport: str) -> None:
     # The exporter refuses twice (as memory_limiter would), then accepts: the client must retry and deliver.
-    collector = run_collector(
-        make_config(exporters={"collect": {"mode": "refuse", "times": 2, "retry_after": 0.05}})
-    )
+    collector = run_collector(make_config(exporters={"collect": {"mode": "refuse", "times": 2, "retry_after": 0.05}}))
     span_exporter = _exporters(collector, transport)[0]
     try:
         sent = make_spans(2)

@@ -114,9 +114,7 @@ async def _count_accepted_and_refused() -> None:
     meter = MeterProvider(metric_readers=[reader]).get_meter("otelcol")
     consumer = _Consumer(refuse=False)
     config = OTLPReceiverConfig(
-        protocols=ProtocolsConfig(
-            grpc=GRPCConfig(endpoint="127.0.0.1:0"), http=HTTPConfig(endpoint="127.0.0.1:0")
-        )
+        protocols=ProtocolsConfig(grpc=GRPCConfig(endpoint="127.0.0.1:0"), http=HTTPConfig(endpoint="127.0.0.1:0"))
     )
     receiver = OTLPReceiver(
         CreateSettings(ComponentID("otlp", "front"), Signal.TRACES, meter=meter),

@@ -111,16 +111,12 @@ LOGS_JSON = {
                             "attributes": [
                                 {
                                     "key": "items",
-                                    "value": {
-                                        "arrayValue": {"values": [{"stringValue": "a"}, {"intValue": 2}]}
-                                    },
+                                    "value": {"arrayValue": {"values": [{"stringValue": "a"}, {"intValue": 2}]}},
                                 },
                                 {
                                     "key": "card",
                                     "value": {
-                                        "kvlistValue": {
-                                            "values": [{"key": "brand", "value": {"stringValue": "visa"}}]
-                                        }
+                                        "kvlistValue": {"values": [{"key": "brand", "value": {"stringValue": "visa"}}]}
                                     },
                                 },
                             ],
@@ -214,9 +210,7 @@ def test_json_round_trip_keeps_hex_ids() -> None:
 def test_protobuf_gzip_and_response_encoding(collector: Any) -> None:
     body = gzip.compress(_trace_request(3).SerializeToString())
     with httpx.Client(base_url=collector.http_url) as client:
-        response = client.post(
-            "/v1/traces", content=body, headers={**PROTO_HEADERS, "Content-Encoding": "gzip"}
-        )
+        response = client.post("/v1/traces", content=body, headers={**PROTO_HEADERS, "Content-Encoding": "gzip"})
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/x-protobuf"
     parsed = ExportTraceServiceResponse()
@@ -320,9 +314,7 @@ def test_downstream_errors_map_to_otlp_codes(
 def test_downstream_partial_rejection_is_reported(run_collector: Any, make_config: Any) -> None:
     collector = run_collector(make_config(exporters={"collect": {"mode": "partial"}}))
     with httpx.Client(base_url=collector.http_url) as client:
-        response = client.post(
-            "/v1/traces", content=_trace_request(3).SerializeToString(), headers=PROTO_HEADERS
-        )
+        response = client.post("/v1/traces", content=_trace_request(3).SerializeToString(), headers=PROTO_HEADERS)
     assert response.status_code == 200
     parsed = ExportTraceServiceResponse()
     parsed.ParseFromString(response.content)

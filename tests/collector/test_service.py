@@ -100,9 +100,7 @@ def test_start_failure_names_component_and_stops_what_started(
         pipelines={"traces": {"receivers": ["otlp"], "exporters": ["collect", "collect/bad"]}},
     )
     service = Service(parse_config(config, test_components, include_builtin=False))
-    with pytest.raises(
-        StartError, match=r"cannot start exporter 'collect/bad' in pipeline traces: peer unreachable"
-    ):
+    with pytest.raises(StartError, match=r"cannot start exporter 'collect/bad' in pipeline traces: peer unreachable"):
         asyncio.run(service.start())
     assert lifecycle == [
         ("start", "exporter/collect"),

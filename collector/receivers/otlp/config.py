@@ -88,9 +88,7 @@ class ProtocolsConfig:
 
 @dataclass
 class OTLPReceiverConfig:
-    protocols: ProtocolsConfig = field(
-        default_factory=lambda: ProtocolsConfig(grpc=GRPCConfig(), http=HTTPConfig())
-    )
+    protocols: ProtocolsConfig = field(default_factory=lambda: ProtocolsConfig(grpc=GRPCConfig(), http=HTTPConfig()))
 
     def validate(self) -> list[str]:
         from collector.service.httpserver import split_endpoint

@@ -58,9 +58,7 @@ class GRPCServer:
         self._server: grpc.aio.Server | None = None
         self.port = 0
 
-    def _handler(
-        self, signal: Signal
-    ) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[bytes]]:
+    def _handler(self, signal: Signal) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[bytes]]:
         async def export(body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             if self._authenticate is not None:
                 headers = {k.lower(): v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
@@ -72,9 +70,7 @@ class GRPCServer:
             try:
                 request.ParseFromString(body)
             except DecodeError as exc:
-                await context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT, f"malformed protobuf {signal.value}: {exc}"
-                )
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed protobuf {signal.value}: {exc}")
             try:
                 response = await self._intake.export(signal, request, "grpc")
             except DataError as exc:
@@ -102,9 +98,7 @@ class GRPCServer:
             if not self._intake.serves(signal):
                 continue
             handler = grpc.unary_unary_rpc_method_handler(self._handler(signal))
-            server.add_generic_rpc_handlers(
-                (grpc.method_handlers_generic_handler(service, {"Export": handler}),)
-            )
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": handler}),))
         tls = self._config.tls
         try:
             if tls is not None and tls.cert_file:

@@ -47,9 +47,7 @@ class _Malformed(Exception):
     pass
 
 
-def _error(
-    status: int, code: int, message: str, encoding: str, headers: dict[str, str] | None = None
-) -> Response:
+def _error(status: int, code: int, message: str, encoding: str, headers: dict[str, str] | None = None) -> Response:
     body = status_pb2.Status(code=code, message=message)
     if encoding == PROTOBUF:
         return Response(body.SerializeToString(), status, headers=headers, media_type=PROTOBUF)

@@ -75,15 +75,9 @@ def _drop_bad_ids(signal: Signal, request: Request) -> tuple[int, str]:
     elif isinstance(request, ExportLogsServiceRequest):
         for rl in request.resource_logs:
             for sl in rl.scope_logs:
-                bad = [
-                    r
-                    for r in sl.log_records
-                    if len(r.trace_id) not in (0, 16) or len(r.span_id) not in (0, 8)
-                ]
+                bad = [r for r in sl.log_records if len(r.trace_id) not in (0, 16) or len(r.span_id) not in (0, 8)]
                 if bad:
-                    reason = (
-                        reason or "log record: trace_id must be empty or 16 bytes, span_id empty or 8 bytes"
-                    )
+                    reason = reason or "log record: trace_id must be empty or 16 bytes, span_id empty or 8 bytes"
                     keep = [r for r in sl.log_records if r not in bad]
                     del sl.log_records[:]
                     sl.log_records.extend(keep)

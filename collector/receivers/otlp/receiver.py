@@ -63,10 +63,16 @@ class OTLPReceiver(Receiver):
             auth = _authenticator(host, protocols.grpc.auth, "protocols.grpc")
             self.grpc = GRPCServer(protocols.grpc, self.intake, auth)
             await self.grpc.start()
+            self.settings.logger.info(
+                "receiver %s: OTLP/gRPC on %s (port %d)", self.settings.id, protocols.grpc.endpoint, self.grpc.port
+            )
         if protocols.http is not None:
             auth = _authenticator(host, protocols.http.auth, "protocols.http")
             self.http = OTLPHTTPServer(protocols.http, self.intake, auth)
             await self.http.start()
+            self.settings.logger.info(
+                "receiver %s: OTLP/HTTP on %s (port %d)", self.settings.id, protocols.http.endpoint, self.http.port
+            )
 
     async def shutdown(self) -> None:
         # Both stop accepting and let in-flight requests finish before returning.
