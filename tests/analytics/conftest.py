@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -34,10 +36,13 @@ def pg_server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import pgserver
 
-    data_dir: Path = tmp_path_factory.mktemp("pg") / "data"
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    # Not under pytest's basetemp: as root, pgserver runs PostgreSQL as its own user, which must be able to
+    # traverse the parent directories (pytest's are 0700).
+    parent = Path(tempfile.mkdtemp(prefix="otel-analytics-pg-"))
+    server = pgserver.get_server(parent / "data", cleanup_mode="stop")
     yield server.get_uri()
     server.cleanup()
+    shutil.rmtree(parent, ignore_errors=True)
 
 
 def _new_schema(server_dsn: str) -> tuple[str, str]:
