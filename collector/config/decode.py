@@ -112,7 +112,7 @@ def decode(tp: Any, value: Any, path: str, errors: list[str], default: Any = dat
         if value is None:
             if len(args) == 1 and dataclasses.is_dataclass(args[0]):
                 # `grpc:` with nothing under it enables the section with its defaults, as upstream does.
-                return _decode_dataclass(args[0], {}, path, errors, default)
+                return _decode_dataclass(typing.cast(type, args[0]), {}, path, errors, default)
             return None
         if len(args) == 1:
             return decode(args[0], value, path, errors, default)
@@ -206,7 +206,7 @@ def _decode_dataclass(cls: type, value: dict[Any, Any], path: str, errors: list[
     # A class marked ``decode_fresh`` starts from its own defaults, not the parent's default instance: the
     # OTLP receiver's `protocols` turns on only the protocols written under it, as upstream does.
     fresh = getattr(cls, "decode_fresh", False)
-    base = default if isinstance(default, cls) and not fresh else _default_instance(cls, path, errors)
+    base: Any = default if isinstance(default, cls) and not fresh else _default_instance(cls, path, errors)
     if base is None:
         return None
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from collector.components import Registry
@@ -91,7 +92,7 @@ def build_graph(
             "extension",
             cid,
             [],
-            lambda f=factory, c=cid: f.create(settings_for(c, Signal.TRACES), config.extensions[c]),
+            partial(factory.create, settings_for(cid, Signal.TRACES), config.extensions[cid]),
         )
 
     entries = {pid: _PipelineEntry(pid) for pid in config.pipelines}
@@ -111,7 +112,7 @@ def build_graph(
                 "exporter",
                 cid,
                 users,
-                lambda f=factory, c=cid, s=pid.signal: f.create(settings_for(c, s), config.exporters[c]),
+                partial(factory.create, settings_for(cid, pid.signal), config.exporters[cid]),
             )
             node.signal = pid.signal
             exporters[(cid, pid.signal)] = [node]
@@ -129,7 +130,7 @@ def build_graph(
                 "connector",
                 cid,
                 ins + outs,
-                lambda f=factory, c=cid, s=signal_in, n=fan: f.create(settings_for(c, s), config.connectors[c], n),
+                partial(factory.create, settings_for(cid, signal_in), config.connectors[cid], fan),
             )
             node.signal = signal_in
             exporters.setdefault((cid, signal_in), []).append(node)
@@ -145,9 +146,7 @@ def build_graph(
                 "processor",
                 cid,
                 [pid],
-                lambda f=factory, c=cid, s=pid.signal, n=consumer: f.create(
-                    settings_for(c, s), config.processors[c], n
-                ),
+                partial(factory.create, settings_for(cid, pid.signal), config.processors[cid], consumer),
             )
             node.signal = pid.signal
             consumer = node.component
@@ -163,7 +162,7 @@ def build_graph(
                 continue
             seen.add(cid)
             consumers: dict[Signal, Consumer] = {}
-            users: list[PipelineID] = []
+            users = []
             for signal in Signal:
                 listing = pipelines_listing(cid, signal, "receivers")
                 if listing:
@@ -175,7 +174,7 @@ def build_graph(
                 "receiver",
                 cid,
                 users,
-                lambda f=factory, c=cid, s=first, cs=consumers: f.create(settings_for(c, s), config.receivers[c], cs),
+                partial(factory.create, settings_for(cid, first), config.receivers[cid], consumers),
             )
             node.signal = first
             for p in users:

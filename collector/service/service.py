@@ -201,7 +201,7 @@ class Service:
         """Start, wait for SIGTERM/SIGINT (or ``stop``), shut down. Raises StartError if starting failed."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
-        installed: list[int] = []
+        installed: list[signals.Signals] = []
         for sig in (signals.SIGTERM, signals.SIGINT):
             try:
                 loop.add_signal_handler(sig, stop.set)

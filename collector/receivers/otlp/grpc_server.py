@@ -82,7 +82,8 @@ class GRPCServer:
                 # Not known to be permanent: the upstream receiver answers Unavailable so the client retries.
                 _log.exception("receiver %s: pipeline failed", self._intake.settings.id)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, f"pipeline error: {exc}")
-            return response.SerializeToString()
+            data: bytes = response.SerializeToString()
+            return data
 
         return export
 

@@ -175,7 +175,7 @@ class OTLPHTTPServer:
             except _Malformed as exc:
                 return _error(400, _INVALID_ARGUMENT, str(exc), media)
             try:
-                response = await self._intake.export(signal, message, "http")  # type: ignore[arg-type]
+                response = await self._intake.export(signal, message, "http")
             except DataError as exc:
                 return _error(400, _INVALID_ARGUMENT, str(exc), media)
             except (RefusedError, RetryableError) as exc:
