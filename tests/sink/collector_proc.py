@@ -15,11 +15,11 @@ from typing import Any
 
 
 def _load(path: str) -> Any:
-    from collector.config import load_config
+    from collector.config import ConfigError, load_config
 
     try:
         return load_config(path)
-    except (AttributeError, ImportError):
+    except (AttributeError, ImportError, ConfigError):
         # The full registry may be mid-construction (parallel work); the pipeline needs only these three.
         import importlib
 
