@@ -23,8 +23,7 @@ try:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "otel_metrics.fastapi needs FastAPI and its OpenTelemetry instrumentation: "
-        "pip install 'otel-metrics[fastapi]'"
+        "otel_metrics.fastapi needs FastAPI and its OpenTelemetry instrumentation: pip install 'otel-metrics[fastapi]'"
     ) from exc
 
 from opentelemetry import context as context_api

@@ -47,9 +47,7 @@ class InMemoryMetricExporter(MetricExporter):
         super().__init__()
         self.latest: MetricsData | None = None
 
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         self.latest = metrics_data
         return MetricExportResult.SUCCESS
 
@@ -63,9 +61,7 @@ class InMemoryMetricExporter(MetricExporter):
 class Capture:
     """Captured telemetry of one ``capture()``; spans and metrics are flushed before they are read."""
 
-    def __init__(
-        self, telemetry: Telemetry, spans: InMemorySpanExporter, metrics: InMemoryMetricExporter
-    ) -> None:
+    def __init__(self, telemetry: Telemetry, spans: InMemorySpanExporter, metrics: InMemoryMetricExporter) -> None:
         self.telemetry = telemetry
         self._spans = spans
         self._metrics = metrics
@@ -77,9 +73,7 @@ class Capture:
     def span(self, name: str) -> ReadableSpan:
         """The one finished span called ``name`` (AssertionError if none or several)."""
         found = [s for s in self.spans() if s.name == name]
-        assert len(found) == 1, (
-            f"expected one span {name!r}, got {len(found)}: {[s.name for s in self.spans()]}"
-        )
+        assert len(found) == 1, f"expected one span {name!r}, got {len(found)}: {[s.name for s in self.spans()]}"
         return found[0]
 
     def metric_points(self, name: str) -> list[MetricPoint]:
@@ -91,9 +85,7 @@ class Capture:
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
                     if metric.name == name:
-                        points.extend(
-                            MetricPoint(name, dict(p.attributes or {}), p) for p in metric.data.data_points
-                        )
+                        points.extend(MetricPoint(name, dict(p.attributes or {}), p) for p in metric.data.data_points)
         return points
 
     def clear(self) -> None:
@@ -115,9 +107,7 @@ class _CaptureContext:
     def __enter__(self) -> Capture:
         spans = InMemorySpanExporter()
         metrics = InMemoryMetricExporter()
-        telemetry = configure(
-            self._service_name, _span_exporters=[spans], _metric_exporters=[metrics], **self._kwargs
-        )
+        telemetry = configure(self._service_name, _span_exporters=[spans], _metric_exporters=[metrics], **self._kwargs)
         self._capture = Capture(telemetry, spans, metrics)
         return self._capture
 

@@ -243,6 +243,7 @@ def _release_globals(telemetry: Telemetry) -> None:
         if GLOBALS.current is not telemetry:
             return
         GLOBALS.current = None
+        STATE.reset(STATE.settings, None)
         if GLOBALS.tracer_provider is not None:
             GLOBALS.tracer_provider.swap(trace_api.NoOpTracerProvider())
         if GLOBALS.meter_provider is not None:
@@ -352,7 +353,8 @@ def _configure(
         if not GLOBALS.atexit_registered:
             atexit.register(_on_exit)
             GLOBALS.atexit_registered = True
-    STATE.reset(Settings(metric_dimensions=dims, redact=bool(redact), pricing=pricing), ops)
+    tracer = telemetry.tracer_provider.get_tracer(SCOPE_NAME) if telemetry.tracer_provider else None
+    STATE.reset(Settings(metric_dimensions=dims, redact=bool(redact), pricing=pricing), ops, tracer)
     STATE.instruments()  # the observable operation.calls/errors exist from now on
     if previous is not None:
         previous.shutdown()
@@ -368,9 +370,7 @@ def _dimensions(metric_dimensions: Iterable[str]) -> tuple[str, ...]:
             logger.error("otel_metrics: metric_dimensions entries must be attribute names; ignoring %r", key)
             continue
         if key == "correlation.id":
-            logger.error(
-                "otel_metrics: correlation.id never becomes a metric attribute (cardinality); ignored"
-            )
+            logger.error("otel_metrics: correlation.id never becomes a metric attribute (cardinality); ignored")
             continue
         out.append(key)
     return tuple(dict.fromkeys(out))
@@ -417,9 +417,7 @@ def _build(
             exporters.append(ConsoleSpanExporter())
     # Sampler: None lets the SDK read OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG.
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False, meter_provider=meter_provider)
-    for processor in build_span_processors(
-        exporters, pricing=pricing, redact=redact, meter_provider=meter_provider
-    ):
+    for processor in build_span_processors(exporters, pricing=pricing, redact=redact, meter_provider=meter_provider):
         tracer_provider.add_span_processor(processor)
 
     telemetry = Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider, resource=resource)
@@ -428,9 +426,7 @@ def _build(
     return telemetry
 
 
-def _setup_logs(
-    telemetry: Telemetry, protocol: str, endpoint: str | None, headers: dict[str, str] | None
-) -> None:
+def _setup_logs(telemetry: Telemetry, protocol: str, endpoint: str | None, headers: dict[str, str] | None) -> None:
     from opentelemetry._logs import set_logger_provider
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor

@@ -102,9 +102,7 @@ def record_llm_usage(
         return None
 
 
-def record_cost(
-    amount_usd: Decimal | int | float | str, *, category: str, **attributes: Any
-) -> Decimal | None:
+def record_cost(amount_usd: Decimal | int | float | str, *, category: str, **attributes: Any) -> Decimal | None:
     """Record a cost that is not LLM tokens (speech minutes, API calls, compute) in USD.
 
     The amount is added to ``cost.usd`` on the current span with ``cost.category``; ``attributes`` go on the

@@ -19,6 +19,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode
 
+from otel_metrics._internal.fast_processors import start_attributes
 from otel_metrics._internal.operation_metrics import OperationAggregator, Series
 from otel_metrics._internal.safety import internal_error, logger
 from otel_metrics._internal.state import STATE, metric_dimension_key
@@ -65,9 +66,7 @@ class _Operation:
 
     __slots__ = ("_ok", "_ops", "_other", "include_metadata", "metadata", "name")
 
-    def __init__(
-        self, name: str, include_metadata: bool, metadata: Callable[[Any], Mapping[str, Any]] | None
-    ) -> None:
+    def __init__(self, name: str, include_metadata: bool, metadata: Callable[[Any], Mapping[str, Any]] | None) -> None:
         self.name = name
         self.include_metadata = include_metadata
         self.metadata = metadata
@@ -96,9 +95,7 @@ class _Operation:
                 cache[key] = series
         return series
 
-    def record(
-        self, span: trace_api.Span, parent: Context, elapsed: float, outcome: str, err: str | None
-    ) -> None:
+    def record(self, span: trace_api.Span, parent: Context, elapsed: float, outcome: str, err: str | None) -> None:
         series = self._series(parent, outcome, err)
         if STATE.preaggregated:
             ctx = span.get_span_context()
@@ -177,7 +174,7 @@ def _wrap(
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 parent = get_current()
-                span = state.tracer.start_span(span_name, parent)
+                span = state.tracer.start_span(span_name, parent, attributes=start_attributes(parent))
                 token = attach(set_span(span, parent))
                 started = perf_counter()
             except Exception:
@@ -207,7 +204,7 @@ def _wrap(
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             parent = get_current()
-            span = state.tracer.start_span(span_name, parent)
+            span = state.tracer.start_span(span_name, parent, attributes=start_attributes(parent))
             token = attach(set_span(span, parent))
             started = perf_counter()
         except Exception:

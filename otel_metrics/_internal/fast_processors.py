@@ -19,7 +19,12 @@ from opentelemetry.sdk.trace import Span
 from processors.business import BusinessSpanProcessor, get_business_attributes
 from processors.correlation import CORRELATION_ID_KEY, CorrelationSpanProcessor, get_correlation_id
 
-__all__ = ["CachedBusinessSpanProcessor", "CachedCorrelationSpanProcessor", "context_business_attributes"]
+__all__ = [
+    "CachedBusinessSpanProcessor",
+    "CachedCorrelationSpanProcessor",
+    "context_business_attributes",
+    "start_attributes",
+]
 
 _MISSING: Any = object()
 
@@ -77,6 +82,8 @@ class CachedBusinessSpanProcessor(BusinessSpanProcessor):
             existing = span.attributes or {}
             if any(key in existing for key in keys):
                 attributes = {k: v for k, v in attributes.items() if k not in existing}
+                if not attributes:
+                    return
             span.set_attributes(attributes)
         except Exception:
             super().on_start(span, parent_context)
@@ -88,3 +95,21 @@ _dims_cache = _LastContext()
 def context_business_attributes() -> dict[str, Any]:
     """get_business_attributes() of the current context, cached by context identity (do not mutate)."""
     return _dims_cache.get(context_api.get_current(), get_business_attributes)  # type: ignore[no-any-return]
+
+
+def _start_attributes(ctx: Context) -> dict[str, Any] | None:
+    attributes = dict(get_business_attributes(ctx))
+    correlation_id = get_correlation_id(ctx)
+    if correlation_id is not None:
+        attributes[CORRELATION_ID_KEY] = correlation_id
+    return attributes or None
+
+
+_start_cache = _LastContext()
+
+
+def start_attributes(parent: Context) -> dict[str, Any] | None:
+    """What the correlation and business processors would add to a span started under ``parent``, so that
+    @track_performance can pass it at span creation (one attribute build instead of two later updates; the
+    processors then find the keys present and skip). Cached by context identity; do not mutate."""
+    return _start_cache.get(parent, _start_attributes)  # type: ignore[no-any-return]

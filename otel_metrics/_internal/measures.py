@@ -55,9 +55,7 @@ def _instrument(name: str) -> Any:
     return inst
 
 
-def _number(
-    value: Any, field: str, where: str, lo: float | None = None, hi: float | None = None
-) -> float | None:
+def _number(value: Any, field: str, where: str, lo: float | None = None, hi: float | None = None) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN != NaN
         report_once(
             f"{where}:{field}:type",
@@ -113,9 +111,7 @@ def record_satisfaction(score: float, *, feedback: str | None = None, scale: flo
         if value is None or sc is None:
             return
         _instrument("app.satisfaction.score").record(value / sc, _attrs())
-        _event(
-            "app.satisfaction", {"app.satisfaction.score": value / sc, "app.satisfaction.feedback": feedback}
-        )
+        _event("app.satisfaction", {"app.satisfaction.score": value / sc, "app.satisfaction.feedback": feedback})
     except Exception:
         internal_error("record_satisfaction")
 
@@ -130,9 +126,7 @@ def record_feature_usage(feature: str, action: str, *, duration_s: float, succes
         d = _number(duration_s, "duration_s", "record_feature_usage", lo=0.0)
         if f is None or a is None or d is None:
             return
-        attrs = _attrs(
-            **{"feature.name": f, "feature.action": a, "operation.outcome": SUCCESS if success else FAILURE}
-        )
+        attrs = _attrs(**{"feature.name": f, "feature.action": a, "operation.outcome": SUCCESS if success else FAILURE})
         _instrument("app.feature.usage").add(1, attrs)
         _instrument("app.feature.duration").record(d, attrs)
     except Exception:

@@ -235,9 +235,7 @@ class OperationMetricsExporter(MetricExporter):
         merged: ResourceMetrics = replace(first, scope_metrics=scopes)
         return MetricsData(resource_metrics=[merged, *data.resource_metrics[1:]])
 
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         try:
             metrics_data = self._merge(metrics_data)
         except Exception:

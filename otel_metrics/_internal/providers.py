@@ -120,14 +120,10 @@ class _SwappableMeter(_ProxyMeter):
     def create_gauge(self, name: str, unit: str = "", description: str = "") -> Any:
         return self._keep(_ProxyGauge(name, unit, description))
 
-    def create_observable_counter(
-        self, name: str, callbacks: Any = None, unit: str = "", description: str = ""
-    ) -> Any:
+    def create_observable_counter(self, name: str, callbacks: Any = None, unit: str = "", description: str = "") -> Any:
         return self._keep(_ProxyObservableCounter(name, callbacks, unit=unit, description=description))
 
-    def create_observable_gauge(
-        self, name: str, callbacks: Any = None, unit: str = "", description: str = ""
-    ) -> Any:
+    def create_observable_gauge(self, name: str, callbacks: Any = None, unit: str = "", description: str = "") -> Any:
         return self._keep(_ProxyObservableGauge(name, callbacks, unit=unit, description=description))
 
     def create_observable_up_down_counter(

@@ -55,10 +55,13 @@ class _State:
         self._instruments: Instruments | None = None
         self._price_table: PriceTable | None = None
 
-    def reset(self, settings: Settings, ops: OperationAggregator | None) -> None:
+    def reset(
+        self, settings: Settings, ops: OperationAggregator | None, tracer: trace_api.Tracer | None = None
+    ) -> None:
         with self.lock:
             self.settings = settings
-            self.tracer = trace_api.get_tracer(SCOPE_NAME)
+            # configure() hands its SDK provider's tracer: one delegation less per decorated call.
+            self.tracer = tracer or trace_api.get_tracer(SCOPE_NAME)
             if ops is not None:
                 self.ops = ops
             self.preaggregated = ops is not None
