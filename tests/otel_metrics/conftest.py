@@ -125,9 +125,7 @@ class Store:
                                 value: Any = (p.count, p.sum)
                             else:
                                 value = p.as_double if p.WhichOneof("value") == "as_double" else p.as_int
-                            out.append(
-                                Point(name, m.unit, attrs(p.attributes), value, list(p.exemplars), res)
-                            )
+                            out.append(Point(name, m.unit, attrs(p.attributes), value, list(p.exemplars), res))
         return out
 
     def log_records(self) -> list[tuple[str, dict[str, Any], str]]:

@@ -187,9 +187,7 @@ def test_logs_exported_with_correlation(protocol: str, receiver: Any, http_recei
             log.info("hello %s", "world")
             trace_id = format(span.get_span_context().trace_id, "032x")
         assert tel.force_flush()
-        records = target.store.wait_for(
-            lambda: [r for r in target.store.log_records() if r[0] == "hello world"]
-        )
+        records = target.store.wait_for(lambda: [r for r in target.store.log_records() if r[0] == "hello world"])
         _body, attributes, record_trace_id = records[0]
         assert attributes["correlation_id"] == "req-42"
         assert record_trace_id == trace_id

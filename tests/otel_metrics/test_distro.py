@@ -36,9 +36,7 @@ def test_opentelemetry_instrument_installs_our_processors(receiver: Any, select_
 
         names = [ep.name for ep in entry_points(group="opentelemetry_configurator")]
         if names[0] != "otel_metrics":
-            pytest.skip(
-                f"entry-point order puts {names[0]} first here; selection needs OTEL_PYTHON_CONFIGURATOR"
-            )
+            pytest.skip(f"entry-point order puts {names[0]} first here; selection needs OTEL_PYTHON_CONFIGURATOR")
     proc = subprocess.run(
         [instrument, sys.executable, str(APP)], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
     )

@@ -98,9 +98,7 @@ class Server:
     def __init__(self, app: Any) -> None:
         import uvicorn
 
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-        )
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:
@@ -130,9 +128,7 @@ def httpx_instrumented() -> Iterator[None]:
         instrumentor.uninstrument()
 
 
-def test_correlation_id_propagates_across_two_services(
-    telemetry: Any, receiver: Any, httpx_instrumented: None
-) -> None:
+def test_correlation_id_propagates_across_two_services(telemetry: Any, receiver: Any, httpx_instrumented: None) -> None:
     downstream = fastapi.FastAPI()
 
     @downstream.get("/inventory")

@@ -78,9 +78,7 @@ def test_custom_metadata_and_broken_metadata_never_raise(telemetry: Any, receive
     telemetry.force_flush()
     span = receiver.store.span_named("Agent.custom")
     assert span.attributes["answer.words"] == 3
-    assert isinstance(
-        span.attributes["answer.bad"], str
-    )  # unsupported type stringified, not dropped silently
+    assert isinstance(span.attributes["answer.bad"], str)  # unsupported type stringified, not dropped silently
     assert receiver.store.span_named("Agent.broken_metadata").attributes["operation.outcome"] == "success"
     assert "metadata callable for Agent.broken_metadata raised" in caplog.text
 
@@ -150,10 +148,7 @@ def test_thread_pool_requests_do_not_leak_correlation_ids(telemetry: Any, receiv
     assert all(r[0] is None for r in results)
     telemetry.force_flush()
     spans = receiver.store.wait_for(
-        lambda: (
-            len([s for s in receiver.store.spans() if s.name == "pool.inner_id"]) == 64
-            and receiver.store.spans()
-        )
+        lambda: len([s for s in receiver.store.spans() if s.name == "pool.inner_id"]) == 64 and receiver.store.spans()
     )
     by_id = {s.span_id: s for s in spans}
     for s in spans:

@@ -1,0 +1,150 @@
+"""Details of what leaves the process: pre-aggregated operation metrics (temporality, overflow), enrichment
+(redaction, cost for third-party GenAI spans), the testing helpers and the logging filter."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import Histogram as SDKHistogram
+from opentelemetry.sdk.metrics.export import AggregationTemporality
+
+import otel_metrics
+from otel_metrics import correlation_scope, track_performance
+from otel_metrics._internal.operation_metrics import OperationAggregator
+from otel_metrics.testing import Capture, InMemoryMetricExporter, capture, otel_capture  # noqa: F401
+
+
+@track_performance("calc")
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def test_duration_histogram_buckets_and_cumulative_counts(telemetry: Any, receiver: Any) -> None:
+    for _ in range(3):
+        add(1, 2)
+    telemetry.force_flush()
+    for _ in range(2):
+        add(1, 2)
+    telemetry.force_flush()
+    store = receiver.store
+    store.wait_for(lambda: len(store.points("operation.duration")) >= 2)
+    counts = [p.value[0] for p in store.points("operation.duration")]
+    assert counts[-2:] == [3, 5]  # cumulative (the OTLP exporter's default temporality)
+    calls = [p.value for p in store.points("operation.calls")]
+    assert calls[-2:] == [3, 5]
+
+
+def test_delta_temporality_is_honoured(monkeypatch: Any) -> None:
+    exporter = InMemoryMetricExporter()
+    exporter._preferred_temporality = {SDKHistogram: AggregationTemporality.DELTA}
+    from otel_metrics._internal.operation_metrics import OperationMetricsExporter
+
+    ops = OperationAggregator((0.1, 1.0))
+    wrapped = OperationMetricsExporter(exporter, ops, "otel_metrics")
+    series = ops.series(("op", "success", None, None), {"operation.name": "op", "operation.outcome": "success"}, False)
+    series.add(0.05, 0, 0)
+    series.add(0.5, 0, 0)
+    first = wrapped._histogram()
+    series.add(5.0, 0, 0)
+    second = wrapped._histogram()
+    assert first is not None and second is not None
+    p1, p2 = first.data.data_points[0], second.data.data_points[0]
+    assert (p1.count, list(p1.bucket_counts)) == (2, [1, 1, 0])
+    assert (p2.count, list(p2.bucket_counts), p2.sum) == (1, [0, 0, 1], 5.0)
+    assert first.data.aggregation_temporality == AggregationTemporality.DELTA
+    assert wrapped._histogram() is None  # nothing new: no point
+
+
+def test_series_overflow_is_bounded() -> None:
+    ops = OperationAggregator((1.0,), limit=3)
+    for i in range(10):
+        ops.series(("op", i), {"operation.name": f"op{i}", "operation.outcome": "success"}, False).add(0.1, 0, 0)
+    series = ops.all_series()
+    assert len(series) == 4  # 3 + the overflow series
+    overflow = [s for s in series if s.attributes.get("otel.metric.overflow")]
+    assert overflow and overflow[0].count == 7
+
+
+def test_redaction_and_third_party_genai_cost_on_export(telemetry: Any, receiver: Any) -> None:
+    tracer = trace.get_tracer("some.genai.instrumentation")
+    with tracer.start_as_current_span("chat gpt-4o") as span:
+        span.set_attributes(
+            {
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.usage.input_tokens": 100,
+                "gen_ai.usage.output_tokens": 10,
+                "http.request.header.authorization": "Bearer abcdefghijklmnop",
+                "db.password": "hunter2",
+            }
+        )
+    telemetry.force_flush()
+    exported = receiver.store.span_named("chat gpt-4o")
+    assert exported.attributes["db.password"] == "[REDACTED]"
+    assert "abcdefghijklmnop" not in str(exported.attributes)
+    assert exported.attributes["cost.usd"] > 0
+
+
+def test_redact_false_keeps_values(receiver: Any) -> None:
+    tel = otel_metrics.configure("noredact", endpoint=receiver.endpoint, redact=False)
+    try:
+        with trace.get_tracer("t").start_as_current_span("plain") as span:
+            span.set_attribute("db.password", "hunter2")
+        tel.force_flush()
+        assert receiver.store.span_named("plain").attributes["db.password"] == "hunter2"
+    finally:
+        tel.shutdown()
+
+
+def test_testing_capture_sees_spans_and_metrics() -> None:
+    with capture("unit") as tel:
+        with correlation_scope("cap-1"):
+            add(2, 3)
+        span = tel.span("calc.add")
+        assert span.attributes["correlation.id"] == "cap-1"
+        assert span.resource.attributes["service.name"] == "unit"
+        calls = tel.metric_points("operation.calls")
+        assert [p.value for p in calls] == [1]
+        durations = tel.metric_points("operation.duration")
+        assert durations[0].point.count == 1
+
+
+def test_pytest_fixture(otel_capture: Capture) -> None:  # noqa: F811 - the fixture imported above
+    add(1, 1)
+    assert otel_capture.span("calc.add").attributes["operation.outcome"] == "success"
+
+
+def test_logging_filter_adds_ids(caplog: Any) -> None:
+    from otel_metrics.logging import CorrelationFilter
+
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+    assert CorrelationFilter().filter(record)
+    assert (record.correlation_id, record.trace_id, record.span_id) == ("", "", "")  # type: ignore[attr-defined]
+    with correlation_scope("log-1"), trace.get_tracer("t").start_as_current_span("s") as span:
+        CorrelationFilter().filter(record)
+        ctx = span.get_span_context()
+    assert record.correlation_id == "log-1"  # type: ignore[attr-defined]
+    if ctx.is_valid:
+        assert record.trace_id == format(ctx.trace_id, "032x")  # type: ignore[attr-defined]
+
+
+def test_install_adds_filter_to_handlers() -> None:
+    from otel_metrics.logging import CorrelationFilter, install
+
+    logger = logging.getLogger("otel_metrics.test.install")
+    handler = logging.StreamHandler()
+    logger.addHandler(handler)
+    try:
+        install(logger)
+        install(logger)
+        assert sum(isinstance(f, CorrelationFilter) for f in handler.filters) == 1
+    finally:
+        logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize("bad", [None, 0, "x" * 200])
+def test_get_correlation_id_never_raises(bad: Any) -> None:
+    with correlation_scope(bad) as cid:
+        assert otel_metrics.get_correlation_id() == cid
