@@ -189,7 +189,8 @@ class Telemetry:
         return ok
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
-        """Flush and stop every provider this call set up. Idempotent, never raises."""
+        """Flush and stop every provider this call set up, within ``timeout_s`` (an unreachable collector
+        cannot hold the caller longer: what is still unsent then is dropped). Idempotent, never raises."""
         with self._lock:
             if self._stopped:
                 return
@@ -197,15 +198,28 @@ class Telemetry:
         if self._log_handler is not None:
             logging.getLogger().removeHandler(self._log_handler)
         _release_globals(self)
-        try:
-            if self.tracer_provider is not None:
-                self.tracer_provider.shutdown()
-            if self.meter_provider is not None:
-                self.meter_provider.shutdown(timeout_millis=timeout_s * 1000)
-            if self.logger_provider is not None:
-                self.logger_provider.shutdown()
-        except Exception:
-            internal_error("Telemetry.shutdown")
+        _run_bounded(self._shutdown_providers, timeout_s)
+
+    def _shutdown_providers(self) -> None:
+        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+            if provider is None:
+                continue
+            try:
+                provider.shutdown()
+            except Exception:
+                internal_error("Telemetry.shutdown")
+
+
+def _run_bounded(fn: Any, timeout_s: float) -> bool:
+    """Run ``fn`` in a daemon thread and wait at most ``timeout_s``: the SDK's shutdown paths wait on exporter
+    retries with their own (long) timeouts, which must not hang the app or its exit."""
+    thread = threading.Thread(target=fn, name="otel_metrics-shutdown", daemon=True)
+    thread.start()
+    thread.join(max(0.0, timeout_s))
+    if thread.is_alive():
+        logger.warning("otel_metrics: telemetry shutdown did not finish within %.1fs; unsent data dropped", timeout_s)
+        return False
+    return True
 
 
 class _Globals:
