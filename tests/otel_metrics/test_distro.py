@@ -56,3 +56,29 @@ def test_opentelemetry_instrument_installs_our_processors(receiver: Any, select_
     assert chat.attributes["cost.usd"] == pytest.approx(float(expected))
     assert chat.attributes["llm.api_key"] == "[REDACTED]"
     assert "cost.usd" not in handle.attributes
+
+
+def test_quickstart_example_exports_to_a_real_receiver(receiver: Any) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "acme: correlation.id=" in proc.stdout
+    spans = receiver.store.wait_for(
+        lambda: (
+            len([s for s in receiver.store.spans() if s.name == "SupportAgent.answer"]) == 2
+            and [s for s in receiver.store.spans() if s.name == "SupportAgent.answer"]
+        )
+    )
+    assert {s.attributes["tenant.id"] for s in spans} == {"acme", "globex"}
+    assert all(s.attributes["cost.usd"] > 0 and s.attributes["result.success"] is True for s in spans)
+    assert len({s.attributes["correlation.id"] for s in spans}) == 2
+    costs = receiver.store.wait_for(lambda: receiver.store.points("cost.usd"))
+    assert {p.attributes.get("tenant.id") for p in costs} == {"acme", "globex"}
