@@ -148,3 +148,45 @@ def test_install_adds_filter_to_handlers() -> None:
 def test_get_correlation_id_never_raises(bad: Any) -> None:
     with correlation_scope(bad) as cid:
         assert otel_metrics.get_correlation_id() == cid
+
+
+def test_full_queue_drops_are_counted_and_calls_never_block(monkeypatch: Any) -> None:
+    import threading
+
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    class StuckExporter(SpanExporter):
+        """A collector that never answers: the first export blocks until the test releases it."""
+
+        def __init__(self) -> None:
+            self.entered = threading.Event()
+            self.release = threading.Event()
+
+        def export(self, spans: Any) -> SpanExportResult:
+            self.entered.set()
+            self.release.wait(30)
+            return SpanExportResult.SUCCESS
+
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "8")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1")
+    stuck, metrics = StuckExporter(), InMemoryMetricExporter()
+    tel = otel_metrics.configure("drops", _span_exporters=[stuck], _metric_exporters=[metrics])
+    try:
+        add(0, 0)
+        assert stuck.entered.wait(10)  # the worker is now stuck inside export
+        for i in range(50):
+            assert add(i, 1) == i + 1  # returns at once although nothing can be sent
+        tel.meter_provider.force_flush()  # type: ignore[union-attr]
+        processed = [
+            p
+            for rm in metrics.latest.resource_metrics  # type: ignore[union-attr]
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == "otel.sdk.processor.span.processed"
+            for p in m.data.data_points
+            if p.attributes.get("error.type") == "queue_full"
+        ]
+        assert processed and processed[0].value >= 50 - 8
+    finally:
+        stuck.release.set()
+        tel.shutdown(timeout_s=10)
