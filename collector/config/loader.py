@@ -267,6 +267,48 @@ def _check_service(
             supported = ", ".join(f"{i.value}->{o.value}" for i, o in sorted(routes)) or "none"
             used = ", ".join(f"{i.value}->{o.value}" for i in sorted(ins) for o in sorted(outs))
             errors.append(f"connectors.{cid}: used as {used}, but it supports only {supported}")
+    cycle = _connector_cycle(config, reg)
+    if cycle:
+        errors.append(f"service.pipelines: connectors form a cycle ({cycle}); data would loop forever")
+
+
+def _connector_cycle(config: Config, reg: Registry) -> str:
+    """A cycle of pipelines linked by connectors, as text, or an empty string (upstream rejects cycles)."""
+    edges: dict[PipelineID, list[tuple[ComponentID, PipelineID]]] = {}
+    for pid, refs in config.pipelines.items():
+        for cid in refs.exporters:
+            if cid in config.connectors:
+                routes = reg.connectors[cid.type].routes
+                edges.setdefault(pid, []).extend(
+                    (cid, qid)
+                    for qid, q in config.pipelines.items()
+                    if cid in q.receivers and (pid.signal, qid.signal) in routes
+                )
+    state: dict[PipelineID, int] = {}  # 1 visiting, 2 done
+    path: list[tuple[PipelineID, str]] = []  # (pipeline, how we got there)
+
+    def visit(pid: PipelineID, via: str) -> str:
+        state[pid] = 1
+        path.append((pid, via))
+        for cid, nxt in edges.get(pid, []):
+            if state.get(nxt) == 1:
+                start = [p for p, _ in path].index(nxt)
+                hops = [f"{v}{p}" for p, v in path[start:]]
+                return "".join([hops[0].removeprefix(path[start][1]), *hops[1:], f" -[{cid}]-> {nxt}"])
+            if nxt not in state:
+                found = visit(nxt, f" -[{cid}]-> ")
+                if found:
+                    return found
+        state[pid] = 2
+        path.pop()
+        return ""
+
+    for pid in config.pipelines:
+        if pid not in state:
+            found = visit(pid, "")
+            if found:
+                return found
+    return ""
 
 
 def _check_signal(factory: Any, kind: str, cid: ComponentID, signal: Signal, path: str, errors: list[str]) -> None:

@@ -29,6 +29,8 @@ __all__ = ["DEFAULT_SHUTDOWN_TIMEOUT", "Service", "StartError"]
 
 # Bound on the whole shutdown after SIGTERM/SIGINT: draining, flushing, persisting queues.
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+# Every component still gets this long to shut down once the budget is spent (so queues can be persisted).
+SHUTDOWN_MIN_SLICE = 0.25
 
 _log = logging.getLogger("otel_metrics.collector")
 
@@ -151,7 +153,7 @@ class Service:
                     except Exception as exc:
                         raise StartError(f"cannot start {node.describe()}: {exc}") from exc
         except BaseException:
-            await self._stop_started()
+            await self._stop_started(time.monotonic() + DEFAULT_SHUTDOWN_TIMEOUT)
             self.state = "stopped"
             raise
         self.state = "running"
@@ -168,34 +170,45 @@ class Service:
         except Exception as exc:
             raise StartError(f"cannot serve the collector's own metrics on {endpoint}: {exc}") from exc
 
-    async def _stop_started(self) -> None:
+    async def _stop_started(self, deadline: float | None = None) -> bool:
+        """Shut down in reverse start order. Each component gets what is left of the budget (at least
+        SHUTDOWN_MIN_SLICE): a receiver stuck on an in-flight request must not keep the exporters from
+        persisting their queues. False if any component overran its slice."""
+        clean = True
         while self._started:
             node = self._started.pop()
+            budget = None if deadline is None else max(deadline - time.monotonic(), SHUTDOWN_MIN_SLICE)
             try:
-                await node.component.shutdown()
+                await asyncio.wait_for(node.component.shutdown(), budget)
+            except TimeoutError:
+                clean = False
+                self.logger.error("%s did not shut down within %.2fs; abandoned", node.describe(), budget or 0)
             except Exception:
                 self.logger.exception("error shutting down %s", node.describe())
         server, self._telemetry_server = self._telemetry_server, None
         for method in ("shutdown", "close", "stop"):
             if server is not None and callable(getattr(server, method, None)):
                 with contextlib.suppress(Exception):
-                    await _maybe_await(getattr(server, method)())
+                    await asyncio.wait_for(_maybe_await(getattr(server, method)()), SHUTDOWN_MIN_SLICE * 4)
                 break
+        return clean
 
     async def shutdown(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> bool:
-        """Stop in reverse start order within ``timeout`` seconds; False if that bound cut it short."""
+        """Stop in reverse start order within ``timeout`` seconds (plus SHUTDOWN_MIN_SLICE per component that
+        overran); False if a component had to be abandoned."""
         if self.state in ("stopping", "stopped"):
             return True
         self.state = "stopping"
         try:
-            await asyncio.wait_for(self._stop_started(), timeout)
-            return True
-        except TimeoutError:
-            pending = ", ".join(n.describe() for n in self._started) or "telemetry"
-            self.logger.error("shutdown exceeded %.1fs; abandoned: %s", timeout, pending)
-            return False
+            return await self._stop_started(time.monotonic() + timeout)
         finally:
             self.state = "stopped"
+
+    @property
+    def telemetry_port(self) -> int | None:
+        """Port of the collector's own metrics endpoint, when it is served."""
+        port = getattr(self._telemetry_server, "port", None)
+        return port if isinstance(port, int) else None
 
     async def run(self, stop: asyncio.Event | None = None, shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
         """Start, wait for SIGTERM/SIGINT (or ``stop``), shut down. Raises StartError if starting failed."""

@@ -49,8 +49,8 @@ LIFECYCLE: list[tuple[str, str]] = []
 @dataclass
 class CollectConfig:
     # ok: accept; refuse: RefusedError for the first `times` requests; data: DataError; partial: DataError
-    # with rejected_items=1; fail_start: raise in start().
-    mode: Literal["ok", "refuse", "data", "partial", "fail_start"] = "ok"
+    # with rejected_items=1; fail_start: raise in start(); block: wait for `gate` before accepting.
+    mode: Literal["ok", "refuse", "data", "partial", "fail_start", "block"] = "ok"
     times: int = 1_000_000
     healthy: bool = True
     retry_after: float = 1.0
@@ -64,8 +64,11 @@ class CollectExporter(Exporter):
         self.calls = 0
         self._cond = threading.Condition()
         self.is_healthy = config.healthy
+        self.entered = threading.Event()  # a consume call is in flight (mode "block")
+        self.gate: asyncio.Event | None = None
 
     async def start(self, host: Host) -> None:
+        self.gate = asyncio.Event()
         LIFECYCLE.append(("start", f"exporter/{self.settings.id}"))
         if self.config.mode == "fail_start":
             raise RuntimeError("peer unreachable (test)")
@@ -83,6 +86,11 @@ class CollectExporter(Exporter):
             raise RefusedError("test exporter refuses", retry_after=self.config.retry_after)
         if mode == "data":
             raise DataError("test exporter rejects the data")
+        if mode == "block":
+            assert self.gate is not None
+            self.entered.set()
+            await self.gate.wait()
+            LIFECYCLE.append(("consumed", f"exporter/{self.settings.id}"))
         if mode == "partial":
             exc = DataError("one item rejected by the test exporter")
             exc.rejected_items = 1  # type: ignore[attr-defined]

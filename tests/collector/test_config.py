@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import pytest
 
-from collector.component import ExporterFactory
+from collector.component import ConnectorFactory, ExporterFactory
 from collector.components import Registry
 from collector.config import ConfigError, load_config, merge_registries, parse_config, parse_duration
 from collector.config.decode import decode
@@ -272,3 +272,33 @@ def test_only_listed_protocols_are_enabled(test_components: Registry) -> None:
     raw["receivers"]["otlp"] = {"protocols": {"grpc": None}}
     protocols = _parse(raw, test_components).receivers[ComponentID("otlp")].protocols
     assert protocols.http is None and protocols.grpc.endpoint == "localhost:4317"
+
+
+def test_connector_cycle_is_rejected(test_components: Registry) -> None:
+    forward = Registry(
+        receivers={},
+        processors={},
+        exporters={},
+        extensions={},
+        connectors={
+            "forward": ConnectorFactory(
+                "forward",
+                QueueConfig,
+                lambda s, c, n: None,  # type: ignore[arg-type,return-value]
+                routes=frozenset({(Signal.TRACES, Signal.TRACES)}),
+            )
+        },
+    )
+    raw = _base()
+    raw["connectors"] = {"forward": None}
+    raw["service"]["pipelines"] = {
+        "traces": {"receivers": ["otlp", "forward"], "exporters": ["otlp/tempo", "forward/x"]},
+        "traces/x": {"receivers": ["forward/x"], "exporters": ["forward"]},
+    }
+    raw["connectors"]["forward/x"] = None
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, merge_registries(_components(test_components), forward), {}, include_builtin=False)
+    assert info.value.errors == [
+        "service.pipelines: connectors form a cycle (traces -[forward/x]-> traces/x -[forward]-> traces);"
+        " data would loop forever"
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import httpx
@@ -144,3 +145,49 @@ def test_fan_out_error_combination() -> None:
     asyncio.run(PipelinesFanOut([first, second]).consume(Signal.TRACES, request))
     assert first.got[0] == second.got[0] == request
     assert first.got[0] is not second.got[0]
+
+
+def test_shutdown_drains_in_flight_request_before_stopping_exporters(
+    run_collector: Any, make_config: Any, lifecycle: list[tuple[str, str]]
+) -> None:
+    collector = run_collector(make_config(exporters={"collect": {"mode": "block"}}))
+    exporter = collector.exporter()
+    result: list[httpx.Response] = []
+    sender = threading.Thread(target=lambda: result.append(_post(collector, _request(2))))
+    sender.start()
+    assert exporter.entered.wait(15), "request never reached the exporter"
+    stopping = asyncio.run_coroutine_threadsafe(collector.service.shutdown(10.0), collector.loop)
+    assert exporter.gate is not None
+    collector.loop.call_soon_threadsafe(exporter.gate.set)
+    assert stopping.result(30) is True
+    sender.join(30)
+    assert [r.status_code for r in result] == [200]  # acknowledged, not cut off
+    assert lifecycle.index(("consumed", "exporter/collect")) < lifecycle.index(("shutdown", "exporter/collect"))
+    with pytest.raises(httpx.TransportError):
+        _post(collector, _request(1))  # no longer accepting
+
+
+def test_self_telemetry_counts_accepted_spans(run_collector: Any, make_config: Any) -> None:
+    pytest.importorskip("collector.telemetry")
+    config = make_config(
+        receiver={"protocols": {"http": {"endpoint": "127.0.0.1:0"}}},
+        pipelines={"traces": {"receivers": ["otlp/selftel"], "exporters": ["collect"]}},
+    )
+    config["receivers"] = {"otlp/selftel": config["receivers"]["otlp"]}
+    config["service"]["telemetry"] = {"metrics": {"address": "127.0.0.1:0"}}
+    collector = run_collector(config)
+    receiver = collector.service.node("receiver", "otlp/selftel")
+    response = httpx.post(
+        f"http://127.0.0.1:{receiver.http_port}/v1/traces", content=_request(3).SerializeToString(), headers=PROTO
+    )
+    assert response.status_code == 200
+    port = collector.service.telemetry_port
+    assert port
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith("otelcol_receiver_accepted_spans") and 'receiver="otlp/selftel"' in line
+    ]
+    assert len(lines) == 1 and 'transport="http"' in lines[0], text
+    assert float(lines[0].rsplit(" ", 1)[1]) == 3

@@ -1,0 +1,691 @@
+"""The configuration reference (docs/configuration.md), generated from the components' config dataclasses.
+
+``python -m collector.config.reference > docs/configuration.md`` regenerates it; a test fails when the committed
+file differs from ``render_reference()``, so the reference cannot drift from the code.
+
+What is read, per component type in ``collector.components.registry()``:
+
+* the summary: the first paragraph of ``README.md`` in the component's folder when there is one (it is written
+  for users), else the first paragraph of the module docstring of the module that registers the factory;
+* the keys: every ``init`` field of ``factory.config_type``, recursively (nested dataclasses give dotted keys,
+  lists of dataclasses ``key[].sub``, maps of dataclasses ``key.<name>.sub``), with the type as written in YAML
+  and the default the decoder starts from (the value in the config type's default instance);
+* each key's doc, first match wins:
+  1. ``field(metadata={"doc": "..."})``;
+  2. an attribute docstring: a string literal statement right after the field (PEP 257/Sphinx convention);
+  3. comments: the block of ``#`` lines directly above the field plus a trailing comment on its line
+     (``noqa``/``type:``/``pragma`` comments are ignored). The class source is parsed with ``ast`` and
+     ``tokenize``; a nested section without its own doc uses its dataclass's docstring.
+* the signals the factory supports (``signals``; ``routes`` for connectors).
+
+Factories sharing one config type in one module (``otlp`` and ``otlp_grpc``) are one entry with aliases.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import enum
+import importlib
+import inspect
+import io
+import json
+import math
+import sys
+import textwrap
+import tokenize
+import types
+import typing
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from collector.components import Registry, registry
+from collector.config.model import TelemetryConfig
+from processors.pipeline import ComponentID, Duration, Signal
+
+__all__ = ["KIND_ORDER", "ComponentDoc", "KeyRow", "component_docs", "format_duration", "key_rows", "render_reference"]
+
+KIND_ORDER = ("receivers", "processors", "exporters", "connectors", "extensions")
+COMMAND = "python -m collector.config.reference > docs/configuration.md"
+
+_KIND_TITLES = {
+    "receivers": "Receivers",
+    "processors": "Processors",
+    "exporters": "Exporters",
+    "connectors": "Connectors",
+    "extensions": "Extensions",
+}
+_SIGNAL_ORDER = {s: i for i, s in enumerate(Signal)}
+_IGNORED_COMMENT_PREFIXES = ("noqa", "type:", "pragma", "fmt:", "mypy:", "pyright:")
+_NONE = "—"
+
+# (value written in YAML, environment, what the component receives): rendered into the reference and checked
+# against collector.config.expand by tests/docs/test_configuration_reference.py.
+ENV_EXAMPLES: tuple[tuple[str, dict[str, str], Any], ...] = (
+    ("${env:OTLP_PORT}", {"OTLP_PORT": "4317"}, 4317),
+    ("localhost:${env:OTLP_PORT}", {"OTLP_PORT": "4317"}, "localhost:4317"),
+    ("${env:DATA_DIR:-./data}", {}, "./data"),
+    ("${env:DATA_DIR:-./data}", {"DATA_DIR": "/var/lib/otel"}, "/var/lib/otel"),
+    ("${env:MISSING}", {}, ""),
+    ("${MEMORY_LIMIT_MIB}", {"MEMORY_LIMIT_MIB": "512"}, 512),
+    ("$${env:NOT_EXPANDED}", {}, "${env:NOT_EXPANDED}"),
+)
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    """One YAML key of a component's config."""
+
+    path: str  # "protocols.grpc.endpoint", "actions[].key", "overrides.<name>.x"
+    yaml_type: str  # "string", "duration", "list of string", 'one of "a"|"b"', "mapping"
+    default: str  # already formatted for the reference ("200ms", "—", ...)
+    doc: str
+    # The value is a mapping whose keys are rows of their own ("mapping"), or a list of such mappings.
+    section: Literal["", "mapping", "list", "map"] = ""
+
+
+@dataclass(frozen=True)
+class ComponentDoc:
+    kind: str
+    types: tuple[str, ...]  # the first is the heading, the rest are aliases
+    module: str
+    summary: str
+    readme: str | None  # repo-relative path of the component's README.md, if any
+    signals: str
+    rows: tuple[KeyRow, ...]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# values and types as a user writes them in YAML
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds -> Go-style duration text the decoder reads back: 0.2 -> "200ms", 300 -> "5m", 90 -> "1m30s"."""
+    if seconds == 0:
+        return "0s"
+    sign = "-" if seconds < 0 else ""
+    ns = round(abs(seconds) * 1e9)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("us", 1_000), ("ns", 1)):
+            if ns >= size:
+                return f"{sign}{_trim(ns / size)}{unit}"
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    parts = []
+    if hours:
+        parts.append(f"{hours}h")
+    if minutes:
+        parts.append(f"{minutes}m")
+    if rest:
+        parts.append(f"{_trim(rest / 1e9)}s")
+    return sign + "".join(parts)
+
+
+def _trim(number: float) -> str:
+    text = f"{number:.9f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _optional_args(tp: Any) -> tuple[bool, list[Any]]:
+    origin = typing.get_origin(tp)
+    if origin is Union or origin is types.UnionType:
+        args = list(typing.get_args(tp))
+        return type(None) in args, [a for a in args if a is not type(None)]
+    return False, [tp]
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _yaml_type(tp: Any) -> str:
+    if tp is Duration:
+        return "duration"
+    if tp is Any or tp is object:
+        return "any"
+    if tp is ComponentID:
+        return "component id"
+    _, args = _optional_args(tp)
+    if len(args) > 1:
+        return " or ".join(_yaml_type(a) for a in args)
+    tp = args[0]
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + "|".join(_literal(a) for a in typing.get_args(tp))
+    if origin in (list, tuple, Sequence):
+        item = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return "list of " + (_yaml_type(item[0]) if item else "any")
+    if origin is dict or origin is typing.get_origin(typing.Mapping[str, Any]):
+        args2 = typing.get_args(tp)
+        return "map of " + (_yaml_type(args2[1]) if len(args2) == 2 else "any")
+    if _is_dataclass_type(tp):
+        return "mapping"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + "|".join(_literal(m.value) for m in tp)
+    if isinstance(tp, type):
+        return {"str": "string", "int": "int", "float": "float", "bool": "bool"}.get(tp.__name__, tp.__name__)
+    return str(tp)
+
+
+def _literal(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str) else _plain(value)
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and math.isfinite(value) and value == int(value) and abs(value) < 1e15:
+        return str(value)
+    return str(value)
+
+
+def _value(value: Any, tp: Any) -> Any:
+    """A default as plain YAML data (durations as text), for rendering containers."""
+    if value is None:
+        return None
+    if tp is Duration and isinstance(value, int | float) and not isinstance(value, bool):
+        return format_duration(float(value))
+    _, args = _optional_args(tp)
+    tp = args[0] if len(args) == 1 else Any
+    origin = typing.get_origin(tp)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, ComponentID):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        hints = _hints(type(value))
+        return {f.name: _value(getattr(value, f.name), hints.get(f.name, Any)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple | set | frozenset):
+        item = [a for a in typing.get_args(tp) if a is not Ellipsis] if origin in (list, tuple) else []
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+        return [_value(v, item[0] if item else Any) for v in items]
+    if isinstance(value, dict):
+        args2 = typing.get_args(tp) if origin is dict else ()
+        return {str(k): _value(v, args2[1] if len(args2) == 2 else Any) for k, v in value.items()}
+    return value
+
+
+def _default_text(value: Any, tp: Any, has_default: bool) -> str:
+    if not has_default:
+        return "required"
+    if value is None:
+        return _NONE
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        optional, _ = _optional_args(tp)
+        return "on" if optional else ""
+    data = _value(value, tp)
+    if isinstance(data, str):
+        return f"`{data}`" if data else '`""`'
+    if isinstance(data, list | dict):
+        return f"`{json.dumps(data, ensure_ascii=False)}`"
+    return f"`{_plain(data)}`"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# field docs from the class source
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # an unresolvable annotation: fall back to what the dataclass recorded
+        return {f.name: f.type for f in dataclasses.fields(cls)}
+
+
+def _comments(source: str) -> dict[int, tuple[str, bool]]:
+    """line number -> (comment text, whether the line holds only the comment)."""
+    found: dict[int, tuple[str, bool]] = {}
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT:
+                text = tok.string.lstrip("#").strip()
+                only = tok.line[: tok.start[1]].strip() == ""
+                found[tok.start[0]] = (text, only)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    return found
+
+
+def _useful(comment: str) -> bool:
+    return bool(comment) and not comment.lower().startswith(_IGNORED_COMMENT_PREFIXES)
+
+
+def _source_docs(cls: type) -> dict[str, str]:
+    """Field name -> doc from the class body (attribute docstrings, else comments), for one class."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    node = next((n for n in tree.body if isinstance(n, ast.ClassDef)), None)
+    if node is None:
+        return {}
+    comments = _comments(source)
+    docs: dict[str, str] = {}
+    body = node.body
+    for i, stmt in enumerate(body):
+        if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
+            continue
+        name = stmt.target.id
+        following = body[i + 1] if i + 1 < len(body) else None
+        if (
+            isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[name] = inspect.cleandoc(following.value.value)
+            continue
+        above: list[str] = []
+        line = stmt.lineno - 1
+        while line in comments and comments[line][1]:
+            above.insert(0, comments[line][0])
+            line -= 1
+        end = stmt.end_lineno or stmt.lineno
+        trailing = [comments[n][0] for n in range(stmt.lineno, end + 1) if n in comments and not comments[n][1]]
+        parts = [c for c in (*above, *trailing) if _useful(c)]
+        if parts:
+            docs[name] = " ".join(parts)
+    return docs
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_source_docs(klass))
+    for f in dataclasses.fields(cls):
+        doc = f.metadata.get("doc") if f.metadata else None
+        if isinstance(doc, str) and doc.strip():
+            docs[f.name] = inspect.cleandoc(doc)
+    return docs
+
+
+def _class_summary(cls: type) -> str:
+    doc = cls.__dict__.get("__doc__")
+    # dataclasses synthesise "Name(field: type, ...)" when there is no docstring: not documentation.
+    if not doc or doc.startswith(f"{cls.__name__}("):
+        return ""
+    return _first_paragraph(doc)
+
+
+def _first_paragraph(text: str) -> str:
+    lines: list[str] = []
+    for line in inspect.cleandoc(text).splitlines():
+        if not line.strip():
+            if lines:
+                break
+            continue
+        lines.append(line.strip())
+    return _rst_to_md(" ".join(lines))
+
+
+def _rst_to_md(text: str) -> str:
+    text = text.replace("``", "`")
+    for role in (":class:", ":func:", ":meth:", ":attr:", ":mod:", ":data:"):
+        text = text.replace(role, "")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# key rows
+
+
+def key_rows(config_type: type, prefix: str = "") -> list[KeyRow]:
+    """Every YAML key of ``config_type`` (a dataclass), depth first, in field order."""
+    try:
+        instance = config_type()
+    except TypeError:
+        instance = None
+    rows: list[KeyRow] = []
+    _walk(config_type, instance, prefix, rows, (config_type,))
+    return rows
+
+
+def _walk(cls: type, instance: Any, prefix: str, rows: list[KeyRow], stack: tuple[type, ...]) -> None:
+    hints = _hints(cls)
+    docs = _field_docs(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = hints.get(f.name, Any)
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        if instance is not None:
+            value = getattr(instance, f.name)
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            value = None
+        path = f"{prefix}{f.name}"
+        _, args = _optional_args(tp)
+        inner = args[0] if len(args) == 1 else None
+        nested, section, child_prefix = _nested(inner)
+        doc = docs.get(f.name, "")
+        if nested is not None and not doc:
+            doc = _class_summary(nested)
+        rows.append(
+            KeyRow(
+                path=path,
+                yaml_type=_yaml_type(tp),
+                default=_default_text(value, tp, has_default),
+                doc=_rst_to_md(" ".join(doc.split())),
+                section=section,
+            )
+        )
+        if nested is None or nested in stack:
+            continue
+        child = value if section == "mapping" and isinstance(value, nested) else _default_instance(nested)
+        _walk(nested, child, f"{path}{child_prefix}", rows, (*stack, nested))
+
+
+def _nested(tp: Any) -> tuple[type | None, Literal["", "mapping", "list", "map"], str]:
+    """The dataclass whose keys nest under a field of type ``tp``, how, and the path glue."""
+    if tp is None:
+        return None, "", ""
+    if _is_dataclass_type(tp):
+        return tp, "mapping", "."
+    origin = typing.get_origin(tp)
+    args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+    if origin in (list, tuple) and args:
+        _, item = _optional_args(args[0])
+        if len(item) == 1 and _is_dataclass_type(item[0]):
+            return item[0], "list", "[]."
+    if origin is dict and len(args) == 2:
+        _, item = _optional_args(args[1])
+        if len(item) == 1 and _is_dataclass_type(item[0]):
+            return item[0], "map", ".<name>."
+    return None, "", ""
+
+
+def _default_instance(cls: type) -> Any:
+    try:
+        return cls()
+    except TypeError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# components
+
+
+def _owning_module(factory: Any) -> str:
+    """The module that lists ``factory`` in its ``factories`` (the one collector.components imports)."""
+    starts = [getattr(factory.create, "__module__", None), factory.config_type.__module__]
+    for start in starts:
+        if not start:
+            continue
+        parts = start.split(".")
+        for n in range(1, len(parts) + 1):
+            name = ".".join(parts[:n])
+            module = sys.modules.get(name)
+            if module is not None and any(f is factory for f in getattr(module, "factories", ())):
+                return name
+    return factory.config_type.__module__
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def _summary(module_name: str) -> tuple[str, str | None]:
+    module = importlib.import_module(module_name)
+    file = Path(getattr(module, "__file__", "") or "")
+    readme = file.parent / "README.md" if file.name == "__init__.py" else None
+    if readme is not None and readme.is_file():
+        summary = _readme_summary(readme.read_text(encoding="utf-8"))
+        try:
+            rel = readme.resolve().relative_to(_repo_root()).as_posix()
+        except ValueError:
+            rel = None
+        if summary:
+            return summary, rel
+        return _first_paragraph(module.__doc__ or ""), rel
+    return _first_paragraph(module.__doc__ or ""), None
+
+
+def _readme_summary(text: str) -> str:
+    """The first prose paragraph of a README (after its title), skipping headings, tables, code and lists."""
+    lines: list[str] = []
+    fenced = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("```", "~~~")):
+            fenced = not fenced
+            if lines:
+                break
+            continue
+        if fenced:
+            continue
+        if not stripped or stripped.startswith(("#", "|", "<", "- ", "* ", ">")):
+            if lines:
+                break
+            continue
+        lines.append(stripped)
+    return " ".join(lines)
+
+
+def _signals(kind: str, factory: Any) -> str:
+    if kind == "extensions":
+        return "not in pipelines (listed under `service.extensions`)"
+    if kind == "connectors":
+        routes = sorted(getattr(factory, "routes", ()), key=lambda r: (_SIGNAL_ORDER[r[0]], _SIGNAL_ORDER[r[1]]))
+        return ", ".join(f"{a.value} → {b.value}" for a, b in routes) or _NONE
+    signals = sorted(getattr(factory, "signals", ()), key=lambda s: _SIGNAL_ORDER[s])
+    return ", ".join(s.value for s in signals) or _NONE
+
+
+def component_docs(reg: Registry | None = None) -> list[ComponentDoc]:
+    """One entry per component (aliases grouped), kinds in pipeline order, types alphabetical."""
+    reg = registry() if reg is None else reg
+    docs: list[ComponentDoc] = []
+    for kind in KIND_ORDER:
+        groups: dict[tuple[str, int], list[tuple[str, Any]]] = {}
+        for type_name, factory in reg.kind(kind).items():
+            module = _owning_module(factory)
+            groups.setdefault((module, id(factory.config_type)), []).append((type_name, factory))
+        entries: list[ComponentDoc] = []
+        for (module, _), members in groups.items():
+            factory = members[0][1]
+            summary, readme = _summary(module)
+            entries.append(
+                ComponentDoc(
+                    kind=kind,
+                    types=tuple(_alias_order(t for t, _ in members)),
+                    module=module,
+                    summary=summary,
+                    readme=readme,
+                    signals=_signals(kind, factory),
+                    rows=tuple(key_rows(factory.config_type)),
+                )
+            )
+        docs.extend(sorted(entries, key=lambda d: d.types[0]))
+    return docs
+
+
+def _alias_order(names: Iterable[str]) -> list[str]:
+    # Upstream's current name first (otlp_grpc before otlp): the one with an underscore-qualified protocol wins.
+    return sorted(names, key=lambda n: (-n.count("_"), n))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# markdown
+
+
+def _cell(text: str) -> str:
+    return text.replace("\n", " ").replace("|", "\\|")
+
+
+def _anchor(kind: str, type_name: str) -> str:
+    return f"{kind}-{type_name}".replace("_", "-").lower()
+
+
+def _table(rows: Iterable[KeyRow]) -> Iterator[str]:
+    yield "| key | type | default | description |"
+    yield "|---|---|---|---|"
+    for row in rows:
+        yield (f"| `{_cell(row.path)}` | {_cell(row.yaml_type)} | {_cell(row.default)} | {_cell(row.doc)} |")
+
+
+def _component_section(doc: ComponentDoc) -> Iterator[str]:
+    yield f'<a id="{_anchor(doc.kind, doc.types[0])}"></a>'
+    yield ""
+    aliases = f" (alias: {', '.join(f'`{t}`' for t in doc.types[1:])})" if len(doc.types) > 1 else ""
+    yield f"### `{doc.types[0]}`{aliases}"
+    yield ""
+    if doc.summary:
+        yield doc.summary
+        yield ""
+    source = f"`{doc.module}`" + (f" · [README]({_relative_link(doc.readme)})" if doc.readme else "")
+    yield f"Signals: {doc.signals}. Source: {source}."
+    yield ""
+    if doc.rows:
+        yield from _table(doc.rows)
+    else:
+        yield "No keys: write `{}` or nothing after the id."
+    yield ""
+
+
+def _relative_link(repo_path: str) -> str:
+    # The reference lives in docs/; links are relative to it so they work on GitHub and in a checkout.
+    return f"../{repo_path}"
+
+
+def _service_section() -> Iterator[str]:
+    yield "## service"
+    yield ""
+    yield (
+        "Which components run, and how they connect. A component configured above but not named here is not started."
+    )
+    yield ""
+    rows = [
+        KeyRow(
+            "service.extensions",
+            "list of component id",
+            "`[]`",
+            "Extensions to start (before any pipeline), e.g. `[health_check, file_storage]`.",
+        ),
+        KeyRow(
+            "service.pipelines",
+            "map of pipeline",
+            "required",
+            "At least one pipeline. Ids are `traces`, `metrics` or `logs`, optionally `/name` (`traces/backend`).",
+            "map",
+        ),
+        KeyRow(
+            "service.pipelines.<id>.receivers",
+            "list of component id",
+            "required",
+            "Receivers (or connectors, as receivers) feeding this pipeline; at least one.",
+        ),
+        KeyRow(
+            "service.pipelines.<id>.processors",
+            "list of component id",
+            "`[]`",
+            "Processors, run in the order listed.",
+        ),
+        KeyRow(
+            "service.pipelines.<id>.exporters",
+            "list of component id",
+            "required",
+            "Exporters (or connectors, as exporters) the processed data fans out to; at least one.",
+        ),
+        KeyRow("service.telemetry", "mapping", "", "The collector's own metrics and logs.", "mapping"),
+        *key_rows(TelemetryConfig, "service.telemetry."),
+    ]
+    yield from _table(rows)
+    yield ""
+    yield (
+        "A component id is `type` or `type/name` (`otlp/tempo`); each id is configured once under its kind and "
+        "may be used in several pipelines. A connector is an exporter in one pipeline and a receiver in another. "
+        "Referencing an id that is not configured, a signal a component does not support, or an unknown key is an "
+        "error naming its path; `otel-metrics validate --config FILE` reports every problem at once."
+    )
+    yield ""
+
+
+def _env_section() -> Iterator[str]:
+    from collector.config.expand import expand_env
+
+    yield "## Environment variables: `${env:VAR}` and `${env:VAR:-default}`"
+    yield ""
+    yield (
+        "Every string value in the file is expanded after YAML parsing (as the upstream Collector's `env` provider "
+        "does), so expansion never changes the document's structure:"
+    )
+    yield ""
+    yield "- `${env:VAR}` is replaced by the variable's value; the bare `${VAR}` form is accepted too."
+    yield "- `${env:VAR:-default}` uses `default` when `VAR` is not set."
+    yield (
+        "- A value that is exactly one reference is re-read as a YAML scalar, so `port: ${env:PORT}` gives an int; "
+        "a variable holding a mapping or list stays a string."
+    )
+    yield "- An unset variable without a default expands to an empty string, with a warning."
+    yield "- `$$` is a literal `$`."
+    yield ""
+    yield "| written in YAML | environment | the component receives |"
+    yield "|---|---|---|"
+    for text, env, _ in ENV_EXAMPLES:
+        tree, _warnings = expand_env({"key": text}, env)
+        got = tree["key"]
+        env_text = ", ".join(f"`{k}={v}`" for k, v in env.items()) or "(not set)"
+        shown = json.dumps(got) if isinstance(got, str) else _plain(got)
+        yield f"| `{_cell(text)}` | {_cell(env_text)} | `{_cell(shown)}` ({_yaml_type(type(got))}) |"
+    yield ""
+
+
+def render_reference(reg: Registry | None = None) -> str:
+    """The whole reference as Markdown (deterministic: same code, same text)."""
+    docs = component_docs(reg)
+    out: list[str] = [
+        "# Collector configuration reference",
+        "",
+        f"<!-- Generated from the code by `{COMMAND}`; do not edit by hand. -->",
+        "",
+        (
+            "Every key the `otel-metrics` collector accepts, with its type as written in YAML and its default. The "
+            "schema is the upstream OpenTelemetry Collector's: `receivers`, `processors`, `exporters`, "
+            "`connectors` and `extensions` configure components by id, and `service` wires them into pipelines. "
+            "Omitted keys keep the default shown; unknown keys are errors."
+        ),
+        "",
+        (
+            "Types: `duration` is a Go-style duration (`200ms`, `5s`, `1m30s`, `1h`) or a number of seconds; "
+            '`one of "a"|"b"` lists the accepted values; `mapping` is a section whose keys follow it (dotted); '
+            "`key[].sub` is a key of each item of a list of mappings. Defaults: `—` means unset (null); `on` marks "
+            "an optional section present by default."
+        ),
+        "",
+        "## Contents",
+        "",
+    ]
+    for kind in KIND_ORDER:
+        entries = [d for d in docs if d.kind == kind]
+        links = ", ".join(f"[`{d.types[0]}`](#{_anchor(kind, d.types[0])})" for d in entries) or _NONE
+        out.append(f"- [{_KIND_TITLES[kind]}](#{kind}): {links}")
+    out.append("- [service](#service)")
+    out.append("- [Environment variables](#environment-variables-envvar-and-envvar-default)")
+    out.append("")
+    for kind in KIND_ORDER:
+        out.append(f"## {_KIND_TITLES[kind]}")
+        out.append("")
+        entries = [d for d in docs if d.kind == kind]
+        if not entries:
+            out.append("None available.")
+            out.append("")
+        for doc in entries:
+            out.extend(_component_section(doc))
+    out.extend(_service_section())
+    out.extend(_env_section())
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_reference())
