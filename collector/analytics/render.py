@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import json
+import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from .models import to_jsonable
 __all__ = ["FORMATS", "render"]
 
 FORMATS = ("table", "json", "csv")
+NON_TTY_WIDTH = 240
 
 
 def _cell(value: Any) -> str:
@@ -87,7 +89,8 @@ def render(
         return _csv(rows)
     if fmt != "table":
         raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
-    console = console or Console()
+    # Piped or captured output has no terminal width to honour: keep rows on one line.
+    console = console or Console(width=None if sys.stdout.isatty() else NON_TTY_WIDTH)
     if rows:
         console.print(_table(title, rows, columns))
     return None

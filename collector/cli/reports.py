@@ -488,7 +488,8 @@ def export(
             writer = csv.writer(handle, lineterminator="\n") if fmt == "csv" else None
             if writer:
                 writer.writerow(_EXPORT_COLUMNS)
-            with a.conn.cursor(name="otel_metrics_export") if not a.conn.autocommit else a.conn.cursor() as cur:
+            # A server-side cursor streams rows instead of loading the whole window into memory.
+            with a.conn.transaction(), a.conn.cursor(name="otel_metrics_export") as cur:
                 cur.execute(query, [*src.params, limit])
                 for row in cur:
                     values = [v.hex() if isinstance(v, bytes) else v for v in row]
@@ -506,5 +507,3 @@ def export(
         elif c.output:
             typer.echo(f"wrote {count} spans to {c.output}", err=True)
 
-
-_ = timedelta  # re-exported for tests' convenience
