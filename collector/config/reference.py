@@ -15,7 +15,11 @@ What is read, per component type in ``collector.components.registry()``:
   2. an attribute docstring: a string literal statement right after the field (PEP 257/Sphinx convention);
   3. comments: the block of ``#`` lines directly above the field plus a trailing comment on its line
      (``noqa``/``type:``/``pragma`` comments are ignored). The class source is parsed with ``ast`` and
-     ``tokenize``; a nested section without its own doc uses its dataclass's docstring.
+     ``tokenize``; a nested section without its own doc uses its dataclass's docstring;
+  4. otherwise the ``meaning`` column of the key's row in the component README's option table
+     (``| key | default | meaning |``), where components document their options for users.
+
+  Defaults always come from the code, never from a README.
 * the signals the factory supports (``signals``; ``routes`` for connectors).
 
 Factories sharing one config type in one module (``otlp`` and ``otlp_grpc``) are one entry with aliases.
@@ -31,6 +35,7 @@ import inspect
 import io
 import json
 import math
+import re
 import sys
 import textwrap
 import tokenize
@@ -428,27 +433,61 @@ def _owning_module(factory: Any) -> str:
             module = sys.modules.get(name)
             if module is not None and any(f is factory for f in getattr(module, "factories", ())):
                 return name
-    return factory.config_type.__module__
+    return str(factory.config_type.__module__)
 
 
 def _repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def _summary(module_name: str) -> tuple[str, str | None]:
+def _readme(module_name: str) -> tuple[str, str | None, str]:
+    """(module docstring, repo-relative README path or None, README text) for a component module."""
     module = importlib.import_module(module_name)
     file = Path(getattr(module, "__file__", "") or "")
     readme = file.parent / "README.md" if file.name == "__init__.py" else None
-    if readme is not None and readme.is_file():
-        summary = _readme_summary(readme.read_text(encoding="utf-8"))
-        try:
-            rel = readme.resolve().relative_to(_repo_root()).as_posix()
-        except ValueError:
-            rel = None
-        if summary:
-            return summary, rel
-        return _first_paragraph(module.__doc__ or ""), rel
-    return _first_paragraph(module.__doc__ or ""), None
+    if readme is None or not readme.is_file():
+        return module.__doc__ or "", None, ""
+    try:
+        rel: str | None = readme.resolve().relative_to(_repo_root()).as_posix()
+    except ValueError:
+        rel = None
+    return module.__doc__ or "", rel, readme.read_text(encoding="utf-8")
+
+
+_KEY_HEADERS = ("key", "option", "setting", "field", "name")
+_DOC_HEADERS = ("meaning", "description", "doc", "what it does", "purpose")
+
+
+def _readme_key_docs(text: str) -> dict[str, str]:
+    """Key path -> meaning from the README's option tables (``| key | default | meaning |``).
+
+    A cell may name several keys (`` `tls.cert_file`, `.key_file` ``: a leading dot is relative to the
+    previous key's parent).
+    """
+    docs: dict[str, str] = {}
+    key_col = doc_col = -1
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped.startswith("|"):
+            key_col = doc_col = -1
+            continue
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", stripped.strip("|"))]
+        if key_col < 0:
+            lowered = [c.lower() for c in cells]
+            if lowered and lowered[0] in _KEY_HEADERS:
+                key_col = 0
+                doc_col = next((i for i, c in enumerate(lowered) if c in _DOC_HEADERS), len(cells) - 1)
+            continue
+        if set(stripped) <= set("|-: ") or len(cells) <= max(key_col, doc_col):
+            continue
+        meaning = cells[doc_col].replace("\\|", "|")
+        previous = ""
+        for key in re.findall(r"`([^`]+)`", cells[key_col]):
+            if key.startswith(".") and previous:
+                key = previous.rsplit(".", 1)[0] + key
+            previous = key
+            docs.setdefault(key, meaning)
+    return docs
 
 
 def _readme_summary(text: str) -> str:
@@ -494,7 +533,13 @@ def component_docs(reg: Registry | None = None) -> list[ComponentDoc]:
         entries: list[ComponentDoc] = []
         for (module, _), members in groups.items():
             factory = members[0][1]
-            summary, readme = _summary(module)
+            docstring, readme, readme_text = _readme(module)
+            summary = _readme_summary(readme_text) or _first_paragraph(docstring)
+            readme_docs = _readme_key_docs(readme_text)
+            rows = [
+                dataclasses.replace(row, doc=readme_docs[row.path]) if not row.doc and row.path in readme_docs else row
+                for row in key_rows(factory.config_type)
+            ]
             entries.append(
                 ComponentDoc(
                     kind=kind,
@@ -503,7 +548,7 @@ def component_docs(reg: Registry | None = None) -> list[ComponentDoc]:
                     summary=summary,
                     readme=readme,
                     signals=_signals(kind, factory),
-                    rows=tuple(key_rows(factory.config_type)),
+                    rows=tuple(rows),
                 )
             )
         docs.extend(sorted(entries, key=lambda d: d.types[0]))
