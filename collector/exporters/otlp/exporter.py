@@ -1,0 +1,102 @@
+"""The OTLP/gRPC exporter: forwards request messages unchanged through opentelemetry-proto's stubs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc import LogsServiceStub
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2_grpc import MetricsServiceStub
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+
+from collector.component import CreateSettings, Host, Request, Signal
+from collector.exporters.exporterhelper import QueuedExporter
+
+from .config import OTLPExporterConfig
+from .status import classify
+
+__all__ = ["OTLPExporter", "log_partial_success", "parse_endpoint"]
+
+_COMPRESSION = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
+_REJECTED_FIELD = {
+    Signal.TRACES: "rejected_spans",
+    Signal.METRICS: "rejected_data_points",
+    Signal.LOGS: "rejected_log_records",
+}
+# Forwarded requests can be large batches; gRPC's 4 MiB default receive limit is for servers, not for us.
+_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+
+def parse_endpoint(endpoint: str, insecure: bool) -> tuple[str, bool]:
+    """(gRPC target, use TLS) from ``host:port`` or ``http(s)://host:port``."""
+    if endpoint.startswith("http://"):
+        return endpoint[len("http://") :].rstrip("/"), False
+    if endpoint.startswith("https://"):
+        return endpoint[len("https://") :].rstrip("/"), True
+    return endpoint, not insecure
+
+
+def log_partial_success(logger: logging.Logger, exporter: str, signal: Signal, response: Any) -> int:
+    """Log an OTLP partial success; return how many items the peer rejected."""
+    if not response.HasField("partial_success"):
+        return 0
+    ps = response.partial_success
+    rejected = int(getattr(ps, _REJECTED_FIELD[signal]))
+    if rejected or ps.error_message:
+        logger.warning(
+            "exporter %s: partial success: %d %s rejected: %s", exporter, rejected, signal.item_name, ps.error_message
+        )
+    return rejected
+
+
+class OTLPExporter(QueuedExporter):
+    def __init__(self, settings: CreateSettings, config: OTLPExporterConfig) -> None:
+        super().__init__(
+            settings,
+            queue=config.sending_queue,
+            retry=config.retry_on_failure,
+            timeout=config.timeout,
+            send=self._export,
+        )
+        self.config = config
+        self.target, self.use_tls = parse_endpoint(config.endpoint, config.tls.insecure)
+        self._metadata = tuple((k.lower(), v) for k, v in config.headers.items())
+        self._channel: grpc.aio.Channel | None = None
+        self._stubs: dict[Signal, Any] = {}
+        self.rejected_items = 0  # from partial-success responses
+
+    async def start(self, host: Host) -> None:
+        compression = _COMPRESSION.get(self.config.compression)
+        options = list(_CHANNEL_OPTIONS)
+        if self.config.tls.server_name_override:
+            options.append(("grpc.ssl_target_name_override", self.config.tls.server_name_override))
+        if self.use_tls:
+            ca, key, cert = self.config.tls.read()
+            creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+            self._channel = grpc.aio.secure_channel(self.target, creds, options=options, compression=compression)
+        else:
+            self._channel = grpc.aio.insecure_channel(self.target, options=options, compression=compression)
+        self._stubs = {
+            Signal.TRACES: TraceServiceStub(self._channel),  # type: ignore[no-untyped-call]
+            Signal.METRICS: MetricsServiceStub(self._channel),  # type: ignore[no-untyped-call]
+            Signal.LOGS: LogsServiceStub(self._channel),  # type: ignore[no-untyped-call]
+        }
+        await super().start(host)
+
+    async def shutdown(self) -> None:
+        await super().shutdown()
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    async def _export(self, signal: Signal, request: Request) -> None:
+        stub = self._stubs[signal]
+        try:
+            response = await stub.Export(request, metadata=self._metadata, timeout=self.timeout or None)
+        except grpc.aio.AioRpcError as exc:
+            raise classify(exc, self.target) from None
+        self.rejected_items += log_partial_success(self.settings.logger, str(self.settings.id), signal, response)

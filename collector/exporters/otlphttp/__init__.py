@@ -1,0 +1,28 @@
+"""``otlp_http`` exporter (alias ``otlphttp``): OTLP over HTTP (protobuf or JSON) to Tempo, Jaeger, vendors."""
+
+from __future__ import annotations
+
+from collector.component import CreateSettings, ExporterFactory
+
+from .config import DEFAULT_HTTP_TIMEOUT, Encoding, HTTPCompression, OTLPHTTPExporterConfig
+from .exporter import OTLPHTTPExporter, parse_retry_after
+
+__all__ = [
+    "DEFAULT_HTTP_TIMEOUT",
+    "Encoding",
+    "HTTPCompression",
+    "OTLPHTTPExporter",
+    "OTLPHTTPExporterConfig",
+    "factories",
+    "parse_retry_after",
+]
+
+
+def _create(settings: CreateSettings, config: OTLPHTTPExporterConfig) -> OTLPHTTPExporter:
+    return OTLPHTTPExporter(settings, config)
+
+
+factories = (
+    ExporterFactory(type="otlp_http", config_type=OTLPHTTPExporterConfig, create=_create),
+    ExporterFactory(type="otlphttp", config_type=OTLPHTTPExporterConfig, create=_create),
+)
