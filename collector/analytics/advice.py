@@ -51,7 +51,9 @@ def recommendations(
             suggested = round(projected * BUDGET_HEADROOM, 2)
             out.append(
                 Recommendation(
-                    "reduce_budget", b.scope, b.name,
+                    "reduce_budget",
+                    b.scope,
+                    b.name,
                     f"projected {b.period} spend ${projected:.2f} is {projected / b.amount_usd:.0%} of the "
                     f"${b.amount_usd:.2f} budget; suggest ${suggested:.2f}",
                     round(b.amount_usd - suggested, 2),
@@ -64,8 +66,11 @@ def recommendations(
             saving = a.budget_usd if a.budget_usd is not None else a.cost_usd
             out.append(
                 Recommendation(
-                    "pause", "agent", a.agent,
-                    f"only {a.tasks} task(s) in the window (< {RARELY_USED_TASKS})", round(saving, 2),
+                    "pause",
+                    "agent",
+                    a.agent,
+                    f"only {a.tasks} task(s) in the window (< {RARELY_USED_TASKS})",
+                    round(saving, 2),
                 )
             )
             continue
@@ -78,8 +83,11 @@ def recommendations(
         ):
             out.append(
                 Recommendation(
-                    "increase_capacity", "agent", a.agent,
-                    f"quality {quality:.2f} and success {a.success_rate:.0%} with budget headroom", 0.0,
+                    "increase_capacity",
+                    "agent",
+                    a.agent,
+                    f"quality {quality:.2f} and success {a.success_rate:.0%} with budget headroom",
+                    0.0,
                 )
             )
         cost_per_task = a.cost_usd / a.tasks
@@ -91,7 +99,9 @@ def recommendations(
         ):
             out.append(
                 Recommendation(
-                    "review", "agent", a.agent,
+                    "review",
+                    "agent",
+                    a.agent,
                     f"cost per task ${cost_per_task:.4f} is {cost_per_task / median_cost:.1f}x the median with "
                     f"quality {quality:.2f}",
                     round(a.cost_usd - a.tasks * median_cost, 2),
@@ -115,8 +125,12 @@ def insights(
             continue
         best = min(rows, key=lambda r: (r["avg_ms"], r["agent"]))
         out.append(
-            Insight("fastest_agent", f"{operation}: {best['agent']}",
-                    f"{best['agent']} averages {best['avg_ms']:.1f} ms on {operation}", best["avg_ms"])
+            Insight(
+                "fastest_agent",
+                f"{operation}: {best['agent']}",
+                f"{best['agent']} averages {best['avg_ms']:.1f} ms on {operation}",
+                best["avg_ms"],
+            )
         )
     totals: dict[str, dict[str, float]] = {}
     for row in agent_operations:
@@ -140,21 +154,24 @@ def insights(
     for (service, operation), trend in sorted(operation_trends.items()):
         if trend.verdict == "degrading":
             out.append(
-                Insight("degrading_operation", f"{service}/{operation}",
-                        f"{trend.metric} rises {trend.slope:.2f} per step (r²={trend.r_squared:.2f}, "
-                        f"p={trend.p_value:.3g})", trend.slope)
+                Insight(
+                    "degrading_operation",
+                    f"{service}/{operation}",
+                    f"{trend.metric} rises {trend.slope:.2f} per step (r²={trend.r_squared:.2f}, "
+                    f"p={trend.p_value:.3g})",
+                    trend.slope,
+                )
             )
     return out
 
 
-def business_value(
-    tasks: int, cost_usd: float, minutes_saved_per_task: float, hourly_rate_usd: float
-) -> BusinessValue:
+def business_value(tasks: int, cost_usd: float, minutes_saved_per_task: float, hourly_rate_usd: float) -> BusinessValue:
     """Time saved x rate -> savings; ROI = (savings - cost) / cost against the user's baseline."""
     if minutes_saved_per_task < 0 or hourly_rate_usd < 0:
         raise ValueError("minutes_saved_per_task and hourly_rate_usd must be >= 0")
     hours = tasks * minutes_saved_per_task / 60.0
     savings = hours * hourly_rate_usd
     roi = (savings - cost_usd) / cost_usd if cost_usd > 0 else None
-    return BusinessValue(tasks, minutes_saved_per_task, hourly_rate_usd, hours, savings, cost_usd,
-                         savings - cost_usd, roi)
+    return BusinessValue(
+        tasks, minutes_saved_per_task, hourly_rate_usd, hours, savings, cost_usd, savings - cost_usd, roi
+    )

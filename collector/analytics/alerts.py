@@ -7,6 +7,7 @@ alert. Webhook delivery (JSON POST) is fire-and-forget: failures are logged, nev
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -69,9 +70,16 @@ def _evaluate_rule(analytics: Analytics, rule: AlertRuleConfig, now: datetime) -
                 continue
             threshold = b.critical_ratio if b.status == "critical" else b.warning_ratio
             out.append(
-                Firing(rule.name, b.status, f"budget={b.scope}/{b.name}/{b.period}", rule.metric, b.utilization,
-                       threshold, f"{b.scope} {b.name!r} spent ${b.spent_usd:.2f} of ${b.amount_usd:.2f} this "
-                       f"{b.period} ({b.utilization:.0%})")
+                Firing(
+                    rule.name,
+                    b.status,
+                    f"budget={b.scope}/{b.name}/{b.period}",
+                    rule.metric,
+                    b.utilization,
+                    threshold,
+                    f"{b.scope} {b.name!r} spent ${b.spent_usd:.2f} of ${b.amount_usd:.2f} this "
+                    f"{b.period} ({b.utilization:.0%})",
+                )
             )
         return out
     if rule.metric == "anomaly_avg_ms":
@@ -86,9 +94,16 @@ def _evaluate_rule(analytics: Analytics, rule: AlertRuleConfig, now: datetime) -
             continue
         scope = _scope(perf.service, perf.operation)
         out.append(
-            Firing(rule.name, rule.severity, scope, rule.metric, value, rule.threshold,
-                   f"{scope}: {rule.metric} {value:.4g} > {rule.threshold:.4g} over the last {rule.window:g}s "
-                   f"({perf.calls} calls)")
+            Firing(
+                rule.name,
+                rule.severity,
+                scope,
+                rule.metric,
+                value,
+                rule.threshold,
+                f"{scope}: {rule.metric} {value:.4g} > {rule.threshold:.4g} over the last {rule.window:g}s "
+                f"({perf.calls} calls)",
+            )
         )
     return out
 
@@ -114,9 +129,16 @@ def _anomalies(
             continue
         scope = _scope(perf.service, perf.operation)
         out.append(
-            Firing(rule.name, rule.severity, scope, rule.metric, perf.avg_ms, mean + rule.z_threshold * std,
-                   f"{scope}: avg {perf.avg_ms:.1f} ms is {z:.1f} standard deviations above the baseline "
-                   f"{mean:.1f} ms (std {std:.1f} ms, {len(points)} hours)")
+            Firing(
+                rule.name,
+                rule.severity,
+                scope,
+                rule.metric,
+                perf.avg_ms,
+                mean + rule.z_threshold * std,
+                f"{scope}: avg {perf.avg_ms:.1f} ms is {z:.1f} standard deviations above the baseline "
+                f"{mean:.1f} ms (std {std:.1f} ms, {len(points)} hours)",
+            )
         )
     return out
 
@@ -133,18 +155,18 @@ class AlertStore:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
 
-    def _alerts(self, query: str, params: Sequence[Any]) -> list[Alert]:
+    def _alerts(self, query: str, params: Sequence[Any]) -> builtins.list[Alert]:
         with self.conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(query, params)  # type: ignore[arg-type]  # static strings built from _COLUMNS
+            cur.execute(query, params)
             return [Alert(**row) for row in cur.fetchall()]
 
     def apply(
         self, firings: Sequence[Firing], evaluated_rules: Sequence[str], now: datetime | None = None
-    ) -> tuple[list[Alert], list[Alert]]:
+    ) -> tuple[builtins.list[Alert], builtins.list[Alert]]:
         """Record this round: open or update an alert per firing; resolve open alerts of the evaluated rules that
         did not fire. Returns (newly opened, newly resolved)."""
         now = now or datetime.now(UTC)
-        opened: list[Alert] = []
+        opened: builtins.list[Alert] = []
         with self.conn.transaction():
             for f in firings:
                 with self.conn.cursor(row_factory=dict_row) as cur:
@@ -156,8 +178,18 @@ class AlertStore:
                         " message = excluded.message, last_seen = excluded.last_seen,"
                         " occurrences = alerts.occurrences + 1"
                         f" RETURNING {_COLUMNS}, (xmax = 0) AS inserted",
-                        (f.fingerprint, f.rule, f.severity, f.scope, f.metric, f.value, f.threshold, f.message,
-                         now, now),
+                        (
+                            f.fingerprint,
+                            f.rule,
+                            f.severity,
+                            f.scope,
+                            f.metric,
+                            f.value,
+                            f.threshold,
+                            f.message,
+                            now,
+                            now,
+                        ),
                     )
                     row = cur.fetchone()
                 assert row is not None
@@ -173,10 +205,11 @@ class AlertStore:
     def list(self, status: str | None = None, *, limit: int = 100, offset: int = 0) -> list[Alert]:
         if status is not None and status not in (*ALERT_STATUSES, "open"):
             raise ValueError(f"status: expected one of {', '.join(ALERT_STATUSES)} or open, got {status!r}")
+        params: builtins.list[Any] = []
         if status is None:
-            where, params = "TRUE", []
+            where = "TRUE"
         elif status == "open":
-            where, params = "status <> 'resolved'", []
+            where = "status <> 'resolved'"
         else:
             where, params = "status = %s", [status]
         return self._alerts(

@@ -8,6 +8,7 @@ endpoint is paginated (``limit``, capped by ``max_limit``, and ``offset``) and r
 
 from __future__ import annotations
 
+import builtins
 import hmac
 import json
 import logging
@@ -98,7 +99,7 @@ class _Args:
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.request.query_params.get(name, default)
 
-    def list(self, name: str) -> list[str]:
+    def list(self, name: str) -> builtins.list[str]:
         return self.request.query_params.getlist(name)
 
     def number(self, name: str, default: float | None = None) -> float | None:
@@ -119,7 +120,7 @@ class _Args:
         except ValueError:
             raise _BadRequest(f"{name}: expected an integer, got {text!r}") from None
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...] | list[str]) -> str:
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.get(name, default) or default
         if value not in choices:
             raise _BadRequest(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
@@ -127,8 +128,9 @@ class _Args:
 
     def window(self, default_hours: float = 24.0) -> TimeWindow:
         try:
-            return TimeWindow.parse(self.number("hours"), self.get("since"), self.get("until"),
-                                    default_hours=default_hours)
+            return TimeWindow.parse(
+                self.number("hours"), self.get("since"), self.get("until"), default_hours=default_hours
+            )
         except ValueError as exc:
             raise _BadRequest(str(exc).replace("--", "")) from None
 
@@ -148,8 +150,9 @@ _WINDOW = (
     Param("since", description="Window start (ISO 8601 or 12h/7d/2w ago)"),
     Param("until", description="Window end (ISO 8601 or relative)"),
 )
-_FILTERS = tuple(Param(k, description=f"Only this {k}") for k in ("service", "operation", "tenant", "user", "agent",
-                                                                   "model"))
+_FILTERS = tuple(
+    Param(k, description=f"Only this {k}") for k in ("service", "operation", "tenant", "user", "agent", "model")
+)
 _PAGE = (Param("limit", "integer", "At most this many items"), Param("offset", "integer", "Skip this many items"))
 _ID = Param("id", "integer", "Alert id", where="path")
 
@@ -179,62 +182,225 @@ class AnalyticsAPI:
 
         p = API_PREFIX
         win, filt, page = _WINDOW, _FILTERS, _PAGE
-        add(Endpoint("GET", f"{p}/health", "Health: database reachability and latency, pipelines, queues, uptime",
-                     None), self._health, db=False)
+        add(
+            Endpoint(
+                "GET", f"{p}/health", "Health: database reachability and latency, pipelines, queues, uptime", None
+            ),
+            self._health,
+            db=False,
+        )
         add(Endpoint("GET", f"{p}/openapi.json", "This document", None), self._openapi, db=False)
-        add(Endpoint("GET", f"{p}/performance", "Calls, latency percentiles, error rate, slow counts",
-                     "OperationPerformance", True,
-                     (*win, *filt, *page, Param("group_by", enum=("operation", "service")))), self._performance)
-        add(Endpoint("GET", f"{p}/timeseries", "Time series per hour/day/week/month", "TimeBucket", True,
-                     (*win, *filt, Param("granularity", enum=GRANULARITIES))), self._timeseries)
-        add(Endpoint("GET", f"{p}/agents", "Per agent or role: tasks, success, latency, tokens, cost, budget, quality",
-                     "AgentStats", True, (*win, *filt, *page, Param("by", enum=("agent", "role")))), self._agents)
-        add(Endpoint("GET", f"{p}/users", "Per user: requests, successes, avg duration, first/last seen",
-                     "UserActivity", True, (*win, *filt, *page)), self._users)
-        add(Endpoint("GET", f"{p}/usage/operations", "Most used operations", "UsagePoint", True,
-                     (*win, *filt, *page)), self._top_operations)
-        add(Endpoint("GET", f"{p}/usage/hourly", "Calls per hour of day (UTC)", "UsagePoint", True,
-                     (*win, *filt)), self._hourly)
-        add(Endpoint("GET", f"{p}/percentiles", "Distribution of duration, cost, tokens, quality or an attribute",
-                     "PercentileSummary", False, (*win, *filt, Param("field"))), self._percentiles)
-        add(Endpoint("GET", f"{p}/trends", "Least-squares trends with r², p-value and verdict", "Trend", True,
-                     (*win, *filt, Param("granularity", enum=GRANULARITIES),
-                      Param("metric", enum=tuple(TREND_METRICS), repeated=True))), self._trends)
-        add(Endpoint("GET", f"{p}/outliers", "Spans by z-score within their operation", "Outlier", True,
-                     (*win, *filt, *page, Param("metric", enum=("duration", "cost")),
-                      Param("threshold", "number"))), self._outliers)
-        add(Endpoint("GET", f"{p}/costs", "Cost breakdown", "CostRow", True,
-                     (*win, *filt, *page, Param("by", enum=tuple(COST_KEYS)))), self._costs)
-        add(Endpoint("GET", f"{p}/costs/projection", "Month-to-date, daily burn, month-end projection",
-                     "CostProjection", False, filt), self._projection)
-        add(Endpoint("GET", f"{p}/costs/correlation/{{correlation_id}}", "Whole cost of one request",
-                     "CorrelationCost", False, (Param("correlation_id", where="path"),)), self._correlation)
-        add(Endpoint("GET", f"{p}/budgets", "Budgets with spend, utilization and status", "BudgetStatus", True),
-            self._budgets)
-        add(Endpoint("PUT", f"{p}/budgets", "Create or replace a budget", "BudgetStatus", False, body="Budget"),
-            self._budget_put)
-        add(Endpoint("DELETE", f"{p}/budgets/{{scope}}/{{name}}/{{period}}", "Delete a budget", None, False,
-                     (Param("scope", where="path"), Param("name", where="path"), Param("period", where="path"))),
-            self._budget_delete)
-        add(Endpoint("GET", f"{p}/recommendations", "Reduce budget, pause, increase capacity, review",
-                     "Recommendation", True, (*win, *filt)), self._recommendations)
-        add(Endpoint("GET", f"{p}/insights", "Fastest, cheapest, best agents; peak hours; degrading operations",
-                     "Insight", True, (*win, *filt)), self._insights)
-        add(Endpoint("GET", f"{p}/business-value", "Savings and ROI from a baseline", "BusinessValue", False,
-                     (*win, *filt, Param("minutes_saved", "number", required=True),
-                      Param("hourly_rate", "number", required=True))), self._business_value)
-        add(Endpoint("GET", f"{p}/alerts", "Stored alerts", "Alert", True,
-                     (*page, Param("status", enum=(*ALERT_STATUSES, "open")))), self._alerts)
-        add(Endpoint("POST", f"{p}/alerts/evaluate", "Evaluate the alert rules now", "Alert", True),
-            self._alerts_evaluate)
-        add(Endpoint("POST", f"{p}/alerts/{{id}}/ack", "Acknowledge an active alert", "Alert", False, (_ID,)),
-            self._alert_ack)
-        add(Endpoint("POST", f"{p}/alerts/{{id}}/resolve", "Resolve an open alert", "Alert", False, (_ID,)),
-            self._alert_resolve)
-        add(Endpoint("GET", f"{p}/summary", "Last 24 h, last 30 d, alerts, recommendations, status", "Summary"),
-            self._summary)
-        add(Endpoint("GET", f"{p}/services", "Per-service status: healthy, degraded or no_data", "ServiceHealth",
-                     True), self._services)
+        add(
+            Endpoint(
+                "GET",
+                f"{p}/performance",
+                "Calls, latency percentiles, error rate, slow counts",
+                "OperationPerformance",
+                True,
+                (*win, *filt, *page, Param("group_by", enum=("operation", "service"))),
+            ),
+            self._performance,
+        )
+        add(
+            Endpoint(
+                "GET",
+                f"{p}/timeseries",
+                "Time series per hour/day/week/month",
+                "TimeBucket",
+                True,
+                (*win, *filt, Param("granularity", enum=GRANULARITIES)),
+            ),
+            self._timeseries,
+        )
+        add(
+            Endpoint(
+                "GET",
+                f"{p}/agents",
+                "Per agent or role: tasks, success, latency, tokens, cost, budget, quality",
+                "AgentStats",
+                True,
+                (*win, *filt, *page, Param("by", enum=("agent", "role"))),
+            ),
+            self._agents,
+        )
+        add(
+            Endpoint(
+                "GET",
+                f"{p}/users",
+                "Per user: requests, successes, avg duration, first/last seen",
+                "UserActivity",
+                True,
+                (*win, *filt, *page),
+            ),
+            self._users,
+        )
+        add(
+            Endpoint("GET", f"{p}/usage/operations", "Most used operations", "UsagePoint", True, (*win, *filt, *page)),
+            self._top_operations,
+        )
+        add(
+            Endpoint("GET", f"{p}/usage/hourly", "Calls per hour of day (UTC)", "UsagePoint", True, (*win, *filt)),
+            self._hourly,
+        )
+        add(
+            Endpoint(
+                "GET",
+                f"{p}/percentiles",
+                "Distribution of duration, cost, tokens, quality or an attribute",
+                "PercentileSummary",
+                False,
+                (*win, *filt, Param("field")),
+            ),
+            self._percentiles,
+        )
+        add(
+            Endpoint(
+                "GET",
+                f"{p}/trends",
+                "Least-squares trends with r², p-value and verdict",
+                "Trend",
+                True,
+                (
+                    *win,
+                    *filt,
+                    Param("granularity", enum=GRANULARITIES),
+                    Param("metric", enum=tuple(TREND_METRICS), repeated=True),
+                ),
+            ),
+            self._trends,
+        )
+        add(
+            Endpoint(
+                "GET",
+                f"{p}/outliers",
+                "Spans by z-score within their operation",
+                "Outlier",
+                True,
+                (*win, *filt, *page, Param("metric", enum=("duration", "cost")), Param("threshold", "number")),
+            ),
+            self._outliers,
+        )
+        add(
+            Endpoint(
+                "GET",
+                f"{p}/costs",
+                "Cost breakdown",
+                "CostRow",
+                True,
+                (*win, *filt, *page, Param("by", enum=tuple(COST_KEYS))),
+            ),
+            self._costs,
+        )
+        add(
+            Endpoint(
+                "GET",
+                f"{p}/costs/projection",
+                "Month-to-date, daily burn, month-end projection",
+                "CostProjection",
+                False,
+                filt,
+            ),
+            self._projection,
+        )
+        add(
+            Endpoint(
+                "GET",
+                f"{p}/costs/correlation/{{correlation_id}}",
+                "Whole cost of one request",
+                "CorrelationCost",
+                False,
+                (Param("correlation_id", where="path"),),
+            ),
+            self._correlation,
+        )
+        add(
+            Endpoint("GET", f"{p}/budgets", "Budgets with spend, utilization and status", "BudgetStatus", True),
+            self._budgets,
+        )
+        add(
+            Endpoint("PUT", f"{p}/budgets", "Create or replace a budget", "BudgetStatus", False, body="Budget"),
+            self._budget_put,
+        )
+        add(
+            Endpoint(
+                "DELETE",
+                f"{p}/budgets/{{scope}}/{{name}}/{{period}}",
+                "Delete a budget",
+                None,
+                False,
+                (Param("scope", where="path"), Param("name", where="path"), Param("period", where="path")),
+            ),
+            self._budget_delete,
+        )
+        add(
+            Endpoint(
+                "GET",
+                f"{p}/recommendations",
+                "Reduce budget, pause, increase capacity, review",
+                "Recommendation",
+                True,
+                (*win, *filt),
+            ),
+            self._recommendations,
+        )
+        add(
+            Endpoint(
+                "GET",
+                f"{p}/insights",
+                "Fastest, cheapest, best agents; peak hours; degrading operations",
+                "Insight",
+                True,
+                (*win, *filt),
+            ),
+            self._insights,
+        )
+        add(
+            Endpoint(
+                "GET",
+                f"{p}/business-value",
+                "Savings and ROI from a baseline",
+                "BusinessValue",
+                False,
+                (
+                    *win,
+                    *filt,
+                    Param("minutes_saved", "number", required=True),
+                    Param("hourly_rate", "number", required=True),
+                ),
+            ),
+            self._business_value,
+        )
+        add(
+            Endpoint(
+                "GET",
+                f"{p}/alerts",
+                "Stored alerts",
+                "Alert",
+                True,
+                (*page, Param("status", enum=(*ALERT_STATUSES, "open"))),
+            ),
+            self._alerts,
+        )
+        add(
+            Endpoint("POST", f"{p}/alerts/evaluate", "Evaluate the alert rules now", "Alert", True),
+            self._alerts_evaluate,
+        )
+        add(
+            Endpoint("POST", f"{p}/alerts/{{id}}/ack", "Acknowledge an active alert", "Alert", False, (_ID,)),
+            self._alert_ack,
+        )
+        add(
+            Endpoint("POST", f"{p}/alerts/{{id}}/resolve", "Resolve an open alert", "Alert", False, (_ID,)),
+            self._alert_resolve,
+        )
+        add(
+            Endpoint("GET", f"{p}/summary", "Last 24 h, last 30 d, alerts, recommendations, status", "Summary"),
+            self._summary,
+        )
+        add(
+            Endpoint("GET", f"{p}/services", "Per-service status: healthy, degraded or no_data", "ServiceHealth", True),
+            self._services,
+        )
         self.app = Starlette(routes=routes)
 
     # -- plumbing ------------------------------------------------------------------------------------------
@@ -249,8 +415,11 @@ class AnalyticsAPI:
     def _wrap(self, handler: Callable[[Analytics, _Args, Request], Any], db: bool) -> Callable[..., Any]:
         async def endpoint(request: Request) -> Response:
             if not self._authorised(request):
-                return JSONResponse({"error": "missing or wrong bearer token"}, 401,
-                                    headers={"WWW-Authenticate": 'Bearer realm="otel-metrics"'})
+                return JSONResponse(
+                    {"error": "missing or wrong bearer token"},
+                    401,
+                    headers={"WWW-Authenticate": 'Bearer realm="otel-metrics"'},
+                )
             args = _Args(request, self.config.max_limit)
             body: Any = None
             if request.method in ("PUT", "POST"):
@@ -298,20 +467,28 @@ class AnalyticsAPI:
         return filters
 
     @staticmethod
-    def _many(items: list[Any], args: _Args | None = None, window: TimeWindow | None = None,
-              page: tuple[int, int] | None = None) -> dict[str, Any]:
+    def _many(
+        items: list[Any],
+        args: _Args | None = None,
+        window: TimeWindow | None = None,
+        page: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {"items": items}
         if page is not None:
             out["limit"], out["offset"] = page
         if window is not None:
-            out["window"] = {"start": window.start, "end": window.end, "source": "rollup" if window.uses_rollups
-                             else "raw"}
+            out["window"] = {
+                "start": window.start,
+                "end": window.end,
+                "source": "rollup" if window.uses_rollups else "raw",
+            }
         return out
 
     # -- handlers ------------------------------------------------------------------------------------------
     async def _openapi(self, a: Analytics, args: _Args, request: Request) -> Any:
-        return openapi_document(self.endpoints, title="otel-metrics analytics", version=API_VERSION,
-                                auth=bool(self.config.token))
+        return openapi_document(
+            self.endpoints, title="otel-metrics analytics", version=API_VERSION, auth=bool(self.config.token)
+        )
 
     async def _health(self, a: Analytics, args: _Args, request: Request) -> Response:
         def check() -> dict[str, Any]:
@@ -329,8 +506,11 @@ class AnalyticsAPI:
         database = await run_in_threadpool(check)
         components = dict(self._component_status()) if self._component_status else {}
         pipelines = {k: dict(v) for k, v in components.items() if k.startswith("pipeline/")}
-        queues = {k: v.get("queue_size") for k, v in components.items() if isinstance(v, Mapping) and
-                  v.get("queue_size") is not None}
+        queues = {
+            k: v.get("queue_size")
+            for k, v in components.items()
+            if isinstance(v, Mapping) and v.get("queue_size") is not None
+        }
         healthy = database["status"] == "healthy" and all(p.get("healthy", True) for p in pipelines.values())
         body = {
             "status": "healthy" if healthy else "degraded",
@@ -384,8 +564,13 @@ class AnalyticsAPI:
 
     def _outliers(self, a: Analytics, args: _Args, request: Request) -> Any:
         window, page = args.window(), args.page()
-        items = a.outliers(window, self._checked(a, args), metric=args.get("metric", "duration") or "duration",
-                           threshold=args.number("threshold", 3.0) or 3.0, limit=page[0])
+        items = a.outliers(
+            window,
+            self._checked(a, args),
+            metric=args.get("metric", "duration") or "duration",
+            threshold=args.number("threshold", 3.0) or 3.0,
+            limit=page[0],
+        )
         return self._many(items, window=window, page=page)
 
     def _costs(self, a: Analytics, args: _Args, request: Request) -> Any:
@@ -416,9 +601,14 @@ class AnalyticsAPI:
         if unknown:
             raise _BadRequest(f"body: unknown key(s) {unknown}; expected some of {sorted(allowed)}")
         try:
-            budget = Budget(str(body.get("scope", "")), str(body.get("name", "")), str(body.get("period", "month")),
-                            float(body.get("amount_usd", -1)), float(body.get("warning_ratio", 0.8)),
-                            float(body.get("critical_ratio", 1.0)))
+            budget = Budget(
+                str(body.get("scope", "")),
+                str(body.get("name", "")),
+                str(body.get("period", "month")),
+                float(body.get("amount_usd", -1)),
+                float(body.get("warning_ratio", 0.8)),
+                float(body.get("critical_ratio", 1.0)),
+            )
         except (TypeError, ValueError):
             raise _BadRequest("body: amount_usd, warning_ratio and critical_ratio must be numbers") from None
         errors = budget.validate()
@@ -426,8 +616,9 @@ class AnalyticsAPI:
             raise _BadRequest("; ".join(errors))
         store = BudgetStore(a.conn)
         store.set(budget)
-        return next(s for s in store.status() if (s.scope, s.name, s.period) == (budget.scope, budget.name,
-                                                                                 budget.period))
+        return next(
+            s for s in store.status() if (s.scope, s.name, s.period) == (budget.scope, budget.name, budget.period)
+        )
 
     def _budget_delete(self, a: Analytics, args: _Args, request: Request) -> Any:
         scope, name, period = (request.path_params[k] for k in ("scope", "name", "period"))
@@ -476,8 +667,9 @@ class AnalyticsAPI:
 
     def _alert_ack(self, a: Analytics, args: _Args, request: Request) -> Any:
         alert_id = _path_id(request)
-        found = AlertStore(a.conn).acknowledge(alert_id, (request.state.body or {}).get("by")
-                                               if isinstance(request.state.body, dict) else None)
+        found = AlertStore(a.conn).acknowledge(
+            alert_id, (request.state.body or {}).get("by") if isinstance(request.state.body, dict) else None
+        )
         if found is None:
             raise _BadRequest(f"no active alert with id {alert_id}", 404)
         return found

@@ -6,6 +6,7 @@ by the matching rollup dimension, so it needs that dimension in the sink's ``rol
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -95,8 +96,7 @@ class BudgetStore:
             " VALUES (%s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (scope, name, period) DO UPDATE SET amount_usd = excluded.amount_usd,"
             " warning_ratio = excluded.warning_ratio, critical_ratio = excluded.critical_ratio, updated_at = now()",
-            (budget.scope, budget.name, budget.period, budget.amount_usd, budget.warning_ratio,
-             budget.critical_ratio),
+            (budget.scope, budget.name, budget.period, budget.amount_usd, budget.warning_ratio, budget.critical_ratio),
         )
 
     def delete(self, scope: str, name: str, period: str) -> bool:
@@ -112,7 +112,7 @@ class BudgetStore:
         ).fetchall()
         return [Budget(*row) for row in rows]
 
-    def status(self, now: datetime | None = None) -> list[BudgetStatus]:
+    def status(self, now: datetime | None = None) -> builtins.list[BudgetStatus]:
         """Every budget's spend in its current period, utilization and ok/warning/critical."""
         now = now or datetime.now(UTC)
         budgets = self.list()
@@ -132,10 +132,17 @@ class BudgetStore:
             utilization = spent / b.amount_usd if b.amount_usd else (0.0 if spent == 0 else float("inf"))
             out.append(
                 BudgetStatus(
-                    scope=b.scope, name=b.name, period=b.period, amount_usd=b.amount_usd, spent_usd=spent,
-                    remaining_usd=b.amount_usd - spent, utilization=utilization, warning_ratio=b.warning_ratio,
+                    scope=b.scope,
+                    name=b.name,
+                    period=b.period,
+                    amount_usd=b.amount_usd,
+                    spent_usd=spent,
+                    remaining_usd=b.amount_usd - spent,
+                    utilization=utilization,
+                    warning_ratio=b.warning_ratio,
                     critical_ratio=b.critical_ratio,
-                    status=budget_state(utilization, b.warning_ratio, b.critical_ratio), period_start=start,
+                    status=budget_state(utilization, b.warning_ratio, b.critical_ratio),
+                    period_start=start,
                 )
             )
         return out

@@ -153,7 +153,7 @@ class AnalyticsConfig:
 
     def validate(self) -> list[str]:
         errors = [*self.alerts.validate(), *self.thresholds.validate()]
-        host, sep, port = self.endpoint.rpartition(":")
+        _host, sep, port = self.endpoint.rpartition(":")
         if not sep or not port.isdigit():
             errors.append(f"endpoint: expected host:port, got {self.endpoint!r}")
         if self.dsn and self.dsn != "embedded" and not self.dsn.startswith(("postgresql://", "postgres://")):

@@ -29,8 +29,8 @@ __all__ = [
     "Summary",
     "TimeBucket",
     "Trend",
-    "UserActivity",
     "UsagePoint",
+    "UserActivity",
     "to_jsonable",
 ]
 

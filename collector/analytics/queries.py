@@ -130,7 +130,7 @@ class Analytics:
         conn.execute("SET TIME ZONE 'UTC'")
 
     # -- plumbing ------------------------------------------------------------------------------------------
-    def _rows(self, query: sql.Composable, params: Sequence[Any]) -> list[dict[str, Any]]:
+    def _rows(self, query: sql.SQL | sql.Composed, params: Sequence[Any]) -> list[dict[str, Any]]:
         with self.conn.cursor(row_factory=dict_row) as cur:
             cur.execute(query, params)
             return cur.fetchall()
@@ -166,15 +166,22 @@ class Analytics:
                     " count(*) FILTER (WHERE duration_ms > %s)::bigint AS very_slow"
                 )
                 params = list(slow)
-            query = sql.SQL("SELECT {keys}, {agg}{extra} FROM {table} WHERE {where} GROUP BY {group} ORDER BY {order}")
-            query = query.format(
-                keys=key_select, agg=_RAW_AGG, extra=extra, table=src.ident, where=src.where, group=group,
+            template = sql.SQL(
+                "SELECT {keys}, {agg}{extra} FROM {table} WHERE {where} GROUP BY {group} ORDER BY {order}"
+            )
+            query = template.format(
+                keys=key_select,
+                agg=_RAW_AGG,
+                extra=extra,
+                table=src.ident,
+                where=src.where,
+                group=group,
                 order=order_by,
             )
             return self._rows(sql.Composed([query, page]), [*params, *src.params, *page_params])
         if not latency:
-            query = sql.SQL("SELECT {keys}, {agg} FROM {table} WHERE {where} GROUP BY {group} ORDER BY {order}")
-            query = query.format(
+            template = sql.SQL("SELECT {keys}, {agg} FROM {table} WHERE {where} GROUP BY {group} ORDER BY {order}")
+            query = template.format(
                 keys=key_select, agg=_ROLLUP_AGG, table=src.ident, where=src.where, group=group, order=order_by
             )
             return self._rows(sql.Composed([query, page]), [*src.params, *page_params])
@@ -194,8 +201,15 @@ class Analytics:
             "        coalesce(h.very_slow, 0) AS very_slow"
             " FROM t LEFT JOIN h USING ({aliases}) ORDER BY {order}"
         ).format(
-            keys=key_select, cols=_ROLLUP_COLUMNS, table=src.ident, where=src.where, aliases=alias_list,
-            agg=_ROLLUP_AGG.format(), group=group, group_k=group_k, order=order_by,
+            keys=key_select,
+            cols=_ROLLUP_COLUMNS,
+            table=src.ident,
+            where=src.where,
+            aliases=alias_list,
+            agg=_ROLLUP_AGG.format(),
+            group=group,
+            group_k=group_k,
+            order=order_by,
         )
         return self._rows(sql.Composed([query, page]), [*src.params, *slow, *page_params])
 
@@ -240,10 +254,19 @@ class Analytics:
             errors = int(r["errors"])
             out.append(
                 OperationPerformance(
-                    service=r["service"], operation=r["operation"], calls=calls, errors=errors,
-                    success_rate=_rate(calls - errors, calls), error_rate=_rate(errors, calls),
-                    avg_ms=_rate(r["dsum"], calls), p50_ms=pct[0], p95_ms=pct[1], p99_ms=pct[2],
-                    max_ms=float(r["dmax"] or 0.0), slow=int(r["slow"]), very_slow=int(r["very_slow"]),
+                    service=r["service"],
+                    operation=r["operation"],
+                    calls=calls,
+                    errors=errors,
+                    success_rate=_rate(calls - errors, calls),
+                    error_rate=_rate(errors, calls),
+                    avg_ms=_rate(r["dsum"], calls),
+                    p50_ms=pct[0],
+                    p95_ms=pct[1],
+                    p99_ms=pct[2],
+                    max_ms=float(r["dmax"] or 0.0),
+                    slow=int(r["slow"]),
+                    very_slow=int(r["very_slow"]),
                     exact=not src.rollup,
                 )
             )
@@ -262,10 +285,16 @@ class Analytics:
             errors = int(r["errors"])
             out.append(
                 TimeBucket(
-                    bucket=r["bucket"], operations=calls, successes=calls - errors, failures=errors,
-                    success_rate=_rate(calls - errors, calls), avg_ms=_rate(r["dsum"], calls),
-                    p95_ms=(r["pct"] or [None, None, None])[1], input_tokens=int(r["itok"]),
-                    output_tokens=int(r["otok"]), cost_usd=float(r["cost"]),
+                    bucket=r["bucket"],
+                    operations=calls,
+                    successes=calls - errors,
+                    failures=errors,
+                    success_rate=_rate(calls - errors, calls),
+                    avg_ms=_rate(r["dsum"], calls),
+                    p95_ms=(r["pct"] or [None, None, None])[1],
+                    input_tokens=int(r["itok"]),
+                    output_tokens=int(r["otok"]),
+                    cost_usd=float(r["cost"]),
                     quality_avg=r["qsum"] / r["qcount"] if r["qcount"] else None,
                 )
             )
@@ -311,11 +340,20 @@ class Analytics:
             allocated, spent = (budgets or {}).get(r["key"], (None, None))
             out.append(
                 AgentStats(
-                    agent=r["key"], tasks=calls, successes=calls - errors, success_rate=_rate(calls - errors, calls),
-                    avg_ms=_rate(r["dsum"], calls), median_ms=pct[0], p95_ms=pct[1], input_tokens=int(r["itok"]),
-                    output_tokens=int(r["otok"]), cost_usd=float(r["cost"]),
+                    agent=r["key"],
+                    tasks=calls,
+                    successes=calls - errors,
+                    success_rate=_rate(calls - errors, calls),
+                    avg_ms=_rate(r["dsum"], calls),
+                    median_ms=pct[0],
+                    p95_ms=pct[1],
+                    input_tokens=int(r["itok"]),
+                    output_tokens=int(r["otok"]),
+                    cost_usd=float(r["cost"]),
                     quality_avg=r["qsum"] / r["qcount"] if r["qcount"] else None,
-                    quality_median=qrow.get("median"), quality_min=qrow.get("min"), quality_max=qrow.get("max"),
+                    quality_median=qrow.get("median"),
+                    quality_min=qrow.get("min"),
+                    quality_max=qrow.get("max"),
                     budget_usd=allocated,
                     budget_remaining_usd=None if allocated is None or spent is None else allocated - spent,
                     budget_utilization=None if not allocated or spent is None else spent / allocated,
@@ -333,8 +371,9 @@ class Analytics:
             " FROM spans WHERE {where} AND user_id IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %s OFFSET %s"
         ).format(where=src.where)
         return [
-            UserActivity(r["user_id"], int(r["requests"]), int(r["ok"]), float(r["avg_ms"]), r["first_seen"],
-                         r["last_seen"])
+            UserActivity(
+                r["user_id"], int(r["requests"]), int(r["ok"]), float(r["avg_ms"]), r["first_seen"], r["last_seen"]
+            )
             for r in self._rows(q, [*src.params, _clamp_limit(limit), offset])
         ]
 
@@ -357,7 +396,9 @@ class Analytics:
         return [UsagePoint(f"{h:02d}", counts.get(h, 0)) for h in range(24)]
 
     # -- distributions -------------------------------------------------------------------------------------
-    def percentiles(self, window: TimeWindow, filters: Filters = NO_FILTERS, field: str = "duration") -> PercentileSummary:
+    def percentiles(
+        self, window: TimeWindow, filters: Filters = NO_FILTERS, field: str = "duration"
+    ) -> PercentileSummary:
         """p50/p75/p90/p95/p99, mean, median, std (population), min, max and count of ``field``: duration (ms),
         cost (USD), tokens (input + output), quality, or ``attribute:<name>`` (a numeric span attribute)."""
         if field == "duration":
@@ -376,7 +417,7 @@ class Analytics:
             expr = sql.SQL("quality_score")
         elif field.startswith("attribute:") and len(field) > len("attribute:"):
             expr = sql.SQL("CASE WHEN jsonb_typeof(attributes -> %s) = 'number' THEN (attributes ->> %s)::float8 END")
-            extra = [field[len("attribute:"):]] * 2
+            extra = [field[len("attribute:") :]] * 2
         else:
             raise ValueError(
                 f"field: expected one of {', '.join(PERCENTILE_FIELDS)} or attribute:<name>, got {field!r}"
@@ -390,8 +431,19 @@ class Analytics:
         r = self._rows(q, [*extra, *src.params])[0]
         pct = r["pct"] or [None] * 5
         return PercentileSummary(
-            field=field, count=int(r["n"]), mean=r["mean"], median=pct[0], std=r["std"], min=r["min"], max=r["max"],
-            p50=pct[0], p75=pct[1], p90=pct[2], p95=pct[3], p99=pct[4], exact=True,
+            field=field,
+            count=int(r["n"]),
+            mean=r["mean"],
+            median=pct[0],
+            std=r["std"],
+            min=r["min"],
+            max=r["max"],
+            p50=pct[0],
+            p75=pct[1],
+            p90=pct[2],
+            p95=pct[3],
+            p99=pct[4],
+            exact=True,
         )
 
     def _duration_percentiles_from_rollups(self, src: Source) -> PercentileSummary:
@@ -417,8 +469,19 @@ class Analytics:
             m = r["vsum"] / n
             std = math.sqrt(max(r["vsq"] / n - m * m, 0.0))
         return PercentileSummary(
-            field="duration", count=n, mean=r["dsum"] / n if n else None, median=pct[0], std=std, min=r["min"],
-            max=r["max"], p50=pct[0], p75=pct[1], p90=pct[2], p95=pct[3], p99=pct[4], exact=False,
+            field="duration",
+            count=n,
+            mean=r["dsum"] / n if n else None,
+            median=pct[0],
+            std=std,
+            min=r["min"],
+            max=r["max"],
+            p50=pct[0],
+            p75=pct[1],
+            p90=pct[2],
+            p95=pct[3],
+            p99=pct[4],
+            exact=False,
         )
 
     # -- trends --------------------------------------------------------------------------------------------
@@ -465,9 +528,16 @@ class Analytics:
         ).format(col=sql.SQL(column), where=src.where)
         return [
             Outlier(
-                service=r["service_name"], operation=r["operation"], trace_id=_hex(r["trace_id"]),
-                span_id=_hex(r["span_id"]), correlation_id=r["correlation_id"], start_time=r["start_time"],
-                value=float(r["v"]), mean=float(r["m"]), std=float(r["s"]), z_score=(r["v"] - r["m"]) / r["s"],
+                service=r["service_name"],
+                operation=r["operation"],
+                trace_id=_hex(r["trace_id"]),
+                span_id=_hex(r["span_id"]),
+                correlation_id=r["correlation_id"],
+                start_time=r["start_time"],
+                value=float(r["v"]),
+                mean=float(r["m"]),
+                std=float(r["s"]),
+                z_score=(r["v"] - r["m"]) / r["s"],
             )
             for r in self._rows(q, [*src.params, threshold, _clamp_limit(limit)])
         ]
@@ -487,7 +557,11 @@ class Analytics:
         column, in_rollups = COST_KEYS[by]
         src = source_for(window, filters, allow_rollup=in_rollups)
         rows = self._aggregate(
-            src, [("key", column)], latency=False, limit=_clamp_limit(limit), offset=offset,
+            src,
+            [("key", column)],
+            latency=False,
+            limit=_clamp_limit(limit),
+            offset=offset,
             order="cost DESC, calls DESC",
         )
         total = self.total_cost(window, filters)
@@ -496,9 +570,14 @@ class Analytics:
             calls, errors, cost = int(r["calls"]), int(r["errors"]), float(r["cost"])
             out.append(
                 CostRow(
-                    key=r["key"] or _NONE, calls=calls, successes=calls - errors, input_tokens=int(r["itok"]),
-                    output_tokens=int(r["otok"]), cost_usd=cost,
-                    cost_per_success=cost / (calls - errors) if calls - errors else None, share=_rate(cost, total),
+                    key=r["key"] or _NONE,
+                    calls=calls,
+                    successes=calls - errors,
+                    input_tokens=int(r["itok"]),
+                    output_tokens=int(r["otok"]),
+                    cost_usd=cost,
+                    cost_per_success=cost / (calls - errors) if calls - errors else None,
+                    share=_rate(cost, total),
                 )
             )
         return out
@@ -525,8 +604,16 @@ class Analytics:
         )[0]
         if not row["spans"]:
             return None
-        return CorrelationCost(correlation_id, int(row["spans"]), row["svc"], row["cost"], int(row["itok"]),
-                               int(row["otok"]), row["first"], row["last"])
+        return CorrelationCost(
+            correlation_id,
+            int(row["spans"]),
+            row["svc"],
+            row["cost"],
+            int(row["itok"]),
+            int(row["otok"]),
+            row["first"],
+            row["last"],
+        )
 
     def cost_projection(self, filters: Filters = NO_FILTERS, now: datetime | None = None) -> CostProjection:
         """Month-to-date cost, average daily burn over the last BURN_WINDOW_DAYS days, month-end projection (UTC)."""
@@ -557,9 +644,13 @@ class Analytics:
         rows = self._aggregate(src, [("operation", "operation"), ("agent", "agent_name")], latency=False)
         return [
             {
-                "operation": r["operation"], "agent": r["agent"], "calls": int(r["calls"]),
-                "successes": int(r["calls"]) - int(r["errors"]), "avg_ms": _rate(r["dsum"], int(r["calls"])),
-                "cost_usd": float(r["cost"]), "quality_avg": r["qsum"] / r["qcount"] if r["qcount"] else None,
+                "operation": r["operation"],
+                "agent": r["agent"],
+                "calls": int(r["calls"]),
+                "successes": int(r["calls"]) - int(r["errors"]),
+                "avg_ms": _rate(r["dsum"], int(r["calls"])),
+                "cost_usd": float(r["cost"]),
+                "quality_avg": r["qsum"] / r["qcount"] if r["qcount"] else None,
             }
             for r in rows
             if r["agent"]
@@ -572,16 +663,28 @@ class Analytics:
         src = source_for(window, filters)
         trunc = sql.SQL("date_trunc({}, {})").format(granularity_literal(granularity), src.time).as_string(None)
         rows = self._aggregate(
-            src, [("service", "service_name"), ("operation", "operation"), ("bucket", trunc)], latency=False,
+            src,
+            [("service", "service_name"), ("operation", "operation"), ("bucket", trunc)],
+            latency=False,
             order="1",
         )
         out: dict[tuple[str, str], list[TimeBucket]] = {}
         for r in rows:
             calls, errors = int(r["calls"]), int(r["errors"])
             out.setdefault((r["service"], r["operation"]), []).append(
-                TimeBucket(r["bucket"], calls, calls - errors, errors, _rate(calls - errors, calls),
-                           _rate(r["dsum"], calls), None, int(r["itok"]), int(r["otok"]), float(r["cost"]),
-                           r["qsum"] / r["qcount"] if r["qcount"] else None)
+                TimeBucket(
+                    r["bucket"],
+                    calls,
+                    calls - errors,
+                    errors,
+                    _rate(calls - errors, calls),
+                    _rate(r["dsum"], calls),
+                    None,
+                    int(r["itok"]),
+                    int(r["otok"]),
+                    float(r["cost"]),
+                    r["qsum"] / r["qcount"] if r["qcount"] else None,
+                )
             )
         for series in out.values():
             series.sort(key=lambda b: b.bucket)
@@ -633,8 +736,9 @@ def trend_points(
 
 def trend_of(metric: str, xs: Sequence[float], ys: Sequence[float]) -> Trend:
     if len(xs) < MIN_TREND_POINTS:
-        return Trend(metric, len(xs), None, None, None, None, ys[0] if ys else None, ys[-1] if ys else None,
-                     "insufficient_data")
+        return Trend(
+            metric, len(xs), None, None, None, None, ys[0] if ys else None, ys[-1] if ys else None, "insufficient_data"
+        )
     reg = stats.linregress(xs, ys)
     if reg.pvalue >= SIGNIFICANCE or reg.slope == 0:
         verdict = "stable"
@@ -644,9 +748,7 @@ def trend_of(metric: str, xs: Sequence[float], ys: Sequence[float]) -> Trend:
     return Trend(metric, reg.n, reg.slope, reg.intercept, reg.r_squared, reg.pvalue, ys[0], ys[-1], verdict)
 
 
-def trends_of(
-    series: Sequence[TimeBucket], start: datetime, granularity: str, metrics: Sequence[str]
-) -> list[Trend]:
+def trends_of(series: Sequence[TimeBucket], start: datetime, granularity: str, metrics: Sequence[str]) -> list[Trend]:
     out = []
     for metric in metrics:
         xs, ys = trend_points(series, start, granularity, metric)

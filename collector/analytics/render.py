@@ -56,8 +56,9 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if v is None else (v.isoformat() if isinstance(v, datetime) else v)
-                         for k, v in row.items()})
+        writer.writerow(
+            {k: "" if v is None else (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+        )
     return buffer.getvalue()
 
 

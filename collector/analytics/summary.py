@@ -27,7 +27,7 @@ def service_health(
     open_alerts: dict[str, int] = {}
     for alert in AlertStore(analytics.conn).list("open", limit=10_000):
         if alert.scope.startswith("service="):
-            service = alert.scope.split(",", 1)[0][len("service="):]
+            service = alert.scope.split(",", 1)[0][len("service=") :]
             open_alerts[service] = open_alerts.get(service, 0) + 1
     out = []
     for service in sorted(set(analytics.services()) | set(perf)):
@@ -40,8 +40,9 @@ def service_health(
         else:
             status = "healthy"
         out.append(
-            ServiceHealth(service, status, p.calls if p else 0, p.error_rate if p else None, p.p95_ms if p else None,
-                          alerts)
+            ServiceHealth(
+                service, status, p.calls if p else 0, p.error_rate if p else None, p.p95_ms if p else None, alerts
+            )
         )
     return out
 
@@ -69,10 +70,15 @@ def summary(analytics: Analytics, now: datetime | None = None) -> Summary:
     pending = recommendations(agents, budgets, now)
     return Summary(
         status=overall_status(service_health(analytics, now)),
-        calls_24h=calls_24h, error_rate_24h=errors_24h / calls_24h if calls_24h else None, avg_ms_24h=avg_24h,
-        p95_ms_24h=p95_24h, cost_24h_usd=analytics.total_cost(TimeWindow(now - timedelta(hours=24), now)),
-        calls_30d=calls_30d, error_rate_30d=errors_30d / calls_30d if calls_30d else None,
+        calls_24h=calls_24h,
+        error_rate_24h=errors_24h / calls_24h if calls_24h else None,
+        avg_ms_24h=avg_24h,
+        p95_ms_24h=p95_24h,
+        cost_24h_usd=analytics.total_cost(TimeWindow(now - timedelta(hours=24), now)),
+        calls_30d=calls_30d,
+        error_rate_30d=errors_30d / calls_30d if calls_30d else None,
         cost_30d_usd=analytics.total_cost(TimeWindow(now - timedelta(days=30), now)),
-        active_alerts=counts["active"] + counts["acknowledged"], critical_alerts=counts["critical"],
+        active_alerts=counts["active"] + counts["acknowledged"],
+        critical_alerts=counts["critical"],
         pending_recommendations=len(pending),
     )

@@ -19,13 +19,19 @@ from collector.service.httpserver import HTTPServer
 
 @app.command("api")
 def api(
-    config: Path = typer.Option(Path("otel-collector.yaml"), "--config", "-c", help="Collector config (database, "
-                                "and the analytics extension's settings if present)."),
-    dsn: str | None = typer.Option(None, "--dsn", help="postgresql:// URL instead of --config.",
-                                   envvar="OTEL_METRICS_DSN"),
+    config: Path = typer.Option(
+        Path("otel-collector.yaml"),
+        "--config",
+        "-c",
+        help="Collector config (database, and the analytics extension's settings if present).",
+    ),
+    dsn: str | None = typer.Option(
+        None, "--dsn", help="postgresql:// URL instead of --config.", envvar="OTEL_METRICS_DSN"
+    ),
     endpoint: str | None = typer.Option(None, "--endpoint", help="host:port (default 127.0.0.1:8890)."),
-    token: str | None = typer.Option(None, "--token", help="Require this bearer token.",
-                                     envvar="OTEL_METRICS_API_TOKEN"),
+    token: str | None = typer.Option(
+        None, "--token", help="Require this bearer token.", envvar="OTEL_METRICS_API_TOKEN"
+    ),
 ) -> None:
     """Serve the analytics HTTP API under /api/v1 until SIGTERM/SIGINT."""
     from collector.analytics.extension import config_from_file
@@ -40,8 +46,7 @@ def api(
         settings.endpoint = endpoint
     if token is not None:
         settings.token = token
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     asyncio.run(_serve(AnalyticsAPI(lambda: resolved, settings), settings.endpoint))
 
 

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,8 +23,13 @@ from rich.console import Console
 
 from collector.analytics import advice
 from collector.analytics.alerts import AlertStore, deliver_webhook, evaluate
-from collector.analytics.budgets import DEFAULT_CRITICAL_RATIO, DEFAULT_WARNING_RATIO, Budget, BudgetStore, \
-    agent_budget_map
+from collector.analytics.budgets import (
+    DEFAULT_CRITICAL_RATIO,
+    DEFAULT_WARNING_RATIO,
+    Budget,
+    BudgetStore,
+    agent_budget_map,
+)
 from collector.analytics.config import default_rules
 from collector.analytics.queries import (
     COST_KEYS,
@@ -38,7 +43,8 @@ from collector.analytics.queries import (
 )
 from collector.analytics.render import FORMATS, render
 from collector.analytics.session import UnknownNameError, check_known, connect, resolve_dsn
-from collector.analytics.summary import service_health, summary as build_summary
+from collector.analytics.summary import service_health
+from collector.analytics.summary import summary as build_summary
 from collector.analytics.window import Filters, TimeWindow
 from collector.cli import app
 
@@ -61,6 +67,7 @@ _format = typer.Option("table", "--format", "-f", help="table, json or csv.")
 _output = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout.")
 _limit = typer.Option(DEFAULT_LIMIT, "--limit", help="At most this many rows.")
 _offset = typer.Option(0, "--offset", help="Skip this many rows (pagination).")
+_metrics = typer.Option(list(TREND_METRICS), "--metric", help="Repeatable: " + ", ".join(TREND_METRICS))
 
 
 @dataclass
@@ -79,9 +86,21 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _common(
-    config: Path, dsn: str | None, hours: float | None, since: str | None, until: str | None, fmt: str,
-    output: Path | None, *, service: str | None = None, operation: str | None = None, tenant: str | None = None,
-    user: str | None = None, agent: str | None = None, model: str | None = None, default_hours: float = 24.0,
+    config: Path,
+    dsn: str | None,
+    hours: float | None,
+    since: str | None,
+    until: str | None,
+    fmt: str,
+    output: Path | None,
+    *,
+    service: str | None = None,
+    operation: str | None = None,
+    tenant: str | None = None,
+    user: str | None = None,
+    agent: str | None = None,
+    model: str | None = None,
+    default_hours: float = 24.0,
 ) -> _Common:
     if fmt not in FORMATS:
         raise _fail(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -143,15 +162,38 @@ def report(
     by: str = typer.Option("operation", "--by", help="operation, service, agent, role, user or hour (of day)."),
     slow_ms: float = typer.Option(DEFAULT_SLOW_MS, "--slow-ms", help="Slow threshold (ms)."),
     very_slow_ms: float = typer.Option(DEFAULT_VERY_SLOW_MS, "--very-slow-ms", help="Very slow threshold (ms)."),
-    config: Path = _config, dsn: str | None = _dsn, hours: float | None = _hours, since: str | None = _since,
-    until: str | None = _until, service: str | None = _service, operation: str | None = _operation,
-    tenant: str | None = _tenant, user: str | None = _user, agent: str | None = _agent,
-    model: str | None = _model, fmt: str = _format, output: Path | None = _output, limit: int = _limit,
+    config: Path = _config,
+    dsn: str | None = _dsn,
+    hours: float | None = _hours,
+    since: str | None = _since,
+    until: str | None = _until,
+    service: str | None = _service,
+    operation: str | None = _operation,
+    tenant: str | None = _tenant,
+    user: str | None = _user,
+    agent: str | None = _agent,
+    model: str | None = _model,
+    fmt: str = _format,
+    output: Path | None = _output,
+    limit: int = _limit,
     offset: int = _offset,
 ) -> None:
     """Performance: calls, avg, p50/p95/p99, max, success/error rate, slow and very slow counts."""
-    c = _common(config, dsn, hours, since, until, fmt, output, service=service, operation=operation, tenant=tenant,
-                user=user, agent=agent, model=model)
+    c = _common(
+        config,
+        dsn,
+        hours,
+        since,
+        until,
+        fmt,
+        output,
+        service=service,
+        operation=operation,
+        tenant=tenant,
+        user=user,
+        agent=agent,
+        model=model,
+    )
     with _analytics(c, Thresholds(slow_ms, very_slow_ms)) as a:
         result: Any
         if by in ("operation", "service"):
@@ -175,14 +217,36 @@ def report(
 @app.command("stats")
 def stats_command(
     granularity: str = typer.Option("hour", "--granularity", "-g", help="hour, day, week or month."),
-    config: Path = _config, dsn: str | None = _dsn, hours: float | None = _hours, since: str | None = _since,
-    until: str | None = _until, service: str | None = _service, operation: str | None = _operation,
-    tenant: str | None = _tenant, user: str | None = _user, agent: str | None = _agent,
-    model: str | None = _model, fmt: str = _format, output: Path | None = _output,
+    config: Path = _config,
+    dsn: str | None = _dsn,
+    hours: float | None = _hours,
+    since: str | None = _since,
+    until: str | None = _until,
+    service: str | None = _service,
+    operation: str | None = _operation,
+    tenant: str | None = _tenant,
+    user: str | None = _user,
+    agent: str | None = _agent,
+    model: str | None = _model,
+    fmt: str = _format,
+    output: Path | None = _output,
 ) -> None:
     """Time series: operations, successes, failures, success rate, avg and p95 duration, tokens, cost, quality."""
-    c = _common(config, dsn, hours, since, until, fmt, output, service=service, operation=operation, tenant=tenant,
-                user=user, agent=agent, model=model)
+    c = _common(
+        config,
+        dsn,
+        hours,
+        since,
+        until,
+        fmt,
+        output,
+        service=service,
+        operation=operation,
+        tenant=tenant,
+        user=user,
+        agent=agent,
+        model=model,
+    )
     with _analytics(c) as a:
         _emit(c, _run(lambda: a.timeseries(c.window, c.filters, granularity)), f"time series per {granularity}")
 
@@ -192,15 +256,38 @@ def costs(
     by: str = typer.Option("model", "--by", help=", ".join(COST_KEYS) + "."),
     correlation_id: str | None = typer.Option(None, "--correlation-id", help="Whole cost of one request."),
     projection: bool = typer.Option(False, "--projection", help="Month-to-date, daily burn, month-end projection."),
-    config: Path = _config, dsn: str | None = _dsn, hours: float | None = _hours, since: str | None = _since,
-    until: str | None = _until, service: str | None = _service, operation: str | None = _operation,
-    tenant: str | None = _tenant, user: str | None = _user, agent: str | None = _agent,
-    model: str | None = _model, fmt: str = _format, output: Path | None = _output, limit: int = _limit,
+    config: Path = _config,
+    dsn: str | None = _dsn,
+    hours: float | None = _hours,
+    since: str | None = _since,
+    until: str | None = _until,
+    service: str | None = _service,
+    operation: str | None = _operation,
+    tenant: str | None = _tenant,
+    user: str | None = _user,
+    agent: str | None = _agent,
+    model: str | None = _model,
+    fmt: str = _format,
+    output: Path | None = _output,
+    limit: int = _limit,
     offset: int = _offset,
 ) -> None:
     """Cost by model, provider, tenant, user, agent, operation, service or correlation id; cost per success."""
-    c = _common(config, dsn, hours, since, until, fmt, output, service=service, operation=operation, tenant=tenant,
-                user=user, agent=agent, model=model)
+    c = _common(
+        config,
+        dsn,
+        hours,
+        since,
+        until,
+        fmt,
+        output,
+        service=service,
+        operation=operation,
+        tenant=tenant,
+        user=user,
+        agent=agent,
+        model=model,
+    )
     with _analytics(c) as a:
         if correlation_id is not None:
             found = a.correlation_cost(correlation_id)
@@ -212,8 +299,9 @@ def costs(
         _emit(c, _run(lambda: a.costs(c.window, c.filters, by=by, limit=limit, offset=offset)), f"cost by {by}")
 
 
-budgets_app = typer.Typer(help="Budgets per agent, tenant or model and period (day, week, month).",
-                          no_args_is_help=True)
+budgets_app = typer.Typer(
+    help="Budgets per agent, tenant or model and period (day, week, month).", no_args_is_help=True
+)
 app.add_typer(budgets_app, name="budgets")
 
 
@@ -239,7 +327,8 @@ def budgets_set(
     period: str = typer.Option("month", "--period", help="day, week or month."),
     warning_ratio: float = typer.Option(DEFAULT_WARNING_RATIO, "--warning", help="Warning at this utilization."),
     critical_ratio: float = typer.Option(DEFAULT_CRITICAL_RATIO, "--critical", help="Critical at this utilization."),
-    config: Path = _config, dsn: str | None = _dsn,
+    config: Path = _config,
+    dsn: str | None = _dsn,
 ) -> None:
     """Create or replace a budget."""
     c = _budget_common(config, dsn, "table", None)
@@ -254,8 +343,11 @@ def budgets_set(
 
 @budgets_app.command("delete")
 def budgets_delete(
-    scope: str = typer.Argument(...), name: str = typer.Argument(...),
-    period: str = typer.Option("month", "--period"), config: Path = _config, dsn: str | None = _dsn,
+    scope: str = typer.Argument(...),
+    name: str = typer.Argument(...),
+    period: str = typer.Option("month", "--period"),
+    config: Path = _config,
+    dsn: str | None = _dsn,
 ) -> None:
     """Delete a budget (exit 1 if there is none)."""
     c = _budget_common(config, dsn, "table", None)
@@ -268,15 +360,38 @@ def budgets_delete(
 @app.command("trends")
 def trends(
     granularity: str = typer.Option("day", "--granularity", "-g", help="hour, day, week or month."),
-    metric: list[str] = typer.Option(list(TREND_METRICS), "--metric", help="Repeatable: " + ", ".join(TREND_METRICS)),
-    config: Path = _config, dsn: str | None = _dsn, hours: float | None = _hours, since: str | None = _since,
-    until: str | None = _until, service: str | None = _service, operation: str | None = _operation,
-    tenant: str | None = _tenant, user: str | None = _user, agent: str | None = _agent,
-    model: str | None = _model, fmt: str = _format, output: Path | None = _output,
+    metric: list[str] = _metrics,
+    config: Path = _config,
+    dsn: str | None = _dsn,
+    hours: float | None = _hours,
+    since: str | None = _since,
+    until: str | None = _until,
+    service: str | None = _service,
+    operation: str | None = _operation,
+    tenant: str | None = _tenant,
+    user: str | None = _user,
+    agent: str | None = _agent,
+    model: str | None = _model,
+    fmt: str = _format,
+    output: Path | None = _output,
 ) -> None:
     """Least-squares slope, r², p-value and verdict per metric (default lookback 7 days)."""
-    c = _common(config, dsn, hours, since, until, fmt, output, service=service, operation=operation, tenant=tenant,
-                user=user, agent=agent, model=model, default_hours=24.0 * 7)
+    c = _common(
+        config,
+        dsn,
+        hours,
+        since,
+        until,
+        fmt,
+        output,
+        service=service,
+        operation=operation,
+        tenant=tenant,
+        user=user,
+        agent=agent,
+        model=model,
+        default_hours=24.0 * 7,
+    )
     with _analytics(c) as a:
         result = _run(lambda: a.trends(c.window, c.filters, granularity, metric))
         _emit(c, result, f"trends per {granularity}", empty=all(t.points == 0 for t in result))
@@ -286,14 +401,37 @@ def trends(
 def outliers(
     metric: str = typer.Option("duration", "--metric", help="duration or cost."),
     threshold: float = typer.Option(DEFAULT_Z_THRESHOLD, "--threshold", "-z", help="|z-score| at least this."),
-    config: Path = _config, dsn: str | None = _dsn, hours: float | None = _hours, since: str | None = _since,
-    until: str | None = _until, service: str | None = _service, operation: str | None = _operation,
-    tenant: str | None = _tenant, user: str | None = _user, agent: str | None = _agent,
-    model: str | None = _model, fmt: str = _format, output: Path | None = _output, limit: int = _limit,
+    config: Path = _config,
+    dsn: str | None = _dsn,
+    hours: float | None = _hours,
+    since: str | None = _since,
+    until: str | None = _until,
+    service: str | None = _service,
+    operation: str | None = _operation,
+    tenant: str | None = _tenant,
+    user: str | None = _user,
+    agent: str | None = _agent,
+    model: str | None = _model,
+    fmt: str = _format,
+    output: Path | None = _output,
+    limit: int = _limit,
 ) -> None:
     """Spans far from their operation's mean (z-score), with trace id and correlation id."""
-    c = _common(config, dsn, hours, since, until, fmt, output, service=service, operation=operation, tenant=tenant,
-                user=user, agent=agent, model=model)
+    c = _common(
+        config,
+        dsn,
+        hours,
+        since,
+        until,
+        fmt,
+        output,
+        service=service,
+        operation=operation,
+        tenant=tenant,
+        user=user,
+        agent=agent,
+        model=model,
+    )
     with _analytics(c) as a:
         result = _run(lambda: a.outliers(c.window, c.filters, metric=metric, threshold=threshold, limit=limit))
         _emit(c, result, f"{metric} outliers (|z| >= {threshold:g})")
@@ -302,14 +440,36 @@ def outliers(
 @app.command("percentiles")
 def percentiles(
     field: str = typer.Option("duration", "--field", help="duration, cost, tokens, quality or attribute:<name>."),
-    config: Path = _config, dsn: str | None = _dsn, hours: float | None = _hours, since: str | None = _since,
-    until: str | None = _until, service: str | None = _service, operation: str | None = _operation,
-    tenant: str | None = _tenant, user: str | None = _user, agent: str | None = _agent,
-    model: str | None = _model, fmt: str = _format, output: Path | None = _output,
+    config: Path = _config,
+    dsn: str | None = _dsn,
+    hours: float | None = _hours,
+    since: str | None = _since,
+    until: str | None = _until,
+    service: str | None = _service,
+    operation: str | None = _operation,
+    tenant: str | None = _tenant,
+    user: str | None = _user,
+    agent: str | None = _agent,
+    model: str | None = _model,
+    fmt: str = _format,
+    output: Path | None = _output,
 ) -> None:
     """p50/p75/p90/p95/p99, mean, median, std, min, max and count."""
-    c = _common(config, dsn, hours, since, until, fmt, output, service=service, operation=operation, tenant=tenant,
-                user=user, agent=agent, model=model)
+    c = _common(
+        config,
+        dsn,
+        hours,
+        since,
+        until,
+        fmt,
+        output,
+        service=service,
+        operation=operation,
+        tenant=tenant,
+        user=user,
+        agent=agent,
+        model=model,
+    )
     with _analytics(c) as a:
         result = _run(lambda: a.percentiles(c.window, c.filters, field))
         _emit(c, result, f"percentiles of {field}", empty=result.count == 0)
@@ -319,15 +479,36 @@ def percentiles(
 def insights(
     minutes_saved: float | None = typer.Option(None, "--minutes-saved", help="Baseline minutes saved per task."),
     hourly_rate: float | None = typer.Option(None, "--hourly-rate", help="USD per hour of the saved time."),
-    config: Path = _config, dsn: str | None = _dsn, hours: float | None = _hours, since: str | None = _since,
-    until: str | None = _until, service: str | None = _service, operation: str | None = _operation,
-    tenant: str | None = _tenant, agent: str | None = _agent, model: str | None = _model, fmt: str = _format,
+    config: Path = _config,
+    dsn: str | None = _dsn,
+    hours: float | None = _hours,
+    since: str | None = _since,
+    until: str | None = _until,
+    service: str | None = _service,
+    operation: str | None = _operation,
+    tenant: str | None = _tenant,
+    agent: str | None = _agent,
+    model: str | None = _model,
+    fmt: str = _format,
     output: Path | None = _output,
 ) -> None:
     """Fastest agent per operation, most cost-efficient, highest quality, peak hours, degrading operations;
     recommendations; business value with --minutes-saved and --hourly-rate (default lookback 7 days)."""
-    c = _common(config, dsn, hours, since, until, fmt, output, service=service, operation=operation, tenant=tenant,
-                agent=agent, model=model, default_hours=24.0 * 7)
+    c = _common(
+        config,
+        dsn,
+        hours,
+        since,
+        until,
+        fmt,
+        output,
+        service=service,
+        operation=operation,
+        tenant=tenant,
+        agent=agent,
+        model=model,
+        default_hours=24.0 * 7,
+    )
     if (minutes_saved is None) != (hourly_rate is None):
         raise _fail("--minutes-saved and --hourly-rate go together")
     with _analytics(c) as a:
@@ -376,8 +557,12 @@ app.add_typer(alerts_app, name="alerts")
 @alerts_app.command("list")
 def alerts_list(
     status: str | None = typer.Option(None, "--status", help="active, acknowledged, resolved or open."),
-    config: Path = _config, dsn: str | None = _dsn, fmt: str = _format, output: Path | None = _output,
-    limit: int = _limit, offset: int = _offset,
+    config: Path = _config,
+    dsn: str | None = _dsn,
+    fmt: str = _format,
+    output: Path | None = _output,
+    limit: int = _limit,
+    offset: int = _offset,
 ) -> None:
     """Stored alerts, newest first."""
     c = _budget_common(config, dsn, fmt, output)
@@ -387,8 +572,10 @@ def alerts_list(
 
 @alerts_app.command("ack")
 def alerts_ack(
-    alert_id: int = typer.Argument(...), by: str | None = typer.Option(None, "--by", help="Who acknowledges."),
-    config: Path = _config, dsn: str | None = _dsn,
+    alert_id: int = typer.Argument(...),
+    by: str | None = typer.Option(None, "--by", help="Who acknowledges."),
+    config: Path = _config,
+    dsn: str | None = _dsn,
 ) -> None:
     """Acknowledge an active alert (exit 1 if it is not active)."""
     with _analytics(_budget_common(config, dsn, "table", None)) as a:
@@ -455,26 +642,68 @@ def summary_command(
 
 
 _EXPORT_COLUMNS = (
-    "trace_id", "span_id", "parent_span_id", "start_time", "end_time", "duration_ms", "service_name", "operation",
-    "status_code", "correlation_id", "tenant_id", "user_id", "session_id", "agent_name", "agent_role", "model",
-    "provider", "input_tokens", "output_tokens", "cost_usd", "quality_score", "error_type", "http_route",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "start_time",
+    "end_time",
+    "duration_ms",
+    "service_name",
+    "operation",
+    "status_code",
+    "correlation_id",
+    "tenant_id",
+    "user_id",
+    "session_id",
+    "agent_name",
+    "agent_role",
+    "model",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "quality_score",
+    "error_type",
+    "http_route",
     "http_status_code",
 )
 
 
 @app.command("export")
 def export(
-    config: Path = _config, dsn: str | None = _dsn, hours: float | None = _hours, since: str | None = _since,
-    until: str | None = _until, service: str | None = _service, operation: str | None = _operation,
-    tenant: str | None = _tenant, user: str | None = _user, agent: str | None = _agent,
-    model: str | None = _model, fmt: str = typer.Option("csv", "--format", "-f", help="csv or json (lines)."),
-    output: Path | None = _output, limit: int = typer.Option(EXPORT_LIMIT, "--limit"),
+    config: Path = _config,
+    dsn: str | None = _dsn,
+    hours: float | None = _hours,
+    since: str | None = _since,
+    until: str | None = _until,
+    service: str | None = _service,
+    operation: str | None = _operation,
+    tenant: str | None = _tenant,
+    user: str | None = _user,
+    agent: str | None = _agent,
+    model: str | None = _model,
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv or json (lines)."),
+    output: Path | None = _output,
+    limit: int = typer.Option(EXPORT_LIMIT, "--limit"),
 ) -> None:
     """Raw spans of the window (hot columns) as CSV or JSON lines, streamed."""
     if fmt not in ("csv", "json"):
         raise _fail(f"--format: expected csv or json, got {fmt!r}")
-    c = _common(config, dsn, hours, since, until, fmt, output, service=service, operation=operation, tenant=tenant,
-                user=user, agent=agent, model=model)
+    c = _common(
+        config,
+        dsn,
+        hours,
+        since,
+        until,
+        fmt,
+        output,
+        service=service,
+        operation=operation,
+        tenant=tenant,
+        user=user,
+        agent=agent,
+        model=model,
+    )
     from collector.analytics._sql import source_for
 
     with _analytics(c) as a:
@@ -482,9 +711,9 @@ def export(
         query = sql.SQL("SELECT {cols} FROM spans WHERE {where} ORDER BY start_time LIMIT %s").format(
             cols=sql.SQL(", ").join(sql.Identifier(col) for col in _EXPORT_COLUMNS), where=src.where
         )
-        handle = open(c.output, "w", encoding="utf-8", newline="") if c.output else sys.stdout
         count = 0
-        try:
+        with contextlib.ExitStack() as stack:
+            handle = stack.enter_context(open(c.output, "w", encoding="utf-8", newline="")) if c.output else sys.stdout
             writer = csv.writer(handle, lineterminator="\n") if fmt == "csv" else None
             if writer:
                 writer.writerow(_EXPORT_COLUMNS)
@@ -494,16 +723,13 @@ def export(
                 for row in cur:
                     values = [v.hex() if isinstance(v, bytes) else v for v in row]
                     if writer:
-                        writer.writerow(["" if v is None else (v.isoformat() if isinstance(v, datetime) else v)
-                                         for v in values])
+                        writer.writerow(
+                            ["" if v is None else (v.isoformat() if isinstance(v, datetime) else v) for v in values]
+                        )
                     else:
                         handle.write(json.dumps(dict(zip(_EXPORT_COLUMNS, values, strict=True)), default=str) + "\n")
                     count += 1
-        finally:
-            if c.output:
-                handle.close()
         if count == 0:
             typer.echo("no data", err=True)
         elif c.output:
             typer.echo(f"wrote {count} spans to {c.output}", err=True)
-

@@ -89,8 +89,27 @@ def generate(n: int = 6000, seed: int = 7, end: datetime = END, days: int = DAYS
     services = np.array([s for s, _ in OPERATIONS])[op_index]
     operations = np.array([o for _, o in OPERATIONS])[op_index]
     trace_ids = [(seed * 1_000_003 + i).to_bytes(16, "big") for i in range(n)]
-    return Dataset(start, end, start_s, duration_ms, services, operations, error, tenant, user, agent, role,
-                   model, provider, input_tokens, output_tokens, cost, quality, correlation, trace_ids)
+    return Dataset(
+        start,
+        end,
+        start_s,
+        duration_ms,
+        services,
+        operations,
+        error,
+        tenant,
+        user,
+        agent,
+        role,
+        model,
+        provider,
+        input_tokens,
+        output_tokens,
+        cost,
+        quality,
+        correlation,
+        trace_ids,
+    )
 
 
 def _kv(key: str, value: str | int | float) -> KeyValue:
@@ -121,9 +140,9 @@ def requests(data: Dataset, batch: int = 2000) -> list[ExportTraceServiceRequest
             span.span_id = (i + 1).to_bytes(8, "big")
             span.name = str(data.operation[i])
             span.kind = 2
-            start_ns = int(round(data.start_s[i] * 1e6)) * 1000
+            start_ns = round(data.start_s[i] * 1e6) * 1000
             span.start_time_unix_nano = start_ns
-            span.end_time_unix_nano = start_ns + int(round(float(data.duration_ms[i]) * 1000)) * 1000
+            span.end_time_unix_nano = start_ns + round(float(data.duration_ms[i]) * 1000) * 1000
             span.status.code = 2 if data.error[i] else 1
             attrs = [
                 _kv("tenant.id", str(data.tenant[i])),

@@ -57,8 +57,11 @@ def test_budget_status_spend_and_states(small) -> None:  # type: ignore[no-untyp
         m = (column == name) & (d.start_s >= start.timestamp()) & (d.start_s < NOW.timestamp())
         assert s.spent_usd == pytest.approx(d.cost[m].sum(), rel=1e-9, abs=1e-12)
         assert s.utilization == pytest.approx(s.spent_usd / s.amount_usd)
-        expected = "critical" if s.utilization >= s.critical_ratio else (
-            "warning" if s.utilization >= s.warning_ratio else "ok")
+        expected = (
+            "critical"
+            if s.utilization >= s.critical_ratio
+            else ("warning" if s.utilization >= s.warning_ratio else "ok")
+        )
         assert s.status == expected
         assert s.period_start == start
     assert status[("agent", "planner", "day")].status == "critical"
@@ -96,8 +99,11 @@ def test_metric_rules_fire_per_service(small) -> None:  # type: ignore[no-untype
     assert {f.scope for f in firings if f.rule == "slow"} == _expected_metric_firings(d, 3600, "avg_ms", 300.0)
     assert {f.scope for f in firings if f.rule == "errors"} == _expected_metric_firings(d, 3600, "error_rate", 0.05)
     w = (d.start_s >= NOW.timestamp() - 3600) & (d.start_s < NOW.timestamp())
-    p95 = {f"service={d.service[d.operation == op][0]},operation={op}" for op in set(d.operation[w])
-           if np.percentile(d.duration_ms[w & (d.operation == op)], 95) > 2000.0}
+    p95 = {
+        f"service={d.service[d.operation == op][0]},operation={op}"
+        for op in set(d.operation[w])
+        if np.percentile(d.duration_ms[w & (d.operation == op)], 95) > 2000.0
+    }
     assert {f.scope for f in firings if f.rule == "p95"} == p95
     assert all(f.severity == "critical" for f in firings if f.rule == "errors")
     assert firings, "the generated data makes at least one rule fire"
@@ -105,8 +111,9 @@ def test_metric_rules_fire_per_service(small) -> None:  # type: ignore[no-untype
 
 def test_anomaly_rule_matches_numpy_baseline(small) -> None:  # type: ignore[no-untyped-def]
     conn, d = small
-    rule = AlertRuleConfig(name="anomaly", metric="anomaly_avg_ms", window=1800.0, baseline=86400.0,
-                           group_by="operation")
+    rule = AlertRuleConfig(
+        name="anomaly", metric="anomaly_avg_ms", window=1800.0, baseline=86400.0, group_by="operation"
+    )
     firings = evaluate(Analytics(conn), [rule], NOW)
     expected = set()
     now_s, start_s = NOW.timestamp(), NOW.timestamp() - 1800
@@ -167,8 +174,23 @@ def test_webhook_delivery_and_failure_never_raises() -> None:
             fire = Firing("slow", "warning", "service=a", "avg_ms", 900.0, 500.0, "slow a")
             from collector.analytics.models import Alert
 
-            alert = Alert(1, fire.fingerprint, "slow", "warning", "active", "service=a", "avg_ms", 900.0, 500.0,
-                          "slow a", NOW, NOW, None, None, 1)
+            alert = Alert(
+                1,
+                fire.fingerprint,
+                "slow",
+                "warning",
+                "active",
+                "service=a",
+                "avg_ms",
+                900.0,
+                500.0,
+                "slow a",
+                NOW,
+                NOW,
+                None,
+                None,
+                1,
+            )
             config = WebhookConfig(url=f"http://127.0.0.1:{server.port}/hook", headers={"X-Team": "sre"})
             assert await deliver_webhook(config, [alert], [])
             await asyncio.wait_for(got.wait(), 5)
@@ -208,18 +230,45 @@ def test_service_health_and_summary(small) -> None:  # type: ignore[no-untyped-d
     assert s.active_alerts == 1 and s.status == "degraded"
 
 
-def _agent(name: str, tasks: int, cost: float, quality: float | None, success: float = 0.99,
-           budget: float | None = None, spent: float | None = None) -> AgentStats:
-    return AgentStats(name, tasks, int(tasks * success), success, 100.0, 90.0, 200.0, 0, 0, cost, quality, None,
-                      None, None, budget, None if budget is None else budget - (spent or 0.0),
-                      None if budget is None else (spent or 0.0) / budget)
+def _agent(
+    name: str,
+    tasks: int,
+    cost: float,
+    quality: float | None,
+    success: float = 0.99,
+    budget: float | None = None,
+    spent: float | None = None,
+) -> AgentStats:
+    return AgentStats(
+        name,
+        tasks,
+        int(tasks * success),
+        success,
+        100.0,
+        90.0,
+        200.0,
+        0,
+        0,
+        cost,
+        quality,
+        None,
+        None,
+        None,
+        budget,
+        None if budget is None else budget - (spent or 0.0),
+        None if budget is None else (spent or 0.0) / budget,
+    )
 
 
 def test_recommendations() -> None:
     now = datetime(2026, 11, 21, tzinfo=UTC)  # 20 of 30 November days elapsed
     budgets = [
-        BudgetStatus("agent", "idle", "month", 100.0, 10.0, 90.0, 0.1, 0.8, 1.0, "ok", datetime(2026, 11, 1, tzinfo=UTC)),
-        BudgetStatus("agent", "busy", "month", 100.0, 60.0, 40.0, 0.6, 0.8, 1.0, "ok", datetime(2026, 11, 1, tzinfo=UTC)),
+        BudgetStatus(
+            "agent", "idle", "month", 100.0, 10.0, 90.0, 0.1, 0.8, 1.0, "ok", datetime(2026, 11, 1, tzinfo=UTC)
+        ),
+        BudgetStatus(
+            "agent", "busy", "month", 100.0, 60.0, 40.0, 0.6, 0.8, 1.0, "ok", datetime(2026, 11, 1, tzinfo=UTC)
+        ),
     ]
     agents = [
         _agent("star", 500, 5.0, 0.93, budget=100.0, spent=20.0),
@@ -243,12 +292,33 @@ def test_recommendations() -> None:
 
 def test_insights_and_business_value() -> None:
     ops = [
-        {"operation": "plan", "agent": "a", "calls": 10, "successes": 9, "avg_ms": 120.0, "cost_usd": 0.9,
-         "quality_avg": 0.8},
-        {"operation": "plan", "agent": "b", "calls": 10, "successes": 10, "avg_ms": 80.0, "cost_usd": 0.5,
-         "quality_avg": 0.9},
-        {"operation": "solo", "agent": "a", "calls": 5, "successes": 5, "avg_ms": 10.0, "cost_usd": 0.0,
-         "quality_avg": None},
+        {
+            "operation": "plan",
+            "agent": "a",
+            "calls": 10,
+            "successes": 9,
+            "avg_ms": 120.0,
+            "cost_usd": 0.9,
+            "quality_avg": 0.8,
+        },
+        {
+            "operation": "plan",
+            "agent": "b",
+            "calls": 10,
+            "successes": 10,
+            "avg_ms": 80.0,
+            "cost_usd": 0.5,
+            "quality_avg": 0.9,
+        },
+        {
+            "operation": "solo",
+            "agent": "a",
+            "calls": 5,
+            "successes": 5,
+            "avg_ms": 10.0,
+            "cost_usd": 0.0,
+            "quality_avg": None,
+        },
     ]
     hourly = [UsagePoint(f"{h:02d}", c) for h, c in enumerate([0] * 20 + [5, 9, 9, 1])]
     trend = Trend("avg_ms", 7, 12.0, 100.0, 0.9, 0.001, 100.0, 180.0, "degrading")
@@ -270,14 +340,21 @@ def test_insights_and_business_value() -> None:
 def test_config_validation_names_the_key() -> None:
     config = AnalyticsConfig()
     assert config.validate() == []
-    assert [r.name for r in default_rules()] == ["high_avg_latency", "high_p95_latency", "high_error_rate",
-                                                  "budget", "latency_anomaly"]
+    assert [r.name for r in default_rules()] == [
+        "high_avg_latency",
+        "high_p95_latency",
+        "high_error_rate",
+        "budget",
+        "latency_anomaly",
+    ]
     config.alerts.rules.append(AlertRuleConfig(name="high_avg_latency", metric="median", threshold=None))
     config.alerts.webhook.url = "ftp://x"
     config.thresholds.slow = 40.0
     errors = config.validate()
-    assert "alerts::rules::5::metric: expected one of avg_ms, p95_ms, error_rate, budget_utilization, " \
-           "anomaly_avg_ms, got 'median'" in errors
+    assert (
+        "alerts::rules::5::metric: expected one of avg_ms, p95_ms, error_rate, budget_utilization, "
+        "anomaly_avg_ms, got 'median'" in errors
+    )
     assert "alerts::rules::5::name: 'high_avg_latency' appears twice" in errors
     assert any(e.startswith("alerts::webhook::url") for e in errors)
     assert any(e.startswith("thresholds:") for e in errors)

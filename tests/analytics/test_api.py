@@ -86,8 +86,14 @@ def test_health_degrades_when_the_database_is_unreachable() -> None:
 def test_openapi_document_describes_every_route_and_model(client: httpx.Client) -> None:
     doc = client.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.")
-    for path in ("/api/v1/performance", "/api/v1/trends", "/api/v1/costs", "/api/v1/alerts/{id}/ack",
-                 "/api/v1/budgets", "/api/v1/health"):
+    for path in (
+        "/api/v1/performance",
+        "/api/v1/trends",
+        "/api/v1/costs",
+        "/api/v1/alerts/{id}/ack",
+        "/api/v1/budgets",
+        "/api/v1/health",
+    ):
         assert path in doc["paths"], path
     perf = doc["components"]["schemas"]["OperationPerformance"]
     assert list(perf["properties"]) == list(OperationPerformance.__dataclass_fields__)
@@ -182,7 +188,8 @@ def test_budgets_and_alerts_over_http(pg_dsn: str) -> None:
         assert c.delete("/budgets/model/gpt-4o/day").status_code == 404
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             (alert,), _ = AlertStore(conn).apply(
-                [Firing("slow", "critical", "service=a", "avg_ms", 9.0, 5.0, "m")], ["slow"])
+                [Firing("slow", "critical", "service=a", "avg_ms", 9.0, 5.0, "m")], ["slow"]
+            )
         listed = c.get("/alerts", params={"status": "open"}).json()["items"]
         assert [a["id"] for a in listed] == [alert.id]
         acked = c.post(f"/alerts/{alert.id}/ack", json={"by": "oncall"})

@@ -87,7 +87,8 @@ def test_costs_csv_to_file_and_projection(dataset, tmp_path: Path) -> None:  # t
     assert code == 0 and "wrote" in err
     rows = list(csv.DictReader(target.open()))
     assert {r["key"]: float(r["cost_usd"]) for r in rows} == pytest.approx(
-        {p or "(none)": d.cost[d.provider == p].sum() for p in set(d.provider)}, rel=1e-9)
+        {p or "(none)": d.cost[d.provider == p].sum() for p in set(d.provider)}, rel=1e-9
+    )
     code, out, _ = run("costs", "--dsn", dataset.dsn, "--correlation-id", str(d.correlation[5]), "-f", "json")
     assert code == 0 and json.loads(out)["spans"] == (d.correlation == d.correlation[5]).sum()
     code, out, _ = run("costs", "--dsn", dataset.dsn, "--projection", "-f", "json")
@@ -95,8 +96,9 @@ def test_costs_csv_to_file_and_projection(dataset, tmp_path: Path) -> None:  # t
 
 
 def test_trends_outliers_percentiles_insights(dataset) -> None:  # type: ignore[no-untyped-def]
-    code, out, _ = run("trends", "--dsn", dataset.dsn, *FULL, "--operation", "search.query", "--metric", "p95_ms",
-                       "-f", "json")
+    code, out, _ = run(
+        "trends", "--dsn", dataset.dsn, *FULL, "--operation", "search.query", "--metric", "p95_ms", "-f", "json"
+    )
     assert code == 0 and [t["verdict"] for t in json.loads(out)] == ["degrading"]
     code, out, _ = run("outliers", "--dsn", dataset.dsn, *FULL, "-z", "4", "-f", "json", "--limit", "3")
     rows = json.loads(out)
@@ -105,8 +107,9 @@ def test_trends_outliers_percentiles_insights(dataset) -> None:  # type: ignore[
     assert code == 0 and json.loads(out)["exact"] is True
     code, _, err = run("percentiles", "--dsn", dataset.dsn, *FULL, "--field", "colour")
     assert code == 2 and "field" in err
-    code, out, _ = run("insights", "--dsn", dataset.dsn, *FULL, "--minutes-saved", "10", "--hourly-rate", "60",
-                       "-f", "json")
+    code, out, _ = run(
+        "insights", "--dsn", dataset.dsn, *FULL, "--minutes-saved", "10", "--hourly-rate", "60", "-f", "json"
+    )
     body = json.loads(out)
     assert code == 0 and {i["kind"] for i in body["insights"]} >= {"fastest_agent", "peak_hour"}
     successes = int((~dataset.data.error).sum())
@@ -137,8 +140,9 @@ def test_budgets_and_alerts_commands(pg_dsn: str, pg_server_dsn: str, tmp_path: 
     assert run("budgets", "delete", "agent", "planner", "--period", "week", "--dsn", pg_dsn)[0] == 0
     assert run("budgets", "delete", "agent", "planner", "--period", "week", "--dsn", pg_dsn)[0] == 1
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        (alert,), _ = AlertStore(conn).apply([Firing("slow", "warning", "service=a", "avg_ms", 9.0, 5.0, "m")],
-                                             ["slow"])
+        (alert,), _ = AlertStore(conn).apply(
+            [Firing("slow", "warning", "service=a", "avg_ms", 9.0, 5.0, "m")], ["slow"]
+        )
     code, out, _ = run("alerts", "list", "--dsn", pg_dsn, "--status", "active", "-f", "json")
     assert code == 0 and [a["id"] for a in json.loads(out)] == [alert.id]
     assert run("alerts", "ack", str(alert.id), "--dsn", pg_dsn, "--by", "me")[0] == 0

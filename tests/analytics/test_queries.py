@@ -134,7 +134,7 @@ def test_users_usage_and_active(dataset, a: Analytics) -> None:  # type: ignore[
         assert u.last_seen.timestamp() == pytest.approx(d.start_s[m].max(), abs=1e-6)
     assert a.active_users(window) == len(set(d.user))
     top = a.top_operations(window, limit=2)
-    ops, counts = np.unique(d.operation, return_counts=True)
+    _ops, counts = np.unique(d.operation, return_counts=True)
     assert [p.count for p in top] == sorted(counts, reverse=True)[:2]
     hourly = a.hourly_pattern(window)
     hours = ((d.start_s // 3600) % 24).astype(int)
@@ -229,8 +229,14 @@ def test_costs(dataset, a: Analytics) -> None:  # type: ignore[no-untyped-def]
     window = _full_window(dataset)
     total = d.cost.sum()
     assert a.total_cost(window) == pytest.approx(total, rel=EXACT)
-    for by, column in (("model", d.model), ("provider", d.provider), ("tenant", d.tenant), ("agent", d.agent),
-                       ("user", d.user), ("operation", d.operation)):
+    for by, column in (
+        ("model", d.model),
+        ("provider", d.provider),
+        ("tenant", d.tenant),
+        ("agent", d.agent),
+        ("user", d.user),
+        ("operation", d.operation),
+    ):
         rows = a.costs(window, by=by)
         assert sum(r.calls for r in rows) == len(d.start_s)
         for r in rows:
