@@ -124,14 +124,12 @@ def build_span_processors(
 ) -> list[SpanProcessor]:
     """Our processor chain: correlation and business on start, enrichment (cost, redaction) around each
     batch."""
-    from otel_metrics._internal.fast_processors import (
-        CachedBusinessSpanProcessor,
-        CachedCorrelationSpanProcessor,
-    )
+    from otel_metrics._internal.fast_processors import ContextAttributesSpanProcessor
     from processors.sdk import EnrichingSpanProcessor
 
     table = price_table_for(pricing)
-    chain: list[SpanProcessor] = [CachedCorrelationSpanProcessor(), CachedBusinessSpanProcessor()]
+    # One instance that is both a CorrelationSpanProcessor and a BusinessSpanProcessor (see fast_processors).
+    chain: list[SpanProcessor] = [ContextAttributesSpanProcessor()]
     for exporter in exporters:
         batch = _batch_span_processor(exporter, meter_provider)
         chain.append(EnrichingSpanProcessor(batch, price_table=table, redact=redact))

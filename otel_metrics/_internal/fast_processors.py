@@ -22,6 +22,7 @@ from processors.correlation import CORRELATION_ID_KEY, CorrelationSpanProcessor,
 __all__ = [
     "CachedBusinessSpanProcessor",
     "CachedCorrelationSpanProcessor",
+    "ContextAttributesSpanProcessor",
     "context_business_attributes",
     "start_attributes",
 ]
@@ -113,3 +114,26 @@ def start_attributes(parent: Context) -> dict[str, Any] | None:
     @track_performance can pass it at span creation (one attribute build instead of two later updates; the
     processors then find the keys present and skip). Cached by context identity; do not mutate."""
     return _start_cache.get(parent, _start_attributes)  # type: ignore[no-any-return]
+
+
+class ContextAttributesSpanProcessor(CachedCorrelationSpanProcessor, CachedBusinessSpanProcessor):
+    """Both processors in one: the correlation id and the business attributes of the parent context, set
+    with a single ``set_attributes`` (keys already on the span win), one processor call instead of two."""
+
+    def __init__(self) -> None:
+        CachedCorrelationSpanProcessor.__init__(self)
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        try:
+            attributes = start_attributes(_parent(parent_context))
+            if not attributes:
+                return
+            existing = span.attributes or {}
+            if existing and any(key in existing for key in attributes):
+                attributes = {k: v for k, v in attributes.items() if k not in existing}
+                if not attributes:
+                    return
+            span.set_attributes(attributes)
+        except Exception:  # fall back to the two uncached processors' behaviour
+            CorrelationSpanProcessor.on_start(self, span, parent_context)
+            BusinessSpanProcessor.on_start(self, span, parent_context)

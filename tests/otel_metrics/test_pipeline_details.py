@@ -190,3 +190,25 @@ def test_full_queue_drops_are_counted_and_calls_never_block(monkeypatch: Any) ->
     finally:
         stuck.release.set()
         tel.shutdown(timeout_s=10)
+
+
+def test_fastapi_module_names_the_extra_when_missing() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['opentelemetry.instrumentation.fastapi'] = None\n"
+        "try:\n    import otel_metrics.fastapi\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "pip install 'otel-metrics[fastapi]'" in out
+
+
+def test_our_processor_is_both_upstream_processor_classes(telemetry: Any) -> None:
+    from processors.business import BusinessSpanProcessor
+    from processors.correlation import CorrelationSpanProcessor
+    from processors.sdk import EnrichingSpanProcessor
+
+    chain = telemetry.tracer_provider._active_span_processor._span_processors
+    assert isinstance(chain[0], CorrelationSpanProcessor) and isinstance(chain[0], BusinessSpanProcessor)
+    assert isinstance(chain[1], EnrichingSpanProcessor)
