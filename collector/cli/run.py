@@ -24,20 +24,6 @@ def _print_errors(exc: ConfigError) -> None:
         typer.echo(f"  - {line}", err=True)
 
 
-@app.command("validate")
-def validate(config: Path = _CONFIG_OPTION) -> None:
-    """Check a collector config (keys, types, references, each component's rules); exit 1 on any error."""
-    try:
-        loaded = load_config(config)
-    except ConfigError as exc:
-        _print_errors(exc)
-        raise typer.Exit(1) from None
-    for warning in loaded.warnings:
-        typer.echo(f"warning: {warning}", err=True)
-    pipelines = ", ".join(str(p) for p in loaded.pipelines)
-    typer.echo(f"OK: {config} ({len(loaded.pipelines)} pipeline(s): {pipelines})")
-
-
 @app.command("collector")
 def collector(
     config: Path = _CONFIG_OPTION,
@@ -67,3 +53,17 @@ def collector(
         raise typer.Exit(1) from None
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         raise typer.Exit(130) from None
+
+
+@app.command("validate")
+def validate(config: Path = _CONFIG_OPTION) -> None:
+    """Check a collector config (keys, types, references, each component's rules); exit 1 on any error."""
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        _print_errors(exc)
+        raise typer.Exit(1) from None
+    for warning in loaded.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    pipelines = ", ".join(str(p) for p in loaded.pipelines)
+    typer.echo(f"OK: {config} ({len(loaded.pipelines)} pipeline(s): {pipelines})")

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from grpc import Compression as GRPCCompression
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GRPCLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GRPCMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GRPCSpanExporter
+from opentelemetry.exporter.otlp.proto.http import Compression as HTTPCompression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HTTPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HTTPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPSpanExporter
@@ -68,12 +70,13 @@ def assert_spans_match(sent: list[ReadableSpan], requests: list[Any]) -> None:
 def _exporters(collector: Any, transport: str) -> tuple[Any, Any, Any]:
     if transport == "grpc":
         return (
-            GRPCSpanExporter(endpoint=collector.grpc_endpoint, insecure=True),
+            # gzip on the span exporters: the receivers must decompress what the official clients send
+            GRPCSpanExporter(endpoint=collector.grpc_endpoint, insecure=True, compression=GRPCCompression.Gzip),
             GRPCMetricExporter(endpoint=collector.grpc_endpoint, insecure=True),
             GRPCLogExporter(endpoint=collector.grpc_endpoint, insecure=True),
         )
     return (
-        HTTPSpanExporter(endpoint=f"{collector.http_url}/v1/traces"),
+        HTTPSpanExporter(endpoint=f"{collector.http_url}/v1/traces", compression=HTTPCompression.Gzip),
         HTTPMetricExporter(endpoint=f"{collector.http_url}/v1/metrics"),
         HTTPLogExporter(endpoint=f"{collector.http_url}/v1/logs"),
     )
