@@ -261,7 +261,7 @@ def track_performance(
     ``operation.errors``. ``include_metadata=True`` adds a summary of the result (``result.success``,
     ``result.keys``, ``result.length``, ``result.type``); ``metadata=callable(result) -> dict`` adds your own
     attributes (its exceptions are logged, never raised). Works bare (``@track_performance``) or with
-    arguments.
+    arguments. Generator functions are not supported as such: the span would cover creating the generator.
     """
     if callable(service_name):
         return _wrap(service_name, None, name, include_metadata, metadata)
