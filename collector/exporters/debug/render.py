@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import text_format
+from google.protobuf import text_encoding, text_format
 
 from collector.component import Request, Signal
 
@@ -108,5 +108,5 @@ def detailed(signal: Signal, request: Request) -> str:
 
 
 def _unescape(quoted: str) -> bytes:
-    unescaped: bytes = text_format._CUnescape(quoted[1:-1])
+    unescaped: bytes = text_encoding.CUnescape(quoted[1:-1])
     return unescaped
