@@ -34,8 +34,8 @@ def _request(n: int = 2, name: str = "op") -> ExportTraceServiceRequest:
     return req
 
 
-def _call(endpoint: str, body: bytes) -> tuple[grpc.StatusCode, Any, Any]:
-    with grpc.insecure_channel(endpoint) as channel:
+def _call(endpoint: str, body: bytes, compression: grpc.Compression | None = None) -> tuple[grpc.StatusCode, Any, Any]:
+    with grpc.insecure_channel(endpoint, compression=compression) as channel:
         export = channel.unary_unary(EXPORT)  # raw bytes both ways
         try:
             response = export(body, timeout=10)
@@ -56,6 +56,9 @@ def test_garbage_truncated_and_oversized(collector: Any) -> None:
     code, details, _ = _call(collector.grpc_endpoint, _request(3).SerializeToString()[:-4])
     assert code is grpc.StatusCode.INVALID_ARGUMENT
     code, _, _ = _call(collector.grpc_endpoint, b"\x00" * (1024 * 1024 + 10))
+    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    # a gzip bomb: a few KiB on the wire, 8 MiB once inflated, checked against the limit after decompression
+    code, _, _ = _call(collector.grpc_endpoint, b"\x00" * (8 << 20), grpc.Compression.Gzip)
     assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
     # still serving
     code, response, _ = _call(collector.grpc_endpoint, _request(2).SerializeToString())
