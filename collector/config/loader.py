@@ -270,6 +270,15 @@ def _check_service(
     cycle = _connector_cycle(config, reg)
     if cycle:
         errors.append(f"service.pipelines: connectors form a cycle ({cycle}); data would loop forever")
+    # Configured but unused is legal (upstream ignores it) but usually a forgotten pipeline entry.
+    used = {cid for refs in config.pipelines.values() for ids in vars(refs).values() for cid in ids}
+    for kind in ("receivers", "processors", "exporters", "connectors"):
+        for cid in getattr(config, kind):
+            if cid not in used:
+                config.warnings.append(f"{kind}.{cid}: configured but not used in any pipeline")
+    for cid in config.extensions:
+        if cid not in config.service_extensions:
+            config.warnings.append(f"extensions.{cid}: configured but not listed in service.extensions")
 
 
 def _connector_cycle(config: Config, reg: Registry) -> str:

@@ -302,3 +302,14 @@ def test_connector_cycle_is_rejected(test_components: Registry) -> None:
         "service.pipelines: connectors form a cycle (traces -[forward/x]-> traces/x -[forward]-> traces);"
         " data would loop forever"
     ]
+
+
+def test_unused_components_are_warnings_not_errors(test_components: Registry) -> None:
+    raw = _base()
+    raw["exporters"]["otlp/unused"] = {"endpoint": "x:1"}
+    raw["extensions"] = {"health_check": None}
+    config = _parse(raw, test_components)
+    assert config.warnings == [
+        "exporters.otlp/unused: configured but not used in any pipeline",
+        "extensions.health_check: configured but not listed in service.extensions",
+    ]
