@@ -52,9 +52,8 @@ class OtelMetricsConfigurator(_OTelSDKConfigurator):
 
     def _configure(self, **kwargs: Any) -> None:
         try:
-            from processors.sdk import EnrichingSpanProcessor
-
             from otel_metrics._internal.fast_processors import ContextAttributesSpanProcessor
+            from processors.sdk import EnrichingSpanProcessor
 
             table = price_table_for(None)
             redact = _redact()

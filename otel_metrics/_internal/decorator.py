@@ -19,7 +19,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode
 
-from otel_metrics._internal.fast_processors import start_attributes
+from otel_metrics._internal.fast_processors import LastContext, start_attributes
 from otel_metrics._internal.operation_metrics import OperationAggregator, Series
 from otel_metrics._internal.safety import internal_error, logger
 from otel_metrics._internal.state import STATE, metric_dimension_key
@@ -108,8 +108,7 @@ class _Operation:
             STATE.instruments().duration.record(elapsed, series.attributes)
 
     def finish_ok(self, span: trace_api.Span, parent: Context, started: float, result: Any) -> None:
-        elapsed = perf_counter() - started
-        span.set_attribute(OUTCOME, SUCCESS)
+        elapsed = perf_counter() - started  # operation.outcome=success is already set (_initial_attributes)
         if self.include_metadata:
             span.set_attributes(result_summary(result))
         if self.metadata is not None:
@@ -135,6 +134,20 @@ class _Operation:
                 span.set_attributes(clean_attributes(dict(extra), where="track_performance metadata"))
         except Exception:
             logger.warning("otel_metrics: metadata callable for %s raised; ignored", self.name, exc_info=True)
+
+
+def _with_success(parent: Context) -> dict[str, Any]:
+    return {**(start_attributes(parent) or {}), OUTCOME: SUCCESS}
+
+
+_initial_cache = LastContext()
+
+
+def _initial_attributes(parent: Context) -> dict[str, Any]:
+    """Span attributes at creation: the context's correlation id and business attributes, and
+    ``operation.outcome=success`` (overwritten on failure), built once per parent context: attributes given
+    at creation cost less than updates of a live span."""
+    return _initial_cache.get(parent, _with_success)  # type: ignore[no-any-return]
 
 
 def _end(span: trace_api.Span, token: object) -> None:
@@ -174,7 +187,7 @@ def _wrap(
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 parent = get_current()
-                span = state.tracer.start_span(span_name, parent, attributes=start_attributes(parent))
+                span = state.tracer.start_span(span_name, parent, attributes=_initial_attributes(parent))
                 token = attach(set_span(span, parent))
                 started = perf_counter()
             except Exception:
@@ -204,7 +217,7 @@ def _wrap(
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             parent = get_current()
-            span = state.tracer.start_span(span_name, parent, attributes=start_attributes(parent))
+            span = state.tracer.start_span(span_name, parent, attributes=_initial_attributes(parent))
             token = attach(set_span(span, parent))
             started = perf_counter()
         except Exception:

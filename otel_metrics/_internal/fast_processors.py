@@ -30,7 +30,7 @@ __all__ = [
 _MISSING: Any = object()
 
 
-class _LastContext:
+class LastContext:
     """A one-entry cache keyed by context identity; a tuple swap is atomic under the GIL."""
 
     __slots__ = ("_entry",)
@@ -54,7 +54,7 @@ def _parent(parent_context: Context | None) -> Context:
 class CachedCorrelationSpanProcessor(CorrelationSpanProcessor):
     def __init__(self) -> None:
         super().__init__()
-        self._last = _LastContext()
+        self._last = LastContext()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
@@ -73,7 +73,7 @@ def _frozen_business(ctx: Context) -> tuple[dict[str, Any], frozenset[str]]:
 class CachedBusinessSpanProcessor(BusinessSpanProcessor):
     def __init__(self) -> None:
         super().__init__()
-        self._last = _LastContext()
+        self._last = LastContext()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
@@ -90,7 +90,7 @@ class CachedBusinessSpanProcessor(BusinessSpanProcessor):
             super().on_start(span, parent_context)
 
 
-_dims_cache = _LastContext()
+_dims_cache = LastContext()
 
 
 def context_business_attributes() -> dict[str, Any]:
@@ -106,7 +106,7 @@ def _start_attributes(ctx: Context) -> dict[str, Any] | None:
     return attributes or None
 
 
-_start_cache = _LastContext()
+_start_cache = LastContext()
 
 
 def start_attributes(parent: Context) -> dict[str, Any] | None:
