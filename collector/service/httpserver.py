@@ -59,8 +59,15 @@ class HTTPServer:
 
     async def start(self) -> None:
         host, port = split_endpoint(self._endpoint)
+        # "localhost" means the IPv4 loopback, as Go's listener (the upstream Collector) reads it, whatever the
+        # resolver's order; an IPv6 literal gets an IPv6 socket ("::" also accepts IPv4).
+        if host == "localhost":
+            host = "127.0.0.1"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            sock = socket.create_server((host, port), reuse_port=False)
+            sock = socket.create_server(
+                (host, port), family=family, dualstack_ipv6=(host == "::" and socket.has_dualstack_ipv6())
+            )
         except OSError as exc:
             raise OSError(f"cannot listen on {self._endpoint}: {exc.strerror or exc}") from exc
         sock.setblocking(False)
