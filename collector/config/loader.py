@@ -271,10 +271,10 @@ def _check_service(
     if cycle:
         errors.append(f"service.pipelines: connectors form a cycle ({cycle}); data would loop forever")
     # Configured but unused is legal (upstream ignores it) but usually a forgotten pipeline entry.
-    used = {cid for refs in config.pipelines.values() for ids in vars(refs).values() for cid in ids}
+    referenced = {cid for refs in config.pipelines.values() for ids in vars(refs).values() for cid in ids}
     for kind in ("receivers", "processors", "exporters", "connectors"):
         for cid in getattr(config, kind):
-            if cid not in used:
+            if cid not in referenced:
                 config.warnings.append(f"{kind}.{cid}: configured but not used in any pipeline")
     for cid in config.extensions:
         if cid not in config.service_extensions:
