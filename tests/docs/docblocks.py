@@ -24,8 +24,8 @@ _LANG_ALIASES = {
     "python3": "python",
     "sh": "bash",
     "shell": "bash",
-    "console": "bash",
-    "shell-session": "bash",
+    "shell-session": "console",
+    "pycon": "pycon",
     "yml": "yaml",
 }
 
@@ -107,14 +107,17 @@ def all_blocks(files: list[Path] | None = None) -> list[Block]:
 # --- bash blocks ---------------------------------------------------------------------------------------------
 
 
-def shell_commands(code: str) -> Iterator[list[str]]:
+def shell_commands(code: str, prompts_only: bool = False) -> Iterator[list[str]]:
     """Simple commands (word lists) of a shell snippet: continuation lines joined, comments and `$ ` prompts
-    dropped, split on ``&&``, ``||``, ``;``, ``|`` and ``&``."""
+    dropped, split on ``&&``, ``||``, ``;``, ``|`` and ``&``. ``prompts_only`` (```console blocks): only lines
+    starting with `$ ` are commands, the rest is their output."""
     joined = re.sub(r"\\\n", " ", code)
     for raw in joined.splitlines():
         line = raw.strip()
         if line.startswith("$ "):
             line = line[2:]
+        elif prompts_only:
+            continue
         if not line or line.startswith("#"):
             continue
         lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")

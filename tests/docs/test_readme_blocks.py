@@ -3,14 +3,16 @@
 Rules (also in docs/README-testing.md). A block's first line may be a marker comment `# test: <marker> [reason]`
 (or `<!-- test: <marker> -->` on the line before the fence):
 - ```python blocks run in a subprocess from the repository root with OTEL_SDK_DISABLED=true and a timeout; they
-  must exit 0. `# test: skip <reason>` opts out (say why).
+  must exit 0. A block of `>>>` lines (or ```pycon) runs as a doctest: the output shown must match.
+  `# test: skip <reason>` opts out (say why).
 - ```yaml blocks must parse. In README.md, a yaml block with a top-level `service:` is a whole collector config and
   must pass the collector's validator (`load_config`, what `otel-metrics validate` runs) with an empty environment,
   so `${env:VAR:-default}` takes its default.
 - ```bash blocks are run (bash -euo pipefail, repository root, timeout) only when the first line is `# test: run`.
   Otherwise they are checked, not run: every `otel-metrics <command> [<subcommand>]` must be a real command of
   the Typer app `collector.cli.app`, every `python -m <module>` must be importable (importlib.util.find_spec),
-  and every `bash <script>` must exist. `<placeholders>` and `$VARS` are not checked.
+  and every `bash <script>` must exist. `<placeholders>` and `$VARS` are not checked. ```console blocks are
+  checked the same way, never run; only their `$ `-prompted lines are commands (the rest is output).
 - Any block marked `# test: skip` is not checked at all.
 """
 
@@ -49,11 +51,11 @@ except FenceError as exc:
     BLOCKS, FENCE_ERROR = [], str(exc)
 
 
-def _select(lang: str, readme_only: bool = False) -> list[Any]:
+def _select(*langs: str, readme_only: bool = False) -> list[Any]:
     chosen = [
-        b for b in BLOCKS if b.lang == lang and b.marker != "skip" and (not readme_only or b.file.name == "README.md")
+        b for b in BLOCKS if b.lang in langs and b.marker != "skip" and (not readme_only or b.file.name == "README.md")
     ]
-    return [pytest.param(b, id=f"{b.where}-{lang}") for b in chosen]
+    return [pytest.param(b, id=f"{b.where}-{b.lang}") for b in chosen]
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +74,23 @@ def test_readme_blocks_are_found() -> None:
     assert any(b.file.name == "README.md" and b.lang == "bash" for b in BLOCKS)
 
 
-@pytest.mark.parametrize("block", _select("python"))
+def _is_doctest(block: Block) -> bool:
+    return block.lang == "pycon" or any(line.startswith(">>> ") for line in block.code.splitlines())
+
+
+@pytest.mark.parametrize("block", _select("python", "pycon"))
 def test_python_block_runs(block: Block, tmp_path: Path) -> None:
-    script = tmp_path / "block.py"
-    script.write_text(block.code, encoding="utf-8")
     env = {**os.environ, "OTEL_SDK_DISABLED": "true"}
+    if _is_doctest(block):  # `>>>` sessions: the shown output must be what the code prints
+        script = tmp_path / "block.txt"
+        command = [sys.executable, "-m", "doctest", "-o", "ELLIPSIS", "-o", "NORMALIZE_WHITESPACE", str(script)]
+    else:
+        script = tmp_path / "block.py"
+        command = [sys.executable, str(script)]
+    script.write_text(block.code, encoding="utf-8")
     try:
         done = subprocess.run(
-            [sys.executable, str(script)],
+            command,
             cwd=REPO,
             env=env,
             capture_output=True,
@@ -88,7 +99,8 @@ def test_python_block_runs(block: Block, tmp_path: Path) -> None:
         )
     except subprocess.TimeoutExpired:
         pytest.fail(f"{block.where}: python block still running after {PYTHON_TIMEOUT_S}s")
-    assert done.returncode == 0, f"{block.where}: python block exited {done.returncode}:\n{done.stderr[-3000:]}"
+    output = (done.stdout + done.stderr)[-3000:]
+    assert done.returncode == 0, f"{block.where}: python block exited {done.returncode}:\n{output}"
 
 
 @pytest.mark.parametrize("block", _select("yaml"))
@@ -118,9 +130,9 @@ def test_readme_collector_config_validates(block: Block, tmp_path: Path) -> None
         pytest.fail(f"{block.where}: collector config does not validate:\n{exc}")
 
 
-@pytest.mark.parametrize("block", _select("bash"))
+@pytest.mark.parametrize("block", _select("bash", "console"))
 def test_bash_block(block: Block, cli_root: Any) -> None:
-    if block.marker == "run":
+    if block.marker == "run" and block.lang == "bash":
         try:
             done = subprocess.run(
                 ["bash", "-euo", "pipefail", "-c", block.code],
@@ -134,7 +146,8 @@ def test_bash_block(block: Block, cli_root: Any) -> None:
             pytest.fail(f"{block.where}: bash block still running after {BASH_TIMEOUT_S}s")
         assert done.returncode == 0, f"{block.where}: bash block exited {done.returncode}:\n{done.stderr[-3000:]}"
         return
-    problems = [p for words in shell_commands(block.code) for p in check_command(words, cli_root)]
+    commands = shell_commands(block.code, prompts_only=block.lang == "console")
+    problems = [p for words in commands for p in check_command(words, cli_root)]
     assert not problems, f"{block.where}:\n" + "\n".join(problems)
 
 
@@ -154,7 +167,7 @@ def test_parse_blocks_languages_markers_and_indentation() -> None:
             "  a: 1",
             "  ```",
             "<!-- test: run -->",
-            "~~~~console",
+            "~~~~sh",
             "```",
             "echo nested fence",
             "~~~~",
@@ -179,6 +192,13 @@ def test_shell_commands_split_on_operators_and_drop_comments() -> None:
         ["python", "-m", "collector", "--help"],
         ["echo", "a", "b"],
         ["wc", "-l"],
+    ]
+
+
+def test_console_blocks_take_only_prompted_lines_as_commands() -> None:
+    code = "$ otel-metrics validate --config otel-collector.yaml\nbash: output that is not a command\n"
+    assert list(shell_commands(code, prompts_only=True)) == [
+        ["otel-metrics", "validate", "--config", "otel-collector.yaml"]
     ]
 
 
