@@ -313,3 +313,13 @@ def test_unused_components_are_warnings_not_errors(test_components: Registry) ->
         "exporters.otlp/unused: configured but not used in any pipeline",
         "extensions.health_check: configured but not listed in service.extensions",
     ]
+
+
+def test_upstream_only_component_is_named_as_such(test_components: Registry) -> None:
+    raw = _base()
+    raw["processors"] = {"tail_sampling": {"policies": []}}
+    errors = _errors(raw, test_components)
+    assert errors == [
+        "processors.tail_sampling: processor type 'tail_sampling' is an upstream Collector component that"
+        " otel-metrics does not provide (available: tag)"
+    ]

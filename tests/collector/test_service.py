@@ -191,3 +191,17 @@ def test_self_telemetry_counts_accepted_spans(run_collector: Any, make_config: A
     ]
     assert len(lines) == 1 and 'transport="http"' in lines[0], text
     assert float(lines[0].rsplit(" ", 1)[1]) == 3
+
+
+def test_two_receivers_fan_into_one_pipeline(run_collector: Any, make_config: Any) -> None:
+    endpoints = {"protocols": {"http": {"endpoint": "127.0.0.1:0"}}}
+    config = make_config(pipelines={"traces": {"receivers": ["otlp/a", "otlp/b"], "exporters": ["collect"]}})
+    config["receivers"] = {"otlp/a": endpoints, "otlp/b": endpoints}
+    collector = run_collector(config)
+    for name in ("otlp/a", "otlp/b"):
+        port = collector.service.node("receiver", name).http_port
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/v1/traces", content=_request(1).SerializeToString(), headers=PROTO
+        )
+        assert response.status_code == 200
+    assert len(collector.exporter().wait_items(2)) == 2
