@@ -17,7 +17,8 @@ What is read, per component type in ``collector.components.registry()``:
      (``noqa``/``type:``/``pragma`` comments are ignored). The class source is parsed with ``ast`` and
      ``tokenize``; a nested section without its own doc uses its dataclass's docstring;
   4. otherwise the ``meaning`` column of the key's row in the component README's option table
-     (``| key | default | meaning |``), where components document their options for users.
+     (``| key | default | meaning |``), where components document their options for users;
+  5. otherwise the comment on the module constant the default is written as (``DEFAULT_FSYNC = True  # why``).
 
   Defaults always come from the code, never from a README.
 * the signals the factory supports (``signals``; ``routes`` for connectors).
@@ -30,6 +31,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import enum
+import functools
 import importlib
 import inspect
 import io
@@ -41,7 +43,7 @@ import textwrap
 import tokenize
 import types
 import typing
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -259,26 +261,56 @@ def _useful(comment: str) -> bool:
     return bool(comment) and not comment.lower().startswith(_IGNORED_COMMENT_PREFIXES)
 
 
-def _source_docs(cls: type) -> dict[str, str]:
-    """Field name -> doc from the class body (attribute docstrings, else comments), for one class."""
+def _comment_doc(stmt: ast.stmt, comments: dict[int, tuple[str, bool]]) -> str:
+    """The ``#`` lines directly above ``stmt`` and a trailing comment on its lines, joined."""
+    above: list[str] = []
+    line = stmt.lineno - 1
+    while line in comments and comments[line][1]:
+        above.insert(0, comments[line][0])
+        line -= 1
+    end = stmt.end_lineno or stmt.lineno
+    trailing = [comments[n][0] for n in range(stmt.lineno, end + 1) if n in comments and not comments[n][1]]
+    return " ".join(c for c in (*above, *trailing) if _useful(c))
+
+
+def _parse(source: str) -> tuple[ast.Module, dict[int, tuple[str, bool]]] | None:
     try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return {}
-    try:
-        tree = ast.parse(source)
+        return ast.parse(source), _comments(source)
     except SyntaxError:
-        return {}
+        return None
+
+
+def _default_name(stmt: ast.AnnAssign) -> str | None:
+    """``DEFAULT_X`` in ``x: T = DEFAULT_X`` or ``x: T = field(default=DEFAULT_X)``."""
+    value = stmt.value
+    if isinstance(value, ast.Call):
+        value = next((k.value for k in value.keywords if k.arg == "default"), None)
+    return value.id if isinstance(value, ast.Name) else None
+
+
+def _source_docs(cls: type) -> tuple[dict[str, str], dict[str, str]]:
+    """For one class body: field name -> doc (attribute docstring, else comments), and field name -> the
+    module constant its default is written as."""
+    try:
+        parsed = _parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}, {}
+    if parsed is None:
+        return {}, {}
+    tree, comments = parsed
     node = next((n for n in tree.body if isinstance(n, ast.ClassDef)), None)
     if node is None:
-        return {}
-    comments = _comments(source)
+        return {}, {}
     docs: dict[str, str] = {}
+    constants: dict[str, str] = {}
     body = node.body
     for i, stmt in enumerate(body):
         if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
             continue
         name = stmt.target.id
+        constant = _default_name(stmt)
+        if constant:
+            constants[name] = constant
         following = body[i + 1] if i + 1 < len(body) else None
         if (
             isinstance(following, ast.Expr)
@@ -287,29 +319,51 @@ def _source_docs(cls: type) -> dict[str, str]:
         ):
             docs[name] = inspect.cleandoc(following.value.value)
             continue
-        above: list[str] = []
-        line = stmt.lineno - 1
-        while line in comments and comments[line][1]:
-            above.insert(0, comments[line][0])
-            line -= 1
-        end = stmt.end_lineno or stmt.lineno
-        trailing = [comments[n][0] for n in range(stmt.lineno, end + 1) if n in comments and not comments[n][1]]
-        parts = [c for c in (*above, *trailing) if _useful(c)]
-        if parts:
-            docs[name] = " ".join(parts)
+        doc = _comment_doc(stmt, comments)
+        if doc:
+            docs[name] = doc
+    return docs, constants
+
+
+@functools.cache
+def _constant_docs(module_name: str) -> dict[str, str]:
+    """Module-level constant name -> its comment (``DEFAULT_FSYNC = True  # why``)."""
+    module = sys.modules.get(module_name)
+    try:
+        parsed = _parse(inspect.getsource(module)) if module is not None else None
+    except (OSError, TypeError):
+        parsed = None
+    if parsed is None:
+        return {}
+    tree, comments = parsed
+    docs: dict[str, str] = {}
+    for stmt in tree.body:
+        targets = (
+            stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
+        )
+        for target in targets:
+            if isinstance(target, ast.Name):
+                doc = _comment_doc(stmt, comments)
+                if doc:
+                    docs[target.id] = doc
     return docs
 
 
-def _field_docs(cls: type) -> dict[str, str]:
+def _field_docs(cls: type) -> tuple[dict[str, str], dict[str, str]]:
+    """(field -> doc written for the field, field -> comment of the constant its default is written as)."""
     docs: dict[str, str] = {}
+    constant_docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if dataclasses.is_dataclass(klass):
-            docs.update(_source_docs(klass))
+            own, constants = _source_docs(klass)
+            docs.update(own)
+            module_docs = _constant_docs(klass.__module__)
+            constant_docs.update({f: module_docs[c] for f, c in constants.items() if c in module_docs})
     for f in dataclasses.fields(cls):
         doc = f.metadata.get("doc") if f.metadata else None
         if isinstance(doc, str) and doc.strip():
             docs[f.name] = inspect.cleandoc(doc)
-    return docs
+    return docs, constant_docs
 
 
 def _class_summary(cls: type) -> str:
@@ -342,20 +396,31 @@ def _rst_to_md(text: str) -> str:
 # key rows
 
 
-def key_rows(config_type: type, prefix: str = "") -> list[KeyRow]:
-    """Every YAML key of ``config_type`` (a dataclass), depth first, in field order."""
+def key_rows(config_type: type, prefix: str = "", fallback_docs: Mapping[str, str] | None = None) -> list[KeyRow]:
+    """Every YAML key of ``config_type`` (a dataclass), depth first, in field order.
+
+    ``fallback_docs`` (key path -> text, e.g. from the component's README) documents keys the code does not;
+    the comment on a field's default constant comes last.
+    """
     try:
         instance = config_type()
     except TypeError:
         instance = None
     rows: list[KeyRow] = []
-    _walk(config_type, instance, prefix, rows, (config_type,))
+    _walk(config_type, instance, prefix, rows, (config_type,), fallback_docs or {})
     return rows
 
 
-def _walk(cls: type, instance: Any, prefix: str, rows: list[KeyRow], stack: tuple[type, ...]) -> None:
+def _walk(
+    cls: type,
+    instance: Any,
+    prefix: str,
+    rows: list[KeyRow],
+    stack: tuple[type, ...],
+    fallback_docs: Mapping[str, str],
+) -> None:
     hints = _hints(cls)
-    docs = _field_docs(cls)
+    docs, constant_docs = _field_docs(cls)
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
@@ -376,6 +441,7 @@ def _walk(cls: type, instance: Any, prefix: str, rows: list[KeyRow], stack: tupl
         doc = docs.get(f.name, "")
         if nested is not None and not doc:
             doc = _class_summary(nested)
+        doc = doc or fallback_docs.get(path, "") or constant_docs.get(f.name, "")
         rows.append(
             KeyRow(
                 path=path,
@@ -388,7 +454,7 @@ def _walk(cls: type, instance: Any, prefix: str, rows: list[KeyRow], stack: tupl
         if nested is None or nested in stack:
             continue
         child = value if section == "mapping" and isinstance(value, nested) else _default_instance(nested)
-        _walk(nested, child, f"{path}{child_prefix}", rows, (*stack, nested))
+        _walk(nested, child, f"{path}{child_prefix}", rows, (*stack, nested), fallback_docs)
 
 
 def _nested(tp: Any) -> tuple[type | None, Literal["", "mapping", "list", "map"], str]:
@@ -484,7 +550,8 @@ def _readme_key_docs(text: str) -> dict[str, str]:
         previous = ""
         for key in re.findall(r"`([^`]+)`", cells[key_col]):
             if key.startswith(".") and previous:
-                key = previous.rsplit(".", 1)[0] + key
+                parent = previous.rsplit(".", 1)[0] if "." in previous else ""
+                key = parent + key if parent else key[1:]
             previous = key
             docs.setdefault(key, meaning)
     return docs
@@ -535,11 +602,7 @@ def component_docs(reg: Registry | None = None) -> list[ComponentDoc]:
             factory = members[0][1]
             docstring, readme, readme_text = _readme(module)
             summary = _readme_summary(readme_text) or _first_paragraph(docstring)
-            readme_docs = _readme_key_docs(readme_text)
-            rows = [
-                dataclasses.replace(row, doc=readme_docs[row.path]) if not row.doc and row.path in readme_docs else row
-                for row in key_rows(factory.config_type)
-            ]
+            rows = key_rows(factory.config_type, fallback_docs=_readme_key_docs(readme_text))
             entries.append(
                 ComponentDoc(
                     kind=kind,

@@ -29,6 +29,8 @@ from collector.config.reference import (
     KIND_ORDER,
     ComponentDoc,
     KeyRow,
+    _readme_key_docs,
+    _readme_summary,
     component_docs,
     format_duration,
     key_rows,
@@ -228,6 +230,8 @@ class _Inner:
 
 
 _ITEM_WAIT = Duration(5.0)
+# Why the limit is ten.
+_SAMPLE_LIMIT = 10
 
 
 @dataclass
@@ -255,6 +259,7 @@ class _Sample:
     waits: list[Duration] = field(default_factory=lambda: [Duration(300.0), Duration(0.05)])
     text_or_none: str | None = None
     number_or_text: float | str = 2
+    from_constant: int = _SAMPLE_LIMIT
 
 
 def test_key_rows_read_types_defaults_and_every_doc_convention() -> None:
@@ -280,9 +285,33 @@ def test_key_rows_read_types_defaults_and_every_doc_convention() -> None:
         "waits": ("list of duration", '`["5m", "50ms"]`', ""),
         "text_or_none": ("string", "—", ""),
         "number_or_text": ("float or string", "`2`", ""),
+        "from_constant": ("int", "`10`", "Why the limit is ten."),
     }
     sections = {r.path: r.section for r in key_rows(_Sample) if r.section}
     assert sections == {"inner": "mapping", "maybe": "mapping", "items": "list", "by_name": "map"}
+
+
+def test_readme_docs_fill_only_keys_the_code_leaves_undocumented() -> None:
+    readme = "\n".join(
+        [
+            "# sample component",
+            "",
+            "Does sample things.",
+            "",
+            "| key | default | meaning |",
+            "|---|---|---|",
+            "| `above` | `x` | loses to the code's comment |",
+            "| `pragma_only`, `.from_constant` | | from the README, with a \\| pipe |",
+            "| `items[].name` | | each item's name |",
+        ]
+    )
+    assert _readme_summary(readme) == "Does sample things."
+    fallback = _readme_key_docs(readme)
+    rows = {r.path: r.doc for r in key_rows(_Sample, fallback_docs=fallback)}
+    assert rows["above"] == "A comment above, on two lines."
+    assert rows["pragma_only"] == "from the README, with a | pipe"
+    assert rows["from_constant"] == "from the README, with a | pipe"  # the README wins over a constant's comment
+    assert rows["items[].name"] == "each item's name"
 
 
 def test_optional_section_present_by_default_is_marked_on() -> None:
