@@ -220,9 +220,9 @@ def otlp_config(
 class RunningCollector:
     """A Service running in a background thread; tests talk to it over real sockets."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], components: Registry = TEST_COMPONENTS) -> None:
         # Only our components and the test ones: other components in this tree may be half-built.
-        self.service = Service(parse_config(config, TEST_COMPONENTS, include_builtin=False))
+        self.service = Service(parse_config(config, components, include_builtin=False))
         self.loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -282,11 +282,11 @@ class RunningCollector:
 
 
 @pytest.fixture
-def run_collector() -> Iterator[Callable[[dict[str, Any]], RunningCollector]]:
+def run_collector() -> Iterator[Callable[..., RunningCollector]]:
     running: list[RunningCollector] = []
 
-    def start(config: dict[str, Any]) -> RunningCollector:
-        collector = RunningCollector(config)
+    def start(config: dict[str, Any], components: Registry = TEST_COMPONENTS) -> RunningCollector:
+        collector = RunningCollector(config, components)
         running.append(collector)
         return collector.start()
 
