@@ -45,9 +45,11 @@ def test_forwarding_through_a_second_collector(
     provider = TracerProvider(resource=Resource.create({"service.name": "node-like"}))
     provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("chain")
-    with tracer.start_as_current_span("root", attributes={"gen_ai.request.model": "gpt-4o"}):
-        with tracer.start_as_current_span("child", attributes={"gen_ai.usage.input_tokens": 1234}):
-            pass
+    with (
+        tracer.start_as_current_span("root", attributes={"gen_ai.request.model": "gpt-4o"}),
+        tracer.start_as_current_span("child", attributes={"gen_ai.usage.input_tokens": 1234}),
+    ):
+        pass
     provider.shutdown()
     sent = {s.name: s for s in memory.get_finished_spans()}
 
