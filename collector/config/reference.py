@@ -796,4 +796,5 @@ def render_reference(reg: Registry | None = None) -> str:
 
 
 if __name__ == "__main__":
-    sys.stdout.write(render_reference())
+    # UTF-8 whatever the locale (the reference has "—" and "→"), so the redirected file is the same everywhere.
+    sys.stdout.buffer.write(render_reference().encode("utf-8"))

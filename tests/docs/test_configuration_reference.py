@@ -102,6 +102,7 @@ def test_the_documented_command_prints_the_reference(rendered: str) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
+        encoding="utf-8",
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
