@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+import threading
 from pathlib import Path
 
 import typer
@@ -14,8 +16,24 @@ from collector.config import ConfigError, load_config
 from collector.service import DEFAULT_SHUTDOWN_TIMEOUT, Service, StartError
 
 DEFAULT_CONFIG = Path("otel-collector.yaml")
+# After the shutdown bound, this much longer for the event loop and its worker threads to wind down before the
+# process exits regardless (a thread stuck in a blocking call must not keep a SIGTERMed collector alive).
+FORCE_EXIT_GRACE = 5.0
 
 _CONFIG_OPTION = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Collector config (upstream YAML schema).")
+
+
+def _arm_watchdog(shutdown_timeout: float) -> None:
+    limit = shutdown_timeout + FORCE_EXIT_GRACE
+
+    def force_exit() -> None:
+        logging.getLogger("otel_metrics.collector").error("still running %.1fs after the stop request; exiting", limit)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(limit, force_exit)
+    timer.daemon = True
+    timer.start()
 
 
 def _print_errors(exc: ConfigError) -> None:
@@ -47,7 +65,8 @@ def collector(
     for warning in loaded.warnings:
         logging.getLogger("otel_metrics.collector").warning("%s", warning)
     try:
-        asyncio.run(Service(loaded).run(shutdown_timeout=shutdown_timeout))
+        service = Service(loaded)
+        asyncio.run(service.run(shutdown_timeout=shutdown_timeout, on_stopping=lambda: _arm_watchdog(shutdown_timeout)))
     except StartError as exc:
         typer.echo(f"collector failed to start: {exc}", err=True)
         raise typer.Exit(1) from None

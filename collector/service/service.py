@@ -14,7 +14,7 @@ import inspect
 import logging
 import signal as signals
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.metrics import Meter, NoOpMeter
@@ -210,8 +210,15 @@ class Service:
         port = getattr(self._telemetry_server, "port", None)
         return port if isinstance(port, int) else None
 
-    async def run(self, stop: asyncio.Event | None = None, shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
-        """Start, wait for SIGTERM/SIGINT (or ``stop``), shut down. Raises StartError if starting failed."""
+    async def run(
+        self,
+        stop: asyncio.Event | None = None,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        on_stopping: Callable[[], None] | None = None,
+    ) -> None:
+        """Start, wait for SIGTERM/SIGINT (or ``stop``), shut down. Raises StartError if starting failed.
+
+        ``on_stopping`` is called when the stop request arrives (the CLI arms its exit watchdog there)."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         installed: list[signals.Signals] = []
@@ -225,6 +232,8 @@ class Service:
             await self.start()
             await stop.wait()
             self.logger.info("shutting down (bound %.1fs)", shutdown_timeout)
+            if on_stopping is not None:
+                on_stopping()
             await self.shutdown(shutdown_timeout)
         finally:
             for sig in installed:
