@@ -36,7 +36,6 @@ import importlib
 import inspect
 import io
 import json
-import math
 import re
 import sys
 import textwrap
@@ -110,10 +109,10 @@ class ComponentDoc:
 
 def format_duration(seconds: float) -> str:
     """Seconds -> Go-style duration text the decoder reads back: 0.2 -> "200ms", 300 -> "5m", 90 -> "1m30s"."""
-    if seconds == 0:
-        return "0s"
     sign = "-" if seconds < 0 else ""
     ns = round(abs(seconds) * 1e9)
+    if ns == 0:
+        return "0s"
     if ns < 1_000_000_000:
         for unit, size in (("ms", 1_000_000), ("us", 1_000), ("ns", 1)):
             if ns >= size:
@@ -157,14 +156,15 @@ def _yaml_type(tp: Any) -> str:
     _, args = _optional_args(tp)
     if len(args) > 1:
         return " or ".join(_yaml_type(a) for a in args)
-    tp = args[0]
+    if args[0] is not tp:  # `X | None`: written as X (null is the default or leaves it unset)
+        return _yaml_type(args[0])
     origin = typing.get_origin(tp)
     if origin is Literal:
         return "one of " + "|".join(_literal(a) for a in typing.get_args(tp))
     if origin in (list, tuple, Sequence):
         item = [a for a in typing.get_args(tp) if a is not Ellipsis]
         return "list of " + (_yaml_type(item[0]) if item else "any")
-    if origin is dict or origin is typing.get_origin(typing.Mapping[str, Any]):
+    if origin in (dict, Mapping):
         args2 = typing.get_args(tp)
         return "map of " + (_yaml_type(args2[1]) if len(args2) == 2 else "any")
     if _is_dataclass_type(tp):
@@ -185,8 +185,6 @@ def _plain(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and math.isfinite(value) and value == int(value) and abs(value) < 1e15:
-        return str(value)
     return str(value)
 
 
@@ -194,10 +192,10 @@ def _value(value: Any, tp: Any) -> Any:
     """A default as plain YAML data (durations as text), for rendering containers."""
     if value is None:
         return None
-    if tp is Duration and isinstance(value, int | float) and not isinstance(value, bool):
-        return format_duration(float(value))
     _, args = _optional_args(tp)
     tp = args[0] if len(args) == 1 else Any
+    if tp is Duration and isinstance(value, int | float) and not isinstance(value, bool):
+        return format_duration(float(value))
     origin = typing.get_origin(tp)
     if isinstance(value, enum.Enum):
         return value.value

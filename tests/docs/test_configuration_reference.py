@@ -261,6 +261,7 @@ class _Sample:
     text_or_none: str | None = None
     number_or_text: float | str = 2
     from_constant: int = _SAMPLE_LIMIT
+    maybe_wait: Duration | None = _ITEM_WAIT
 
 
 def test_key_rows_read_types_defaults_and_every_doc_convention() -> None:
@@ -287,6 +288,7 @@ def test_key_rows_read_types_defaults_and_every_doc_convention() -> None:
         "text_or_none": ("string", "—", ""),
         "number_or_text": ("float or string", "`2`", ""),
         "from_constant": ("int", "`10`", "Why the limit is ten."),
+        "maybe_wait": ("duration", "`5s`", ""),
     }
     sections = {r.path: r.section for r in key_rows(_Sample) if r.section}
     assert sections == {"inner": "mapping", "maybe": "mapping", "items": "list", "by_name": "map"}
@@ -359,6 +361,7 @@ def test_aliases_are_one_entry_with_the_current_name_first() -> None:
         (0.0015, "1.5ms"),
         (1e-6, "1us"),
         (-2, "-2s"),
+        (1e-12, "0s"),
     ],
 )
 def test_format_duration_examples(seconds: float, text: str) -> None:
