@@ -98,8 +98,10 @@ def test_corrupted_record_fails_crc_and_stops_the_scan(tmp_path: Path) -> None:
 def test_garbage_ack_file_redelivers_everything(tmp_path: Path) -> None:
     async def run() -> None:
         q, _ = _open(tmp_path)
-        for i in range(3):
-            q.ack((await q.append(f"r{i}".encode())).seq) if i == 0 else await q.append(f"r{i}".encode())
+        first = await q.append(b"r0")
+        await q.append(b"r1")
+        await q.append(b"r2")
+        q.ack(first.seq)  # acknowledged, but the ack file is about to be destroyed
         await q.close()
 
     asyncio.run(run())
@@ -165,3 +167,33 @@ def test_config_validation_names_the_field() -> None:
     errors = FileStorageConfig(directory="", segment_size_mib=0).validate()
     assert any(e.startswith("directory:") for e in errors)
     assert any(e.startswith("segment_size_mib:") for e in errors)
+
+
+def test_failed_write_is_reported_and_later_records_stay_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.fdatasync
+    fail = {"on": False}
+
+    def flaky(fd: int) -> None:
+        if fail["on"]:
+            raise OSError(28, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", flaky)
+
+    async def run() -> None:
+        q, _ = _open(tmp_path)
+        await q.append(b"before")
+        fail["on"] = True
+        with pytest.raises(QueueStoreError, match="No space left"):
+            await q.append(b"lost")
+        fail["on"] = False
+        await q.append(b"after")
+        await q.close()
+
+    asyncio.run(run())
+    q, recovered = _open(tmp_path)
+    # The failed append was never acknowledged to its caller; the ones around it survive.
+    assert recovered == [b"before", b"after"]
+    asyncio.run(q.close())

@@ -234,11 +234,22 @@ class SegmentQueue:
             fd = self._current
         data = b"".join(chunks)
         view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        if self._fsync:
-            os.fdatasync(fd)
+        try:
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            if self._fsync:
+                os.fdatasync(fd)
+        except BaseException:
+            # A partial write (ENOSPC, EIO) must not sit in front of later records, or recovery would stop at it
+            # and lose them: cut it off, and start the next batch in a fresh segment whatever happens.
+            with self._seg_lock:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self._current_size)
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                self._current = None
+            raise
         with self._seg_lock:
             self._current_size = pos
         return out
