@@ -82,6 +82,13 @@ class HealthCheck(Extension):
     async def start(self, host: Host) -> None:
         self._host = host
         await self._server.start()
+        self.settings.logger.info(
+            "extension %s: health on %s%s (port %d)",
+            self.settings.id,
+            self.config.endpoint,
+            self.config.path,
+            self.port,
+        )
 
     async def shutdown(self) -> None:
         await self._server.shutdown()
