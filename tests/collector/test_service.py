@@ -205,3 +205,18 @@ def test_two_receivers_fan_into_one_pipeline(run_collector: Any, make_config: An
         )
         assert response.status_code == 200
     assert len(collector.exporter().wait_items(2)) == 2
+
+
+def test_receiver_acknowledges_only_after_the_pipeline_accepted(run_collector: Any, make_config: Any) -> None:
+    collector = run_collector(make_config(exporters={"collect": {"mode": "block"}}))
+    exporter = collector.exporter()
+    # While the exporter has not accepted, no answer comes back (an early ack would arrive within the timeout).
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{collector.http_url}/v1/traces", content=_request(1).SerializeToString(), headers=PROTO, timeout=0.5
+        )
+    assert exporter.entered.is_set() and exporter.requests == []
+    assert exporter.gate is not None
+    collector.loop.call_soon_threadsafe(exporter.gate.set)
+    assert _post(collector, _request(1)).status_code == 200
+    assert len(exporter.wait_items(2)) == 2
