@@ -18,6 +18,7 @@ import yaml
 from collector.components import Registry, registry
 from collector.config.decode import decode, did_you_mean
 from collector.config.expand import expand_env
+from collector.config.locate import key_marks, locate
 from collector.config.model import Config, PipelineID, PipelineRefs, TelemetryConfig
 from processors.pipeline import ComponentID, Signal
 
@@ -133,7 +134,11 @@ def load_config(
         raise ConfigError([f"{where}: YAML syntax error: {exc.problem or exc}"], source) from exc
     except yaml.YAMLError as exc:
         raise ConfigError([f"{source}: YAML error: {exc}"], source) from exc
-    return parse_config(raw, components, env, source, include_builtin=include_builtin)
+    try:
+        return parse_config(raw, components, env, source, include_builtin=include_builtin)
+    except ConfigError as exc:
+        marks = key_marks(text)
+        raise ConfigError([locate(e, marks, source) for e in exc.errors], source) from None
 
 
 def parse_config(

@@ -323,3 +323,28 @@ def test_upstream_only_component_is_named_as_such(test_components: Registry) -> 
         "processors.tail_sampling: processor type 'tail_sampling' is an upstream Collector component that"
         " otel-metrics does not provide (available: tag)"
     ]
+
+
+def test_file_errors_carry_line_and_column(tmp_path: Path, test_components: Registry) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "receivers:\n"
+        "  otlp:\n"
+        "exporters:\n"
+        "  otlp/tempo:\n"
+        "    endpoint: tempo:4317\n"
+        "    sending_queue:\n"
+        "      queue_sise: 10\n"
+        "service:\n"
+        "  pipelines:\n"
+        "    traces:\n"
+        "      receivers: [otlp]\n"
+        "      exporters: [otlp/tempo, otlp/jaeger]\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, _components(test_components), {}, include_builtin=False)
+    assert info.value.errors == [
+        f"{path}:7:7: exporters.otlp/tempo.sending_queue.queue_sise: unknown key (did you mean 'queue_size'?)",
+        f"{path}:12:7: service.pipelines.traces.exporters: references exporter 'otlp/jaeger' which is not"
+        " configured under 'exporters'",
+    ]
