@@ -221,9 +221,7 @@ def main(
     tenants: int = 4,
     error_rate: float = 0.05,
     slow_rate: float = 0.03,
-    dsn: str = typer.Option(
-        None, envvar="OTEL_METRICS_DSN", help="PostgreSQL DSN instead of the embedded one"
-    ),
+    dsn: str = typer.Option(None, envvar="OTEL_METRICS_DSN", help="PostgreSQL DSN instead of the embedded one"),
     forward_endpoint: str = typer.Option(
         None,
         envvar="OTEL_METRICS_FORWARD_ENDPOINT",

@@ -114,12 +114,8 @@ class MultiStepAgent:
                 except httpx.HTTPError as exc:
                     ok = False
                     record_error(exc, severity="warning", recovered=True)
-                record_tool_call(
-                    "web_search", duration_s=asyncio.get_running_loop().time() - started, success=ok
-                )
-        final = await llm.complete(
-            "gpt-4o", "You write the final answer from notes.", plan.text + " ".join(notes)
-        )
+                record_tool_call("web_search", duration_s=asyncio.get_running_loop().time() - started, success=ok)
+        final = await llm.complete("gpt-4o", "You write the final answer from notes.", plan.text + " ".join(notes))
         return final.text
 
 

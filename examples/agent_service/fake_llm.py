@@ -47,9 +47,7 @@ class FakeLLM:
         # Providers cache long shared system prompts: about half of them count as cached reads.
         cached = (len(system) // 4) if seed % 2 else 0
         await asyncio.sleep(output_tokens * self.latency_per_token_s)
-        record_llm_usage(
-            model, input_tokens, output_tokens, provider=PROVIDERS.get(model), cached_input_tokens=cached
-        )
+        record_llm_usage(model, input_tokens, output_tokens, provider=PROVIDERS.get(model), cached_input_tokens=cached)
         words = ("plan", "search", "verify", "summarise", "answer", "cite", "rank", "refine")
         text = " ".join(words[(seed >> (3 * i)) % len(words)] for i in range(8))
         return Completion(text, model, input_tokens, output_tokens, cached)

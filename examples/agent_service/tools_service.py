@@ -25,9 +25,7 @@ instrument_app(app, header_attributes={"x-tenant-id": "tenant.id", "x-user-id": 
 async def _lookup(query: str) -> list[dict[str, str]]:
     digest = hashlib.sha256(query.encode()).hexdigest()
     await asyncio.sleep(0.002 + int(digest[:2], 16) / 25_500)
-    return [
-        {"id": digest[i : i + 8], "title": f"Result {i // 8 + 1} for {query[:24]}"} for i in range(0, 24, 8)
-    ]
+    return [{"id": digest[i : i + 8], "title": f"Result {i // 8 + 1} for {query[:24]}"} for i in range(0, 24, 8)]
 
 
 @app.get("/v1/search")

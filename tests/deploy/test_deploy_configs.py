@@ -58,8 +58,13 @@ def _contrib_components() -> set[tuple[str, str]]:
 def test_upstream_config_uses_only_contrib_components_and_defined_ids() -> None:
     available = _contrib_components()
     config = yaml.safe_load((DEPLOY / "otelcol-contrib" / "config.yaml").read_text())
-    singular = {"receivers": "receiver", "processors": "processor", "exporters": "exporter",
-                "connectors": "connector", "extensions": "extension"}
+    singular = {
+        "receivers": "receiver",
+        "processors": "processor",
+        "exporters": "exporter",
+        "connectors": "connector",
+        "extensions": "extension",
+    }
     for section, kind in singular.items():
         for component_id in config.get(section, {}):
             type_ = component_id.split("/")[0]
@@ -103,9 +108,16 @@ def test_dashboards_take_every_data_source_from_a_variable() -> None:
 def test_service_overview_covers_red_cost_tokens_and_exemplars() -> None:
     dash = dict(_dashboards())["service-overview.json"]
     exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
-    for metric in ("traces_span_metrics_calls_total", "traces_span_metrics_duration_milliseconds_bucket",
-                   "cost_usd_total", "gen_ai_client_token_usage_sum", "otelcol_exporter_queue_size"):
+    for metric in (
+        "traces_span_metrics_calls_total",
+        "traces_span_metrics_duration_milliseconds_bucket",
+        "cost_usd_total",
+        "gen_ai_client_token_usage_sum",
+        "otelcol_exporter_queue_size",
+    ):
         assert metric in exprs
-    quantiles = {t["expr"].split(",")[0] for p in dash["panels"] for t in p["targets"] if "histogram_quantile" in t["expr"]}
+    quantiles = {
+        t["expr"].split(",")[0] for p in dash["panels"] for t in p["targets"] if "histogram_quantile" in t["expr"]
+    }
     assert {"histogram_quantile(0.5", "histogram_quantile(0.95", "histogram_quantile(0.99"} <= quantiles
     assert any(t.get("exemplar") for p in dash["panels"] for t in p["targets"])
