@@ -15,9 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 
-def make_spans(
-    build: Callable[[Any], None], service: str = "checkout", **resource: Any
-) -> list[ReadableSpan]:
+def make_spans(build: Callable[[Any], None], service: str = "checkout", **resource: Any) -> list[ReadableSpan]:
     """Run ``build(tracer)`` under a fresh SDK provider; return the finished spans."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": service, **resource}))

@@ -41,9 +41,7 @@ def test_db_migrate_status_retention_by_dsn(pg_server_dsn: str) -> None:
 def test_embedded_database_found_from_the_config_file(sink_tmp_path: Path) -> None:
     tmp_path = sink_tmp_path
     config = tmp_path / "otel-collector.yaml"
-    config.write_text(
-        f"exporters:\n  postgres:\n    data_dir: {tmp_path / 'pg'}\n    retention:\n      logs: 7d\n"
-    )
+    config.write_text(f"exporters:\n  postgres:\n    data_dir: {tmp_path / 'pg'}\n    retention:\n      logs: 7d\n")
     runner = CliRunner()
     result = runner.invoke(app, ["db", "migrate", "--config", str(config)])
     assert result.exit_code == 0, result.output

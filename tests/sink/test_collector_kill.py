@@ -69,6 +69,9 @@ exporters:
       storage: file_storage
       num_consumers: 2
 service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
   extensions: [file_storage]
   pipelines:
     traces:

@@ -112,9 +112,7 @@ def test_spans_round_trip(pg_dsn: str, pg_conn: psycopg.Connection) -> None:
         "gen_ai.response.model": "gpt-4o-2024",
         "gen_ai.provider.name": "openai",
     }
-    root = pg_conn.execute(
-        "SELECT http_route, http_status_code, kind, attributes FROM spans WHERE name = 'root'"
-    )
+    root = pg_conn.execute("SELECT http_route, http_status_code, kind, attributes FROM spans WHERE name = 'root'")
     assert root.fetchone() == ("/pay", 502, 2, {})
 
     events = pg_conn.execute(
@@ -169,9 +167,7 @@ def test_metrics_round_trip_all_point_kinds(pg_dsn: str, pg_conn: psycopg.Connec
         ).fetchall()
     }
     assert rows["calls"][1:4] == ("sum", 3.0, 3)
-    assert (
-        rows["calls"][13] == {"route": "/a"} and rows["calls"][15] is True and rows["calls"][16] == "{call}"
-    )
+    assert rows["calls"][13] == {"route": "/a"} and rows["calls"][15] is True and rows["calls"][16] == "{call}"
     assert rows["inflight"][3] == -2 and rows["inflight"][15] is False
     lat = rows["latency"]
     assert lat[1] == "histogram" and lat[4] == 3 and lat[5] == 56.0 and (lat[6], lat[7]) == (1.0, 50.0)

@@ -32,9 +32,7 @@ def synthetic_request(
     id_offset: int = 0,
 ) -> ExportTraceServiceRequest:
     """``n`` spans with lognormal durations; ids are deterministic in ``seed`` and ``id_offset``."""
-    base = (
-        start_ns if start_ns is not None else datetime.now(UTC).replace(second=0, microsecond=0).timestamp()
-    )
+    base = start_ns if start_ns is not None else datetime.now(UTC).replace(second=0, microsecond=0).timestamp()
     base_ns = int(base * 1e9) if start_ns is None else start_ns
     request = ExportTraceServiceRequest()
     for s in range(services):
@@ -110,9 +108,7 @@ def test_metric_and_log_redelivery(pg_dsn: str, pg_conn: psycopg.Connection) -> 
     assert pg_conn.execute("SELECT count(*) FROM logs").fetchone() == (4,)
 
 
-def test_partitions_premade_on_demand_and_dropped_by_retention(
-    pg_dsn: str, pg_conn: psycopg.Connection
-) -> None:
+def test_partitions_premade_on_demand_and_dropped_by_retention(pg_dsn: str, pg_conn: psycopg.Connection) -> None:
     writer = PostgresWriter(pg_dsn)
     now = datetime.now(UTC)
     old = now - timedelta(days=45)
@@ -127,9 +123,7 @@ def test_partitions_premade_on_demand_and_dropped_by_retention(
     assert pg_conn.execute("SELECT count(*) FROM spans").fetchone() == (21,)
 
     result = apply_retention(pg_conn, RetentionConfig(traces="30d", rollups="40d"))
-    assert (
-        f"spans_p{old:%Y%m%d}" in result.dropped_partitions and "spans_p19700104" in result.dropped_partitions
-    )
+    assert f"spans_p{old:%Y%m%d}" in result.dropped_partitions and "spans_p19700104" in result.dropped_partitions
     assert f"span_events_p{old:%Y%m%d}" in result.dropped_partitions
     assert pg_conn.execute("SELECT count(*) FROM spans").fetchone() == (10,)
     assert pg_conn.execute("SELECT to_regclass(%s)", (f"spans_p{old:%Y%m%d}",)).fetchone() == (None,)
@@ -149,13 +143,15 @@ def test_rollup_percentiles_within_one_percent_of_exact(pg_dsn: str, pg_conn: ps
         exact = float(np.percentile(durations, q * 100))
         for table in ("span_rollups_1m", "span_rollups_1h"):
             row = pg_conn.execute(
-                f"SELECT otel_hist_quantile(otel_hist_sum(latency_hist), %s), otel_hist_sum(latency_hist)"
-                f" FROM {table}",
+                f"SELECT otel_hist_quantile(otel_hist_sum(latency_hist), %s), otel_hist_sum(latency_hist) FROM {table}",
                 (q,),
             ).fetchone()
             assert row is not None
             assert abs(row[0] - exact) / exact < 0.01, (table, q, row[0], exact)
             assert math.isclose(histogram.quantile(row[1], q) or 0, row[0], rel_tol=1e-9)
+    # Rollups built in Python (COPY fast path) and in SQL (staging path) bucket alike.
+    pairs = pg_conn.execute("SELECT duration_ms, otel_hist_bucket(duration_ms) FROM spans").fetchall()
+    assert all(histogram.bucket_index(d) == i for d, i in pairs)
     # The Python twin buckets exactly as SQL does.
     py_hist = histogram.build(durations.tolist())
     sql_hist = pg_conn.execute("SELECT otel_hist_sum(latency_hist) FROM span_rollups_1h").fetchone()
@@ -240,9 +236,7 @@ def test_malformed_items_are_quarantined_or_clamped(pg_dsn: str, pg_conn: psycop
     spans[2].flags = 2**32 - 1
     result = PostgresWriter(pg_dsn).write(Signal.TRACES, request)
     assert (result.inserted, result.quarantined, result.repaired) == (4, 1, 1)
-    rows = dict(
-        pg_conn.execute("SELECT span_id, (dropped_attributes_count, kind, flags)::text FROM spans").fetchall()
-    )
+    rows = dict(pg_conn.execute("SELECT span_id, (dropped_attributes_count, kind, flags)::text FROM spans").fetchall())
     assert rows[spans[1].span_id] == f"(2147483647,32767,{spans[1].flags})"
     assert rows[spans[2].span_id] == "(0,2,-1)"  # flags keep their bits (two's complement)
     reasons = dict(pg_conn.execute("SELECT action, reason FROM quarantine").fetchall())

@@ -87,9 +87,7 @@ class PartitionConfig:
         try:
             seconds = parse_span(self.interval)
             if seconds < 3600 or seconds % 3600:
-                errors.append(
-                    f"partition::interval: must be a whole number of hours (>= 1h), got {self.interval!r}"
-                )
+                errors.append(f"partition::interval: must be a whole number of hours (>= 1h), got {self.interval!r}")
         except ValueError as exc:
             errors.append(f"partition::interval: {exc}")
         if self.premake < 0:

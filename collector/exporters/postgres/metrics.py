@@ -184,9 +184,7 @@ def point_records(request: ExportMetricsServiceRequest) -> list[PointRecord]:
                                     kind,
                                     clean_text(metric.description, "metric description", repairs) or None,
                                     clean_text(metric.unit, "metric unit", repairs) or None,
-                                    None
-                                    if temporality is None
-                                    else int2(temporality, "temporality", repairs),
+                                    None if temporality is None else int2(temporality, "temporality", repairs),
                                     monotonic,
                                     service_name,
                                     scope_name,

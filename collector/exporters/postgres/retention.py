@@ -49,8 +49,6 @@ def apply_retention(
                 result.deleted_rollup_rows += cur.rowcount
         longest = max(keep.values())
         if longest > 0 and all(v > 0 for v in keep.values()):
-            cur = conn.execute(
-                "DELETE FROM quarantine WHERE received_at < %s", (now - timedelta(seconds=longest),)
-            )
+            cur = conn.execute("DELETE FROM quarantine WHERE received_at < %s", (now - timedelta(seconds=longest),))
             result.deleted_quarantine_rows = cur.rowcount
     return result

@@ -5,9 +5,14 @@ so that concurrent sink processes lock them in the same order and cannot deadloc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
 
-__all__ = ["ROLLUP_DIMENSIONS", "insert_spans_sql"]
+from . import histogram
+
+__all__ = ["ROLLUP_COLUMNS", "ROLLUP_DIMENSIONS", "aggregate", "insert_spans_sql", "upsert_rollups_sql"]
 
 # The dimension columns rollups can carry; unconfigured ones hold ''.
 ROLLUP_DIMENSIONS = ("tenant_id", "agent_name", "model")
@@ -61,9 +66,7 @@ def insert_spans_sql(staging: str, columns: Sequence[str], dimensions: Sequence[
     if unknown:
         raise ValueError(f"rollup_dimensions: unknown {unknown}; expected some of {list(ROLLUP_DIMENSIONS)}")
     cols = ", ".join(columns)
-    dims = ", ".join(
-        f"coalesce({d}, '') AS {d}" if d in dimensions else f"''::text AS {d}" for d in ROLLUP_DIMENSIONS
-    )
+    dims = ", ".join(f"coalesce({d}, '') AS {d}" if d in dimensions else f"''::text AS {d}" for d in ROLLUP_DIMENSIONS)
     minute = _aggregate("g", "date_trunc('minute', bucket_start)")
     hour = _aggregate("g", "date_trunc('hour', bucket_start)")
     return f"""
@@ -93,3 +96,119 @@ WITH ins AS (
 )
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up_1m), (SELECT count(*) FROM up_1h)
 """
+
+
+# Positions in a ``traces.SPAN_COLUMNS`` row.
+_START, _DURATION, _STATUS, _SERVICE, _OPERATION = 4, 6, 9, 11, 14
+_DIM_POSITIONS = {"tenant_id": 16, "agent_name": 19, "model": 22}
+_INPUT, _OUTPUT, _COST, _QUALITY = 24, 25, 26, 27
+_MINUTE_US = 60_000_000
+_HOUR_US = 3_600_000_000
+_INT8_MAX = 2**63 - 1
+
+# (column, staging type) of a rollup row, in ``_KEY`` + ``_VALUE_COLUMNS`` order.
+ROLLUP_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("bucket_start", "timestamptz"),
+    ("service_name", "text"),
+    ("operation", "text"),
+    ("status_code", "int2"),
+    ("tenant_id", "text"),
+    ("agent_name", "text"),
+    ("model", "text"),
+    ("count", "int8"),
+    ("errors", "int8"),
+    ("duration_sum_ms", "float8"),
+    ("duration_min_ms", "float8"),
+    ("duration_max_ms", "float8"),
+    ("input_tokens", "int8"),
+    ("output_tokens", "int8"),
+    ("cost_usd", "numeric"),
+    ("quality_sum", "float8"),
+    ("quality_count", "int8"),
+    ("latency_hist", "jsonb"),
+)
+
+
+def upsert_rollups_sql(staging: str, table: str) -> str:
+    """Upsert pre-aggregated rows from ``staging`` into ``table``, in key order (no deadlocks)."""
+    return (
+        f"INSERT INTO {table} AS r ({_KEYS}, {_VALUE_COLUMNS}) SELECT {_KEYS}, {_VALUE_COLUMNS} FROM {staging}"
+        f" ORDER BY {_KEYS}" + _UPSERT.format(keys=_KEYS)
+    )
+
+
+def aggregate(rows: Sequence[tuple[Any, ...]], dimensions: Sequence[str]) -> tuple[list[tuple[Any, ...]], ...]:
+    """Per-minute and per-hour rollup rows (``ROLLUP_COLUMNS``) of span rows that are all newly inserted.
+
+    The same arithmetic as the SQL in ``insert_spans_sql`` (and the same buckets as ``otel_hist_bucket``), done
+    in Python when a batch went straight into ``spans`` by COPY.
+    """
+    bucket_index = histogram.bucket_index
+    positions = [_DIM_POSITIONS[d] if d in dimensions else None for d in ROLLUP_DIMENSIONS]
+    p0, p1, p2 = positions
+    minutes: dict[tuple[Any, ...], list[Any]] = {}
+    for row in rows:
+        start = row[_START]
+        key = (
+            start - start % _MINUTE_US,
+            row[_SERVICE],
+            row[_OPERATION],
+            row[_STATUS],
+            "" if p0 is None else row[p0] or "",
+            "" if p1 is None else row[p1] or "",
+            "" if p2 is None else row[p2] or "",
+        )
+        d = row[_DURATION]
+        acc = minutes.get(key)
+        if acc is None:
+            acc = minutes[key] = [0, 0, 0.0, d, d, 0, 0, Decimal(0), 0.0, 0, {}]
+        acc[0] += 1
+        if row[_STATUS] == 2:
+            acc[1] += 1
+        acc[2] += d
+        if d < acc[3]:
+            acc[3] = d
+        if d > acc[4]:
+            acc[4] = d
+        if row[_INPUT] is not None:
+            acc[5] += row[_INPUT]
+        if row[_OUTPUT] is not None:
+            acc[6] += row[_OUTPUT]
+        if row[_COST] is not None:
+            acc[7] += row[_COST]
+        if row[_QUALITY] is not None:
+            acc[8] += row[_QUALITY]
+            acc[9] += 1
+        hist = acc[10]
+        i = bucket_index(d)
+        hist[i] = hist.get(i, 0) + 1
+    hours: dict[tuple[Any, ...], list[Any]] = {}
+    for key, acc in minutes.items():
+        hkey = (key[0] - key[0] % _HOUR_US, *key[1:])
+        h = hours.get(hkey)
+        if h is None:
+            hours[hkey] = [*acc[:10], dict(acc[10])]
+            continue
+        h[0] += acc[0]
+        h[1] += acc[1]
+        h[2] += acc[2]
+        h[3] = min(h[3], acc[3])
+        h[4] = max(h[4], acc[4])
+        for j in (5, 6, 7, 8, 9):
+            h[j] += acc[j]
+        for i, n in acc[10].items():
+            h[10][i] = h[10].get(i, 0) + n
+    return _rows(minutes), _rows(hours)
+
+
+def _rows(groups: dict[tuple[Any, ...], list[Any]]) -> list[tuple[Any, ...]]:
+    out = []
+    for key in sorted(groups):
+        acc = groups[key]
+        out.append((
+            *key,
+            acc[0], acc[1], acc[2], acc[3], acc[4],
+            min(acc[5], _INT8_MAX), min(acc[6], _INT8_MAX), acc[7], acc[8], acc[9],
+            json.dumps(acc[10], separators=(",", ":")),
+        ))  # fmt: skip
+    return out

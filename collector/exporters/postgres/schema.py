@@ -79,8 +79,7 @@ def available(directory: Path | None = None) -> list[Migration]:
         version = int(match.group(1))
         if version in found:
             raise ValueError(
-                f"migration version {version:04d} appears twice: {found[version].name!r} and "
-                f"{match.group(2)!r}"
+                f"migration version {version:04d} appears twice: {found[version].name!r} and {match.group(2)!r}"
             )
         found[version] = Migration(version, match.group(2), sql)
     return [found[v] for v in sorted(found)]

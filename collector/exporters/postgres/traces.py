@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from ._values import attributes_dict, clean_text, int2, int4, signed32, to_json
+from ._values import any_value, attributes_dict, clean_text, int2, int4, signed32, to_json
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -53,7 +54,7 @@ SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("provider", "text"),
     ("input_tokens", "int8"),
     ("output_tokens", "int8"),
-    ("cost_usd", "float8"),
+    ("cost_usd", "numeric"),
     ("quality_score", "float8"),
     ("error_type", "text"),
     ("http_route", "text"),
@@ -185,9 +186,7 @@ def span_records(request: ExportTraceServiceRequest) -> list[SpanRecord]:
             for span in scope_spans.spans:
                 repairs = list(resource_repairs)
                 try:
-                    record = _span_record(
-                        span, service_name, scope_name, scope_version, resource_json, repairs, now_ns
-                    )
+                    record = _span_record(span, service_name, scope_name, scope_version, resource_json, repairs, now_ns)
                 except Exception as exc:  # one malformed span must not fail its batch (e.g. nesting depth)
                     record = SpanRecord((), [], [], span, repairs, f"{type(exc).__name__}: {exc}")
                 records.append(record)
@@ -222,19 +221,25 @@ def _span_record(
     if status_message is not None and "\x00" in status_message:
         status_message = clean_text(status_message, "status message", repairs)
 
-    attrs = attributes_dict(span.attributes)
+    # One pass over the attributes (strings, the common case, without a call); hot text keys noted on the way.
+    attrs: dict[str, Any] = {}
+    text_keys: list[str] = []
+    for kv in span.attributes:
+        key = kv.key
+        value = kv.value
+        attrs[key] = value.string_value if value.WhichOneof("value") == "string_value" else any_value(value)
+        if key in _TEXT_COLUMNS:
+            text_keys.append(key)
     hot: dict[str, Any] = dict.fromkeys(_TEXT_COLUMNS.values())
-    for key, column in _TEXT_COLUMNS.items():
-        value = attrs.get(key)
-        if value is None:
-            continue
+    for key in text_keys:
+        value = attrs[key]
         if isinstance(value, str):
             if "\x00" in value:
                 value = clean_text(value, key, repairs)
-            hot[column] = value
+            hot[_TEXT_COLUMNS[key]] = value
             del attrs[key]
         else:
-            hot[column] = _text(value)
+            hot[_TEXT_COLUMNS[key]] = _text(value)
     model = attrs.get("gen_ai.response.model")
     if model is None:
         model = attrs.get("gen_ai.request.model")
@@ -266,6 +271,8 @@ def _span_record(
             repairs.append("cost.usd not a finite number below 1e10: column left NULL")
         elif isinstance(value, float):
             del attrs["cost.usd"]
+        if cost is not None:
+            cost = Decimal(repr(cost))  # numeric(20, 10): the decimal the client wrote, not the binary expansion
     value = attrs.get("quality.score")
     if value is not None:
         quality = _as_float(value)
@@ -371,6 +378,4 @@ def _span_record(
 
 
 def _replace_nul_columns(row: tuple[Any, ...], repairs: list[str]) -> tuple[Any, ...]:
-    return tuple(
-        clean_text(v, "span column", repairs) if isinstance(v, str) and "\x00" in v else v for v in row
-    )
+    return tuple(clean_text(v, "span column", repairs) if isinstance(v, str) and "\x00" in v else v for v in row)

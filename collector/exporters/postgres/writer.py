@@ -32,7 +32,7 @@ from processors.pipeline import Request, RetryableError, Signal
 from . import logs as _logs
 from . import metrics as _metrics
 from . import traces as _traces
-from .rollups import insert_spans_sql
+from .rollups import ROLLUP_COLUMNS, aggregate, insert_spans_sql, upsert_rollups_sql
 
 __all__ = ["PostgresWriter", "WriteResult", "WriterSettings"]
 
@@ -111,6 +111,10 @@ class _Table:
         return f"COPY {self.staging} ({self.column_list}) FROM STDIN (FORMAT BINARY)"
 
     @property
+    def direct_copy_sql(self) -> str:
+        return f"COPY {self.name} ({self.column_list}) FROM STDIN (FORMAT BINARY)"
+
+    @property
     def types(self) -> list[str]:
         return [t for _, t in self.columns]
 
@@ -128,7 +132,9 @@ _EVENTS = _Table("span_events", "_otel_stage_span_events", _traces.EVENT_COLUMNS
 _LINKS = _Table("span_links", "_otel_stage_span_links", _traces.LINK_COLUMNS)
 _POINTS = _Table("metric_points", "_otel_stage_metric_points", _metrics.POINT_COLUMNS)
 _LOGS = _Table("logs", "_otel_stage_logs", _logs.LOG_COLUMNS)
-_STAGED = (_SPANS, _EVENTS, _LINKS, _POINTS, _LOGS)
+_ROLLUPS_1M = _Table("span_rollups_1m", "_otel_stage_rollups_1m", ROLLUP_COLUMNS)
+_ROLLUPS_1H = _Table("span_rollups_1h", "_otel_stage_rollups_1h", ROLLUP_COLUMNS)
+_STAGED = (_SPANS, _EVENTS, _LINKS, _POINTS, _LOGS, _ROLLUPS_1M, _ROLLUPS_1H)
 # Partitioned tables and the tables partitioned alongside them.
 PARTITIONED_TABLES: dict[Signal, tuple[str, ...]] = {
     Signal.TRACES: ("spans", "span_events", "span_links"),
@@ -188,6 +194,8 @@ class PostgresWriter:
             _SPANS.staging, [c for c, _ in _SPANS.columns], self.settings.rollup_dimensions
         )
         self._on_repair = on_repair
+        self._upsert_1m = upsert_rollups_sql(_ROLLUPS_1M.staging, _ROLLUPS_1M.name)
+        self._upsert_1h = upsert_rollups_sql(_ROLLUPS_1H.staging, _ROLLUPS_1H.name)
 
     # -- connection ----------------------------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection[Any]:
@@ -233,7 +241,16 @@ class PostgresWriter:
             conn = self._connection()
             self._premake(conn)
             if signal is Signal.TRACES:
-                return self._write_traces(conn, request)
+                started = time.perf_counter()
+                result = self._write_traces(conn, request)
+                if _LOGGER.isEnabledFor(logging.DEBUG):
+                    _LOGGER.debug(
+                        "postgres: %d spans (%d new) in %.1f ms",
+                        result.items,
+                        result.inserted,
+                        (time.perf_counter() - started) * 1000,
+                    )
+                return result
             if signal is Signal.METRICS:
                 with _gc_paused():
                     points = _metrics.point_records(request)
@@ -247,9 +264,7 @@ class PostgresWriter:
             self._reset()
             raise RetryableError(f"postgres: {type(exc).__name__}: {exc}".strip()) from exc
 
-    def ensure_partitions(
-        self, conn: psycopg.Connection[Any], tables: Iterable[str], starts_us: Iterable[int]
-    ) -> None:
+    def ensure_partitions(self, conn: psycopg.Connection[Any], tables: Iterable[str], starts_us: Iterable[int]) -> None:
         interval = self._interval_us
         step = timedelta(microseconds=interval)
         bins = {s - s % interval for s in starts_us}
@@ -274,8 +289,10 @@ class PostgresWriter:
             self.ensure_partitions(conn, tables, starts)
         self._last_premake = now
 
-    def _copy(self, conn: psycopg.Connection[Any], table: _Table, rows: Iterable[tuple[Any, ...]]) -> None:
-        with conn.cursor() as cur, cur.copy(table.copy_sql) as copy:
+    def _copy(
+        self, conn: psycopg.Connection[Any], table: _Table, rows: Iterable[tuple[Any, ...]], direct: bool = False
+    ) -> None:
+        with conn.cursor() as cur, cur.copy(table.direct_copy_sql if direct else table.copy_sql) as copy:
             copy.set_types(table.types)
             write_row = copy.write_row
             for row in rows:
@@ -296,6 +313,8 @@ class PostgresWriter:
         self.ensure_partitions(conn, tables, {r.row[4] for r in records})
         for attempt in (0, 1):
             try:
+                if self._copy_spans_directly(conn, records, result):
+                    return result
                 with conn.transaction():
                     result.inserted = self._insert_spans(conn, records)
                     self._record_repairs(conn, Signal.TRACES, records, result)
@@ -306,12 +325,40 @@ class PostgresWriter:
                     self._partitions.clear()
                     self.ensure_partitions(conn, tables, {r.row[4] for r in records})
                     continue
-                _LOGGER.warning(
-                    "postgres: batch of %d spans rejected (%s); retrying span by span", len(records), exc
-                )
+                _LOGGER.warning("postgres: batch of %d spans rejected (%s); retrying span by span", len(records), exc)
                 break
         result.inserted = 0
         return self._write_traces_one_by_one(conn, records, result)
+
+    def _copy_spans_directly(
+        self, conn: psycopg.Connection[Any], records: Sequence[_traces.SpanRecord], result: WriteResult
+    ) -> bool:
+        """Fast path: COPY straight into the tables and roll up in Python; False if any span already exists.
+
+        Most batches hold only new spans; a COPY into ``spans`` then costs what a raw COPY costs. A redelivered
+        span violates the primary key, the whole transaction rolls back, and the caller takes the staging path
+        (``INSERT … ON CONFLICT DO NOTHING``), which rolls up only what it inserted.
+        """
+        try:
+            with conn.transaction():
+                rows = [r.row for r in records]
+                self._copy(conn, _SPANS, rows, direct=True)
+                events = [e for r in records for e in r.events]
+                if events:
+                    self._copy(conn, _EVENTS, events, direct=True)
+                links = [lk for r in records for lk in r.links]
+                if links:
+                    self._copy(conn, _LINKS, links, direct=True)
+                minutes, hours = aggregate(rows, self.settings.rollup_dimensions)
+                self._copy(conn, _ROLLUPS_1M, minutes)
+                conn.execute(self._upsert_1m)
+                self._copy(conn, _ROLLUPS_1H, hours)
+                conn.execute(self._upsert_1h)
+                self._record_repairs(conn, Signal.TRACES, records, result)
+        except pg_errors.UniqueViolation:
+            return False
+        result.inserted = len(records)
+        return True
 
     def _insert_spans(self, conn: psycopg.Connection[Any], records: Sequence[_traces.SpanRecord]) -> int:
         self._copy(conn, _SPANS, (r.row for r in records))
@@ -338,9 +385,7 @@ class PostgresWriter:
                             conn.execute(f"TRUNCATE {table.staging}")
                 except _DATA_ERRORS as exc:
                     reason = f"{type(exc).__name__}: {exc}".strip()
-                    self._quarantine(
-                        conn, Signal.TRACES, reason, record, record.span.SerializeToString(), result
-                    )
+                    self._quarantine(conn, Signal.TRACES, reason, record, record.span.SerializeToString(), result)
             self._record_repairs(conn, Signal.TRACES, records, result)
         return result
 
@@ -397,9 +442,7 @@ class PostgresWriter:
     ) -> None:
         """Items that could not become rows (committed before the batch: redelivery records them once)."""
         for record in failed:
-            item = (
-                record.span.SerializeToString() if isinstance(record, _traces.SpanRecord) else record.item()
-            )
+            item = record.span.SerializeToString() if isinstance(record, _traces.SpanRecord) else record.item()
             self._quarantine(conn, signal, record.failure, record, item, result)
 
     def _quarantine(
