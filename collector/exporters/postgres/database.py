@@ -91,7 +91,7 @@ def open_database(config: PostgresExporterConfig) -> Database:
             data_dir.parent.mkdir(parents=True, exist_ok=True)
             if data_dir.exists():
                 _prune_dead_handles(data_dir)
-            server = pgserver.get_server(data_dir, cleanup_mode="stop")
+            server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
             entry = _embedded[data_dir] = [server, 0]
         entry[1] += 1
         return Database(entry[0].get_uri(), data_dir)

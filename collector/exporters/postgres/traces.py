@@ -247,7 +247,8 @@ def _span_record(
     if provider is None:
         provider = attrs.get("gen_ai.system")
     input_tokens = output_tokens = http_status = None
-    cost = quality = None
+    cost: Decimal | None = None
+    quality: float | None = None
     value = attrs.get("gen_ai.usage.input_tokens")
     if value is not None:
         input_tokens, lossless = _as_int(value, _INT8_MIN, _INT8_MAX)
@@ -264,15 +265,14 @@ def _span_record(
             repairs.append("gen_ai.usage.output_tokens not a bigint: column left NULL")
     value = attrs.get("cost.usd")
     if value is not None:
-        cost = _as_float(value)
-        if cost is not None and abs(cost) >= _COST_LIMIT:
-            cost = None
-        if cost is None:
+        amount = _as_float(value)
+        if amount is None or abs(amount) >= _COST_LIMIT:
             repairs.append("cost.usd not a finite number below 1e10: column left NULL")
-        elif isinstance(value, float):
-            del attrs["cost.usd"]
-        if cost is not None:
-            cost = Decimal(repr(cost))  # numeric(20, 10): the decimal the client wrote, not the binary expansion
+        else:
+            # numeric(20, 10): the decimal the client wrote, not the double's binary expansion
+            cost = Decimal(repr(amount))
+            if isinstance(value, float):
+                del attrs["cost.usd"]
     value = attrs.get("quality.score")
     if value is not None:
         quality = _as_float(value)

@@ -68,7 +68,7 @@ class _JsonbTextDumper(Dumper):
     oid = psycopg.postgres.types["jsonb"].oid
 
     def dump(self, obj: Any) -> bytes:
-        return b"\x01" + obj.encode()
+        return b"\x01" + str(obj).encode()
 
 
 class _JsonText:
