@@ -7,13 +7,14 @@ composed with ``psycopg.sql`` so no user text ever becomes SQL.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg import sql
 
 from .window import GRANULARITIES, Filters, TimeWindow
 
-__all__ = ["FILTER_COLUMNS", "Source", "granularity_literal", "source_for"]
+__all__ = ["FILTER_COLUMNS", "Part", "Source", "granularity_literal", "source_for"]
 
 FILTER_COLUMNS = {
     "service": "service_name",
@@ -25,29 +26,58 @@ FILTER_COLUMNS = {
 }
 RAW_TABLE = "spans"
 ROLLUP_TABLE = "span_rollups_1h"
+DAILY_TABLE = "analytics_rollups_1d"
 
 
 @dataclass(frozen=True)
-class Source:
-    """Where a query reads from, with its WHERE clause and parameters."""
+class Part:
+    """One table and time range a query reads (rollup sources may combine hourly and daily rows)."""
 
     table: str
-    time_column: str
     where: sql.Composable
     params: list[Any]
-    window: TimeWindow  # the window actually read (hour-aligned on rollups)
-
-    @property
-    def rollup(self) -> bool:
-        return self.table == ROLLUP_TABLE
 
     @property
     def ident(self) -> sql.Identifier:
         return sql.Identifier(self.table)
 
+
+@dataclass(frozen=True)
+class Source:
+    """Where a query reads from: raw spans, or rollups (hourly rows, plus cached daily rows for whole days)."""
+
+    parts: list[Part]
+    time_column: str
+    window: TimeWindow  # the window actually read (hour-aligned on rollups)
+
+    @property
+    def rollup(self) -> bool:
+        return self.time_column == "bucket_start"
+
     @property
     def time(self) -> sql.Identifier:
         return sql.Identifier(self.time_column)
+
+    def _single(self) -> Part:
+        if len(self.parts) != 1:
+            raise AssertionError("this query reads a single table")
+        return self.parts[0]
+
+    @property
+    def table(self) -> str:
+        return self._single().table
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return self._single().ident
+
+    @property
+    def where(self) -> sql.Composable:
+        return self._single().where
+
+    @property
+    def params(self) -> list[Any]:
+        return self._single().params
 
 
 def _where(window: TimeWindow, filters: Filters, time_column: str) -> tuple[sql.Composable, list[Any]]:
@@ -62,14 +92,34 @@ def _where(window: TimeWindow, filters: Filters, time_column: str) -> tuple[sql.
     return sql.SQL(" AND ").join(parts), params
 
 
-def source_for(window: TimeWindow, filters: Filters, *, allow_rollup: bool = True) -> Source:
-    """Rollups for windows longer than a day (when the filters allow), raw spans otherwise."""
+def _part(table: str, start: datetime, end: datetime, filters: Filters, time_column: str) -> Part:
+    where, params = _where(TimeWindow(start, end), filters, time_column)
+    return Part(table, where, params)
+
+
+def source_for(
+    window: TimeWindow,
+    filters: Filters,
+    *,
+    allow_rollup: bool = True,
+    daily: tuple[datetime, datetime] | None = None,
+) -> Source:
+    """Rollups for windows longer than a day (when the filters allow), raw spans otherwise. ``daily`` is the
+    range of whole days to read from the daily cache instead of the hourly rollups."""
     if allow_rollup and window.uses_rollups and filters.rollup_compatible():
         aligned = window.rollup_aligned()
-        where, params = _where(aligned, filters, "bucket_start")
-        return Source(ROLLUP_TABLE, "bucket_start", where, params, aligned)
-    where, params = _where(window, filters, "start_time")
-    return Source(RAW_TABLE, "start_time", where, params, window)
+        if daily is None:
+            return Source(
+                [_part(ROLLUP_TABLE, aligned.start, aligned.end, filters, "bucket_start")], "bucket_start", aligned
+            )
+        first, last = daily
+        parts = [_part(DAILY_TABLE, first, last, filters, "bucket_start")]
+        if aligned.start < first:
+            parts.append(_part(ROLLUP_TABLE, aligned.start, first, filters, "bucket_start"))
+        if last < aligned.end:
+            parts.append(_part(ROLLUP_TABLE, last, aligned.end, filters, "bucket_start"))
+        return Source(parts, "bucket_start", aligned)
+    return Source([_part(RAW_TABLE, window.start, window.end, filters, "start_time")], "start_time", window)
 
 
 def granularity_literal(granularity: str) -> sql.Literal:

@@ -7,6 +7,7 @@ numeric attributes), read raw ``spans`` exactly. Every statement is parameterise
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from . import daily
 from . import statistics as stats
 from ._sql import Source, granularity_literal, source_for
 from .models import (
@@ -55,6 +57,7 @@ MIN_TREND_POINTS = 3
 SIGNIFICANCE = 0.05
 BURN_WINDOW_DAYS = 7
 _NONE = "(none)"
+_LOGGER = logging.getLogger("otel_metrics.analytics")
 
 # Cost breakdown keys: column in spans, and whether span_rollups_1h carries it.
 COST_KEYS: dict[str, tuple[str, bool]] = {
@@ -124,9 +127,13 @@ def _hex(value: bytes | None) -> str:
 class Analytics:
     """Queries over one psycopg connection (autocommit; the session time zone is set to UTC)."""
 
-    def __init__(self, conn: psycopg.Connection[Any], thresholds: Thresholds | None = None) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], thresholds: Thresholds | None = None, *, exact: bool = False
+    ) -> None:
         self.conn = conn
         self.thresholds = thresholds or Thresholds()
+        # exact: always read raw spans (exact percentiles, slower over long windows).
+        self.exact = exact
         conn.execute("SET TIME ZONE 'UTC'")
 
     # -- plumbing ------------------------------------------------------------------------------------------
@@ -134,6 +141,25 @@ class Analytics:
         with self.conn.cursor(row_factory=dict_row) as cur:
             cur.execute(query, params)
             return cur.fetchall()
+
+    def _source(
+        self, window: TimeWindow, filters: Filters, *, allow_rollup: bool = True, sub_day: bool = False
+    ) -> Source:
+        """The source for a query; long rollup queries that need no sub-day resolution read whole days from the
+        daily cache (refreshed first) and only the edges from the hourly rollups."""
+        allow = allow_rollup and not self.exact
+        src = source_for(window, filters, allow_rollup=allow)
+        if not src.rollup or sub_day:
+            return src
+        days = daily.complete_days(src.window.start, src.window.end)
+        if days is None:
+            return src
+        try:
+            daily.refresh(self.conn, *days)
+        except psycopg.Error as exc:  # e.g. a read-only role: the hourly rollups answer alone, just slower
+            _LOGGER.warning("analytics: daily rollup cache unavailable (%s); reading hourly rollups", exc)
+            return src
+        return source_for(window, filters, allow_rollup=allow, daily=days)
 
     def _aggregate(
         self,
@@ -144,9 +170,11 @@ class Analytics:
         limit: int | None = None,
         offset: int = 0,
         order: str = "calls DESC",
+        quantiles: Sequence[float] = (0.5, 0.95, 0.99),
     ) -> list[dict[str, Any]]:
-        """Per-key totals (calls, errors, durations, tokens, cost, quality) and, with ``latency``, p50/p95/p99 and
-        slow/very slow counts. ``keys`` are (alias, SQL expression over the source's columns) from fixed maps."""
+        """Per-key totals (calls, errors, durations, tokens, cost, quality) and, with ``latency``, the quantiles
+        (``pct``), slow/very slow counts and (rollups only) the sums of bucket values and their squares.
+        ``keys`` are (alias, SQL expression over the source's columns) from fixed maps."""
         aliases = [sql.Identifier(a) for a, _ in keys]
         key_select = sql.SQL(", ").join(
             sql.SQL("{} AS {}").format(sql.SQL(expr), sql.Identifier(alias)) for alias, expr in keys
@@ -156,16 +184,17 @@ class Analytics:
         page = sql.SQL(" LIMIT %s OFFSET %s") if limit is not None else sql.SQL("")
         page_params: list[Any] = [limit, offset] if limit is not None else []
         slow = [self.thresholds.slow_ms, self.thresholds.very_slow_ms]
+        qs = [float(q) for q in quantiles]
         if not src.rollup:
             extra = sql.SQL("")
             params: list[Any] = []
             if latency:
                 extra = sql.SQL(
-                    ", percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY duration_ms) AS pct,"
+                    ", percentile_cont(%s::float8[]) WITHIN GROUP (ORDER BY duration_ms) AS pct,"
                     " count(*) FILTER (WHERE duration_ms > %s)::bigint AS slow,"
                     " count(*) FILTER (WHERE duration_ms > %s)::bigint AS very_slow"
                 )
-                params = list(slow)
+                params = [qs, *slow]
             template = sql.SQL(
                 "SELECT {keys}, {agg}{extra} FROM {table} WHERE {where} GROUP BY {group} ORDER BY {order}"
             )
@@ -179,39 +208,76 @@ class Analytics:
                 order=order_by,
             )
             return self._rows(sql.Composed([query, page]), [*params, *src.params, *page_params])
-        if not latency:
-            template = sql.SQL("SELECT {keys}, {agg} FROM {table} WHERE {where} GROUP BY {group} ORDER BY {order}")
-            query = template.format(
-                keys=key_select, agg=_ROLLUP_AGG, table=src.ident, where=src.where, group=group, order=order_by
+        # Rollups: scalar columns from every part (hourly and daily rows share the key columns).
+        scalar_parts = [
+            sql.SQL("SELECT {keys}, {cols} FROM {table} WHERE {where}").format(
+                keys=key_select, cols=_ROLLUP_COLUMNS, table=part.ident, where=part.where
             )
-            return self._rows(sql.Composed([query, page]), [*src.params, *page_params])
+            for part in src.parts
+        ]
+        scalar_params = [p for part in src.parts for p in part.params]
+        rows_sql = sql.SQL(" UNION ALL ").join(scalar_parts)
+        if not latency:
+            query = sql.SQL("SELECT {aliases}, {agg} FROM ({rows}) AS r GROUP BY {group} ORDER BY {order}").format(
+                aliases=sql.SQL(", ").join(aliases), agg=_ROLLUP_AGG, rows=rows_sql, group=group, order=order_by
+            )
+            return self._rows(sql.Composed([query, page]), [*scalar_params, *page_params])
+        # Histogram buckets from every part: jsonb on hourly rows, sorted arrays on daily rows.
+        bucket_parts = [
+            sql.SQL(
+                "SELECT {keys}, e.hk::integer AS k, e.hv::bigint AS n FROM {table} AS r"
+                " CROSS JOIN LATERAL jsonb_each_text(r.latency_hist) AS e(hk, hv) WHERE {where}"
+                if part.table != daily.DAILY_TABLE
+                else "SELECT {keys}, e.k, e.n FROM {table} AS r"
+                " CROSS JOIN LATERAL unnest(r.hist_keys, r.hist_counts) AS e(k, n) WHERE {where}"
+            ).format(keys=key_select, table=part.ident, where=part.where)
+            for part in src.parts
+        ]
         alias_list = sql.SQL(", ").join(aliases)
         group_k = sql.SQL(", ").join(sql.Literal(i) for i in range(1, len(keys) + 2))
+        # Quantile q (numpy's linear definition, as otel_hist_quantile): rank q*(total-1) between the order
+        # statistics floor(rank) and ceil(rank); each is the first bucket whose running count exceeds it.
+        picks: list[sql.Composable] = []
+        values: list[sql.Composable] = []
+        for i, q in enumerate(qs):
+            lit = sql.Literal(q)
+            picks.append(
+                sql.SQL(
+                    "min(k) FILTER (WHERE cum > floor({q} * (total - 1))) AS {lo},"
+                    " min(k) FILTER (WHERE cum > ceil({q} * (total - 1))) AS {hi}"
+                ).format(q=lit, lo=sql.Identifier(f"lo{i}"), hi=sql.Identifier(f"hi{i}"))
+            )
+            values.append(
+                sql.SQL(
+                    "otel_hist_bucket_value(h.{lo}) + (otel_hist_bucket_value(h.{hi}) - otel_hist_bucket_value(h.{lo}))"
+                    " * ({q} * (h.total - 1) - floor({q} * (h.total - 1)))"
+                ).format(q=lit, lo=sql.Identifier(f"lo{i}"), hi=sql.Identifier(f"hi{i}"))
+            )
         query = sql.SQL(
-            "WITH r AS MATERIALIZED (SELECT {keys}, {cols}, latency_hist FROM {table} WHERE {where}),"
-            " t AS (SELECT {aliases}, {agg} FROM r GROUP BY {group}),"
-            " b AS (SELECT {aliases}, e.hk::integer AS k, sum(e.hv::bigint) AS n"
-            "       FROM r CROSS JOIN LATERAL jsonb_each_text(r.latency_hist) AS e(hk, hv) GROUP BY {group_k}),"
-            " h AS (SELECT {aliases}, jsonb_object_agg(k, n) AS hist,"
+            "WITH t AS (SELECT {aliases}, {agg} FROM ({rows}) AS r GROUP BY {group}),"
+            " b AS (SELECT {aliases}, k, sum(n) AS n FROM ({buckets}) AS x GROUP BY {group_k}),"
+            " c AS (SELECT {aliases}, k, n, sum(n) OVER (PARTITION BY {aliases} ORDER BY k) AS cum,"
+            "       sum(n) OVER (PARTITION BY {aliases}) AS total FROM b),"
+            " h AS (SELECT {aliases}, max(total) AS total, {picks},"
             "       coalesce(sum(n) FILTER (WHERE k > otel_hist_bucket(%s)), 0)::bigint AS slow,"
-            "       coalesce(sum(n) FILTER (WHERE k > otel_hist_bucket(%s)), 0)::bigint AS very_slow"
-            "       FROM b GROUP BY {group})"
-            " SELECT t.*, ARRAY[otel_hist_quantile(h.hist, 0.5), otel_hist_quantile(h.hist, 0.95),"
-            "        otel_hist_quantile(h.hist, 0.99)] AS pct, coalesce(h.slow, 0) AS slow,"
-            "        coalesce(h.very_slow, 0) AS very_slow"
+            "       coalesce(sum(n) FILTER (WHERE k > otel_hist_bucket(%s)), 0)::bigint AS very_slow,"
+            "       sum(n * otel_hist_bucket_value(k)) AS vsum, sum(n * otel_hist_bucket_value(k) ^ 2) AS vsq"
+            "       FROM c GROUP BY {group})"
+            " SELECT t.*, ARRAY[{values}] AS pct, coalesce(h.slow, 0) AS slow, coalesce(h.very_slow, 0) AS very_slow,"
+            "        h.vsum, h.vsq"
             " FROM t LEFT JOIN h USING ({aliases}) ORDER BY {order}"
         ).format(
-            keys=key_select,
-            cols=_ROLLUP_COLUMNS,
-            table=src.ident,
-            where=src.where,
             aliases=alias_list,
-            agg=_ROLLUP_AGG.format(),
+            agg=_ROLLUP_AGG,
+            rows=rows_sql,
             group=group,
+            buckets=sql.SQL(" UNION ALL ").join(bucket_parts),
             group_k=group_k,
+            picks=sql.SQL(", ").join(picks),
+            values=sql.SQL(", ").join(values),
             order=order_by,
         )
-        return self._rows(sql.Composed([query, page]), [*src.params, *slow, *page_params])
+        return self._rows(sql.Composed([query, page]), [*scalar_params, *scalar_params, *slow, *page_params])
 
     # -- catalogue -----------------------------------------------------------------------------------------
     def services(self) -> list[str]:
@@ -244,7 +310,7 @@ class Analytics:
         """Per (service, operation), or per service (``group_by="service"``, operation ``*``)."""
         if group_by not in ("operation", "service"):
             raise ValueError(f"group_by: expected 'operation' or 'service', got {group_by!r}")
-        src = source_for(window, filters)
+        src = self._source(window, filters)
         keys = [("service", "service_name"), ("operation", "operation" if group_by == "operation" else "'*'")]
         rows = self._aggregate(src, keys, latency=True, limit=_clamp_limit(limit), offset=offset)
         out = []
@@ -276,7 +342,7 @@ class Analytics:
     def timeseries(
         self, window: TimeWindow, filters: Filters = NO_FILTERS, granularity: str = "hour"
     ) -> list[TimeBucket]:
-        src = source_for(window, filters)
+        src = self._source(window, filters, sub_day=granularity == "hour")
         trunc = sql.SQL("date_trunc({}, {})").format(granularity_literal(granularity), src.time).as_string(None)
         rows = self._aggregate(src, [("bucket", trunc)], latency=True, order="1")
         out = []
@@ -317,7 +383,7 @@ class Analytics:
         if by not in ("agent", "role"):
             raise ValueError(f"by: expected 'agent' or 'role', got {by!r}")
         column = "agent_name" if by == "agent" else "agent_role"
-        src = source_for(window, filters, allow_rollup=by == "agent")
+        src = self._source(window, filters, allow_rollup=by == "agent")
         rows = [
             r
             for r in self._aggregate(src, [("key", column)], latency=True, limit=_clamp_limit(limit), offset=offset)
@@ -384,13 +450,13 @@ class Analytics:
         return int(row[0]) if row else 0
 
     def top_operations(self, window: TimeWindow, filters: Filters = NO_FILTERS, limit: int = 10) -> list[UsagePoint]:
-        src = source_for(window, filters)
+        src = self._source(window, filters)
         rows = self._aggregate(src, [("key", "operation")], latency=False, limit=_clamp_limit(limit))
         return [UsagePoint(r["key"], int(r["calls"])) for r in rows]
 
     def hourly_pattern(self, window: TimeWindow, filters: Filters = NO_FILTERS) -> list[UsagePoint]:
         """Calls per hour of day (UTC), all 24 hours."""
-        src = source_for(window, filters)
+        src = self._source(window, filters, sub_day=True)
         hour = sql.SQL("extract(hour FROM {})::int").format(src.time).as_string(None)
         counts = {int(r["key"]): int(r["calls"]) for r in self._aggregate(src, [("key", hour)], latency=False)}
         return [UsagePoint(f"{h:02d}", counts.get(h, 0)) for h in range(24)]
@@ -402,7 +468,7 @@ class Analytics:
         """p50/p75/p90/p95/p99, mean, median, std (population), min, max and count of ``field``: duration (ms),
         cost (USD), tokens (input + output), quality, or ``attribute:<name>`` (a numeric span attribute)."""
         if field == "duration":
-            src = source_for(window, filters)
+            src = self._source(window, filters)
             if src.rollup:
                 return self._duration_percentiles_from_rollups(src)
         expr: sql.Composable
@@ -447,35 +513,23 @@ class Analytics:
         )
 
     def _duration_percentiles_from_rollups(self, src: Source) -> PercentileSummary:
-        q = sql.SQL(
-            "WITH r AS MATERIALIZED (SELECT count, duration_sum_ms, duration_min_ms, duration_max_ms, latency_hist"
-            "   FROM {table} WHERE {where}),"
-            " b AS (SELECT e.hk::integer AS k, sum(e.hv::bigint) AS n"
-            "   FROM r CROSS JOIN LATERAL jsonb_each_text(r.latency_hist) AS e(hk, hv) GROUP BY 1),"
-            " h AS (SELECT jsonb_object_agg(k, n) AS hist FROM b)"
-            " SELECT (SELECT sum(count) FROM r)::bigint AS n, (SELECT sum(duration_sum_ms) FROM r) AS dsum,"
-            "  (SELECT min(duration_min_ms) FROM r) AS min, (SELECT max(duration_max_ms) FROM r) AS max,"
-            "  (SELECT sum(n * otel_hist_bucket_value(k)) FROM b) AS vsum,"
-            "  (SELECT sum(n * otel_hist_bucket_value(k) ^ 2) FROM b) AS vsq,"
-            "  ARRAY[otel_hist_quantile(hist, 0.5), otel_hist_quantile(hist, 0.75), otel_hist_quantile(hist, 0.9),"
-            "        otel_hist_quantile(hist, 0.95), otel_hist_quantile(hist, 0.99)] AS pct FROM h"
-        ).format(table=src.ident, where=src.where)
-        r = self._rows(q, src.params)[0]
-        n = int(r["n"] or 0)
-        pct = r["pct"] or [None] * 5
-        std = None
-        if n:
-            # From bucket representative values: the spread is known to the histogram's resolution (< 1 %).
-            m = r["vsum"] / n
-            std = math.sqrt(max(r["vsq"] / n - m * m, 0.0))
+        rows = self._aggregate(src, [("all", "'all'")], latency=True, quantiles=(0.5, 0.75, 0.9, 0.95, 0.99))
+        if not rows or not rows[0]["calls"]:
+            return PercentileSummary("duration", 0, None, None, None, None, None, None, None, None, None, None, False)
+        r = rows[0]
+        n = int(r["calls"])
+        pct = r["pct"]
+        # From bucket representative values: the spread is known to the histogram's resolution (< 1 %).
+        m = r["vsum"] / n
+        std = math.sqrt(max(r["vsq"] / n - m * m, 0.0))
         return PercentileSummary(
             field="duration",
             count=n,
-            mean=r["dsum"] / n if n else None,
+            mean=r["dsum"] / n,
             median=pct[0],
             std=std,
-            min=r["min"],
-            max=r["max"],
+            min=r["dmin"],
+            max=r["dmax"],
             p50=pct[0],
             p75=pct[1],
             p90=pct[2],
@@ -555,7 +609,7 @@ class Analytics:
         if by not in COST_KEYS:
             raise ValueError(f"by: expected one of {', '.join(COST_KEYS)}, got {by!r}")
         column, in_rollups = COST_KEYS[by]
-        src = source_for(window, filters, allow_rollup=in_rollups)
+        src = self._source(window, filters, allow_rollup=in_rollups)
         rows = self._aggregate(
             src,
             [("key", column)],
@@ -583,13 +637,9 @@ class Analytics:
         return out
 
     def total_cost(self, window: TimeWindow, filters: Filters = NO_FILTERS) -> float:
-        src = source_for(window, filters)
-        column = "cost_usd"
-        q = sql.SQL("SELECT coalesce(sum({c}), 0)::float8 FROM {t} WHERE {w}").format(
-            c=sql.Identifier(column), t=src.ident, w=src.where
-        )
-        row = self.conn.execute(q, src.params).fetchone()
-        return float(row[0]) if row else 0.0
+        src = self._source(window, filters)
+        rows = self._aggregate(src, [("all", "'all'")], latency=False)
+        return float(rows[0]["cost"]) if rows else 0.0
 
     def correlation_cost(self, correlation_id: str) -> CorrelationCost | None:
         """The whole cost of one request across every service it touched (any time; indexed lookup)."""
@@ -640,7 +690,7 @@ class Analytics:
     # -- agent x operation (insights) ----------------------------------------------------------------------
     def agent_operations(self, window: TimeWindow, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
         """Per (operation, agent): calls, successes, avg_ms, cost and quality average (rows with an agent only)."""
-        src = source_for(window, filters)
+        src = self._source(window, filters)
         rows = self._aggregate(src, [("operation", "operation"), ("agent", "agent_name")], latency=False)
         return [
             {
@@ -660,7 +710,7 @@ class Analytics:
         self, window: TimeWindow, filters: Filters = NO_FILTERS, granularity: str = "day"
     ) -> dict[tuple[str, str], list[TimeBucket]]:
         """Per (service, operation) time series of calls, errors and average duration (no percentiles)."""
-        src = source_for(window, filters)
+        src = self._source(window, filters, sub_day=granularity == "hour")
         trunc = sql.SQL("date_trunc({}, {})").format(granularity_literal(granularity), src.time).as_string(None)
         rows = self._aggregate(
             src,

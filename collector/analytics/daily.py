@@ -1,0 +1,95 @@
+"""The per-day cache of ``span_rollups_1h`` (table ``analytics_rollups_1d``, migration 0012).
+
+Only complete UTC days (ended before now) are cached. Before a long query, ``refresh`` compares each day's
+fingerprint in the hourly rollups (sum of count, number of rows: both only grow with ingest and shrink with
+retention) with the one recorded at build time and rebuilds the days that differ, each in one statement (one
+snapshot) under an advisory lock, so concurrent readers never build a day twice at once or record a fingerprint
+that does not match the rows they merged.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+__all__ = ["DAILY_TABLE", "refresh"]
+
+DAILY_TABLE = "analytics_rollups_1d"
+_LOCK_NAMESPACE = "otel_metrics.analytics.daily:"
+_LOGGER = logging.getLogger("otel_metrics.analytics")
+_KEYS = "service_name, operation, status_code, tenant_id, agent_name, model"
+
+_BUILD = f"""
+WITH src AS MATERIALIZED (
+    SELECT * FROM span_rollups_1h WHERE bucket_start >= %(day)s AND bucket_start < %(day)s + interval '1 day'
+), e AS (
+    SELECT {_KEYS}, x.hk::integer AS k, sum(x.hv::bigint) AS n
+    FROM src CROSS JOIN LATERAL jsonb_each_text(src.latency_hist) AS x(hk, hv)
+    GROUP BY {_KEYS}, 7
+), h AS (
+    SELECT {_KEYS}, array_agg(k ORDER BY k) AS ks, array_agg(n ORDER BY k) AS ns FROM e GROUP BY {_KEYS}
+), s AS (
+    SELECT {_KEYS}, sum(count) AS count, sum(errors) AS errors, sum(duration_sum_ms) AS dsum,
+           min(duration_min_ms) AS dmin, max(duration_max_ms) AS dmax, sum(input_tokens) AS itok,
+           sum(output_tokens) AS otok, sum(cost_usd) AS cost, sum(quality_sum) AS qsum,
+           sum(quality_count) AS qcount
+    FROM src GROUP BY {_KEYS}
+), ins AS (
+    INSERT INTO {DAILY_TABLE}
+    SELECT %(day)s, {_KEYS}, s.count, s.errors, s.dsum, s.dmin, s.dmax, s.itok, s.otok, s.cost, s.qsum, s.qcount,
+           coalesce(h.ks, '{{}}'), coalesce(h.ns, '{{}}')
+    FROM s LEFT JOIN h USING ({_KEYS})
+)
+INSERT INTO analytics_rollup_days (day, source_count, source_rows, built_at)
+SELECT %(day)s, coalesce(sum(count), 0), count(*), now() FROM src
+ON CONFLICT (day) DO UPDATE SET source_count = excluded.source_count, source_rows = excluded.source_rows,
+    built_at = excluded.built_at
+"""
+
+
+def _fingerprints(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> dict[datetime, tuple[int, int]]:
+    rows = conn.execute(
+        "SELECT date_trunc('day', bucket_start), sum(count)::bigint, count(*) FROM span_rollups_1h"
+        " WHERE bucket_start >= %s AND bucket_start < %s GROUP BY 1",
+        (start, end),
+    ).fetchall()
+    return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+
+def refresh(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> int:
+    """Make the cached days in [start, end) (UTC midnights, complete days only) match the hourly rollups.
+    Returns how many days were rebuilt."""
+    source = _fingerprints(conn, start, end)
+    cached = {
+        r[0]: (int(r[1]), int(r[2]))
+        for r in conn.execute(
+            "SELECT day, source_count, source_rows FROM analytics_rollup_days WHERE day >= %s AND day < %s",
+            (start, end),
+        ).fetchall()
+    }
+    stale = sorted(d for d in set(source) | set(cached) if source.get(d) != cached.get(d))
+    for day in stale:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK_NAMESPACE + day.isoformat(),))
+            conn.execute(f"DELETE FROM {DAILY_TABLE} WHERE bucket_start = %s", (day,))
+            if day in source:
+                conn.execute(_BUILD, {"day": day})
+            else:
+                conn.execute("DELETE FROM analytics_rollup_days WHERE day = %s", (day,))
+    if stale:
+        _LOGGER.debug("analytics: rebuilt %d daily rollup(s)", len(stale))
+    return len(stale)
+
+
+def complete_days(start: datetime, end: datetime, now: datetime | None = None) -> tuple[datetime, datetime] | None:
+    """The whole UTC days inside [start, end) that have ended by ``now``; None if there are none."""
+    now = now or datetime.now(UTC)
+    first = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if first < start:
+        first += timedelta(days=1)
+    limit = min(end, now).astimezone(UTC)
+    last = limit.replace(hour=0, minute=0, second=0, microsecond=0)
+    return (first, last) if last > first else None

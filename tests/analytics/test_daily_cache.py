@@ -1,0 +1,91 @@
+"""The daily rollup cache: long windows with ragged edges read whole days from it and the edges from the hourly
+rollups; late data for a cached day rebuilds that day; a day cannot be cached before it ends."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import analytics_data
+import numpy as np
+import psycopg
+import pytest
+
+from collector.analytics import daily
+from collector.analytics.queries import Analytics
+from collector.analytics.window import Filters, TimeWindow
+
+
+def test_ragged_window_and_late_data(pg_dsn: str) -> None:
+    data = analytics_data.generate(n=3000, seed=5, days=4)
+    analytics_data.load(pg_dsn, data)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        a = Analytics(conn)
+        window = TimeWindow(data.start + timedelta(hours=5), data.end - timedelta(hours=3))
+
+        def check(d: analytics_data.Dataset) -> None:
+            m = d.mask(window.start, window.end)
+            perf = {r.operation: r for r in a.performance(window)}
+            for op, r in perf.items():
+                mm = m & (d.operation == op)
+                assert r.calls == mm.sum() and r.errors == d.error[mm].sum()
+                assert r.avg_ms == pytest.approx(d.duration_ms[mm].mean(), rel=1e-9)
+                assert r.p95_ms == pytest.approx(np.percentile(d.duration_ms[mm], 95), rel=0.01)
+                assert r.max_ms == pytest.approx(d.duration_ms[mm].max())
+            assert a.total_cost(window) == pytest.approx(d.cost[m].sum(), rel=1e-9)
+            pct = a.percentiles(window, Filters(service="checkout"))
+            mm = m & (d.service == "checkout")
+            assert pct.p99 == pytest.approx(np.percentile(d.duration_ms[mm], 99), rel=0.01)
+            assert pct.count == mm.sum()
+
+        check(data)
+        days = conn.execute("SELECT day FROM analytics_rollup_days ORDER BY 1").fetchall()
+        # the window covers 2 whole days (the first and last are cut by the edges)
+        assert [d[0] for d in days] == [data.start + timedelta(days=1), data.start + timedelta(days=2)]
+        # Late data for a cached day: the next query rebuilds that day and sees it.
+        late = analytics_data.generate(n=300, seed=99, days=4)
+        late.trace_ids = [(10**12 + i).to_bytes(16, "big") for i in range(300)]
+        analytics_data.load(pg_dsn, late)
+        merged = analytics_data.Dataset(
+            data.start,
+            data.end,
+            *(
+                np.concatenate([getattr(data, f), getattr(late, f)])
+                for f in (
+                    "start_s",
+                    "duration_ms",
+                    "service",
+                    "operation",
+                    "error",
+                    "tenant",
+                    "user",
+                    "agent",
+                    "role",
+                    "model",
+                    "provider",
+                    "input_tokens",
+                    "output_tokens",
+                    "cost",
+                    "quality",
+                    "correlation",
+                )
+            ),
+            data.trace_ids + late.trace_ids,
+        )
+        check(merged)
+        assert daily.refresh(conn, data.start + timedelta(days=1), data.start + timedelta(days=3)) == 0
+
+
+def test_complete_days_only() -> None:
+    from datetime import UTC, datetime
+
+    start = datetime(2026, 11, 1, 5, tzinfo=UTC)
+    end = datetime(2026, 11, 5, 7, tzinfo=UTC)
+    assert daily.complete_days(start, end, now=end) == (
+        datetime(2026, 11, 2, tzinfo=UTC),
+        datetime(2026, 11, 5, tzinfo=UTC),
+    )
+    assert daily.complete_days(start, end, now=datetime(2026, 11, 3, 12, tzinfo=UTC)) == (
+        datetime(2026, 11, 2, tzinfo=UTC),
+        datetime(2026, 11, 3, tzinfo=UTC),
+    )
+    assert daily.complete_days(start, datetime(2026, 11, 2, 7, tzinfo=UTC), now=end) is None
