@@ -56,13 +56,7 @@ def registry() -> Registry:
     for kind, modules in _MODULES.items():
         found: dict[str, Any] = {}
         for name in modules:
-            try:
-                module = importlib.import_module(name)
-            except ModuleNotFoundError as exc:
-                # TEMPORARY while components are being built in parallel; removed at integration.
-                if exc.name == name:
-                    continue
-                raise
+            module = importlib.import_module(name)
             for factory in module.factories:
                 found[factory.type] = factory
         kinds[kind] = found
