@@ -281,20 +281,26 @@ class Analytics:
 
     # -- catalogue -----------------------------------------------------------------------------------------
     def services(self) -> list[str]:
-        """Every service the sink has seen (from the rollups, which outlive raw spans)."""
+        """Every service the sink has seen, from span_rollups_1h (written with every span batch, kept longer than
+        raw spans). A loose index scan over (service_name, operation, bucket_start): one probe per service."""
         rows = self.conn.execute(
-            "SELECT DISTINCT service_name FROM span_rollups_1h UNION SELECT DISTINCT service_name FROM span_rollups_1m"
-            " ORDER BY 1"
+            "WITH RECURSIVE s(v) AS (SELECT min(service_name) FROM span_rollups_1h"
+            " UNION ALL SELECT (SELECT min(service_name) FROM span_rollups_1h WHERE service_name > s.v)"
+            " FROM s WHERE s.v IS NOT NULL) SELECT v FROM s WHERE v IS NOT NULL"
         ).fetchall()
         return [r[0] for r in rows]
 
     def operations(self, service: str | None = None) -> list[str]:
+        """Operations of one service (loose index scan), or of all services."""
         if service is None:
             rows = self.conn.execute("SELECT DISTINCT operation FROM span_rollups_1h ORDER BY 1").fetchall()
-        else:
-            rows = self.conn.execute(
-                "SELECT DISTINCT operation FROM span_rollups_1h WHERE service_name = %s ORDER BY 1", (service,)
-            ).fetchall()
+            return [r[0] for r in rows]
+        rows = self.conn.execute(
+            "WITH RECURSIVE o(v) AS (SELECT min(operation) FROM span_rollups_1h WHERE service_name = %(s)s"
+            " UNION ALL SELECT (SELECT min(operation) FROM span_rollups_1h WHERE service_name = %(s)s"
+            " AND operation > o.v) FROM o WHERE o.v IS NOT NULL) SELECT v FROM o WHERE v IS NOT NULL",
+            {"s": service},
+        ).fetchall()
         return [r[0] for r in rows]
 
     # -- performance ---------------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ _format = typer.Option("table", "--format", "-f", help="table, json or csv.")
 _output = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout.")
 _limit = typer.Option(DEFAULT_LIMIT, "--limit", help="At most this many rows.")
 _offset = typer.Option(0, "--offset", help="Skip this many rows (pagination).")
+_exact = typer.Option(False, "--exact", help="Read raw spans even for windows over a day (exact, slower).")
 _metrics = typer.Option(list(TREND_METRICS), "--metric", help="Repeatable: " + ", ".join(TREND_METRICS))
 
 
@@ -112,7 +113,7 @@ def _common(
 
 
 @contextlib.contextmanager
-def _analytics(c: _Common, thresholds: Thresholds | None = None) -> Iterator[Analytics]:
+def _analytics(c: _Common, thresholds: Thresholds | None = None, exact: bool = False) -> Iterator[Analytics]:
     try:
         dsn = resolve_dsn(c.config, c.dsn)
         conn = connect(dsn)
@@ -121,7 +122,7 @@ def _analytics(c: _Common, thresholds: Thresholds | None = None) -> Iterator[Ana
     except psycopg.OperationalError as exc:
         raise _fail(f"cannot connect to the database: {exc}", 1) from None
     with conn:
-        analytics = Analytics(conn, thresholds)
+        analytics = Analytics(conn, thresholds, exact=exact)
         try:
             check_known("service", c.filters.service, analytics.services())
             if c.filters.operation is not None:
@@ -177,6 +178,7 @@ def report(
     output: Path | None = _output,
     limit: int = _limit,
     offset: int = _offset,
+    exact: bool = _exact,
 ) -> None:
     """Performance: calls, avg, p50/p95/p99, max, success/error rate, slow and very slow counts."""
     c = _common(
@@ -194,7 +196,7 @@ def report(
         agent=agent,
         model=model,
     )
-    with _analytics(c, Thresholds(slow_ms, very_slow_ms)) as a:
+    with _analytics(c, Thresholds(slow_ms, very_slow_ms), exact) as a:
         result: Any
         if by in ("operation", "service"):
             result = _run(lambda: a.performance(c.window, c.filters, group_by=by, limit=limit, offset=offset))
@@ -230,6 +232,7 @@ def stats_command(
     model: str | None = _model,
     fmt: str = _format,
     output: Path | None = _output,
+    exact: bool = _exact,
 ) -> None:
     """Time series: operations, successes, failures, success rate, avg and p95 duration, tokens, cost, quality."""
     c = _common(
@@ -247,7 +250,7 @@ def stats_command(
         agent=agent,
         model=model,
     )
-    with _analytics(c) as a:
+    with _analytics(c, exact=exact) as a:
         _emit(c, _run(lambda: a.timeseries(c.window, c.filters, granularity)), f"time series per {granularity}")
 
 
@@ -453,6 +456,7 @@ def percentiles(
     model: str | None = _model,
     fmt: str = _format,
     output: Path | None = _output,
+    exact: bool = _exact,
 ) -> None:
     """p50/p75/p90/p95/p99, mean, median, std, min, max and count."""
     c = _common(
@@ -470,7 +474,7 @@ def percentiles(
         agent=agent,
         model=model,
     )
-    with _analytics(c) as a:
+    with _analytics(c, exact=exact) as a:
         result = _run(lambda: a.percentiles(c.window, c.filters, field))
         _emit(c, result, f"percentiles of {field}", empty=result.count == 0)
 

@@ -160,3 +160,14 @@ def test_budgets_and_alerts_commands(pg_dsn: str, pg_server_dsn: str, tmp_path: 
     assert code == 0 and json.loads(out)["summary"]["status"] == "no_data"
     code, _, err = run("summary", "--config", str(tmp_path / "missing.yaml"))
     assert code == 2 and "--dsn" in err
+
+
+def test_exact_reads_raw_spans_for_long_windows(dataset) -> None:  # type: ignore[no-untyped-def]
+    d = dataset.data
+    code, out, _ = run("report", "--dsn", dataset.dsn, *FULL, "--operation", "checkout.pay", "--exact", "-f", "json")
+    (row,) = json.loads(out)
+    m = d.operation == "checkout.pay"
+    assert code == 0 and row["exact"] is True
+    assert row["p95_ms"] == pytest.approx(np.percentile(d.duration_ms[m], 95), rel=1e-9)
+    code, out, _ = run("percentiles", "--dsn", dataset.dsn, *FULL, "--exact", "-f", "json")
+    assert code == 0 and json.loads(out)["p99"] == pytest.approx(np.percentile(d.duration_ms, 99), rel=1e-9)
