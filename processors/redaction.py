@@ -249,6 +249,8 @@ def _replace(match: re.Match[str]) -> str:
 _TEXT_CACHE: dict[str, str] = {}
 _TEXT_CACHE_MAX_ENTRIES = 8192
 _TEXT_CACHE_MAX_LENGTH = 256
+# No value pattern matches text shorter than this (the shortest match is a pair such as "pwd=x").
+_MIN_SCAN_LENGTH = 5
 
 
 def _might_match(text: str) -> bool:
@@ -268,7 +270,7 @@ def _scan(text: str) -> str:
 
 def redact_text(text: str) -> str:
     """``text`` with the built-in sensitive patterns replaced (the same object when nothing matched)."""
-    if len(text) < 5:
+    if len(text) < _MIN_SCAN_LENGTH:
         return text
     if len(text) > _TEXT_CACHE_MAX_LENGTH:
         return _scan(text)
@@ -374,6 +376,9 @@ class RedactionRules:
                 if not sensitive:
                     kind = type(value)
                     if kind is str:
+                        # Under 5 characters nothing can match (redact_text returns it as is).
+                        if len(value) < _MIN_SCAN_LENGTH:  # type: ignore[arg-type]
+                            continue
                         cached = text_cache.get(value)  # type: ignore[call-overload]
                         if cached is not None and cached == value:
                             continue

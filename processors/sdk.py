@@ -24,6 +24,7 @@ from typing import Any
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
 from processors.cost import PriceTable, cost_attributes
 from processors.redaction import RedactionRules, default_rules
@@ -31,6 +32,18 @@ from processors.redaction import RedactionRules, default_rules
 __all__ = ["EnrichingSpanProcessor"]
 
 _logger = logging.getLogger(__name__)
+
+# Hooks known to do nothing: not delegating to them saves two Python calls per span on the hot path.
+_NOOP_ON_START = frozenset({SpanProcessor.on_start, BatchSpanProcessor.on_start, SimpleSpanProcessor.on_start})
+_NOOP_ON_ENDING = frozenset({SpanProcessor._on_ending, BatchSpanProcessor._on_ending, SimpleSpanProcessor._on_ending})
+
+
+def _unless_noop(processor: SpanProcessor, name: str, noops: frozenset[Any]) -> Any:
+    """``processor.<name>`` as a bound method, or None when it is missing or one of the known no-ops."""
+    method = getattr(processor, name, None)
+    if method is None or getattr(method, "__func__", None) in noops:
+        return None
+    return method
 
 
 class EnrichingSpanProcessor(SpanProcessor):
@@ -41,17 +54,22 @@ class EnrichingSpanProcessor(SpanProcessor):
         self._table = price_table
         self._rules: RedactionRules | None = default_rules() if redact else None
         self._failed: set[str] = set()
+        self._inner_on_start = _unless_noop(inner, "on_start", _NOOP_ON_START)
+        self._inner_on_ending = _unless_noop(inner, "_on_ending", _NOOP_ON_ENDING)
 
     # -------------------------------------------------------------------------------- delegation
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        on_start = self._inner_on_start
+        if on_start is None:
+            return
         try:
-            self._inner.on_start(span, parent_context=parent_context)
+            on_start(span, parent_context=parent_context)
         except Exception:  # never raise into the code that started the span
             self._log_failure("on_start")
 
     def _on_ending(self, span: Span) -> None:
-        on_ending = getattr(self._inner, "_on_ending", None)
+        on_ending = self._inner_on_ending
         if on_ending is not None:
             try:
                 on_ending(span)
@@ -96,11 +114,12 @@ class EnrichingSpanProcessor(SpanProcessor):
         # Read through BoundedAttributes' plain dict when there is one: its Mapping methods are Python
         # code and this runs for every span. Read-only; the public property is the fallback.
         attributes: Mapping[str, Any] | None = getattr(original_attributes, "_dict", None)
-        if not isinstance(attributes, dict):
+        if type(attributes) is not dict:
             attributes = span.attributes or {}
         new_attributes: dict[str, Any] | None = None
-        if self._table is not None:
-            cost = cost_attributes(attributes, self._table)
+        table = self._table
+        if table is not None:
+            cost = cost_attributes(attributes, table)
             if cost:
                 new_attributes = {**attributes, **cost}
         new_events: list[Event] | None = None
@@ -109,7 +128,9 @@ class EnrichingSpanProcessor(SpanProcessor):
             redacted = rules.redact_changes(new_attributes if new_attributes is not None else attributes)
             if redacted is not None:
                 new_attributes = redacted
-            events = span.events
+            # Most spans have no events: test the SDK's list before building the public tuple copy.
+            raw_events = getattr(span, "_events", None)
+            events = span.events if raw_events is None or raw_events else ()
             for i, event in enumerate(events):
                 changed = rules.redact_changes(event.attributes) if event.attributes else None
                 if changed is not None:
@@ -126,9 +147,7 @@ class EnrichingSpanProcessor(SpanProcessor):
             parent=span.parent,
             resource=span.resource,
             attributes=(
-                _like(original_attributes, new_attributes)
-                if new_attributes is not None
-                else original_attributes
+                _like(original_attributes, new_attributes) if new_attributes is not None else original_attributes
             ),
             events=new_events if new_events is not None else getattr(span, "_events", span.events),
             links=getattr(span, "_links", span.links),
