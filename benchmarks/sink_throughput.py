@@ -35,6 +35,7 @@ from urllib.parse import quote
 TARGET_RATIO = 0.5
 TARGET_SPANS_PER_S = 50_000
 _DEADLINE_S = 100.0
+_CEILING_ROUNDS = 3
 
 
 # -- data ----------------------------------------------------------------------------------------------------
@@ -140,16 +141,22 @@ def raw_copy(dsn: str, requests: list[bytes]) -> float:
     columns = [c for c, _ in traces.SPAN_COLUMNS]
     types = [t for _, t in traces.SPAN_COLUMNS]
     total = sum(len(b) for b in batches)
-    start = time.perf_counter()
-    for rows in batches:
-        sql = f"COPY spans ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-        with conn.transaction(), conn.cursor() as cur, cur.copy(sql) as copy:
-            copy.set_types(types)
-            for row in rows:
-                copy.write_row(row)
-    elapsed = time.perf_counter() - start
+    sql = f"COPY spans ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    best = 0.0
+    for round_ in range(_CEILING_ROUNDS):  # best of a few: the ceiling is what the server can do at its best
+        if round_:
+            conn.execute("TRUNCATE spans")
+        start = time.perf_counter()
+        for rows in batches:
+            with conn.transaction(), conn.cursor() as cur, cur.copy(sql) as copy:
+                copy.set_types(types)
+                for row in rows:
+                    copy.write_row(row)
+        best = max(best, total / (time.perf_counter() - start))
+    # Settle autovacuum's work on these rows now, so that it does not run (and count) during the durable phase.
+    conn.execute("VACUUM (ANALYZE) spans")
     writer.close()
-    return total / elapsed
+    return best
 
 
 # -- collector -----------------------------------------------------------------------------------------------
@@ -362,10 +369,10 @@ def _postgres_processes(dsn: str) -> list[Any]:
     import psycopg
 
     try:
-        with psycopg.connect(dsn) as conn:
+        with psycopg.connect(dsn) as conn:  # the backend lives only as long as this connection
             row = conn.execute("SELECT pg_backend_pid()").fetchone()
-        backend = psutil.Process(int(row[0])) if row else None
-        postmaster = backend.parent() if backend else None
+            backend = psutil.Process(int(row[0])) if row else None
+            postmaster = backend.parent() if backend else None
     except Exception:  # a remote server: its CPU is not ours to measure
         return []
     if postmaster is None:
@@ -424,7 +431,7 @@ def main() -> None:
         durable_dsn = fresh_schema(server_dsn, "bench_durable")
 
         ceiling = raw_copy(raw_dsn, requests)
-        print(f"raw binary COPY (ceiling):   {ceiling:>10,.0f} spans/s", flush=True)
+        print(f"raw binary COPY (ceiling, best of {_CEILING_ROUNDS}): {ceiling:>10,.0f} spans/s", flush=True)
         result = durable_path(durable_dsn, requests, args.spans, args.clients, workdir, args.consumers)
         rate = result["spans_per_s"]
         raw_tables = ("spans",)
@@ -445,6 +452,13 @@ def main() -> None:
         print(
             f"CPU seconds during the run:  collector {cpu['collector']:.1f}, postgres {cpu['postgres']:.1f},"
             f" clients {cpu['clients']:.1f} (wall {result['elapsed_s']:.1f}s x {os.cpu_count()} cores)"
+        )
+        stored = max(result["stored"], 1)
+        per_span = {k: v / stored * 1e6 for k, v in cpu.items()}
+        print(
+            f"CPU per span (load-independent): collector {per_span['collector']:.0f} us,"
+            f" postgres {per_span['postgres']:.0f} us -> at most ~{1e6 / max(per_span['collector'], 1):,.0f}"
+            " spans/s per collector process (one core: the GIL)"
         )
         print(f"collector peak RSS:          {result['peak_rss_mib']:>10.0f} MiB")
         print(f"persistent queue peak:       {result['queue_peak_mib']:>10.1f} MiB on disk")
