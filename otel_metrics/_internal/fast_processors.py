@@ -88,12 +88,14 @@ def add_missing_attributes(span: Any, prepared: PreparedAttributes) -> None:
     try:
         attributes = prepared.attributes
         bounded = getattr(span, "_attributes", None)
-        if type(bounded) is BoundedAttributes and prepared.plain:
+        if type(bounded) is BoundedAttributes and prepared.plain and isinstance(span, Span):
             limit = bounded.max_value_len
             if limit is None or prepared.longest <= limit:
                 existing: dict[str, Any] = bounded._dict
-                with bounded._lock:
-                    if not bounded._immutable:  # set (under the span's lock) when the span ends
+                # The locks Span.set_attributes takes; the span's lock also orders this against end(), which
+                # makes the attributes immutable under it.
+                with span._lock, bounded._lock:
+                    if not bounded._immutable:
                         if existing and not existing.keys().isdisjoint(attributes):
                             attributes = {k: v for k, v in attributes.items() if k not in existing}
                         maxlen = bounded.maxlen

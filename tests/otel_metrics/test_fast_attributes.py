@@ -1,0 +1,89 @@
+"""add_missing_attributes (the decorator's and ContextAttributesSpanProcessor's way to set attributes) gives
+exactly what span.set_attributes of the missing keys gives, under every SDK limit."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import pytest
+from opentelemetry import trace as trace_api
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_metrics import business_context, correlation_scope
+from otel_metrics._internal.fast_processors import (
+    ContextAttributesSpanProcessor,
+    PreparedAttributes,
+    add_missing_attributes,
+)
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+def _both(limits: SpanLimits, initial: dict[str, Any], ours: dict[str, Any]) -> tuple[Any, Any]:
+    """(span after add_missing_attributes, span after the SDK's set_attributes of the missing keys)."""
+    tracer = TracerProvider(span_limits=limits, shutdown_on_exit=False).get_tracer("t")
+    fast = tracer.start_span("fast", attributes=initial)
+    add_missing_attributes(fast, PreparedAttributes(dict(ours)))
+    sdk = tracer.start_span("sdk", attributes=initial)
+    sdk.set_attributes({k: v for k, v in ours.items() if k not in initial})
+    fast.end()
+    sdk.end()
+    return fast, sdk
+
+
+@pytest.mark.parametrize(
+    ("limits", "initial", "ours"),
+    [
+        (SpanLimits(), {}, {"correlation.id": "req-1", "tenant.id": "acme", "n": 3, "ok": True, "x": 1.5}),
+        (SpanLimits(), {"tenant.id": "mine", "http.route": "/a"}, {"tenant.id": "acme", "correlation.id": "c"}),
+        (SpanLimits(max_span_attributes=2), {"a": "1"}, {"b": "2", "c": "3"}),  # oldest dropped, counted
+        (SpanLimits(max_span_attribute_length=3), {}, {"tenant.id": "acme-corp", "n": 12345}),  # truncated
+        (SpanLimits(), {}, {"codes": ("a", "b"), "color": Color.RED}),  # not plain: the SDK's own path
+    ],
+)
+def test_same_result_as_set_attributes(limits: SpanLimits, initial: dict[str, Any], ours: dict[str, Any]) -> None:
+    fast, sdk = _both(limits, initial, ours)
+    assert dict(fast.attributes) == dict(sdk.attributes)
+    assert list(fast.attributes) == list(sdk.attributes)  # insertion order too
+    assert fast._attributes.dropped == sdk._attributes.dropped
+
+
+def test_existing_keys_win_and_ended_spans_are_left_alone() -> None:
+    tracer = TracerProvider(shutdown_on_exit=False).get_tracer("t")
+    span = tracer.start_span("s", attributes={"tenant.id": "mine"})
+    add_missing_attributes(span, PreparedAttributes({"tenant.id": "acme", "user.id": "u1"}))
+    assert dict(span.attributes) == {"tenant.id": "mine", "user.id": "u1"}
+    span.end()
+    add_missing_attributes(span, PreparedAttributes({"late": "x"}))
+    assert "late" not in span.attributes
+
+
+def test_non_recording_spans_are_ignored() -> None:
+    span = trace_api.NonRecordingSpan(trace_api.INVALID_SPAN_CONTEXT)
+    add_missing_attributes(span, PreparedAttributes({"tenant.id": "acme"}))  # must not raise
+    assert not span.is_recording()
+
+
+def test_context_processor_sets_correlation_and_business_on_every_span() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(ContextAttributesSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    with correlation_scope("req-42"), business_context(tenant_id="acme"):
+        for _ in range(2):  # the second span reuses the per-context cache
+            with tracer.start_as_current_span("plain"):
+                pass
+        with tracer.start_as_current_span("own", attributes={"tenant.id": "other"}):
+            pass
+    spans = exporter.get_finished_spans()
+    assert [dict(s.attributes or {}) for s in spans] == [
+        {"tenant.id": "acme", "correlation.id": "req-42"},
+        {"tenant.id": "acme", "correlation.id": "req-42"},
+        {"tenant.id": "other", "correlation.id": "req-42"},
+    ]
