@@ -137,7 +137,39 @@ async def _wait_for(condition: Any, timeout: float = 60.0) -> None:
         try:
             if await asyncio.to_thread(condition):
                 return
-        except psycopg.OperationalError:
+        except psycopg.Error:  # down, or not migrated yet
             pass
         assert time.monotonic() < deadline, "condition not met before the deadline"
         await asyncio.sleep(0.05)
+
+
+def test_exporter_starts_while_postgres_is_down_and_migrates_when_it_returns(own_server: Any) -> None:
+    from collector.component import ComponentID, CreateSettings
+    from collector.exporters.exporterhelper import QueueConfig, RetryConfig
+    from collector.exporters.postgres.config import PostgresExporterConfig
+    from collector.exporters.postgres.exporter import PostgresExporter
+
+    with psycopg.connect(own_server.get_uri(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE fresh")  # never migrated
+    dsn = own_server.get_uri(database="fresh")
+    _stop(own_server)
+    config = PostgresExporterConfig(
+        dsn=dsn,
+        retention_check_interval=0,  # type: ignore[arg-type]
+        retry_on_failure=RetryConfig(initial_interval=0.05, max_interval=0.2, max_elapsed_time=0),  # type: ignore[arg-type]
+        sending_queue=QueueConfig(num_consumers=1, queue_size=10),
+    )
+
+    async def scenario() -> None:
+        exporter = PostgresExporter(CreateSettings(ComponentID("postgres"), Signal.TRACES), config)
+        await exporter.start(_NoHost())  # does not fail: the data waits in the queue
+        try:
+            for seed in (70, 71):
+                await exporter.consume(Signal.TRACES, synthetic_request(25, seed=seed))
+            await asyncio.to_thread(_start, own_server)
+            await _wait_for(lambda: _totals(dsn)[0] == 50)
+        finally:
+            await exporter.shutdown()
+
+    asyncio.run(scenario())
+    assert _totals(dsn) == (50, 50, 50)

@@ -38,6 +38,7 @@ class PostgresExporter(Exporter):
         self._pool: asyncio.Queue[PostgresWriter] | None = None
         self._writers: list[PostgresWriter] = []
         self._retention_task: asyncio.Task[None] | None = None
+        self._needs_migration = config.migrate
         self._queued = QueuedExporter(
             settings,
             queue=config.sending_queue,
@@ -61,8 +62,13 @@ class PostgresExporter(Exporter):
     async def start(self, host: Host) -> None:
         loop = asyncio.get_running_loop()
         self._database = await loop.run_in_executor(self._executor, open_database, self.config)
-        if self.config.migrate:
-            await loop.run_in_executor(self._executor, self._migrate)
+        self._needs_migration = self.config.migrate
+        if self._needs_migration:
+            try:
+                await loop.run_in_executor(self._executor, self._migrate)
+            except psycopg.OperationalError as exc:
+                # PostgreSQL down at start: accept data into the queue anyway; migrate before the first write.
+                self._log.warning("postgres: cannot migrate now (%s); will retry before writing", exc)
         interval = parse_span(self.config.partition.interval)
         settings = WriterSettings(
             partition_interval=interval,
@@ -81,8 +87,9 @@ class PostgresExporter(Exporter):
 
     def _migrate(self) -> None:
         assert self._database is not None
-        with self._database.connect(autocommit=True) as conn:
+        with self._database.connect(autocommit=True, connect_timeout=5) as conn:
             applied = migrate(conn)
+        self._needs_migration = False
         if applied:
             self._log.info("postgres: applied migrations %s", ", ".join(f"{m.version:04d}" for m in applied))
 
@@ -100,6 +107,11 @@ class PostgresExporter(Exporter):
         pool = self._pool
         if pool is None:
             raise RetryableError("postgres exporter not started")
+        if self._needs_migration:
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._migrate)
+            except psycopg.OperationalError as exc:
+                raise RetryableError(f"postgres: cannot migrate: {exc}") from exc
         writer = await pool.get()
         future = asyncio.get_running_loop().run_in_executor(self._executor, writer.write, signal, request)
         # The writer goes back to the pool only when its thread is done, even if this send is cancelled by the
