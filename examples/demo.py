@@ -103,7 +103,10 @@ def write_config(workdir: Path, ports: Ports, dsn: str | None, forward: str | No
         if ext_id.split("/")[0] == "analytics":
             ext["endpoint"] = f"127.0.0.1:{ports.api}"
     service = config["service"]
-    service.setdefault("telemetry", {}).setdefault("metrics", {})["address"] = f"127.0.0.1:{ports.telemetry}"
+    for reader in service.get("telemetry", {}).get("metrics", {}).get("readers", []):
+        prometheus = reader.get("pull", {}).get("exporter", {}).get("prometheus")
+        if prometheus is not None:
+            prometheus.update(host="127.0.0.1", port=ports.telemetry)
     if forward:
         exporters["otlp/forward"] = {"endpoint": forward, "tls": {"insecure": True}}
         for name, pipeline in service["pipelines"].items():
@@ -123,6 +126,7 @@ class Processes:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.stopped: set[str] = set()
 
     def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child for its lifetime
@@ -138,6 +142,7 @@ class Processes:
         return proc
 
     def stop(self, name: str, timeout: float = 20.0) -> None:
+        self.stopped.add(name)
         for child_name, proc in self.children:
             if child_name == name and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -153,7 +158,7 @@ class Processes:
 
     def check_alive(self) -> None:
         for name, proc in self.children:
-            if proc.poll() is not None:
+            if name not in self.stopped and proc.poll() is not None:
                 tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{name} exited with code {proc.returncode}; its log ends:\n{tail}")
 
@@ -196,13 +201,16 @@ def _load_ids(workdir: Path) -> list[str]:
 
 
 def cli(config: Path, *args: str) -> None:
+    # Rich sizes tables to the terminal; the child writes to a pipe, so tell it the demo's width.
+    env = {**os.environ, "COLUMNS": str(max(console.width, 150))}
     result = subprocess.run(
         [sys.executable, "-m", "collector.cli", *args, "--config", str(config)],
         cwd=ROOT,
         capture_output=True,
         text=True,
+        env=env,
     )
-    console.print(result.stdout.rstrip() or result.stderr.rstrip())
+    print(result.stdout.rstrip() or result.stderr.rstrip(), flush=True)
 
 
 @contextlib.contextmanager
@@ -282,10 +290,11 @@ def main(
             f"sent {result.sent} requests: {result.ok} ok, {result.failed} failed, "
             f"{result.echoed_ok} echoed their correlation id"
         )
-        # Stopping the services flushes their span and metric batches (atexit in otel_metrics).
+        # The services export every 500 ms; wait for the sink while they still run, so no request is in flight
+        # when they stop.
+        stored = wait_for_sink(config, result.sent, processes)
         processes.stop("agent-service")
         processes.stop("tools-service")
-        stored = wait_for_sink(config, result.sent, processes)
         console.print(f"the sink holds {stored} of {result.sent} requests")
 
         console.rule("performance (last hour)")

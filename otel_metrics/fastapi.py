@@ -194,6 +194,9 @@ def instrument_app(
     try:
         if getattr(app, "_otel_metrics_instrumented", False):
             return app
+        # The ASGI instrumentation's per-message "http send"/"http receive" spans triple the span count of every
+        # request and carry nothing a latency or cost question needs; pass exclude_spans=[] to keep them.
+        instrumentor_kwargs.setdefault("exclude_spans", ["receive", "send"])
         FastAPIInstrumentor.instrument_app(app, excluded_urls=excluded_urls, **instrumentor_kwargs)
         app.add_middleware(BusinessContextMiddleware)
         inner_build = app.build_middleware_stack
