@@ -315,3 +315,15 @@ def test_concurrent_migrations_apply_each_version_once(pg_server_dsn: str) -> No
     finally:
         with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+def test_invalid_surrogates_cannot_reach_the_sink() -> None:
+    # Why the sink has no surrogate repair: protobuf refuses to encode a lone surrogate on the client, and the
+    # receiver's parser rejects invalid UTF-8 on the wire, so every string a request carries is valid UTF-8.
+    import pytest
+    from google.protobuf.message import DecodeError
+
+    with pytest.raises(UnicodeEncodeError):
+        AnyValue(string_value="a\ud800b")
+    with pytest.raises(DecodeError):
+        AnyValue.FromString(b"\x0a\x04a\xed\xa0\x80")  # "a" + an encoded surrogate
