@@ -8,8 +8,9 @@ inside the collector.
         alerts: {interval: 60s, rules: [...], webhook: {url: https://hooks.example/alerts}}
         thresholds: {slow: 5s, very_slow: 30s}
 
-Evaluation runs in a worker thread (psycopg is synchronous) so the collector's event loop never blocks on it;
-webhook delivery runs as its own task and only logs failures.
+Each round also brings the daily rollup cache of the last 35 days up to date, so month-long reports do not pay
+for building it. Evaluation runs in a worker thread (psycopg is synchronous) so the collector's event loop never
+blocks on it; webhook delivery runs as its own task and only logs failures.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from collector.component import Extension, ExtensionFactory, Host
 from collector.service.httpserver import HTTPServer
 from processors.pipeline import CreateSettings
 
+from . import daily
 from .alerts import AlertStore, deliver_webhook, evaluate
 from .api import AnalyticsAPI
 from .config import AnalyticsConfig
@@ -36,6 +39,8 @@ from .session import connect
 __all__ = ["TYPE", "AnalyticsExtension", "config_from_file", "factories"]
 
 TYPE = "analytics"
+# Whole days the extension keeps in the daily rollup cache (month-long reports and a few days of slack).
+CACHE_DAYS = 35
 _LOGGER = logging.getLogger("otel_metrics.analytics")
 
 
@@ -77,6 +82,12 @@ class AnalyticsExtension(Extension):
         if self.config.alerts.enabled and self.config.alerts.rules:
             self._loop_task = asyncio.create_task(self._alert_loop(), name="analytics-alerts")
 
+    def warm_daily_cache(self) -> int:
+        """Rebuild stale cached days of the last CACHE_DAYS days, so reports never pay for it; returns days built."""
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        with connect(self.dsn()) as conn:
+            return daily.refresh(conn, today - timedelta(days=CACHE_DAYS), today)
+
     def evaluate_once(self) -> tuple[list[Any], list[Any]]:
         """One alert round: evaluate every rule, record the result; returns (opened, resolved)."""
         rules = self.config.alerts.rules
@@ -87,6 +98,10 @@ class AnalyticsExtension(Extension):
 
     async def _alert_loop(self) -> None:
         while True:
+            try:
+                await asyncio.to_thread(self.warm_daily_cache)
+            except Exception:  # the cache is an optimisation; reports rebuild stale days themselves
+                _LOGGER.exception("analytics: daily rollup cache refresh failed")
             try:
                 opened, resolved = await asyncio.to_thread(self.evaluate_once)
                 if self.config.alerts.webhook.url and (opened or resolved):

@@ -95,7 +95,9 @@ def test_extension_serves_api_and_evaluates_alerts(pg_server_dsn: str, pg_dsn: s
     asyncio.run(scenario())
     with psycopg.connect(pg_dsn) as conn:
         count = conn.execute("SELECT count(*) FROM alerts").fetchone()
+        cached = conn.execute("SELECT count(*) FROM analytics_rollup_days").fetchone()
     assert count is not None and count[0] == len(services_with_calls)
+    assert cached is not None and cached[0] >= 1  # yesterday (the data spans the last 24 h) was cached
     assert len(received) == 1  # later rounds open nothing new, so nothing more is sent
 
 
