@@ -40,6 +40,8 @@ class LoadResult:
     by_tenant: Counter[str] = field(default_factory=Counter)
     transport_errors: int = 0
     correlation_ids: list[str] = field(default_factory=list)
+    # correlation id -> (tenant, HTTP status or 0 for a transport error): what each request was and got.
+    requests: dict[str, tuple[str, int]] = field(default_factory=dict)
     echoed_ok: int = 0
     elapsed_s: float = 0.0
 
@@ -119,11 +121,14 @@ async def run_load(plan: Plan, *, console: Console | None = None) -> LoadResult:
                 try:
                     response = await client.post("/v1/query", json=req["json"], headers=headers)
                     result.by_status[response.status_code] += 1
+                    status = response.status_code
                     if response.headers.get("x-correlation-id") == req["cid"]:
                         result.echoed_ok += 1
                 except httpx.HTTPError:
                     result.transport_errors += 1
                     result.by_status[0] += 1
+                    status = 0
+                result.requests[str(req["cid"])] = (str(req["tenant"]), status)
                 result.by_tenant[str(req["tenant"])] += 1
                 result.correlation_ids.append(str(req["cid"]))
                 progress.update(task, advance=1, status=f"ok {result.ok}  failed {result.failed}")
