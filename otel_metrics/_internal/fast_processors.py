@@ -24,6 +24,7 @@ from typing import Any
 from opentelemetry import context as context_api
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
+from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import Span
 
 from processors.business import BusinessSpanProcessor, get_business_attributes
@@ -45,6 +46,8 @@ _logger = logging.getLogger(__name__)
 _MISSING: Any = object()
 # Exact types only: a subclass (an IntEnum, a str subclass) takes the SDK's own path.
 _PLAIN_VALUE_TYPES = frozenset({str, bool, int, float})
+# The SDK's Tracer makes ``_Span`` (a bare subclass of ``Span``); any other subclass may override set_attributes.
+_SDK_SPAN_TYPES = frozenset({Span, getattr(sdk_trace, "_Span", Span)})
 
 
 class LastContext:
@@ -88,20 +91,24 @@ def add_missing_attributes(span: Any, prepared: PreparedAttributes) -> None:
     try:
         attributes = prepared.attributes
         bounded = getattr(span, "_attributes", None)
-        if type(bounded) is BoundedAttributes and prepared.plain and isinstance(span, Span):
+        # Exact types: a subclass may override set_attributes (and isinstance on the SDK's ABCs is slow).
+        if type(bounded) is BoundedAttributes and type(span) in _SDK_SPAN_TYPES and prepared.plain:
             limit = bounded.max_value_len
             if limit is None or prepared.longest <= limit:
                 existing: dict[str, Any] = bounded._dict
                 # The locks Span.set_attributes takes; the span's lock also orders this against end(), which
                 # makes the attributes immutable under it.
                 with span._lock, bounded._lock:
-                    if not bounded._immutable:
-                        if existing and not existing.keys().isdisjoint(attributes):
-                            attributes = {k: v for k, v in attributes.items() if k not in existing}
-                        maxlen = bounded.maxlen
-                        if maxlen is None or len(existing) + len(attributes) <= maxlen:
+                    maxlen = bounded.maxlen
+                    # Room for all of them (an upper bound when some are present): nothing can be dropped.
+                    if not bounded._immutable and (maxlen is None or len(existing) + len(attributes) <= maxlen):
+                        if not existing or existing.keys().isdisjoint(attributes):
                             existing.update(attributes)
-                            return
+                        else:
+                            setdefault = existing.setdefault
+                            for key, value in attributes.items():
+                                setdefault(key, value)
+                        return
         # The SDK's own path: limits apply (oldest attributes dropped, strings truncated); other span types.
         if not span.is_recording():
             return

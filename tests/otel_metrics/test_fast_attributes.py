@@ -87,3 +87,15 @@ def test_context_processor_sets_correlation_and_business_on_every_span() -> None
         {"tenant.id": "acme", "correlation.id": "req-42"},
         {"tenant.id": "other", "correlation.id": "req-42"},
     ]
+
+
+def test_sdk_spans_take_the_direct_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The point of add_missing_attributes is to skip the SDK's per-attribute checks for the spans the SDK makes.
+    span = TracerProvider(shutdown_on_exit=False).get_tracer("t").start_span("s", attributes={"http.route": "/a"})
+
+    def refuse(attributes: Any) -> None:
+        raise AssertionError(f"set_attributes called with {attributes}")
+
+    monkeypatch.setattr(span, "set_attributes", refuse)
+    add_missing_attributes(span, PreparedAttributes({"tenant.id": "acme", "http.route": "/b"}))
+    assert dict(span.attributes) == {"http.route": "/a", "tenant.id": "acme"}
