@@ -202,8 +202,14 @@ def _value(value: Any, tp: Any) -> Any:
     if isinstance(value, ComponentID):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # Only what differs from the item type's own defaults (those are in the rows below it).
         hints = _hints(type(value))
-        return {f.name: _value(getattr(value, f.name), hints.get(f.name, Any)) for f in dataclasses.fields(value)}
+        base = _default_instance(type(value))
+        return {
+            f.name: _value(getattr(value, f.name), hints.get(f.name, Any))
+            for f in dataclasses.fields(value)
+            if base is None or getattr(value, f.name) != getattr(base, f.name)
+        }
     if isinstance(value, list | tuple | set | frozenset):
         item = [a for a in typing.get_args(tp) if a is not Ellipsis] if origin in (list, tuple) else []
         items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value

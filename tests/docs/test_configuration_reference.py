@@ -262,6 +262,7 @@ class _Sample:
     number_or_text: float | str = 2
     from_constant: int = _SAMPLE_LIMIT
     maybe_wait: Duration | None = _ITEM_WAIT
+    preset: list[_Item] = field(default_factory=lambda: [_Item(name="a"), _Item(name="b", wait=Duration(60.0))])
 
 
 def test_key_rows_read_types_defaults_and_every_doc_convention() -> None:
@@ -289,9 +290,13 @@ def test_key_rows_read_types_defaults_and_every_doc_convention() -> None:
         "number_or_text": ("float or string", "`2`", ""),
         "from_constant": ("int", "`10`", "Why the limit is ten."),
         "maybe_wait": ("duration", "`5s`", ""),
+        # list items show only what differs from the item type's defaults
+        "preset": ("list of mapping", '`[{"name": "a"}, {"name": "b", "wait": "1m"}]`', ""),
+        "preset[].name": ("string", '`""`', ""),
+        "preset[].wait": ("duration", "`5s`", ""),
     }
     sections = {r.path: r.section for r in key_rows(_Sample) if r.section}
-    assert sections == {"inner": "mapping", "maybe": "mapping", "items": "list", "by_name": "map"}
+    assert sections == {"inner": "mapping", "maybe": "mapping", "items": "list", "by_name": "map", "preset": "list"}
 
 
 def test_readme_docs_fill_only_keys_the_code_leaves_undocumented() -> None:
