@@ -69,7 +69,7 @@ def result_summary(result: Any) -> dict[str, Any]:
 class _Operation:
     """Per decorated function: its names, its series cache, and the bookkeeping of a finished call."""
 
-    __slots__ = ("_ok", "_ops", "_other", "include_metadata", "metadata", "name")
+    __slots__ = ("_last_ok", "_ok", "_ops", "_other", "include_metadata", "metadata", "name")
 
     def __init__(self, name: str, include_metadata: bool, metadata: Callable[[Any], Mapping[str, Any]] | None) -> None:
         self.name = name
@@ -79,6 +79,9 @@ class _Operation:
         self._ok: dict[Any, Series] = {}
         self._other: dict[Any, Series] = {}
         self._ops: OperationAggregator | None = None
+        # The success series of the last (parent context, aggregator, dimension setting): the common case of
+        # many calls under one request's context costs three identity checks.
+        self._last_ok: tuple[Any, Any, Any, Series | None] = (None, None, None, None)
 
     def _series(self, parent: Context, outcome: str, err: str | None) -> Series:
         ops = STATE.ops
@@ -119,7 +122,20 @@ class _Operation:
         if self.metadata is not None:
             self._custom_metadata(span, result)
         # Recorded while the span is still current, so the duration carries it as an exemplar.
-        self.record(span, parent, elapsed, SUCCESS, None)
+        state = STATE
+        ops, dimensions = state.ops, state.settings.metric_dimensions
+        last_parent, last_ops, last_dimensions, series = self._last_ok
+        if series is None or last_parent is not parent or last_ops is not ops or last_dimensions is not dimensions:
+            series = self._series(parent, SUCCESS, None)
+            self._last_ok = (parent, ops, dimensions, series)
+        if state.preaggregated:  # record() written out: this is every successful call
+            ctx = span.get_span_context()
+            if ctx.trace_flags.sampled:
+                series.add(elapsed, ctx.trace_id, ctx.span_id)
+            else:
+                series.add(elapsed, 0, 0)
+        else:
+            self.record(span, parent, elapsed, SUCCESS, None)
 
     def finish_error(self, span: trace_api.Span, parent: Context, started: float, exc: BaseException) -> None:
         elapsed = perf_counter() - started
