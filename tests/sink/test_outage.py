@@ -173,3 +173,30 @@ def test_exporter_starts_while_postgres_is_down_and_migrates_when_it_returns(own
 
     asyncio.run(scenario())
     assert _totals(dsn) == (50, 50, 50)
+
+
+def test_exporter_with_write_processes(pg_dsn: str) -> None:
+    from collector.component import ComponentID, CreateSettings
+    from collector.exporters.postgres.config import PostgresExporterConfig
+    from collector.exporters.postgres.exporter import PostgresExporter
+
+    config = PostgresExporterConfig(dsn=pg_dsn, write_processes=1, retention_check_interval=0)  # type: ignore[arg-type]
+    request = synthetic_request(30, seed=80)
+    bad = request.resource_spans[0].scope_spans[0].spans[0]
+    bad.name = "nul\x00name"  # repaired in the worker, counted here
+
+    async def scenario() -> None:
+        exporter = PostgresExporter(CreateSettings(ComponentID("postgres"), Signal.TRACES), config)
+        await exporter.start(_NoHost())
+        try:
+            await exporter.consume(Signal.TRACES, request)
+            await exporter.consume(Signal.TRACES, request)  # redelivery through the worker's staging path
+            await exporter.consume(Signal.TRACES, synthetic_request(20, seed=81))
+            await _wait_for(lambda: _totals(pg_dsn)[0] == 50)
+        finally:
+            await exporter.shutdown()
+
+    asyncio.run(scenario())
+    assert _totals(pg_dsn) == (50, 50, 50)
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM spans WHERE name = 'nulname'").fetchone() == (1,)

@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_RETENTION_CHECK_INTERVAL",
     "DEFAULT_ROLLUP_DIMENSIONS",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_WRITE_PROCESSES",
     "EMBEDDED",
     "PartitionConfig",
     "PostgresExporterConfig",
@@ -43,6 +44,7 @@ DEFAULT_RETRY_MAX_ELAPSED_TIME = Duration(0.0)
 # Each consumer holds one connection; two suit the 2-core default machine (PostgreSQL needs the other core).
 DEFAULT_NUM_CONSUMERS = 2
 DEFAULT_QUEUE_SIZE = 5000
+DEFAULT_WRITE_PROCESSES = 0
 
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _SPAN_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -118,6 +120,9 @@ class PostgresExporterConfig:
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     # Which of tenant_id, agent_name, model the rollups carry (others hold '').
     rollup_dimensions: list[str] = field(default_factory=lambda: list(DEFAULT_ROLLUP_DIMENSIONS))
+    # Write from this many worker processes instead of threads in the collector (0). Turning spans into rows is
+    # CPU-bound Python; processes use more than one core. Each process holds one connection.
+    write_processes: int = DEFAULT_WRITE_PROCESSES
     # Apply pending migrations at start (several sink processes may do so at once: advisory lock).
     migrate: bool = True
     # How often retention drops expired partitions and rollups (0: never; `otel-metrics db retention` does
@@ -140,6 +145,8 @@ class PostgresExporterConfig:
         unknown = [d for d in self.rollup_dimensions if d not in ROLLUP_DIMENSIONS]
         if unknown:
             errors.append(f"rollup_dimensions: unknown {unknown}; expected some of {list(ROLLUP_DIMENSIONS)}")
+        if self.write_processes < 0:
+            errors.append(f"write_processes: must be >= 0, got {self.write_processes}")
         if self.timeout < 0:
             errors.append(f"timeout: must be >= 0, got {self.timeout}")
         errors += self.retry_on_failure.validate()

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import psycopg
@@ -17,6 +20,7 @@ import psycopg
 from collector.component import CreateSettings, Exporter, Host, Request, RetryableError, Signal
 from collector.exporters.exporterhelper import QueuedExporter
 
+from . import _worker
 from .config import PostgresExporterConfig, parse_span
 from .database import Database, open_database
 from .retention import apply_retention
@@ -39,6 +43,8 @@ class PostgresExporter(Exporter):
         self._writers: list[PostgresWriter] = []
         self._retention_task: asyncio.Task[None] | None = None
         self._needs_migration = config.migrate
+        self._processes: ProcessPoolExecutor | None = None
+        self._writer_settings: WriterSettings | None = None
         self._queued = QueuedExporter(
             settings,
             queue=config.sending_queue,
@@ -76,11 +82,18 @@ class PostgresExporter(Exporter):
             rollup_dimensions=tuple(self.config.rollup_dimensions),
             statement_timeout=float(self.config.timeout) if self.config.timeout > 0 else 0.0,
         )
+        self._writer_settings = settings
         self._pool = asyncio.Queue()
-        for _ in range(self._size):
-            writer = PostgresWriter(self._database.dsn, settings, on_repair=self._count_repair)
-            self._writers.append(writer)
-            self._pool.put_nowait(writer)
+        if self.config.write_processes > 0:
+            self._processes = self._new_process_pool()
+            # Spawn and initialise every worker now (imports take a moment), not on the first batches.
+            pings = [loop.run_in_executor(self._processes, _worker.ping) for _ in range(self.config.write_processes)]
+            await asyncio.gather(*pings)
+        else:
+            for _ in range(self._size):
+                writer = PostgresWriter(self._database.dsn, settings)
+                self._writers.append(writer)
+                self._pool.put_nowait(writer)
         await self._queued.start(host)
         if self.config.retention_check_interval > 0:
             self._retention_task = asyncio.create_task(self._retention_loop())
@@ -93,9 +106,27 @@ class PostgresExporter(Exporter):
         if applied:
             self._log.info("postgres: applied migrations %s", ", ".join(f"{m.version:04d}" for m in applied))
 
-    def _count_repair(self, signal: Signal, action: str) -> None:
-        counter = self._repaired if action == "repaired" else self._quarantined
-        counter.add(1, {**self._attrs, "signal": signal.value})
+    def _new_process_pool(self) -> ProcessPoolExecutor:
+        assert self._database is not None and self._writer_settings is not None
+        return ProcessPoolExecutor(
+            max_workers=self.config.write_processes,
+            mp_context=multiprocessing.get_context("spawn"),  # never fork a process running gRPC threads
+            initializer=_worker.init,
+            initargs=(self._database.dsn, self._writer_settings, logging.getLogger().getEffectiveLevel()),
+        )
+
+    def _count(self, signal: Signal, result: WriteResult) -> None:
+        attrs = {**self._attrs, "signal": signal.value}
+        if result.repaired:
+            self._repaired.add(result.repaired, attrs)
+        if result.quarantined:
+            self._quarantined.add(result.quarantined, attrs)
+            self._log.warning(
+                "postgres: %d %s quarantined: %s",
+                result.quarantined,
+                signal.item_name,
+                "; ".join(result.quarantine_reasons[:3]),
+            )
 
     async def consume(self, signal: Signal, request: Request) -> None:
         await self._queued.consume(signal, request)
@@ -112,19 +143,29 @@ class PostgresExporter(Exporter):
                 await asyncio.get_running_loop().run_in_executor(self._executor, self._migrate)
             except psycopg.OperationalError as exc:
                 raise RetryableError(f"postgres: cannot migrate: {exc}") from exc
-        writer = await pool.get()
-        future = asyncio.get_running_loop().run_in_executor(self._executor, writer.write, signal, request)
-        # The writer goes back to the pool only when its thread is done, even if this send is cancelled by the
-        # timeout (a write that still commits is harmless: redelivery is idempotent).
-        future.add_done_callback(lambda _f: pool.put_nowait(writer))
-        result: WriteResult = await asyncio.shield(future)
-        if result.quarantined:
-            self._log.warning(
-                "postgres: %d %s quarantined: %s",
-                result.quarantined,
-                signal.item_name,
-                "; ".join(result.quarantine_reasons[:3]),
-            )
+        if self._processes is not None:
+            result = await self._send_to_process(signal, request)
+        else:
+            writer = await pool.get()
+            future = asyncio.get_running_loop().run_in_executor(self._executor, writer.write, signal, request)
+            # The writer goes back to the pool only when its thread is done, even if this send is cancelled by
+            # the timeout (a write that still commits is harmless: redelivery is idempotent).
+            future.add_done_callback(lambda _f: pool.put_nowait(writer))
+            result = await asyncio.shield(future)
+        self._count(signal, result)
+
+    async def _send_to_process(self, signal: Signal, request: Request) -> WriteResult:
+        assert self._processes is not None
+        payload = request.SerializeToString()
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._processes, _worker.write, signal.value, payload)
+            result: WriteResult = await asyncio.shield(future)
+        except BrokenProcessPool as exc:  # a worker died (e.g. killed): replace the pool, retry the batch
+            self._log.warning("postgres: write process died; restarting the pool")
+            broken, self._processes = self._processes, self._new_process_pool()
+            broken.shutdown(wait=False, cancel_futures=True)
+            raise RetryableError("postgres: write process died") from exc
+        return result
 
     async def _retention_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -149,6 +190,9 @@ class PostgresExporter(Exporter):
                 await self._retention_task
         await self._queued.shutdown()
         loop = asyncio.get_running_loop()
+        if self._processes is not None:
+            await loop.run_in_executor(None, self._processes.shutdown)
+            self._processes = None
         for writer in self._writers:
             await loop.run_in_executor(self._executor, writer.close)
         if self._database is not None:
