@@ -314,6 +314,8 @@ class RedactionRules:
         self.ignored_keys = frozenset(ignored_keys)
         self._all_types = redact_all_types
         self._key_cache: dict[str, bool] = {}
+        # Built-in rules only: redact_changes can answer from its two caches without calling redact_value.
+        self._plain = builtin and not self._allowed and not self._blocked
 
     def key_is_sensitive(self, key: str) -> bool:
         cached = self._key_cache.get(key)
@@ -365,18 +367,17 @@ class RedactionRules:
     def redact_changes(self, attributes: Mapping[str, object]) -> dict[str, object] | None:
         """The redacted attributes, or None when nothing would change (no copy on the fast path)."""
         changed: dict[str, object] | None = None
-        plain = not self._allowed and not self._blocked and self._builtin
-        key_cache, text_cache = self._key_cache, _TEXT_CACHE
-        numbers_pass = not self._all_types
-        for key, value in attributes.items():
-            if plain:  # the common cases, inlined: dict lookups only when the caches are warm
+        if self._plain:  # the common case, inlined: dict lookups only when the caches are warm
+            key_cache, text_cache = self._key_cache, _TEXT_CACHE
+            numbers_pass = not self._all_types
+            for key, value in attributes.items():
                 sensitive = key_cache.get(key)
                 if sensitive is None:
                     sensitive = self.key_is_sensitive(key)
                 if not sensitive:
                     kind = type(value)
                     if kind is str:
-                        # Under 5 characters nothing can match (redact_text returns it as is).
+                        # Under _MIN_SCAN_LENGTH characters nothing can match (redact_text returns it as is).
                         if len(value) < _MIN_SCAN_LENGTH:  # type: ignore[arg-type]
                             continue
                         cached = text_cache.get(value)  # type: ignore[call-overload]
@@ -384,11 +385,18 @@ class RedactionRules:
                             continue
                     elif numbers_pass and (kind is int or kind is float or kind is bool):
                         continue
-            new = self.redact_value(key, value)
-            if new is not value:
-                if changed is None:
-                    changed = {}
-                changed[key] = new
+                new = self.redact_value(key, value)
+                if new is not value:
+                    if changed is None:
+                        changed = {}
+                    changed[key] = new
+        else:
+            for key, value in attributes.items():
+                new = self.redact_value(key, value)
+                if new is not value:
+                    if changed is None:
+                        changed = {}
+                    changed[key] = new
         if changed is None:
             return None
         return {key: changed.get(key, value) for key, value in attributes.items()}
