@@ -27,6 +27,7 @@ FILTER_COLUMNS = {
 RAW_TABLE = "spans"
 ROLLUP_TABLE = "span_rollups_1h"
 DAILY_TABLE = "analytics_rollups_1d"
+OPS_TABLE = "analytics_rollups_1d_ops"
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,12 @@ def source_for(
     *,
     allow_rollup: bool = True,
     daily: tuple[datetime, datetime] | None = None,
+    per_operation: bool = False,
 ) -> Source:
     """Rollups for windows longer than a day (when the filters allow), raw spans otherwise. ``daily`` is the
-    range of whole days to read from the daily cache instead of the hourly rollups."""
+    range of whole days to read from the daily cache instead of the hourly rollups; ``per_operation`` reads the
+    cache merged per (service, operation) (only for queries that neither group nor filter by status, tenant,
+    agent or model)."""
     if allow_rollup and window.uses_rollups and filters.rollup_compatible():
         aligned = window.rollup_aligned()
         if daily is None:
@@ -113,7 +117,7 @@ def source_for(
                 [_part(ROLLUP_TABLE, aligned.start, aligned.end, filters, "bucket_start")], "bucket_start", aligned
             )
         first, last = daily
-        parts = [_part(DAILY_TABLE, first, last, filters, "bucket_start")]
+        parts = [_part(OPS_TABLE if per_operation else DAILY_TABLE, first, last, filters, "bucket_start")]
         if aligned.start < first:
             parts.append(_part(ROLLUP_TABLE, aligned.start, first, filters, "bucket_start"))
         if last < aligned.end:

@@ -15,9 +15,11 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["DAILY_TABLE", "refresh"]
+__all__ = ["DAILY_TABLE", "OPS_TABLE", "complete_days", "refresh"]
 
 DAILY_TABLE = "analytics_rollups_1d"
+# The same days merged per (service, operation) only (migration 0013).
+OPS_TABLE = "analytics_rollups_1d_ops"
 _LOCK_NAMESPACE = "otel_metrics.analytics.daily:"
 _LOGGER = logging.getLogger("otel_metrics.analytics")
 _KEYS = "service_name, operation, status_code, tenant_id, agent_name, model"
@@ -42,6 +44,18 @@ WITH src AS MATERIALIZED (
     SELECT %(day)s, {_KEYS}, s.count, s.errors, s.dsum, s.dmin, s.dmax, s.itok, s.otok, s.cost, s.qsum, s.qcount,
            coalesce(h.ks, '{{}}'), coalesce(h.ns, '{{}}')
     FROM s LEFT JOIN h USING ({_KEYS})
+), eo AS (
+    SELECT service_name, operation, k, sum(n) AS n FROM e GROUP BY 1, 2, 3
+), ho AS (
+    SELECT service_name, operation, array_agg(k ORDER BY k) AS ks, array_agg(n ORDER BY k) AS ns
+    FROM eo GROUP BY 1, 2
+), ins_ops AS (
+    INSERT INTO {OPS_TABLE}
+    SELECT %(day)s, service_name, operation, sum(s.count), sum(s.errors), sum(s.dsum), min(s.dmin), max(s.dmax),
+           sum(s.itok), sum(s.otok), sum(s.cost), sum(s.qsum), sum(s.qcount),
+           coalesce(min(ho.ks), '{{}}'), coalesce(min(ho.ns), '{{}}')
+    FROM s LEFT JOIN ho USING (service_name, operation)
+    GROUP BY service_name, operation
 )
 INSERT INTO analytics_rollup_days (day, source_count, source_rows, built_at)
 SELECT %(day)s, coalesce(sum(count), 0), count(*), now() FROM src
@@ -75,6 +89,7 @@ def refresh(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> in
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK_NAMESPACE + day.isoformat(),))
             conn.execute(f"DELETE FROM {DAILY_TABLE} WHERE bucket_start = %s", (day,))
+            conn.execute(f"DELETE FROM {OPS_TABLE} WHERE bucket_start = %s", (day,))
             if day in source:
                 conn.execute(_BUILD, {"day": day})
             else:

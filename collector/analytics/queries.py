@@ -143,7 +143,13 @@ class Analytics:
             return cur.fetchall()
 
     def _source(
-        self, window: TimeWindow, filters: Filters, *, allow_rollup: bool = True, sub_day: bool = False
+        self,
+        window: TimeWindow,
+        filters: Filters,
+        *,
+        allow_rollup: bool = True,
+        sub_day: bool = False,
+        dimensions: bool = True,
     ) -> Source:
         """The source for a query; long rollup queries that need no sub-day resolution read whole days from the
         daily cache (refreshed first) and only the edges from the hourly rollups."""
@@ -159,7 +165,8 @@ class Analytics:
         except psycopg.Error as exc:  # e.g. a read-only role: the hourly rollups answer alone, just slower
             _LOGGER.warning("analytics: daily rollup cache unavailable (%s); reading hourly rollups", exc)
             return src
-        return source_for(window, filters, allow_rollup=allow, daily=days)
+        per_operation = not dimensions and not (filters.tenant or filters.agent or filters.model)
+        return source_for(window, filters, allow_rollup=allow, daily=days, per_operation=per_operation)
 
     def _aggregate(
         self,
@@ -227,7 +234,7 @@ class Analytics:
             sql.SQL(
                 "SELECT {keys}, e.hk::integer AS k, e.hv::bigint AS n FROM {table} AS r"
                 " CROSS JOIN LATERAL jsonb_each_text(r.latency_hist) AS e(hk, hv) WHERE {where}"
-                if part.table != daily.DAILY_TABLE
+                if part.table not in (daily.DAILY_TABLE, daily.OPS_TABLE)
                 else "SELECT {keys}, e.k, e.n FROM {table} AS r"
                 " CROSS JOIN LATERAL unnest(r.hist_keys, r.hist_counts) AS e(k, n) WHERE {where}"
             ).format(keys=key_select, table=part.ident, where=part.where)
@@ -316,7 +323,7 @@ class Analytics:
         """Per (service, operation), or per service (``group_by="service"``, operation ``*``)."""
         if group_by not in ("operation", "service"):
             raise ValueError(f"group_by: expected 'operation' or 'service', got {group_by!r}")
-        src = self._source(window, filters)
+        src = self._source(window, filters, dimensions=False)
         keys = [("service", "service_name"), ("operation", "operation" if group_by == "operation" else "'*'")]
         rows = self._aggregate(src, keys, latency=True, limit=_clamp_limit(limit), offset=offset)
         out = []
@@ -348,7 +355,7 @@ class Analytics:
     def timeseries(
         self, window: TimeWindow, filters: Filters = NO_FILTERS, granularity: str = "hour"
     ) -> list[TimeBucket]:
-        src = self._source(window, filters, sub_day=granularity == "hour")
+        src = self._source(window, filters, sub_day=granularity == "hour", dimensions=False)
         trunc = sql.SQL("date_trunc({}, {})").format(granularity_literal(granularity), src.time).as_string(None)
         rows = self._aggregate(src, [("bucket", trunc)], latency=True, order="1")
         out = []
@@ -456,7 +463,7 @@ class Analytics:
         return int(row[0]) if row else 0
 
     def top_operations(self, window: TimeWindow, filters: Filters = NO_FILTERS, limit: int = 10) -> list[UsagePoint]:
-        src = self._source(window, filters)
+        src = self._source(window, filters, dimensions=False)
         rows = self._aggregate(src, [("key", "operation")], latency=False, limit=_clamp_limit(limit))
         return [UsagePoint(r["key"], int(r["calls"])) for r in rows]
 
@@ -474,7 +481,7 @@ class Analytics:
         """p50/p75/p90/p95/p99, mean, median, std (population), min, max and count of ``field``: duration (ms),
         cost (USD), tokens (input + output), quality, or ``attribute:<name>`` (a numeric span attribute)."""
         if field == "duration":
-            src = self._source(window, filters)
+            src = self._source(window, filters, dimensions=False)
             if src.rollup:
                 return self._duration_percentiles_from_rollups(src)
         expr: sql.Composable
@@ -615,7 +622,7 @@ class Analytics:
         if by not in COST_KEYS:
             raise ValueError(f"by: expected one of {', '.join(COST_KEYS)}, got {by!r}")
         column, in_rollups = COST_KEYS[by]
-        src = self._source(window, filters, allow_rollup=in_rollups)
+        src = self._source(window, filters, allow_rollup=in_rollups, dimensions=by not in ("operation", "service"))
         rows = self._aggregate(
             src,
             [("key", column)],
@@ -643,7 +650,7 @@ class Analytics:
         return out
 
     def total_cost(self, window: TimeWindow, filters: Filters = NO_FILTERS) -> float:
-        src = self._source(window, filters)
+        src = self._source(window, filters, dimensions=False)
         rows = self._aggregate(src, [("all", "'all'")], latency=False)
         return float(rows[0]["cost"]) if rows else 0.0
 
@@ -716,7 +723,7 @@ class Analytics:
         self, window: TimeWindow, filters: Filters = NO_FILTERS, granularity: str = "day"
     ) -> dict[tuple[str, str], list[TimeBucket]]:
         """Per (service, operation) time series of calls, errors and average duration (no percentiles)."""
-        src = self._source(window, filters, sub_day=granularity == "hour")
+        src = self._source(window, filters, sub_day=granularity == "hour", dimensions=False)
         trunc = sql.SQL("date_trunc({}, {})").format(granularity_literal(granularity), src.time).as_string(None)
         rows = self._aggregate(
             src,
