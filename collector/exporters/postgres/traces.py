@@ -107,6 +107,7 @@ _TEXT_COLUMNS = {
 }
 _INT8_MIN, _INT8_MAX = -(2**63), 2**63 - 1
 _INT4_MIN, _INT4_MAX = -(2**31), 2**31 - 1
+_INT2_MAX = 2**15 - 1
 _COST_LIMIT = 1e10  # numeric(20, 10)
 _EXCEPTION_KEYS = ("exception.type", "exception.message", "exception.stacktrace")
 
@@ -287,17 +288,24 @@ def _span_record(
         if lossless and key == "http.response.status_code":
             del attrs[key]
 
+    trace_state = span.trace_state
+    kind = span.kind
+    code = status.code
+    flags = span.flags
+    dropped_attrs = span.dropped_attributes_count
+    dropped_events = span.dropped_events_count
+    dropped_links = span.dropped_links_count
     row = (
         trace_id,
         span_id,
         span.parent_span_id or None,
-        clean_text(span.trace_state, "trace_state", repairs) or None,
+        (clean_text(trace_state, "trace_state", repairs) if "\x00" in trace_state else trace_state) or None,
         start_us,
         end_ns // 1000,
         (end_ns - start_ns) / 1e6,
         name,
-        int2(span.kind, "kind", repairs),
-        int2(status.code, "status code", repairs),
+        kind if 0 <= kind <= _INT2_MAX else int2(kind, "kind", repairs),
+        code if 0 <= code <= _INT2_MAX else int2(code, "status code", repairs),
         status_message,
         service_name,
         scope_name,
@@ -321,10 +329,16 @@ def _span_record(
         http_status,
         to_json(attrs, "span attributes", repairs) if attrs else "{}",
         resource_json,
-        signed32(span.flags),
-        int4(span.dropped_attributes_count, "dropped_attributes_count", repairs),
-        int4(span.dropped_events_count, "dropped_events_count", repairs),
-        int4(span.dropped_links_count, "dropped_links_count", repairs),
+        flags if flags <= _INT4_MAX else signed32(flags),
+        *(
+            (dropped_attrs, dropped_events, dropped_links)
+            if max(dropped_attrs, dropped_events, dropped_links) <= _INT4_MAX
+            else (
+                int4(dropped_attrs, "dropped_attributes_count", repairs),
+                int4(dropped_events, "dropped_events_count", repairs),
+                int4(dropped_links, "dropped_links_count", repairs),
+            )
+        ),
     )
     if (model is not None and isinstance(model, str) and "\x00" in model) or (
         provider is not None and isinstance(provider, str) and "\x00" in provider
@@ -332,7 +346,7 @@ def _span_record(
         row = _replace_nul_columns(row, repairs)
 
     events: list[tuple[Any, ...]] = []
-    for index, event in enumerate(span.events):
+    for index, event in enumerate(span.events) if span.events else ():
         event_attrs = attributes_dict(event.attributes)
         exc: list[str | None] = [None, None, None]
         if event.name == "exception":
@@ -358,7 +372,7 @@ def _span_record(
             )
         )
     links: list[tuple[Any, ...]] = []
-    for index, link in enumerate(span.links):
+    for index, link in enumerate(span.links) if span.links else ():
         link_attrs = attributes_dict(link.attributes)
         links.append(
             (
