@@ -22,9 +22,7 @@ app.add_typer(db_app, name="db")
 
 DEFAULT_CONFIG = Path("otel-collector.yaml")
 _CONFIG = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Collector config with a postgres exporter.")
-_EXPORTER = typer.Option(
-    None, "--exporter", help="Exporter id when the config has several (e.g. postgres/b)."
-)
+_EXPORTER = typer.Option(None, "--exporter", help="Exporter id when the config has several (e.g. postgres/b).")
 _DSN = typer.Option(None, "--dsn", help="A postgresql:// URL instead of the config's database.")
 
 
@@ -74,16 +72,12 @@ def status_command(config: Path = _CONFIG, exporter: str | None = _EXPORTER, dsn
             migrations = Table("version", "name", "applied at", "state", title="migrations")
             for a in st.applied:
                 state = "changed since applied" if a.version in st.changed else "applied"
-                migrations.add_row(
-                    f"{a.version:04d}", a.name, a.applied_at.isoformat(timespec="seconds"), state
-                )
+                migrations.add_row(f"{a.version:04d}", a.name, a.applied_at.isoformat(timespec="seconds"), state)
             for m in st.pending:
                 migrations.add_row(f"{m.version:04d}", m.name, "", "pending")
             console.print(migrations)
             if st.applied:
-                tables = Table(
-                    "table", "partitions", "oldest", "newest", "rows (est.)", "bytes", title="tables"
-                )
+                tables = Table("table", "partitions", "oldest", "newest", "rows (est.)", "bytes", title="tables")
                 rows = conn.execute(
                     """
                     SELECT t.name,
@@ -102,13 +96,9 @@ def status_command(config: Path = _CONFIG, exporter: str | None = _EXPORTER, dsn
                     """
                 ).fetchall()
                 for name, parts, oldest, newest, count, size in rows:
-                    tables.add_row(
-                        name, str(parts), str(oldest or ""), str(newest or ""), str(count), str(size)
-                    )
+                    tables.add_row(name, str(parts), str(oldest or ""), str(newest or ""), str(count), str(size))
                 console.print(tables)
-                q = conn.execute(
-                    "SELECT signal, action, count(*) FROM quarantine GROUP BY 1, 2 ORDER BY 1, 2"
-                )
+                q = conn.execute("SELECT signal, action, count(*) FROM quarantine GROUP BY 1, 2 ORDER BY 1, 2")
                 for signal, action, n in q.fetchall():
                     console.print(f"quarantine: {n} {signal} item(s) {action}")
     finally:
@@ -118,9 +108,7 @@ def status_command(config: Path = _CONFIG, exporter: str | None = _EXPORTER, dsn
 
 
 @db_app.command("retention")
-def retention_command(
-    config: Path = _CONFIG, exporter: str | None = _EXPORTER, dsn: str | None = _DSN
-) -> None:
+def retention_command(config: Path = _CONFIG, exporter: str | None = _EXPORTER, dsn: str | None = _DSN) -> None:
     """Apply the config's retention now: drop expired partitions, delete expired rollups."""
     from collector.exporters.postgres.retention import apply_retention
 
