@@ -128,7 +128,8 @@ def retention_command(config: Path = _CONFIG, exporter: str | None = _EXPORTER, 
 
 @db_app.command("dsn")
 def dsn_command(config: Path = _CONFIG, exporter: str | None = _EXPORTER) -> None:
-    """Print the database URL (for psql, Grafana, scripts). Starts the embedded server if needed."""
+    """Print the database URL (for psql, Grafana, scripts). An embedded server stays up only while some
+    process uses it (e.g. a running collector); this command alone starts and stops it again."""
     _, database = _open(config, exporter, None)
     typer.echo(database.dsn)
 
