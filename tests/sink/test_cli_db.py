@@ -57,3 +57,25 @@ def test_embedded_database_found_from_the_config_file(sink_tmp_path: Path) -> No
     bad.write_text("exporters:\n  debug: {}\n")
     result = runner.invoke(app, ["db", "status", "--config", str(bad)])
     assert result.exit_code == 1 and "no 'postgres' exporter" in result.output
+
+
+def test_embedded_server_stops_with_its_last_user_even_after_a_kill_9(sink_tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    from collector.exporters.postgres.config import PostgresExporterConfig
+
+    config = PostgresExporterConfig(data_dir=str(sink_tmp_path / "pg"))
+    first = database.open_database(config)
+    first.close()  # initialised, then stopped: this process was the only user
+    # A collector that used the server was killed with -9: its pid stays in pgserver's list of users.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    handles = sink_tmp_path / "pg" / ".handle_pids.json"
+    handles.write_text(json.dumps([dead.pid]))
+    db = database.open_database(config)
+    with db.connect() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert (sink_tmp_path / "pg" / "postmaster.pid").exists()
+    db.close()
+    assert not (sink_tmp_path / "pg" / "postmaster.pid").exists()  # stopped: the dead user was not waited for
