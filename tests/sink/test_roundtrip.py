@@ -143,8 +143,13 @@ def test_metrics_round_trip_all_point_kinds(pg_dsn: str, pg_conn: psycopg.Connec
     meter.create_counter("calls", unit="{call}").add(3, {"route": "/a"})
     meter.create_up_down_counter("inflight").add(-2, {"route": "/a"})
     hist = meter.create_histogram("latency", unit="ms")
-    for v in (1.0, 5.0, 50.0):
-        hist.record(v, {"route": "/a"})
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("tests.sink")
+    with tracer.start_as_current_span("request") as span:  # a sampled span: the SDK attaches exemplars
+        for v in (1.0, 5.0, 50.0):
+            hist.record(v, {"route": "/a"})
+    trace_hex = format(span.get_span_context().trace_id, "032x")
     exp = meter.create_histogram("latency.exp", unit="ms")
     for v in (1.0, 2.0, 4.0):
         exp.record(v)
@@ -172,6 +177,10 @@ def test_metrics_round_trip_all_point_kinds(pg_dsn: str, pg_conn: psycopg.Connec
     lat = rows["latency"]
     assert lat[1] == "histogram" and lat[4] == 3 and lat[5] == 56.0 and (lat[6], lat[7]) == (1.0, 50.0)
     assert sum(lat[8]) == 3 and len(lat[8]) == len(lat[9]) + 1
+    exemplars = pg_conn.execute("SELECT exemplars FROM metric_points WHERE metric_name = 'latency'").fetchone()
+    assert exemplars is not None and exemplars[0], "the SDK sent exemplars"
+    assert {e["trace_id"] for e in exemplars[0]} == {trace_hex}
+    assert {e["value"] for e in exemplars[0]} <= {1.0, 5.0, 50.0}
     e = rows["latency.exp"]
     assert e[1] == "exponential_histogram" and e[4] == 3 and e[10] is not None and sum(e[11]) == 3
     assert rows["temperature"][1:3] == ("gauge", 21.5)
