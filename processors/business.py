@@ -74,6 +74,18 @@ BAGGAGE_PREFIX = "business."
 
 # Local (in-process) attributes live under this context key, typed, never serialised.
 _LOCAL_KEY = context_api.create_key("otel_metrics.business_attributes")
+# The context key of the SDK's baggage dict (a private name of opentelemetry.baggage; without it the caches
+# below fall back to the context object's identity).
+_BAGGAGE_CONTEXT_KEY: str | None = getattr(baggage, "_BAGGAGE_KEY", None)
+_UNSET: Any = object()
+
+
+def _context_inputs(context: Context) -> tuple[object, object]:
+    """What the business attributes and the correlation id of ``context`` are read from: its baggage dict and
+    its local attributes. Both are replaced, never changed in place, when a context is derived, so the same
+    two objects (identity) give the same answer; a new span's context keeps both of its parent's."""
+    bag = context.get(_BAGGAGE_CONTEXT_KEY) if _BAGGAGE_CONTEXT_KEY is not None else context
+    return bag, context.get(_LOCAL_KEY)
 
 
 def _baggage_key(key: str) -> str:
@@ -102,21 +114,36 @@ def _valid(attributes: Mapping[str, object]) -> dict[str, AttributeValue]:
     return valid
 
 
+def _read_business_attributes(context: Context) -> dict[str, AttributeValue]:
+    result: dict[str, AttributeValue] = {}
+    for key, value in baggage.get_all(context).items():
+        if not isinstance(value, str):
+            continue
+        if key in _BUSINESS_KEY_SET:
+            result[key] = value
+        elif key.startswith(BAGGAGE_PREFIX) and len(key) > len(BAGGAGE_PREFIX):
+            result[key[len(BAGGAGE_PREFIX) :]] = value
+    local = context_api.get_value(_LOCAL_KEY, context)
+    if isinstance(local, Mapping):
+        result.update(local)
+    return result
+
+
+# The answer for the last (baggage, local attributes) pair: nested spans of one request hit it (~2.7 µs).
+_last_business: tuple[object, object, dict[str, AttributeValue]] = (_UNSET, _UNSET, {})
+
+
 def get_business_attributes(context: Context | None = None) -> dict[str, AttributeValue]:
     """Business attributes of ``context`` (default: current): propagated baggage ones, then local ones."""
+    global _last_business
     try:
-        result: dict[str, AttributeValue] = {}
-        for key, value in baggage.get_all(context).items():
-            if not isinstance(value, str):
-                continue
-            if key in _BUSINESS_KEY_SET:
-                result[key] = value
-            elif key.startswith(BAGGAGE_PREFIX) and len(key) > len(BAGGAGE_PREFIX):
-                result[key[len(BAGGAGE_PREFIX) :]] = value
-        local = context_api.get_value(_LOCAL_KEY, context)
-        if isinstance(local, Mapping):
-            result.update(local)
-        return result
+        ctx = context if context is not None else context_api.get_current()
+        bag, local = _context_inputs(ctx)
+        last_bag, last_local, result = _last_business
+        if last_bag is not bag or last_local is not local:
+            result = _read_business_attributes(ctx)
+            _last_business = (bag, local, result)  # a tuple swap: atomic under the GIL
+        return dict(result)  # the caller's own copy
     except Exception:  # never raise into user code
         _logger.debug("reading business attributes failed", exc_info=True)
         return {}
@@ -212,9 +239,7 @@ class _BusinessProcessor(Processor):
 
     def _apply(self, resource: Resource, items: Iterable[Any]) -> None:
         from_resource = {
-            k: v
-            for k, v in pick_attributes(resource.attributes, self._from_resource).items()
-            if v is not None
+            k: v for k, v in pick_attributes(resource.attributes, self._from_resource).items() if v is not None
         }
         defaults = {k: v for k, v in self._defaults.items() if k not in from_resource}
         if not from_resource and not defaults and not self._renames:

@@ -59,6 +59,9 @@ __all__ = [
 ]
 
 _logger = logging.getLogger(__name__)
+# The context key of the SDK's baggage dict (a private name of opentelemetry.baggage; without it the cache in
+# get_correlation_id falls back to the context object's identity).
+_BAGGAGE_CONTEXT_KEY: str | None = getattr(baggage, "_BAGGAGE_KEY", None)
 
 CORRELATION_ID_KEY = "correlation.id"
 MAX_CORRELATION_ID_LENGTH = 128
@@ -85,10 +88,22 @@ def new_correlation_id() -> str:
     return str(uuid.uuid4())
 
 
+# The answer for the last baggage dict (identity; see processors.business._context_inputs): nested spans of
+# one request share their parent's baggage.
+_last_lookup: tuple[object, str | None] = (object(), None)
+
+
 def get_correlation_id(context: Context | None = None) -> str | None:
     """The valid correlation id in the baggage of ``context`` (default: the current context), else None."""
+    global _last_lookup
     try:
-        return validate_correlation_id(baggage.get_baggage(CORRELATION_ID_KEY, context))
+        ctx = context if context is not None else _current_context()
+        bag = ctx.get(_BAGGAGE_CONTEXT_KEY) if _BAGGAGE_CONTEXT_KEY is not None else ctx
+        last_bag, correlation_id = _last_lookup
+        if last_bag is not bag:
+            correlation_id = validate_correlation_id(baggage.get_baggage(CORRELATION_ID_KEY, ctx))
+            _last_lookup = (bag, correlation_id)
+        return correlation_id
     except Exception:  # never raise into user code
         _logger.debug("reading correlation id from baggage failed", exc_info=True)
         return None

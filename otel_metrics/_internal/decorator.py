@@ -20,7 +20,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode
 
 from otel_metrics._internal.fast_processors import (
-    LastContext,
+    LastInputs,
     PreparedAttributes,
     add_missing_attributes,
     start_attributes,
@@ -28,6 +28,7 @@ from otel_metrics._internal.fast_processors import (
 from otel_metrics._internal.operation_metrics import OperationAggregator, Series
 from otel_metrics._internal.safety import internal_error, logger
 from otel_metrics._internal.state import STATE, metric_dimension_key
+from processors.business import _context_inputs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,9 +80,10 @@ class _Operation:
         self._ok: dict[Any, Series] = {}
         self._other: dict[Any, Series] = {}
         self._ops: OperationAggregator | None = None
-        # The success series of the last (parent context, aggregator, dimension setting): the common case of
-        # many calls under one request's context costs three identity checks.
-        self._last_ok: tuple[Any, Any, Any, Series | None] = (None, None, None, None)
+        # The success series of the last (baggage, local business attributes, aggregator, dimension setting):
+        # the dimensions come from the business attributes alone, so calls within one request (nested ones
+        # too: see fast_processors.LastInputs) cost a few identity checks.
+        self._last_ok: tuple[Any, Any, Any, Any, Series | None] = (None, None, None, None, None)
 
     def _series(self, parent: Context, outcome: str, err: str | None) -> Series:
         ops = STATE.ops
@@ -124,10 +126,17 @@ class _Operation:
         # Recorded while the span is still current, so the duration carries it as an exemplar.
         state = STATE
         ops, dimensions = state.ops, state.settings.metric_dimensions
-        last_parent, last_ops, last_dimensions, series = self._last_ok
-        if series is None or last_parent is not parent or last_ops is not ops or last_dimensions is not dimensions:
+        bag, local = _context_inputs(parent)
+        last_bag, last_local, last_ops, last_dimensions, series = self._last_ok
+        if (
+            series is None
+            or last_bag is not bag
+            or last_local is not local
+            or last_ops is not ops
+            or last_dimensions is not dimensions
+        ):
             series = self._series(parent, SUCCESS, None)
-            self._last_ok = (parent, ops, dimensions, series)
+            self._last_ok = (bag, local, ops, dimensions, series)
         if state.preaggregated:  # record() written out: this is every successful call
             ctx = span.get_span_context()
             if ctx.trace_flags.sampled:
@@ -161,13 +170,13 @@ def _with_success(parent: Context) -> PreparedAttributes:
     return PreparedAttributes({**(start_attributes(parent) or {}), OUTCOME: SUCCESS})
 
 
-_initial_cache = LastContext()
+_initial_cache = LastInputs()
 
 
 def _initial_attributes(parent: Context) -> PreparedAttributes:
     """Span attributes at start: the context's correlation id and business attributes (also set by our
     processor, when it is installed: then only the missing ones are added) and ``operation.outcome=success``
-    (overwritten on failure), checked once per parent context. Set right after the span starts rather than
+    (overwritten on failure), checked once per request (LastInputs). Set right after the span starts rather than
     passed to ``start_span``: the SDK's per-attribute checks at creation cost ~1 µs each (see
     fast_processors)."""
     return _initial_cache.get(parent, _with_success)  # type: ignore[no-any-return]

@@ -27,7 +27,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import Span
 
-from processors.business import BusinessSpanProcessor, get_business_attributes
+from processors.business import BusinessSpanProcessor, _context_inputs, get_business_attributes
 from processors.correlation import CORRELATION_ID_KEY, CorrelationSpanProcessor, get_correlation_id
 
 __all__ = [
@@ -64,6 +64,26 @@ class LastContext:
             return value
         value = compute(ctx)
         self._entry = (ctx, value)
+        return value
+
+
+class LastInputs:
+    """A one-entry cache keyed by what the business and correlation lookups read from a context (its baggage and
+    local business attributes, by identity): unlike the context itself, those are shared by the contexts of
+    nested spans, so a whole request hits. A tuple swap is atomic under the GIL."""
+
+    __slots__ = ("_entry",)
+
+    def __init__(self) -> None:
+        self._entry: tuple[Any, Any, Any] = (_MISSING, _MISSING, None)
+
+    def get(self, ctx: Context, compute: Any) -> Any:
+        bag, local = _context_inputs(ctx)
+        cached_bag, cached_local, value = self._entry
+        if cached_bag is bag and cached_local is local:
+            return value
+        value = compute(ctx)
+        self._entry = (bag, local, value)
         return value
 
 
@@ -164,11 +184,11 @@ class CachedBusinessSpanProcessor(BusinessSpanProcessor):
             super().on_start(span, parent_context)
 
 
-_dims_cache = LastContext()
+_dims_cache = LastInputs()
 
 
 def context_business_attributes() -> dict[str, Any]:
-    """get_business_attributes() of the current context, cached by context identity (do not mutate)."""
+    """get_business_attributes() of the current context, cached (LastInputs; do not mutate)."""
     return _dims_cache.get(context_api.get_current(), get_business_attributes)  # type: ignore[no-any-return]
 
 
@@ -180,12 +200,12 @@ def _start_attributes(ctx: Context) -> dict[str, Any] | None:
     return attributes or None
 
 
-_start_cache = LastContext()
+_start_cache = LastInputs()
 
 
 def start_attributes(parent: Context) -> dict[str, Any] | None:
     """What the correlation and business processors add to a span started under ``parent`` (the context's
-    business attributes and correlation id). Cached by context identity; do not mutate."""
+    business attributes and correlation id). Cached (LastInputs); do not mutate."""
     return _start_cache.get(parent, _start_attributes)  # type: ignore[no-any-return]
 
 
@@ -200,15 +220,12 @@ class ContextAttributesSpanProcessor(CachedCorrelationSpanProcessor, CachedBusin
 
     def __init__(self) -> None:
         CachedCorrelationSpanProcessor.__init__(self)
-        self._entry: tuple[Any, PreparedAttributes | None] = (_MISSING, None)
+        self._prepared = LastInputs()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
             ctx = parent_context if parent_context is not None else context_api.get_current()
-            cached_ctx, prepared = self._entry  # inlined LastContext: this runs for every span
-            if cached_ctx is not ctx:
-                prepared = _prepared_start_attributes(ctx)
-                self._entry = (ctx, prepared)
+            prepared = self._prepared.get(ctx, _prepared_start_attributes)
             if prepared is not None:
                 add_missing_attributes(span, prepared)
         except Exception:  # fall back to the two uncached processors' behaviour

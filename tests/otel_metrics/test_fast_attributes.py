@@ -99,3 +99,49 @@ def test_sdk_spans_take_the_direct_path(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(span, "set_attributes", refuse)
     add_missing_attributes(span, PreparedAttributes({"tenant.id": "acme", "http.route": "/b"}))
     assert dict(span.attributes) == {"http.route": "/a", "tenant.id": "acme"}
+
+
+def test_lookups_cached_per_request_still_answer_for_each_context() -> None:
+    # get_business_attributes / get_correlation_id and our processor cache by the context's baggage and local
+    # attributes; alternating contexts, nested spans and derived contexts must each get their own answer.
+    from opentelemetry import baggage
+    from opentelemetry import context as context_api
+
+    from processors.business import get_business_attributes, set_business_attributes
+    from processors.correlation import get_correlation_id, set_correlation_id
+
+    a = set_business_attributes({"tenant.id": "a"}, context=set_correlation_id("req-a", context_api.Context()))
+    b = set_business_attributes({"tenant.id": "b", "plan": "pro"}, propagate=True, context=context_api.Context())
+    derived = baggage.set_baggage("unrelated", "x", a)  # new baggage dict, same values
+    for _ in range(2):
+        assert get_business_attributes(a) == {"tenant.id": "a"}
+        assert get_correlation_id(a) == "req-a"
+        assert get_business_attributes(b) == {"tenant.id": "b", "plan": "pro"}
+        assert get_correlation_id(b) is None
+        assert get_business_attributes(derived) == {"tenant.id": "a"}
+        assert get_correlation_id(derived) == "req-a"
+    mine = get_business_attributes(a)
+    mine["tenant.id"] = "changed by the caller"
+    assert get_business_attributes(a) == {"tenant.id": "a"}  # each caller gets its own dict
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(ContextAttributesSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    with correlation_scope("req-1"), business_context(tenant_id="acme"), tracer.start_as_current_span("outer"):
+        with (
+            tracer.start_as_current_span("nested"),
+            business_context(tenant_id="inner"),
+            tracer.start_as_current_span("innermost"),
+        ):
+            pass
+        with correlation_scope("req-2"), tracer.start_as_current_span("other-request"):
+            pass
+    got = {s.name: dict(s.attributes or {}) for s in exporter.get_finished_spans()}
+    assert got == {
+        "outer": {"tenant.id": "acme", "correlation.id": "req-1"},
+        "nested": {"tenant.id": "acme", "correlation.id": "req-1"},
+        "innermost": {"tenant.id": "inner", "correlation.id": "req-1"},
+        "other-request": {"tenant.id": "acme", "correlation.id": "req-2"},
+    }
