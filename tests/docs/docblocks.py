@@ -179,10 +179,14 @@ def check_command(words: list[str], cli_root: Any) -> list[str]:
             module = rest[i + 2]
             if not _is_placeholder(module) and importlib.util.find_spec(module) is None:
                 problems.append(f"`python -m {module}`: no such module")
-    if program in ("bash", "sh") and len(rest) > 1 and not rest[1].startswith("-") and not _is_placeholder(rest[1]):
-        script = Path(rest[1])
-        if not (script if script.is_absolute() else REPO / script).exists():
-            problems.append(f"`{program} {rest[1]}`: no such file (relative to the repository root)")
+    is_python = re.fullmatch(r"python(3(\.\d+)?)?", program) is not None
+    if (program in ("bash", "sh") or is_python) and len(rest) > 1:
+        target = rest[1]
+        runs_file = not target.startswith("-") and not _is_placeholder(target)
+        if runs_file and (not is_python or target.endswith(".py")):
+            script = Path(target)
+            if not (script if script.is_absolute() else REPO / script).exists():
+                problems.append(f"`{program} {target}`: no such file (relative to the repository root)")
     return problems
 
 

@@ -11,8 +11,9 @@ Rules (also in docs/README-testing.md). A block's first line may be a marker com
 - ```bash blocks are run (bash -euo pipefail, repository root, timeout) only when the first line is `# test: run`.
   Otherwise they are checked, not run: every `otel-metrics <command> [<subcommand>]` must be a real command of
   the Typer app `collector.cli.app`, every `python -m <module>` must be importable (importlib.util.find_spec),
-  and every `bash <script>` must exist. `<placeholders>` and `$VARS` are not checked. ```console blocks are
-  checked the same way, never run; only their `$ `-prompted lines are commands (the rest is output).
+  and every `bash <script>` / `python <file>.py` must exist. `<placeholders>` and `$VARS` are not checked.
+  ```console blocks are checked the same way, never run; only their `$ `-prompted lines are commands (the rest
+  is output).
 - Any block marked `# test: skip` is not checked at all.
 """
 
@@ -209,6 +210,7 @@ def test_check_command_accepts_real_commands(cli_root: Any) -> None:
         "otel-metrics <command> --help",
         ".venv/bin/python -m collector.config.reference",
         "bash scripts/demo",
+        "python3 -c 'print(1)'",
     ):
         (words,) = shell_commands(line)
         assert check_command(words, cli_root) == [], line
@@ -220,6 +222,7 @@ def test_check_command_rejects_what_does_not_exist(cli_root: Any) -> None:
         "otel-metrics db migrat": "otel-metrics db migrat",
         "python3 -m collector.no_such_module": "no such module",
         "bash scripts/no-such-script": "no such file",
+        "python benchmarks/no_such_benchmark.py --quick": "no such file",
     }
     for line, expected in cases.items():
         (words,) = shell_commands(line)
