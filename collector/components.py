@@ -35,6 +35,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "collector.extensions.health_check",
         "collector.extensions.file_storage",
         "collector.extensions.bearertokenauth",
+        "collector.analytics.extension",
     ),
 }
 

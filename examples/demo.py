@@ -102,6 +102,9 @@ def write_config(workdir: Path, ports: Ports, dsn: str | None, forward: str | No
             ext["directory"] = str(workdir / "queue")
         if ext_id.split("/")[0] == "analytics":
             ext["endpoint"] = f"127.0.0.1:{ports.api}"
+            ext["data_dir"] = postgres["data_dir"]
+            if dsn:
+                ext["dsn"] = dsn
     service = config["service"]
     for reader in service.get("telemetry", {}).get("metrics", {}).get("readers", []):
         prometheus = reader.get("pull", {}).get("exporter", {}).get("prometheus")

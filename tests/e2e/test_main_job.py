@@ -198,7 +198,13 @@ def test_demo_delivers_every_request_everywhere_and_stops_cleanly(
         assert re.search(r"^traces_span_metrics_duration_milliseconds_bucket\{", text, re.M)
         assert re.search(r"^operation_calls_total\{", text, re.M)
 
-        # 5. The report's numbers are the load generator's own count.
+        # 5. The analytics API inside the collector answers, and its health sees the database.
+        api = f"http://127.0.0.1:{ports['api']}/api/v1"
+        assert httpx.get(f"{api}/summary", timeout=30).status_code == 200
+        health = httpx.get(f"{api}/health", timeout=30).json()
+        assert "database" in json.dumps(health)
+
+        # 6. The report's numbers are the load generator's own count.
         report = _cli_json(config, "report", "--hours", "1")
         row = next(r for r in report if r["service"] == "agent-service" and r["operation"] == "POST /v1/query")
         assert row["calls"] == REQUESTS
@@ -207,7 +213,7 @@ def test_demo_delivers_every_request_everywhere_and_stops_cleanly(
         assert set(load["by_tenant"]) <= set(by_tenant)
         assert all(by_tenant[t]["cost_usd"] > 0 for t in load["by_tenant"])
     finally:
-        # 6. Ctrl-C stops every process the demo started.
+        # 7. Ctrl-C stops every process the demo started.
         if demo.poll() is None:
             demo.send_signal(signal.SIGINT)
         code = demo.wait(timeout=90)
