@@ -77,9 +77,7 @@ def meter_provider() -> MeterProvider:
             _reader = InMemoryMetricReader()
             _provider = MeterProvider(
                 metric_readers=[_reader],
-                resource=Resource.create(
-                    {"service.name": SERVICE_NAME, "service.instance.id": str(uuid.uuid4())}
-                ),
+                resource=Resource.create({"service.name": SERVICE_NAME, "service.instance.id": str(uuid.uuid4())}),
             )
             meter = _provider.get_meter(SCOPE_NAME)
             # Named as the upstream Collector's legacy self-metrics so existing dashboards find them; the unit

@@ -116,9 +116,7 @@ class FilterConfig:
             ("metrics.datapoint", self.metrics.datapoint),
         ):
             if unsupported:
-                errors.append(
-                    f"{where}: not supported (supported: traces.span, metrics.metric, logs.log_record)"
-                )
+                errors.append(f"{where}: not supported (supported: traces.span, metrics.metric, logs.log_record)")
         if (self.spans.include or self.spans.exclude) and self.traces.span:
             errors.append("traces.span: cannot be combined with spans.include/exclude; use one form")
         if (self.metrics.include or self.metrics.exclude) and self.metrics.metric:

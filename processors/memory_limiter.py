@@ -83,8 +83,7 @@ class MemoryLimiterConfig:
         if self.limit_mib > 0:
             if self.spike_limit_mib >= self.limit_mib:
                 errors.append(
-                    "spike_limit_mib: must be smaller than limit_mib "
-                    f"({self.spike_limit_mib} >= {self.limit_mib})"
+                    f"spike_limit_mib: must be smaller than limit_mib ({self.spike_limit_mib} >= {self.limit_mib})"
                 )
         elif self.limit_percentage > 0:
             if self.limit_percentage > 100:
@@ -230,8 +229,7 @@ class MemoryLimiterProcessor(Processor):
                 before = usage
                 usage = self._read()
                 self.settings.logger.warning(
-                    "memory_limiter %s: %d MiB in use (soft limit %d MiB, hard limit %d MiB); "
-                    "forced GC freed %d MiB",
+                    "memory_limiter %s: %d MiB in use (soft limit %d MiB, hard limit %d MiB); forced GC freed %d MiB",
                     self.settings.id,
                     before // MIB,
                     self._soft // MIB,
@@ -248,9 +246,7 @@ class MemoryLimiterProcessor(Processor):
             try:
                 self.check()
             except Exception:  # a failed reading must not stop the limiter; the next tick retries
-                self.settings.logger.exception(
-                    "memory_limiter %s: reading memory usage failed", self.settings.id
-                )
+                self.settings.logger.exception("memory_limiter %s: reading memory usage failed", self.settings.id)
 
 
 def _create(settings: CreateSettings, config: Any, next_consumer: Consumer) -> Processor:

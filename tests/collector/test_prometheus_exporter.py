@@ -51,9 +51,7 @@ def make_exporter(clock: FakeClock | None = None, **config: object) -> Prometheu
 def sdk(delta: bool = False, exponential: bool = False) -> tuple[InMemoryMetricReader, MeterProvider]:
     reader = InMemoryMetricReader(preferred_temporality=DELTA if delta else None)  # type: ignore[arg-type]
     views = (
-        [View(instrument_name="*latency*", aggregation=ExponentialBucketHistogramAggregation())]
-        if exponential
-        else []
+        [View(instrument_name="*latency*", aggregation=ExponentialBucketHistogramAggregation())] if exponential else []
     )
     return reader, MeterProvider(metric_readers=[reader], resource=RESOURCE, views=views)
 
@@ -80,9 +78,7 @@ def test_factory_registers_prometheus_type_for_metrics_only() -> None:
 def test_sdk_metrics_translate_per_spec() -> None:
     reader, mp = sdk()
     meter = mp.get_meter("my.lib", "1.2")
-    meter.create_counter("http.server.requests", unit="{request}", description="Requests.").add(
-        3, {"route": "/a"}
-    )
+    meter.create_counter("http.server.requests", unit="{request}", description="Requests.").add(3, {"route": "/a"})
     meter.create_histogram("http.server.duration", unit="s").record(0.2, {"route": "/a"})
     meter.create_up_down_counter("queue.size", unit="By").add(-4)
     meter.create_gauge("cpu.utilization", unit="1").set(0.25)
@@ -122,9 +118,7 @@ def test_promtool_finds_nothing_in_served_exposition() -> None:
     meter = mp.get_meter("my.lib", "1.2")
     tracer = TracerProvider().get_tracer("t")
     with tracer.start_as_current_span("op"):
-        meter.create_counter("http.server.requests", description="Requests.").add(
-            5, {"weird key": 'a"b\\c\nd'}
-        )
+        meter.create_counter("http.server.requests", description="Requests.").add(5, {"weird key": 'a"b\\c\nd'})
         meter.create_histogram("http.server.duration", unit="s", description="Latency.").record(0.3)
         meter.create_histogram("rpc.latency", unit="s", description="RPC latency.").record(0.004)
         meter.create_up_down_counter("queue.size", unit="By", description="Queue.").add(7)

@@ -35,10 +35,7 @@ def test_metric_name_translation(name: str, unit: str, kind: str, expected: str)
 
 def test_namespace_prefix_and_suffixes_switch() -> None:
     assert metric_name("calls", "", kind="counter", namespace="traces.span") == "traces_span_calls_total"
-    assert (
-        metric_name("http.server.duration", "s", kind="histogram", add_suffixes=False)
-        == "http_server_duration"
-    )
+    assert metric_name("http.server.duration", "s", kind="histogram", add_suffixes=False) == "http_server_duration"
 
 
 @pytest.mark.parametrize(

@@ -78,12 +78,8 @@ def test_prometheus_scrapes_counts_quantiles_and_exemplars(
         assert result[0]["metric"]["otel_scope_name"] == "shop"
         count = prom.query("sum(rpc_duration_seconds_count)")
         assert float(count[0]["value"][1]) == 100
-        p50 = float(
-            prom.query("histogram_quantile(0.5, sum by (le) (rpc_duration_seconds_bucket))")[0]["value"][1]
-        )
-        p90 = float(
-            prom.query("histogram_quantile(0.9, sum by (le) (rpc_duration_seconds_bucket))")[0]["value"][1]
-        )
+        p50 = float(prom.query("histogram_quantile(0.5, sum by (le) (rpc_duration_seconds_bucket))")[0]["value"][1])
+        p90 = float(prom.query("histogram_quantile(0.9, sum by (le) (rpc_duration_seconds_bucket))")[0]["value"][1])
         assert 0 < p50 <= 0.1
         assert 0.2 < p90 <= 0.5
         info = prom.query('target_info{job="checkout"}')

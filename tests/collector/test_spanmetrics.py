@@ -54,9 +54,7 @@ def spans(resource: dict[str, str] | None = None) -> ExportTraceServiceRequest:
             span.set_status(Status(StatusCode.ERROR))
             span.add_event("exception", {"exception.type": "Timeout"})
         span.end(end_time=T0 + i * 1000 * MS + ms * MS)
-    client = tracer.start_span(
-        "charge", kind=SpanKind.CLIENT, start_time=T0, attributes={"http.method": "POST"}
-    )
+    client = tracer.start_span("charge", kind=SpanKind.CLIENT, start_time=T0, attributes={"http.method": "POST"})
     client.end(end_time=T0 + 12 * MS)
     return encode_spans(exporter.get_finished_spans())
 
@@ -180,16 +178,12 @@ def test_dimensions_defaults_exclusions_seconds_and_exemplars() -> None:
 
 def test_exponential_histogram_counts() -> None:
     out = Collected()
-    c = connector(
-        SpanMetricsConfig(histogram=HistogramConfig(exponential=ExponentialHistogramConfig(max_size=8))), out
-    )
+    c = connector(SpanMetricsConfig(histogram=HistogramConfig(exponential=ExponentialHistogramConfig(max_size=8))), out)
     asyncio.run(c.consume(Signal.TRACES, spans()))
     asyncio.run(c.flush())
     dps = metrics_by_name(out.requests[0])["traces.span.metrics.duration"].exponential_histogram.data_points
     pay = next(
-        dp
-        for dp in dps
-        if attrs(dp)["span.name"] == "GET /pay" and attrs(dp)["status.code"] == "STATUS_CODE_UNSET"
+        dp for dp in dps if attrs(dp)["span.name"] == "GET /pay" and attrs(dp)["status.code"] == "STATUS_CODE_UNSET"
     )
     assert pay.count == 2 and sum(pay.positive.bucket_counts) == 2
     assert len(pay.positive.bucket_counts) <= 8

@@ -178,9 +178,7 @@ def test_logs_and_metric_data_points() -> None:
     exporter = InMemoryLogRecordExporter()
     provider = LoggerProvider(resource=Resource.create({"service.name": "svc"}))
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
-    provider.get_logger("app").emit(
-        severity_number=SeverityNumber.INFO, body="hi", attributes={"password": "pw"}
-    )
+    provider.get_logger("app").emit(severity_number=SeverityNumber.INFO, body="hi", attributes={"password": "pw"})
     cfg = AttributesConfig(
         actions=[
             ActionConfig(key="password", action="delete"),

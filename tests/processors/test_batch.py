@@ -115,9 +115,7 @@ def test_split_and_merge_keep_every_span_once_with_its_resource_and_scope(
 
     async def run() -> Sink:
         sink = Sink()
-        proc = _processor(
-            sink, send_batch_size=size, send_batch_max_size=max_size, timeout=0.01, flush_when_idle=idle
-        )
+        proc = _processor(sink, send_batch_size=size, send_batch_max_size=max_size, timeout=0.01, flush_when_idle=idle)
         await asyncio.gather(*(proc.consume(Signal.TRACES, r) for r in requests))
         await proc.shutdown()
         return sink
@@ -281,9 +279,7 @@ def test_flush_when_idle_sends_at_once_and_groups_what_arrives_meanwhile() -> No
         proc = _processor(sink, send_batch_size=10_000, timeout=3600, flush_when_idle=True)
         first = asyncio.create_task(proc.consume(Signal.TRACES, encode_spans(POOL[:3])))
         await _wait_for(lambda: proc._pending[Signal.TRACES].in_flight == 1)
-        others = [
-            asyncio.create_task(proc.consume(Signal.TRACES, encode_spans(POOL[i : i + 2]))) for i in (3, 5, 7)
-        ]
+        others = [asyncio.create_task(proc.consume(Signal.TRACES, encode_spans(POOL[i : i + 2]))) for i in (3, 5, 7)]
         await _wait_for(lambda: proc._pending[Signal.TRACES].items == 6)
         assert not first.done()
         sink.gate.set()  # the first batch is accepted; the three waiting requests go out as one batch

@@ -84,9 +84,7 @@ def test_span_processor_sets_attributes_without_overwriting() -> None:
     provider.add_span_processor(BusinessSpanProcessor())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("t")
-    token = context.attach(
-        set_business_attributes({"tenant.id": "acme", "agent.role": "planner"}, propagate=True)
-    )
+    token = context.attach(set_business_attributes({"tenant.id": "acme", "agent.role": "planner"}, propagate=True))
     try:
         with (
             tracer.start_as_current_span("a"),

@@ -140,9 +140,7 @@ def test_cost_attributes_rules() -> None:
     assert cost_attributes(
         {"gen_ai.request.model": "text-embedding-3-small", "gen_ai.usage.input_tokens": 1_000_000.0}, table
     ) == {"cost.usd": 0.02}
-    assert cost_attributes({**base, "gen_ai.usage.cache_read.input_tokens": 200}, table) == {
-        "cost.usd": 0.00725
-    }
+    assert cost_attributes({**base, "gen_ai.usage.cache_read.input_tokens": 200}, table) == {"cost.usd": 0.00725}
     # deprecated prompt/completion names still priced
     old = {
         "gen_ai.request.model": "gpt-4o",
@@ -175,9 +173,7 @@ def test_overrides_from_mapping_json_and_yaml_files(tmp_path: Path) -> None:
     assert table.as_of == PriceTable.bundled().as_of
 
     json_file = tmp_path / "prices.json"
-    json_file.write_text(
-        json.dumps({"models": {"m-json": {"input_per_million": "0.5", "output_per_million": "1"}}})
-    )
+    json_file.write_text(json.dumps({"models": {"m-json": {"input_per_million": "0.5", "output_per_million": "1"}}}))
     assert PriceTable.from_source(json_file).llm_cost("m-json", 2_000_000, 0) == Decimal("1.0")
     yaml_file = tmp_path / "prices.yaml"
     yaml_file.write_text(
@@ -260,17 +256,13 @@ def test_collector_face_adds_cost_in_place_with_overrides(tmp_path: Path) -> Non
     assert spans[1]["cost.usd"] == 1.0
     assert spans[2]["cost.usd"] == 9.0
     assert "cost.usd" not in spans[3]
-    kv = next(
-        kv for kv in request.resource_spans[0].scope_spans[0].spans[0].attributes if kv.key == "cost.usd"
-    )
+    kv = next(kv for kv in request.resource_spans[0].scope_spans[0].spans[0].attributes if kv.key == "cost.usd")
     assert kv.value.WhichOneof("value") == "double_value"
 
 
 def test_collector_config_validate_names_the_field(tmp_path: Path) -> None:
     assert CostConfig().validate() == []
-    errors = CostConfig(
-        pricing_file=str(tmp_path / "nope.json"), overrides={"m": {"input_per_million": 1}}
-    ).validate()
+    errors = CostConfig(pricing_file=str(tmp_path / "nope.json"), overrides={"m": {"input_per_million": 1}}).validate()
     assert len(errors) == 2
     assert errors[0].startswith("pricing_file: ") and "cannot read" in errors[0]
     assert errors[1] == "overrides: models.m.output_per_million: required"

@@ -58,9 +58,7 @@ def test_sdk_and_collector_compute_the_same_cost(attributes: dict[str, object]) 
     table = PriceTable.from_source(None)
     enriched, raw = InMemorySpanExporter(), InMemorySpanExporter()
     provider = TracerProvider()
-    provider.add_span_processor(
-        EnrichingSpanProcessor(SimpleSpanProcessor(enriched), price_table=table, redact=True)
-    )
+    provider.add_span_processor(EnrichingSpanProcessor(SimpleSpanProcessor(enriched), price_table=table, redact=True))
     provider.add_span_processor(SimpleSpanProcessor(raw))  # what a service without our SDK would export
     with provider.get_tracer("svc").start_as_current_span(
         "llm", attributes={**attributes, "http.request.header.authorization": ["Bearer abcdefghijklmnop"]}

@@ -49,9 +49,7 @@ def _traces() -> ExportTraceServiceRequest:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         tracer = provider.get_tracer("lib.http", "2.0")
         for route in ("/health", "/orders", "/users"):
-            with tracer.start_as_current_span(
-                f"GET {route}", kind=SpanKind.SERVER, attributes={"http.route": route}
-            ):
+            with tracer.start_as_current_span(f"GET {route}", kind=SpanKind.SERVER, attributes={"http.route": route}):
                 pass
         with provider.get_tracer("lib.db").start_as_current_span("SELECT", kind=SpanKind.CLIENT):
             pass
@@ -95,13 +93,9 @@ def _run(cfg: FilterConfig, signal: Signal, request: Request) -> tuple[Sink, int
 
 
 def test_ottl_conditions_drop_matching_spans_and_count_them() -> None:
-    cfg = FilterConfig(
-        traces=TracesFilter(span=['attributes["http.route"] == "/health"', 'name == "SELECT"'])
-    )
+    cfg = FilterConfig(traces=TracesFilter(span=['attributes["http.route"] == "/health"', 'name == "SELECT"']))
     sink, counted = _run(cfg, Signal.TRACES, _traces())
-    assert _names(sink.got[0]) == sorted(
-        (svc, f"GET {r}") for svc in ("api", "worker") for r in ("/orders", "/users")
-    )
+    assert _names(sink.got[0]) == sorted((svc, f"GET {r}") for svc in ("api", "worker") for r in ("/orders", "/users"))
     assert counted == 4
 
 
@@ -117,17 +111,13 @@ def test_ottl_is_match_and_not_equal_and_resource_path() -> None:
 
 
 def test_ottl_enum_literal_for_span_kind() -> None:
-    sink, _ = _run(
-        FilterConfig(traces=TracesFilter(span=["kind == SPAN_KIND_SERVER"])), Signal.TRACES, _traces()
-    )
+    sink, _ = _run(FilterConfig(traces=TracesFilter(span=["kind == SPAN_KIND_SERVER"])), Signal.TRACES, _traces())
     assert _names(sink.got[0]) == [("api", "SELECT"), ("worker", "SELECT")]
 
 
 def test_unsupported_conditions_are_config_errors_naming_the_condition() -> None:
     cfg = FilterConfig(
-        traces=TracesFilter(
-            span=['name == "a" and kind == 1', "Len(name) > 3", 'name == "ok"', 'links["x"] == 1']
-        ),
+        traces=TracesFilter(span=['name == "a" and kind == 1', "Len(name) > 3", 'name == "ok"', 'links["x"] == 1']),
         metrics=MetricsFilter(datapoint=['attributes["a"] == "b"']),
     )
     errors = cfg.validate()
@@ -235,16 +225,12 @@ def _logs_request() -> Request:
         (SeverityNumber.INFO, "INFO", "order placed", "orders"),
         (SeverityNumber.ERROR, "ERROR", "payment failed", "payments"),
     ):
-        logger.emit(
-            severity_number=severity, severity_text=text, body=body, attributes={"component": component}
-        )
+        logger.emit(severity_number=severity, severity_text=text, body=body, attributes={"component": component})
     return encode_logs(exporter.get_finished_logs())
 
 
 def _bodies(request: Request) -> list[str]:
-    return [
-        r.body.string_value for rl in request.resource_logs for sl in rl.scope_logs for r in sl.log_records
-    ]  # type: ignore[union-attr]
+    return [r.body.string_value for rl in request.resource_logs for sl in rl.scope_logs for r in sl.log_records]  # type: ignore[union-attr]
 
 
 def test_logs_ottl_and_legacy_forms() -> None:
@@ -254,9 +240,7 @@ def test_logs_ottl_and_legacy_forms() -> None:
     sink, counted = _run(FilterConfig(logs=LogsFilter(include=at_least_info)), Signal.LOGS, _logs_request())
     assert _bodies(sink.got[0]) == ["order placed", "payment failed"] and counted == 1
     sink, counted = _run(
-        FilterConfig(
-            logs=LogsFilter(log_record=['attributes["component"] == "cache"', 'IsMatch(body, "^payment")'])
-        ),
+        FilterConfig(logs=LogsFilter(log_record=['attributes["component"] == "cache"', 'IsMatch(body, "^payment")'])),
         Signal.LOGS,
         _logs_request(),
     )
@@ -302,12 +286,8 @@ metrics:
     assert cfg.validate() == []
     assert cfg.spans.exclude.libraries[0].version == "2.0"
     errors = []
-    decode_mod.decode(
-        FilterConfig, {"spans": {"exclude": {"match_type": "expr", "span_name": ["x"]}}}, "p", errors
-    )
-    assert any("match_type" in e for e in errors) and any(
-        "span_name" in e and "span_names" in e for e in errors
-    )
+    decode_mod.decode(FilterConfig, {"spans": {"exclude": {"match_type": "expr", "span_name": ["x"]}}}, "p", errors)
+    assert any("match_type" in e for e in errors) and any("span_name" in e and "span_names" in e for e in errors)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

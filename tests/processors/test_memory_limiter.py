@@ -55,9 +55,7 @@ class Gauge:
         return self.value
 
 
-def _limiter(
-    sink: Sink, cfg: MemoryLimiterConfig, **kw: object
-) -> tuple[MemoryLimiterProcessor, InMemoryMetricReader]:
+def _limiter(sink: Sink, cfg: MemoryLimiterConfig, **kw: object) -> tuple[MemoryLimiterProcessor, InMemoryMetricReader]:
     assert cfg.validate() == []
     reader = InMemoryMetricReader()
     meter = MeterProvider(metric_readers=[reader]).get_meter("otelcol")

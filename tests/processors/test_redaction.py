@@ -64,9 +64,7 @@ def test_sensitive_keys(key: str) -> None:
     assert redact_attributes({key: "hunter2"}) == {key: REDACTED}
 
 
-@pytest.mark.parametrize(
-    "key", [*TOKEN_COUNT_KEYS, "session.id", "user.id", "http.route", "auth.token.expiry"]
-)
+@pytest.mark.parametrize("key", [*TOKEN_COUNT_KEYS, "session.id", "user.id", "http.route", "auth.token.expiry"])
 def test_keys_that_are_not_secrets(key: str) -> None:
     assert not is_sensitive_key(key)
 

@@ -47,9 +47,7 @@ def _process(signal: Signal, request: Request) -> Request:
     assert CONFIG.validate() == []
     sink = Sink()
     asyncio.run(
-        ResourceProcessor(CreateSettings(ComponentID("resource"), signal), CONFIG, sink).consume(
-            signal, request
-        )
+        ResourceProcessor(CreateSettings(ComponentID("resource"), signal), CONFIG, sink).consume(signal, request)
     )
     (out,) = sink.got
     return out

@@ -26,9 +26,7 @@ def _provider(
 ) -> tuple[TracerProvider, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(span_limits=limits)
-    provider.add_span_processor(
-        EnrichingSpanProcessor(SimpleSpanProcessor(exporter), price_table=table, redact=redact)
-    )
+    provider.add_span_processor(EnrichingSpanProcessor(SimpleSpanProcessor(exporter), price_table=table, redact=redact))
     return provider, exporter
 
 
@@ -81,9 +79,7 @@ def test_redaction_of_span_and_event_attributes_keeps_token_counts() -> None:
 
 
 def test_dropped_attribute_count_is_preserved() -> None:
-    provider, exporter = _provider(
-        table=PriceTable.bundled(), redact=False, limits=SpanLimits(max_span_attributes=4)
-    )
+    provider, exporter = _provider(table=PriceTable.bundled(), redact=False, limits=SpanLimits(max_span_attributes=4))
     with provider.get_tracer("t").start_as_current_span("chat", attributes={"extra": 1, **GENAI, "more": 2}):
         pass
     (out,) = exporter.get_finished_spans()
@@ -192,6 +188,4 @@ def test_a_failing_inner_processor_never_reaches_user_code(caplog: pytest.LogCap
         assert enriching.force_flush() is False
         provider.shutdown()
     failures = sorted(r.getMessage() for r in caplog.records)
-    assert failures == [
-        f"span processor {w} failed" for w in ("force_flush", "on_end", "on_start", "shutdown")
-    ]
+    assert failures == [f"span processor {w} failed" for w in ("force_flush", "on_end", "on_start", "shutdown")]

@@ -94,8 +94,7 @@ class SpanMetricsConfig:
             errors.append(f"histogram.exponential.max_size: must be >= 2, got {h.exponential.max_size}")
         if self.aggregation_temporality not in (CUMULATIVE, DELTA):
             errors.append(
-                f"aggregation_temporality: {self.aggregation_temporality!r} is not one of "
-                f"{CUMULATIVE}, {DELTA}"
+                f"aggregation_temporality: {self.aggregation_temporality!r} is not one of {CUMULATIVE}, {DELTA}"
             )
         if self.metrics_flush_interval <= 0:
             errors.append(f"metrics_flush_interval: must be > 0, got {self.metrics_flush_interval}")
@@ -106,9 +105,7 @@ class SpanMetricsConfig:
         if self.resource_metrics_cache_size <= 0:
             errors.append(f"resource_metrics_cache_size: must be > 0, got {self.resource_metrics_cache_size}")
         if self.aggregation_cardinality_limit < 0:
-            errors.append(
-                f"aggregation_cardinality_limit: must be >= 0, got {self.aggregation_cardinality_limit}"
-            )
+            errors.append(f"aggregation_cardinality_limit: must be >= 0, got {self.aggregation_cardinality_limit}")
         if self.exemplars.max_per_data_point < 0:
             errors.append("exemplars.max_per_data_point: must be >= 0")
         for path, dims in (

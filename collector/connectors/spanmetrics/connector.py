@@ -75,9 +75,7 @@ class SpanMetricsConnector(Connector):
         scale = 1000.0 if h.unit == "ms" else 1.0
         self._bounds = [float(b) * scale for b in buckets]
         excluded = set(config.exclude_dimensions)
-        self._base = [
-            d for d in ("service.name", "span.name", "span.kind", "status.code") if d not in excluded
-        ]
+        self._base = [d for d in ("service.name", "span.name", "span.kind", "status.code") if d not in excluded]
         self._calls_dims = list(config.dimensions) + list(config.calls_dimensions)
         self._duration_dims = list(config.dimensions) + list(h.dimensions)
         self._events_dims = list(config.dimensions) + list(config.events.dimensions)
@@ -153,9 +151,7 @@ class SpanMetricsConnector(Connector):
                 base.append(_KIND_NAMES.get(span.kind, "SPAN_KIND_UNSPECIFIED"))
             else:
                 base.append(_STATUS_NAMES.get(span.status.code, "STATUS_CODE_UNSET"))
-        span_attrs = (
-            {kv.key: kv.value for kv in span.attributes} if self._calls_dims or self._duration_dims else {}
-        )
+        span_attrs = {kv.key: kv.value for kv in span.attributes} if self._calls_dims or self._duration_dims else {}
         now = span.end_time_unix_nano
         value = max(0, span.end_time_unix_nano - span.start_time_unix_nano) / self._divisor
         exemplar = (
@@ -190,9 +186,7 @@ class SpanMetricsConnector(Connector):
                 event_attrs = {kv.key: kv.value for kv in event.attributes}
                 merged = {**span_attrs, **event_attrs}
                 key, extra = self._key([*base, event.name], self._events_dims, merged, resource)
-                series = self._series(
-                    state.events, key, [*base, event.name], extra, histogram=False, event=True
-                )
+                series = self._series(state.events, key, [*base, event.name], extra, histogram=False, event=True)
                 series.count += 1
                 series.last_updated_unix_nano = now
 
@@ -282,15 +276,11 @@ class SpanMetricsConnector(Connector):
             sm = rm.scope_metrics.add()
             sm.scope.name = SCOPE_NAME
             if state.calls:
-                self._emit_sum(
-                    sm.metrics.add(), f"{cfg.namespace}.calls", state.calls.values(), temporality, now
-                )
+                self._emit_sum(sm.metrics.add(), f"{cfg.namespace}.calls", state.calls.values(), temporality, now)
             if state.duration:
                 self._emit_histogram(sm.metrics.add(), state.duration.values(), temporality, now)
             if state.events:
-                self._emit_sum(
-                    sm.metrics.add(), f"{cfg.namespace}.events", state.events.values(), temporality, now
-                )
+                self._emit_sum(sm.metrics.add(), f"{cfg.namespace}.events", state.events.values(), temporality, now)
             if self._delta:
                 state.calls.clear()
                 state.duration.clear()
@@ -330,9 +320,7 @@ class SpanMetricsConnector(Connector):
             dp.start_time_unix_nano, dp.time_unix_nano, dp.as_int = s.start_time_unix_nano, now, s.count
             self._exemplars(s.exemplars, dp)
 
-    def _emit_histogram(
-        self, metric: metrics_pb2.Metric, series: Iterable[Series], temporality: int, now: int
-    ) -> None:
+    def _emit_histogram(self, metric: metrics_pb2.Metric, series: Iterable[Series], temporality: int, now: int) -> None:
         metric.name = f"{self.config.namespace}.duration"
         metric.unit = self.config.histogram.unit
         if self._exponential_size:
@@ -361,7 +349,5 @@ class SpanMetricsConnector(Connector):
             self._exemplars(s.exemplars, hdp)
 
 
-def create_connector(
-    settings: CreateSettings, config: SpanMetricsConfig, next_consumer: Consumer
-) -> Connector:
+def create_connector(settings: CreateSettings, config: SpanMetricsConfig, next_consumer: Consumer) -> Connector:
     return SpanMetricsConnector(settings, config, next_consumer)

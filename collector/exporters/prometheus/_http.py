@@ -51,9 +51,7 @@ class MetricsServer:
 
     async def start(self, endpoint: str, ssl_context: ssl.SSLContext | None = None) -> None:
         host, port = parse_endpoint(endpoint)
-        self._server = await asyncio.start_server(
-            self._serve, host, port, ssl=ssl_context, limit=_MAX_HEADER_BYTES
-        )
+        self._server = await asyncio.start_server(self._serve, host, port, ssl=ssl_context, limit=_MAX_HEADER_BYTES)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:

@@ -79,9 +79,7 @@ class PrometheusExporter(Exporter):
             self.store.merge(request)
 
     def render(self, openmetrics: bool = False) -> str:
-        return render(
-            self.store.families(), openmetrics=openmetrics, send_timestamps=self.config.send_timestamps
-        )
+        return render(self.store.families(), openmetrics=openmetrics, send_timestamps=self.config.send_timestamps)
 
     async def _handle(self, accept: str) -> tuple[str, bytes]:
         om = self.config.enable_open_metrics and wants_openmetrics(accept)

@@ -113,9 +113,7 @@ def prometheus_server(tmp: Path, target_port: int, *, exemplars: bool = False) -
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     prom = Prometheus(f"http://127.0.0.1:{port}")
     try:
-        prom.wait(
-            lambda: _get(f"{prom.base}/api/v1/status/buildinfo")["status"] == "success", what="prometheus up"
-        )
+        prom.wait(lambda: _get(f"{prom.base}/api/v1/status/buildinfo")["status"] == "success", what="prometheus up")
         yield prom
     finally:
         proc.terminate()
