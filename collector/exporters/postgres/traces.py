@@ -105,6 +105,9 @@ _TEXT_COLUMNS = {
     "error.type": "error_type",
     "http.route": "http_route",
 }
+# Attribute -> position in the span's hot text values (``_TEXT_COLUMNS`` order).
+_TEXT_INDEX = {key: i for i, key in enumerate(_TEXT_COLUMNS)}
+_N_TEXT_COLUMNS = len(_TEXT_COLUMNS)
 _INT8_MIN, _INT8_MAX = -(2**63), 2**63 - 1
 _INT4_MIN, _INT4_MAX = -(2**31), 2**31 - 1
 _INT2_MAX = 2**15 - 1
@@ -222,25 +225,31 @@ def _span_record(
     if status_message is not None and "\x00" in status_message:
         status_message = clean_text(status_message, "status message", repairs)
 
-    # One pass over the attributes (strings, the common case, without a call); hot text keys noted on the way.
+    # One pass over the attributes. A non-empty ``string_value`` means the oneof holds a string (the common
+    # case): no WhichOneof call. Hot text columns are filled in the same pass; a duplicate key keeps the last
+    # value, as a dict would.
     attrs: dict[str, Any] = {}
-    text_keys: list[str] = []
+    hot: list[Any] = [None] * _N_TEXT_COLUMNS
+    text_index = _TEXT_INDEX.get
     for kv in span.attributes:
         key = kv.key
         value = kv.value
-        attrs[key] = value.string_value if value.WhichOneof("value") == "string_value" else any_value(value)
-        if key in _TEXT_COLUMNS:
-            text_keys.append(key)
-    hot: dict[str, Any] = dict.fromkeys(_TEXT_COLUMNS.values())
-    for key in text_keys:
-        value = attrs[key]
-        if isinstance(value, str):
-            if "\x00" in value:
-                value = clean_text(value, key, repairs)
-            hot[_TEXT_COLUMNS[key]] = value
-            del attrs[key]
-        else:
-            hot[_TEXT_COLUMNS[key]] = _text(value)
+        text = value.string_value
+        if text or value.WhichOneof("value") == "string_value":
+            i = text_index(key)
+            if i is None:
+                attrs[key] = text
+                continue
+            if "\x00" in text:
+                text = clean_text(text, key, repairs)
+            hot[i] = text
+            attrs.pop(key, None)  # an earlier duplicate that was not a string
+            continue
+        item = any_value(value)
+        attrs[key] = item
+        i = text_index(key)
+        if i is not None:
+            hot[i] = _text(item)
     model = attrs.get("gen_ai.response.model")
     if model is None:
         model = attrs.get("gen_ai.request.model")
@@ -311,21 +320,21 @@ def _span_record(
         scope_name,
         scope_version,
         name,
-        hot["correlation_id"],
-        hot["tenant_id"],
-        hot["user_id"],
-        hot["session_id"],
-        hot["agent_name"],
-        hot["agent_role"],
-        hot["feature"],
+        hot[0],
+        hot[1],
+        hot[2],
+        hot[3],
+        hot[4],
+        hot[5],
+        hot[6],
         model if model is None or isinstance(model, str) else _text(model),
         provider if provider is None or isinstance(provider, str) else _text(provider),
         input_tokens,
         output_tokens,
         cost,
         quality,
-        hot["error_type"],
-        hot["http_route"],
+        hot[7],
+        hot[8],
         http_status,
         to_json(attrs, "span attributes", repairs) if attrs else "{}",
         resource_json,
