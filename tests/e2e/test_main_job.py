@@ -32,8 +32,13 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from collector.exporters.postgres.database import connect_from_config
 from processors.cost import default_price_table
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
+from docblocks import parse_blocks, shell_commands  # tests/docs helper (not a package)
+
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = 40
+# README commands that run until stopped or need a terminal; everything else in README bash blocks runs below.
+LONG_RUNNING = {("collector",), ("api",), ("db", "psql")}
 
 pytestmark = pytest.mark.slow
 
@@ -204,7 +209,32 @@ def test_demo_delivers_every_request_everywhere_and_stops_cleanly(
         health = httpx.get(f"{api}/health", timeout=30).json()
         assert "database" in json.dumps(health)
 
-        # 6. The report's numbers are the load generator's own count.
+        # 6. Every otel-metrics command the README shows works on this data, pointed at the demo's config.
+        readme = ROOT / "README.md"
+        commands = [
+            words
+            for block in parse_blocks(readme.read_text(), readme)
+            if block.lang == "bash"
+            for words in shell_commands(block.code)
+            if words[0] == "otel-metrics"
+        ]
+        ran = 0
+        for words in commands:
+            args = words[1:]
+            if tuple(args[:1]) in LONG_RUNNING or tuple(args[:2]) in LONG_RUNNING:
+                continue
+            if "--config" in args:
+                args[args.index("--config") + 1] = str(config)
+            else:
+                args += ["--config", str(config)]
+            done = subprocess.run(
+                [sys.executable, "-m", "collector.cli", *args], cwd=workdir, capture_output=True, text=True, timeout=120
+            )
+            assert done.returncode == 0, f"README: otel-metrics {' '.join(words[1:])}\n{done.stdout}{done.stderr}"
+            ran += 1
+        assert ran >= 8
+
+        # 7. The report's numbers are the load generator's own count.
         report = _cli_json(config, "report", "--hours", "1")
         row = next(r for r in report if r["service"] == "agent-service" and r["operation"] == "POST /v1/query")
         assert row["calls"] == REQUESTS
@@ -213,7 +243,7 @@ def test_demo_delivers_every_request_everywhere_and_stops_cleanly(
         assert set(load["by_tenant"]) <= set(by_tenant)
         assert all(by_tenant[t]["cost_usd"] > 0 for t in load["by_tenant"])
     finally:
-        # 7. Ctrl-C stops every process the demo started.
+        # 8. Ctrl-C stops every process the demo started.
         if demo.poll() is None:
             demo.send_signal(signal.SIGINT)
         code = demo.wait(timeout=90)
