@@ -4,8 +4,8 @@
 
 Every request carries a tenant and a user header and its own ``X-Correlation-ID``; ``--error-rate`` and
 ``--slow-rate`` ask the service to fail or to stall. The run is deterministic for a given ``--seed`` (which
-requests fail, which are slow, which tenant sends what). The summary it returns is what the end-to-end test
-compares with the analytics report.
+requests fail, which are slow, which tenant sends what; correlation ids are fresh every run). The summary it
+returns is what the end-to-end test compares with the analytics report.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ async def run_load(plan: Plan, *, console: Console | None = None) -> LoadResult:
             body["fail"] = True
         elif roll < plan.error_rate + plan.slow_rate:
             body["slow_ms"] = plan.slow_ms
-        cid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        cid = str(uuid.uuid4())  # fresh per run: ids must not repeat across runs into the same database
         return {"json": body, "tenant": tenant, "user": f"user-{user:03d}", "cid": cid}
 
     progress = Progress(
