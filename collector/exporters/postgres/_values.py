@@ -11,13 +11,34 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["any_value", "attributes_dict", "clean_text", "int2", "int4", "signed32", "to_json"]
+__all__ = ["any_value", "attributes_dict", "clean_text", "dumps", "int2", "int4", "signed32", "to_json"]
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-_dumps = _encoder.encode
+
+
+def _c_dumps() -> Callable[[Any], str] | None:
+    """``_encoder.encode`` without building a new C encoder on every call (half the cost for a small dict).
+
+    The same C encoder ``encode`` builds, without the cycle check: values come from protobuf messages and
+    cannot be cyclic (deep nesting still raises RecursionError).
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the plain encoder
+        return None
+    iterencode = make(None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+
+    def dumps(value: Any) -> str:
+        return "".join(iterencode(value, 0))
+
+    return dumps
+
+
+_dumps: Callable[[Any], str] = _c_dumps() or _encoder.encode
+# Compact JSON text of plain values (no NaN: raises ValueError).
+dumps = _dumps
 
 
 def any_value(value: Any) -> Any:

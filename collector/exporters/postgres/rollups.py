@@ -5,12 +5,12 @@ so that concurrent sink processes lock them in the same order and cannot deadloc
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from . import histogram
+from ._values import dumps
 
 __all__ = ["ROLLUP_COLUMNS", "ROLLUP_DIMENSIONS", "aggregate", "insert_spans_sql", "upsert_rollups_sql"]
 
@@ -209,6 +209,6 @@ def _rows(groups: dict[tuple[Any, ...], list[Any]]) -> list[tuple[Any, ...]]:
             *key,
             acc[0], acc[1], acc[2], acc[3], acc[4],
             min(acc[5], _INT8_MAX), min(acc[6], _INT8_MAX), acc[7], acc[8], acc[9],
-            json.dumps(acc[10], separators=(",", ":")),
+            dumps(acc[10]),
         ))  # fmt: skip
     return out

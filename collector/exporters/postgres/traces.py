@@ -260,21 +260,30 @@ def _span_record(
     cost: Decimal | None = None
     quality: float | None = None
     value = attrs.get("gen_ai.usage.input_tokens")
-    if value is not None:
+    if type(value) is int:  # an OTLP int (int64): always lossless
+        input_tokens = value
+        del attrs["gen_ai.usage.input_tokens"]
+    elif value is not None:
         input_tokens, lossless = _as_int(value, _INT8_MIN, _INT8_MAX)
         if lossless:
             del attrs["gen_ai.usage.input_tokens"]
         elif input_tokens is None:
             repairs.append("gen_ai.usage.input_tokens not a bigint: column left NULL")
     value = attrs.get("gen_ai.usage.output_tokens")
-    if value is not None:
+    if type(value) is int:  # an OTLP int (int64): always lossless
+        output_tokens = value
+        del attrs["gen_ai.usage.output_tokens"]
+    elif value is not None:
         output_tokens, lossless = _as_int(value, _INT8_MIN, _INT8_MAX)
         if lossless:
             del attrs["gen_ai.usage.output_tokens"]
         elif output_tokens is None:
             repairs.append("gen_ai.usage.output_tokens not a bigint: column left NULL")
     value = attrs.get("cost.usd")
-    if value is not None:
+    if type(value) is float and abs(value) < _COST_LIMIT:  # the common case (False for NaN and infinities)
+        cost = Decimal(repr(value))
+        del attrs["cost.usd"]
+    elif value is not None:
         amount = _as_float(value)
         if amount is None or abs(amount) >= _COST_LIMIT:
             repairs.append("cost.usd not a finite number below 1e10: column left NULL")
@@ -284,7 +293,10 @@ def _span_record(
             if isinstance(value, float):
                 del attrs["cost.usd"]
     value = attrs.get("quality.score")
-    if value is not None:
+    if type(value) is float and math.isfinite(value):
+        quality = value
+        del attrs["quality.score"]
+    elif value is not None:
         quality = _as_float(value)
         if quality is None:
             repairs.append("quality.score not a finite number: column left NULL")
@@ -304,6 +316,10 @@ def _span_record(
     dropped_attrs = span.dropped_attributes_count
     dropped_events = span.dropped_events_count
     dropped_links = span.dropped_links_count
+    if dropped_attrs > _INT4_MAX or dropped_events > _INT4_MAX or dropped_links > _INT4_MAX:
+        dropped_attrs = int4(dropped_attrs, "dropped_attributes_count", repairs)
+        dropped_events = int4(dropped_events, "dropped_events_count", repairs)
+        dropped_links = int4(dropped_links, "dropped_links_count", repairs)
     row = (
         trace_id,
         span_id,
@@ -339,15 +355,9 @@ def _span_record(
         to_json(attrs, "span attributes", repairs) if attrs else "{}",
         resource_json,
         flags if flags <= _INT4_MAX else signed32(flags),
-        *(
-            (dropped_attrs, dropped_events, dropped_links)
-            if max(dropped_attrs, dropped_events, dropped_links) <= _INT4_MAX
-            else (
-                int4(dropped_attrs, "dropped_attributes_count", repairs),
-                int4(dropped_events, "dropped_events_count", repairs),
-                int4(dropped_links, "dropped_links_count", repairs),
-            )
-        ),
+        dropped_attrs,
+        dropped_events,
+        dropped_links,
     )
     if (model is not None and isinstance(model, str) and "\x00" in model) or (
         provider is not None and isinstance(provider, str) and "\x00" in provider
@@ -355,7 +365,8 @@ def _span_record(
         row = _replace_nul_columns(row, repairs)
 
     events: list[tuple[Any, ...]] = []
-    for index, event in enumerate(span.events) if span.events else ():
+    span_events = span.events
+    for index, event in enumerate(span_events) if span_events else ():
         event_attrs = attributes_dict(event.attributes)
         exc: list[str | None] = [None, None, None]
         if event.name == "exception":
@@ -381,7 +392,8 @@ def _span_record(
             )
         )
     links: list[tuple[Any, ...]] = []
-    for index, link in enumerate(span.links) if span.links else ():
+    span_links = span.links
+    for index, link in enumerate(span_links) if span_links else ():
         link_attrs = attributes_dict(link.attributes)
         links.append(
             (
