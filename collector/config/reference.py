@@ -36,6 +36,7 @@ import importlib
 import inspect
 import io
 import json
+import posixpath
 import re
 import sys
 import textwrap
@@ -55,6 +56,7 @@ __all__ = ["KIND_ORDER", "ComponentDoc", "KeyRow", "component_docs", "format_dur
 
 KIND_ORDER = ("receivers", "processors", "exporters", "connectors", "extensions")
 COMMAND = "python -m collector.config.reference > docs/configuration.md"
+_DOCS_DIR = "docs"  # where the reference lives (repo-relative): README links are rebased onto it
 
 _KIND_TITLES = {
     "receivers": "Receivers",
@@ -582,6 +584,22 @@ def _readme_summary(text: str) -> str:
     return " ".join(lines)
 
 
+_LINK = re.compile(r"(\]\()([^)\s#]+)((?:#[^)\s]*)?\))")
+
+
+def _rebase_links(text: str, folder: str) -> str:
+    """Relative Markdown links of a README in ``folder`` (repo-relative), rewritten relative to docs/."""
+
+    def repl(match: re.Match[str]) -> str:
+        target = match.group(2)
+        if "://" in target or target.startswith(("/", "mailto:")):
+            return match.group(0)
+        repo_path = posixpath.normpath(posixpath.join(folder, target))
+        return match.group(1) + posixpath.relpath(repo_path, _DOCS_DIR) + match.group(3)
+
+    return _LINK.sub(repl, text)
+
+
 def _signals(kind: str, factory: Any) -> str:
     if kind == "extensions":
         return "not in pipelines (listed under `service.extensions`)"
@@ -605,6 +623,8 @@ def component_docs(reg: Registry | None = None) -> list[ComponentDoc]:
         for (module, _), members in groups.items():
             factory = members[0][1]
             docstring, readme, readme_text = _readme(module)
+            if readme is not None:
+                readme_text = _rebase_links(readme_text, posixpath.dirname(readme))
             summary = _readme_summary(readme_text) or _first_paragraph(docstring)
             rows = key_rows(factory.config_type, fallback_docs=_readme_key_docs(readme_text))
             entries.append(
@@ -666,8 +686,8 @@ def _component_section(doc: ComponentDoc) -> Iterator[str]:
 
 
 def _relative_link(repo_path: str) -> str:
-    # The reference lives in docs/; links are relative to it so they work on GitHub and in a checkout.
-    return f"../{repo_path}"
+    # Links are relative to docs/ so they work on GitHub and in a checkout.
+    return posixpath.relpath(repo_path, _DOCS_DIR)
 
 
 def _service_section() -> Iterator[str]:

@@ -31,6 +31,7 @@ from collector.config.reference import (
     KeyRow,
     _readme_key_docs,
     _readme_summary,
+    _rebase_links,
     component_docs,
     format_duration,
     key_rows,
@@ -320,6 +321,27 @@ def test_readme_docs_fill_only_keys_the_code_leaves_undocumented() -> None:
     assert rows["pragma_only"] == "from the README, with a | pipe"
     assert rows["from_constant"] == "from the README, with a | pipe"  # the README wins over a constant's comment
     assert rows["items[].name"] == "each item's name"
+
+
+def test_readme_links_are_rebased_onto_docs() -> None:
+    text = (
+        "See [schema](../../../docs/schema.md#spans), [peer](../otlp/README.md), [web](https://x.io/a), [here](#keys)."
+    )
+    assert _rebase_links(text, "collector/exporters/postgres") == (
+        "See [schema](schema.md#spans), [peer](../collector/exporters/otlp/README.md), [web](https://x.io/a), "
+        "[here](#keys)."
+    )
+
+
+def test_links_in_the_reference_resolve(rendered: str) -> None:
+    import re
+
+    broken = [
+        target
+        for target in re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", rendered)
+        if "://" not in target and not (DOC.parent / target).exists()
+    ]
+    assert not broken, f"links in docs/configuration.md that point nowhere: {broken}"
 
 
 def test_optional_section_present_by_default_is_marked_on() -> None:
