@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per query (median reported)")
     parser.add_argument("--through-sink", action="store_true", help="load through the sink's insert statement")
     parser.add_argument("--keep", action="store_true", help="keep the schema (and embedded server directory)")
+    parser.add_argument("--schema", help="time queries on this already loaded schema (kept; needs --dsn, no load)")
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw-spans comparison (faster iterations)")
     args = parser.parse_args()
 
     tmp: Path | None = None
@@ -151,16 +153,25 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="otel-analytics-bench-"))
         server = pgserver.get_server(tmp / "data", cleanup_mode="stop")
         dsn = server.get_uri()
-    schema_name = f"bench_{os.getpid()}"
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(f"CREATE SCHEMA {schema_name}")
+    schema_name = args.schema or f"bench_{os.getpid()}"
+    if args.schema:
+        args.keep = True
+    else:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f"CREATE SCHEMA {schema_name}")
     try:
         with psycopg.connect(dsn, autocommit=True, options=f"-c search_path={schema_name}") as conn:
             schema.migrate(conn)
-            end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-            print(f"loading {args.spans:,} spans over {DAYS} days (cpus: {os.cpu_count()})")
             t0 = time.perf_counter()
-            load(conn, args.spans, end, args.through_sink)
+            if args.schema:
+                # The loaded schema's window: its last span is just before the hour the load started.
+                last = conn.execute("SELECT max(bucket_start) FROM span_rollups_1h").fetchone()
+                end = (last[0] if last else datetime.now(UTC)) + timedelta(hours=1)
+                print(f"reusing schema {schema_name} (window ends {end:%Y-%m-%d %H:%M} UTC)")
+            else:
+                end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+                print(f"loading {args.spans:,} spans over {DAYS} days (cpus: {os.cpu_count()})")
+                load(conn, args.spans, end, args.through_sink)
             rollup_rows = conn.execute("SELECT count(*) FROM span_rollups_1h").fetchone()
             loaded = conn.execute("SELECT count(*) FROM spans").fetchone()
             print(
@@ -186,6 +197,10 @@ def main() -> None:
             print(f"{'query':<38} {'rollups':>10} {'raw spans':>11} {'speed-up':>9}  check")
             for name, fn in cases:
                 rollup_ms, r1 = _timed(lambda fn=fn: fn(fast), args.repeat)
+                if args.no_raw:
+                    flag = "" if rollup_ms < TARGET_MS else "  (over target)"
+                    print(f"{name:<38} {rollup_ms:>10.1f}{flag}")
+                    continue
                 raw_ms, r2 = _timed(lambda fn=fn: fn(raw), max(1, min(args.repeat, 2)))
                 check = _compare(r1, r2)
                 flag = "" if rollup_ms < TARGET_MS else "  (over target)"

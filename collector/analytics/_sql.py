@@ -14,7 +14,7 @@ from psycopg import sql
 
 from .window import GRANULARITIES, Filters, TimeWindow
 
-__all__ = ["FILTER_COLUMNS", "Part", "Source", "granularity_literal", "source_for"]
+__all__ = ["CACHED_TABLES", "FILTER_COLUMNS", "ROLLUP_TABLE", "Part", "Source", "granularity_literal", "source_for"]
 
 FILTER_COLUMNS = {
     "service": "service_name",
@@ -28,6 +28,10 @@ RAW_TABLE = "spans"
 ROLLUP_TABLE = "span_rollups_1h"
 DAILY_TABLE = "analytics_rollups_1d"
 OPS_TABLE = "analytics_rollups_1d_ops"
+HOURLY_OPS_TABLE = "analytics_rollups_1h_ops"
+HOURLY_ALL_TABLE = "analytics_rollups_1h_all"
+# Cached tables without the rollup dimensions (status, tenant, agent, model), and without any key columns.
+CACHED_TABLES = (DAILY_TABLE, OPS_TABLE, HOURLY_OPS_TABLE, HOURLY_ALL_TABLE)
 
 
 @dataclass(frozen=True)
@@ -105,25 +109,39 @@ def source_for(
     allow_rollup: bool = True,
     daily: tuple[datetime, datetime] | None = None,
     per_operation: bool = False,
+    cached_until: datetime | None = None,
+    hourly_table: str | None = None,
 ) -> Source:
-    """Rollups for windows longer than a day (when the filters allow), raw spans otherwise. ``daily`` is the
-    range of whole days to read from the daily cache instead of the hourly rollups; ``per_operation`` reads the
-    cache merged per (service, operation) (only for queries that neither group nor filter by status, tenant,
-    agent or model)."""
-    if allow_rollup and window.uses_rollups and filters.rollup_compatible():
-        aligned = window.rollup_aligned()
-        if daily is None:
-            return Source(
-                [_part(ROLLUP_TABLE, aligned.start, aligned.end, filters, "bucket_start")], "bucket_start", aligned
-            )
+    """Rollups for windows longer than a day (when the filters allow), raw spans otherwise.
+
+    ``daily`` is the range of whole days to read from the daily cache instead of the hourly rollups;
+    ``per_operation`` reads the caches merged per (service, operation) (only for queries that neither group nor
+    filter by status, tenant, agent or model); then the hours before ``cached_until`` (the end of the last complete,
+    refreshed day) that the daily rows do not cover come from the per-operation hourly cache. ``hourly_table``
+    instead reads every hour before ``cached_until`` from that hourly cache table (hour-resolution queries)."""
+    if not (allow_rollup and window.uses_rollups and filters.rollup_compatible()):
+        return Source([_part(RAW_TABLE, window.start, window.end, filters, "start_time")], "start_time", window)
+    aligned = window.rollup_aligned()
+    ranges: list[tuple[str, datetime, datetime]] = []
+    if hourly_table is not None and cached_until is not None:
+        split = max(aligned.start, min(aligned.end, cached_until))
+        ranges = [(hourly_table, aligned.start, split), (ROLLUP_TABLE, split, aligned.end)]
+    elif daily is not None:
         first, last = daily
-        parts = [_part(OPS_TABLE if per_operation else DAILY_TABLE, first, last, filters, "bucket_start")]
-        if aligned.start < first:
-            parts.append(_part(ROLLUP_TABLE, aligned.start, first, filters, "bucket_start"))
-        if last < aligned.end:
-            parts.append(_part(ROLLUP_TABLE, last, aligned.end, filters, "bucket_start"))
-        return Source(parts, "bucket_start", aligned)
-    return Source([_part(RAW_TABLE, window.start, window.end, filters, "start_time")], "start_time", window)
+        edge = HOURLY_OPS_TABLE if per_operation and cached_until is not None else ROLLUP_TABLE
+        cached = max(last, min(aligned.end, cached_until)) if cached_until is not None else last
+        ranges = [
+            (OPS_TABLE if per_operation else DAILY_TABLE, first, last),
+            (edge, aligned.start, first),
+            (edge, last, cached),
+            (ROLLUP_TABLE, cached, aligned.end),
+        ]
+    else:
+        ranges = [(ROLLUP_TABLE, aligned.start, aligned.end)]
+    parts = [_part(table, start, end, filters, "bucket_start") for table, start, end in ranges if start < end]
+    if not parts:  # keep one (empty) part so queries stay well-formed
+        parts = [_part(ROLLUP_TABLE, aligned.start, aligned.end, filters, "bucket_start")]
+    return Source(parts, "bucket_start", aligned)
 
 
 def granularity_literal(granularity: str) -> sql.Literal:

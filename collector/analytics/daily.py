@@ -1,4 +1,5 @@
-"""The per-day cache of ``span_rollups_1h`` (table ``analytics_rollups_1d``, migration 0012).
+"""The per-day cache of ``span_rollups_1h`` (table ``analytics_rollups_1d``, migration 0012; per operation 0013;
+the same days per hour, per operation and across everything, 0014).
 
 Only complete UTC days (ended before now) are cached. Before a long query, ``refresh`` compares each day's
 fingerprint in the hourly rollups (sum of count, number of rows: both only grow with ingest and shrink with
@@ -15,22 +16,41 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["DAILY_TABLE", "OPS_TABLE", "complete_days", "refresh"]
+__all__ = [
+    "DAILY_TABLE",
+    "HOURLY_ALL_TABLE",
+    "HOURLY_OPS_TABLE",
+    "OPS_TABLE",
+    "complete_days",
+    "refresh",
+    "touched_days",
+]
 
 DAILY_TABLE = "analytics_rollups_1d"
 # The same days merged per (service, operation) only (migration 0013).
 OPS_TABLE = "analytics_rollups_1d_ops"
+# The same days' hours per (service, operation), and per hour across every key (migration 0014).
+HOURLY_OPS_TABLE = "analytics_rollups_1h_ops"
+HOURLY_ALL_TABLE = "analytics_rollups_1h_all"
 _LOCK_NAMESPACE = "otel_metrics.analytics.daily:"
 _LOGGER = logging.getLogger("otel_metrics.analytics")
 _KEYS = "service_name, operation, status_code, tenant_id, agent_name, model"
 
+_SCALARS = (
+    "sum(count), sum(errors), sum(duration_sum_ms), min(duration_min_ms), max(duration_max_ms), sum(input_tokens),"
+    " sum(output_tokens), sum(cost_usd), sum(quality_sum), sum(quality_count)"
+)
+# One snapshot of the day's hourly rows; their jsonb histograms are expanded once (x) and re-merged per day and key
+# (DAILY_TABLE), per day and operation (OPS_TABLE), per hour and operation (HOURLY_OPS_TABLE) and per hour
+# (HOURLY_ALL_TABLE).
 _BUILD = f"""
 WITH src AS MATERIALIZED (
     SELECT * FROM span_rollups_1h WHERE bucket_start >= %(day)s AND bucket_start < %(day)s + interval '1 day'
-), e AS (
-    SELECT {_KEYS}, x.hk::integer AS k, sum(x.hv::bigint) AS n
+), x AS MATERIALIZED (
+    SELECT bucket_start, {_KEYS}, x.hk::integer AS k, x.hv::bigint AS n
     FROM src CROSS JOIN LATERAL jsonb_each_text(src.latency_hist) AS x(hk, hv)
-    GROUP BY {_KEYS}, 7
+), e AS (
+    SELECT {_KEYS}, k, sum(n) AS n FROM x GROUP BY {_KEYS}, k
 ), h AS (
     SELECT {_KEYS}, array_agg(k ORDER BY k) AS ks, array_agg(n ORDER BY k) AS ns FROM e GROUP BY {_KEYS}
 ), s AS (
@@ -56,6 +76,26 @@ WITH src AS MATERIALIZED (
            coalesce(min(ho.ks), '{{}}'), coalesce(min(ho.ns), '{{}}')
     FROM s LEFT JOIN ho USING (service_name, operation)
     GROUP BY service_name, operation
+), eho AS (
+    SELECT bucket_start, service_name, operation, k, sum(n) AS n FROM x GROUP BY 1, 2, 3, 4
+), hho AS (
+    SELECT bucket_start, service_name, operation, array_agg(k ORDER BY k) AS ks, array_agg(n ORDER BY k) AS ns
+    FROM eho GROUP BY 1, 2, 3
+), sho AS (
+    SELECT bucket_start, service_name, operation, {_SCALARS} FROM src GROUP BY 1, 2, 3
+), ins_hops AS (
+    INSERT INTO {HOURLY_OPS_TABLE}
+    SELECT sho.*, coalesce(hho.ks, '{{}}'), coalesce(hho.ns, '{{}}')
+    FROM sho LEFT JOIN hho USING (bucket_start, service_name, operation)
+), eha AS (
+    SELECT bucket_start, k, sum(n) AS n FROM eho GROUP BY 1, 2
+), hha AS (
+    SELECT bucket_start, array_agg(k ORDER BY k) AS ks, array_agg(n ORDER BY k) AS ns FROM eha GROUP BY 1
+), sha AS (
+    SELECT bucket_start, {_SCALARS} FROM src GROUP BY 1
+), ins_hall AS (
+    INSERT INTO {HOURLY_ALL_TABLE}
+    SELECT sha.*, coalesce(hha.ks, '{{}}'), coalesce(hha.ns, '{{}}') FROM sha LEFT JOIN hha USING (bucket_start)
 )
 INSERT INTO analytics_rollup_days (day, source_count, source_rows, built_at)
 SELECT %(day)s, coalesce(sum(count), 0), count(*), now() FROM src
@@ -90,6 +130,11 @@ def refresh(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> in
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK_NAMESPACE + day.isoformat(),))
             conn.execute(f"DELETE FROM {DAILY_TABLE} WHERE bucket_start = %s", (day,))
             conn.execute(f"DELETE FROM {OPS_TABLE} WHERE bucket_start = %s", (day,))
+            for table in (HOURLY_OPS_TABLE, HOURLY_ALL_TABLE):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE bucket_start >= %s AND bucket_start < %s",
+                    (day, day + timedelta(days=1)),
+                )
             if day in source:
                 conn.execute(_BUILD, {"day": day})
             else:
@@ -107,4 +152,15 @@ def complete_days(start: datetime, end: datetime, now: datetime | None = None) -
         first += timedelta(days=1)
     limit = min(end, now).astimezone(UTC)
     last = limit.replace(hour=0, minute=0, second=0, microsecond=0)
+    return (first, last) if last > first else None
+
+
+def touched_days(start: datetime, end: datetime, now: datetime | None = None) -> tuple[datetime, datetime] | None:
+    """The complete UTC days (ended by ``now``) that [start, end) touches, whole or in part; None if none."""
+    now = now or datetime.now(UTC)
+    first = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    end_day = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if end_day < end:
+        end_day += timedelta(days=1)
+    last = min(end_day, now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0))
     return (first, last) if last > first else None

@@ -18,9 +18,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from . import daily
+from . import _histogram, daily
 from . import statistics as stats
-from ._sql import Source, granularity_literal, source_for
+from ._sql import ROLLUP_TABLE, Source, granularity_literal, source_for
 from .models import (
     AgentStats,
     CorrelationCost,
@@ -150,23 +150,39 @@ class Analytics:
         allow_rollup: bool = True,
         sub_day: bool = False,
         dimensions: bool = True,
+        hourly: str | None = None,
     ) -> Source:
         """The source for a query; long rollup queries that need no sub-day resolution read whole days from the
-        daily cache (refreshed first) and only the edges from the hourly rollups."""
+        daily cache (refreshed first) and only the edges from the hourly rollups (or, per operation, from the
+        hourly cache for hours of complete days). ``hourly`` (hour-resolution queries that neither group nor filter
+        by the rollup dimensions): ``"ops"`` reads complete days' hours from the per-operation hourly cache,
+        ``"any"`` also from the per-hour cache when nothing is filtered."""
         allow = allow_rollup and not self.exact
         src = source_for(window, filters, allow_rollup=allow)
-        if not src.rollup or sub_day:
+        if not src.rollup or (sub_day and hourly is None):
             return src
         days = daily.complete_days(src.window.start, src.window.end)
-        if days is None:
+        touched = daily.touched_days(src.window.start, src.window.end)
+        per_operation = not dimensions and not (filters.tenant or filters.agent or filters.model)
+        if touched is None or (days is None and not per_operation):
             return src
         try:
-            daily.refresh(self.conn, *days)
+            refresh_days = touched if per_operation or days is None else days
+            daily.refresh(self.conn, *refresh_days)
         except psycopg.Error as exc:  # e.g. a read-only role: the hourly rollups answer alone, just slower
             _LOGGER.warning("analytics: daily rollup cache unavailable (%s); reading hourly rollups", exc)
             return src
-        per_operation = not dimensions and not (filters.tenant or filters.agent or filters.model)
-        return source_for(window, filters, allow_rollup=allow, daily=days, per_operation=per_operation)
+        if not per_operation:
+            if sub_day:
+                return src
+            return source_for(window, filters, allow_rollup=allow, daily=days)
+        cached_until = touched[1]
+        if sub_day or days is None:
+            table = daily.HOURLY_ALL_TABLE if hourly == "any" and not filters.items() else daily.HOURLY_OPS_TABLE
+            return source_for(window, filters, allow_rollup=allow, cached_until=cached_until, hourly_table=table)
+        return source_for(
+            window, filters, allow_rollup=allow, daily=days, per_operation=True, cached_until=cached_until
+        )
 
     def _aggregate(
         self,
@@ -234,7 +250,7 @@ class Analytics:
             sql.SQL(
                 "SELECT {keys}, e.hk::integer AS k, e.hv::bigint AS n FROM {table} AS r"
                 " CROSS JOIN LATERAL jsonb_each_text(r.latency_hist) AS e(hk, hv) WHERE {where}"
-                if part.table not in (daily.DAILY_TABLE, daily.OPS_TABLE)
+                if part.table == ROLLUP_TABLE
                 else "SELECT {keys}, e.k, e.n FROM {table} AS r"
                 " CROSS JOIN LATERAL unnest(r.hist_keys, r.hist_counts) AS e(k, n) WHERE {where}"
             ).format(keys=key_select, table=part.ident, where=part.where)
@@ -242,49 +258,35 @@ class Analytics:
         ]
         alias_list = sql.SQL(", ").join(aliases)
         group_k = sql.SQL(", ").join(sql.Literal(i) for i in range(1, len(keys) + 2))
-        # Quantile q (numpy's linear definition, as otel_hist_quantile): rank q*(total-1) between the order
-        # statistics floor(rank) and ceil(rank); each is the first bucket whose running count exceeds it.
-        picks: list[sql.Composable] = []
-        values: list[sql.Composable] = []
-        for i, q in enumerate(qs):
-            lit = sql.Literal(q)
-            picks.append(
-                sql.SQL(
-                    "min(k) FILTER (WHERE cum > floor({q} * (total - 1))) AS {lo},"
-                    " min(k) FILTER (WHERE cum > ceil({q} * (total - 1))) AS {hi}"
-                ).format(q=lit, lo=sql.Identifier(f"lo{i}"), hi=sql.Identifier(f"hi{i}"))
-            )
-            values.append(
-                sql.SQL(
-                    "otel_hist_bucket_value(h.{lo}) + (otel_hist_bucket_value(h.{hi}) - otel_hist_bucket_value(h.{lo}))"
-                    " * ({q} * (h.total - 1) - floor({q} * (h.total - 1)))"
-                ).format(q=lit, lo=sql.Identifier(f"lo{i}"), hi=sql.Identifier(f"hi{i}"))
-            )
+        # SQL merges the buckets per key and hands each histogram over as sorted arrays; percentiles, slow counts
+        # and moments are one pass over them in Python (_histogram), far cheaper than window aggregates in SQL.
         query = sql.SQL(
-            "WITH t AS (SELECT {aliases}, {agg} FROM ({rows}) AS r GROUP BY {group}),"
-            " b AS (SELECT {aliases}, k, sum(n) AS n FROM ({buckets}) AS x GROUP BY {group_k}),"
-            " c AS (SELECT {aliases}, k, n, sum(n) OVER (PARTITION BY {aliases} ORDER BY k) AS cum,"
-            "       sum(n) OVER (PARTITION BY {aliases}) AS total FROM b),"
-            " h AS (SELECT {aliases}, max(total) AS total, {picks},"
-            "       coalesce(sum(n) FILTER (WHERE k > otel_hist_bucket(%s)), 0)::bigint AS slow,"
-            "       coalesce(sum(n) FILTER (WHERE k > otel_hist_bucket(%s)), 0)::bigint AS very_slow,"
-            "       sum(n * otel_hist_bucket_value(k)) AS vsum, sum(n * otel_hist_bucket_value(k) ^ 2) AS vsq"
-            "       FROM c GROUP BY {group})"
-            " SELECT t.*, ARRAY[{values}] AS pct, coalesce(h.slow, 0) AS slow, coalesce(h.very_slow, 0) AS very_slow,"
-            "        h.vsum, h.vsq"
-            " FROM t LEFT JOIN h USING ({aliases}) ORDER BY {order}"
+            "WITH t AS (SELECT {aliases}, {agg} FROM ({rows}) AS r GROUP BY {group}"
+            "           ORDER BY {order}{page}),"
+            " b AS (SELECT {aliases}, k, sum(n)::bigint AS n FROM ({buckets}) AS x GROUP BY {group_k}),"
+            " h AS (SELECT {aliases}, array_agg(k ORDER BY k) AS hk, array_agg(n ORDER BY k) AS hn"
+            "       FROM b WHERE n > 0 GROUP BY {group})"
+            " SELECT t.*, h.hk, h.hn FROM t LEFT JOIN h USING ({aliases}) ORDER BY {order}"
         ).format(
             aliases=alias_list,
             agg=_ROLLUP_AGG,
             rows=rows_sql,
             group=group,
+            page=page,
             buckets=sql.SQL(" UNION ALL ").join(bucket_parts),
             group_k=group_k,
-            picks=sql.SQL(", ").join(picks),
-            values=sql.SQL(", ").join(values),
             order=order_by,
         )
-        return self._rows(sql.Composed([query, page]), [*scalar_params, *scalar_params, *slow, *page_params])
+        rows = self._rows(query, [*scalar_params, *page_params, *scalar_params])
+        slow_ms, very_slow_ms = slow
+        for r in rows:
+            summary = _histogram.summarize(r.pop("hk"), r.pop("hn"), qs, slow_ms, very_slow_ms)
+            r["pct"] = summary.pct
+            r["slow"] = summary.slow
+            r["very_slow"] = summary.very_slow
+            r["vsum"] = summary.vsum
+            r["vsq"] = summary.vsq
+        return rows
 
     # -- catalogue -----------------------------------------------------------------------------------------
     def services(self) -> list[str]:
@@ -355,7 +357,7 @@ class Analytics:
     def timeseries(
         self, window: TimeWindow, filters: Filters = NO_FILTERS, granularity: str = "hour"
     ) -> list[TimeBucket]:
-        src = self._source(window, filters, sub_day=granularity == "hour", dimensions=False)
+        src = self._source(window, filters, sub_day=granularity == "hour", dimensions=False, hourly="any")
         trunc = sql.SQL("date_trunc({}, {})").format(granularity_literal(granularity), src.time).as_string(None)
         rows = self._aggregate(src, [("bucket", trunc)], latency=True, order="1")
         out = []
@@ -723,7 +725,7 @@ class Analytics:
         self, window: TimeWindow, filters: Filters = NO_FILTERS, granularity: str = "day"
     ) -> dict[tuple[str, str], list[TimeBucket]]:
         """Per (service, operation) time series of calls, errors and average duration (no percentiles)."""
-        src = self._source(window, filters, sub_day=granularity == "hour", dimensions=False)
+        src = self._source(window, filters, sub_day=granularity == "hour", dimensions=False, hourly="ops")
         trunc = sql.SQL("date_trunc({}, {})").format(granularity_literal(granularity), src.time).as_string(None)
         rows = self._aggregate(
             src,

@@ -37,10 +37,41 @@ def test_ragged_window_and_late_data(pg_dsn: str) -> None:
             assert pct.p99 == pytest.approx(np.percentile(d.duration_ms[mm], 99), rel=0.01)
             assert pct.count == mm.sum()
 
+        def check_hourly(d: analytics_data.Dataset) -> None:
+            # Hour-resolution series over days: from the per-hour cache (no filter), the per-operation hourly
+            # cache (service filter) and the hourly rollups (tenant filter) alike.
+            for filters, mask in (
+                (Filters(), np.ones(len(d.start_s), dtype=bool)),
+                (Filters(service="checkout"), d.service == "checkout"),
+                (Filters(tenant="acme"), d.tenant == "acme"),
+            ):
+                series = a.timeseries(window, filters, granularity="hour")
+                buckets = {b.bucket.timestamp(): b for b in series}
+                starts = np.floor(d.start_s / 3600) * 3600
+                m = d.mask(window.start, window.end) & mask
+                assert set(buckets) == set(np.unique(starts[m]))
+                for start, b in buckets.items():
+                    mm = m & (starts == start)
+                    assert b.operations == mm.sum() and b.failures == d.error[mm].sum()
+                    assert b.avg_ms == pytest.approx(d.duration_ms[mm].mean(), rel=1e-9)
+                    assert b.p95_ms == pytest.approx(np.percentile(d.duration_ms[mm], 95), rel=0.01)
+                    assert b.cost_usd == pytest.approx(d.cost[mm].sum(), rel=1e-9, abs=1e-12)
+            series_by_op = a.operation_series(window, granularity="hour")
+            starts = np.floor(d.start_s / 3600) * 3600
+            m = d.mask(window.start, window.end)
+            for (_, op), points in series_by_op.items():
+                for b in points:
+                    mm = m & (d.operation == op) & (starts == b.bucket.timestamp())
+                    assert b.operations == mm.sum()
+
         check(data)
+        check_hourly(data)
         days = conn.execute("SELECT day FROM analytics_rollup_days ORDER BY 1").fetchall()
-        # the window covers 2 whole days (the first and last are cut by the edges)
-        assert [d[0] for d in days] == [data.start + timedelta(days=1), data.start + timedelta(days=2)]
+        # the window covers 2 whole days; the first and last are cut by the edges, whose hours are read from the
+        # hourly cache of those (complete) days
+        assert [d[0] for d in days] == [data.start + timedelta(days=i) for i in range(4)]
+        hours = conn.execute("SELECT count(DISTINCT bucket_start) FROM analytics_rollups_1h_all").fetchone()
+        assert hours is not None and hours[0] == 4 * 24
         # Late data for a cached day: the next query rebuilds that day and sees it.
         late = analytics_data.generate(n=300, seed=99, days=4)
         late.trace_ids = [(10**12 + i).to_bytes(16, "big") for i in range(300)]
@@ -72,6 +103,7 @@ def test_ragged_window_and_late_data(pg_dsn: str) -> None:
             data.trace_ids + late.trace_ids,
         )
         check(merged)
+        check_hourly(merged)
         assert daily.refresh(conn, data.start + timedelta(days=1), data.start + timedelta(days=3)) == 0
 
 
@@ -89,3 +121,27 @@ def test_complete_days_only() -> None:
         datetime(2026, 11, 3, tzinfo=UTC),
     )
     assert daily.complete_days(start, datetime(2026, 11, 2, 7, tzinfo=UTC), now=end) is None
+
+
+def test_source_parts_read_the_caches() -> None:
+    """Which table answers which hours: whole days from the daily cache, complete days' ragged hours from the
+    hourly cache, the day still running from the hourly rollups."""
+    from datetime import UTC, datetime
+
+    from collector.analytics._sql import source_for
+
+    day = datetime(2026, 11, 1, tzinfo=UTC)
+    window = TimeWindow(day + timedelta(hours=5), day + timedelta(days=3, hours=7))
+    whole = (day + timedelta(days=1), day + timedelta(days=3))
+    cached_until = day + timedelta(days=3)  # the last day is still running
+    src = source_for(window, Filters(), daily=whole, per_operation=True, cached_until=cached_until)
+    assert [(p.table, p.params[:2]) for p in src.parts] == [
+        ("analytics_rollups_1d_ops", list(whole)),
+        ("analytics_rollups_1h_ops", [window.start, whole[0]]),
+        ("span_rollups_1h", [cached_until, window.end]),
+    ]
+    hourly = source_for(window, Filters(), cached_until=cached_until, hourly_table="analytics_rollups_1h_all")
+    assert [(p.table, p.params[:2]) for p in hourly.parts] == [
+        ("analytics_rollups_1h_all", [window.start, cached_until]),
+        ("span_rollups_1h", [cached_until, window.end]),
+    ]

@@ -76,7 +76,7 @@ def test_performance_filters_and_grouping(dataset, a: Analytics) -> None:  # typ
     assert sum(r.calls for r in users) == (d.user == "user3").sum()
 
 
-@pytest.mark.parametrize(("granularity", "hours"), [("hour", 12), ("day", 240)])
+@pytest.mark.parametrize(("granularity", "hours"), [("hour", 12), ("hour", 72), ("day", 240)])
 def test_timeseries(dataset, a: Analytics, granularity: str, hours: int) -> None:  # type: ignore[no-untyped-def]
     d = dataset.data
     window = TimeWindow(d.end - timedelta(hours=hours), d.end)
