@@ -14,7 +14,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
 from processors.pipeline import Request, Signal, new_request
 
-__all__ = ["merge_into", "resource_entries", "take_items"]
+__all__ = ["elements_containing", "merge_into", "resource_entries", "take_items"]
 
 _LAYOUT: dict[Signal, tuple[str, str, str]] = {
     Signal.TRACES: ("resource_spans", "scope_spans", "spans"),
@@ -140,3 +140,77 @@ def take_items(signal: Signal, request: Request, n: int) -> Request:
         del scopes[:whole_scopes]
     del resources[:whole_resources]
     return head
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def elements_containing(data: bytes, field_number: int, needles: tuple[bytes, ...]) -> list[int] | None:
+    """Indexes of the elements of the repeated message field ``field_number`` in the serialized message ``data``
+    whose encoding contains one of ``needles``, in order.
+
+    The cheap pre-check of the enrichment processors: an attribute key is written verbatim inside its item's
+    encoding, so an item whose bytes contain none of the keys has none of them (an occurrence inside a value
+    is a false positive the caller's exact check drops). Serializing in C, searching with ``bytes.find`` and
+    walking only the field tags costs far less than reading every attribute key in python. None: the encoding
+    holds a wire type OTLP does not use (groups), so every element must be looked at.
+    """
+    hits = sorted({pos for needle in needles for pos in _occurrences(data, needle)})
+    if not hits:
+        return []
+    out: list[int] = []
+    tag_wanted = (field_number << 3) | 2
+    last = hits[-1]
+    n_hits = len(hits)
+    h = 0
+    index = pos = 0
+    end = len(data)
+    while pos < end and pos <= last:
+        tag = data[pos]  # OTLP's field numbers are < 16: a one-byte tag, else the general varint
+        pos += 1
+        if tag >= 0x80:
+            tag, pos = _read_varint(data, pos - 1)
+        wire = tag & 7
+        if wire == 2:
+            length = data[pos]  # inline the one- and two-byte lengths (items under 16 KiB)
+            if length < 0x80:
+                pos += 1
+            elif data[pos + 1] < 0x80:
+                length = (length & 0x7F) | (data[pos + 1] << 7)
+                pos += 2
+            else:
+                length, pos = _read_varint(data, pos)
+            stop = pos + length
+            if tag == tag_wanted:
+                while h < n_hits and hits[h] < pos:
+                    h += 1
+                if h < n_hits and hits[h] < stop:
+                    out.append(index)
+                index += 1
+            pos = stop
+        elif wire == 0:
+            _, pos = _read_varint(data, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        else:  # groups (3, 4): not in OTLP; the caller looks at every element rather than guess
+            return None
+    return out
+
+
+def _occurrences(data: bytes, needle: bytes) -> list[int]:
+    found = []
+    pos = data.find(needle)
+    while pos >= 0:
+        found.append(pos)
+        pos = data.find(needle, pos + 1)  # overlapping occurrences too
+    return found

@@ -192,9 +192,10 @@ def _ids_from_kvs(attributes: Iterable[KeyValue], rank_of: dict[str, int]) -> tu
     best: str | None = None
     own: str | None = None
     for kv in attributes:
-        if kv.key == CORRELATION_ID_KEY:
+        key = kv.key  # one str per attribute: most keys are neither the own key nor a source
+        if key == CORRELATION_ID_KEY:
             own = validate_correlation_id(kv.value.string_value) or own
-        rank = rank_of.get(kv.key)
+        rank = rank_of.get(key)
         if rank is not None and rank < best_rank:
             found = correlation_id_from_value(any_value_to_python(kv.value))
             if found is not None:
@@ -208,6 +209,17 @@ class _CorrelationProcessor(Processor):
         keys = list(config.from_attributes)
         self._rank_of = {key: rank for rank, key in reversed(list(enumerate(keys)))}
         self._from_trace = config.from_trace
+        # The item's own key first: spans from our SDK carry it, so ``in`` stops at its first occurrence.
+        self._needles = tuple(key.encode() for key in dict.fromkeys([CORRELATION_ID_KEY, *keys]))
+
+    def _has_candidates(self, request: Request) -> bool:
+        """False when no item can carry an id: none of the keys occurs anywhere in the serialized request.
+
+        An attribute key is written verbatim in the wire format, so a key absent from the bytes is absent from
+        every item (a key found inside some value only costs the per-item scan). Serializing the request in C
+        and searching it costs a fraction of reading every attribute key in python."""
+        data = request.SerializeToString()
+        return any(needle in data for needle in self._needles)
 
     def _fill(self, items: Iterable[Any]) -> None:
         # items: spans or log records (both have .attributes and .trace_id)
@@ -230,9 +242,9 @@ class _CorrelationProcessor(Processor):
                     set_attribute(item.attributes, CORRELATION_ID_KEY, found)
 
     async def consume(self, signal: Signal, request: Request) -> None:
-        if isinstance(request, ExportTraceServiceRequest):
+        if isinstance(request, ExportTraceServiceRequest) and self._has_candidates(request):
             self._fill(span for _, span in iter_spans(request))
-        elif isinstance(request, ExportLogsServiceRequest):
+        elif isinstance(request, ExportLogsServiceRequest) and self._has_candidates(request):
             self._fill(record for _, record in iter_log_records(request))
         await self.next_consumer.consume(signal, request)
 

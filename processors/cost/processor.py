@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
 from processors._attributes import any_value_to_python
+from processors._otlp import elements_containing
 from processors.cost.pricing import (
     _OLD_INPUT_TOKENS_KEY,
     _OLD_OUTPUT_TOKENS_KEY,
@@ -43,6 +45,8 @@ _READ_KEYS = frozenset(
         _OLD_OUTPUT_TOKENS_KEY,
     }
 )
+_MODEL_KEYS_BYTES = (REQUEST_MODEL_KEY.encode(), RESPONSE_MODEL_KEY.encode())
+_SPANS_FIELD = ScopeSpans.DESCRIPTOR.fields_by_name["spans"].number
 
 
 @dataclass
@@ -82,11 +86,16 @@ class _CostProcessor(Processor):
         table = self._table
         for rs in request.resource_spans:
             for ss in rs.scope_spans:
-                for span in ss.spans:
+                spans = ss.spans
+                # Only spans whose encoding holds a model key can be priced (processors._otlp.elements_containing):
+                # the others' attributes are never read in python.
+                candidates = elements_containing(ss.SerializeToString(), _SPANS_FIELD, _MODEL_KEYS_BYTES)
+                for span in spans if candidates is None else (spans[i] for i in candidates):
                     attrs: dict[str, object] = {}
                     for kv in span.attributes:
-                        if kv.key in _READ_KEYS:
-                            attrs[kv.key] = any_value_to_python(kv.value)
+                        key = kv.key
+                        if key in _READ_KEYS:
+                            attrs[key] = any_value_to_python(kv.value)
                     if COST_KEY in attrs or not (REQUEST_MODEL_KEY in attrs or RESPONSE_MODEL_KEY in attrs):
                         continue
                     for key, value in cost_attributes(attrs, table).items():

@@ -1,0 +1,101 @@
+"""The collector faces' cheap pre-checks (processors._otlp.elements_containing, correlation's request-level key
+search) skip only items that could not change: results equal a scan of every item's attributes."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
+
+from processors import correlation, cost
+from processors._attributes import attributes_to_dict, set_attribute
+from processors._otlp import elements_containing
+from processors.pipeline import ComponentID, CreateSettings, Request, Signal
+
+MODEL_KEYS = (b"gen_ai.request.model", b"gen_ai.response.model")
+
+
+class _Keep:
+    def __init__(self) -> None:
+        self.got: list[Request] = []
+
+    async def consume(self, signal: Signal, request: Request) -> None:
+        self.got.append(request)
+
+
+def _run(factories: tuple[object, ...], kind: str, request: ExportTraceServiceRequest) -> ExportTraceServiceRequest:
+    factory = next(f for f in factories if f.type == kind)  # type: ignore[attr-defined]
+    sink = _Keep()
+    processor = factory.create(CreateSettings(ComponentID(kind), Signal.TRACES), factory.config_type(), sink)  # type: ignore[attr-defined]
+    asyncio.run(processor.consume(Signal.TRACES, request))
+    return request
+
+
+def _scope(rng: random.Random, n: int) -> ScopeSpans:
+    ss = ScopeSpans()
+    ss.scope.name = "gen_ai.request.model"  # a needle outside every span: must not select one
+    for i in range(n):
+        span = ss.spans.add(name=f"op-{i}", trace_id=bytes([i % 3 + 1]) * 16, span_id=bytes([i % 250 + 1]) * 8)
+        set_attribute(span.attributes, "http.route", "/v1/chat")
+        if rng.random() < 0.3:
+            set_attribute(span.attributes, "gen_ai.request.model", "gpt-4o-mini")
+            set_attribute(span.attributes, "gen_ai.usage.input_tokens", rng.randrange(1, 5000))
+            set_attribute(span.attributes, "gen_ai.usage.output_tokens", rng.randrange(1, 500))
+        if rng.random() < 0.1:
+            set_attribute(span.attributes, "note", "mentions gen_ai.response.model in a value only")
+        if rng.random() < 0.05:  # > 16 KiB: a three-byte length
+            set_attribute(span.attributes, "big", "x" * 20_000)
+    return ss
+
+
+def test_elements_containing_selects_exactly_the_spans_with_a_needle() -> None:
+    rng = random.Random(7)
+    for n in (0, 1, 5, 300):
+        ss = _scope(rng, n)
+        got = elements_containing(ss.SerializeToString(), 2, MODEL_KEYS)
+        expected = [i for i, span in enumerate(ss.spans) if any(n in span.SerializeToString() for n in MODEL_KEYS)]
+        assert got == expected
+        keys = [i for i, s in enumerate(ss.spans) if {kv.key for kv in s.attributes} & {"gen_ai.request.model"}]
+        assert set(keys) <= set(got)
+    assert elements_containing(b"", 2, MODEL_KEYS) == []
+
+
+def test_cost_prices_every_priceable_span_and_only_those() -> None:
+    rng = random.Random(11)
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    for _ in range(3):
+        rs.scope_spans.append(_scope(rng, 200))
+    _run(cost.factories, "cost", request)
+    table = cost.default_price_table()
+    priced = 0
+    for ss in rs.scope_spans:
+        for span in ss.spans:
+            attrs = attributes_to_dict(span.attributes)
+            has_cost = "cost.usd" in attrs
+            without = {k: v for k, v in attrs.items() if k != "cost.usd"}
+            assert has_cost == bool(cost.cost_attributes(without, table)), span.name
+            priced += has_cost
+    assert priced > 100
+
+
+def test_correlation_fills_from_a_key_anywhere_and_leaves_requests_without_keys_unchanged() -> None:
+    rng = random.Random(3)
+    plain = ExportTraceServiceRequest()
+    plain.resource_spans.add().scope_spans.append(_scope(rng, 50))
+    before = plain.SerializeToString()
+    assert _run(correlation.factories, "correlation", plain).SerializeToString() == before
+
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.scope_spans.append(_scope(rng, 50))
+    rs.scope_spans.append(_scope(rng, 50))
+    carrier = rs.scope_spans[1].spans[40]
+    set_attribute(carrier.attributes, "http.request.header.x-request-id", ["req-42"])
+    _run(correlation.factories, "correlation", request)
+    for ss in rs.scope_spans:
+        for span in ss.spans:
+            got = attributes_to_dict(span.attributes).get("correlation.id")
+            assert got == ("req-42" if span.trace_id == carrier.trace_id else None), span.name
