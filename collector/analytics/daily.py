@@ -23,6 +23,8 @@ __all__ = [
     "OPS_TABLE",
     "complete_days",
     "refresh",
+    "refresh_hours",
+    "running_hours",
     "touched_days",
 ]
 
@@ -33,6 +35,7 @@ OPS_TABLE = "analytics_rollups_1d_ops"
 HOURLY_OPS_TABLE = "analytics_rollups_1h_ops"
 HOURLY_ALL_TABLE = "analytics_rollups_1h_all"
 _LOCK_NAMESPACE = "otel_metrics.analytics.daily:"
+_HOURS = "analytics_rollup_hours"
 _LOGGER = logging.getLogger("otel_metrics.analytics")
 _KEYS = "service_name, operation, status_code, tenant_id, agent_name, model"
 
@@ -103,12 +106,46 @@ ON CONFLICT (day) DO UPDATE SET source_count = excluded.source_count, source_row
     built_at = excluded.built_at
 """
 
+# The hourly caches for one ended hour of the running day (analytics_rollup_hours, migration 0015).
+_BUILD_HOUR = f"""
+WITH src AS MATERIALIZED (
+    SELECT * FROM span_rollups_1h WHERE bucket_start = %(hour)s
+), x AS MATERIALIZED (
+    SELECT service_name, operation, x.hk::integer AS k, x.hv::bigint AS n
+    FROM src CROSS JOIN LATERAL jsonb_each_text(src.latency_hist) AS x(hk, hv)
+), eho AS (
+    SELECT service_name, operation, k, sum(n) AS n FROM x GROUP BY 1, 2, 3
+), hho AS (
+    SELECT service_name, operation, array_agg(k ORDER BY k) AS ks, array_agg(n ORDER BY k) AS ns
+    FROM eho GROUP BY 1, 2
+), sho AS (
+    SELECT service_name, operation, {_SCALARS} FROM src GROUP BY 1, 2
+), ins_hops AS (
+    INSERT INTO {HOURLY_OPS_TABLE}
+    SELECT %(hour)s, sho.*, coalesce(hho.ks, '{{}}'), coalesce(hho.ns, '{{}}')
+    FROM sho LEFT JOIN hho USING (service_name, operation)
+), eha AS (
+    SELECT k, sum(n) AS n FROM eho GROUP BY 1
+), ins_hall AS (
+    INSERT INTO {HOURLY_ALL_TABLE}
+    SELECT %(hour)s, {_SCALARS}, coalesce((SELECT array_agg(k ORDER BY k) FROM eha), '{{}}'),
+           coalesce((SELECT array_agg(n ORDER BY k) FROM eha), '{{}}')
+    FROM src HAVING count(*) > 0
+)
+INSERT INTO analytics_rollup_hours (hour, source_count, source_rows, built_at)
+SELECT %(hour)s, coalesce(sum(count), 0), count(*), now() FROM src
+ON CONFLICT (hour) DO UPDATE SET source_count = excluded.source_count, source_rows = excluded.source_rows,
+    built_at = excluded.built_at
+"""
 
-def _fingerprints(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> dict[datetime, tuple[int, int]]:
+
+def _fingerprints(
+    conn: psycopg.Connection[Any], start: datetime, end: datetime, unit: str = "day"
+) -> dict[datetime, tuple[int, int]]:
     rows = conn.execute(
-        "SELECT date_trunc('day', bucket_start), sum(count)::bigint, count(*) FROM span_rollups_1h"
+        "SELECT date_trunc(%s, bucket_start), sum(count)::bigint, count(*) FROM span_rollups_1h"
         " WHERE bucket_start >= %s AND bucket_start < %s GROUP BY 1",
-        (start, end),
+        (unit, start, end),
     ).fetchall()
     return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
@@ -130,10 +167,13 @@ def refresh(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> in
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK_NAMESPACE + day.isoformat(),))
             conn.execute(f"DELETE FROM {DAILY_TABLE} WHERE bucket_start = %s", (day,))
             conn.execute(f"DELETE FROM {OPS_TABLE} WHERE bucket_start = %s", (day,))
-            for table in (HOURLY_OPS_TABLE, HOURLY_ALL_TABLE):
+            for table, column in (
+                (HOURLY_OPS_TABLE, "bucket_start"),
+                (HOURLY_ALL_TABLE, "bucket_start"),
+                (_HOURS, "hour"),
+            ):
                 conn.execute(
-                    f"DELETE FROM {table} WHERE bucket_start >= %s AND bucket_start < %s",
-                    (day, day + timedelta(days=1)),
+                    f"DELETE FROM {table} WHERE {column} >= %s AND {column} < %s", (day, day + timedelta(days=1))
                 )
             if day in source:
                 conn.execute(_BUILD, {"day": day})
@@ -142,6 +182,39 @@ def refresh(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> in
     if stale:
         _LOGGER.debug("analytics: rebuilt %d daily rollup(s)", len(stale))
     return len(stale)
+
+
+def refresh_hours(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> int:
+    """Make the cached hours in [start, end) (whole hours of the running day that have ended) match the hourly
+    rollups. Returns how many hours were rebuilt."""
+    source = _fingerprints(conn, start, end, "hour")
+    cached = {
+        r[0]: (int(r[1]), int(r[2]))
+        for r in conn.execute(
+            f"SELECT hour, source_count, source_rows FROM {_HOURS} WHERE hour >= %s AND hour < %s", (start, end)
+        ).fetchall()
+    }
+    stale = sorted(h for h in set(source) | set(cached) if source.get(h) != cached.get(h))
+    for hour in stale:
+        day = hour.replace(hour=0)
+        with conn.transaction():
+            # The day's lock: a day build (when the day has ended) rewrites these same hours.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK_NAMESPACE + day.isoformat(),))
+            for table in (HOURLY_OPS_TABLE, HOURLY_ALL_TABLE):
+                conn.execute(f"DELETE FROM {table} WHERE bucket_start = %s", (hour,))
+            if hour in source:
+                conn.execute(_BUILD_HOUR, {"hour": hour})
+            else:
+                conn.execute(f"DELETE FROM {_HOURS} WHERE hour = %s", (hour,))
+    return len(stale)
+
+
+def running_hours(start: datetime, end: datetime, now: datetime | None = None) -> tuple[datetime, datetime] | None:
+    """The ended hours of the running UTC day inside [start, end) (hour-aligned); None if there are none."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    first = max(start.astimezone(UTC), now.replace(hour=0, minute=0, second=0, microsecond=0))
+    last = min(end.astimezone(UTC), now.replace(minute=0, second=0, microsecond=0))
+    return (first, last) if last > first else None
 
 
 def complete_days(start: datetime, end: datetime, now: datetime | None = None) -> tuple[datetime, datetime] | None:

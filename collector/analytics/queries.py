@@ -166,9 +166,12 @@ class Analytics:
         per_operation = not dimensions and not (filters.tenant or filters.agent or filters.model)
         if touched is None or (days is None and not per_operation):
             return src
+        running = daily.running_hours(src.window.start, src.window.end) if per_operation else None
         try:
             refresh_days = touched if per_operation or days is None else days
             daily.refresh(self.conn, *refresh_days)
+            if running is not None:
+                daily.refresh_hours(self.conn, *running)
         except psycopg.Error as exc:  # e.g. a read-only role: the hourly rollups answer alone, just slower
             _LOGGER.warning("analytics: daily rollup cache unavailable (%s); reading hourly rollups", exc)
             return src
@@ -176,7 +179,8 @@ class Analytics:
             if sub_day:
                 return src
             return source_for(window, filters, allow_rollup=allow, daily=days)
-        cached_until = touched[1]
+        # Complete days, then the ended hours of the running day, are cached.
+        cached_until = running[1] if running is not None and running[0] <= touched[1] else touched[1]
         if sub_day or days is None:
             table = daily.HOURLY_ALL_TABLE if hourly == "any" and not filters.items() else daily.HOURLY_OPS_TABLE
             return source_for(window, filters, allow_rollup=allow, cached_until=cached_until, hourly_table=table)

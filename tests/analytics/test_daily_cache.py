@@ -3,6 +3,7 @@ rollups; late data for a cached day rebuilds that day; a day cannot be cached be
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import analytics_data
@@ -145,3 +146,52 @@ def test_source_parts_read_the_caches() -> None:
         ("analytics_rollups_1h_all", [window.start, cached_until]),
         ("span_rollups_1h", [cached_until, window.end]),
     ]
+
+
+def test_running_day_hours(pg_dsn: str) -> None:
+    """A long window ending now: the running day's ended hours come from the hourly cache (fingerprinted per hour,
+    rebuilt after late data), the current hour from the hourly rollups; answers match numpy either way."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    data = analytics_data.generate(n=2000, seed=11, end=end, days=2)
+    # nothing after now (the current hour is still running)
+    data.start_s = np.minimum(data.start_s, now.timestamp() - 1.0)
+    analytics_data.load(pg_dsn, data)
+    window = TimeWindow(end - timedelta(hours=40), end)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        a = Analytics(conn)
+
+        def check(d: analytics_data.Dataset) -> None:
+            m = d.mask(window.start, window.end)
+            for r in a.performance(window):
+                mm = m & (d.operation == r.operation)
+                assert r.calls == mm.sum() and r.errors == d.error[mm].sum()
+                assert r.p95_ms == pytest.approx(np.percentile(d.duration_ms[mm], 95), rel=0.01)
+            starts = np.floor(d.start_s / 3600) * 3600
+            series = a.timeseries(window, granularity="hour")
+            assert [b.bucket.timestamp() for b in series] == sorted(np.unique(starts[m]))
+            for b in series:
+                mm = m & (starts == b.bucket.timestamp())
+                assert b.operations == mm.sum()
+                assert b.p95_ms == pytest.approx(np.percentile(d.duration_ms[mm], 95), rel=0.01)
+
+        check(data)
+        hours = [r[0] for r in conn.execute("SELECT hour FROM analytics_rollup_hours ORDER BY 1").fetchall()]
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        assert hours == [midnight + timedelta(hours=h) for h in range(now.hour)]
+        if not hours:
+            return  # the first hour of a UTC day: nothing of today has ended yet
+        # Late spans in an ended (cached) hour of today: that hour is rebuilt and counted.
+        late = analytics_data.generate(n=200, seed=12, end=end, days=2)
+        late.start_s = midnight.timestamp() + np.linspace(1.0, 3000.0, 200)
+        late.trace_ids = [(10**12 + i).to_bytes(16, "big") for i in range(200)]
+        analytics_data.load(pg_dsn, late)
+        merged = analytics_data.Dataset(
+            data.start,
+            data.end,
+            *(np.concatenate([getattr(data, f.name), getattr(late, f.name)]) for f in dataclasses.fields(data)[2:-1]),
+            data.trace_ids + late.trace_ids,
+        )
+        check(merged)
