@@ -249,42 +249,47 @@ class Analytics:
                 aliases=sql.SQL(", ").join(aliases), agg=_ROLLUP_AGG, rows=rows_sql, group=group, order=order_by
             )
             return self._rows(sql.Composed([query, page]), [*scalar_params, *page_params])
-        # Histogram buckets from every part: jsonb on hourly rows, sorted arrays on daily rows.
-        bucket_parts = [
+        # Histograms: cached parts hand over their rows' sorted arrays as they are; span_rollups_1h parts (jsonb)
+        # are merged per key in SQL first. Python merges per key (a key read from one row needs no merge) and
+        # computes percentiles, slow counts and moments in one pass (_histogram): far cheaper than re-aggregating
+        # every (key, bucket) pair in SQL.
+        group_k = sql.SQL(", ").join(sql.Literal(i) for i in range(1, len(keys) + 2))
+        hist_parts = [
             sql.SQL(
-                "SELECT {keys}, e.hk::integer AS k, e.hv::bigint AS n FROM {table} AS r"
-                " CROSS JOIN LATERAL jsonb_each_text(r.latency_hist) AS e(hk, hv) WHERE {where}"
+                "SELECT {aliases}, array_agg(k ORDER BY k) AS hk, array_agg(n ORDER BY k) AS hn FROM"
+                " (SELECT {keys}, e.hk::integer AS k, sum(e.hv::bigint)::bigint AS n FROM {table} AS r"
+                "  CROSS JOIN LATERAL jsonb_each_text(r.latency_hist) AS e(hk, hv) WHERE {where}"
+                "  GROUP BY {group_k}) AS b GROUP BY {group}"
                 if part.table == ROLLUP_TABLE
-                else "SELECT {keys}, e.k, e.n FROM {table} AS r"
-                " CROSS JOIN LATERAL unnest(r.hist_keys, r.hist_counts) AS e(k, n) WHERE {where}"
-            ).format(keys=key_select, table=part.ident, where=part.where)
+                else "SELECT {keys}, hist_keys AS hk, hist_counts AS hn FROM {table} WHERE {where}"
+            ).format(
+                aliases=sql.SQL(", ").join(aliases),
+                keys=key_select,
+                table=part.ident,
+                where=part.where,
+                group_k=group_k,
+                group=group,
+            )
             for part in src.parts
         ]
-        alias_list = sql.SQL(", ").join(aliases)
-        group_k = sql.SQL(", ").join(sql.Literal(i) for i in range(1, len(keys) + 2))
-        # SQL merges the buckets per key and hands each histogram over as sorted arrays; percentiles, slow counts
-        # and moments are one pass over them in Python (_histogram), far cheaper than window aggregates in SQL.
-        query = sql.SQL(
-            "WITH t AS (SELECT {aliases}, {agg} FROM ({rows}) AS r GROUP BY {group}"
-            "           ORDER BY {order}{page}),"
-            " b AS (SELECT {aliases}, k, sum(n)::bigint AS n FROM ({buckets}) AS x GROUP BY {group_k}),"
-            " h AS (SELECT {aliases}, array_agg(k ORDER BY k) AS hk, array_agg(n ORDER BY k) AS hn"
-            "       FROM b WHERE n > 0 GROUP BY {group})"
-            " SELECT t.*, h.hk, h.hn FROM t LEFT JOIN h USING ({aliases}) ORDER BY {order}"
-        ).format(
-            aliases=alias_list,
-            agg=_ROLLUP_AGG,
-            rows=rows_sql,
-            group=group,
-            page=page,
-            buckets=sql.SQL(" UNION ALL ").join(bucket_parts),
-            group_k=group_k,
-            order=order_by,
+        query = sql.SQL("SELECT {aliases}, {agg} FROM ({rows}) AS r GROUP BY {group} ORDER BY {order}").format(
+            aliases=sql.SQL(", ").join(aliases), agg=_ROLLUP_AGG, rows=rows_sql, group=group, order=order_by
         )
-        rows = self._rows(query, [*scalar_params, *page_params, *scalar_params])
+        rows = self._rows(sql.Composed([query, page]), [*scalar_params, *page_params])
+        names = [a for a, _ in keys]
+        wanted = {tuple(r[a] for a in names) for r in rows}
+        histograms: dict[tuple[Any, ...], list[tuple[list[int], list[int]]]] = {}
+        with self.conn.cursor(binary=True) as cur:
+            cur.execute(sql.SQL(" UNION ALL ").join(hist_parts), scalar_params)
+            width = len(names)
+            for h in cur:
+                key = tuple(h[:width])
+                if key in wanted:
+                    histograms.setdefault(key, []).append((h[width], h[width + 1]))
         slow_ms, very_slow_ms = slow
         for r in rows:
-            summary = _histogram.summarize(r.pop("hk"), r.pop("hn"), qs, slow_ms, very_slow_ms)
+            hk, hn = _histogram.merge(histograms.get(tuple(r[a] for a in names), []))
+            summary = _histogram.summarize(hk, hn, qs, slow_ms, very_slow_ms)
             r["pct"] = summary.pct
             r["slow"] = summary.slow
             r["very_slow"] = summary.very_slow
