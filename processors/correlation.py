@@ -211,6 +211,7 @@ class _CorrelationProcessor(Processor):
         self._from_trace = config.from_trace
         # The item's own key first: spans from our SDK carry it, so ``in`` stops at its first occurrence.
         self._needles = tuple(key.encode() for key in dict.fromkeys([CORRELATION_ID_KEY, *keys]))
+        self._precheck = True
 
     def _has_candidates(self, request: Request) -> bool:
         """False when no item can carry an id: none of the keys occurs anywhere in the serialized request.
@@ -221,10 +222,12 @@ class _CorrelationProcessor(Processor):
         data = request.SerializeToString()
         return any(needle in data for needle in self._needles)
 
-    def _fill(self, items: Iterable[Any]) -> None:
+    def _fill(self, items: Iterable[Any]) -> bool:
+        """Set ids; True when some item had one (then the next request probably has ids too)."""
         # items: spans or log records (both have .attributes and .trace_id)
         by_trace: dict[bytes, str] = {}
         missing: list[Any] = []
+        seen = False
         for item in items:
             own, found = _ids_from_kvs(item.attributes, self._rank_of)
             if own is not None:
@@ -233,19 +236,27 @@ class _CorrelationProcessor(Processor):
                 set_attribute(item.attributes, CORRELATION_ID_KEY, found)
             if found is None:
                 missing.append(item)
-            elif item.trace_id:
+                continue
+            seen = True
+            if item.trace_id:
                 by_trace.setdefault(item.trace_id, found)
         if self._from_trace and by_trace:
             for item in missing:
                 found = by_trace.get(item.trace_id)
                 if found is not None:
                     set_attribute(item.attributes, CORRELATION_ID_KEY, found)
+        return seen
 
     async def consume(self, signal: Signal, request: Request) -> None:
-        if isinstance(request, ExportTraceServiceRequest) and self._has_candidates(request):
-            self._fill(span for _, span in iter_spans(request))
-        elif isinstance(request, ExportLogsServiceRequest) and self._has_candidates(request):
-            self._fill(record for _, record in iter_log_records(request))
+        # The pre-check pays off for traffic without ids and is wasted on traffic with them (spans from our SDK
+        # all carry one): it runs only while the last request scanned had no id at all.
+        items: Iterable[Any] | None = None
+        if isinstance(request, ExportTraceServiceRequest):
+            items = (span for _, span in iter_spans(request))
+        elif isinstance(request, ExportLogsServiceRequest):
+            items = (record for _, record in iter_log_records(request))
+        if items is not None and (not self._precheck or self._has_candidates(request)):
+            self._precheck = not self._fill(items)
         await self.next_consumer.consume(signal, request)
 
 

@@ -99,3 +99,25 @@ def test_correlation_fills_from_a_key_anywhere_and_leaves_requests_without_keys_
         for span in ss.spans:
             got = attributes_to_dict(span.attributes).get("correlation.id")
             assert got == ("req-42" if span.trace_id == carrier.trace_id else None), span.name
+
+
+def test_correlation_is_right_for_a_mix_of_requests_through_one_processor() -> None:
+    """The pre-check is skipped after a request with ids and resumed after one without: results never depend
+    on what came before."""
+    factory = correlation.factories[0]
+    sink = _Keep()
+    processor = factory.create(CreateSettings(ComponentID("correlation"), Signal.TRACES), factory.config_type(), sink)
+    rng = random.Random(5)
+    pattern = [True, True, False, False, True, False, True]
+    for with_id in pattern:
+        request = ExportTraceServiceRequest()
+        ss = request.resource_spans.add().scope_spans.add()
+        ss.CopyFrom(_scope(rng, 20))
+        if with_id:
+            set_attribute(ss.spans[7].attributes, "request.id", "r-7")
+        asyncio.run(processor.consume(Signal.TRACES, request))
+        trace = ss.spans[7].trace_id
+        for span in ss.spans:
+            got = attributes_to_dict(span.attributes).get("correlation.id")
+            assert got == ("r-7" if with_id and span.trace_id == trace else None)
+    assert len(sink.got) == len(pattern)
