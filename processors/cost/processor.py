@@ -47,6 +47,8 @@ _READ_KEYS = frozenset(
 )
 _MODEL_KEYS_BYTES = (REQUEST_MODEL_KEY.encode(), RESPONSE_MODEL_KEY.encode())
 _SPANS_FIELD = ScopeSpans.DESCRIPTOR.fields_by_name["spans"].number
+# The span-selecting pre-check is used while under this share of a scope's spans have a model key.
+_PRECHECK_BELOW = 0.5
 
 
 @dataclass
@@ -81,6 +83,7 @@ class _CostProcessor(Processor):
     def __init__(self, settings: CreateSettings, config: CostConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         self._table = config.build_table()
+        self._precheck = True
 
     def _apply(self, request: ExportTraceServiceRequest) -> None:
         table = self._table
@@ -88,18 +91,28 @@ class _CostProcessor(Processor):
             for ss in rs.scope_spans:
                 spans = ss.spans
                 # Only spans whose encoding holds a model key can be priced (processors._otlp.elements_containing):
-                # the others' attributes are never read in python.
-                candidates = elements_containing(ss.SerializeToString(), _SPANS_FIELD, _MODEL_KEYS_BYTES)
+                # the others' attributes are never read in python. When most spans of the last scope were GenAI
+                # spans the pre-check would select nearly all of them, so the next scope goes without it.
+                candidates = (
+                    elements_containing(ss.SerializeToString(), _SPANS_FIELD, _MODEL_KEYS_BYTES)
+                    if self._precheck
+                    else None
+                )
+                with_model = 0
                 for span in spans if candidates is None else (spans[i] for i in candidates):
                     attrs: dict[str, object] = {}
                     for kv in span.attributes:
                         key = kv.key
                         if key in _READ_KEYS:
                             attrs[key] = any_value_to_python(kv.value)
-                    if COST_KEY in attrs or not (REQUEST_MODEL_KEY in attrs or RESPONSE_MODEL_KEY in attrs):
+                    if not (REQUEST_MODEL_KEY in attrs or RESPONSE_MODEL_KEY in attrs):
+                        continue
+                    with_model += 1
+                    if COST_KEY in attrs:
                         continue
                     for key, value in cost_attributes(attrs, table).items():
                         span.attributes.add(key=key).value.double_value = value
+                self._precheck = with_model < len(spans) * _PRECHECK_BELOW
 
     async def consume(self, signal: Signal, request: Request) -> None:
         if isinstance(request, ExportTraceServiceRequest):
