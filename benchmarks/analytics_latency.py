@@ -9,6 +9,10 @@ series (per day and per hour) and a cost breakdown by model, each next to the sa
 
     .venv/bin/python benchmarks/analytics_latency.py [--spans 10000000] [--dsn postgresql://...] [--repeat 5]
 
+To compare code changes on the same data: load once with ``--dsn URL --keep`` (prints the schema it keeps), then
+re-time it with ``--dsn URL --schema NAME [--no-raw]`` (no load; the window is the 30 days up to the end of the
+loaded data's last hour).
+
 Without --dsn an embedded PostgreSQL (pgserver) is started in a temporary directory and removed afterwards.
 Cardinality (per hour): 5 services x 4 operations, 2 statuses, 3 tenants; agent and model follow the operation.
 """
@@ -206,7 +210,9 @@ def main() -> None:
                 flag = "" if rollup_ms < TARGET_MS else "  (over target)"
                 print(f"{name:<38} {rollup_ms:>10.1f} {raw_ms:>11.1f} {raw_ms / rollup_ms:>8.1f}x  {check}{flag}")
     finally:
-        if not args.keep:
+        if args.keep:
+            print(f"kept schema {schema_name}")
+        else:
             with psycopg.connect(dsn, autocommit=True) as admin:
                 admin.execute(f"DROP SCHEMA {schema_name} CASCADE")
         if server is not None:

@@ -196,7 +196,7 @@ def refresh_hours(conn: psycopg.Connection[Any], start: datetime, end: datetime)
     }
     stale = sorted(h for h in set(source) | set(cached) if source.get(h) != cached.get(h))
     for hour in stale:
-        day = hour.replace(hour=0)
+        day = hour.astimezone(UTC).replace(hour=0)
         with conn.transaction():
             # The day's lock: a day build (when the day has ended) rewrites these same hours.
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK_NAMESPACE + day.isoformat(),))

@@ -83,10 +83,14 @@ class AnalyticsExtension(Extension):
             self._loop_task = asyncio.create_task(self._alert_loop(), name="analytics-alerts")
 
     def warm_daily_cache(self) -> int:
-        """Rebuild stale cached days of the last CACHE_DAYS days, so reports never pay for it; returns days built."""
-        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        """Rebuild stale cached days of the last CACHE_DAYS days, and the running day's ended hours, so reports
+        never pay for it; returns days built."""
+        now = datetime.now(UTC)
+        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
         with connect(self.dsn()) as conn:
-            return daily.refresh(conn, today - timedelta(days=CACHE_DAYS), today)
+            built = daily.refresh(conn, today - timedelta(days=CACHE_DAYS), today)
+            daily.refresh_hours(conn, today, now.replace(minute=0, second=0, microsecond=0))
+            return built
 
     def evaluate_once(self) -> tuple[list[Any], list[Any]]:
         """One alert round: evaluate every rule, record the result; returns (opened, resolved)."""
