@@ -44,6 +44,8 @@ def resolve_dsn(config: Path | None, dsn: str | None) -> str:
 def connect(dsn: str, *, migrate: bool = True) -> psycopg.Connection[Any]:
     """An autocommit connection; applies pending migrations (the budgets and alerts tables) unless told not to."""
     conn = psycopg.connect(dsn, autocommit=True, application_name="otel-metrics-analytics")
+    # Days, hours and caches are UTC everywhere (date_trunc follows the session's zone), whatever the server's.
+    conn.execute("SET TIME ZONE 'UTC'")
     if migrate:
         schema.migrate(conn)
     return conn
