@@ -93,6 +93,11 @@ class Service:
             entry["healthy"] = entry["healthy"] and healthy
             entry["status"] = self._status_word(entry["healthy"])
             entry["pipelines"] = sorted({*entry["pipelines"], *(str(p) for p in node.pipelines)})
+            # Exporters with a sending queue report its depth (health_check and the analytics /health show it).
+            queue_size = getattr(node.component, "queue_size", None)
+            if isinstance(queue_size, int):
+                entry["queue_size"] = queue_size
+                entry["queue_capacity"] = getattr(node.component, "queue_capacity", None)
         for pid, nodes in self.graph.pipelines.items():
             healthy = all(status[n.key]["healthy"] for n in nodes)
             status[f"pipeline/{pid}"] = {

@@ -118,6 +118,10 @@ class QueuedExporter(Exporter):
         return self._queue.size if self._queue is not None else 0
 
     @property
+    def queue_capacity(self) -> int:
+        return self.queue_config.queue_size
+
+    @property
     def recovered(self) -> int:
         """Requests re-delivered from disk at start (persistent queue)."""
         return self._queue.recovered if isinstance(self._queue, PersistentQueue) else 0

@@ -134,6 +134,14 @@ class PostgresExporter(Exporter):
     def healthy(self) -> bool:
         return self._queued.healthy()
 
+    @property
+    def queue_size(self) -> int:
+        return self._queued.queue_size
+
+    @property
+    def queue_capacity(self) -> int:
+        return self._queued.queue_capacity
+
     async def _send(self, signal: Signal, request: Request) -> None:
         pool = self._pool
         if pool is None:
