@@ -70,6 +70,7 @@ def from_json(body: bytes | str, message: Message) -> Message:
 
 def to_json(message: Message) -> bytes:
     """OTLP/JSON of ``message`` (hex ids, camelCase keys)."""
-    tree = json_format.MessageToDict(message)
+    # OTLP/JSON encodes enums as integers (spec: "enum values MUST be encoded as integer values").
+    tree = json_format.MessageToDict(message, use_integers_for_enums=True)
     _ids_base64_to_hex(tree)
     return json.dumps(tree, separators=(",", ":")).encode("utf-8")
