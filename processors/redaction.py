@@ -20,7 +20,8 @@ Sensitive patterns inside string values (only the secret part is replaced)
     GitLab ``glpat-…``, Slack ``xox?-…``, Google ``AIza…``, AWS access key ids ``AKIA…``/``ASIA…``;
     PEM private keys; passwords in URLs (``scheme://user:[REDACTED]@host``, the user is kept); ``password=…``,
     ``api_key: …``, ``token=…`` style pairs; payment card numbers: 13..19 digits (optionally grouped by
-    single spaces or dashes) starting with 2-6 and passing the Luhn check, bounded by non-digits —
+    single spaces or dashes) starting with 2-6 and passing the Luhn check, bounded by non-digits, and not inside a
+    canonical UUID —
     replaced whole, the last four digits are NOT kept.
 
 Pure face: ``redact_attributes(attributes) -> dict`` with the built-in rules. Short string values'
@@ -222,9 +223,25 @@ def _redact_card_run(run: str) -> str:
     return "".join(out)
 
 
+# A canonical UUID is an identifier, never a payment card, yet one in a few hundred random UUID4s holds a
+# Luhn-valid run of 13+ digits across its dash-separated groups (correlation ids are UUIDs).
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}", re.ASCII)
+
+
+def _inside_uuid(match: re.Match[str]) -> bool:
+    start, end = match.span()
+    text = match.string
+    for uuid in _UUID.finditer(text, max(0, start - 36), min(len(text), end + 36)):
+        if uuid.start() <= start and end <= uuid.end():
+            return True
+    return False
+
+
 def _replace(match: re.Match[str]) -> str:
     kind = match.lastgroup
     if kind == "card":
+        if _inside_uuid(match):
+            return match.group()
         return _redact_card_run(match.group())
     if kind == "bearer_val":
         return match.group("bearer") + REDACTED
