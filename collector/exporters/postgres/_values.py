@@ -12,9 +12,10 @@ import base64
 import json
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["any_value", "attributes_dict", "clean_text", "dumps", "int2", "int4", "signed32", "to_json"]
+__all__ = ["ItemRecord", "any_value", "attributes_dict", "clean_text", "dumps", "int2", "int4", "signed32", "to_json"]
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
@@ -127,3 +128,19 @@ def int4(value: int, field: str, repairs: list[str]) -> int:
 def signed32(value: int) -> int:
     """fixed32 bit flags stored losslessly in an integer column (two's complement)."""
     return value - 2**32 if value > _INT4_MAX else value
+
+
+@dataclass
+class ItemRecord:
+    """A metric data point's or log record's row, with the item it came from (for quarantine and repairs)."""
+
+    row: tuple[Any, ...]
+    source: Any  # the Metric (its data point's parent) or the LogRecord message
+    repairs: list[str] = field(default_factory=list)
+    trace_id: bytes | None = None
+    span_id: bytes | None = None
+    # Set when the item could not be turned into a row at all: it goes to the quarantine with this reason.
+    failure: str | None = None
+
+    def item(self) -> bytes:
+        return bytes(self.source.SerializeToString())

@@ -10,14 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from ._values import any_value, attributes_dict, clean_text, int2, int4, signed32, to_json
+from ._values import ItemRecord, any_value, attributes_dict, clean_text, int2, int4, signed32, to_json
 
-__all__ = ["LOG_COLUMNS", "LogRecord", "log_records"]
+__all__ = ["LOG_COLUMNS", "log_records"]
 
 LOG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("log_id", "bytea"),
@@ -41,22 +39,8 @@ LOG_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-@dataclass
-class LogRecord:
-    row: tuple[Any, ...]
-    record: Any
-    repairs: list[str] = field(default_factory=list)
-    trace_id: bytes | None = None
-    span_id: bytes | None = None
-    # Set when the item could not be turned into a row at all: it goes to the quarantine with this reason.
-    failure: str | None = None
-
-    def item(self) -> bytes:
-        return bytes(self.record.SerializeToString())
-
-
-def log_records(request: ExportLogsServiceRequest) -> list[LogRecord]:
-    out: list[LogRecord] = []
+def log_records(request: ExportLogsServiceRequest) -> list[ItemRecord]:
+    out: list[ItemRecord] = []
     now_us = time.time_ns() // 1000
     for rl in request.resource_logs:
         resource_repairs: list[str] = []
@@ -101,7 +85,7 @@ def log_records(request: ExportLogsServiceRequest) -> list[LogRecord]:
                     trace_id = record.trace_id or None
                     span_id = record.span_id or None
                     out.append(
-                        LogRecord(
+                        ItemRecord(
                             (
                                 h.digest(),
                                 time_us,
@@ -130,5 +114,5 @@ def log_records(request: ExportLogsServiceRequest) -> list[LogRecord]:
                     )
                 except Exception as exc:  # one malformed item must not fail its batch
                     failure = f"{type(exc).__name__}: {exc}"
-                    out.append(LogRecord((), record, repairs, failure=failure))
+                    out.append(ItemRecord((), record, repairs, failure=failure))
     return out

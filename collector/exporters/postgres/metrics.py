@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from ._values import attributes_dict, clean_text, int2, signed32, to_json
+from ._values import ItemRecord, attributes_dict, clean_text, int2, signed32, to_json
 
-__all__ = ["POINT_COLUMNS", "PointRecord", "point_records"]
+__all__ = ["POINT_COLUMNS", "point_records"]
 
 POINT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("stream_id", "bytea"),
@@ -56,20 +55,6 @@ POINT_COLUMNS: tuple[tuple[str, str], ...] = (
 _INT8_MAX = 2**63 - 1
 
 
-@dataclass
-class PointRecord:
-    row: tuple[Any, ...]
-    metric: Any
-    repairs: list[str] = field(default_factory=list)
-    trace_id: bytes | None = None
-    span_id: bytes | None = None
-    # Set when the item could not be turned into a row at all: it goes to the quarantine with this reason.
-    failure: str | None = None
-
-    def item(self) -> bytes:
-        return bytes(self.metric.SerializeToString())
-
-
 def _u64(n: int, what: str, repairs: list[str]) -> int:
     if n > _INT8_MAX:
         repairs.append(f"{what} above bigint range: clamped")
@@ -102,8 +87,8 @@ def _exemplars(exemplars: Any, repairs: list[str]) -> str | None:
     return to_json(out, "exemplars", repairs)
 
 
-def point_records(request: ExportMetricsServiceRequest) -> list[PointRecord]:
-    records: list[PointRecord] = []
+def point_records(request: ExportMetricsServiceRequest) -> list[ItemRecord]:
+    records: list[ItemRecord] = []
     for rm in request.resource_metrics:
         resource_repairs: list[str] = []
         resource = attributes_dict(rm.resource.attributes)
@@ -175,7 +160,7 @@ def point_records(request: ExportMetricsServiceRequest) -> list[PointRecord]:
                         time_us = point.time_unix_nano // 1000
                         start_us = point.start_time_unix_nano // 1000 or None
                         records.append(
-                            PointRecord(
+                            ItemRecord(
                                 (
                                     h.digest(),
                                     time_us,
@@ -216,7 +201,7 @@ def point_records(request: ExportMetricsServiceRequest) -> list[PointRecord]:
                         )
                     except Exception as exc:  # one malformed item must not fail its batch
                         failure = f"{type(exc).__name__}: {exc}"
-                        records.append(PointRecord((), metric, repairs, failure=failure))
+                        records.append(ItemRecord((), metric, repairs, failure=failure))
     return records
 
 

@@ -493,9 +493,7 @@ def _item_key(record: Any) -> bytes:
         return hashlib.blake2b(item, digest_size=16).digest()
     if isinstance(record, _traces.SpanRecord):
         return bytes(row[0]) + bytes(row[1]) + _pack_q(row[4])
-    if isinstance(record, _metrics.PointRecord):
-        return bytes(row[0]) + _pack_q(row[1])
-    return bytes(row[0]) + _pack_q(row[1])
+    return bytes(row[0]) + _pack_q(row[1])  # metric points and logs: (stream or record hash, time)
 
 
 def _ids(record: Any) -> tuple[bytes | None, bytes | None]:
