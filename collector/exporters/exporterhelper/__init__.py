@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from .backoff import ExponentialBackoff
 from .config import (
+    DEFAULT_BATCH_FLUSH_TIMEOUT,
+    DEFAULT_BATCH_MIN_SIZE,
     DEFAULT_INITIAL_INTERVAL,
     DEFAULT_MAX_ELAPSED_TIME,
     DEFAULT_MAX_INTERVAL,
@@ -16,14 +18,17 @@ from .config import (
     DEFAULT_QUEUE_SIZE,
     DEFAULT_RANDOMIZATION_FACTOR,
     DEFAULT_TIMEOUT,
+    BatchConfig,
     QueueConfig,
     RetryConfig,
     Sizer,
 )
 from .queue import MemoryQueue, PersistentQueue, QueueItem, SendingQueue, decode_payload, encode_payload
-from .queued_exporter import DEFAULT_SHUTDOWN_TIMEOUT, QueuedExporter, SendFunc
+from .queued_exporter import DEFAULT_SHUTDOWN_TIMEOUT, BatchSendFunc, QueuedExporter, SendFunc
 
 __all__ = [
+    "DEFAULT_BATCH_FLUSH_TIMEOUT",
+    "DEFAULT_BATCH_MIN_SIZE",
     "DEFAULT_INITIAL_INTERVAL",
     "DEFAULT_MAX_ELAPSED_TIME",
     "DEFAULT_MAX_INTERVAL",
@@ -33,6 +38,8 @@ __all__ = [
     "DEFAULT_RANDOMIZATION_FACTOR",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "DEFAULT_TIMEOUT",
+    "BatchConfig",
+    "BatchSendFunc",
     "ExponentialBackoff",
     "MemoryQueue",
     "PersistentQueue",

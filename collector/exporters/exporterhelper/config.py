@@ -8,6 +8,8 @@ from typing import Literal
 from processors.pipeline import Duration
 
 __all__ = [
+    "DEFAULT_BATCH_FLUSH_TIMEOUT",
+    "DEFAULT_BATCH_MIN_SIZE",
     "DEFAULT_INITIAL_INTERVAL",
     "DEFAULT_MAX_ELAPSED_TIME",
     "DEFAULT_MAX_INTERVAL",
@@ -16,6 +18,7 @@ __all__ = [
     "DEFAULT_QUEUE_SIZE",
     "DEFAULT_RANDOMIZATION_FACTOR",
     "DEFAULT_TIMEOUT",
+    "BatchConfig",
     "QueueConfig",
     "RetryConfig",
     "Sizer",
@@ -29,6 +32,8 @@ DEFAULT_MAX_ELAPSED_TIME = Duration(300.0)  # 0 = retry forever
 DEFAULT_NUM_CONSUMERS = 10
 DEFAULT_QUEUE_SIZE = 1000
 DEFAULT_TIMEOUT = Duration(5.0)
+DEFAULT_BATCH_FLUSH_TIMEOUT = Duration(0.2)
+DEFAULT_BATCH_MIN_SIZE = 8192
 
 Sizer = Literal["requests", "items", "bytes"]
 
@@ -62,6 +67,35 @@ class RetryConfig:
 
 
 @dataclass
+class BatchConfig:
+    """``sending_queue::batch``: each consumer sends what it takes from the queue in batches (upstream keys).
+
+    A consumer takes a request, then more, until the batch holds ``min_size`` (in ``sizer`` units) or
+    ``flush_timeout`` has passed since its first request. Queued requests are never split (each is acknowledged
+    as a whole), so ``max_size`` caps a batch at the request that would cross it, which starts the next batch.
+    """
+
+    flush_timeout: Duration = DEFAULT_BATCH_FLUSH_TIMEOUT
+    min_size: int = DEFAULT_BATCH_MIN_SIZE
+    max_size: int = 0  # 0 = no limit
+    sizer: Sizer = "items"
+
+    def validate(self) -> list[str]:
+        errors = []
+        if self.flush_timeout <= 0:
+            errors.append(f"sending_queue::batch::flush_timeout: must be > 0, got {self.flush_timeout}")
+        if self.min_size < 0:
+            errors.append(f"sending_queue::batch::min_size: must be >= 0, got {self.min_size}")
+        if self.max_size < 0:
+            errors.append(f"sending_queue::batch::max_size: must be >= 0 (0 = no limit), got {self.max_size}")
+        elif self.max_size and self.max_size < self.min_size:
+            errors.append(
+                f"sending_queue::batch::max_size: must be >= min_size ({self.min_size}) or 0, got {self.max_size}"
+            )
+        return errors
+
+
+@dataclass
 class QueueConfig:
     enabled: bool = True
     num_consumers: int = DEFAULT_NUM_CONSUMERS
@@ -75,10 +109,14 @@ class QueueConfig:
     block_on_overflow: bool = False
     # Component id of a ``file_storage`` extension: makes the queue persistent.
     storage: str | None = None
+    # Consumers send batches of queued requests (one call per batch) instead of one request at a time.
+    batch: BatchConfig | None = None
 
     def validate(self) -> list[str]:
         errors = []
         if self.enabled:
+            if self.batch is not None:
+                errors += self.batch.validate()
             if self.num_consumers <= 0:
                 errors.append(f"sending_queue::num_consumers: must be > 0, got {self.num_consumers}")
             if self.queue_size <= 0:

@@ -70,7 +70,9 @@ class SendingQueue(abc.ABC):
         self._items: asyncio.Queue[QueueItem] = asyncio.Queue()
         self._size = 0  # queued, not yet handed to a consumer
         self._reserved = 0  # being written to disk
-        self._space = asyncio.Condition()
+        # Set when a consumer takes an item: producers blocked on a full queue re-check for room. An Event, not a
+        # Condition: taking an item must not await (a cancellation there would lose the item).
+        self._room = asyncio.Event()
 
     @property
     def size(self) -> int:
@@ -83,8 +85,8 @@ class SendingQueue(abc.ABC):
                     f"sending queue is full ({self.size}/{self.capacity} {self._sizer_kind})",
                     retry_after=_REFUSE_RETRY_AFTER,
                 )
-            async with self._space:
-                await self._space.wait()
+            self._room.clear()
+            await self._room.wait()
         self._reserved += size
 
     def _enqueue(self, item: QueueItem, reserved: int) -> None:
@@ -99,10 +101,24 @@ class SendingQueue(abc.ABC):
     async def put(self, signal: Signal, request: Request) -> None: ...
 
     async def get(self) -> QueueItem:
-        item = await self._items.get()
+        return self._taken(await self._items.get())
+
+    async def get_within(self, timeout: float) -> QueueItem | None:
+        """The next item, or None if none arrives within ``timeout`` seconds."""
+        try:
+            return self.get_nowait() or self._taken(await asyncio.wait_for(self._items.get(), timeout))
+        except TimeoutError:
+            return None
+
+    def get_nowait(self) -> QueueItem | None:
+        try:
+            return self._taken(self._items.get_nowait())
+        except asyncio.QueueEmpty:
+            return None
+
+    def _taken(self, item: QueueItem) -> QueueItem:
         self._size -= item.size
-        async with self._space:
-            self._space.notify_all()
+        self._room.set()
         return item
 
     def empty(self) -> bool:

@@ -1,18 +1,16 @@
-"""QueuedExporter: sending queue + consumers + retry with backoff + timeout + the Collector's exporter
-metrics.
+"""QueuedExporter: sending queue + consumers (+ batching) + retry with backoff + timeout + the Collector's
+exporter metrics.
 
-An exporter supplies only ``send(signal, request)``, raising RetryableError for transient failures and
-DataError for
-data the peer will never accept; everything else (queueing, durability, retries, metrics, health) lives here,
-as in
-the upstream exporterhelper.
+An exporter supplies only ``send(signal, request)`` (and optionally ``send_batch`` for several at once), raising
+RetryableError for transient failures and DataError for data the peer will never accept; everything else
+(queueing, batching, durability, retries, metrics, health) lives here, as in the upstream exporterhelper.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from opentelemetry.metrics import CallbackOptions, Counter, Observation
 
@@ -29,14 +27,17 @@ from collector.component import (
     item_count,
 )
 from collector.extensions.file_storage import FileStorageExtension, QueueStoreError
+from processors.pipeline import new_request
 
 from .backoff import ExponentialBackoff
-from .config import QueueConfig, RetryConfig
+from .config import BatchConfig, QueueConfig, RetryConfig
 from .queue import MemoryQueue, PersistentQueue, QueueItem, SendingQueue
 
-__all__ = ["DEFAULT_SHUTDOWN_TIMEOUT", "QueuedExporter", "SendFunc"]
+__all__ = ["DEFAULT_SHUTDOWN_TIMEOUT", "BatchSendFunc", "QueuedExporter", "SendFunc"]
 
 SendFunc = Callable[[Signal, Request], Awaitable[None]]
+# Sends several requests as one (``sending_queue::batch``), e.g. one database transaction for all of them.
+BatchSendFunc = Callable[[Signal, Sequence[Request]], Awaitable[None]]
 
 # How long shutdown() keeps draining an in-memory queue before giving up on what is left.
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
@@ -55,6 +56,7 @@ class QueuedExporter(Exporter):
         retry: RetryConfig,
         timeout: float,
         send: SendFunc,
+        send_batch: BatchSendFunc | None = None,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     ) -> None:
         self.settings = settings
@@ -62,6 +64,7 @@ class QueuedExporter(Exporter):
         self.retry_config = retry
         self.timeout = timeout
         self._send = send
+        self._send_batch = send_batch
         self._shutdown_timeout = shutdown_timeout
         self._log = settings.logger
         self._queue: SendingQueue | None = None
@@ -188,7 +191,7 @@ class QueuedExporter(Exporter):
     async def consume(self, signal: Signal, request: Request) -> None:
         if not self.queue_config.enabled:
             # No queue: the caller waits for the send (with retries) and sees its failure.
-            await self._send_with_retry(signal, request, raise_on_drop=True)
+            await self._send_with_retry(signal, [request], raise_on_drop=True)
             return
         queue = self._queue
         if queue is None or self._stopping:
@@ -206,24 +209,64 @@ class QueuedExporter(Exporter):
     async def _consume_loop(self) -> None:
         queue = self._queue
         assert queue is not None
+        batch = self.queue_config.batch
+        carry: QueueItem | None = None  # taken from the queue but beyond the last batch's max_size
         while True:
-            item = await queue.get()
+            first = carry or await queue.get()
+            carry = None
             self._in_flight += 1
             try:
-                await self._deliver(queue, item)
+                items = [first]
+                if batch is not None:
+                    carry = await self._fill(queue, batch, items)
+                await self._deliver(queue, items)
             finally:
                 self._in_flight -= 1
 
-    async def _deliver(self, queue: SendingQueue, item: QueueItem) -> None:
+    async def _fill(self, queue: SendingQueue, batch: BatchConfig, items: list[QueueItem]) -> QueueItem | None:
+        """Take more items into ``items`` up to the batch's size or time limit; returns an item taken that did
+        not fit (the first of the next batch)."""
+        size_of = _BATCH_SIZERS[batch.sizer]
+        size = size_of(items[0])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + batch.flush_timeout
+        while size < batch.min_size:
+            item = queue.get_nowait()
+            if item is None:
+                remaining = deadline - loop.time()
+                item = await queue.get_within(remaining) if remaining > 0 else None
+                if item is None:
+                    break
+            n = size_of(item)
+            if batch.max_size and size + n > batch.max_size:
+                return item
+            items.append(item)
+            size += n
+        return None
+
+    async def _deliver(self, queue: SendingQueue, items: list[QueueItem]) -> None:
+        requests = [item.request for item in items]
         try:
-            await self._send_with_retry(item.signal, item.request, raise_on_drop=False)
+            await self._send_with_retry(items[0].signal, requests, raise_on_drop=False)
         except asyncio.CancelledError:
-            raise  # not acknowledged: a persistent item stays on disk
+            raise  # not acknowledged: persistent items stay on disk
         except Exception:  # pragma: no cover - _send_with_retry handles everything; never kill a consumer
             self._log.exception("exporter %s: unexpected error delivering a request", self.settings.id)
-        queue.ack(item)
+        for item in items:
+            queue.ack(item)
 
-    async def _send_with_retry(self, signal: Signal, request: Request, *, raise_on_drop: bool) -> None:
+    async def _send_requests(self, signal: Signal, requests: Sequence[Request]) -> None:
+        if len(requests) == 1:
+            await self._send(signal, requests[0])
+        elif self._send_batch is not None:
+            await self._send_batch(signal, requests)
+        else:  # OTLP requests merge by concatenating their resource lists
+            merged = new_request(signal)
+            for request in requests:
+                merged.MergeFrom(request)
+            await self._send(signal, merged)
+
+    async def _send_with_retry(self, signal: Signal, requests: Sequence[Request], *, raise_on_drop: bool) -> None:
         backoff = ExponentialBackoff(self.retry_config)
         attempt = 0
         while True:
@@ -232,13 +275,13 @@ class QueuedExporter(Exporter):
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that races with
                 # the send finishing, which would keep a consumer retrying after shutdown.
                 async with asyncio.timeout(self.timeout if self.timeout > 0 else None):
-                    await self._send(signal, request)
+                    await self._send_requests(signal, requests)
             except asyncio.CancelledError:
                 raise
             except DataError as exc:
                 # The peer will never take this data: drop it, count it, say why.
                 self._consecutive_failures = 0
-                self._record_drop(signal, request, f"rejected as invalid: {exc}")
+                self._record_drop(signal, requests, f"rejected as invalid: {exc}")
                 if raise_on_drop:
                     raise
                 return
@@ -256,7 +299,7 @@ class QueuedExporter(Exporter):
                 delay = backoff.next_delay(getattr(exc, "retry_after", None)) if self.retry_config.enabled else None
                 if delay is None:
                     why = "retries exhausted" if self.retry_config.enabled else "retry_on_failure disabled"
-                    self._record_drop(signal, request, f"{why} after {attempt} attempts; last error: {reason}")
+                    self._record_drop(signal, requests, f"{why} after {attempt} attempts; last error: {reason}")
                     if raise_on_drop:
                         raise
                     return
@@ -265,10 +308,17 @@ class QueuedExporter(Exporter):
                 continue
             self._consecutive_failures = 0
             self.last_error = None
-            self._sent[signal].add(item_count(signal, request), self._attrs)
+            self._sent[signal].add(sum(item_count(signal, r) for r in requests), self._attrs)
             return
 
-    def _record_drop(self, signal: Signal, request: Request, reason: str) -> None:
-        n = item_count(signal, request)
+    def _record_drop(self, signal: Signal, requests: Sequence[Request], reason: str) -> None:
+        n = sum(item_count(signal, r) for r in requests)
         self._send_failed[signal].add(n, self._attrs)
         self._log.error("exporter %s: dropping %d %s: %s", self.settings.id, n, signal.item_name, reason)
+
+
+_BATCH_SIZERS: dict[str, Callable[[QueueItem], int]] = {
+    "items": lambda item: item_count(item.signal, item.request),
+    "requests": lambda _item: 1,
+    "bytes": lambda item: item.request.ByteSize(),
+}

@@ -25,9 +25,13 @@ def ping() -> bool:
     return _writer is not None
 
 
-def write(signal: str, payload: bytes) -> WriteResult:
+def write(signal: str, payloads: list[bytes]) -> WriteResult:
+    """Write serialized requests of one signal in one transaction."""
     assert _writer is not None, "worker not initialised"
     kind = Signal(signal)
-    request = new_request(kind)
-    request.ParseFromString(payload)
-    return _writer.write(kind, request)
+    requests = []
+    for payload in payloads:
+        request = new_request(kind)
+        request.ParseFromString(payload)
+        requests.append(request)
+    return _writer.write_batch(kind, requests)

@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_PARTITION_INTERVAL",
     "DEFAULT_PREMAKE",
     "DEFAULT_RETENTION_CHECK_INTERVAL",
+    "DEFAULT_ROLLUP_COMPACTION_INTERVAL",
     "DEFAULT_ROLLUP_DIMENSIONS",
     "DEFAULT_TIMEOUT",
     "DEFAULT_WRITE_PROCESSES",
@@ -37,6 +38,7 @@ DEFAULT_ROLLUP_DIMENSIONS = ("tenant_id", "agent_name", "model")
 # One batch is one transaction; a slow server beyond this is treated as unavailable (retried from the queue).
 DEFAULT_TIMEOUT = Duration(30.0)
 DEFAULT_RETENTION_CHECK_INTERVAL = Duration(3600.0)
+DEFAULT_ROLLUP_COMPACTION_INTERVAL = Duration(10.0)
 # Nothing lost: retry until PostgreSQL is back, whatever it takes (0 = no max elapsed time).
 DEFAULT_RETRY_INITIAL_INTERVAL = Duration(1.0)
 DEFAULT_RETRY_MAX_INTERVAL = Duration(30.0)
@@ -128,6 +130,9 @@ class PostgresExporterConfig:
     # How often retention drops expired partitions and rollups (0: never; `otel-metrics db retention` does
     # it).
     retention_check_interval: Duration = DEFAULT_RETENTION_CHECK_INTERVAL
+    # How often the partial rollup rows this process appended are merged into one row per key (0: never; readers
+    # aggregate either way, merged rows only make them read less).
+    rollup_compaction_interval: Duration = DEFAULT_ROLLUP_COMPACTION_INTERVAL
     timeout: Duration = DEFAULT_TIMEOUT
     retry_on_failure: RetryConfig = field(default_factory=_default_retry)
     sending_queue: QueueConfig = field(default_factory=_default_queue)
@@ -147,6 +152,8 @@ class PostgresExporterConfig:
             errors.append(f"rollup_dimensions: unknown {unknown}; expected some of {list(ROLLUP_DIMENSIONS)}")
         if self.write_processes < 0:
             errors.append(f"write_processes: must be >= 0, got {self.write_processes}")
+        if self.rollup_compaction_interval < 0:
+            errors.append(f"rollup_compaction_interval: must be >= 0, got {self.rollup_compaction_interval}")
         if self.timeout < 0:
             errors.append(f"timeout: must be >= 0, got {self.timeout}")
         errors += self.retry_on_failure.validate()

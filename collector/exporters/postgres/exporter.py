@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -24,6 +26,7 @@ from . import _worker
 from .config import PostgresExporterConfig, parse_span
 from .database import Database, open_database
 from .retention import apply_retention
+from .rollups import compact_rollups
 from .schema import migrate
 from .writer import PostgresWriter, WriteResult, WriterSettings
 
@@ -42,6 +45,9 @@ class PostgresExporter(Exporter):
         self._pool: asyncio.Queue[PostgresWriter] | None = None
         self._writers: list[PostgresWriter] = []
         self._retention_task: asyncio.Task[None] | None = None
+        self._compaction_task: asyncio.Task[None] | None = None
+        # Earliest span start (µs) written since the last compaction: its rollup rows may be partial.
+        self._dirty_since_us: int | None = None
         self._needs_migration = config.migrate
         self._processes: ProcessPoolExecutor | None = None
         self._writer_settings: WriterSettings | None = None
@@ -51,6 +57,7 @@ class PostgresExporter(Exporter):
             retry=config.retry_on_failure,
             timeout=config.timeout,
             send=self._send,
+            send_batch=self._send_batch,
         )
         attrs = {"exporter": str(settings.id)}
         self._attrs = attrs
@@ -97,6 +104,8 @@ class PostgresExporter(Exporter):
         await self._queued.start(host)
         if self.config.retention_check_interval > 0:
             self._retention_task = asyncio.create_task(self._retention_loop())
+        if self.config.rollup_compaction_interval > 0:
+            self._compaction_task = asyncio.create_task(self._compaction_loop())
 
     def _migrate(self) -> None:
         assert self._database is not None
@@ -116,6 +125,9 @@ class PostgresExporter(Exporter):
         )
 
     def _count(self, signal: Signal, result: WriteResult) -> None:
+        start = result.earliest_span_us
+        if start is not None and (self._dirty_since_us is None or start < self._dirty_since_us):
+            self._dirty_since_us = start
         attrs = {**self._attrs, "signal": signal.value}
         if result.repaired:
             self._repaired.add(result.repaired, attrs)
@@ -143,6 +155,10 @@ class PostgresExporter(Exporter):
         return self._queued.queue_capacity
 
     async def _send(self, signal: Signal, request: Request) -> None:
+        await self._send_batch(signal, (request,))
+
+    async def _send_batch(self, signal: Signal, requests: Sequence[Request]) -> None:
+        """One transaction for all of ``requests`` (a ``sending_queue::batch`` or a single request)."""
         pool = self._pool
         if pool is None:
             raise RetryableError("postgres exporter not started")
@@ -152,21 +168,21 @@ class PostgresExporter(Exporter):
             except psycopg.OperationalError as exc:
                 raise RetryableError(f"postgres: cannot migrate: {exc}") from exc
         if self._processes is not None:
-            result = await self._send_to_process(signal, request)
+            result = await self._send_to_process(signal, requests)
         else:
             writer = await pool.get()
-            future = asyncio.get_running_loop().run_in_executor(self._executor, writer.write, signal, request)
+            future = asyncio.get_running_loop().run_in_executor(self._executor, writer.write_batch, signal, requests)
             # The writer goes back to the pool only when its thread is done, even if this send is cancelled by
             # the timeout (a write that still commits is harmless: redelivery is idempotent).
             future.add_done_callback(lambda _f: pool.put_nowait(writer))
             result = await asyncio.shield(future)
         self._count(signal, result)
 
-    async def _send_to_process(self, signal: Signal, request: Request) -> WriteResult:
+    async def _send_to_process(self, signal: Signal, requests: Sequence[Request]) -> WriteResult:
         assert self._processes is not None
-        payload = request.SerializeToString()
+        payloads = [request.SerializeToString() for request in requests]
         try:
-            future = asyncio.get_running_loop().run_in_executor(self._processes, _worker.write, signal.value, payload)
+            future = asyncio.get_running_loop().run_in_executor(self._processes, _worker.write, signal.value, payloads)
             result: WriteResult = await asyncio.shield(future)
         except BrokenProcessPool as exc:  # a worker died (e.g. killed): replace the pool, retry the batch
             self._log.warning("postgres: write process died; restarting the pool")
@@ -184,6 +200,37 @@ class PostgresExporter(Exporter):
                 self._log.warning("postgres: retention failed (will retry): %s", exc)
             await asyncio.sleep(float(self.config.retention_check_interval))
 
+    async def _compaction_loop(self) -> None:
+        while True:
+            await asyncio.sleep(float(self.config.rollup_compaction_interval))
+            await self._compact()
+
+    async def _compact(self) -> None:
+        """Merge the partial rollup rows of what this process wrote since the last pass (best effort: a pass that
+        fails or finds another process compacting is retried next time)."""
+        dirty, self._dirty_since_us = self._dirty_since_us, None
+        if dirty is None or self._database is None:
+            return
+        # Hour rows start on the hour: from the hour of the earliest span on.
+        since = datetime.fromtimestamp(dirty // 1_000_000 // 3600 * 3600, UTC)
+        try:
+            done = await asyncio.get_running_loop().run_in_executor(self._executor, self._compact_once, since)
+        except (psycopg.Error, OSError) as exc:
+            self._log.warning("postgres: rollup compaction failed (will retry): %s", exc)
+            done = False
+        if not done:
+            self._dirty_since_us = dirty if self._dirty_since_us is None else min(dirty, self._dirty_since_us)
+
+    def _compact_once(self, since: datetime) -> bool:
+        assert self._database is not None
+        with self._database.connect(autocommit=True, connect_timeout=5) as conn:
+            result = compact_rollups(conn, since)
+        if result is not None and result.removed_rows:
+            self._log.debug(
+                "postgres: merged %d rollup rows into %d since %s", result.removed_rows, result.merged_keys, since
+            )
+        return result is not None
+
     def _retention_once(self) -> None:
         assert self._database is not None
         with self._database.connect(autocommit=True) as conn:
@@ -192,11 +239,14 @@ class PostgresExporter(Exporter):
             self._log.info("postgres: retention dropped %s", ", ".join(result.dropped_partitions))
 
     async def shutdown(self) -> None:
-        if self._retention_task is not None:
-            self._retention_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention_task
+        for task in (self._retention_task, self._compaction_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._queued.shutdown()
+        if self._compaction_task is not None:
+            await self._compact()  # what the last writes appended, so a stopped sink leaves merged rollups
         loop = asyncio.get_running_loop()
         if self._processes is not None:
             await loop.run_in_executor(None, self._processes.shutdown)

@@ -1,42 +1,33 @@
-"""The statement that inserts staged spans and updates ``span_rollups_1m`` / ``span_rollups_1h`` from exactly
-the spans it inserted (``RETURNING``), so a redelivered span counts once. Rollup rows are written in key order
-so that concurrent sink processes lock them in the same order and cannot deadlock each other.
+"""Rollups are appended: every batch adds one partial row per (minute or hour, key) it touched, in the transaction
+that inserts its spans, computed from exactly the spans it inserted (so a redelivered span counts once).
+``compact_rollups`` later merges each key's partial rows into one (migration 0021: ``otel_compact_rollups``).
+Readers aggregate rows by key, so partial and merged rows read the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+import psycopg
 
 from . import histogram
 from ._values import dumps
 
-__all__ = ["ROLLUP_COLUMNS", "ROLLUP_DIMENSIONS", "aggregate", "insert_spans_sql", "upsert_rollups_sql"]
+__all__ = ["ROLLUP_COLUMNS", "ROLLUP_DIMENSIONS", "ROLLUP_TABLES", "aggregate", "compact_rollups", "insert_spans_sql"]
 
 # The dimension columns rollups can carry; unconfigured ones hold ''.
 ROLLUP_DIMENSIONS = ("tenant_id", "agent_name", "model")
 _KEY = ("bucket_start", "service_name", "operation", "status_code", *ROLLUP_DIMENSIONS)
 _KEYS = ", ".join(_KEY)
-_ORDER = ", ".join(str(i) for i in range(1, len(_KEY) + 1))
+ROLLUP_TABLES = ("span_rollups_1m", "span_rollups_1h")
 _VALUE_COLUMNS = (
     "count, errors, duration_sum_ms, duration_min_ms, duration_max_ms, input_tokens, output_tokens, "
     "cost_usd, quality_sum, quality_count, latency_hist"
 )
-_UPSERT = """
-    ON CONFLICT ({keys}) DO UPDATE SET
-        count = r.count + excluded.count,
-        errors = r.errors + excluded.errors,
-        duration_sum_ms = r.duration_sum_ms + excluded.duration_sum_ms,
-        duration_min_ms = least(r.duration_min_ms, excluded.duration_min_ms),
-        duration_max_ms = greatest(r.duration_max_ms, excluded.duration_max_ms),
-        input_tokens = r.input_tokens + excluded.input_tokens,
-        output_tokens = r.output_tokens + excluded.output_tokens,
-        cost_usd = r.cost_usd + excluded.cost_usd,
-        quality_sum = r.quality_sum + excluded.quality_sum,
-        quality_count = r.quality_count + excluded.quality_count,
-        latency_hist = otel_hist_merge(r.latency_hist, excluded.latency_hist)
-    RETURNING 1"""
 
 
 def _aggregate(source: str, bucket: str) -> str:
@@ -60,7 +51,7 @@ def _aggregate(source: str, bucket: str) -> str:
 def insert_spans_sql(staging: str, columns: Sequence[str], dimensions: Sequence[str]) -> str:
     """One statement: insert ``staging`` into ``spans`` (skipping known spans) and roll the new ones up.
 
-    Returns one row: (spans inserted, 1m rollup rows touched, 1h rollup rows touched).
+    Returns one row: (spans inserted, 1m rollup rows added, 1h rollup rows added).
     """
     unknown = [d for d in dimensions if d not in ROLLUP_DIMENSIONS]
     if unknown:
@@ -86,13 +77,9 @@ WITH ins AS (
     FROM ins
     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 ), up_1m AS (
-    INSERT INTO span_rollups_1m AS r ({_KEYS}, {_VALUE_COLUMNS})
-    SELECT * FROM ({minute}) AS m ORDER BY {_ORDER}
-    {_UPSERT.format(keys=_KEYS)}
+    INSERT INTO span_rollups_1m ({_KEYS}, {_VALUE_COLUMNS}) SELECT * FROM ({minute}) AS m RETURNING 1
 ), up_1h AS (
-    INSERT INTO span_rollups_1h AS r ({_KEYS}, {_VALUE_COLUMNS})
-    SELECT * FROM ({hour}) AS h ORDER BY {_ORDER}
-    {_UPSERT.format(keys=_KEYS)}
+    INSERT INTO span_rollups_1h ({_KEYS}, {_VALUE_COLUMNS}) SELECT * FROM ({hour}) AS h RETURNING 1
 )
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up_1m), (SELECT count(*) FROM up_1h)
 """
@@ -129,12 +116,30 @@ ROLLUP_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def upsert_rollups_sql(staging: str, table: str) -> str:
-    """Upsert pre-aggregated rows from ``staging`` into ``table``, in key order (no deadlocks)."""
-    return (
-        f"INSERT INTO {table} AS r ({_KEYS}, {_VALUE_COLUMNS}) SELECT {_KEYS}, {_VALUE_COLUMNS} FROM {staging}"
-        f" ORDER BY {_KEYS}" + _UPSERT.format(keys=_KEYS)
-    )
+@dataclass
+class CompactionResult:
+    merged_keys: int = 0
+    removed_rows: int = 0
+
+
+# One compaction at a time per database (several sink processes may share one): the others skip their turn.
+_COMPACTION_LOCK = 0x6F74656C_0021  # "otel" + migration 0021
+
+
+def compact_rollups(conn: psycopg.Connection[Any], since: datetime) -> CompactionResult | None:
+    """Merge each key's partial rollup rows with ``bucket_start >= since`` into one row (both tables, one
+    transaction). None if another process is compacting right now."""
+    result = CompactionResult()
+    with conn.transaction():
+        locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_COMPACTION_LOCK,)).fetchone()
+        if not locked or not locked[0]:
+            return None
+        for table in ROLLUP_TABLES:
+            row = conn.execute("SELECT * FROM otel_compact_rollups(%s, %s)", (table, since)).fetchone()
+            if row:
+                result.merged_keys += int(row[0])
+                result.removed_rows += int(row[1])
+    return result
 
 
 def aggregate(rows: Sequence[tuple[Any, ...]], dimensions: Sequence[str]) -> tuple[list[tuple[Any, ...]], ...]:

@@ -32,7 +32,7 @@ from processors.pipeline import Request, RetryableError, Signal
 from . import logs as _logs
 from . import metrics as _metrics
 from . import traces as _traces
-from .rollups import ROLLUP_COLUMNS, aggregate, insert_spans_sql, upsert_rollups_sql
+from .rollups import ROLLUP_COLUMNS, aggregate, insert_spans_sql
 
 __all__ = ["PostgresWriter", "WriteResult", "WriterSettings"]
 
@@ -94,6 +94,8 @@ class WriteResult:
     repaired: int = 0
     quarantined: int = 0
     quarantine_reasons: list[str] = field(default_factory=list)
+    # Earliest start (µs since the epoch) of the spans inserted: rollup rows from there on may need compaction.
+    earliest_span_us: int | None = None
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,10 @@ _EVENTS = _Table("span_events", "_otel_stage_span_events", _traces.EVENT_COLUMNS
 _LINKS = _Table("span_links", "_otel_stage_span_links", _traces.LINK_COLUMNS)
 _POINTS = _Table("metric_points", "_otel_stage_metric_points", _metrics.POINT_COLUMNS)
 _LOGS = _Table("logs", "_otel_stage_logs", _logs.LOG_COLUMNS)
-_ROLLUPS_1M = _Table("span_rollups_1m", "_otel_stage_rollups_1m", ROLLUP_COLUMNS)
-_ROLLUPS_1H = _Table("span_rollups_1h", "_otel_stage_rollups_1h", ROLLUP_COLUMNS)
-_STAGED = (_SPANS, _EVENTS, _LINKS, _POINTS, _LOGS, _ROLLUPS_1M, _ROLLUPS_1H)
+# Rollup rows are COPYed straight into their tables (appends): no staging table.
+_ROLLUPS_1M = _Table("span_rollups_1m", "", ROLLUP_COLUMNS)
+_ROLLUPS_1H = _Table("span_rollups_1h", "", ROLLUP_COLUMNS)
+_STAGED = (_SPANS, _EVENTS, _LINKS, _POINTS, _LOGS)
 # Partitioned tables and the tables partitioned alongside them.
 PARTITIONED_TABLES: dict[Signal, tuple[str, ...]] = {
     Signal.TRACES: ("spans", "span_events", "span_links"),
@@ -194,8 +197,6 @@ class PostgresWriter:
             _SPANS.staging, [c for c, _ in _SPANS.columns], self.settings.rollup_dimensions
         )
         self._on_repair = on_repair
-        self._upsert_1m = upsert_rollups_sql(_ROLLUPS_1M.staging, _ROLLUPS_1M.name)
-        self._upsert_1h = upsert_rollups_sql(_ROLLUPS_1H.staging, _ROLLUPS_1H.name)
 
     # -- connection ----------------------------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection[Any]:
@@ -237,12 +238,17 @@ class PostgresWriter:
     def write(self, signal: Signal, request: Request) -> WriteResult:
         """Write ``request`` in one transaction. Raises RetryableError when PostgreSQL is unavailable or
         slow."""
+        return self.write_batch(signal, (request,))
+
+    def write_batch(self, signal: Signal, requests: Sequence[Request]) -> WriteResult:
+        """Write ``requests`` (of one signal) in one transaction: one COPY per table for all of them. Raises
+        RetryableError when PostgreSQL is unavailable or slow."""
         try:
             conn = self._connection()
             self._premake(conn)
             if signal is Signal.TRACES:
                 started = time.perf_counter()
-                result = self._write_traces(conn, request)
+                result = self._write_traces(conn, requests)
                 if _LOGGER.isEnabledFor(logging.DEBUG):
                     _LOGGER.debug(
                         "postgres: %d spans (%d new) in %.1f ms",
@@ -253,10 +259,10 @@ class PostgresWriter:
                 return result
             if signal is Signal.METRICS:
                 with _gc_paused():
-                    points = _metrics.point_records(request)
+                    points = [p for request in requests for p in _metrics.point_records(request)]
                 return self._write_generic(conn, Signal.METRICS, _POINTS, points)
             with _gc_paused():
-                logs = _logs.log_records(request)
+                logs = [r for request in requests for r in _logs.log_records(request)]
             return self._write_generic(conn, Signal.LOGS, _LOGS, logs)
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
             # Connection lost, server shutting down, statement timeout, deadlock, serialization failure:
@@ -298,9 +304,9 @@ class PostgresWriter:
             for row in rows:
                 write_row(row)
 
-    def _write_traces(self, conn: psycopg.Connection[Any], request: Any) -> WriteResult:
+    def _write_traces(self, conn: psycopg.Connection[Any], requests: Sequence[Request]) -> WriteResult:
         with _gc_paused():
-            records = _traces.span_records(request)
+            records = [r for request in requests for r in _traces.span_records(request)]
         result = WriteResult(items=len(records))
         failed = [r for r in records if r.failure is not None]
         if failed:
@@ -317,6 +323,7 @@ class PostgresWriter:
                     return result
                 with conn.transaction():
                     result.inserted = self._insert_spans(conn, records)
+                    result.earliest_span_us = min(r.row[4] for r in records) if result.inserted else None
                     self._record_repairs(conn, Signal.TRACES, records, result)
                 return result
             except _DATA_ERRORS as exc:
@@ -350,14 +357,13 @@ class PostgresWriter:
                 if links:
                     self._copy(conn, _LINKS, links, direct=True)
                 minutes, hours = aggregate(rows, self.settings.rollup_dimensions)
-                self._copy(conn, _ROLLUPS_1M, minutes)
-                conn.execute(self._upsert_1m)
-                self._copy(conn, _ROLLUPS_1H, hours)
-                conn.execute(self._upsert_1h)
+                self._copy(conn, _ROLLUPS_1M, minutes, direct=True)
+                self._copy(conn, _ROLLUPS_1H, hours, direct=True)
                 self._record_repairs(conn, Signal.TRACES, records, result)
         except pg_errors.UniqueViolation:
             return False
         result.inserted = len(records)
+        result.earliest_span_us = min(r.row[4] for r in records)
         return True
 
     def _insert_spans(self, conn: psycopg.Connection[Any], records: Sequence[_traces.SpanRecord]) -> int:
@@ -380,7 +386,11 @@ class PostgresWriter:
             for record in records:
                 try:
                     with conn.transaction():
-                        result.inserted += self._insert_spans(conn, [record])
+                        if self._insert_spans(conn, [record]):
+                            result.inserted += 1
+                            start = record.row[4]
+                            if result.earliest_span_us is None or start < result.earliest_span_us:
+                                result.earliest_span_us = start
                         for table in (_SPANS, _EVENTS, _LINKS):
                             conn.execute(f"TRUNCATE {table.staging}")
                 except _DATA_ERRORS as exc:
