@@ -19,7 +19,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from ._values import any_value, attributes_dict, clean_text, int2, int4, signed32, to_json
+from ._values import any_value, attributes_dict, clean_text, dumps, int2, int4, signed32, to_json
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -138,7 +138,9 @@ _SPECIAL = 2 * len(_TEXT_COLUMNS)
 _SLOT: dict[str, int] = {**_TEXT_INDEX, **dict.fromkeys(_SPECIAL_KEYS, _SPECIAL)}
 # Decoded attributes by their wire bytes (KeyValue). Most attributes repeat (routes, models, tenants, counts); the
 # cache is emptied when full, so unique values (ids) cost one insert each and memory stays bounded.
-_KV_CACHE: dict[bytes, tuple[str, Any, int | None, str | None]] = {}
+# (key, value, slot, hot text, JSON member): see _kv_entry.
+_Entry = tuple[str, Any, int | None, str | None, str | None]
+_KV_CACHE: dict[bytes, _Entry] = {}
 _KV_CACHE_MAX = 8192
 _KV_CACHE_MAX_BYTES = 256  # long values (prompts, stack traces) are rarely repeated: not cached
 _STATUS_CACHE: dict[bytes, tuple[int, str | None]] = {}
@@ -250,8 +252,8 @@ def _varint(data: bytes, at: int) -> tuple[int, int]:
     return -1, at
 
 
-def _kv_entry(kv: bytes) -> tuple[str, Any, int | None, str | None] | None:
-    """(key, value, slot, hot text) of a KeyValue's wire bytes, or None when the protobuf pass must read the span.
+def _kv_entry(kv: bytes) -> _Entry | None:
+    """(key, value, slot, hot text, JSON member) of a KeyValue's wire bytes; None: the protobuf pass reads the span.
 
     The bytes are what protobuf serialization writes (fields in number order, each once, unknown fields last): key
     (1, omitted when empty), then value (2): an AnyValue holding string (1), bool (2), int (3) or double (4). Anything
@@ -289,8 +291,8 @@ def _kv_entry(kv: bytes) -> tuple[str, Any, int | None, str | None] | None:
         item = _DOUBLE.unpack_from(kv, at + 1)[0]
         slot = _SLOT.get(key)
         if slot is not None and slot < _N_TEXT_COLUMNS:
-            return key, item, _N_TEXT_COLUMNS + slot, _text(item)
-        return key, item, slot, None  # not cached: doubles are mostly measurements, rarely repeated
+            return key, item, _N_TEXT_COLUMNS + slot, _text(item), None
+        return key, item, slot, None, None  # not cached: doubles are mostly measurements, rarely repeated
     elif tag == 0x18:  # int_value (int64, two's complement in 10 bytes when negative)
         item, after = _varint(kv, at + 1)
         if item < 0 or after != end or item >= 1 << 64:
@@ -309,12 +311,27 @@ def _kv_entry(kv: bytes) -> tuple[str, Any, int | None, str | None] | None:
             text = _text(item)
         elif "\x00" in item:  # repaired (and reported) by the protobuf pass
             return None
-    entry = (key, item, slot, text)
+    try:  # ``"key":value`` as in the span's attributes jsonb; None if to_json would repair it
+        member: str | None = dumps({key: item})[1:-1]
+    except ValueError:
+        member = None
+    if member is not None and "\\u0000" in member:
+        member = None
+    entry = (key, item, slot, text, member)
     if end <= _KV_CACHE_MAX_BYTES:
         if len(_KV_CACHE) >= _KV_CACHE_MAX:
             _KV_CACHE.clear()
         _KV_CACHE[kv] = entry
     return entry
+
+
+def _joined(attrs: dict[str, Any], entries: dict[str, _Entry]) -> str | None:
+    """``to_json(attrs)`` from the entries' JSON members (the C encoder writes a dict as its members joined by
+    commas), or None when one has none (non-finite number, NUL, uncached double)."""
+    try:
+        return "{" + ",".join([entries[key][4] for key in attrs]) + "}"
+    except TypeError:
+        return None
 
 
 def _status_entry(data: bytes) -> tuple[int, str | None]:
@@ -409,6 +426,7 @@ def _span_record(
     special = False  # a numeric, model or provider attribute is present: the checks below are needed
     if wire is not None:
         cache_get = _KV_CACHE.get
+        entries: dict[str, _Entry] = {}  # attrs' entries, for their JSON members
         moved = False  # a hot text attribute with a non-string value is in attrs (a later string must pop it)
         for kv in wire:
             entry = cache_get(kv)
@@ -419,18 +437,21 @@ def _span_record(
                     hot = [None] * _N_TEXT_COLUMNS
                     special = False
                     break
-            key, item, slot, text = entry
+            key, item, slot, text, _ = entry
             if slot is None:
                 attrs[key] = item
+                entries[key] = entry
             elif slot < _N_TEXT_COLUMNS:
                 hot[slot] = item
                 if moved:
                     attrs.pop(key, None)  # an earlier duplicate that was not a string
             elif slot == _SPECIAL:
                 attrs[key] = item
+                entries[key] = entry
                 special = True
             else:
                 attrs[key] = item
+                entries[key] = entry
                 hot[slot - _N_TEXT_COLUMNS] = text
                 moved = True
         else:
@@ -561,7 +582,8 @@ def _span_record(
         hot[7],
         hot[8],
         http_status,
-        to_json(attrs, "span attributes", repairs) if attrs else "{}",
+        (_joined(attrs, entries) if wire is _DONE else None)
+        or (to_json(attrs, "span attributes", repairs) if attrs else "{}"),
         resource_json,
         flags if flags <= _INT4_MAX else signed32(flags),
         dropped_attrs,
