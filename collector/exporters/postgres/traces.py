@@ -265,7 +265,7 @@ def _kv_entry(kv: bytes) -> _Entry | None:
     key_len = kv[1]
     at = key_len + 4  # the AnyValue's first byte when both lengths take one byte (the common case)
     if key_len < 0x80 and at < end and kv[at - 2] == 0x12 and kv[at - 1] == end - at < 0x80:
-        key = kv[2 : at - 2].decode()
+        key = kv[2 : at - 2].decode()  # UTF-8 already validated by protobuf (proto3 strings)
     else:  # a length of 128 bytes or more
         key_len, key_at = _varint(kv, 1)
         value_tag = key_at + key_len
@@ -277,7 +277,7 @@ def _kv_entry(kv: bytes) -> _Entry | None:
         key = kv[key_at:value_tag].decode()
     tag = kv[at]
     if tag == 0x0A:  # string_value
-        length = kv[at + 1]
+        length = kv[at + 1] if end - at > 1 else 0x80
         if length < 0x80 and at + 2 + length == end:
             item: Any = kv[at + 2 :].decode()
         else:
