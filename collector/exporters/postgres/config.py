@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from collector.exporters.exporterhelper import QueueConfig, RetryConfig
+from collector.exporters.exporterhelper import BatchConfig, QueueConfig, RetryConfig
 from processors.pipeline import Duration
 
 from .rollups import ROLLUP_DIMENSIONS
 
 __all__ = [
+    "DEFAULT_BATCH_FLUSH_TIMEOUT",
+    "DEFAULT_BATCH_MAX_SIZE",
+    "DEFAULT_BATCH_MIN_SIZE",
     "DEFAULT_DATA_DIR",
     "DEFAULT_PARTITION_INTERVAL",
     "DEFAULT_PREMAKE",
@@ -46,6 +49,9 @@ DEFAULT_RETRY_MAX_ELAPSED_TIME = Duration(0.0)
 # Each consumer holds one connection; two suit the 2-core default machine (PostgreSQL needs the other core).
 DEFAULT_NUM_CONSUMERS = 2
 DEFAULT_QUEUE_SIZE = 5000
+DEFAULT_BATCH_FLUSH_TIMEOUT = Duration(0.2)
+DEFAULT_BATCH_MIN_SIZE = 8192  # spans, points or log records per transaction (upstream's default min_size)
+DEFAULT_BATCH_MAX_SIZE = 20000
 DEFAULT_WRITE_PROCESSES = 0
 
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
@@ -108,7 +114,12 @@ def _default_retry() -> RetryConfig:
 
 
 def _default_queue() -> QueueConfig:
-    return QueueConfig(num_consumers=DEFAULT_NUM_CONSUMERS, queue_size=DEFAULT_QUEUE_SIZE)
+    # Batching on by default: a transaction's fixed costs (commit, one COPY per table, one rollup row per key and
+    # batch) are shared by up to max_size spans; under load the queue holds enough to fill batches at once.
+    batch = BatchConfig(
+        flush_timeout=DEFAULT_BATCH_FLUSH_TIMEOUT, min_size=DEFAULT_BATCH_MIN_SIZE, max_size=DEFAULT_BATCH_MAX_SIZE
+    )
+    return QueueConfig(num_consumers=DEFAULT_NUM_CONSUMERS, queue_size=DEFAULT_QUEUE_SIZE, batch=batch)
 
 
 @dataclass

@@ -10,16 +10,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-__all__ = ["GAMMA", "MIN_DURATION_MS", "bucket_index", "bucket_value", "build", "merge", "quantile"]
+__all__ = ["GAMMA", "LN_GAMMA", "MIN_DURATION_MS", "bucket_index", "bucket_value", "build", "merge", "quantile"]
 
 GAMMA = 1.02
 MIN_DURATION_MS = 0.001
-_LN_GAMMA = math.log(GAMMA)
+LN_GAMMA = math.log(GAMMA)
 
 
 def bucket_index(duration_ms: float) -> int:
     d = duration_ms if duration_ms > MIN_DURATION_MS else MIN_DURATION_MS  # also maps NaN to the floor
-    return math.ceil(math.log(d) / _LN_GAMMA)
+    return math.ceil(math.log(d) / LN_GAMMA)
 
 
 def bucket_value(index: int) -> float:
