@@ -17,6 +17,7 @@ from collector.component import ComponentID, CreateSettings, DataError, RefusedE
 from collector.exporters.exporterhelper import (
     BatchConfig,
     ExponentialBackoff,
+    PersistentQueue,
     QueueConfig,
     QueuedExporter,
     RetryConfig,
@@ -451,3 +452,62 @@ def test_batched_persistent_items_are_acknowledged_only_after_their_batch(tmp_pa
     assert asyncio.run(run(healthy, [])) == 2
     assert healthy.received == ["a", "b", "c"] and healthy.attempts == 1  # re-delivered from disk, as one batch
     assert asyncio.run(run(Sink(), [])) == 0  # acknowledged after the batch: nothing re-delivered twice
+
+
+def test_persistent_items_hold_bytes_and_reach_send_payloads_as_they_are(tmp_path: Path) -> None:
+    """A persistent queue keeps the serialized request (what it wrote to disk), not the decoded message, and hands
+    those bytes to an exporter that takes them (e.g. to pass to another process without re-encoding)."""
+    got: list[list[bytes]] = []
+    requests = [trace_request("a", "b"), trace_request("c")]
+
+    async def send(signal: Signal, request: Any) -> None:
+        raise AssertionError("send_payloads should have been used")
+
+    async def send_payloads(signal: Signal, payloads: Sequence[bytes]) -> None:
+        got.append(list(payloads))
+
+    async def run() -> None:
+        storage = FileStorageExtension(
+            CreateSettings(ComponentID("file_storage"), Signal.TRACES),
+            FileStorageConfig(directory=str(tmp_path)),
+        )
+        host = StaticHost({ComponentID("file_storage"): storage})
+        await storage.start(host)
+        exp = QueuedExporter(
+            CreateSettings(ComponentID("postgres"), Signal.TRACES),
+            queue=QueueConfig(num_consumers=1, storage="file_storage", batch=BatchConfig(min_size=3)),
+            retry=FAST_RETRY,
+            timeout=5.0,
+            send=send,
+            send_payloads=send_payloads,
+        )
+        await exp.start(host)
+        for request in requests:
+            await exp.consume(Signal.TRACES, request)
+        await wait_until(lambda: bool(got))
+        await exp.shutdown()
+        await storage.shutdown()
+
+    asyncio.run(run())
+    assert got == [[r.SerializeToString() for r in requests]]
+
+
+def test_persistent_queue_items_keep_no_decoded_request(tmp_path: Path) -> None:
+    async def run() -> None:
+        storage = FileStorageExtension(
+            CreateSettings(ComponentID("file_storage"), Signal.TRACES),
+            FileStorageConfig(directory=str(tmp_path)),
+        )
+        host = StaticHost({ComponentID("file_storage"): storage})
+        await storage.start(host)
+        store = await storage.client(ComponentID("postgres"), "traces")
+        queue = PersistentQueue(store, 10, "items", False)
+        await queue.start()
+        await queue.put(Signal.TRACES, trace_request("a", "b"))
+        item = await queue.get()
+        assert item.decoded is None and item.items == 2 and item.size == 2
+        assert span_names(item.request) == ["a", "b"]  # decoded on demand
+        await queue.close()
+        await storage.shutdown()
+
+    asyncio.run(run())

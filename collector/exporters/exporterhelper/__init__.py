@@ -24,7 +24,7 @@ from .config import (
     Sizer,
 )
 from .queue import MemoryQueue, PersistentQueue, QueueItem, SendingQueue, decode_payload, encode_payload
-from .queued_exporter import DEFAULT_SHUTDOWN_TIMEOUT, BatchSendFunc, QueuedExporter, SendFunc
+from .queued_exporter import DEFAULT_SHUTDOWN_TIMEOUT, BatchSendFunc, PayloadSendFunc, QueuedExporter, SendFunc
 
 __all__ = [
     "DEFAULT_BATCH_FLUSH_TIMEOUT",
@@ -42,6 +42,7 @@ __all__ = [
     "BatchSendFunc",
     "ExponentialBackoff",
     "MemoryQueue",
+    "PayloadSendFunc",
     "PersistentQueue",
     "QueueConfig",
     "QueueItem",

@@ -47,10 +47,25 @@ def decode_payload(payload: bytes) -> tuple[Signal, Request]:
 
 @dataclass
 class QueueItem:
+    """A queued request. Persistent items keep only their serialized form (``payload``, as written to disk): a few
+    times smaller in memory than the decoded message, and what a write process takes as it is."""
+
     signal: Signal
-    request: Request
-    size: int
+    size: int  # in the queue's sizer unit
+    items: int  # spans, metric points or log records
     record: StoredRecord | None = None  # set for items of a persistent queue
+    decoded: Request | None = None
+    payload: bytes | None = None  # the OTLP request's protobuf bytes
+
+    @property
+    def request(self) -> Request:
+        """The request (persistent items: decoded on every call, and not kept)."""
+        if self.decoded is not None:
+            return self.decoded
+        assert self.payload is not None
+        request = new_request(self.signal)
+        request.ParseFromString(self.payload)
+        return request
 
 
 def _sizer(kind: Sizer) -> Callable[[Signal, Request], int]:
@@ -135,7 +150,7 @@ class MemoryQueue(SendingQueue):
     async def put(self, signal: Signal, request: Request) -> None:
         size = self._size_of(signal, request)
         await self._reserve(size)
-        self._enqueue(QueueItem(signal, request, size), size)
+        self._enqueue(QueueItem(signal, size, item_count(signal, request), decoded=request), size)
 
 
 class PersistentQueue(SendingQueue):
@@ -163,7 +178,8 @@ class PersistentQueue(SendingQueue):
                 continue
             size = record.length if self._sizer_kind == "bytes" else self._size_of(signal, request)
             self._size += size
-            self._items.put_nowait(QueueItem(signal, request, size, record))
+            item = QueueItem(signal, size, item_count(signal, request), record, payload=payload[1:])
+            self._items.put_nowait(item)
             self.recovered += 1
         self.store._recovered = []
         if self.recovered:
@@ -182,7 +198,8 @@ class PersistentQueue(SendingQueue):
         except BaseException:
             self._reserved -= size
             raise
-        self._enqueue(QueueItem(signal, request, size, record), size)
+        item = QueueItem(signal, size, item_count(signal, request), record, payload=payload[1:])
+        self._enqueue(item, size)
 
     def ack(self, item: QueueItem) -> None:
         if item.record is not None:

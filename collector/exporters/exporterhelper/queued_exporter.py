@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from opentelemetry.metrics import CallbackOptions, Counter, Observation
 
@@ -33,11 +34,31 @@ from .backoff import ExponentialBackoff
 from .config import BatchConfig, QueueConfig, RetryConfig
 from .queue import MemoryQueue, PersistentQueue, QueueItem, SendingQueue
 
-__all__ = ["DEFAULT_SHUTDOWN_TIMEOUT", "BatchSendFunc", "QueuedExporter", "SendFunc"]
+__all__ = ["DEFAULT_SHUTDOWN_TIMEOUT", "BatchSendFunc", "PayloadSendFunc", "QueuedExporter", "SendFunc"]
 
 SendFunc = Callable[[Signal, Request], Awaitable[None]]
 # Sends several requests as one (``sending_queue::batch``), e.g. one database transaction for all of them.
 BatchSendFunc = Callable[[Signal, Sequence[Request]], Awaitable[None]]
+# Sends requests given as their protobuf bytes (what a persistent queue holds), e.g. to another process as they are.
+PayloadSendFunc = Callable[[Signal, Sequence[bytes]], Awaitable[None]]
+
+
+@dataclass
+class _Outgoing:
+    """What one send attempt delivers: decoded requests, or the persistent queue's bytes decoded only if needed."""
+
+    items: int
+    decoded: Sequence[Request] | None = None
+    queued: Sequence[QueueItem] = ()
+
+    @property
+    def payloads(self) -> list[bytes] | None:
+        payloads = [item.payload for item in self.queued]
+        return None if self.decoded is not None or None in payloads else payloads  # type: ignore[return-value]
+
+    def requests(self) -> Sequence[Request]:
+        return self.decoded if self.decoded is not None else [item.request for item in self.queued]
+
 
 # How long shutdown() keeps draining an in-memory queue before giving up on what is left.
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
@@ -57,6 +78,7 @@ class QueuedExporter(Exporter):
         timeout: float,
         send: SendFunc,
         send_batch: BatchSendFunc | None = None,
+        send_payloads: PayloadSendFunc | None = None,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     ) -> None:
         self.settings = settings
@@ -65,6 +87,7 @@ class QueuedExporter(Exporter):
         self.timeout = timeout
         self._send = send
         self._send_batch = send_batch
+        self._send_payloads = send_payloads
         self._shutdown_timeout = shutdown_timeout
         self._log = settings.logger
         self._queue: SendingQueue | None = None
@@ -191,7 +214,9 @@ class QueuedExporter(Exporter):
     async def consume(self, signal: Signal, request: Request) -> None:
         if not self.queue_config.enabled:
             # No queue: the caller waits for the send (with retries) and sees its failure.
-            await self._send_with_retry(signal, [request], raise_on_drop=True)
+            await self._send_with_retry(
+                signal, _Outgoing(item_count(signal, request), decoded=[request]), raise_on_drop=True
+            )
             return
         queue = self._queue
         if queue is None or self._stopping:
@@ -245,9 +270,12 @@ class QueuedExporter(Exporter):
         return None
 
     async def _deliver(self, queue: SendingQueue, items: list[QueueItem]) -> None:
-        requests = [item.request for item in items]
+        if all(item.decoded is not None for item in items):
+            outgoing = _Outgoing(sum(i.items for i in items), decoded=[i.decoded for i in items])  # type: ignore[misc]
+        else:
+            outgoing = _Outgoing(sum(i.items for i in items), queued=items)
         try:
-            await self._send_with_retry(items[0].signal, requests, raise_on_drop=False)
+            await self._send_with_retry(items[0].signal, outgoing, raise_on_drop=False)
         except asyncio.CancelledError:
             raise  # not acknowledged: persistent items stay on disk
         except Exception:  # pragma: no cover - _send_with_retry handles everything; never kill a consumer
@@ -255,7 +283,12 @@ class QueuedExporter(Exporter):
         for item in items:
             queue.ack(item)
 
-    async def _send_requests(self, signal: Signal, requests: Sequence[Request]) -> None:
+    async def _send_requests(self, signal: Signal, outgoing: _Outgoing) -> None:
+        payloads = outgoing.payloads if self._send_payloads is not None else None
+        if payloads is not None and self._send_payloads is not None:
+            await self._send_payloads(signal, payloads)
+            return
+        requests = outgoing.requests()
         if len(requests) == 1:
             await self._send(signal, requests[0])
         elif self._send_batch is not None:
@@ -266,7 +299,7 @@ class QueuedExporter(Exporter):
                 merged.MergeFrom(request)
             await self._send(signal, merged)
 
-    async def _send_with_retry(self, signal: Signal, requests: Sequence[Request], *, raise_on_drop: bool) -> None:
+    async def _send_with_retry(self, signal: Signal, outgoing: _Outgoing, *, raise_on_drop: bool) -> None:
         backoff = ExponentialBackoff(self.retry_config)
         attempt = 0
         while True:
@@ -275,13 +308,13 @@ class QueuedExporter(Exporter):
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that races with
                 # the send finishing, which would keep a consumer retrying after shutdown.
                 async with asyncio.timeout(self.timeout if self.timeout > 0 else None):
-                    await self._send_requests(signal, requests)
+                    await self._send_requests(signal, outgoing)
             except asyncio.CancelledError:
                 raise
             except DataError as exc:
                 # The peer will never take this data: drop it, count it, say why.
                 self._consecutive_failures = 0
-                self._record_drop(signal, requests, f"rejected as invalid: {exc}")
+                self._record_drop(signal, outgoing.items, f"rejected as invalid: {exc}")
                 if raise_on_drop:
                     raise
                 return
@@ -299,7 +332,7 @@ class QueuedExporter(Exporter):
                 delay = backoff.next_delay(getattr(exc, "retry_after", None)) if self.retry_config.enabled else None
                 if delay is None:
                     why = "retries exhausted" if self.retry_config.enabled else "retry_on_failure disabled"
-                    self._record_drop(signal, requests, f"{why} after {attempt} attempts; last error: {reason}")
+                    self._record_drop(signal, outgoing.items, f"{why} after {attempt} attempts; last error: {reason}")
                     if raise_on_drop:
                         raise
                     return
@@ -308,17 +341,16 @@ class QueuedExporter(Exporter):
                 continue
             self._consecutive_failures = 0
             self.last_error = None
-            self._sent[signal].add(sum(item_count(signal, r) for r in requests), self._attrs)
+            self._sent[signal].add(outgoing.items, self._attrs)
             return
 
-    def _record_drop(self, signal: Signal, requests: Sequence[Request], reason: str) -> None:
-        n = sum(item_count(signal, r) for r in requests)
+    def _record_drop(self, signal: Signal, n: int, reason: str) -> None:
         self._send_failed[signal].add(n, self._attrs)
         self._log.error("exporter %s: dropping %d %s: %s", self.settings.id, n, signal.item_name, reason)
 
 
 _BATCH_SIZERS: dict[str, Callable[[QueueItem], int]] = {
-    "items": lambda item: item_count(item.signal, item.request),
+    "items": lambda item: item.items,
     "requests": lambda _item: 1,
-    "bytes": lambda item: item.request.ByteSize(),
+    "bytes": lambda item: len(item.payload) if item.payload is not None else item.request.ByteSize(),
 }

@@ -21,6 +21,7 @@ import psycopg
 
 from collector.component import CreateSettings, Exporter, Host, Request, RetryableError, Signal
 from collector.exporters.exporterhelper import QueuedExporter
+from processors.pipeline import new_request
 
 from . import _worker
 from .config import PostgresExporterConfig, parse_span
@@ -58,6 +59,7 @@ class PostgresExporter(Exporter):
             timeout=config.timeout,
             send=self._send,
             send_batch=self._send_batch,
+            send_payloads=self._send_payloads,
         )
         attrs = {"exporter": str(settings.id)}
         self._attrs = attrs
@@ -157,8 +159,21 @@ class PostgresExporter(Exporter):
     async def _send(self, signal: Signal, request: Request) -> None:
         await self._send_batch(signal, (request,))
 
-    async def _send_batch(self, signal: Signal, requests: Sequence[Request]) -> None:
-        """One transaction for all of ``requests`` (a ``sending_queue::batch`` or a single request)."""
+    async def _send_payloads(self, signal: Signal, payloads: Sequence[bytes]) -> None:
+        """Requests as the persistent queue holds them: write processes take the bytes as they are."""
+        if self._processes is not None:
+            await self._send_batch(signal, (), payloads)
+            return
+        requests = []
+        for payload in payloads:
+            request = new_request(signal)
+            request.ParseFromString(payload)
+            requests.append(request)
+        await self._send_batch(signal, requests)
+
+    async def _send_batch(self, signal: Signal, requests: Sequence[Request], payloads: Sequence[bytes] = ()) -> None:
+        """One transaction for all of ``requests`` (a ``sending_queue::batch`` or a single request), or of
+        ``payloads``, their protobuf bytes, for the write processes."""
         pool = self._pool
         if pool is None:
             raise RetryableError("postgres exporter not started")
@@ -168,7 +183,7 @@ class PostgresExporter(Exporter):
             except psycopg.OperationalError as exc:
                 raise RetryableError(f"postgres: cannot migrate: {exc}") from exc
         if self._processes is not None:
-            result = await self._send_to_process(signal, requests)
+            result = await self._send_to_process(signal, payloads or [r.SerializeToString() for r in requests])
         else:
             writer = await pool.get()
             future = asyncio.get_running_loop().run_in_executor(self._executor, writer.write_batch, signal, requests)
@@ -178,9 +193,8 @@ class PostgresExporter(Exporter):
             result = await asyncio.shield(future)
         self._count(signal, result)
 
-    async def _send_to_process(self, signal: Signal, requests: Sequence[Request]) -> WriteResult:
+    async def _send_to_process(self, signal: Signal, payloads: Sequence[bytes]) -> WriteResult:
         assert self._processes is not None
-        payloads = [request.SerializeToString() for request in requests]
         try:
             future = asyncio.get_running_loop().run_in_executor(self._processes, _worker.write, signal.value, payloads)
             result: WriteResult = await asyncio.shield(future)
