@@ -64,11 +64,13 @@ def _canon(records: list[traces.SpanRecord]) -> list[Any]:
 def _both_ways(request: ExportTraceServiceRequest, monkeypatch: pytest.MonkeyPatch) -> list[traces.SpanRecord]:
     fast = traces.span_records(request)
     again = traces.span_records(request)  # now from the cache
+    wired = traces.span_records(request, request.SerializeToString())  # the bytes a write process receives
     with monkeypatch.context() as m:
-        m.setattr(traces, "_shadow", lambda request: None)
+        m.setattr(traces, "_shadow", lambda request, wire: None)
         slow = traces.span_records(request)
     assert _canon(fast) == _canon(slow)
     assert _canon(again) == _canon(slow)
+    assert _canon(wired) == _canon(slow)
     return fast
 
 

@@ -34,4 +34,4 @@ def write(signal: str, payloads: list[bytes]) -> WriteResult:
         request = new_request(kind)
         request.ParseFromString(payload)
         requests.append(request)
-    return _writer.write_batch(kind, requests)
+    return _writer.write_batch(kind, requests, payloads)

@@ -233,9 +233,9 @@ def _shadow_request_class() -> Any:
 _ShadowRequest = _shadow_request_class()
 
 
-def _shadow(request: ExportTraceServiceRequest) -> Any:
+def _shadow(request: ExportTraceServiceRequest, wire: bytes | None) -> Any:
     try:
-        return _ShadowRequest.FromString(request.SerializeToString())
+        return _ShadowRequest.FromString(request.SerializeToString() if wire is None else wire)
     except Exception:  # cannot happen for a request protobuf itself decoded; the protobuf pass still works
         return None
 
@@ -344,11 +344,13 @@ def _status_entry(data: bytes) -> tuple[int, str | None]:
     return entry
 
 
-def span_records(request: ExportTraceServiceRequest) -> list[SpanRecord]:
+def span_records(request: ExportTraceServiceRequest, wire: bytes | None = None) -> list[SpanRecord]:
+    """One record per span of ``request``; ``wire``: the bytes ``request`` was parsed from, if at hand (saves
+    serializing it again to read attributes as bytes)."""
     records: list[SpanRecord] = []
     append = records.append
     now_ns = time.time_ns()
-    shadow = _shadow(request)
+    shadow = _shadow(request, wire)
     # The shadow has the same resource_spans/scope_spans/spans, element for element (serializing writes every element
     # of a repeated message field, even an empty one).
     shadow_resources = shadow.resource_spans if shadow is not None else None

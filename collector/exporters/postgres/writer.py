@@ -246,19 +246,21 @@ class PostgresWriter:
         slow."""
         return self.write_batch(signal, (request,))
 
-    def write_batch(self, signal: Signal, requests: Sequence[Request]) -> WriteResult:
-        """Write ``requests`` (of one signal) in one transaction: one COPY per table for all of them. Raises
-        RetryableError when PostgreSQL is unavailable or slow."""
+    def write_batch(
+        self, signal: Signal, requests: Sequence[Request], wires: Sequence[bytes] | None = None
+    ) -> WriteResult:
+        """Write ``requests`` (of one signal) in one transaction: one COPY per table for all of them; ``wires``: the
+        bytes they were parsed from, if at hand. Raises RetryableError when PostgreSQL is unavailable or slow."""
         with _gc_paused():
-            return self._write_batch(signal, requests)
+            return self._write_batch(signal, requests, wires)
 
-    def _write_batch(self, signal: Signal, requests: Sequence[Request]) -> WriteResult:
+    def _write_batch(self, signal: Signal, requests: Sequence[Request], wires: Sequence[bytes] | None) -> WriteResult:
         try:
             conn = self._connection()
             self._premake(conn)
             if signal is Signal.TRACES:
                 started = time.perf_counter()
-                result = self._write_traces(conn, requests)
+                result = self._write_traces(conn, requests, wires)
                 if _LOGGER.isEnabledFor(logging.DEBUG):
                     _LOGGER.debug(
                         "postgres: %d spans (%d new) in %.1f ms",
@@ -312,8 +314,15 @@ class PostgresWriter:
             for row in rows:
                 write_row(row)
 
-    def _write_traces(self, conn: psycopg.Connection[Any], requests: Sequence[Request]) -> WriteResult:
-        records = [r for request in requests for r in _traces.span_records(request)]
+    def _write_traces(
+        self, conn: psycopg.Connection[Any], requests: Sequence[Request], wires: Sequence[bytes] | None
+    ) -> WriteResult:
+        if wires is None:
+            records = [r for request in requests for r in _traces.span_records(request)]
+        else:
+            records = [
+                r for request, wire in zip(requests, wires, strict=True) for r in _traces.span_records(request, wire)
+            ]
         result = WriteResult(items=len(records))
         failed = [r for r in records if r.failure is not None]
         if failed:
