@@ -7,7 +7,7 @@ Ceiling: the same spans, already turned into rows, binary-COPYed straight into a
 indexes) in another schema of the same database, in the same run. Prints the ratio, the collector's peak RSS and
 bytes on disk per span. Targets: >= 50 % of the raw COPY rate, >= 50,000 spans/s on 2 cores.
 
-    python benchmarks/sink_throughput.py [--spans 200000] [--batch 2000] [--clients 2] [--consumers 4]
+    python benchmarks/sink_throughput.py [--spans 400000] [--batch 2000] [--clients 2] [--consumers 4]
         [--write-processes 4] [--batch-min-size N] [--dsn postgresql://...]
 
 Without --dsn an embedded PostgreSQL (pgserver) is started in a temp dir and removed afterwards.
@@ -467,7 +467,7 @@ def _dir_bytes(path: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--spans", type=int, default=200_000)
+    parser.add_argument("--spans", type=int, default=400_000)
     parser.add_argument("--batch", type=int, default=2000, help="spans per OTLP request")
     parser.add_argument("--clients", type=int, default=2, help="OTLP gRPC client processes")
     parser.add_argument("--consumers", type=int, default=4, help="sending_queue.num_consumers (connections)")
