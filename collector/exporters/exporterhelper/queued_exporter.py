@@ -53,8 +53,11 @@ class _Outgoing:
 
     @property
     def payloads(self) -> list[bytes] | None:
-        payloads = [item.payload for item in self.queued]
-        return None if self.decoded is not None or None in payloads else payloads  # type: ignore[return-value]
+        """The queued bytes of every request, if they all have them."""
+        if self.decoded is not None:
+            return None
+        payloads = [item.payload for item in self.queued if item.payload is not None]
+        return payloads if len(payloads) == len(self.queued) else None
 
     def requests(self) -> Sequence[Request]:
         return self.decoded if self.decoded is not None else [item.request for item in self.queued]
@@ -270,10 +273,9 @@ class QueuedExporter(Exporter):
         return None
 
     async def _deliver(self, queue: SendingQueue, items: list[QueueItem]) -> None:
-        if all(item.decoded is not None for item in items):
-            outgoing = _Outgoing(sum(i.items for i in items), decoded=[i.decoded for i in items])  # type: ignore[misc]
-        else:
-            outgoing = _Outgoing(sum(i.items for i in items), queued=items)
+        count = sum(item.items for item in items)
+        decoded = [item.decoded for item in items if item.decoded is not None]
+        outgoing = _Outgoing(count, decoded=decoded) if len(decoded) == len(items) else _Outgoing(count, queued=items)
         try:
             await self._send_with_retry(items[0].signal, outgoing, raise_on_drop=False)
         except asyncio.CancelledError:
@@ -284,10 +286,11 @@ class QueuedExporter(Exporter):
             queue.ack(item)
 
     async def _send_requests(self, signal: Signal, outgoing: _Outgoing) -> None:
-        payloads = outgoing.payloads if self._send_payloads is not None else None
-        if payloads is not None and self._send_payloads is not None:
-            await self._send_payloads(signal, payloads)
-            return
+        if self._send_payloads is not None:
+            payloads = outgoing.payloads
+            if payloads is not None:
+                await self._send_payloads(signal, payloads)
+                return
         requests = outgoing.requests()
         if len(requests) == 1:
             await self._send(signal, requests[0])

@@ -7,8 +7,9 @@ collector runs gRPC threads) let it use the other cores. Each worker holds one P
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
-from processors.pipeline import Signal, new_request
+from processors.pipeline import Signal
 
 from .writer import PostgresWriter, WriteResult, WriterSettings
 
@@ -25,13 +26,7 @@ def ping() -> bool:
     return _writer is not None
 
 
-def write(signal: str, payloads: list[bytes]) -> WriteResult:
+def write(signal: str, payloads: Sequence[bytes]) -> WriteResult:
     """Write serialized requests of one signal in one transaction."""
     assert _writer is not None, "worker not initialised"
-    kind = Signal(signal)
-    requests = []
-    for payload in payloads:
-        request = new_request(kind)
-        request.ParseFromString(payload)
-        requests.append(request)
-    return _writer.write_batch(kind, requests, payloads)
+    return _writer.write_payloads(Signal(signal), payloads)

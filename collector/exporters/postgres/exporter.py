@@ -21,7 +21,6 @@ import psycopg
 
 from collector.component import CreateSettings, Exporter, Host, Request, RetryableError, Signal
 from collector.exporters.exporterhelper import QueuedExporter
-from processors.pipeline import new_request
 
 from . import _worker
 from .config import PostgresExporterConfig, parse_span
@@ -157,23 +156,19 @@ class PostgresExporter(Exporter):
         return self._queued.queue_capacity
 
     async def _send(self, signal: Signal, request: Request) -> None:
-        await self._send_batch(signal, (request,))
+        await self._write(signal, requests=(request,))
+
+    async def _send_batch(self, signal: Signal, requests: Sequence[Request]) -> None:
+        await self._write(signal, requests=requests)
 
     async def _send_payloads(self, signal: Signal, payloads: Sequence[bytes]) -> None:
-        """Requests as the persistent queue holds them: write processes take the bytes as they are."""
-        if self._processes is not None:
-            await self._send_batch(signal, (), payloads)
-            return
-        requests = []
-        for payload in payloads:
-            request = new_request(signal)
-            request.ParseFromString(payload)
-            requests.append(request)
-        await self._send_batch(signal, requests)
+        await self._write(signal, payloads=payloads)
 
-    async def _send_batch(self, signal: Signal, requests: Sequence[Request], payloads: Sequence[bytes] = ()) -> None:
-        """One transaction for all of ``requests`` (a ``sending_queue::batch`` or a single request), or of
-        ``payloads``, their protobuf bytes, for the write processes."""
+    async def _write(
+        self, signal: Signal, *, requests: Sequence[Request] = (), payloads: Sequence[bytes] | None = None
+    ) -> None:
+        """One transaction for a batch of requests, decoded or as their protobuf bytes (what the persistent queue
+        holds: write processes take them as they are; a writer thread parses them, off the event loop)."""
         pool = self._pool
         if pool is None:
             raise RetryableError("postgres exporter not started")
@@ -183,10 +178,16 @@ class PostgresExporter(Exporter):
             except psycopg.OperationalError as exc:
                 raise RetryableError(f"postgres: cannot migrate: {exc}") from exc
         if self._processes is not None:
-            result = await self._send_to_process(signal, payloads or [r.SerializeToString() for r in requests])
+            if payloads is None:
+                payloads = [request.SerializeToString() for request in requests]
+            result = await self._send_to_process(signal, payloads)
         else:
             writer = await pool.get()
-            future = asyncio.get_running_loop().run_in_executor(self._executor, writer.write_batch, signal, requests)
+            loop = asyncio.get_running_loop()
+            if payloads is not None:
+                future = loop.run_in_executor(self._executor, writer.write_payloads, signal, payloads)
+            else:
+                future = loop.run_in_executor(self._executor, writer.write_batch, signal, requests)
             # The writer goes back to the pool only when its thread is done, even if this send is cancelled by
             # the timeout (a write that still commits is harmless: redelivery is idempotent).
             future.add_done_callback(lambda _f: pool.put_nowait(writer))

@@ -328,8 +328,9 @@ def _kv_entry(kv: bytes) -> _Entry | None:
 def _joined(attrs: dict[str, Any], entries: dict[str, _Entry]) -> str | None:
     """``to_json(attrs)`` from the entries' JSON members (the C encoder writes a dict as its members joined by
     commas), or None when one has none (non-finite number, NUL, uncached double)."""
+    members = [entries[key][4] for key in attrs]
     try:
-        return "{" + ",".join([entries[key][4] for key in attrs]) + "}"
+        return "{" + ",".join(members) + "}"  # type: ignore[arg-type]  # a None member raises TypeError
     except TypeError:
         return None
 

@@ -28,7 +28,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg.types.string import BytesBinaryDumper
 
-from processors.pipeline import Request, RetryableError, Signal
+from processors.pipeline import Request, RetryableError, Signal, new_request
 
 from . import logs as _logs
 from . import metrics as _metrics
@@ -245,6 +245,16 @@ class PostgresWriter:
         """Write ``request`` in one transaction. Raises RetryableError when PostgreSQL is unavailable or
         slow."""
         return self.write_batch(signal, (request,))
+
+    def write_payloads(self, signal: Signal, payloads: Sequence[bytes]) -> WriteResult:
+        """``write_batch`` for requests given as their protobuf bytes (as a persistent queue holds them): parsed
+        here, in the writer's thread or process."""
+        requests = []
+        for payload in payloads:
+            request = new_request(signal)
+            request.ParseFromString(payload)
+            requests.append(request)
+        return self.write_batch(signal, requests, payloads)
 
     def write_batch(
         self, signal: Signal, requests: Sequence[Request], wires: Sequence[bytes] | None = None
