@@ -18,7 +18,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from collector.exporters.postgres import schema
 
@@ -26,6 +25,7 @@ TEST_DSN_ENV = "OTEL_METRICS_TEST_PG_DSN"
 # --import-mode=importlib puts no test folder on sys.path; the helpers module next to this file is imported
 # by name.
 sys.path.insert(0, str(Path(__file__).parent))
+from sink_pg import schema_dsn  # noqa: E402  (a module of its own: tests/analytics has a conftest too)
 
 
 @pytest.fixture(scope="session")
@@ -58,16 +58,6 @@ def private_tmp_dir() -> Iterator[Path]:
 def sink_tmp_path() -> Iterator[Path]:
     with private_tmp_dir() as path:
         yield path
-
-
-def schema_dsn(server_dsn: str, schema_name: str) -> str:
-    """``server_dsn`` with ``search_path`` set; a postgresql:// URL stays one (configs need URLs)."""
-    if server_dsn.startswith(("postgresql://", "postgres://")):
-        from urllib.parse import quote
-
-        sep = "&" if "?" in server_dsn else "?"
-        return f"{server_dsn}{sep}options={quote(f'-c search_path={schema_name}')}"
-    return make_conninfo(server_dsn, options=f"-c search_path={schema_name}")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from collector.exporters.postgres import database, schema
 def test_db_migrate_status_retention_by_dsn(pg_server_dsn: str) -> None:
     import uuid
 
-    from conftest import schema_dsn
+    from sink_pg import schema_dsn
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server_dsn, autocommit=True) as conn:

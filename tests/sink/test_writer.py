@@ -284,7 +284,7 @@ def test_concurrent_writers_produce_exact_rollups(pg_dsn: str, pg_conn: psycopg.
 def test_concurrent_migrations_apply_each_version_once(pg_server_dsn: str) -> None:
     import uuid
 
-    from conftest import schema_dsn
+    from sink_pg import schema_dsn
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
