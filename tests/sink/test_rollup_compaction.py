@@ -4,7 +4,9 @@ percentile, and never loses or doubles a row written while it runs."""
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -112,3 +114,55 @@ def test_a_second_compaction_at_once_skips_its_turn(pg_dsn: str, pg_conn: psycop
         holder.execute("SELECT pg_advisory_xact_lock(%s)", (0x6F74656C_0021,))
         assert compact_rollups(pg_conn, _EPOCH) is None
     assert compact_rollups(pg_conn, _EPOCH) is not None
+
+
+def test_upgrade_from_upserted_rollups_keeps_every_row(pg_server_dsn: str, sink_tmp_path: Path) -> None:
+    """A database written before migrations 0021-0022 (unique merged rollup rows, locale-collated text) upgrades in
+    place: nothing is lost, and new batches append and compact alongside the old rows."""
+    from sink_pg import schema_dsn
+
+    from collector.exporters.postgres import schema
+
+    old = sink_tmp_path / "migrations"
+    old.mkdir()
+    for migration in schema.available():
+        if migration.version <= 20:
+            (old / f"{migration.version:04d}_{migration.name}.sql").write_text(migration.sql, encoding="utf-8")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    dsn = schema_dsn(pg_server_dsn, name)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            schema.migrate(conn, old)
+            bucket = datetime.now(UTC).replace(second=0, microsecond=0)
+            for table, start in (("span_rollups_1m", bucket), ("span_rollups_1h", bucket.replace(minute=0))):
+                conn.execute(
+                    f"INSERT INTO {table} (bucket_start, service_name, operation, status_code, tenant_id, model,"
+                    " count, errors, duration_sum_ms, duration_min_ms, duration_max_ms, input_tokens, output_tokens,"
+                    " cost_usd, quality_sum, quality_count, latency_hist)"
+                    " VALUES (%s, 'svc0', 'op0', 1, 't0', 'm1', 7, 0, 70, 5, 20, 0, 0, 0, 0, 0, '{\"150\": 7}')",
+                    (start,),
+                )
+            before = {t: totals(conn, t) for t in ROLLUP_TABLES}
+            applied = [m.version for m in schema.migrate(conn)]
+            assert applied == [m.version for m in schema.available() if m.version > 20]
+            assert {t: totals(conn, t) for t in ROLLUP_TABLES} == before
+            writer = PostgresWriter(dsn)
+            # keys (svc0, op0, 1, t0, m1) among them, in the same minute as the old rows
+            writer.write(Signal.TRACES, synthetic_request(60, seed=7, start_ns=int(bucket.timestamp() * 1e9)))
+            writer.close()
+            compact_rollups(conn, _EPOCH)
+            spans = conn.execute("SELECT count(*) FROM spans").fetchone()
+            assert spans == (60,)
+            for table in ROLLUP_TABLES:
+                assert conn.execute(f"SELECT sum(count) FROM {table}").fetchone() == (60 + 7,)
+                assert rows_per_key(conn, table) == 1
+            merged = conn.execute(
+                "SELECT count(*) FROM span_rollups_1h WHERE operation = 'op0' AND status_code = 1 AND tenant_id = 't0'"
+                " AND latency_hist ? '150'"
+            ).fetchone()
+            assert merged == (1,)  # the pre-upgrade row was merged with the new batch's partial row for its key
+    finally:
+        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
