@@ -38,6 +38,7 @@ __all__ = [
     "Signal",
     "item_count",
     "new_request",
+    "parse_request",
 ]
 
 Request: TypeAlias = ExportTraceServiceRequest | ExportMetricsServiceRequest | ExportLogsServiceRequest
@@ -67,6 +68,12 @@ _REQUEST_TYPES: dict[Signal, type[Request]] = {
 
 def new_request(signal: Signal) -> Request:
     return _REQUEST_TYPES[signal]()
+
+
+def parse_request(signal: Signal, data: bytes) -> Request:
+    """The ``signal``'s export request decoded from its protobuf bytes (raises protobuf's DecodeError)."""
+    request: Request = _REQUEST_TYPES[signal].FromString(data)
+    return request
 
 
 def item_count(signal: Signal, request: Request) -> int:

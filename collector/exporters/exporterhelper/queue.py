@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 
 from collector.extensions.file_storage import SegmentQueue, StoredRecord
-from processors.pipeline import RefusedError, Request, Signal, item_count, new_request
+from processors.pipeline import RefusedError, Request, Signal, item_count, parse_request
 
 from .config import Sizer
 
@@ -32,7 +32,10 @@ _REFUSE_RETRY_AFTER = 1.0
 
 
 def encode_payload(signal: Signal, request: Request) -> bytes:
-    body: bytes = request.SerializeToString()
+    return _framed(signal, request.SerializeToString())
+
+
+def _framed(signal: Signal, body: bytes) -> bytes:
     return bytes((_SIGNAL_CODES[signal],)) + body
 
 
@@ -40,9 +43,7 @@ def decode_payload(payload: bytes) -> tuple[Signal, Request]:
     if not payload or payload[0] not in _CODE_SIGNALS:
         raise ValueError(f"unknown signal code {payload[:1]!r}")
     signal = _CODE_SIGNALS[payload[0]]
-    request = new_request(signal)
-    request.ParseFromString(payload[1:])
-    return signal, request
+    return signal, parse_request(signal, payload[1:])
 
 
 @dataclass
@@ -63,9 +64,7 @@ class QueueItem:
         if self.decoded is not None:
             return self.decoded
         assert self.payload is not None
-        request = new_request(self.signal)
-        request.ParseFromString(self.payload)
-        return request
+        return parse_request(self.signal, self.payload)
 
 
 def _sizer(kind: Sizer) -> Callable[[Signal, Request], int]:
@@ -190,7 +189,8 @@ class PersistentQueue(SendingQueue):
             )
 
     async def put(self, signal: Signal, request: Request) -> None:
-        payload = encode_payload(signal, request)
+        body: bytes = request.SerializeToString()
+        payload = _framed(signal, body)
         size = len(payload) if self._sizer_kind == "bytes" else self._size_of(signal, request)
         await self._reserve(size)
         try:
@@ -198,7 +198,7 @@ class PersistentQueue(SendingQueue):
         except BaseException:
             self._reserved -= size
             raise
-        item = QueueItem(signal, size, item_count(signal, request), record, payload=payload[1:])
+        item = QueueItem(signal, size, item_count(signal, request), record, payload=body)
         self._enqueue(item, size)
 
     def ack(self, item: QueueItem) -> None:

@@ -28,7 +28,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg.types.string import BytesBinaryDumper
 
-from processors.pipeline import Request, RetryableError, Signal, new_request
+from processors.pipeline import Request, RetryableError, Signal, parse_request
 
 from . import logs as _logs
 from . import metrics as _metrics
@@ -249,11 +249,7 @@ class PostgresWriter:
     def write_payloads(self, signal: Signal, payloads: Sequence[bytes]) -> WriteResult:
         """``write_batch`` for requests given as their protobuf bytes (as a persistent queue holds them): parsed
         here, in the writer's thread or process."""
-        requests = []
-        for payload in payloads:
-            request = new_request(signal)
-            request.ParseFromString(payload)
-            requests.append(request)
+        requests = [parse_request(signal, payload) for payload in payloads]
         return self.write_batch(signal, requests, payloads)
 
     def write_batch(
