@@ -568,7 +568,7 @@ def main() -> None:
         total_us = per_span["collector"] + per_span["postgres"] + per_span["clients"]
         cores = os.cpu_count() or 1
         print(
-            f"CPU per span: collector {per_span['collector']:.0f} us, postgres {per_span['postgres']:.0f} us,"
+            f"CPU per span: collector {per_span['collector']:.1f} us, postgres {per_span['postgres']:.1f} us,"
             f" clients {per_span['clients']:.0f} us -> {cores} cores busy all the time would give"
             f" ~{cores * 1e6 / max(total_us, 1):,.0f} spans/s"
         )

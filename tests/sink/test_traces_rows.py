@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import math
 import random
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
@@ -150,7 +152,7 @@ def test_numeric_hot_columns_and_nan_cost(monkeypatch: pytest.MonkeyPatch) -> No
     assert "non-finite numbers stored as strings in span attributes" in record.repairs
 
     (record,) = _both_ways(_request(("cost.usd", AnyValue(double_value=0.0012))), monkeypatch)
-    assert _row(record)["cost_usd"] == Decimal("0.0012") and str(_row(record)["cost_usd"]) == "0.0012"
+    assert _row(record)["cost_usd"] == 12_000_000  # units of 1e-10 USD: 0.0012 exactly
 
 
 def test_nul_characters_in_hot_text_keys_and_values(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -265,3 +267,23 @@ def test_random_hostile_spans_match_the_protobuf_pass(monkeypatch: pytest.Monkey
             span.attributes.append(KeyValue(key=rnd.choice(_HOT_KEYS), value=_random_value(rnd)))
         (record,) = _both_ways(request, monkeypatch)
         assert record.failure is None
+
+
+def _numeric_20_10(usd: float) -> int:
+    """What PostgreSQL stores in numeric(20, 10) for the decimal the client wrote, in 1e-10 USD."""
+    return int(Decimal(repr(usd)).scaleb(10).to_integral_value(ROUND_HALF_UP))
+
+
+@given(st.floats(min_value=-1e10, max_value=1e10, allow_nan=False, exclude_min=True, exclude_max=True))
+def test_cost_units_are_the_decimal_the_client_wrote(usd: float) -> None:
+    assert traces.cost_units(usd) == _numeric_20_10(usd)
+
+
+@pytest.mark.parametrize(
+    "usd",
+    [5e-11, -5e-11, 1.5e-10, 2.5e-10, 1.23456789015, 0.30000000005, 12345678.9, 999.99999999995, 1e-4, 0.1 + 0.2],
+)
+def test_cost_units_ties_and_large_values(usd: float) -> None:
+    # Ties at the 11th decimal round away from zero (as PostgreSQL does); above 1,000 USD the double product is
+    # not exact enough and the Decimal path answers.
+    assert traces.cost_units(usd) == _numeric_20_10(usd)

@@ -8,6 +8,7 @@ import math
 import random
 import threading
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import psycopg
@@ -81,6 +82,25 @@ def test_redelivery_inserts_nothing_twice(pg_dsn: str, pg_conn: psycopg.Connecti
     assert tokens is not None and tokens[0] == 2000
     again = pg_conn.execute("SELECT sum(input_tokens), sum(cost_usd) FROM span_rollups_1m").fetchone()
     assert again is not None and again[0] == 3000
+
+
+def test_cost_is_stored_as_the_decimal_the_client_wrote(pg_dsn: str, pg_conn: psycopg.Connection) -> None:
+    costs = [0.0012, 1.5e-05, 5e-11, -0.25, 12345678.9, 9999999999.999, 0.1 + 0.2, 1.23456789015]
+    request = synthetic_request(len(costs))
+    spans = request.resource_spans[0].scope_spans[0].spans
+    for span, cost in zip(spans, costs, strict=True):
+        for kv in span.attributes:
+            if kv.key == "cost.usd":
+                kv.value.double_value = cost
+    assert PostgresWriter(pg_dsn).write(Signal.TRACES, request).inserted == len(costs)
+    stored = dict(pg_conn.execute("SELECT span_id, cost_usd FROM spans").fetchall())
+    expected = {
+        span.span_id: Decimal(repr(cost)).quantize(Decimal("1e-10"), ROUND_HALF_UP)
+        for span, cost in zip(spans, costs, strict=True)
+    }
+    assert stored == expected
+    (rolled_up,) = pg_conn.execute("SELECT sum(cost_usd) FROM span_rollups_1m").fetchone() or (None,)
+    assert rolled_up == sum(expected.values())
 
 
 def test_metric_and_log_redelivery(pg_dsn: str, pg_conn: psycopg.Connection) -> None:

@@ -67,7 +67,7 @@ def test_numeric_hot_columns_lossless_or_kept() -> None:
     )
     assert row["input_tokens"] == 120
     assert row["output_tokens"] == 40
-    assert str(row["cost_usd"]) == "0.0012"
+    assert row["cost_usd"] == 12_000_000  # 1e-10 USD units: exactly 0.0012
     assert row["quality_score"] is None
     assert json.loads(str(row["attributes"])) == {"gen_ai.usage.output_tokens": "40", "quality.score": "NaN"}
     assert any("quality.score" in r for r in record.repairs)

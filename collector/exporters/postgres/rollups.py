@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -187,7 +186,7 @@ def aggregate(rows: Sequence[tuple[Any, ...]], dimensions: Sequence[str]) -> tup
             max(durations),
             sum([r[_INPUT] for r in group if r[_INPUT] is not None]),
             sum([r[_OUTPUT] for r in group if r[_OUTPUT] is not None]),
-            sum([r[_COST] for r in group if r[_COST] is not None], Decimal(0)),
+            sum([r[_COST] for r in group if r[_COST] is not None]),
             sum(qualities, 0.0),
             len(qualities),
             dict(buckets),

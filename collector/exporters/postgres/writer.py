@@ -40,6 +40,7 @@ __all__ = ["PostgresWriter", "WriteResult", "WriterSettings"]
 _LOGGER = logging.getLogger("otel_metrics.collector.postgres")
 _PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01 in µs since the Unix epoch
 _pack_q = struct.Struct("!q").pack
+_pack_numeric6 = struct.Struct("!hhHh6H").pack
 
 DEFAULT_PARTITION_INTERVAL = 86_400.0
 DEFAULT_PREMAKE = 3
@@ -72,10 +73,43 @@ class _JsonbTextDumper(Dumper):
         return b"\x01" + str(obj).encode()
 
 
+class _CostUnitsDumper(Dumper):
+    """numeric from an int count of 1e-10 USD: the only numeric columns COPYed (``cost_usd`` of spans and rollups)
+    carry ``traces.cost_units``. Six base-10000 digits, weight 2 and scale 10 cover every value below 1e12 USD;
+    PostgreSQL strips the leading and trailing zero digits."""
+
+    format = Format.BINARY
+    oid = psycopg.postgres.types["numeric"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        m = obj * 100 if obj >= 0 else -obj * 100  # 12 fractional decimal digits: three base-10000 digits
+        if m >= 10**24:
+            return self._large(obj)
+        return _pack_numeric6(
+            6, 2, 0 if obj >= 0 else 0x4000, 10,
+            m // 10**20, m // 10**16 % 10000, m // 10**12 % 10000, m // 10**8 % 10000, m // 10**4 % 10000, m % 10000,
+        )  # fmt: skip
+
+    @staticmethod
+    def _large(obj: int) -> bytes:
+        m = abs(obj) * 100
+        digits: list[int] = []
+        while m:
+            m, digit = divmod(m, 10000)
+            digits.append(digit)
+        digits.reverse()
+        head = struct.pack("!hhHh", len(digits), len(digits) - 4, 0 if obj >= 0 else 0x4000, 10)
+        return head + struct.pack(f"!{len(digits)}H", *digits)
+
+
 class _JsonText:
     """Marker type: JSON text staged as jsonb."""
 
     pass
+
+
+class _CostUnits:
+    """Marker type: numeric columns staged as int counts of 1e-10 USD."""
 
 
 @dataclass
@@ -214,6 +248,7 @@ class PostgresWriter:
         try:
             conn.adapters.register_dumper(_EpochMicros, _TimestamptzMicrosDumper)
             conn.adapters.register_dumper(_JsonText, _JsonbTextDumper)
+            conn.adapters.register_dumper(_CostUnits, _CostUnitsDumper)
             # COPY picks dumpers by column type; for bytea the last one registered is psycopg.dbapi20's, written in
             # Python for its ``Binary`` wrapper: put back the (C, when available) bytes dumper, 3 calls per span.
             conn.adapters.register_dumper(bytes, BytesBinaryDumper)
