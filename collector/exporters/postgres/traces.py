@@ -22,10 +22,10 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from ._values import any_value, attributes_dict, clean_text, dumps, int2, int4, signed32, to_json
 
 __all__ = [
+    "COST_SCALE",
     "EVENT_COLUMNS",
     "LINK_COLUMNS",
     "SPAN_COLUMNS",
-    "COST_SCALE",
     "SpanRecord",
     "cost_units",
     "span_records",
