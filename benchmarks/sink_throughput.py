@@ -10,7 +10,8 @@ bytes on disk per span. Targets: >= 50 % of the raw COPY rate, >= 50,000 spans/s
     python benchmarks/sink_throughput.py [--spans 400000] [--batch 2000] [--clients 2] [--consumers 4]
         [--write-processes 4] [--batch-min-size N] [--dsn postgresql://...]
 
-Without --dsn an embedded PostgreSQL (pgserver) is started in a temp dir and removed afterwards.
+Without --dsn the sink's embedded PostgreSQL (pgserver, with the settings ``open_database`` gives a new one) is
+started in a temp dir and removed afterwards.
 """
 
 from __future__ import annotations
@@ -514,10 +515,11 @@ def main() -> None:
         if args.dsn:
             server_dsn = args.dsn
         else:
-            import pgserver
+            from collector.exporters.postgres.config import PostgresExporterConfig
+            from collector.exporters.postgres.database import open_database
 
-            server = pgserver.get_server(workdir / "pg", cleanup_mode="stop")
-            server_dsn = server.get_uri()
+            server = open_database(PostgresExporterConfig(data_dir=str(workdir / "pg")))
+            server_dsn = server.dsn
         print(f"generating {args.spans:,} spans in requests of {args.batch} ...", flush=True)
         requests = make_requests(args.spans, args.batch)
         raw_dsn = fresh_schema(server_dsn, "bench_raw")
@@ -582,7 +584,7 @@ def main() -> None:
             print(f"WARNING: only {result['stored']:,} of {args.spans:,} spans stored within {_DEADLINE_S:.0f}s")
     finally:
         if server is not None:
-            server.cleanup()
+            server.close()
         if os.environ.get("SINK_BENCH_KEEP"):
             print(f"kept {workdir}")
         else:

@@ -50,6 +50,9 @@ def test_embedded_database_found_from_the_config_file(sink_tmp_path: Path) -> No
         with database.connect_from_config(config) as conn:
             st = schema.status(conn)
             assert [a.version for a in st.applied] == [m.version for m in schema.available()]
+            # A new embedded server runs with the sink's settings, those read only at start included.
+            for name, value in database.embedded_settings().items():
+                assert conn.execute(f"SELECT current_setting('{name}')").fetchone() == (value,), name
     finally:
         database.detach_all()
     # A config without a postgres exporter is a clear error naming the file.
@@ -74,8 +77,17 @@ def test_embedded_server_stops_with_its_last_user_even_after_a_kill_9(sink_tmp_p
     handles = sink_tmp_path / "pg" / ".handle_pids.json"
     handles.write_text(json.dumps([dead.pid]))
     db = database.open_database(config)
-    with db.connect() as conn:
+    with db.connect(autocommit=True) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+        # Settings are applied when the server is created only: a later change is the user's and is kept.
+        assert conn.execute("SELECT current_setting('wal_init_zero')").fetchone() == ("off",)
+        conn.execute("ALTER SYSTEM SET wal_init_zero = 'on'")
     assert (sink_tmp_path / "pg" / "postmaster.pid").exists()
     db.close()
     assert not (sink_tmp_path / "pg" / "postmaster.pid").exists()  # stopped: the dead user was not waited for
+    again = database.open_database(config)
+    try:
+        with again.connect() as conn:
+            assert conn.execute("SELECT current_setting('wal_init_zero')").fetchone() == ("on",)
+    finally:
+        again.close()
