@@ -7,8 +7,8 @@ Ceiling: the same spans, already turned into rows, binary-COPYed straight into a
 indexes) in another schema of the same database, in the same run. Prints the ratio, the collector's peak RSS and
 bytes on disk per span. Targets: >= 50 % of the raw COPY rate, >= 50,000 spans/s on 2 cores.
 
-    python benchmarks/sink_throughput.py [--spans 400000] [--batch 2000] [--clients 2] [--consumers 4]
-        [--write-processes 4] [--batch-min-size N] [--dsn postgresql://...]
+    python benchmarks/sink_throughput.py [--spans 400000] [--batch 2000] [--clients 2] [--consumers 3]
+        [--write-processes 2] [--batch-min-size N] [--dsn postgresql://...]
 
 Without --dsn the sink's embedded PostgreSQL (pgserver, with the settings ``open_database`` gives a new one) is
 started in a temp dir and removed afterwards.
@@ -493,14 +493,14 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=400_000)
     parser.add_argument("--batch", type=int, default=2000, help="spans per OTLP request")
     parser.add_argument("--clients", type=int, default=2, help="OTLP gRPC client processes")
-    parser.add_argument("--consumers", type=int, default=4, help="sending_queue.num_consumers (connections)")
+    parser.add_argument("--consumers", type=int, default=3, help="sending_queue.num_consumers (connections)")
     parser.add_argument(
         "--batch-min-size",
         type=int,
         default=None,
         help="sending_queue.batch.min_size, spans per transaction (default: the exporter's, 8192)",
     )
-    parser.add_argument("--write-processes", type=int, default=4, help="postgres exporter write_processes (0: threads)")
+    parser.add_argument("--write-processes", type=int, default=2, help="postgres exporter write_processes (0: threads)")
     parser.add_argument("--dsn", default=None, help="postgresql:// URL (default: embedded pgserver in a temp dir)")
     parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

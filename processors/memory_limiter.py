@@ -146,6 +146,8 @@ def _malloc_trim() -> Callable[[], None]:
 
 
 class MemoryLimiterProcessor(Processor):
+    mutates_data = False  # refuses or passes messages, never changes them
+
     def __init__(
         self,
         settings: CreateSettings,

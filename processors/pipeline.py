@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import abc
 import builtins
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NewType, Protocol, TypeAlias
@@ -39,6 +41,9 @@ __all__ = [
     "item_count",
     "new_request",
     "parse_request",
+    "received_as",
+    "serialized",
+    "unchanged_from_wire",
 ]
 
 Request: TypeAlias = ExportTraceServiceRequest | ExportMetricsServiceRequest | ExportLogsServiceRequest
@@ -74,6 +79,44 @@ def parse_request(signal: Signal, data: bytes) -> Request:
     """The ``signal``'s export request decoded from its protobuf bytes (raises protobuf's DecodeError)."""
     request: Request = _REQUEST_TYPES[signal].FromString(data)
     return request
+
+
+# The request a receiver is handing downstream and the bytes it was parsed from, while both still agree: set by the
+# receiver, cleared by a pipeline whose processors may change messages (``Processor.mutates_data``). Lets a
+# persistent queue store those bytes instead of serializing the message again (0.5 µs a span).
+_received: ContextVar[tuple[Request, bytes] | None] = ContextVar("otel_metrics_received_wire", default=None)
+
+
+@contextlib.contextmanager
+def received_as(request: Request, wire: bytes | None) -> Iterator[None]:
+    """While in this block, ``serialized(request)`` is ``wire`` (None: not known)."""
+    token = _received.set(None if wire is None else (request, wire))
+    try:
+        yield
+    finally:
+        _received.reset(token)
+
+
+@contextlib.contextmanager
+def unchanged_from_wire(unchanged: bool) -> Iterator[None]:
+    """Forget the received bytes downstream unless the message is known ``unchanged`` on the way."""
+    if unchanged:
+        yield
+        return
+    token = _received.set(None)
+    try:
+        yield
+    finally:
+        _received.reset(token)
+
+
+def serialized(request: Request) -> bytes:
+    """``request.SerializeToString()``, or the bytes it was received as if nothing can have changed it since."""
+    received = _received.get()
+    if received is not None and received[0] is request:
+        return received[1]
+    data: bytes = request.SerializeToString()
+    return data
 
 
 def item_count(signal: Signal, request: Request) -> int:
@@ -158,8 +201,11 @@ class Processor(abc.ABC):
     """A pipeline processor: change the message in place (or drop items), then pass it on.
 
     ``start``/``shutdown`` have no-op defaults. A processor that keeps state across calls (batch) must flush it
-    in ``shutdown``.
+    in ``shutdown``. ``mutates_data`` (the Collector's consumer capability of that name): False for a processor
+    that never changes the message it passes on.
     """
+
+    mutates_data: bool = True
 
     def __init__(self, settings: CreateSettings, next_consumer: Consumer) -> None:
         self.settings = settings

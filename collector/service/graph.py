@@ -20,7 +20,7 @@ from typing import Any
 from collector.components import Registry
 from collector.config.model import Config, PipelineID
 from collector.service.fanout import ExportersFanOut, PipelinesFanOut
-from processors.pipeline import ComponentID, Consumer, CreateSettings, Request, Signal
+from processors.pipeline import ComponentID, Consumer, CreateSettings, Request, Signal, unchanged_from_wire
 
 __all__ = ["Graph", "Node", "build_graph"]
 
@@ -51,10 +51,12 @@ class _PipelineEntry:
     def __init__(self, pipeline: PipelineID) -> None:
         self.pipeline = pipeline
         self.target: Consumer | None = None
+        self.unchanged = True  # no processor here changes messages: the exporters see them as received
 
     async def consume(self, signal: Signal, request: Request) -> None:
         assert self.target is not None, f"pipeline {self.pipeline} used before it was built"
-        await self.target.consume(signal, request)
+        with unchanged_from_wire(self.unchanged):
+            await self.target.consume(signal, request)
 
 
 @dataclass
@@ -152,6 +154,7 @@ def build_graph(
             consumer = node.component
             chain.append(node)
         entries[pid].target = consumer
+        entries[pid].unchanged = not any(getattr(n.component, "mutates_data", True) for n in chain)
         graph.pipelines[pid] = [*reversed(chain), *targets]
 
     # Receivers: one per id, with a consumer per signal it serves.

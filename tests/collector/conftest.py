@@ -41,6 +41,7 @@ from processors.pipeline import (
     Request,
     Signal,
     item_count,
+    serialized,
 )
 
 # Every start/shutdown of a test component, in order: ("start", "exporter/collect") ...
@@ -62,6 +63,7 @@ class CollectExporter(Exporter):
         self.settings = settings
         self.config = config
         self.requests: list[Request] = []
+        self.wires: list[bytes] = []  # serialized(request) as each arrived: what a persistent queue would store
         self.calls = 0
         self._cond = threading.Condition()
         self.is_healthy = config.healthy
@@ -98,6 +100,7 @@ class CollectExporter(Exporter):
             raise exc
         with self._cond:
             self.requests.append(request)
+            self.wires.append(serialized(request))
             self._cond.notify_all()
 
     def items(self) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 
 from collector.extensions.file_storage import SegmentQueue, StoredRecord
-from processors.pipeline import RefusedError, Request, Signal, item_count, parse_request
+from processors.pipeline import RefusedError, Request, Signal, item_count, parse_request, serialized
 
 from .config import Sizer
 
@@ -189,7 +189,7 @@ class PersistentQueue(SendingQueue):
             )
 
     async def put(self, signal: Signal, request: Request) -> None:
-        body: bytes = request.SerializeToString()
+        body = serialized(request)
         payload = _framed(signal, body)
         size = len(payload) if self._sizer_kind == "bytes" else self._size_of(signal, request)
         await self._reserve(size)

@@ -72,7 +72,7 @@ class GRPCServer:
             except DecodeError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed protobuf {signal.value}: {exc}")
             try:
-                response = await self._intake.export(signal, request, "grpc")
+                response = await self._intake.export(signal, request, "grpc", body)
             except DataError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except (RefusedError, RetryableError) as exc:

@@ -175,7 +175,8 @@ class OTLPHTTPServer:
             except _Malformed as exc:
                 return _error(400, _INVALID_ARGUMENT, str(exc), media)
             try:
-                response = await self._intake.export(signal, message, "http")
+                wire = bytes(body) if media == PROTOBUF else None
+                response = await self._intake.export(signal, message, "http", wire)
             except DataError as exc:
                 return _error(400, _INVALID_ARGUMENT, str(exc), media)
             except (RefusedError, RetryableError) as exc:

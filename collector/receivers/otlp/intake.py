@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from processors.pipeline import Consumer, CreateSettings, DataError, Request, Signal, item_count
+from processors.pipeline import Consumer, CreateSettings, DataError, Request, Signal, item_count, received_as
 
 __all__ = ["Intake", "Response", "new_response"]
 
@@ -119,9 +119,9 @@ class Intake:
     def serves(self, signal: Signal) -> bool:
         return signal in self.consumers
 
-    async def export(self, signal: Signal, request: Request, transport: str) -> Response:
+    async def export(self, signal: Signal, request: Request, transport: str, wire: bytes | None = None) -> Response:
         """Consume ``request``; return the OTLP response, or raise DataError/RefusedError/other for the caller
-        to map onto its transport's codes."""
+        to map onto its transport's codes. ``wire``: the protobuf bytes ``request`` was parsed from, if any."""
         attrs = {"receiver": str(self.settings.id), "transport": transport}
         total = item_count(signal, request)
         if total == 0:
@@ -132,7 +132,8 @@ class Intake:
             if rejected == total:
                 raise DataError(f"all {total} items rejected: {reason}")
         try:
-            await self.consumers[signal].consume(signal, request)
+            with received_as(request, None if rejected else wire):
+                await self.consumers[signal].consume(signal, request)
         except DataError as exc:
             partial = getattr(exc, "rejected_items", None)
             valid = total - rejected
