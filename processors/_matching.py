@@ -64,62 +64,62 @@ _SPAN_KINDS = {"UNSPECIFIED": 0, "INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODU
 class KeyValueMatch:
     """``{key, value}``: ``value`` omitted means only the key has to exist."""
 
-    key: str = ""
-    value: Any = None
+    key: str = ""  # attribute key that must be present
+    value: Any = None  # value it must have (a regexp with match_type regexp); omitted: any value
 
 
 @dataclass
 class LibraryMatch:
     """Instrumentation scope ``{name, version}``; ``version`` omitted matches any version."""
 
-    name: str = ""
-    version: str | None = None
+    name: str = ""  # instrumentation scope name (a regexp with match_type regexp)
+    version: str | None = None  # scope version; omitted: any version
 
 
 @dataclass
 class SeverityNumberMatch:
     """Log records at or above ``min`` (a number or a name such as ``INFO``) match."""
 
-    min: Any = 0
-    match_undefined: bool = False
+    min: Any = 0  # lowest severity that matches: a number (1-24) or a name such as INFO or WARN2
+    match_undefined: bool = False  # records without a severity number match too
 
 
 @dataclass
 class MatchProperties:
     """Upstream ``filterconfig.MatchProperties``: spans (and logs/metrics for the attributes processor)."""
 
-    match_type: MatchType | None = None
-    services: list[str] = field(default_factory=list)
-    span_names: list[str] = field(default_factory=list)
-    span_kinds: list[str] = field(default_factory=list)
-    log_bodies: list[str] = field(default_factory=list)
-    log_severity_texts: list[str] = field(default_factory=list)
-    log_severity_number: SeverityNumberMatch | None = None
-    metric_names: list[str] = field(default_factory=list)
-    attributes: list[KeyValueMatch] = field(default_factory=list)
-    resources: list[KeyValueMatch] = field(default_factory=list)
-    libraries: list[LibraryMatch] = field(default_factory=list)
+    match_type: MatchType | None = None  # strict (equal strings) or regexp; required when any list is set
+    services: list[str] = field(default_factory=list)  # service.name values, any of them
+    span_names: list[str] = field(default_factory=list)  # span names, any of them
+    span_kinds: list[str] = field(default_factory=list)  # SPAN_KIND_SERVER, CLIENT... (always strict)
+    log_bodies: list[str] = field(default_factory=list)  # log record bodies, any of them
+    log_severity_texts: list[str] = field(default_factory=list)  # log severity texts, any of them
+    log_severity_number: SeverityNumberMatch | None = None  # log records at or above a severity
+    metric_names: list[str] = field(default_factory=list)  # metric names, any of them
+    attributes: list[KeyValueMatch] = field(default_factory=list)  # item attributes, all of them
+    resources: list[KeyValueMatch] = field(default_factory=list)  # resource attributes, all of them
+    libraries: list[LibraryMatch] = field(default_factory=list)  # instrumentation scopes, any of them
 
 
 @dataclass
 class MetricMatchProperties:
     """Upstream ``filterconfig.MetricMatchProperties`` (the ``expr`` match type is not supported)."""
 
-    match_type: MatchType | None = None
-    metric_names: list[str] = field(default_factory=list)
-    resource_attributes: list[KeyValueMatch] = field(default_factory=list)
+    match_type: MatchType | None = None  # strict (equal strings) or regexp
+    metric_names: list[str] = field(default_factory=list)  # metric names, any of them
+    resource_attributes: list[KeyValueMatch] = field(default_factory=list)  # resource attributes, all of them
 
 
 @dataclass
 class LogMatchProperties:
     """Upstream ``filterconfig.LogMatchProperties``."""
 
-    match_type: MatchType | None = None
-    resource_attributes: list[KeyValueMatch] = field(default_factory=list)
-    record_attributes: list[KeyValueMatch] = field(default_factory=list)
-    severity_texts: list[str] = field(default_factory=list)
-    severity_number: SeverityNumberMatch | None = None
-    bodies: list[str] = field(default_factory=list)
+    match_type: MatchType | None = None  # strict (equal strings) or regexp
+    resource_attributes: list[KeyValueMatch] = field(default_factory=list)  # resource attributes, all of them
+    record_attributes: list[KeyValueMatch] = field(default_factory=list)  # record attributes, all of them
+    severity_texts: list[str] = field(default_factory=list)  # severity texts, any of them
+    severity_number: SeverityNumberMatch | None = None  # records at or above a severity
+    bodies: list[str] = field(default_factory=list)  # string bodies, any of them
 
 
 def parse_severity_number(value: Any) -> int:

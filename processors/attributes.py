@@ -70,20 +70,21 @@ Attributes: TypeAlias = RepeatedCompositeFieldContainer[KeyValue]
 class ActionConfig:
     """One entry of ``actions`` (upstream ``attraction.ActionKeyValue``)."""
 
-    key: str = ""
-    value: Any = None
-    pattern: str = ""
-    from_attribute: str = ""
-    from_context: str = ""
-    converted_type: ConvertedType | None = None
+    key: str = ""  # the attribute acted on (for extract: the one the pattern reads)
+    value: Any = None  # the value insert/update/upsert set
+    pattern: str = ""  # extract: a regexp whose named groups become attributes
+    from_attribute: str = ""  # insert/update/upsert: copy this attribute's value instead (no-op when absent)
+    from_context: str = ""  # request metadata (metadata.*, auth.*); none reaches processors here: a no-op
+    converted_type: ConvertedType | None = None  # convert: the type to convert the value to
+    # insert (if absent), update (if present), upsert, delete, hash (SHA-256 of the value), extract or convert.
     action: ActionName | None = None
 
 
 @dataclass
 class AttributesConfig:
-    actions: list[ActionConfig] = field(default_factory=list)
-    include: MatchProperties | None = None
-    exclude: MatchProperties | None = None
+    actions: list[ActionConfig] = field(default_factory=list)  # applied in order to each matching item
+    include: MatchProperties | None = None  # act only on the items that match
+    exclude: MatchProperties | None = None  # do not act on the items that match
 
     def validate(self) -> list[str]:
         errors = validate_actions("actions", self.actions)

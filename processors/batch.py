@@ -51,10 +51,15 @@ DEFAULT_FLUSH_WHEN_IDLE = False
 
 @dataclass
 class BatchConfig:
+    # A pending batch is sent this long after its first item arrived; 0: every request is sent at once.
     timeout: Duration = DEFAULT_TIMEOUT
+    # A batch is sent as soon as this many items (spans, data points, log records) are pending.
     send_batch_size: int = DEFAULT_SEND_BATCH_SIZE
+    # Upper bound on a batch's items: larger requests are split; 0: no bound.
     send_batch_max_size: int = DEFAULT_SEND_BATCH_MAX_SIZE
+    # Accepted for upstream compatibility and ignored: consumers here receive no request metadata.
     metadata_keys: list[str] = field(default_factory=list)
+    # Accepted for upstream compatibility and ignored (see metadata_keys).
     metadata_cardinality_limit: int = DEFAULT_METADATA_CARDINALITY_LIMIT
     # Not an upstream key (see the module docstring): send what is pending whenever nothing is in flight.
     flush_when_idle: bool = DEFAULT_FLUSH_WHEN_IDLE

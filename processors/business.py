@@ -207,9 +207,14 @@ class BusinessSpanProcessor(SpanProcessor):
 
 @dataclass
 class BusinessConfig:
+    # Resource attributes copied onto each span and log record of that resource (tenant, user, feature, agent
+    # keys by default); an attribute the item already has wins unless ``override``.
     from_resource: list[str] = field(default_factory=lambda: list(BUSINESS_KEYS))
+    # Item attribute -> business key to copy it to (e.g. ``customer_id: tenant.id``), when the item lacks that key.
     from_attributes: dict[str, str] = field(default_factory=dict)
+    # Business key -> value set on items that have it neither themselves nor from their resource.
     defaults: dict[str, str] = field(default_factory=dict)
+    # Resource values replace the item's own values for the ``from_resource`` keys.
     override: bool = False
 
     def validate(self) -> list[str]:

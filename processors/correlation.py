@@ -175,7 +175,9 @@ class CorrelationSpanProcessor(SpanProcessor):
 
 @dataclass
 class CorrelationConfig:
+    # Attributes to take a correlation id from, first valid one wins, for items without ``correlation.id``.
     from_attributes: list[str] = field(default_factory=lambda: list(DEFAULT_FROM_ATTRIBUTES))
+    # Items still without one take the id of another item of the same trace in the same request.
     from_trace: bool = DEFAULT_FROM_TRACE
 
     def validate(self) -> list[str]:

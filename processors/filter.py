@@ -56,33 +56,34 @@ TYPE = "filter"
 
 @dataclass
 class SpansFilter:
-    include: MatchProperties | None = None
-    exclude: MatchProperties | None = None
+    include: MatchProperties | None = None  # keep only the spans that match
+    exclude: MatchProperties | None = None  # drop the spans that match
 
 
 @dataclass
 class MetricsFilter:
-    include: MetricMatchProperties | None = None
-    exclude: MetricMatchProperties | None = None
-    metric: list[str] = field(default_factory=list)
-    datapoint: list[str] = field(default_factory=list)
+    include: MetricMatchProperties | None = None  # keep only the metrics that match
+    exclude: MetricMatchProperties | None = None  # drop the metrics that match
+    metric: list[str] = field(default_factory=list)  # OTTL conditions: a metric is dropped when any is true
+    datapoint: list[str] = field(default_factory=list)  # OTTL data point conditions: not supported (config error)
 
 
 @dataclass
 class LogsFilter:
-    include: LogMatchProperties | None = None
-    exclude: LogMatchProperties | None = None
-    log_record: list[str] = field(default_factory=list)
+    include: LogMatchProperties | None = None  # keep only the log records that match
+    exclude: LogMatchProperties | None = None  # drop the log records that match
+    log_record: list[str] = field(default_factory=list)  # OTTL conditions: a record is dropped when any is true
 
 
 @dataclass
 class TracesFilter:
-    span: list[str] = field(default_factory=list)
-    spanevent: list[str] = field(default_factory=list)
+    span: list[str] = field(default_factory=list)  # OTTL conditions: a span is dropped when any is true
+    spanevent: list[str] = field(default_factory=list)  # OTTL span event conditions: not supported (config error)
 
 
 @dataclass
 class FilterConfig:
+    # Accepted for compatibility: the supported conditions cannot fail at run time.
     error_mode: Literal["propagate", "ignore", "silent"] = "propagate"
     spans: SpansFilter = field(default_factory=SpansFilter)
     metrics: MetricsFilter = field(default_factory=MetricsFilter)

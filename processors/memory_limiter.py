@@ -66,12 +66,20 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 @dataclass
 class MemoryLimiterConfig:
+    # How often the process's resident memory is measured.
     check_interval: Duration = DEFAULT_CHECK_INTERVAL
+    # Hard limit in MiB of resident memory; data is refused above the soft limit, limit_mib - spike_limit_mib.
     limit_mib: int = 0
+    # Headroom below the hard limit for memory growth between checks (default 20 % of limit_mib).
     spike_limit_mib: int = 0
+    # Hard limit as a percentage of the memory available (the cgroup limit, else physical memory), instead of
+    # limit_mib.
     limit_percentage: int = 0
+    # Headroom as a percentage of the memory available, with limit_percentage.
     spike_limit_percentage: int = 0
+    # Above the soft limit, force a garbage collection at most this often.
     min_gc_interval_when_soft_limited: Duration = DEFAULT_MIN_GC_INTERVAL_WHEN_SOFT_LIMITED
+    # Above the hard limit, force a garbage collection at most this often.
     min_gc_interval_when_hard_limited: Duration = DEFAULT_MIN_GC_INTERVAL_WHEN_HARD_LIMITED
 
     def validate(self) -> list[str]:

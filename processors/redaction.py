@@ -445,14 +445,23 @@ _SUMMARY_LEVELS = ("silent", "info", "debug")
 
 @dataclass
 class RedactionConfig:
+    # Keep every attribute key (default: true unless allowed_keys is set; upstream defaults to false).
     allow_all_keys: bool | None = None
+    # With allow_all_keys false: attributes neither listed here nor ignored are removed.
     allowed_keys: list[str] = field(default_factory=list)
+    # Attributes passed through untouched.
     ignored_keys: list[str] = field(default_factory=list)
+    # Regexes; the matching parts of string values are replaced with [REDACTED].
     blocked_values: list[str] = field(default_factory=list)
+    # Regexes; the whole value of an attribute whose key matches is masked.
     blocked_key_patterns: list[str] = field(default_factory=list)
+    # Regexes; a string value containing a match is never value-masked (sensitive keys still are).
     allowed_values: list[str] = field(default_factory=list)
+    # Also mask non-string values whose text matches a pattern.
     redact_all_types: bool = False
+    # info: add redaction.redacted.count / masked.count / ignored.count to each item; debug: also the keys.
     summary: Literal["silent", "info", "debug"] = DEFAULT_SUMMARY
+    # Our built-in sensitive-key and value rules (tokens, keys, cards, emails...); false: only the options above.
     builtin_patterns: bool = True
 
     def validate(self) -> list[str]:

@@ -45,18 +45,19 @@ SEVERITIES = ("warning", "critical")
 
 @dataclass
 class AlertRuleConfig:
-    name: str = ""
+    name: str = ""  # unique among the rules; names the alerts it opens
+    # avg_ms, p95_ms, error_rate, budget_utilization or anomaly_avg_ms (docs/analytics.md).
     metric: str = "avg_ms"
     # Not used by budget_utilization (each budget has its own ratios) nor anomaly_avg_ms (z_threshold).
     threshold: float | None = None
-    severity: str = "warning"
-    window: Duration = DEFAULT_RULE_WINDOW
+    severity: str = "warning"  # warning or critical
+    window: Duration = DEFAULT_RULE_WINDOW  # the recent span of time the metric is computed over
     group_by: str = "service"  # service | operation
-    service: str | None = None
-    operation: str | None = None
-    min_calls: int = DEFAULT_MIN_CALLS
-    baseline: Duration = DEFAULT_BASELINE
-    z_threshold: float = DEFAULT_Z_THRESHOLD
+    service: str | None = None  # only this service; omitted: every service
+    operation: str | None = None  # only this operation; omitted: every operation
+    min_calls: int = DEFAULT_MIN_CALLS  # groups with fewer spans in the window are not judged
+    baseline: Duration = DEFAULT_BASELINE  # anomaly_avg_ms: the history the hourly baseline is taken from
+    z_threshold: float = DEFAULT_Z_THRESHOLD  # anomaly_avg_ms: standard deviations above the baseline
 
     def validate(self) -> list[str]:
         errors = []
@@ -96,8 +97,8 @@ DEFAULT_RULES = tuple(default_rules())
 @dataclass
 class WebhookConfig:
     url: str = ""  # empty: no webhook
-    timeout: Duration = DEFAULT_WEBHOOK_TIMEOUT
-    headers: dict[str, str] = field(default_factory=dict)
+    timeout: Duration = DEFAULT_WEBHOOK_TIMEOUT  # per delivery attempt
+    headers: dict[str, str] = field(default_factory=dict)  # sent with each delivery (e.g. an authorization token)
 
     def validate(self) -> list[str]:
         if self.url and not self.url.startswith(("http://", "https://")):
@@ -107,8 +108,8 @@ class WebhookConfig:
 
 @dataclass
 class AlertsConfig:
-    enabled: bool = True
-    interval: Duration = DEFAULT_ALERT_INTERVAL
+    enabled: bool = True  # evaluate the rules periodically while the collector runs
+    interval: Duration = DEFAULT_ALERT_INTERVAL  # how often the rules are evaluated
     rules: list[AlertRuleConfig] = field(default_factory=default_rules)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
 
@@ -128,8 +129,8 @@ class AlertsConfig:
 
 @dataclass
 class ThresholdsConfig:
-    slow: Duration = DEFAULT_SLOW
-    very_slow: Duration = DEFAULT_VERY_SLOW
+    slow: Duration = DEFAULT_SLOW  # spans at least this long count as slow in reports
+    very_slow: Duration = DEFAULT_VERY_SLOW  # and at least this long as very slow
 
     def validate(self) -> list[str]:
         if not 0 < self.slow <= self.very_slow:
@@ -147,7 +148,7 @@ class AnalyticsConfig:
     # (the postgres exporter's defaults, so both find the same server).
     dsn: str | None = None
     data_dir: str = DEFAULT_DATA_DIR
-    max_limit: int = DEFAULT_MAX_LIMIT
+    max_limit: int = DEFAULT_MAX_LIMIT  # largest page (`limit`) the HTTP API returns; larger requests are capped
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
 

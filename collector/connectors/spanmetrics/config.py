@@ -27,8 +27,8 @@ DEFAULT_AGGREGATION_TEMPORALITY = CUMULATIVE
 
 @dataclass
 class Dimension:
-    name: str = ""
-    default: str | None = None
+    name: str = ""  # span or resource attribute added as a metric attribute
+    default: str | None = None  # value when the span lacks it; omitted: the dimension is left out for that span
 
 
 @dataclass

@@ -40,11 +40,20 @@ Sizer = Literal["requests", "items", "bytes"]
 
 @dataclass
 class RetryConfig:
+    """``retry_on_failure``: how a send that failed transiently (peer down, throttled) is retried."""
+
+    # Retry transient failures; off: such a request is dropped (and counted) on its first failure.
     enabled: bool = True
+    # Wait before the first retry; each later wait is the previous one times ``multiplier``.
     initial_interval: Duration = DEFAULT_INITIAL_INTERVAL
+    # Jitter: each wait is drawn uniformly within ± this fraction of it (0 to 1), so senders do not retry in step.
     randomization_factor: float = DEFAULT_RANDOMIZATION_FACTOR
+    # Growth of the wait from one retry to the next (>= 1).
     multiplier: float = DEFAULT_MULTIPLIER
+    # Longest wait between two retries; a server's retry-after hint may ask for longer.
     max_interval: Duration = DEFAULT_MAX_INTERVAL
+    # Give up (drop and count the request) when the next retry would start later than this after the first
+    # attempt; 0 retries forever.
     max_elapsed_time: Duration = DEFAULT_MAX_ELAPSED_TIME
 
     def validate(self) -> list[str]:
@@ -75,9 +84,13 @@ class BatchConfig:
     as a whole), so ``max_size`` caps a batch at the request that would cross it, which starts the next batch.
     """
 
+    # Send a batch that has not reached ``min_size`` once this long has passed since its first request.
     flush_timeout: Duration = DEFAULT_BATCH_FLUSH_TIMEOUT
+    # Send as soon as the batch holds this much (in ``sizer`` units); 0: every request on its own.
     min_size: int = DEFAULT_BATCH_MIN_SIZE
-    max_size: int = 0  # 0 = no limit
+    # Largest batch; the request that would cross it starts the next one (requests are never split). 0: no limit.
+    max_size: int = 0
+    # What min_size and max_size count: items (spans, data points, log records), requests, or serialized bytes.
     sizer: Sizer = "items"
 
     def validate(self) -> list[str]:
@@ -97,15 +110,19 @@ class BatchConfig:
 
 @dataclass
 class QueueConfig:
+    """``sending_queue``: requests wait here, acknowledged to the sender, until a consumer sends them."""
+
+    # Queue requests; off: the sender waits for each send (with its retries) and sees its failure.
     enabled: bool = True
+    # Consumers sending from the queue at once (for the postgres exporter: connections).
     num_consumers: int = DEFAULT_NUM_CONSUMERS
+    # Capacity in ``sizer`` units; when full, new data is refused with a retryable code (UNAVAILABLE / 503).
     queue_size: int = DEFAULT_QUEUE_SIZE
     # What queue_size counts: whole requests (default), items (spans, points, log records) or serialized
     # bytes.
     sizer: Sizer = "requests"
     # When full: wait for room instead of refusing (upstream ``block_on_overflow``). Off by default so a full
-    # queue
-    # turns into back-pressure the client retries (UNAVAILABLE / 503), never an unbounded wait.
+    # queue turns into back-pressure the client retries (UNAVAILABLE / 503), never an unbounded wait.
     block_on_overflow: bool = False
     # Component id of a ``file_storage`` extension: makes the queue persistent.
     storage: str | None = None

@@ -19,13 +19,13 @@ DEFAULT_COMPRESSION: Compression = "gzip"
 class ClientTLSConfig:
     """configtls client keys. TLS is on unless ``insecure: true`` (or the endpoint says ``http://``)."""
 
-    insecure: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
+    insecure: bool = False  # plaintext, no TLS
+    ca_file: str = ""  # PEM CA bundle to verify the server with (default: the system's roots)
+    cert_file: str = ""  # PEM client certificate, for mutual TLS (with key_file)
+    key_file: str = ""  # PEM private key of cert_file
     # grpcio cannot skip verification; accepted for compatibility and reported by validate() for gRPC.
     insecure_skip_verify: bool = False
-    server_name_override: str = ""
+    server_name_override: str = ""  # name to verify the server's certificate against instead of the endpoint's host
 
     def validate(self, path: str) -> list[str]:
         errors = []

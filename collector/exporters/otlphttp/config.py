@@ -25,7 +25,7 @@ class OTLPHTTPExporterConfig:
     metrics_endpoint: str = ""
     logs_endpoint: str = ""
     tls: ClientTLSConfig = field(default_factory=ClientTLSConfig)
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request (e.g. an API key)
     compression: HTTPCompression = "gzip"
     encoding: Encoding = "proto"
     timeout: Duration = DEFAULT_HTTP_TIMEOUT

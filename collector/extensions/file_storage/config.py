@@ -29,18 +29,17 @@ DEFAULT_COMPACTION_CHECK_INTERVAL = Duration(5.0)
 
 @dataclass
 class CompactionConfig:
-    """Accepted for config compatibility. Segments are deleted as soon as they are fully acknowledged, which
-    is
+    """Accepted for config compatibility. Segments are deleted as soon as they are fully acknowledged, which is
     the compaction a FIFO needs, so these only validate."""
 
-    on_start: bool = False
-    on_rebound: bool = False
-    directory: str = ""
-    rebound_needed_threshold_mib: int = 100
-    rebound_trigger_threshold_mib: int = 10
-    max_transaction_size: int = 65536
-    check_interval: Duration = DEFAULT_COMPACTION_CHECK_INTERVAL
-    cleanup_on_start: bool = False
+    on_start: bool = False  # upstream compaction key: accepted, no effect (segments are deleted once acknowledged)
+    on_rebound: bool = False  # upstream compaction key: accepted, no effect
+    directory: str = ""  # upstream compaction key: accepted, no effect
+    rebound_needed_threshold_mib: int = 100  # upstream compaction key: accepted, no effect
+    rebound_trigger_threshold_mib: int = 10  # upstream compaction key: accepted, no effect
+    max_transaction_size: int = 65536  # upstream compaction key: accepted, no effect
+    check_interval: Duration = DEFAULT_COMPACTION_CHECK_INTERVAL  # upstream compaction key: accepted, no effect
+    cleanup_on_start: bool = False  # upstream compaction key: accepted, no effect
 
 
 @dataclass
