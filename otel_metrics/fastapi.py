@@ -7,6 +7,10 @@ baggage), validates it or generates one, runs the request under it, and echoes `
 response: 2xx, 4xx, 5xx and unhandled exceptions. It is pure ASGI middleware (no BaseHTTPMiddleware) installed
 *outside* Starlette's ServerErrorMiddleware, so even the 500 for an unhandled exception carries the header.
 
+At lifespan shutdown, which servers run once the last request has finished, telemetry is flushed (bounded, off the
+event loop): uvicorn (>= 0.29) re-raises SIGTERM after its graceful shutdown with the default handler back, and the
+process dies without running ``atexit``, where the SDK would flush the last requests' spans.
+
 Why the incoming ``baggage`` header is rewritten: the OTel ASGI middleware builds the server span's
 parent context
 from the request headers alone, so the validated id must be in those headers for the server span (and every
@@ -15,6 +19,7 @@ span and outgoing request after it) to carry it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
@@ -29,6 +34,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 
+from otel_metrics._internal.config import flush_before_exit
 from otel_metrics._internal.safety import internal_error
 from otel_metrics._internal.scopes import clean_attributes, resolve_correlation_id
 
@@ -93,7 +99,7 @@ class CorrelationMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, _flushing_at_shutdown(send) if scope.get("type") == "lifespan" else send)
             return
         try:
             headers = list(scope.get("headers") or [])
@@ -144,6 +150,22 @@ class CorrelationMiddleware:
             )
             await send_with_id({"type": "http.response.body", "body": b"Internal Server Error"})
             raise
+
+
+def _flushing_at_shutdown(send: Send) -> Send:
+    """Flush telemetry before the app reports its lifespan shutdown complete. The server runs the shutdown after the
+    last request finished, so every server span has ended; and uvicorn then re-raises SIGTERM with the default
+    handler back, killing the process before ``atexit`` (where the SDK flushes) can run."""
+
+    async def send_after_flush(message: Message) -> None:
+        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            try:
+                await asyncio.to_thread(flush_before_exit)  # bounded; off the loop: exporting is network I/O
+            except Exception:
+                internal_error("fastapi flush at shutdown")
+        await send(message)
+
+    return send_after_flush
 
 
 class BusinessContextMiddleware:

@@ -28,7 +28,7 @@ from otel_metrics._internal.providers import SwappableMeterProvider, SwappableTr
 from otel_metrics._internal.safety import internal_error, logger
 from otel_metrics._internal.state import DURATION_BUCKETS, SCOPE_NAME, STATE, Settings, price_table_for
 
-__all__ = ["Telemetry", "build_span_processors", "configure", "resolve_protocol"]
+__all__ = ["Telemetry", "build_span_processors", "configure", "flush_before_exit", "resolve_protocol"]
 
 PROTOCOL_GRPC = "grpc"
 PROTOCOL_HTTP = "http/protobuf"
@@ -208,16 +208,40 @@ class Telemetry:
                 internal_error("Telemetry.shutdown")
 
 
-def _run_bounded(fn: Any, timeout_s: float) -> bool:
+def _run_bounded(fn: Any, timeout_s: float, what: str = "shutdown") -> bool:
     """Run ``fn`` in a daemon thread and wait at most ``timeout_s``: the SDK's shutdown paths wait on exporter
     retries with their own (long) timeouts, which must not hang the app or its exit."""
-    thread = threading.Thread(target=fn, name="otel_metrics-shutdown", daemon=True)
+    thread = threading.Thread(target=fn, name=f"otel_metrics-{what}", daemon=True)
     thread.start()
     thread.join(max(0.0, timeout_s))
     if thread.is_alive():
-        logger.warning("otel_metrics: telemetry shutdown did not finish within %.1fs; unsent data dropped", timeout_s)
+        logger.warning("otel_metrics: telemetry %s did not finish within %.1fs; unsent data dropped", what, timeout_s)
         return False
     return True
+
+
+def flush_before_exit(timeout_s: float = DEFAULT_EXIT_TIMEOUT_S) -> bool:
+    """Export what the process's telemetry holds, within ``timeout_s``: ours if ``configure`` set it up, else the
+    OTel global providers (the distro's, or the app's own SDK setup). For exits that skip ``atexit``: uvicorn
+    re-raises SIGTERM after its graceful shutdown with the default handler back in place, so the process dies
+    without running the SDK's exit flush. Never raises."""
+    current = GLOBALS.current
+    if current is not None:
+        return _run_bounded(lambda: current.force_flush(timeout_s), timeout_s, "flush")
+    from opentelemetry._logs import get_logger_provider
+
+    providers = (trace_api.get_tracer_provider(), metrics_api.get_meter_provider(), get_logger_provider())
+
+    def flush() -> None:
+        for provider in providers:
+            force_flush = getattr(provider, "force_flush", None)  # the API's no-op and proxy providers have none
+            if callable(force_flush):
+                try:
+                    force_flush(int(timeout_s * 1000))
+                except Exception:
+                    internal_error("flush_before_exit")
+
+    return _run_bounded(flush, timeout_s, "flush")
 
 
 class _Globals:
