@@ -248,6 +248,6 @@ def test_spans_of_the_last_requests_are_exported_when_uvicorn_stops_on_sigterm(r
             s
             for s in receiver.store.spans()
             if s.resource.get("service.name") == "sigterm-app" and s.name == "GET /work"
-        ]  # fmt: skip
+        ]
     )
     assert spans, err
