@@ -82,3 +82,92 @@ def test_quickstart_example_exports_to_a_real_receiver(receiver: Any) -> None:
     assert len({s.attributes["correlation.id"] for s in spans}) == 2
     costs = receiver.store.wait_for(lambda: receiver.store.points("cost.usd"))
     assert {p.attributes.get("tenant.id") for p in costs} == {"acme", "globex"}
+
+
+_UVICORN_APP = """
+import sys
+
+import uvicorn
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/work")
+async def work() -> dict:
+    return {"done": True}
+
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def test_sigterm_flushes_an_auto_instrumented_uvicorn_app(receiver: Any, tmp_path: Path) -> None:
+    """uvicorn re-raises SIGTERM after draining: without the distro's handler the process dies before atexit and
+    the last requests' spans are lost."""
+    import signal
+    import socket
+    import threading
+
+    import httpx
+
+    pytest.importorskip("opentelemetry.instrumentation.fastapi")
+    instrument = shutil.which("opentelemetry-instrument", path=str(Path(sys.executable).parent))
+    assert instrument
+    script = tmp_path / "app.py"
+    script.write_text(_UVICORN_APP)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(
+        OTEL_SERVICE_NAME="auto-sigterm",
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_EXPORTER_OTLP_INSECURE="true",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_PYTHON_DISTRO="otel_metrics",
+        OTEL_PYTHON_CONFIGURATOR="otel_metrics",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    proc = subprocess.Popen(
+        [instrument, sys.executable, str(script), str(port)], env=env, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            for _ in range(1000):  # until uvicorn listens
+                try:
+                    client.get("/health")
+                    break
+                except httpx.TransportError:
+                    threading.Event().wait(0.02)
+            assert client.get("/work").status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM, err  # still dies of the signal, after flushing
+    store = receiver.store
+    found = store.wait_for(
+        lambda: [s for s in store.spans() if s.resource.get("service.name") == "auto-sigterm" and s.name == "GET /work"]
+    )
+    assert found, err
+
+
+def test_sigterm_handler_is_installed_only_over_the_default() -> None:
+    import signal
+
+    from otel_metrics.distro import _flush_on_sigterm
+
+    original = signal.getsignal(signal.SIGTERM)
+
+    def apps_own(signum: int, frame: Any) -> None: ...
+
+    try:
+        signal.signal(signal.SIGTERM, apps_own)
+        _flush_on_sigterm()
+        assert signal.getsignal(signal.SIGTERM) is apps_own
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _flush_on_sigterm()
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, apps_own)
+    finally:
+        signal.signal(signal.SIGTERM, original)
