@@ -103,6 +103,21 @@ def test_cost_is_stored_as_the_decimal_the_client_wrote(pg_dsn: str, pg_conn: ps
     assert rolled_up == sum(expected.values())
 
 
+def test_numeric_columns_carry_any_count_of_cost_units(pg_dsn: str) -> None:
+    # Rollup sums are unbounded numeric: beyond 1e12 USD the dumper leaves its fixed six-digit layout.
+    units = [0, 1, -1, 5, 10**10, -(10**10) - 3, 10**22 - 1, -(10**22), 10**25 + 7, -(3 * 10**40) - 1]
+    writer = PostgresWriter(pg_dsn)
+    conn = writer._connection()
+    conn.execute("CREATE TEMP TABLE cost_units_check (i int, v numeric)")
+    with conn.cursor() as cur, cur.copy("COPY cost_units_check (i, v) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["int4", "numeric"])
+        for i, n in enumerate(units):
+            copy.write_row((i, n))
+    stored = [v for _, v in conn.execute("SELECT i, v FROM cost_units_check ORDER BY i").fetchall()]
+    assert stored == [Decimal(f"{n}E-10") for n in units]  # exact (scaleb would round to 28 digits)
+    writer.close()
+
+
 def test_metric_and_log_redelivery(pg_dsn: str, pg_conn: psycopg.Connection) -> None:
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
