@@ -7,14 +7,12 @@ BatchSpanProcessor wrapped
 in the enriching processor: cost and redaction). All standard ``OTEL_*`` variables apply. If the upstream
 ``opentelemetry-distro`` is installed too, select ours with ``OTEL_PYTHON_DISTRO=otel_metrics`` and
 ``OTEL_PYTHON_CONFIGURATOR=otel_metrics``. ``OTEL_METRICS_REDACT=false`` turns redaction off. On SIGTERM with no
-handler of the app's own, telemetry is flushed before the process exits on the signal (``_flush_on_sigterm``).
+handler of the app's own, telemetry is flushed before the process exits on the signal (``flush_on_sigterm``).
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from typing import Any
 
 from opentelemetry.environment_variables import (
@@ -28,7 +26,7 @@ from opentelemetry.sdk.environment_variables import OTEL_EXPORTER_OTLP_PROTOCOL
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from otel_metrics._internal.config import flush_before_exit
+from otel_metrics._internal.config import flush_on_sigterm
 from otel_metrics._internal.safety import internal_error
 from otel_metrics._internal.state import price_table_for
 
@@ -72,27 +70,4 @@ class OtelMetricsConfigurator(_OTelSDKConfigurator):
         except Exception:
             internal_error("OtelMetricsConfigurator")
         super()._configure(**kwargs)  # type: ignore[no-untyped-call]
-        try:
-            _flush_on_sigterm()
-        except Exception:
-            internal_error("OtelMetricsConfigurator SIGTERM")
-
-
-def _flush_on_sigterm() -> None:
-    """An agent's exit flush for SIGTERM. With the default disposition the process dies without running ``atexit``,
-    where the SDK flushes, and uvicorn re-raises SIGTERM after draining its requests with the disposition it found.
-    Installed only over the default, from the main thread: an app's own handler is left alone. The handler flushes
-    (bounded) and then dies of the signal as before."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
-
-    def flush_then_die(signum: int, frame: Any) -> None:
-        try:
-            flush_before_exit()
-        finally:
-            signal.signal(signum, signal.SIG_DFL)
-            signal.raise_signal(signum)
-
-    signal.signal(signal.SIGTERM, flush_then_die)
+        flush_on_sigterm()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import threading
 import warnings
 from collections.abc import Iterable, Mapping
@@ -28,7 +29,14 @@ from otel_metrics._internal.providers import SwappableMeterProvider, SwappableTr
 from otel_metrics._internal.safety import internal_error, logger
 from otel_metrics._internal.state import DURATION_BUCKETS, SCOPE_NAME, STATE, Settings, price_table_for
 
-__all__ = ["Telemetry", "build_span_processors", "configure", "flush_before_exit", "resolve_protocol"]
+__all__ = [
+    "Telemetry",
+    "build_span_processors",
+    "configure",
+    "flush_before_exit",
+    "flush_on_sigterm",
+    "resolve_protocol",
+]
 
 PROTOCOL_GRPC = "grpc"
 PROTOCOL_HTTP = "http/protobuf"
@@ -220,6 +228,29 @@ def _run_bounded(fn: Any, timeout_s: float, what: str = "shutdown") -> bool:
     return True
 
 
+def flush_on_sigterm() -> None:
+    """Flush on SIGTERM, then die of it as before. With the default disposition the process dies without running
+    ``atexit`` (where telemetry is flushed), and uvicorn re-raises SIGTERM after draining its requests with the
+    disposition it found. Installed only over the default and from the main thread: an app's own handler is left
+    alone. Never raises."""
+    try:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+
+        def flush_then_die(signum: int, frame: Any) -> None:
+            try:
+                flush_before_exit()
+            finally:
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+
+        signal.signal(signal.SIGTERM, flush_then_die)
+    except Exception:
+        internal_error("flush_on_sigterm")
+
+
 def flush_before_exit(timeout_s: float = DEFAULT_EXIT_TIMEOUT_S) -> bool:
     """Export what the process's telemetry holds, within ``timeout_s``: ours if ``configure`` set it up, else the
     OTel global providers (the distro's, or the app's own SDK setup). For exits that skip ``atexit``: uvicorn
@@ -389,6 +420,7 @@ def _configure(
         if not GLOBALS.atexit_registered:
             atexit.register(_on_exit)
             GLOBALS.atexit_registered = True
+            flush_on_sigterm()
     tracer = telemetry.tracer_provider.get_tracer(SCOPE_NAME) if telemetry.tracer_provider else None
     STATE.reset(Settings(metric_dimensions=dims, redact=bool(redact), pricing=pricing), ops, tracer)
     STATE.instruments()  # the observable operation.calls/errors exist from now on

@@ -194,3 +194,39 @@ def test_logs_exported_with_correlation(protocol: str, receiver: Any, http_recei
     finally:
         tel.shutdown()
     assert not any(type(h).__name__ == "LoggingHandler" for h in logging.getLogger().handlers)
+
+
+_SIGTERMED = """
+import os
+import signal
+import sys
+
+import otel_metrics
+from opentelemetry import trace
+
+otel_metrics.configure("sigterm-script", endpoint=sys.argv[1])
+with trace.get_tracer("t").start_as_current_span("before-sigterm"):
+    pass
+os.kill(os.getpid(), signal.SIGTERM)  # the default disposition would die here without running atexit
+signal.pause()
+"""
+
+
+def test_configure_flushes_on_sigterm_then_dies_of_it(receiver: Any, tmp_path: Any) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "script.py"
+    script.write_text(_SIGTERMED)
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, str(script), receiver.endpoint], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == -signal.SIGTERM, proc.stderr
+    store = receiver.store
+    found = store.wait_for(lambda: [s for s in store.spans() if s.resource.get("service.name") == "sigterm-script"])
+    assert [s.name for s in found] == ["before-sigterm"]

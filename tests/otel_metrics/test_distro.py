@@ -156,7 +156,7 @@ def test_sigterm_flushes_an_auto_instrumented_uvicorn_app(receiver: Any, tmp_pat
 def test_sigterm_handler_is_installed_only_over_the_default() -> None:
     import signal
 
-    from otel_metrics.distro import _flush_on_sigterm
+    from otel_metrics._internal.config import flush_on_sigterm as _flush_on_sigterm
 
     original = signal.getsignal(signal.SIGTERM)
 

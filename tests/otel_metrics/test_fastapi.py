@@ -187,6 +187,7 @@ def test_correlation_id_propagates_across_two_services(telemetry: Any, receiver:
 # ----------------------------------------------------------------------------- SIGTERM
 
 _SIGTERM_APP = """
+import signal
 import sys
 
 import uvicorn
@@ -196,6 +197,8 @@ import otel_metrics
 from otel_metrics.fastapi import instrument_app
 
 otel_metrics.configure("sigterm-app", endpoint=sys.argv[1])
+# configure() flushes on SIGTERM too; back to the default disposition, to test instrument_app's flush on its own.
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 app = FastAPI()
 instrument_app(app)
 
