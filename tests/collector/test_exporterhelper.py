@@ -37,6 +37,16 @@ async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.002)
 
 
+async def started_file_storage(directory: Path) -> tuple[FileStorageExtension, StaticHost]:
+    """A started ``file_storage`` extension in ``directory`` and a host that offers it to exporters."""
+    storage = FileStorageExtension(
+        CreateSettings(ComponentID("file_storage"), Signal.TRACES), FileStorageConfig(directory=str(directory))
+    )
+    host = StaticHost({ComponentID("file_storage"): storage})
+    await storage.start(host)
+    return storage, host
+
+
 def metric_values(reader: InMemoryMetricReader) -> dict[str, float]:
     out: dict[str, float] = {}
     data = reader.get_metrics_data()
@@ -298,12 +308,7 @@ def test_persistent_queue_keeps_undelivered_across_restart_without_duplicates(tm
             delivered[name] += 1
 
     async def run_once(n_new: int, first: int) -> QueuedExporter:
-        ext = FileStorageExtension(
-            CreateSettings(ComponentID("file_storage"), Signal.TRACES),
-            FileStorageConfig(directory=str(tmp_path)),
-        )
-        host = StaticHost({ComponentID("file_storage"): ext})
-        await ext.start(host)
+        _ext, host = await started_file_storage(tmp_path)
         forever = RetryConfig(initial_interval=0.001, max_interval=0.01, max_elapsed_time=0.0)  # type: ignore[arg-type]
         exp = make(send, queue=QueueConfig(storage="file_storage", num_consumers=3), retry=forever)
         await exp.start(host)
@@ -428,12 +433,7 @@ def test_batch_send_gets_whole_requests_within_max_size_and_flushes_on_timeout()
 
 def test_batched_persistent_items_are_acknowledged_only_after_their_batch(tmp_path: Path) -> None:
     async def run(sink: Sink, names: list[tuple[str, ...]]) -> int:
-        storage = FileStorageExtension(
-            CreateSettings(ComponentID("file_storage"), Signal.TRACES),
-            FileStorageConfig(directory=str(tmp_path)),
-        )
-        host = StaticHost({ComponentID("file_storage"): storage})
-        await storage.start(host)
+        storage, host = await started_file_storage(tmp_path)
         batch = BatchConfig(min_size=100, flush_timeout=0.05)  # type: ignore[arg-type]
         exp = make(sink.send, queue=QueueConfig(num_consumers=1, storage="file_storage", batch=batch))
         await exp.start(host)
@@ -467,12 +467,7 @@ def test_persistent_items_hold_bytes_and_reach_send_payloads_as_they_are(tmp_pat
         got.append(list(payloads))
 
     async def run() -> None:
-        storage = FileStorageExtension(
-            CreateSettings(ComponentID("file_storage"), Signal.TRACES),
-            FileStorageConfig(directory=str(tmp_path)),
-        )
-        host = StaticHost({ComponentID("file_storage"): storage})
-        await storage.start(host)
+        storage, host = await started_file_storage(tmp_path)
         exp = QueuedExporter(
             CreateSettings(ComponentID("postgres"), Signal.TRACES),
             queue=QueueConfig(num_consumers=1, storage="file_storage", batch=BatchConfig(min_size=3)),
@@ -494,12 +489,7 @@ def test_persistent_items_hold_bytes_and_reach_send_payloads_as_they_are(tmp_pat
 
 def test_persistent_queue_items_keep_no_decoded_request(tmp_path: Path) -> None:
     async def run() -> None:
-        storage = FileStorageExtension(
-            CreateSettings(ComponentID("file_storage"), Signal.TRACES),
-            FileStorageConfig(directory=str(tmp_path)),
-        )
-        host = StaticHost({ComponentID("file_storage"): storage})
-        await storage.start(host)
+        storage, _host = await started_file_storage(tmp_path)
         store = await storage.client(ComponentID("postgres"), "traces")
         queue = PersistentQueue(store, 10, "items", False)
         await queue.start()

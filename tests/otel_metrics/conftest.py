@@ -285,3 +285,50 @@ def telemetry(receiver: Receiver) -> Iterator[Any]:
     assert not tel.disabled, "configure() fell back to disabled: see the log"
     yield tel
     tel.shutdown()
+
+
+@pytest.fixture
+def sigterm_after_request(tmp_path: Any) -> Callable[..., tuple[int, str]]:
+    """Run ``source`` (an app serving ``GET /work`` with uvicorn on the port given as its last argument) in a
+    subprocess, optionally under ``prefix`` (e.g. opentelemetry-instrument); once it answers, make one request and
+    send SIGTERM right after the response, while the batch processor still holds its spans. Returns (return code,
+    stderr)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    root = str(Path(__file__).resolve().parents[2])
+
+    def run(source: str, args: list[str], env: dict[str, str], prefix: tuple[str, ...] = ()) -> tuple[int, str]:
+        script = tmp_path / "app.py"
+        script.write_text(source)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))}
+        command = [*prefix, sys.executable, str(script), *args, str(port)]
+        proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, cwd=root)
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+                deadline = time.monotonic() + DEADLINE_S
+                while True:  # until uvicorn listens
+                    try:
+                        client.get("/health")
+                        break
+                    except httpx.TransportError:
+                        if time.monotonic() > deadline or proc.poll() is not None:
+                            raise
+                        threading.Event().wait(0.02)
+                assert client.get("/work").status_code == 200
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+        return proc.returncode, err
+
+    return run

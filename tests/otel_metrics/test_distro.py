@@ -15,22 +15,33 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "auto_instrumented" / "app.py"
 
 
-@pytest.mark.parametrize("select_explicitly", [True, False])
-def test_opentelemetry_instrument_installs_our_processors(receiver: Any, select_explicitly: bool) -> None:
+def _instrument() -> str:
     instrument = shutil.which("opentelemetry-instrument", path=str(Path(sys.executable).parent))
     assert instrument, "opentelemetry-instrument is installed with opentelemetry-instrumentation"
+    return instrument
+
+
+def _instrument_env(receiver: Any, *, select: bool = True, **extra: str) -> dict[str, str]:
+    """This environment without OTEL_*, exporting traces to ``receiver`` (metrics off), our distro selected."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(
-        OTEL_SERVICE_NAME="auto-demo",
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
         OTEL_EXPORTER_OTLP_INSECURE="true",
         OTEL_METRICS_EXPORTER="none",
-        REQUEST_ID="auto-req-7",
-        TENANT="acme",
+        **extra,
     )
-    if select_explicitly:
+    if select:
         env.update(OTEL_PYTHON_DISTRO="otel_metrics", OTEL_PYTHON_CONFIGURATOR="otel_metrics")
-    else:
+    return env
+
+
+@pytest.mark.parametrize("select_explicitly", [True, False])
+def test_opentelemetry_instrument_installs_our_processors(receiver: Any, select_explicitly: bool) -> None:
+    instrument = _instrument()
+    env = _instrument_env(
+        receiver, select=select_explicitly, OTEL_SERVICE_NAME="auto-demo", REQUEST_ID="auto-req-7", TENANT="acme"
+    )
+    if not select_explicitly:
         # with the upstream distro also installed, entry-point order decides; ours must at least be offered
         from importlib.metadata import entry_points
 
@@ -98,54 +109,19 @@ async def work() -> dict:
     return {"done": True}
 
 
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[-1]), log_level="warning")
 """
 
 
-def test_sigterm_flushes_an_auto_instrumented_uvicorn_app(receiver: Any, tmp_path: Path) -> None:
+def test_sigterm_flushes_an_auto_instrumented_uvicorn_app(receiver: Any, sigterm_after_request: Any) -> None:
     """uvicorn re-raises SIGTERM after draining: without the distro's handler the process dies before atexit and
     the last requests' spans are lost."""
     import signal
-    import socket
-    import threading
-
-    import httpx
 
     pytest.importorskip("opentelemetry.instrumentation.fastapi")
-    instrument = shutil.which("opentelemetry-instrument", path=str(Path(sys.executable).parent))
-    assert instrument
-    script = tmp_path / "app.py"
-    script.write_text(_UVICORN_APP)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update(
-        OTEL_SERVICE_NAME="auto-sigterm",
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-        OTEL_EXPORTER_OTLP_INSECURE="true",
-        OTEL_METRICS_EXPORTER="none",
-        OTEL_PYTHON_DISTRO="otel_metrics",
-        OTEL_PYTHON_CONFIGURATOR="otel_metrics",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    )
-    proc = subprocess.Popen(
-        [instrument, sys.executable, str(script), str(port)], env=env, stderr=subprocess.PIPE, text=True, cwd=ROOT
-    )
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            for _ in range(1000):  # until uvicorn listens
-                try:
-                    client.get("/health")
-                    break
-                except httpx.TransportError:
-                    threading.Event().wait(0.02)
-            assert client.get("/work").status_code == 200
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == -signal.SIGTERM, err  # still dies of the signal, after flushing
+    env = _instrument_env(receiver, OTEL_SERVICE_NAME="auto-sigterm")
+    returncode, err = sigterm_after_request(_UVICORN_APP, [], env, prefix=(_instrument(),))
+    assert returncode == -signal.SIGTERM, err  # still dies of the signal, after flushing
     store = receiver.store
     found = store.wait_for(
         lambda: [s for s in store.spans() if s.resource.get("service.name") == "auto-sigterm" and s.name == "GET /work"]

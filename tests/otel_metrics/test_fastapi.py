@@ -208,49 +208,22 @@ async def work() -> dict:
     return {"done": True}
 
 
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[-1]), log_level="warning")
 """
 
 
-def test_spans_of_the_last_requests_are_exported_when_uvicorn_stops_on_sigterm(receiver: Any, tmp_path: Any) -> None:
+def test_spans_of_the_last_requests_are_exported_when_uvicorn_stops_on_sigterm(
+    receiver: Any, sigterm_after_request: Any
+) -> None:
     """uvicorn re-raises SIGTERM after its graceful shutdown with the default handler back: the process dies
     without running atexit, where the SDK flushes. instrument_app flushes at lifespan shutdown instead."""
     import os
     import signal
-    import socket
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    script = tmp_path / "app.py"
-    script.write_text(_SIGTERM_APP)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(
-        [sys.executable, str(script), receiver.endpoint, str(port)], env=env, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            for _ in range(500):  # until uvicorn listens
-                try:
-                    client.get("/health")
-                    break
-                except httpx.TransportError:
-                    threading.Event().wait(0.02)
-            assert client.get("/work").status_code == 200
-        proc.send_signal(signal.SIGTERM)  # right after the response: the batch processor still holds the spans
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == -signal.SIGTERM, err  # died of the re-raised signal: atexit did not run
-    spans = receiver.store.wait_for(
-        lambda: [
-            s
-            for s in receiver.store.spans()
-            if s.resource.get("service.name") == "sigterm-app" and s.name == "GET /work"
-        ]
+    returncode, err = sigterm_after_request(_SIGTERM_APP, [receiver.endpoint], dict(os.environ))
+    assert returncode == -signal.SIGTERM, err  # died of the re-raised signal: atexit did not run
+    store = receiver.store
+    spans = store.wait_for(
+        lambda: [s for s in store.spans() if s.resource.get("service.name") == "sigterm-app" and s.name == "GET /work"]
     )
     assert spans, err
