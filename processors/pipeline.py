@@ -43,7 +43,6 @@ __all__ = [
     "parse_request",
     "received_as",
     "serialized",
-    "unchanged_from_wire",
 ]
 
 Request: TypeAlias = ExportTraceServiceRequest | ExportMetricsServiceRequest | ExportLogsServiceRequest
@@ -82,7 +81,8 @@ def parse_request(signal: Signal, data: bytes) -> Request:
 
 
 # The request a receiver is handing downstream and the bytes it was parsed from, while both still agree: set by the
-# receiver, cleared by a pipeline whose processors may change messages (``Processor.mutates_data``). Lets a
+# receiver, cleared (``received_as(request, None)``) by a pipeline whose processors may change messages
+# (``Processor.mutates_data``). Lets a
 # persistent queue store those bytes instead of serializing the message again (0.5 µs a span).
 _received: ContextVar[tuple[Request, bytes] | None] = ContextVar("otel_metrics_received_wire", default=None)
 
@@ -91,19 +91,6 @@ _received: ContextVar[tuple[Request, bytes] | None] = ContextVar("otel_metrics_r
 def received_as(request: Request, wire: bytes | None) -> Iterator[None]:
     """While in this block, ``serialized(request)`` is ``wire`` (None: not known)."""
     token = _received.set(None if wire is None else (request, wire))
-    try:
-        yield
-    finally:
-        _received.reset(token)
-
-
-@contextlib.contextmanager
-def unchanged_from_wire(unchanged: bool) -> Iterator[None]:
-    """Forget the received bytes downstream unless the message is known ``unchanged`` on the way."""
-    if unchanged:
-        yield
-        return
-    token = _received.set(None)
     try:
         yield
     finally:

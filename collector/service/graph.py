@@ -20,7 +20,7 @@ from typing import Any
 from collector.components import Registry
 from collector.config.model import Config, PipelineID
 from collector.service.fanout import ExportersFanOut, PipelinesFanOut
-from processors.pipeline import ComponentID, Consumer, CreateSettings, Request, Signal, unchanged_from_wire
+from processors.pipeline import ComponentID, Consumer, CreateSettings, Request, Signal, received_as
 
 __all__ = ["Graph", "Node", "build_graph"]
 
@@ -55,7 +55,10 @@ class _PipelineEntry:
 
     async def consume(self, signal: Signal, request: Request) -> None:
         assert self.target is not None, f"pipeline {self.pipeline} used before it was built"
-        with unchanged_from_wire(self.unchanged):
+        if self.unchanged:
+            await self.target.consume(signal, request)
+            return
+        with received_as(request, None):  # a processor may change it: its received bytes no longer hold
             await self.target.consume(signal, request)
 
 

@@ -182,17 +182,8 @@ class Telemetry:
 
     def force_flush(self, timeout_s: float = 10.0) -> bool:
         """Export everything recorded so far; False if something did not make it in time. Never raises."""
-        ok = True
-        millis = int(timeout_s * 1000)
-        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
-            if provider is None:
-                continue
-            try:
-                ok = provider.force_flush(millis) is not False and ok
-            except Exception:
-                internal_error("Telemetry.force_flush")
-                ok = False
-        return ok
+        providers = (self.tracer_provider, self.meter_provider, self.logger_provider)
+        return _force_flush(providers, timeout_s, "Telemetry.force_flush")
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         """Flush and stop every provider this call set up, within ``timeout_s`` (an unreachable collector
@@ -214,6 +205,23 @@ class Telemetry:
                 provider.shutdown()
             except Exception:
                 internal_error("Telemetry.shutdown")
+
+
+def _force_flush(providers: Iterable[Any], timeout_s: float, where: str) -> bool:
+    """``force_flush`` every provider that has one (None and the API's no-op and proxy providers have none); False
+    if one failed or ran out of time. Never raises."""
+    ok = True
+    millis = int(timeout_s * 1000)
+    for provider in providers:
+        force_flush = getattr(provider, "force_flush", None)
+        if not callable(force_flush):
+            continue
+        try:
+            ok = force_flush(millis) is not False and ok
+        except Exception:
+            internal_error(where)
+            ok = False
+    return ok
 
 
 def _run_bounded(fn: Any, timeout_s: float, what: str = "shutdown") -> bool:
@@ -258,21 +266,12 @@ def flush_before_exit(timeout_s: float = DEFAULT_EXIT_TIMEOUT_S) -> bool:
     without running the SDK's exit flush. Never raises."""
     current = GLOBALS.current
     if current is not None:
-        return _run_bounded(lambda: current.force_flush(timeout_s), timeout_s, "flush")
-    from opentelemetry._logs import get_logger_provider
+        providers: tuple[Any, ...] = (current.tracer_provider, current.meter_provider, current.logger_provider)
+    else:
+        from opentelemetry._logs import get_logger_provider
 
-    providers = (trace_api.get_tracer_provider(), metrics_api.get_meter_provider(), get_logger_provider())
-
-    def flush() -> None:
-        for provider in providers:
-            force_flush = getattr(provider, "force_flush", None)  # the API's no-op and proxy providers have none
-            if callable(force_flush):
-                try:
-                    force_flush(int(timeout_s * 1000))
-                except Exception:
-                    internal_error("flush_before_exit")
-
-    return _run_bounded(flush, timeout_s, "flush")
+        providers = (trace_api.get_tracer_provider(), metrics_api.get_meter_provider(), get_logger_provider())
+    return _run_bounded(lambda: _force_flush(providers, timeout_s, "flush_before_exit"), timeout_s, "flush")
 
 
 class _Globals:

@@ -23,7 +23,7 @@ from .config import (
     RetryConfig,
     Sizer,
 )
-from .queue import MemoryQueue, PersistentQueue, QueueItem, SendingQueue, decode_payload, encode_payload
+from .queue import MemoryQueue, PersistentQueue, QueueItem, SendingQueue, decode_payload
 from .queued_exporter import DEFAULT_SHUTDOWN_TIMEOUT, BatchSendFunc, PayloadSendFunc, QueuedExporter, SendFunc
 
 __all__ = [
@@ -52,5 +52,4 @@ __all__ = [
     "SendingQueue",
     "Sizer",
     "decode_payload",
-    "encode_payload",
 ]

@@ -21,7 +21,7 @@ from processors.pipeline import RefusedError, Request, Signal, item_count, parse
 
 from .config import Sizer
 
-__all__ = ["MemoryQueue", "PersistentQueue", "QueueItem", "SendingQueue", "decode_payload", "encode_payload"]
+__all__ = ["MemoryQueue", "PersistentQueue", "QueueItem", "SendingQueue", "decode_payload"]
 
 _log = logging.getLogger("otel_metrics.collector.exporterhelper")
 
@@ -29,10 +29,6 @@ _log = logging.getLogger("otel_metrics.collector.exporterhelper")
 _SIGNAL_CODES = {Signal.TRACES: 1, Signal.METRICS: 2, Signal.LOGS: 3}
 _CODE_SIGNALS = {v: k for k, v in _SIGNAL_CODES.items()}
 _REFUSE_RETRY_AFTER = 1.0
-
-
-def encode_payload(signal: Signal, request: Request) -> bytes:
-    return _framed(signal, request.SerializeToString())
 
 
 def _framed(signal: Signal, body: bytes) -> bytes:

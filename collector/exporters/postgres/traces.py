@@ -22,7 +22,6 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from ._values import any_value, attributes_dict, clean_text, dumps, int2, int4, signed32, to_json
 
 __all__ = [
-    "COST_SCALE",
     "EVENT_COLUMNS",
     "LINK_COLUMNS",
     "SPAN_COLUMNS",
@@ -118,10 +117,9 @@ _INT8_MIN, _INT8_MAX = -(2**63), 2**63 - 1
 _INT4_MIN, _INT4_MAX = -(2**31), 2**31 - 1
 _INT2_MAX = 2**15 - 1
 _COST_LIMIT = 1e10  # numeric(20, 10)
-# Rows carry cost_usd as an int count of COST_UNIT USD (numeric(20, 10) holds exactly those); the writer's COPY dumps
-# it as numeric. Ints sum exactly and cheaply in the rollups; Decimal(repr(x)) and psycopg's Decimal dumper cost
-# 1.5 µs a span.
-COST_SCALE = 10**10
+# Rows carry cost_usd as an int count of 1e-10 USD (``cost_units``; numeric(20, 10) holds exactly those); the
+# writer's COPY dumps it as numeric. Ints sum exactly and cheaply in the rollups; Decimal(repr(x)) and psycopg's
+# Decimal dumper cost 1.5 µs a span.
 _EXCEPTION_KEYS = ("exception.type", "exception.message", "exception.stacktrace")
 # Attributes the checks after the attribute pass read (numeric columns, model, provider).
 _SPECIAL_KEYS = frozenset(

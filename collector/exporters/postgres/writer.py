@@ -358,12 +358,10 @@ class PostgresWriter:
     def _write_traces(
         self, conn: psycopg.Connection[Any], requests: Sequence[Request], wires: Sequence[bytes] | None
     ) -> WriteResult:
-        if wires is None:
-            records = [r for request in requests for r in _traces.span_records(request)]
-        else:
-            records = [
-                r for request, wire in zip(requests, wires, strict=True) for r in _traces.span_records(request, wire)
-            ]
+        known = wires if wires is not None else [None] * len(requests)
+        records = [
+            r for request, wire in zip(requests, known, strict=True) for r in _traces.span_records(request, wire)
+        ]
         result = WriteResult(items=len(records))
         failed = [r for r in records if r.failure is not None]
         if failed:
