@@ -171,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     baseline_provider.shutdown()
     reference_provider.shutdown()
 
-    # Process CPU time per call (every thread, flush included), interleaved rounds; the median is the figure, the min is shown for reference.
+    # Process CPU time per call (every thread, flush included), interleaved rounds; the median is the figure,
+    # the min is shown for reference.
     for label, pick in (("median", statistics.median), ("min", min)):
         b, o = pick(bare_ns), pick(ours_ns)
         print(f"[{label} of {args.rounds} rounds x {args.calls} calls]")
