@@ -7,22 +7,15 @@ write results back in place, without converting whole messages.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 __all__ = [
     "any_value_to_python",
     "attributes_to_dict",
     "get_attribute",
-    "iter_log_records",
-    "iter_spans",
     "pick_attributes",
     "python_to_any_value",
     "set_attribute",
@@ -103,19 +96,3 @@ def set_attribute(attributes: RepeatedCompositeFieldContainer[KeyValue], key: st
     if first is None:
         first = attributes.add(key=key)
     python_to_any_value(value, first.value)
-
-
-def iter_spans(request: ExportTraceServiceRequest) -> Iterator[tuple[Resource, Span]]:
-    """Every span of a request with its resource."""
-    for rs in request.resource_spans:
-        for ss in rs.scope_spans:
-            for span in ss.spans:
-                yield rs.resource, span
-
-
-def iter_log_records(request: ExportLogsServiceRequest) -> Iterator[tuple[Resource, LogRecord]]:
-    """Every log record of a request with its resource."""
-    for rl in request.resource_logs:
-        for sl in rl.scope_logs:
-            for record in sl.log_records:
-                yield rl.resource, record

@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from processors._otlp import merge_into, take_items
+from processors.pdata import merge_into, take_items
 from processors.pipeline import (
     Consumer,
     CreateSettings,

@@ -43,7 +43,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from processors._attributes import any_value_to_python, iter_log_records, iter_spans, set_attribute
+from processors._attributes import any_value_to_python, set_attribute
+from processors.pdata import iter_log_records, iter_spans
 from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
 
 __all__ = [

@@ -46,7 +46,7 @@ from processors._matching import (
     validate_log_properties,
     validate_properties,
 )
-from processors._otlp import resource_entries
+from processors.pdata import SIGNALS, metric_points, resource_entries
 from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
 
 __all__ = ["FilterConfig", "FilterProcessor", "UnsupportedCondition", "compile_condition", "factories"]
@@ -291,12 +291,6 @@ def compile_condition(text: str, context: Literal["span", "metric", "log"] | str
 
 _Keep = Callable[[Resource, InstrumentationScope, Any], bool]
 
-_ITEM_FIELDS = {
-    Signal.TRACES: ("scope_spans", "spans"),
-    Signal.LOGS: ("scope_logs", "log_records"),
-    Signal.METRICS: ("scope_metrics", "metrics"),
-}
-
 
 def _legacy_keep(include: Any, exclude: Any) -> _Keep | None:
     if include is None and exclude is None:
@@ -318,11 +312,6 @@ def _conditions_keep(conditions: list[Condition]) -> _Keep | None:
     if not conditions:
         return None
     return lambda r, s, item: not any(c(r, s, item) for c in conditions)
-
-
-def _metric_points(metric: Any) -> int:
-    kind = metric.WhichOneof("data")
-    return 0 if kind is None else len(getattr(metric, kind).data_points)
 
 
 class FilterProcessor(Processor):
@@ -368,8 +357,8 @@ class FilterProcessor(Processor):
     @staticmethod
     def _filter(signal: Signal, request: Request, keep: _Keep) -> int:
         """Drop items (and scopes/resources left empty) in place; return how many items were dropped."""
-        scope_field, item_field = _ITEM_FIELDS[signal]
-        weigh = _metric_points if signal is Signal.METRICS else None
+        scope_field, item_field = SIGNALS[signal].scope_field, SIGNALS[signal].item_field
+        weigh = metric_points if signal is Signal.METRICS else None
         dropped = 0
         resources = resource_entries(signal, request)
         for ri in range(len(resources) - 1, -1, -1):

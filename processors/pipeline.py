@@ -6,7 +6,8 @@ awaited ``consume`` returns only when everything downstream has accepted the dat
 is on disk), which is what lets a receiver acknowledge only durable data (decision 3).
 
 This module lives in ``processors`` (the lowest room) so that both the pipeline processors here and the collector's
-receivers, exporters and connectors share it; ``collector.component`` re-exports it.
+receivers, exporters and connectors share it; ``collector.component`` re-exports it. The facts about the signals
+themselves (``Signal``, ``Request``, item counting) live in ``processors.pdata`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -18,13 +19,11 @@ import logging
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, NewType, Protocol, TypeAlias
+from typing import Any, NewType, Protocol
 
 from opentelemetry.metrics import Meter, NoOpMeter
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from processors.pdata import Request, Signal, item_count, new_request, parse_request
 
 __all__ = [
     "ComponentID",
@@ -45,39 +44,9 @@ __all__ = [
     "serialized",
 ]
 
-Request: TypeAlias = ExportTraceServiceRequest | ExportMetricsServiceRequest | ExportLogsServiceRequest
-
 # A config field annotated ``Duration`` holds seconds; the config decoder accepts Go-style strings ("200ms", "5s",
 # "1m30s", "1h") as the upstream Collector does, and plain numbers as seconds.
 Duration = NewType("Duration", float)
-
-
-class Signal(str, Enum):
-    TRACES = "traces"
-    METRICS = "metrics"
-    LOGS = "logs"
-
-    @property
-    def item_name(self) -> str:
-        """The item word the Collector's own metrics use: spans, metric_points, log_records."""
-        return {"traces": "spans", "metrics": "metric_points", "logs": "log_records"}[self.value]
-
-
-_REQUEST_TYPES: dict[Signal, type[Request]] = {
-    Signal.TRACES: ExportTraceServiceRequest,
-    Signal.METRICS: ExportMetricsServiceRequest,
-    Signal.LOGS: ExportLogsServiceRequest,
-}
-
-
-def new_request(signal: Signal) -> Request:
-    return _REQUEST_TYPES[signal]()
-
-
-def parse_request(signal: Signal, data: bytes) -> Request:
-    """The ``signal``'s export request decoded from its protobuf bytes (raises protobuf's DecodeError)."""
-    request: Request = _REQUEST_TYPES[signal].FromString(data)
-    return request
 
 
 # The request a receiver is handing downstream and the bytes it was parsed from, while both still agree: set by the
@@ -104,30 +73,6 @@ def serialized(request: Request) -> bytes:
         return received[1]
     data: bytes = request.SerializeToString()
     return data
-
-
-def item_count(signal: Signal, request: Request) -> int:
-    """Spans, metric data points or log records in a request (what the Collector's own metrics count)."""
-    n = 0
-    if signal is Signal.TRACES:
-        assert isinstance(request, ExportTraceServiceRequest)
-        for rs in request.resource_spans:
-            for ss in rs.scope_spans:
-                n += len(ss.spans)
-    elif signal is Signal.LOGS:
-        assert isinstance(request, ExportLogsServiceRequest)
-        for rl in request.resource_logs:
-            for sl in rl.scope_logs:
-                n += len(sl.log_records)
-    else:
-        assert isinstance(request, ExportMetricsServiceRequest)
-        for rm in request.resource_metrics:
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
-                    kind = m.WhichOneof("data")
-                    if kind is not None:
-                        n += len(getattr(m, kind).data_points)
-    return n
 
 
 @dataclass(frozen=True, order=True)

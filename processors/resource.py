@@ -11,10 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
 from processors.attributes import ActionConfig, compile_actions, validate_actions
+from processors.pdata import resource_entries
 from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
 
 __all__ = ["ResourceConfig", "ResourceProcessor", "factories"]
@@ -39,15 +37,9 @@ class ResourceProcessor(Processor):
         self._actions = compile_actions(config.attributes)
 
     async def consume(self, signal: Signal, request: Request) -> None:
-        if isinstance(request, ExportTraceServiceRequest):
-            resources = [rs.resource for rs in request.resource_spans]
-        elif isinstance(request, ExportLogsServiceRequest):
-            resources = [rl.resource for rl in request.resource_logs]
-        else:
-            resources = [rm.resource for rm in request.resource_metrics]
-        for resource in resources:
+        for entry in resource_entries(signal, request):
             for act in self._actions:
-                act(resource.attributes)
+                act(entry.resource.attributes)
         await self.next_consumer.consume(signal, request)
 
 

@@ -14,7 +14,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
 from processors._attributes import any_value_to_python
-from processors._otlp import elements_containing
 from processors.cost.pricing import (
     _OLD_INPUT_TOKENS_KEY,
     _OLD_OUTPUT_TOKENS_KEY,
@@ -27,6 +26,7 @@ from processors.cost.pricing import (
     PriceTable,
     cost_attributes,
 )
+from processors.pdata import elements_containing
 from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
 
 __all__ = ["CostConfig", "factories"]
@@ -90,7 +90,7 @@ class _CostProcessor(Processor):
         for rs in request.resource_spans:
             for ss in rs.scope_spans:
                 spans = ss.spans
-                # Only spans whose encoding holds a model key can be priced (processors._otlp.elements_containing):
+                # Only spans whose encoding holds a model key can be priced (processors.pdata.elements_containing):
                 # the others' attributes are never read in python. When most spans of the last scope were GenAI
                 # spans the pre-check would select nearly all of them, so the next scope goes without it.
                 candidates = (

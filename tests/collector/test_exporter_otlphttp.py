@@ -27,7 +27,7 @@ from collector.components import registry
 from collector.exporters.exporterhelper import QueueConfig, RetryConfig
 from collector.exporters.exporterhelper.testing import StaticHost
 from collector.exporters.otlphttp import OTLPHTTPExporter, OTLPHTTPExporterConfig, parse_retry_after
-from collector.receivers.otlp.otlpjson import from_json
+from processors.pdata import from_json
 
 FAST_RETRY = RetryConfig(initial_interval=0.01, max_interval=0.05, max_elapsed_time=20.0)  # type: ignore[arg-type]
 

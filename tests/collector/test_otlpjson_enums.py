@@ -7,7 +7,7 @@ import json
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from collector.receivers.otlp.otlpjson import to_json
+from processors.pdata import to_json
 
 
 def test_enums_are_integers_and_ids_hex() -> None:

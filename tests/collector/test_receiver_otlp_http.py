@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from collector.receivers.otlp.otlpjson import from_json, to_json
+from processors.pdata import from_json, to_json
 from processors.pipeline import Signal
 
 # Written after the OTLP spec's examples/*.json: upper-case hex ids, enum ints, 64-bit ints as numbers or

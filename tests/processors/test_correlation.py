@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from processors._attributes import attributes_to_dict, iter_spans, set_attribute
+from processors._attributes import attributes_to_dict, set_attribute
 from processors.correlation import (
     CORRELATION_ID_KEY,
     CorrelationConfig,
@@ -25,6 +25,7 @@ from processors.correlation import (
     set_correlation_id,
     validate_correlation_id,
 )
+from processors.pdata import iter_spans
 from processors.pipeline import ComponentID, CreateSettings, Request, Signal
 
 _ALPHABET = string.ascii_letters + string.digits + "._:-"

@@ -15,8 +15,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from processors import cost, redaction
-from processors._attributes import attributes_to_dict, iter_spans
+from processors._attributes import attributes_to_dict
 from processors.cost import CostConfig, PriceTable
+from processors.pdata import iter_spans
 from processors.pipeline import ComponentID, CreateSettings, Request, Signal
 from processors.redaction import RedactionConfig
 from processors.sdk import EnrichingSpanProcessor

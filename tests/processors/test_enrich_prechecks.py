@@ -1,4 +1,4 @@
-"""The collector faces' cheap pre-checks (processors._otlp.elements_containing, correlation's request-level key
+"""The collector faces' cheap pre-checks (processors.pdata.elements_containing, correlation's request-level key
 search) skip only items that could not change: results equal a scan of every item's attributes."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
 from processors import correlation, cost
 from processors._attributes import attributes_to_dict, set_attribute
-from processors._otlp import elements_containing
+from processors.pdata import elements_containing
 from processors.pipeline import ComponentID, CreateSettings, Request, Signal
 
 MODEL_KEYS = (b"gen_ai.request.model", b"gen_ai.response.model")

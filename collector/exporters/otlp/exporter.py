@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceS
 
 from collector.component import CreateSettings, Host, Request, Signal
 from collector.exporters.exporterhelper import QueuedExporter
+from processors.pdata import rejected_items
 
 from .config import OTLPExporterConfig
 from .status import classify
@@ -19,11 +20,6 @@ from .status import classify
 __all__ = ["OTLPExporter", "log_partial_success", "parse_endpoint"]
 
 _COMPRESSION = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
-_REJECTED_FIELD = {
-    Signal.TRACES: "rejected_spans",
-    Signal.METRICS: "rejected_data_points",
-    Signal.LOGS: "rejected_log_records",
-}
 # Forwarded requests can be large batches; gRPC's 4 MiB default receive limit is for servers, not for us.
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", -1),
@@ -42,13 +38,10 @@ def parse_endpoint(endpoint: str, insecure: bool) -> tuple[str, bool]:
 
 def log_partial_success(logger: logging.Logger, exporter: str, signal: Signal, response: Any) -> int:
     """Log an OTLP partial success; return how many items the peer rejected."""
-    if not response.HasField("partial_success"):
-        return 0
-    ps = response.partial_success
-    rejected = int(getattr(ps, _REJECTED_FIELD[signal]))
-    if rejected or ps.error_message:
+    rejected, message = rejected_items(signal, response)
+    if rejected or message:
         logger.warning(
-            "exporter %s: partial success: %d %s rejected: %s", exporter, rejected, signal.item_name, ps.error_message
+            "exporter %s: partial success: %d %s rejected: %s", exporter, rejected, signal.item_name, message
         )
     return rejected
 

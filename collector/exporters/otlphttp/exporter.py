@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 from google.rpc import status_pb2
 
-from collector.component import CreateSettings, DataError, Host, Request, RetryableError, Signal, new_request
+from collector.component import CreateSettings, DataError, Host, Request, RetryableError, Signal
 from collector.exporters.exporterhelper import QueuedExporter
 from collector.exporters.otlp import log_partial_success
-from collector.receivers.otlp.otlpjson import from_json, to_json
+from processors.pdata import SIGNALS, from_json, to_json
 
 from .config import OTLPHTTPExporterConfig
 
@@ -21,12 +21,6 @@ __all__ = ["OTLPHTTPExporter", "parse_retry_after"]
 
 # OTLP/HTTP: these are transient; every other 4xx/5xx is permanent.
 _RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
-_PATHS = {Signal.TRACES: "/v1/traces", Signal.METRICS: "/v1/metrics", Signal.LOGS: "/v1/logs"}
-_RESPONSE_TYPES = {
-    Signal.TRACES: "ExportTraceServiceResponse",
-    Signal.METRICS: "ExportMetricsServiceResponse",
-    Signal.LOGS: "ExportLogsServiceResponse",
-}
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -43,15 +37,6 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _response_message(signal: Signal) -> Any:
-    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-
-    module = {Signal.TRACES: trace_service_pb2, Signal.METRICS: metrics_service_pb2, Signal.LOGS: logs_service_pb2}
-    return getattr(module[signal], _RESPONSE_TYPES[signal])()
-
-
 class OTLPHTTPExporter(QueuedExporter):
     def __init__(self, settings: CreateSettings, config: OTLPHTTPExporterConfig) -> None:
         super().__init__(
@@ -64,9 +49,9 @@ class OTLPHTTPExporter(QueuedExporter):
         self.config = config
         base = config.endpoint.rstrip("/")
         self.urls = {
-            Signal.TRACES: config.traces_endpoint or base + _PATHS[Signal.TRACES],
-            Signal.METRICS: config.metrics_endpoint or base + _PATHS[Signal.METRICS],
-            Signal.LOGS: config.logs_endpoint or base + _PATHS[Signal.LOGS],
+            Signal.TRACES: config.traces_endpoint or base + SIGNALS[Signal.TRACES].url_path,
+            Signal.METRICS: config.metrics_endpoint or base + SIGNALS[Signal.METRICS].url_path,
+            Signal.LOGS: config.logs_endpoint or base + SIGNALS[Signal.LOGS].url_path,
         }
         self._json = config.encoding == "json"
         self._gzip = config.compression == "gzip"
@@ -144,7 +129,7 @@ class OTLPHTTPExporter(QueuedExporter):
     def _partial_success(self, signal: Signal, response: httpx.Response) -> None:
         if not response.content:
             return
-        message = _response_message(signal)
+        message = SIGNALS[signal].response_type()
         try:
             if "json" in response.headers.get("content-type", ""):
                 from_json(response.content, message)
@@ -153,6 +138,3 @@ class OTLPHTTPExporter(QueuedExporter):
         except Exception:
             return  # a success whose body we cannot read is still a success
         self.rejected_items += log_partial_success(self.settings.logger, str(self.settings.id), signal, message)
-
-
-_ = new_request  # re-exported helpers stay importable for subclasses

@@ -19,6 +19,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
+from processors.pdata import read_varint
+
 from ._values import any_value, attributes_dict, clean_text, dumps, int2, int4, signed32, to_json
 
 __all__ = [
@@ -258,18 +260,6 @@ def _shadow(request: ExportTraceServiceRequest, wire: bytes | None) -> Any:
         return None
 
 
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    """(value, position after it) of the varint at ``at``; (-1, at) if it runs past the end or past 10 bytes."""
-    value = shift = 0
-    for i in range(at, min(at + 10, len(data))):
-        byte = data[i]
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, i + 1
-        shift += 7
-    return -1, at
-
-
 def _kv_entry(kv: bytes) -> _Entry | None:
     """(key, value, slot, hot text, JSON member) of a KeyValue's wire bytes; None: the protobuf pass reads the span.
 
@@ -285,11 +275,11 @@ def _kv_entry(kv: bytes) -> _Entry | None:
     if key_len < 0x80 and at < end and kv[at - 2] == 0x12 and kv[at - 1] == end - at < 0x80:
         key = kv[2 : at - 2].decode()  # UTF-8 already validated by protobuf (proto3 strings)
     else:  # a length of 128 bytes or more
-        key_len, key_at = _varint(kv, 1)
+        key_len, key_at = read_varint(kv, 1)
         value_tag = key_at + key_len
         if key_len < 0 or kv[value_tag : value_tag + 1] != b"\x12":
             return None
-        value_len, at = _varint(kv, value_tag + 1)
+        value_len, at = read_varint(kv, value_tag + 1)
         if value_len < 1 or at + value_len != end:
             return None
         key = kv[key_at:value_tag].decode()
@@ -299,7 +289,7 @@ def _kv_entry(kv: bytes) -> _Entry | None:
         if length < 0x80 and at + 2 + length == end:
             item: Any = kv[at + 2 :].decode()
         else:
-            length, start = _varint(kv, at + 1)
+            length, start = read_varint(kv, at + 1)
             if start + length != end:
                 return None
             item = kv[start:].decode()
@@ -312,7 +302,7 @@ def _kv_entry(kv: bytes) -> _Entry | None:
             return key, item, _N_TEXT_COLUMNS + slot, _text(item), None
         return key, item, slot, None, None  # not cached: doubles are mostly measurements, rarely repeated
     elif tag == 0x18:  # int_value (int64, two's complement in 10 bytes when negative)
-        item, after = _varint(kv, at + 1)
+        item, after = read_varint(kv, at + 1)
         if item < 0 or after != end or item >= 1 << 64:
             return None
         if item >= 1 << 63:

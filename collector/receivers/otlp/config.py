@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from processors.pdata import SIGNALS, Signal
+
 __all__ = [
     "DEFAULT_GRPC_ENDPOINT",
     "DEFAULT_HTTP_ENDPOINT",
@@ -27,9 +29,9 @@ DEFAULT_GRPC_ENDPOINT = "localhost:4317"
 DEFAULT_HTTP_ENDPOINT = "localhost:4318"
 DEFAULT_MAX_RECV_MSG_SIZE_MIB = 4  # grpc-go's default receive limit, which upstream keeps
 DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * 1024 * 1024  # confighttp's default; applies after decompression too
-DEFAULT_TRACES_URL_PATH = "/v1/traces"
-DEFAULT_METRICS_URL_PATH = "/v1/metrics"
-DEFAULT_LOGS_URL_PATH = "/v1/logs"
+DEFAULT_TRACES_URL_PATH = SIGNALS[Signal.TRACES].url_path
+DEFAULT_METRICS_URL_PATH = SIGNALS[Signal.METRICS].url_path
+DEFAULT_LOGS_URL_PATH = SIGNALS[Signal.LOGS].url_path
 
 
 @dataclass

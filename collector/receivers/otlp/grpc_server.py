@@ -16,16 +16,12 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 from collector.receivers.otlp.config import GRPCConfig
-from collector.receivers.otlp.intake import REQUEST_TYPES, Intake
-from processors.pipeline import DataError, RefusedError, RetryableError, Signal
+from collector.receivers.otlp.intake import Intake
+from processors.pdata import SIGNALS, Signal, parse_request
+from processors.pipeline import DataError, RefusedError, RetryableError
 
 __all__ = ["GRPCServer"]
 
-_SERVICES = {
-    Signal.TRACES: "opentelemetry.proto.collector.trace.v1.TraceService",
-    Signal.METRICS: "opentelemetry.proto.collector.metrics.v1.MetricsService",
-    Signal.LOGS: "opentelemetry.proto.collector.logs.v1.LogsService",
-}
 # In-flight RPCs get this long to finish when the receiver stops (within the service's shutdown bound).
 SHUTDOWN_GRACE_SECONDS = 5.0
 
@@ -66,9 +62,8 @@ class GRPCServer:
                     await self._authenticate(headers)
                 except Exception as exc:
                     await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc) or "unauthenticated")
-            request = REQUEST_TYPES[signal]()
             try:
-                request.ParseFromString(body)
+                request = parse_request(signal, body)
             except DecodeError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed protobuf {signal.value}: {exc}")
             try:
@@ -95,11 +90,12 @@ class GRPCServer:
         if self._config.max_concurrent_streams > 0:
             options.append(("grpc.max_concurrent_streams", self._config.max_concurrent_streams))
         server = grpc.aio.server(options=options)
-        for signal, service in _SERVICES.items():
+        for signal, spec in SIGNALS.items():
             if not self._intake.serves(signal):
                 continue
             handler = grpc.unary_unary_rpc_method_handler(self._handler(signal))
-            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": handler}),))
+            generic = grpc.method_handlers_generic_handler(spec.grpc_service, {"Export": handler})
+            server.add_generic_rpc_handlers((generic,))
         tls = self._config.tls
         try:
             if tls is not None and tls.cert_file:

@@ -24,10 +24,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from collector.receivers.otlp.config import HTTPConfig
-from collector.receivers.otlp.intake import REQUEST_TYPES, Intake
-from collector.receivers.otlp.otlpjson import JSONError, from_json, to_json
+from collector.receivers.otlp.intake import Intake
 from collector.service.httpserver import HTTPServer
-from processors.pipeline import DataError, RefusedError, RetryableError, Signal
+from processors.pdata import JSONError, Signal, from_json, new_request, to_json
+from processors.pipeline import DataError, RefusedError, RetryableError
 
 __all__ = ["OTLPHTTPServer"]
 
@@ -159,7 +159,7 @@ class OTLPHTTPServer:
                     request.headers.get("content-encoding", "").strip().lower(),
                     self._config.max_request_body_size,
                 )
-                message: Message = REQUEST_TYPES[signal]()
+                message: Message = new_request(signal)
                 if media == PROTOBUF:
                     try:
                         message.ParseFromString(body)

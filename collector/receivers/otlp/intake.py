@@ -11,85 +11,11 @@ smaller than the request's item count is reported the same way (the rest was acc
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-    ExportLogsServiceRequest,
-    ExportLogsServiceResponse,
-)
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-    ExportMetricsServiceResponse,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from processors.pdata import Response, drop_bad_ids, item_count, new_response
+from processors.pipeline import Consumer, CreateSettings, DataError, Request, Signal, received_as
 
-from processors.pipeline import Consumer, CreateSettings, DataError, Request, Signal, item_count, received_as
-
-__all__ = ["Intake", "Response", "new_response"]
-
-Response = ExportTraceServiceResponse | ExportMetricsServiceResponse | ExportLogsServiceResponse
-
-_RESPONSES: dict[Signal, type[Response]] = {
-    Signal.TRACES: ExportTraceServiceResponse,
-    Signal.METRICS: ExportMetricsServiceResponse,
-    Signal.LOGS: ExportLogsServiceResponse,
-}
-_REJECTED_FIELD = {
-    Signal.TRACES: "rejected_spans",
-    Signal.METRICS: "rejected_data_points",
-    Signal.LOGS: "rejected_log_records",
-}
-
-
-def new_response(signal: Signal, rejected: int = 0, message: str = "") -> Response:
-    response = _RESPONSES[signal]()
-    if rejected or message:
-        setattr(response.partial_success, _REJECTED_FIELD[signal], rejected)
-        response.partial_success.error_message = message
-    return response
-
-
-def _drop_bad_ids(signal: Signal, request: Request) -> tuple[int, str]:
-    """Remove spans/log records with ids of the wrong length; return (removed, first reason)."""
-    removed, reason = 0, ""
-    if isinstance(request, ExportTraceServiceRequest):
-        for rs in request.resource_spans:
-            for ss in rs.scope_spans:
-                bad = [
-                    s
-                    for s in ss.spans
-                    if len(s.trace_id) != 16 or len(s.span_id) != 8 or len(s.parent_span_id) not in (0, 8)
-                ]
-                if bad:
-                    reason = reason or (
-                        f"span {bad[0].name!r}: trace_id must be 16 bytes and span_id 8 bytes "
-                        f"(got {len(bad[0].trace_id)} and {len(bad[0].span_id)})"
-                    )
-                    keep = [s for s in ss.spans if s not in bad]
-                    del ss.spans[:]
-                    ss.spans.extend(keep)
-                    removed += len(bad)
-    elif isinstance(request, ExportLogsServiceRequest):
-        for rl in request.resource_logs:
-            for sl in rl.scope_logs:
-                bad = [r for r in sl.log_records if len(r.trace_id) not in (0, 16) or len(r.span_id) not in (0, 8)]
-                if bad:
-                    reason = reason or "log record: trace_id must be empty or 16 bytes, span_id empty or 8 bytes"
-                    keep = [r for r in sl.log_records if r not in bad]
-                    del sl.log_records[:]
-                    sl.log_records.extend(keep)
-                    removed += len(bad)
-    return removed, reason
-
-
-@dataclass
-class Outcome:
-    response: Response
-    accepted: int
-    rejected: int
+__all__ = ["Intake"]
 
 
 class Intake:
@@ -126,7 +52,7 @@ class Intake:
         total = item_count(signal, request)
         if total == 0:
             return new_response(signal)
-        rejected, reason = _drop_bad_ids(signal, request)
+        rejected, reason = drop_bad_ids(signal, request)
         if rejected:
             self._refused[signal].add(rejected, attrs)
             if rejected == total:
@@ -149,10 +75,3 @@ class Intake:
             raise
         self._accepted[signal].add(total - rejected, attrs)
         return new_response(signal, rejected, reason) if rejected else new_response(signal)
-
-
-REQUEST_TYPES: dict[Signal, type[Request]] = {
-    Signal.TRACES: ExportTraceServiceRequest,
-    Signal.METRICS: ExportMetricsServiceRequest,
-    Signal.LOGS: ExportLogsServiceRequest,
-}

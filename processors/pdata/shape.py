@@ -1,0 +1,218 @@
+"""Walking the shape every OTLP request shares: resource entries, scope entries, items.
+
+Items are what the Collector counts (spans, log records, metric data points). Splitting keeps the resource and
+scope (and, for metrics, the metric's name, unit, type and temporality) around every item, as pdata's split helpers
+do; whole resource entries are moved with one ``append``/``extend`` each rather than item by item, which keeps
+merging cheap in the protobuf C extension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from processors.pdata.signals import SIGNALS, Request, Signal, new_request
+
+__all__ = [
+    "drop_bad_ids",
+    "item_count",
+    "iter_log_records",
+    "iter_spans",
+    "merge_into",
+    "metric_points",
+    "resource_entries",
+    "scope_item_count",
+    "take_items",
+]
+
+_TEMPORAL_KINDS = frozenset({"sum", "histogram", "exponential_histogram"})
+
+
+def resource_entries(signal: Signal, request: Request) -> Any:
+    """The request's repeated ``resource_*`` field."""
+    return getattr(request, SIGNALS[signal].resource_field)
+
+
+def metric_points(metric: Metric) -> int:
+    """Data points of one metric (0 for a metric with no data set)."""
+    kind = metric.WhichOneof("data")
+    return 0 if kind is None else len(getattr(metric, kind).data_points)
+
+
+def scope_item_count(signal: Signal, scope_entry: Any) -> int:
+    """Items of one ``scope_*`` entry."""
+    items = getattr(scope_entry, SIGNALS[signal].item_field)
+    if signal is Signal.METRICS:
+        return sum(metric_points(m) for m in items)
+    return len(items)
+
+
+def _resource_item_count(signal: Signal, resource_entry: Any) -> int:
+    return sum(scope_item_count(signal, s) for s in getattr(resource_entry, SIGNALS[signal].scope_field))
+
+
+def item_count(signal: Signal, request: Request) -> int:
+    """Spans, metric data points or log records in a request (what the Collector's own metrics count)."""
+    return sum(_resource_item_count(signal, entry) for entry in resource_entries(signal, request))
+
+
+def iter_spans(request: ExportTraceServiceRequest) -> Iterator[tuple[Resource, Span]]:
+    """Every span of a request with its resource."""
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                yield rs.resource, span
+
+
+def iter_log_records(request: ExportLogsServiceRequest) -> Iterator[tuple[Resource, LogRecord]]:
+    """Every log record of a request with its resource."""
+    for rl in request.resource_logs:
+        for sl in rl.scope_logs:
+            for record in sl.log_records:
+                yield rl.resource, record
+
+
+def merge_into(signal: Signal, target: Request, source: Request) -> None:
+    """Append every resource entry of ``source`` to ``target`` (a copy; ``source`` is left as it was)."""
+    resource_entries(signal, target).extend(resource_entries(signal, source))
+
+
+def _bad_span_ids(span: Span) -> bool:
+    return len(span.trace_id) != 16 or len(span.span_id) != 8 or len(span.parent_span_id) not in (0, 8)
+
+
+def _bad_log_ids(record: LogRecord) -> bool:
+    return len(record.trace_id) not in (0, 16) or len(record.span_id) not in (0, 8)
+
+
+def drop_bad_ids(signal: Signal, request: Request) -> tuple[int, str]:
+    """Remove spans/log records whose ids have the wrong length (in place); return (removed, first reason).
+
+    Metrics carry ids only in exemplars, which are kept as they are.
+    """
+    if signal is Signal.METRICS:
+        return 0, ""
+    is_bad = _bad_span_ids if signal is Signal.TRACES else _bad_log_ids
+    spec = SIGNALS[signal]
+    removed, reason = 0, ""
+    for entry in resource_entries(signal, request):
+        for scope_entry in getattr(entry, spec.scope_field):
+            items = getattr(scope_entry, spec.item_field)
+            bad = [item for item in items if is_bad(item)]
+            if not bad:
+                continue
+            if not reason and signal is Signal.TRACES:
+                reason = (
+                    f"span {bad[0].name!r}: trace_id must be 16 bytes and span_id 8 bytes "
+                    f"(got {len(bad[0].trace_id)} and {len(bad[0].span_id)})"
+                )
+            elif not reason:
+                reason = "log record: trace_id must be empty or 16 bytes, span_id empty or 8 bytes"
+            keep = [item for item in items if item not in bad]
+            del items[:]
+            items.extend(keep)
+            removed += len(bad)
+    return removed, reason
+
+
+def _metric_shell(metric: Metric, kind: str) -> Metric:
+    """A copy of ``metric`` without data points (name, description, unit, metadata, type, temporality)."""
+    out = Metric(name=metric.name, description=metric.description, unit=metric.unit)
+    out.metadata.extend(metric.metadata)
+    src = getattr(metric, kind)
+    dst = getattr(out, kind)
+    dst.SetInParent()
+    if kind in _TEMPORAL_KINDS:
+        dst.aggregation_temporality = src.aggregation_temporality
+    if kind == "sum":
+        dst.is_monotonic = src.is_monotonic
+    return out
+
+
+def _take_metric_points(scope_entry: Any, head_scope: Any, left: int) -> int:
+    """Move up to ``left`` data points from the front of ``scope_entry.metrics``; return how many moved."""
+    metrics = scope_entry.metrics
+    moved = whole = 0
+    for metric in metrics:
+        if moved == left:
+            break
+        n = metric_points(metric)
+        if n <= left - moved:
+            head_scope.metrics.append(metric)
+            whole += 1
+            moved += n
+            continue
+        kind = metric.WhichOneof("data")
+        take = left - moved
+        shell = _metric_shell(metric, kind)
+        points = getattr(metric, kind).data_points
+        getattr(shell, kind).data_points.extend(points[:take])
+        del points[:take]
+        head_scope.metrics.append(shell)
+        moved += take
+    del metrics[:whole]
+    return moved
+
+
+def _take_from_scopes(signal: Signal, entry: Any, head_entry: Any, left: int) -> int:
+    """Move up to ``left`` items from the front of a resource entry's scope entries; return how many are left."""
+    spec = SIGNALS[signal]
+    scopes = getattr(entry, spec.scope_field)
+    head_scopes = getattr(head_entry, spec.scope_field)
+    whole_scopes = 0
+    for scope_entry in scopes:
+        if left == 0:
+            break
+        count = scope_item_count(signal, scope_entry)
+        if count <= left:
+            head_scopes.append(scope_entry)
+            whole_scopes += 1
+            left -= count
+            continue
+        head_scope = head_scopes.add()
+        head_scope.scope.CopyFrom(scope_entry.scope)
+        head_scope.schema_url = scope_entry.schema_url
+        if signal is Signal.METRICS:
+            left -= _take_metric_points(scope_entry, head_scope, left)
+        else:
+            items = getattr(scope_entry, spec.item_field)
+            getattr(head_scope, spec.item_field).extend(items[:left])
+            del items[:left]
+            left = 0
+    del scopes[:whole_scopes]
+    return left
+
+
+def take_items(signal: Signal, request: Request, n: int) -> Request:
+    """Remove the first ``n`` items from ``request`` (in place) and return them as a new request.
+
+    Resource/scope entries that end up empty in ``request`` are removed; entries with no items at all at the
+    front travel with the head.
+    """
+    head = new_request(signal)
+    resources = resource_entries(signal, request)
+    head_resources = resource_entries(signal, head)
+    left = n
+    whole_resources = 0
+    for entry in resources:
+        if left == 0:
+            break
+        count = _resource_item_count(signal, entry)
+        if count <= left:
+            head_resources.append(entry)
+            whole_resources += 1
+            left -= count
+            continue
+        head_entry = head_resources.add()
+        head_entry.resource.CopyFrom(entry.resource)
+        head_entry.schema_url = entry.schema_url
+        left = _take_from_scopes(signal, entry, head_entry, left)
+    del resources[:whole_resources]
+    return head

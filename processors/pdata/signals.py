@@ -1,0 +1,135 @@
+"""The three OTLP signals as one table: message types, item names, partial-success fields, HTTP paths, gRPC services.
+
+Everything that differs between traces, metrics and logs is a row here, so a component written once for every
+signal looks its facts up instead of spelling them out (as upstream's pdata and otlpreceiver do for the Collector).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeAlias
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+__all__ = [
+    "SIGNALS",
+    "Request",
+    "Response",
+    "Signal",
+    "SignalSpec",
+    "new_request",
+    "new_response",
+    "parse_request",
+    "rejected_items",
+]
+
+Request: TypeAlias = ExportTraceServiceRequest | ExportMetricsServiceRequest | ExportLogsServiceRequest
+Response: TypeAlias = ExportTraceServiceResponse | ExportMetricsServiceResponse | ExportLogsServiceResponse
+
+
+class Signal(str, Enum):
+    TRACES = "traces"
+    METRICS = "metrics"
+    LOGS = "logs"
+
+    @property
+    def spec(self) -> SignalSpec:
+        return SIGNALS[self]
+
+    @property
+    def item_name(self) -> str:
+        """The item word the Collector's own metrics use: spans, metric_points, log_records."""
+        return SIGNALS[self].item_name
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """One signal's row. The three ``*_field`` names spell the request's shape: resource entries, then scope entries
+    in each, then items in each (for metrics the items are metrics, and each metric holds the data points that are
+    counted)."""
+
+    request_type: type[Request]
+    response_type: type[Response]
+    item_name: str
+    rejected_field: str  # the count field of the response's partial_success
+    url_path: str  # the OTLP/HTTP default path
+    grpc_service: str  # the gRPC service whose ``Export`` method takes the request
+    resource_field: str
+    scope_field: str
+    item_field: str
+
+
+SIGNALS: dict[Signal, SignalSpec] = {
+    Signal.TRACES: SignalSpec(
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+        item_name="spans",
+        rejected_field="rejected_spans",
+        url_path="/v1/traces",
+        grpc_service="opentelemetry.proto.collector.trace.v1.TraceService",
+        resource_field="resource_spans",
+        scope_field="scope_spans",
+        item_field="spans",
+    ),
+    Signal.METRICS: SignalSpec(
+        ExportMetricsServiceRequest,
+        ExportMetricsServiceResponse,
+        item_name="metric_points",
+        rejected_field="rejected_data_points",
+        url_path="/v1/metrics",
+        grpc_service="opentelemetry.proto.collector.metrics.v1.MetricsService",
+        resource_field="resource_metrics",
+        scope_field="scope_metrics",
+        item_field="metrics",
+    ),
+    Signal.LOGS: SignalSpec(
+        ExportLogsServiceRequest,
+        ExportLogsServiceResponse,
+        item_name="log_records",
+        rejected_field="rejected_log_records",
+        url_path="/v1/logs",
+        grpc_service="opentelemetry.proto.collector.logs.v1.LogsService",
+        resource_field="resource_logs",
+        scope_field="scope_logs",
+        item_field="log_records",
+    ),
+}
+
+
+def new_request(signal: Signal) -> Request:
+    return SIGNALS[signal].request_type()
+
+
+def parse_request(signal: Signal, data: bytes) -> Request:
+    """The ``signal``'s export request decoded from its protobuf bytes (raises protobuf's DecodeError)."""
+    request: Request = SIGNALS[signal].request_type.FromString(data)
+    return request
+
+
+def new_response(signal: Signal, rejected: int = 0, message: str = "") -> Response:
+    """The export response; ``partial_success`` is set only when something was rejected or there is a message."""
+    response = SIGNALS[signal].response_type()
+    if rejected or message:
+        setattr(response.partial_success, SIGNALS[signal].rejected_field, rejected)
+        response.partial_success.error_message = message
+    return response
+
+
+def rejected_items(signal: Signal, response: Any) -> tuple[int, str]:
+    """(items the peer rejected, its message) from an export response's ``partial_success``."""
+    if not response.HasField("partial_success"):
+        return 0, ""
+    ps = response.partial_success
+    return int(getattr(ps, SIGNALS[signal].rejected_field)), str(ps.error_message)
