@@ -1,38 +1,19 @@
-"""The API's OpenAPI 3.1 document, derived from the typed result models so the schema cannot drift from them."""
+"""The API's OpenAPI 3.1 document, generated from the route specs and the typed result models so it cannot drift
+from either."""
 
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from . import models
+from .routing import RouteSpec
 
-__all__ = ["Endpoint", "Param", "openapi_document", "schema_of"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Param:
-    name: str
-    type: str = "string"  # JSON schema type
-    description: str = ""
-    required: bool = False
-    where: str = "query"
-    enum: tuple[str, ...] = ()
-    repeated: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Endpoint:
-    method: str
-    path: str
-    summary: str
-    result: str | None  # model name, or None for a free-form object
-    many: bool = False  # paginated {"items": [...]} envelope
-    params: tuple[Param, ...] = ()
-    body: str | None = None
+__all__ = ["openapi_document", "schema_of"]
 
 
 def _json_type(tp: Any) -> dict[str, Any]:
@@ -60,7 +41,15 @@ def schema_of(cls: type) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": list(props)}
 
 
-def openapi_document(endpoints: list[Endpoint], *, title: str, version: str, auth: bool) -> dict[str, Any]:
+def openapi_document(
+    routes: Sequence[RouteSpec],
+    *,
+    prefix: str,
+    title: str,
+    version: str,
+    auth: bool,
+    schemas: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     components: dict[str, Any] = {
         name: schema_of(getattr(models, name)) for name in models.__all__ if name != "to_jsonable"
     }
@@ -81,8 +70,9 @@ def openapi_document(endpoints: list[Endpoint], *, title: str, version: str, aut
         },
         "required": ["scope", "name", "amount_usd"],
     }
+    components.update(schemas or {})
     paths: dict[str, Any] = {}
-    for ep in endpoints:
+    for ep in routes:
         if ep.result is None:
             content: dict[str, Any] = {"type": "object"}
         else:
@@ -130,10 +120,10 @@ def openapi_document(endpoints: list[Endpoint], *, title: str, version: str, aut
                 "required": True,
                 "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ep.body}"}}},
             }
-        if auth and not ep.path.endswith(("/health", "/openapi.json")):
+        if auth and ep.auth:
             op["security"] = [{"bearer": []}]
             op["responses"]["401"] = {"description": "Missing or wrong bearer token"}
-        paths.setdefault(ep.path, {})[ep.method.lower()] = op
+        paths.setdefault(prefix + ep.path, {})[ep.method.lower()] = op
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},

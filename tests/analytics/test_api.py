@@ -202,3 +202,36 @@ def test_budgets_and_alerts_over_http(pg_dsn: str) -> None:
         assert c.post("/alerts/evaluate").json()["items"] == []  # no data: nothing fires
         services = c.get("/services").json()
         assert services["status"] == "no_data"
+
+
+def test_routing_and_openapi_come_from_one_table(dataset) -> None:  # type: ignore[no-untyped-def]
+    """Every spec is served and documented; a spec another package adds (as the UI's trace routes do) gets the
+    same auth, thread pool and error handling, and appears in the document with its schema."""
+    from collector.analytics.routes import API_ROUTES
+    from collector.analytics.routing import Call, Param, RouteSpec
+
+    def echo(call: Call) -> Any:
+        services = call.analytics.services()
+        if call.args.get("fail"):
+            raise ValueError("fail: asked to")
+        return {"services": services, "word": call.path("word")}
+
+    extra = RouteSpec(
+        "GET", "/echo/{word}", echo, "Echo", result="Echo", params=(Param("word", where="path"), Param("fail"))
+    )
+    schemas = {"Echo": {"type": "object"}}
+    api = AnalyticsAPI(lambda: dataset.dsn, AnalyticsConfig(token="t"), routes=(*API_ROUTES, extra), schemas=schemas)
+    with serve(api) as c:
+        auth = {"Authorization": "Bearer t"}
+        doc = c.get("/openapi.json").json()
+        documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+        assert documented == {(s.method, "/api/v1" + s.path) for s in (*API_ROUTES, extra)}
+        assert doc["paths"]["/api/v1/echo/{word}"]["get"]["security"] == [{"bearer": []}]
+        assert doc["components"]["schemas"]["Echo"] == {"type": "object"}
+        assert c.get("/echo/hi").status_code == 401
+        assert c.get("/echo/hi", headers=auth).json() == {"services": ["agents", "checkout", "search"], "word": "hi"}
+        r = c.get("/echo/hi", params={"fail": "1"}, headers=auth)
+        assert r.status_code == 400 and r.json() == {"error": "fail: asked to"}
+        for spec in API_ROUTES:  # every documented GET route without path parameters is routed
+            if spec.method == "GET" and "{" not in spec.path:
+                assert c.get(spec.path, headers=auth).status_code != 404, spec.path
