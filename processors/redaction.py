@@ -3,12 +3,13 @@
 Two built-in rule sets, both on by default, replace what they find with ``[REDACTED]``:
 
 Sensitive keys (the whole value is masked, whatever its type; a string array keeps its length)
-    The key is split into lower-case segments on ``.``, ``_``, ``-``, spaces and camelCase
-    (``http.request.header.x-api-key`` -> ``http request header x api key``). It is sensitive when a
-    segment is or ends with ``password``/``passwd``/``pwd``/``passphrase``/``secret``/``secrets``/
-    ``authorization``/``cookie``/``cookies``/``credential``/``credentials``/``apikey``/``privatekey``,
-    when adjacent segments spell ``api key``/``private key``/``access key``/``secret key``, or when the
-    LAST segment is or ends with ``token`` (``access_token``, ``x-auth-token``, ``sessionToken``).
+    The key is normalised: split into lower-case segments on ``.``, ``_``, ``-``, spaces and camelCase
+    (``http.request.header.x-api-key`` -> ``http request header x api key``), then read as one word. It is
+    sensitive when the segments up to any segment's end spell a name ending in ``password``/``passwd``/
+    ``pwd``/``passphrase``/``secret``/``secrets``/``authorization``/``cookie``/``cookies``/``credential``/
+    ``credentials``/``apikey``/``privatekey``/``accesskey``/``secretkey`` (so ``passWord``, ``pass_word``,
+    ``db.password`` and ``api.key`` all are; ``auth.passwordless`` is not), or when the whole name ends with
+    ``token`` (``access_token``, ``x-auth-token``, ``sessionToken``).
     Token *counts* are not secrets: ``gen_ai.usage.input_tokens``, ``gen_ai.request.max_tokens``,
     ``gen_ai.token.type`` (last segment ``tokens``/``type``) are never masked by key. The word
     ``session`` alone is not secret either (``session.id`` is a business attribute).
@@ -19,17 +20,21 @@ Sensitive patterns inside string values (only the secret part is replaced)
     OpenAI/Anthropic ``sk-…``, Stripe ``sk_live_…``/``pk_…``/``rk_…``, GitHub ``ghp_…``/``github_pat_…``,
     GitLab ``glpat-…``, Slack ``xox?-…``, Google ``AIza…``, AWS access key ids ``AKIA…``/``ASIA…``;
     PEM private keys; passwords in URLs (``scheme://user:[REDACTED]@host``, the user is kept); ``password=…``,
-    ``api_key: …``, ``token=…`` style pairs; payment card numbers: 13..19 digits (optionally grouped by
+    ``api_key: …``, ``token=…`` style pairs; ``Authorization: <scheme> <credential>`` (any scheme: ``Token``,
+    ``Bearer``, none); payment card numbers: 13..19 digits (optionally grouped by
     single spaces or dashes) starting with 2-6 and passing the Luhn check, bounded by non-digits, and not inside a
     canonical UUID —
     replaced whole, the last four digits are NOT kept.
+
+Nested values are walked: a map is redacted by its own keys, an array item by item (a sensitive key masks
+its whole value); beyond ``MAX_DEPTH`` levels a value is masked whole rather than walked.
 
 Pure face: ``redact_attributes(attributes) -> dict`` with the built-in rules. Short string values'
 verdicts are memoised (bounded), so repeated values cost a dict lookup; strings over 256 characters
 are scanned every time (after a cheap substring pre-check).
 
-SDK face: ``processors.sdk.EnrichingSpanProcessor(inner, price_table=..., redact=True)`` redacts span
-and span-event attributes of ended spans.
+SDK face: ``processors.sdk.EnrichingSpanProcessor(inner, price_table=..., redact=True)`` redacts ended
+spans: span, event and link attributes, the status description and the resource attributes.
 
 Collector face: processor type ``redaction`` (traces, metrics, logs), keys of the upstream contrib
 ``redaction`` processor where they make sense, plus our built-in rules:
@@ -57,14 +62,13 @@ Collector face: processor type ``redaction`` (traces, metrics, logs), keys of th
 ``builtin_patterns`` (default ``true``)
     our sensitive-key and value rules above; false leaves only the upstream-style options.
 
-Spans: span attributes and span-event attributes (counts cover span attributes only). Logs: record
-attributes and a string body. Metrics: data point attributes.
+Every attribute-bearing field: resource and scope attributes of all three signals; span, event and link
+attributes and status messages; log record attributes and bodies (a string, map or array body); metric data
+point and exemplar attributes. Summary counts cover span, log record and data point attributes only.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,8 +79,11 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from processors._attributes import any_value_to_python, python_to_any_value
+from processors._attributes import python_to_any_value
+from processors._redaction_text import _MIN_SCAN_LENGTH, _TEXT_CACHE, REDACTED, redact_text
 from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
 
 __all__ = [
@@ -88,8 +95,6 @@ __all__ = [
     "redact_attributes",
     "redact_text",
 ]
-
-REDACTED = "[REDACTED]"
 
 # ------------------------------------------------------------------------------------ sensitive keys
 
@@ -107,8 +112,9 @@ _SECRET_WORD_ENDINGS = (
     "credentials",
     "apikey",
     "privatekey",
+    "accesskey",
+    "secretkey",
 )
-_SECRET_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key")})
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _SEGMENTS = re.compile(r"[a-z0-9]+")
 
@@ -118,189 +124,22 @@ def _key_segments(key: str) -> list[str]:
 
 
 def _builtin_key_is_sensitive(key: str) -> bool:
-    segments = _key_segments(key)
-    if not segments:
-        return False
-    if segments[-1].endswith("token"):
-        return True
-    for i, segment in enumerate(segments):
-        if segment.endswith(_SECRET_WORD_ENDINGS):
+    # Segments are joined as they are read, so a word split by case or separators (passWord, pass_word,
+    # api.key) still ends a prefix of the normalised name. A word counts only where a segment ends:
+    # auth.passwordless is a flag, not a password.
+    joined = ""
+    for segment in _key_segments(key):
+        joined += segment
+        if joined.endswith(_SECRET_WORD_ENDINGS):
             return True
-        if i and (segments[i - 1], segment) in _SECRET_PAIRS:
-            return True
-    return False
-
-
-# ---------------------------------------------------------------------------------- value patterns
-
-_VALUE_PATTERN = re.compile(
-    r"(?P<pem>-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z))"
-    r"|(?P<bearer>\b(?i:bearer)\s+)(?P<bearer_val>[A-Za-z0-9\-._~+/]{8,}=*)"
-    r"|(?P<basic>\b(?i:basic)\s+)(?P<basic_val>[A-Za-z0-9+/]{4,}={0,2})"
-    r"|(?P<jwt>\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)"
-    r"|(?P<apikey>\b(?:sk-[A-Za-z0-9_\-]{16,}|(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"
-    r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_\-]{20,}"
-    r"|xox[abprs]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{35}|(?:AKIA|ASIA)[0-9A-Z]{16}))"
-    r"|(?P<url>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*:)(?P<url_val>[^\s/@]+)(?=@)"
-    r"|(?P<pair>\b(?i:password|passwd|pwd|secret|client[_-]?secret|api[_-]?key|access[_-]?token"
-    r"|refresh[_-]?token|auth[_-]?token|token)[\"']?\s*[=:]\s*[\"']?)(?P<pair_val>[^\s&,;\"']+)"
-    r"|(?P<card>(?<!\d)\d(?:[ \-]?\d){12,}(?!\d))",
-    re.ASCII,  # ASCII digits and case folding only, so the cheap pre-check below cannot miss a match
-)
-# Every alternative above implies one of these substrings (in the lower-cased text) or a run of 13
-# digits: checking them with C substring search is several times faster than the regex on clean text.
-_SIGNALS = (
-    "private",
-    "bearer",
-    "basic",
-    "eyj",
-    "sk-",
-    "sk_",
-    "pk_",
-    "rk_",
-    "gh",
-    "github_pat_",
-    "glpat-",
-    "xox",
-    "aiza",
-    "akia",
-    "asia",
-    "://",
-    "pass",
-    "pwd",
-    "secret",
-    "key",
-    "token",
-)
-_CARD_HINT = re.compile(r"\d(?:[ \-]?\d){12}", re.ASCII)
-_CARD_GROUPS = re.compile(r"\d+")
-
-
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def _is_card(digits: str) -> bool:
-    return 13 <= len(digits) <= 19 and digits[0] in "23456" and _luhn_ok(digits)
-
-
-def _redact_card_run(run: str) -> str:
-    """Mask the card numbers in a run of digit groups: the whole run, else any group-aligned window."""
-    digits = run.replace(" ", "").replace("-", "")
-    if _is_card(digits):
-        return REDACTED
-    groups = [(m.start(), m.end()) for m in _CARD_GROUPS.finditer(run)]
-    if len(groups) < 2:
-        return run
-    out: list[str] = []
-    last = 0
-    i = 0
-    while i < len(groups):
-        found = False
-        for j in range(len(groups) - 1, i - 1, -1):  # longest window first
-            start, end = groups[i][0], groups[j][1]
-            window = run[start:end].replace(" ", "").replace("-", "")
-            if len(window) < 13:
-                break
-            if _is_card(window):
-                out.append(run[last:start])
-                out.append(REDACTED)
-                last = end
-                i = j + 1
-                found = True
-                break
-        if not found:
-            i += 1
-    out.append(run[last:])
-    return "".join(out)
-
-
-# A canonical UUID is an identifier, never a payment card, yet one in a few hundred random UUID4s holds a
-# Luhn-valid run of 13+ digits across its dash-separated groups (correlation ids are UUIDs).
-_UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}", re.ASCII)
-
-
-def _inside_uuid(match: re.Match[str]) -> bool:
-    start, end = match.span()
-    text = match.string
-    for uuid in _UUID.finditer(text, max(0, start - 36), min(len(text), end + 36)):
-        if uuid.start() <= start and end <= uuid.end():
-            return True
-    return False
-
-
-def _replace(match: re.Match[str]) -> str:
-    kind = match.lastgroup
-    if kind == "card":
-        if _inside_uuid(match):
-            return match.group()
-        return _redact_card_run(match.group())
-    if kind == "bearer_val":
-        return match.group("bearer") + REDACTED
-    if kind == "basic_val":
-        value = match.group("basic_val")
-        try:
-            decoded = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            return match.group()
-        if b":" not in decoded:
-            return match.group()
-        return match.group("basic") + REDACTED
-    if kind == "url_val":
-        return match.group("url") + REDACTED
-    if kind == "pair_val":
-        return match.group("pair") + REDACTED
-    return REDACTED
-
-
-# Attribute values repeat (routes, methods, model names, tenants): remembering the verdict for short
-# strings turns the regex scan (microseconds) into a dict lookup on the per-span hot path.
-_TEXT_CACHE: dict[str, str] = {}
-_TEXT_CACHE_MAX_ENTRIES = 8192
-_TEXT_CACHE_MAX_LENGTH = 256
-# No value pattern matches text shorter than this (the shortest match is a pair such as "pwd=x").
-_MIN_SCAN_LENGTH = 5
-
-
-def _might_match(text: str) -> bool:
-    lowered = text.lower()
-    for signal in _SIGNALS:
-        if signal in lowered:
-            return True
-    return _CARD_HINT.search(text) is not None
-
-
-def _scan(text: str) -> str:
-    if not _might_match(text) or _VALUE_PATTERN.search(text) is None:
-        return text
-    result = _VALUE_PATTERN.sub(_replace, text)
-    return text if result == text else result
-
-
-def redact_text(text: str) -> str:
-    """``text`` with the built-in sensitive patterns replaced (the same object when nothing matched)."""
-    if len(text) < _MIN_SCAN_LENGTH:
-        return text
-    if len(text) > _TEXT_CACHE_MAX_LENGTH:
-        return _scan(text)
-    cached = _TEXT_CACHE.get(text)
-    if cached is None:
-        cached = _scan(text)
-        if len(_TEXT_CACHE) >= _TEXT_CACHE_MAX_ENTRIES:
-            _TEXT_CACHE.clear()
-        _TEXT_CACHE[text] = cached
-    return text if cached == text else cached
+    return joined.endswith("token")
 
 
 # ------------------------------------------------------------------------------------------- rules
+
+
+# Deeper nesting than this is masked whole rather than walked (protobuf's own decoder stops at 100 levels).
+MAX_DEPTH = 32
 
 
 def _masked(value: object) -> object:
@@ -353,23 +192,24 @@ class RedactionRules:
             result = pattern.sub(REDACTED, result)
         return text if result == text else result
 
-    def redact_value(self, key: str, value: object) -> object:
+    def redact_value(self, key: str, value: object, depth: int = 0) -> object:
+        """``value`` with secrets masked: nested maps are walked by their own keys, arrays item by item."""
         if value is None or key in self.ignored_keys:
             return value
-        if self.key_is_sensitive(key):
+        if self.key_is_sensitive(key) or depth > MAX_DEPTH:  # too deep to walk: fail closed
             masked = _masked(value)
             return value if masked == value else masked
         if isinstance(value, str):
             return self.redact_string(value)
         if isinstance(value, list | tuple):
-            if value and all(isinstance(v, str) for v in value):
-                items = [self.redact_string(v) for v in value]
-                if any(new is not old for new, old in zip(items, value, strict=True)):
-                    return tuple(items) if isinstance(value, tuple) else items
-            elif self._all_types and value:
-                others = [self._redact_other(v) for v in value]
-                if any(new is not old for new, old in zip(others, value, strict=True)):
-                    return tuple(others) if isinstance(value, tuple) else others
+            items = [self.redact_value(key, v, depth + 1) for v in value]
+            if any(new is not old for new, old in zip(items, value, strict=True)):
+                return tuple(items) if isinstance(value, tuple) else items
+            return value
+        if isinstance(value, Mapping):
+            changed = {k: self.redact_value(str(k), v, depth + 1) for k, v in value.items()}
+            if any(changed[k] is not v for k, v in value.items()):
+                return changed
             return value
         if self._all_types:
             return self._redact_other(value)
@@ -520,19 +360,33 @@ class _RedactionProcessor(Processor):
             del attributes[i]
         return counts
 
-    def _redact_any_value(self, key: str, value: AnyValue) -> bool:
+    def _redact_any_value(self, key: str, value: AnyValue, depth: int = 0) -> bool:
+        """Mask secrets in ``value`` in place, walking nested maps and arrays; whether anything changed."""
+        rules = self._rules
         kind = value.WhichOneof("value")
-        if kind == "string_value":  # fast path: no python conversion
+        if kind is None or key in rules.ignored_keys:
+            return False
+        if kind == "string_value":  # the common case: no python conversion
             old = value.string_value
-            new = self._rules.redact_value(key, old)
+            new = rules.redact_value(key, old)
             if new is old:
                 return False
-            python_to_any_value(new, value)
+            value.string_value = str(new)
             return True
-        if kind is None:
-            return False
-        old_py = any_value_to_python(value)
-        new_py = self._rules.redact_value(key, old_py)
+        if rules.key_is_sensitive(key) or depth >= MAX_DEPTH:  # too deep to walk: fail closed
+            return _mask_any_value(value)
+        if kind == "kvlist_value":
+            changed = False
+            for kv in value.kvlist_value.values:
+                changed |= self._redact_any_value(kv.key, kv.value, depth + 1)
+            return changed
+        if kind == "array_value":
+            changed = False
+            for item in value.array_value.values:
+                changed |= self._redact_any_value(key, item, depth + 1)
+            return changed
+        old_py = getattr(value, kind)
+        new_py = rules.redact_value(key, old_py)
         if new_py is old_py:
             return False
         python_to_any_value(new_py, value)
@@ -559,35 +413,68 @@ class _RedactionProcessor(Processor):
     def _process(self, request: Request) -> None:
         if isinstance(request, ExportTraceServiceRequest):
             for rs in request.resource_spans:
+                self._redact_kvs(rs.resource.attributes)
                 for ss in rs.scope_spans:
+                    self._redact_kvs(ss.scope.attributes)
                     for span in ss.spans:
-                        self._add_summary(span.attributes, self._redact_kvs(span.attributes))
-                        for event in span.events:
-                            self._redact_kvs(event.attributes)
+                        self._redact_span(span)
         elif isinstance(request, ExportLogsServiceRequest):
             for rl in request.resource_logs:
+                self._redact_kvs(rl.resource.attributes)
                 for sl in rl.scope_logs:
+                    self._redact_kvs(sl.scope.attributes)
                     for record in sl.log_records:
                         self._add_summary(record.attributes, self._redact_kvs(record.attributes))
-                        if record.body.WhichOneof("value") == "string_value":
-                            body = record.body.string_value
-                            redacted = self._rules.redact_string(body)
-                            if redacted is not body:
-                                record.body.string_value = redacted
+                        self._redact_any_value("", record.body)
         elif isinstance(request, ExportMetricsServiceRequest):
             for rm in request.resource_metrics:
+                self._redact_kvs(rm.resource.attributes)
                 for sm in rm.scope_metrics:
+                    self._redact_kvs(sm.scope.attributes)
                     for metric in sm.metrics:
-                        kind = metric.WhichOneof("data")
-                        if kind is None:
-                            continue
-                        points: Sequence[Any] = getattr(metric, kind).data_points
-                        for point in points:
-                            self._add_summary(point.attributes, self._redact_kvs(point.attributes))
+                        self._redact_metric(metric)
+
+    def _redact_span(self, span: Span) -> None:
+        self._add_summary(span.attributes, self._redact_kvs(span.attributes))
+        for event in span.events:
+            self._redact_kvs(event.attributes)
+        for link in span.links:
+            self._redact_kvs(link.attributes)
+        if span.status.message:
+            message = self._rules.redact_string(span.status.message)
+            if message is not span.status.message:
+                span.status.message = message
+
+    def _redact_metric(self, metric: Metric) -> None:
+        kind = metric.WhichOneof("data")
+        if kind is None:
+            return
+        points: Sequence[Any] = getattr(metric, kind).data_points
+        for point in points:
+            self._add_summary(point.attributes, self._redact_kvs(point.attributes))
+            for exemplar in getattr(point, "exemplars", ()):
+                self._redact_kvs(exemplar.filtered_attributes)
 
     async def consume(self, signal: Signal, request: Request) -> None:
         self._process(request)
         await self.next_consumer.consume(signal, request)
+
+
+def _mask_any_value(value: AnyValue) -> bool:
+    """Mask the whole value (an array keeps its length); False when it was masked already."""
+    if value.WhichOneof("value") == "array_value":
+        items = value.array_value.values
+        if all(item.string_value == REDACTED for item in items):
+            return False
+        count = len(items)
+        del items[:]
+        for _ in range(count):
+            items.add(string_value=REDACTED)
+        return True
+    if value.string_value == REDACTED:
+        return False
+    value.string_value = REDACTED  # setting one member of the oneof clears the others
+    return True
 
 
 def _create(settings: CreateSettings, config: Any, next_consumer: Consumer) -> Processor:

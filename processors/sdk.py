@@ -5,7 +5,8 @@ builds an enriched copy of the ended ``ReadableSpan`` and hands the copy to ``in
 
 * ``cost.usd`` from ``processors.cost.cost_attributes`` when the span has a GenAI model and token counts
   but no cost (third-party GenAI instrumentations end spans with token counts only);
-* with ``redact=True``, span and span-event attributes through ``processors.redaction`` built-in rules.
+* with ``redact=True``, through ``processors.redaction``'s built-in rules: span, event and link attributes,
+  the status description and the resource's attributes (redacted once per resource).
 
 Why a copy: in opentelemetry-sdk 1.45 ``SpanProcessor._on_ending`` runs after the span's attributes are
 frozen, so attributes cannot be added to the span itself once it has ended.
@@ -19,12 +20,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.trace import Link
+from opentelemetry.trace.status import Status
 
 from processors.cost import PriceTable, cost_attributes
 from processors.redaction import RedactionRules, default_rules
@@ -54,6 +59,7 @@ class EnrichingSpanProcessor(SpanProcessor):
         self._table = price_table
         self._rules: RedactionRules | None = default_rules() if redact else None
         self._failed: set[str] = set()
+        self._resources: dict[int, tuple[Resource, Resource | None]] = {}
         self._inner_on_start = _unless_noop(inner, "on_start", _NOOP_ON_START)
         self._inner_on_ending = _unless_noop(inner, "_on_ending", _NOOP_ON_ENDING)
 
@@ -122,22 +128,14 @@ class EnrichingSpanProcessor(SpanProcessor):
             cost = cost_attributes(attributes, table)
             if cost:
                 new_attributes = {**attributes, **cost}
-        new_events: list[Event] | None = None
+        parts = _Redacted()
         rules = self._rules
         if rules is not None:
             redacted = rules.redact_changes(new_attributes if new_attributes is not None else attributes)
             if redacted is not None:
                 new_attributes = redacted
-            # Most spans have no events: test the SDK's list before building the public tuple copy.
-            raw_events = getattr(span, "_events", None)
-            events = span.events if raw_events is None or raw_events else ()
-            for i, event in enumerate(events):
-                changed = rules.redact_changes(event.attributes) if event.attributes else None
-                if changed is not None:
-                    if new_events is None:
-                        new_events = list(events)
-                    new_events[i] = Event(event.name, _like(event.attributes, changed), event.timestamp)
-        if new_attributes is None and new_events is None:
+            parts = self._redact_parts(span, rules)
+        if new_attributes is None and not parts.changed:
             return span
         if original_attributes is None:
             original_attributes = attributes
@@ -145,19 +143,70 @@ class EnrichingSpanProcessor(SpanProcessor):
             name=span.name,
             context=span.context,
             parent=span.parent,
-            resource=span.resource,
+            resource=parts.resource or span.resource,
             attributes=(
                 _like(original_attributes, new_attributes) if new_attributes is not None else original_attributes
             ),
-            events=new_events if new_events is not None else getattr(span, "_events", span.events),
-            links=getattr(span, "_links", span.links),
+            events=parts.events if parts.events is not None else getattr(span, "_events", span.events),
+            links=parts.links if parts.links is not None else getattr(span, "_links", span.links),
             kind=span.kind,
-            status=span.status,
+            status=parts.status or span.status,
             start_time=span.start_time,
             end_time=span.end_time,
             instrumentation_info=getattr(span, "_instrumentation_info", None),
             instrumentation_scope=span.instrumentation_scope,
         )
+
+    def _redact_parts(self, span: ReadableSpan, rules: RedactionRules) -> _Redacted:
+        """Redacted copies of the span's events, links, status and resource; None where nothing changed."""
+        parts = _Redacted()
+        # Most spans have no events or links: test the SDK's lists before building the public tuple copies.
+        raw_events = getattr(span, "_events", None)
+        events = span.events if raw_events is None or raw_events else ()
+        for i, event in enumerate(events):
+            changed = rules.redact_changes(event.attributes) if event.attributes else None
+            if changed is not None:
+                if parts.events is None:
+                    parts.events = list(events)
+                parts.events[i] = Event(event.name, _like(event.attributes, changed), event.timestamp)
+        raw_links = getattr(span, "_links", None)
+        links = span.links if raw_links is None or raw_links else ()
+        for i, link in enumerate(links):
+            changed = rules.redact_changes(link.attributes) if link.attributes else None
+            if changed is not None:
+                if parts.links is None:
+                    parts.links = list(links)
+                parts.links[i] = Link(link.context, _like(link.attributes, changed))
+        description = span.status.description
+        if description:
+            redacted_description = rules.redact_string(description)
+            if redacted_description is not description:
+                parts.status = Status(span.status.status_code, redacted_description)
+        parts.resource = self._redacted_resource(span.resource, rules)
+        return parts
+
+    def _redacted_resource(self, resource: Resource, rules: RedactionRules) -> Resource | None:
+        # A provider has one resource for all its spans: redact it once, not per span.
+        cached = self._resources.get(id(resource))
+        if cached is None or cached[0] is not resource:
+            changed = rules.redact_changes(resource.attributes)
+            redacted = None if changed is None else Resource(changed, resource.schema_url)  # type: ignore[arg-type]
+            if len(self._resources) >= 16:
+                self._resources.clear()
+            cached = self._resources[id(resource)] = (resource, redacted)
+        return cached[1]
+
+
+@dataclass
+class _Redacted:
+    events: list[Event] | None = None
+    links: list[Link] | None = None
+    status: Status | None = None
+    resource: Resource | None = None
+
+    @property
+    def changed(self) -> bool:
+        return not (self.events is None and self.links is None and self.status is None and self.resource is None)
 
 
 def _like(original: Any, attributes: dict[str, Any]) -> Any:

@@ -15,6 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from processors._attributes import attributes_to_dict, set_attribute
 from processors.pipeline import ComponentID, CreateSettings, Request, Signal
+from processors.redaction import MAX_DEPTH as REDACTION_MAX_DEPTH
 from processors.redaction import (
     REDACTED,
     RedactionConfig,
@@ -307,6 +308,89 @@ def test_collector_logs_body_and_metric_point_attributes() -> None:
     assert attributes_to_dict(point.attributes) == {"session_token": REDACTED, "gen_ai.token.type": "input"}
 
 
+@pytest.mark.parametrize("key", ["passWord", "pass_word", "PASS-WORD", "db.password", "Pass.Word", "api.key"])
+def test_sensitive_keys_match_by_normalised_name(key: str) -> None:
+    assert is_sensitive_key(key)
+
+
+@pytest.mark.parametrize("key", ["auth.passwordless", "password_policy.length_min", "keyboard", "tokenizer"])
+def test_normalised_matching_needs_the_word_to_end_a_segment(key: str) -> None:
+    # password_policy.length_min masks (the word ends a segment); the rest name no secret.
+    assert is_sensitive_key(key) is (key == "password_policy.length_min")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Authorization: Token abc123def", f"Authorization: Token {REDACTED}"),
+        ("authorization=Bearer abcdefghijk", f"authorization=Bearer {REDACTED}"),
+        ("Proxy-Authorization: s3cr3t", f"Proxy-Authorization: {REDACTED}"),
+        ("pass_word=hunter2 ok", f"pass_word={REDACTED} ok"),
+    ],
+)
+def test_authorization_headers_and_separated_pairs_in_text(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+def test_nested_maps_and_arrays_are_walked_by_their_own_keys() -> None:
+    value = {"db": {"passWord": "hunter2", "host": "h"}, "hdrs": ["Bearer abcdefghijk", {"api_key": "k"}]}
+    assert redact_attributes({"config": value}) == {
+        "config": {"db": {"passWord": REDACTED, "host": "h"}, "hdrs": [f"Bearer {REDACTED}", {"api_key": REDACTED}]}
+    }
+    assert redact_attributes({"config": {"x": "plain"}}) == {"config": {"x": "plain"}}
+
+
+def _nested(depth: int, leaf: object) -> object:
+    value = leaf
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+def test_collector_walks_nested_values_and_masks_what_is_too_deep() -> None:
+    request = _trace(
+        {
+            "config": {"db": {"pass_word": "hunter2", "port": 5432}, "list": [{"secret": "s"}, "ok"]},
+            "deep": _nested(REDACTION_MAX_DEPTH + 5, "plain"),
+            "shallow": _nested(3, "plain"),
+        }
+    )
+    _run(RedactionConfig(), Signal.TRACES, request)
+    attrs = attributes_to_dict(request.resource_spans[0].scope_spans[0].spans[0].attributes)
+    assert attrs["config"] == {"db": {"pass_word": REDACTED, "port": 5432}, "list": [{"secret": REDACTED}, "ok"]}
+    assert attrs["shallow"] == _nested(3, "plain")
+    assert REDACTED in repr(attrs["deep"]) and "plain" not in repr(attrs["deep"])
+
+
+def test_collector_covers_every_attribute_bearing_field() -> None:
+    secret = "Bearer abcdefghijk"
+    traces = _trace({"a": secret})
+    rs = traces.resource_spans[0]
+    set_attribute(rs.resource.attributes, "db.password", "hunter2")
+    set_attribute(rs.scope_spans[0].scope.attributes, "x", secret)
+    span = rs.scope_spans[0].spans[0]
+    set_attribute(span.events.add(name="e").attributes, "passWord", "hunter2")
+    set_attribute(span.links.add().attributes, "x", secret)
+    span.status.message = f"upstream said {secret}"
+    logs = ExportLogsServiceRequest()
+    rl = logs.resource_logs.add()
+    set_attribute(rl.resource.attributes, "pass_word", "hunter2")
+    map_body = rl.scope_logs.add().log_records.add()
+    set_attribute(map_body.body.kvlist_value.values, "password", "hunter2")
+    array_body = rl.scope_logs[0].log_records.add()
+    array_body.body.array_value.values.add(string_value=f"Authorization: Token {secret}")
+    metrics = ExportMetricsServiceRequest()
+    rm = metrics.resource_metrics.add()
+    set_attribute(rm.resource.attributes, "api-key", "k")
+    point = rm.scope_metrics.add().metrics.add(name="m").histogram.data_points.add()
+    set_attribute(point.exemplars.add().filtered_attributes, "token", "t")
+    for signal, request in ((Signal.TRACES, traces), (Signal.LOGS, logs), (Signal.METRICS, metrics)):
+        _run(RedactionConfig(), signal, request)
+        text = str(request)
+        assert "hunter2" not in text and "abcdefghijk" not in text and '"k"' not in text and '"t"' not in text
+        assert text.count(REDACTED) >= 2, text
+
+
 def test_config_validate_reports_every_bad_field() -> None:
     errors = RedactionConfig(
         blocked_values=["("], allowed_values=["[x"], summary="loud", allow_all_keys=False
@@ -342,7 +426,7 @@ _FRAGMENTS = st.sampled_from(
 @settings(max_examples=300)
 @given(st.lists(st.one_of(_FRAGMENTS, st.text(max_size=6)), max_size=12))
 def test_cheap_precheck_never_misses_a_pattern_match(parts: list[str]) -> None:
-    from processors.redaction import _VALUE_PATTERN, _might_match
+    from processors._redaction_text import _VALUE_PATTERN, _might_match
 
     text = "".join(parts)
     if _VALUE_PATTERN.search(text) is not None:

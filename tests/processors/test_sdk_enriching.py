@@ -6,9 +6,11 @@ import logging
 from collections.abc import Mapping
 
 import pytest
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, Status, StatusCode
 
 from processors.cost import PriceTable
 from processors.redaction import REDACTED
@@ -76,6 +78,26 @@ def test_redaction_of_span_and_event_attributes_keeps_token_counts() -> None:
         "exception.type": "E",
     }
     assert dict(out.events[1].attributes or {}) == {"n": 1}
+
+
+def test_redaction_covers_links_status_and_resource_once_per_resource() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"db.passWord": "hunter2", "service.name": "svc"}))
+    provider.add_span_processor(EnrichingSpanProcessor(SimpleSpanProcessor(exporter), price_table=None, redact=True))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("parent") as parent:
+        pass
+    link = Link(parent.get_span_context(), {"pass_word": "hunter2", "n": 1})
+    with tracer.start_as_current_span("child", links=[link]) as span:
+        span.set_status(Status(StatusCode.ERROR, "login failed: password=hunter2"))
+    parent_out, child_out = exporter.get_finished_spans()
+    assert dict(child_out.links[0].attributes or {}) == {"pass_word": REDACTED, "n": 1}
+    assert child_out.links[0].context == parent.get_span_context()
+    assert child_out.status.status_code is StatusCode.ERROR
+    assert child_out.status.description == f"login failed: password={REDACTED}"
+    for out in (parent_out, child_out):
+        assert dict(out.resource.attributes) == {**provider.resource.attributes, "db.passWord": REDACTED}
+    assert parent_out.resource is child_out.resource  # redacted once, shared
 
 
 def test_dropped_attribute_count_is_preserved() -> None:
