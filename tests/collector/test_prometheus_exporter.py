@@ -289,3 +289,38 @@ def test_summary_and_send_timestamps() -> None:
     assert "rpc_latency_milliseconds_count 10 1700000000123" in text
     assert "rpc_latency_milliseconds_sum 55.5 1700000000123" in text
     assert 'rpc_latency_milliseconds{quantile="0.5"} 4 1700000000.123' in exporter.render(openmetrics=True)
+
+
+def counters(names: range) -> ExportMetricsServiceRequest:
+    reader, mp = sdk()
+    meter = mp.get_meter("m")
+    for i in names:
+        meter.create_counter(f"c{i}").add(1)
+    return collect(reader)
+
+
+def test_series_are_capped_at_max_series_until_old_ones_expire() -> None:
+    assert PrometheusExporterConfig().max_series == 50_000
+    clock = FakeClock()
+    exporter = make_exporter(clock, metric_expiration=60.0, max_series=10)
+    feed(exporter, counters(range(30)))  # 30 counters + target_info (host.name): 31 series offered
+    assert exporter.store.series_count() == 10
+    assert exporter.store.dropped_points == 21
+    text = exporter.render()
+    assert text.count("_total{") == 9  # target_info came first and took one place
+    feed(exporter, counters(range(5)))  # existing series still update
+    assert exporter.store.series_count() == 10
+    clock.now += 61
+    feed(exporter, counters(range(100, 105)))  # the old ones expired: room again, without any scrape
+    assert exporter.store.series_count() == 6
+    assert sample(exporter.render(), "c100_total{") == 1
+
+
+def test_series_expire_without_scrapes() -> None:
+    clock = FakeClock()
+    exporter = make_exporter(clock, metric_expiration=60.0)
+    feed(exporter, counters(range(1000)))
+    assert exporter.store.series_count() == 1001
+    clock.now += 61
+    feed(exporter, counters(range(1)))  # merging sweeps what nobody scraped
+    assert exporter.store.series_count() == 2

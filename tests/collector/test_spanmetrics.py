@@ -235,3 +235,58 @@ def test_events_and_cardinality_limit() -> None:
     calls = metrics["traces.span.metrics.calls"].sum.data_points
     assert len(calls) == 3 and sum(dp.as_int for dp in calls) == 4
     assert sum(1 for dp in calls if attrs(dp).get("otel.metric.overflow") is True) == 1
+
+
+def named_spans(names: range, start_ns: int = T0, service: str = "checkout") -> ExportTraceServiceRequest:
+    """One request, one resource, a SERVER span per name ``op-<i>`` (built as the wire would carry them)."""
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
+
+    request = ExportTraceServiceRequest()
+    rs: ResourceSpans = request.resource_spans.add()
+    rs.resource.attributes.add(key="service.name").value.string_value = service
+    scope = rs.scope_spans.add()
+    for i in names:
+        scope.spans.append(
+            Span(
+                trace_id=i.to_bytes(16, "big") or b"\x01" * 16,
+                span_id=(i + 1).to_bytes(8, "big"),
+                name=f"op-{i}",
+                kind=Span.SpanKind.SPAN_KIND_SERVER,
+                start_time_unix_nano=start_ns,
+                end_time_unix_nano=start_ns + 5 * MS,
+            )
+        )
+    return request
+
+
+def test_cardinality_and_expiration_are_bounded_by_default() -> None:
+    config = SpanMetricsConfig()
+    assert config.aggregation_cardinality_limit == 2000 and float(config.metrics_expiration) == 300.0
+    out = Collected()
+    c = connector(config, out)
+    asyncio.run(c.consume(Signal.TRACES, named_spans(range(5000))))
+    asyncio.run(c.flush())
+    metrics = metrics_by_name(out.requests[0])
+    calls = metrics["traces.span.metrics.calls"].sum.data_points
+    durations = metrics["traces.span.metrics.duration"].histogram.data_points
+    assert len(calls) == len(durations) == 2001  # the limit, plus the overflow series
+    (overflow,) = [dp for dp in calls if attrs(dp).get("otel.metric.overflow") is True]
+    assert attrs(overflow) == {"otel.metric.overflow": True} and overflow.as_int == 3000
+    assert sum(dp.as_int for dp in calls) == 5000  # nothing uncounted, only its breakdown lost
+    (overflow_duration,) = [dp for dp in durations if attrs(dp).get("otel.metric.overflow") is True]
+    assert overflow_duration.count == 3000
+
+
+def test_series_expire_from_when_spans_arrive_not_from_their_timestamps() -> None:
+    import time
+
+    c = connector(SpanMetricsConfig(metrics_expiration=60.0), Collected())
+    received = time.time_ns()
+    c.aggregate(named_spans(range(1), start_ns=0))  # dated 1970
+    c.aggregate(named_spans(range(1, 2), start_ns=(2**64 - 1) - 10 * MS))  # dated 2554
+    soon = metrics_by_name(c.build_request(received + 10**9))["traces.span.metrics.calls"].sum.data_points
+    assert sorted(attrs(dp)["span.name"] for dp in soon) == ["op-0", "op-1"]
+    assert not c.build_request(received + 61 * 10**9).resource_metrics  # 61 s without spans: both dropped
+    c.aggregate(named_spans(range(1)))
+    (point,) = metrics_by_name(c.build_request(time.time_ns()))["traces.span.metrics.calls"].sum.data_points
+    assert attrs(point)["span.name"] == "op-0" and point.as_int == 1  # a returning series starts again from zero

@@ -8,7 +8,10 @@ from processors.pipeline import Duration
 
 DEFAULT_NAMESPACE = "traces.span.metrics"
 DEFAULT_METRICS_FLUSH_INTERVAL = Duration(60.0)
-DEFAULT_METRICS_EXPIRATION = Duration(0.0)  # never
+# Upstream's defaults are 0 (never expire) and 0 (no limit): every distinct span name would then be kept forever.
+# Ours bound the series a client can create: 2,000 per metric and resource (the OTel metrics SDK's default
+# cardinality limit) and five minutes without a span (the prometheus exporter's default metric_expiration).
+DEFAULT_METRICS_EXPIRATION = Duration(300.0)
 DEFAULT_HISTOGRAM_UNIT = "ms"
 # Upstream's default explicit buckets: 2ms 4ms 6ms 8ms 10ms 50ms 100ms 200ms 400ms 800ms 1s 1400ms 2s 5s 10s
 # 15s.
@@ -18,7 +21,7 @@ DEFAULT_EXPLICIT_BUCKETS: tuple[float, ...] = (
 DEFAULT_EXPONENTIAL_MAX_SIZE = 160
 DEFAULT_DIMENSIONS_CACHE_SIZE = 1000
 DEFAULT_RESOURCE_METRICS_CACHE_SIZE = 1000
-DEFAULT_AGGREGATION_CARDINALITY_LIMIT = 0  # unlimited
+DEFAULT_AGGREGATION_CARDINALITY_LIMIT = 2000
 DEFAULT_MAX_EXEMPLARS_PER_DATA_POINT = 5
 CUMULATIVE = "AGGREGATION_TEMPORALITY_CUMULATIVE"
 DELTA = "AGGREGATION_TEMPORALITY_DELTA"

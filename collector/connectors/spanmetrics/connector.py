@@ -117,6 +117,9 @@ class SpanMetricsConnector(Connector):
             self.aggregate(request)
 
     def aggregate(self, request: ExportTraceServiceRequest) -> None:
+        # Expiration counts from when spans arrive, not from their timestamps: a client's clock (a span dated 1970
+        # or 2554) must not decide how long a series is kept.
+        received = time.time_ns()
         for rs in request.resource_spans:
             resource_attrs = {kv.key: kv.value for kv in rs.resource.attributes}
             state = self._resource_state(rs.resource, resource_attrs)
@@ -124,7 +127,7 @@ class SpanMetricsConnector(Connector):
             service_name = service.string_value if service is not None else ""
             for ss in rs.scope_spans:
                 for span in ss.spans:
-                    self._record(state, span, service_name, resource_attrs)
+                    self._record(state, span, service_name, resource_attrs, received)
 
     def _resource_state(self, resource: Resource, attrs: dict[str, AnyValue]) -> _ResourceState:
         wanted = self.config.resource_metrics_key_attributes
@@ -140,7 +143,7 @@ class SpanMetricsConnector(Connector):
             self._resources.move_to_end(key)
         return state
 
-    def _record(self, state: _ResourceState, span: Span, service: str, resource: dict[str, AnyValue]) -> None:
+    def _record(self, state: _ResourceState, span: Span, service: str, resource: dict[str, AnyValue], now: int) -> None:
         base = []
         for name in self._base:
             if name == "service.name":
@@ -152,7 +155,6 @@ class SpanMetricsConnector(Connector):
             else:
                 base.append(_STATUS_NAMES.get(span.status.code, "STATUS_CODE_UNSET"))
         span_attrs = {kv.key: kv.value for kv in span.attributes} if self._calls_dims or self._duration_dims else {}
-        now = span.end_time_unix_nano
         value = max(0, span.end_time_unix_nano - span.start_time_unix_nano) / self._divisor
         exemplar = (
             Exemplar(span.trace_id, span.span_id, value, span.end_time_unix_nano)

@@ -25,6 +25,7 @@ from collector.exporters.exporterhelper import QueuedExporter
 from . import _worker
 from .config import PostgresExporterConfig, parse_span
 from .database import Database, open_database
+from .metrics import UnchangedPoints
 from .retention import apply_retention
 from .rollups import compact_rollups
 from .schema import migrate
@@ -98,8 +99,9 @@ class PostgresExporter(Exporter):
             pings = [loop.run_in_executor(self._processes, _worker.ping) for _ in range(self.config.write_processes)]
             await asyncio.gather(*pings)
         else:
+            unchanged = UnchangedPoints()
             for _ in range(self._size):
-                writer = PostgresWriter(self._database.dsn, settings)
+                writer = PostgresWriter(self._database.dsn, settings, unchanged=unchanged)
                 self._writers.append(writer)
                 self._pool.put_nowait(writer)
         await self._queued.start(host)

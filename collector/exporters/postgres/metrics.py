@@ -3,6 +3,10 @@
 ``stream_id`` identifies a time series: a 16-byte BLAKE2b of the resource attributes, scope, metric name,
 unit, type and the point's attributes (JSON with sorted keys, so attribute order does not matter). Unique with
 ``time``.
+
+``UnchangedPoints`` keeps a cumulative stream from being stored again when nothing changed: the spanmetrics
+connector (like any cumulative exporter) re-sends every series at every flush, and storing them all would add a
+row per series per flush forever.
 """
 
 from __future__ import annotations
@@ -10,13 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from ._values import ItemRecord, attributes_dict, clean_text, int2, signed32, to_json
 
-__all__ = ["POINT_COLUMNS", "point_records"]
+__all__ = ["DEFAULT_REMEMBERED_STREAMS", "POINT_COLUMNS", "UnchangedPoints", "point_records"]
 
 POINT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("stream_id", "bytea"),
@@ -53,6 +60,64 @@ POINT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("resource_attributes", "jsonb"),
 )
 _INT8_MAX = 2**63 - 1
+_CUMULATIVE = 2  # AggregationTemporality
+_TIME, _START, _TYPE, _TEMPORALITY = 1, 2, 4, 7
+_EXEMPLARS = [c for c, _ in POINT_COLUMNS].index("exemplars")
+# Streams whose last stored point is remembered (~200 bytes each); beyond it the least recently written is
+# forgotten, and its next point is stored even if unchanged.
+DEFAULT_REMEMBERED_STREAMS = 100_000
+
+
+class UnchangedPoints:
+    """Drops cumulative points (sums, histograms, summaries) equal to the last stored point of their stream but for
+    their time and exemplars: the stream's value has not changed since, so a reader finds it in the earlier row.
+    Gauges and delta points are always stored (a delta point is an increment, a gauge sample is an observation).
+
+    Shared by the writers of one process (thread-safe). ``fresh`` filters a batch; ``remember`` records what was
+    stored, called only once the batch's transaction committed (a failed write must not hide its points later).
+    """
+
+    def __init__(self, max_streams: int = DEFAULT_REMEMBERED_STREAMS) -> None:
+        self._max = max_streams
+        self._last: OrderedDict[bytes, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def fresh(self, records: Sequence[ItemRecord]) -> tuple[list[ItemRecord], list[tuple[bytes, bytes]]]:
+        """(records to store, (stream, fingerprint) pairs to ``remember`` after they are stored)."""
+        keep: list[ItemRecord] = []
+        pending: dict[bytes, bytes] = {}
+        with self._lock:
+            last = self._last
+            for record in records:
+                row = record.row
+                if not row or (row[_TYPE] != "summary" and row[_TEMPORALITY] != _CUMULATIVE):
+                    keep.append(record)
+                    continue
+                fingerprint = _fingerprint(row)
+                stream = row[0]
+                if pending.get(stream, last.get(stream)) == fingerprint:
+                    continue
+                pending[stream] = fingerprint
+                keep.append(record)
+        return keep, list(pending.items())
+
+    def remember(self, stored: Sequence[tuple[bytes, bytes]]) -> None:
+        with self._lock:
+            last = self._last
+            for stream, fingerprint in stored:
+                last[stream] = fingerprint
+                last.move_to_end(stream)
+            while len(last) > self._max:
+                last.popitem(last=False)
+
+
+def _fingerprint(row: tuple[Any, ...]) -> bytes:
+    """Digest of everything in a point's row but its time and exemplars (repr: exact for floats and lists)."""
+    content = row[_START:_EXEMPLARS] + row[_EXEMPLARS + 1 :]
+    return hashlib.blake2b(repr(content).encode(), digest_size=16).digest()
 
 
 def _u64(n: int, what: str, repairs: list[str]) -> int:

@@ -129,6 +129,8 @@ class WriteResult:
     repaired: int = 0
     quarantined: int = 0
     quarantine_reasons: list[str] = field(default_factory=list)
+    # Cumulative metric points not stored because their stream had not changed since its last stored point.
+    unchanged: int = 0
     # Earliest start (µs since the epoch) of the spans inserted: rollup rows from there on may need compaction.
     earliest_span_us: int | None = None
 
@@ -223,6 +225,7 @@ class PostgresWriter:
         dsn: str,
         settings: WriterSettings | None = None,
         on_repair: Callable[[Signal, str], None] | None = None,
+        unchanged: _metrics.UnchangedPoints | None = None,
     ) -> None:
         self.dsn = dsn
         self.settings = settings or WriterSettings()
@@ -234,6 +237,8 @@ class PostgresWriter:
             _SPANS.staging, [c for c, _ in _SPANS.columns], self.settings.rollup_dimensions
         )
         self._on_repair = on_repair
+        # Shared by the writers of one process, so a stream re-sent unchanged is skipped whichever writer gets it.
+        self._unchanged = unchanged if unchanged is not None else _metrics.UnchangedPoints()
 
     # -- connection ----------------------------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection[Any]:
@@ -312,7 +317,11 @@ class PostgresWriter:
                 return result
             if signal is Signal.METRICS:
                 points = [p for request in requests for p in _metrics.point_records(request)]
-                return self._write_generic(conn, Signal.METRICS, _POINTS, points)
+                fresh, stored = self._unchanged.fresh(points)
+                result = self._write_generic(conn, Signal.METRICS, _POINTS, fresh)
+                self._unchanged.remember(stored)
+                result.items, result.unchanged = len(points), len(points) - len(fresh)
+                return result
             logs = [r for request in requests for r in _logs.log_records(request)]
             return self._write_generic(conn, Signal.LOGS, _LOGS, logs)
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:

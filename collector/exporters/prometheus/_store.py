@@ -5,8 +5,11 @@ is built
 once when the series is first seen, and each data point only updates numbers. Delta sums and histograms are
 accumulated into cumulative series (Prometheus has no delta); cumulative points replace the stored value
 unless
-they are older than it. Series not updated within ``metric_expiration`` are dropped when the store is
-rendered.
+they are older than it.
+
+Bounded: series not updated within ``metric_expiration`` are dropped (when the store is rendered, and by
+``merge`` too, so a store nobody scrapes does not grow), and at most ``max_series`` series are kept: points of
+new series beyond it are dropped (counted, with a warning) until old series expire.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, E
 from ._naming import any_value_text, label_text, metric_name
 
 _log = logging.getLogger("otel_metrics.collector.exporter.prometheus")
+# At most one "series limit reached" warning per this many seconds; distinct type conflicts remembered (for
+# their one warning each) before the memory of them is reset.
+_LIMIT_WARNING_EVERY = 60.0
+_CONFLICTS_REMEMBERED = 1000
 
 COUNTER = "counter"
 GAUGE = "gauge"
@@ -110,6 +117,7 @@ class StoreOptions:
     resource_to_telemetry: bool = False
     add_metric_suffixes: bool = True
     metric_expiration: float = 300.0
+    max_series: int = 0  # 0: unlimited
 
 
 def _pairs(attributes: Iterable[KeyValue]) -> Pairs:
@@ -143,12 +151,18 @@ class MetricStore:
         self._clock = clock
         self._families: dict[str, Family] = {}
         self._conflicts_logged: set[tuple[str, str]] = set()
+        self._series = 0  # series in all families, kept as they are added and expired
+        self._next_sweep = 0.0
+        self._limit_warned = float("-inf")
+        self.dropped_points = 0  # points of new series refused because the store was full
 
     # ---- merge (hot path) ----------------------------------------------------------------------------------
 
     def merge(self, request: ExportMetricsServiceRequest) -> None:
         now = self._clock()
         opts = self.options
+        if opts.metric_expiration > 0 and now >= self._next_sweep:
+            self._expire(now)
         for rm in request.resource_metrics:
             res = _pairs(rm.resource.attributes)
             res_map = dict(res)
@@ -180,6 +194,8 @@ class MetricStore:
             return family
         if family.kind != kind:
             if (name, kind) not in self._conflicts_logged:
+                if len(self._conflicts_logged) >= _CONFLICTS_REMEMBERED:
+                    self._conflicts_logged.clear()
                 self._conflicts_logged.add((name, kind))
                 _log.warning(
                     "prometheus exporter: dropping metric %r as %s: %r is already exposed as a %s",
@@ -197,7 +213,10 @@ class MetricStore:
             return
         series = family.series.get(pairs)
         if series is None:
+            if not self._room(now):
+                return
             series = family.series[pairs] = NumberSeries(label_text(list(pairs)), 1)
+            self._series += 1
         series.updated = now
 
     def _merge_metric(self, metric: Any, base: Pairs, now: float) -> None:
@@ -238,6 +257,8 @@ class MetricStore:
             key = (base, raw)
             series: Any = series_map.get(key)
             if series is None:
+                if not self._room(now):
+                    continue
                 labels = label_text([*base, *_pairs(dp.attributes)])
                 if kind == HISTOGRAM:
                     series = HistogramSeries(labels)
@@ -246,6 +267,7 @@ class MetricStore:
                 else:
                     series = NumberSeries(labels)
                 series_map[key] = series
+                self._series += 1
                 fresh = True
             else:
                 fresh = False
@@ -353,20 +375,48 @@ class MetricStore:
 
     def families(self) -> list[Family]:
         """Live families, after dropping series not updated within ``metric_expiration``."""
-        expiration = self.options.metric_expiration
-        if expiration > 0:
-            cutoff = self._clock() - expiration
-            for name in list(self._families):
-                family = self._families[name]
-                stale = [k for k, s in family.series.items() if s.updated < cutoff]
-                for k in stale:
-                    del family.series[k]
-                if not family.series:
-                    del self._families[name]
+        if self.options.metric_expiration > 0:
+            self._expire(self._clock())
         return list(self._families.values())
 
     def series_count(self) -> int:
-        return sum(len(f.series) for f in self._families.values())
+        return self._series
+
+    # ---- bounds --------------------------------------------------------------------------------------------
+
+    def _expire(self, now: float) -> None:
+        expiration = self.options.metric_expiration
+        cutoff = now - expiration
+        for name in list(self._families):
+            family = self._families[name]
+            stale = [k for k, s in family.series.items() if s.updated < cutoff]
+            for k in stale:
+                del family.series[k]
+            self._series -= len(stale)
+            if not family.series:
+                del self._families[name]
+        # A full sweep walks every series: at most ten per expiration period (and at least a second apart).
+        self._next_sweep = now + max(1.0, expiration / 10)
+
+    def _room(self, now: float) -> bool:
+        """Whether a new series may be added; counts and (rarely) reports the point dropped when not."""
+        limit = self.options.max_series
+        if not limit or self._series < limit:
+            return True
+        if self.options.metric_expiration > 0 and now >= self._next_sweep:
+            self._expire(now)
+            if self._series < limit:
+                return True
+        self.dropped_points += 1
+        if now - self._limit_warned >= _LIMIT_WARNING_EVERY:
+            self._limit_warned = now
+            _log.warning(
+                "prometheus exporter: %d series (max_series): points of new series are dropped until old ones "
+                "expire (%d so far); an attribute with unbounded values is the usual cause",
+                limit,
+                self.dropped_points,
+            )
+        return False
 
 
 def exponential_to_classic(s: HistogramSeries) -> tuple[tuple[float, ...], list[int]]:

@@ -14,6 +14,9 @@ from ._http import parse_endpoint
 # set "0.0.0.0:8889" to be scraped from other hosts.
 DEFAULT_ENDPOINT = "localhost:8889"
 DEFAULT_METRIC_EXPIRATION = Duration(300.0)
+# Not an upstream key (upstream keeps every series until it expires): a bound on what clients can make us hold
+# and render on every scrape. Well above what the spanmetrics defaults can produce per resource (2 x 2,001).
+DEFAULT_MAX_SERIES = 50_000
 DEFAULT_SEND_TIMESTAMPS = False
 DEFAULT_ENABLE_OPEN_METRICS = False
 DEFAULT_ADD_METRIC_SUFFIXES = True
@@ -50,6 +53,7 @@ class PrometheusExporterConfig:
     const_labels: dict[str, str] = field(default_factory=dict)
     send_timestamps: bool = DEFAULT_SEND_TIMESTAMPS
     metric_expiration: Duration = DEFAULT_METRIC_EXPIRATION
+    max_series: int = DEFAULT_MAX_SERIES
     resource_to_telemetry_conversion: ResourceToTelemetryConversion = field(
         default_factory=ResourceToTelemetryConversion
     )
@@ -65,6 +69,8 @@ class PrometheusExporterConfig:
             errors.append(f"endpoint: {exc}")
         if self.metric_expiration < 0:
             errors.append(f"metric_expiration: must be >= 0, got {self.metric_expiration}")
+        if self.max_series < 0:
+            errors.append(f"max_series: must be >= 0, got {self.max_series}")
         if self.tls is not None:
             errors.extend(self.tls.validate())
         return errors

@@ -30,6 +30,7 @@ def store_options(config: PrometheusExporterConfig) -> StoreOptions:
         resource_to_telemetry=config.resource_to_telemetry_conversion.enabled,
         add_metric_suffixes=config.add_metric_suffixes,
         metric_expiration=float(config.metric_expiration),
+        max_series=config.max_series,
     )
 
 
