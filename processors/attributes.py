@@ -436,7 +436,7 @@ class AttributesProcessor(Processor):
                             act(point.attributes)
 
 
-def _create(settings: CreateSettings, config: Any, next_consumer: Consumer) -> Processor:
+def _create(settings: CreateSettings, config: AttributesConfig, next_consumer: Consumer) -> Processor:
     return AttributesProcessor(settings, config, next_consumer)
 
 

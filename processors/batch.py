@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from processors.pdata import merge_into, take_items
 from processors.pipeline import (
@@ -248,7 +247,7 @@ class BatchProcessor(Processor):
             raise error
 
 
-def _create(settings: CreateSettings, config: Any, next_consumer: Consumer) -> Processor:
+def _create(settings: CreateSettings, config: BatchConfig, next_consumer: Consumer) -> Processor:
     return BatchProcessor(settings, config, next_consumer)
 
 

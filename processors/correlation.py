@@ -263,11 +263,11 @@ class _CorrelationProcessor(Processor):
         await self.next_consumer.consume(signal, request)
 
 
-def _create(settings: CreateSettings, config: Any, next_consumer: Consumer) -> Processor:
+def _create(settings: CreateSettings, config: CorrelationConfig, next_consumer: Consumer) -> Processor:
     return _CorrelationProcessor(settings, config, next_consumer)
 
 
-factories: tuple[ProcessorFactory, ...] = (
+factories: tuple[ProcessorFactory[CorrelationConfig], ...] = (
     ProcessorFactory(
         type="correlation",
         config_type=CorrelationConfig,

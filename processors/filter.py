@@ -381,7 +381,7 @@ class FilterProcessor(Processor):
         return dropped
 
 
-def _create(settings: CreateSettings, config: Any, next_consumer: Consumer) -> Processor:
+def _create(settings: CreateSettings, config: FilterConfig, next_consumer: Consumer) -> Processor:
     return FilterProcessor(settings, config, next_consumer)
 
 

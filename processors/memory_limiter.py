@@ -274,7 +274,7 @@ class MemoryLimiterProcessor(Processor):
                 self.settings.logger.exception("memory_limiter %s: reading memory usage failed", self.settings.id)
 
 
-def _create(settings: CreateSettings, config: Any, next_consumer: Consumer) -> Processor:
+def _create(settings: CreateSettings, config: MemoryLimiterConfig, next_consumer: Consumer) -> Processor:
     return MemoryLimiterProcessor(settings, config, next_consumer)
 
 

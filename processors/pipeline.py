@@ -5,9 +5,13 @@ unit (ARCHITECTURE decision 1). A processor changes the message in place and han
 awaited ``consume`` returns only when everything downstream has accepted the data (for a persistent queue: when it
 is on disk), which is what lets a receiver acknowledge only durable data (decision 3).
 
-This module lives in ``processors`` (the lowest room) so that both the pipeline processors here and the collector's
-receivers, exporters and connectors share it; ``collector.component`` re-exports it. The facts about the signals
-themselves (``Signal``, ``Request``, item counting) live in ``processors.pdata`` and are re-exported here.
+It also holds the component contract: every kind (receiver, processor, exporter, connector, extension) is a
+``Component`` with one lifecycle, made by a factory generic over its config dataclass, and what the service needs
+to know about a component (``Processor.mutates_data``, ``Exporter.queue_size``, ``Authenticator``) is an
+attribute of its kind. It lives in ``processors`` (the lowest room) so that the pipeline processors there and the
+collector's receivers, exporters and connectors share it; ``collector.component`` re-exports it. The facts about
+the signals themselves (``Signal``, ``Request``, item counting) live in ``processors.pdata`` and are re-exported
+here.
 """
 
 from __future__ import annotations
@@ -16,23 +20,35 @@ import abc
 import builtins
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, NewType, Protocol
+from typing import Any, Generic, NewType, Protocol, TypeVar
 
 from opentelemetry.metrics import Meter, NoOpMeter
 
 from processors.pdata import Request, Signal, item_count, new_request, parse_request
 
 __all__ = [
+    "Authenticator",
+    "Component",
     "ComponentID",
+    "ConfigT",
+    "Connector",
+    "ConnectorFactory",
     "Consumer",
     "CreateSettings",
     "DataError",
     "Duration",
+    "Exporter",
+    "ExporterFactory",
+    "Extension",
+    "ExtensionFactory",
+    "Host",
     "Processor",
     "ProcessorFactory",
+    "Receiver",
+    "ReceiverFactory",
     "RefusedError",
     "Request",
     "RetryableError",
@@ -129,12 +145,55 @@ class CreateSettings:
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("otel_metrics.collector"))
 
 
-class Processor(abc.ABC):
+# -- the component contract: one lifecycle for every kind, one generic factory per kind ------------------------
+
+ConfigT = TypeVar("ConfigT")
+
+
+class Host(Protocol):
+    """What a running component may ask of the collector."""
+
+    def get_extension(self, id: ComponentID) -> Extension:
+        """The started extension with this id; KeyError if it is not configured."""
+        ...
+
+    def component_status(self) -> Mapping[str, Mapping[str, Any]]:
+        """Per-component health (``{"exporter/otlp": {"healthy": True, ...}}``) for health_check."""
+        ...
+
+    @property
+    def up_since(self) -> float | None:
+        """When the collector finished starting (epoch seconds); None before that."""
+        ...
+
+
+class Component(abc.ABC):  # noqa: B024 - every hook has a documented default
+    """Lifecycle with no-op defaults, as in the SDK's SpanProcessor. Every kind below is a Component."""
+
+    async def start(self, host: Host) -> None:  # noqa: B027 - documented no-op default
+        pass
+
+    async def shutdown(self) -> None:  # noqa: B027 - documented no-op default
+        pass
+
+    def healthy(self) -> bool:
+        """False while the component cannot do its job (e.g. an exporter whose peer is unreachable)."""
+        return True
+
+
+class Receiver(Component):
+    """Receives data and calls the consumer of the pipeline(s) it belongs to.
+
+    A receiver listed in several pipelines of one signal is one instance (one port) fanning out to all of them.
+    """
+
+
+class Processor(Component):
     """A pipeline processor: change the message in place (or drop items), then pass it on.
 
-    ``start``/``shutdown`` have no-op defaults. A processor that keeps state across calls (batch) must flush it
-    in ``shutdown``. ``mutates_data`` (the Collector's consumer capability of that name): False for a processor
-    that never changes the message it passes on.
+    A processor that keeps state across calls (batch) must flush it in ``shutdown``. ``mutates_data`` (the
+    Collector's consumer capability of that name): False for a processor that never changes the message it passes
+    on, which lets a pipeline of such processors hand the received bytes on unchanged.
     """
 
     mutates_data: bool = True
@@ -143,26 +202,90 @@ class Processor(abc.ABC):
         self.settings = settings
         self.next_consumer = next_consumer
 
-    async def start(self, host: Any) -> None:  # noqa: B027 - documented no-op default
-        pass
+    @abc.abstractmethod
+    async def consume(self, signal: Signal, request: Request) -> None: ...
 
-    async def shutdown(self) -> None:  # noqa: B027 - documented no-op default
-        pass
+
+class Exporter(Component):
+    """The end of a pipeline. ``consume`` returns once the data is accepted: sent, or durably queued."""
+
+    @abc.abstractmethod
+    async def consume(self, signal: Signal, request: Request) -> None: ...
+
+    @property
+    def queue_size(self) -> int | None:
+        """Items in the sending queue (health_check and the analytics /health show it); None: no queue."""
+        return None
+
+    @property
+    def queue_capacity(self) -> int | None:
+        """The sending queue's capacity; None: no queue."""
+        return None
+
+
+class Connector(Component):
+    """An exporter in one pipeline that is a receiver in another (e.g. spanmetrics: traces in, metrics out)."""
 
     @abc.abstractmethod
     async def consume(self, signal: Signal, request: Request) -> None: ...
 
 
+class Extension(Component):
+    """Not in any pipeline: health_check, file_storage, bearertokenauth."""
+
+
+class Authenticator(Extension):
+    """An extension a receiver names in ``auth.authenticator`` (server side, as upstream's extension/auth)."""
+
+    @abc.abstractmethod
+    def authenticate(self, headers: Mapping[str, str]) -> None:
+        """Return if ``headers`` (lower-case names) carry valid credentials; raise otherwise."""
+
+
+# Factories: how the collector finds a component by its type name. ``config_type`` is a dataclass whose fields
+# (with defaults) are the component's config keys; the collector decodes YAML into it strictly (unknown keys and
+# wrong types are errors naming the path), so ``create`` gets an instance of it. If the dataclass has
+# ``validate(self) -> list[str]``, each returned message names the offending field.
+
+
 @dataclass(frozen=True)
-class ProcessorFactory:
-    """How the collector finds a processor by its type name.
-
-    ``config_type`` is a dataclass whose fields (with defaults) are the component's config keys; the collector
-    decodes YAML into it strictly (unknown keys and wrong types are errors naming the path). If the dataclass has
-    ``validate(self) -> list[str]``, each returned message names the offending field.
-    """
-
+class ReceiverFactory(Generic[ConfigT]):
     type: str
-    config_type: builtins.type[Any]
-    create: Callable[[CreateSettings, Any, Consumer], Processor]
+    config_type: builtins.type[ConfigT]
+    # (settings, config, consumers by signal) -> Receiver; settings.signal is the first signal it serves.
+    create: Callable[[CreateSettings, ConfigT, Mapping[Signal, Consumer]], Receiver]
     signals: frozenset[Signal] = frozenset(Signal)
+
+
+@dataclass(frozen=True)
+class ProcessorFactory(Generic[ConfigT]):
+    type: str
+    config_type: builtins.type[ConfigT]
+    # (settings, config, the next consumer in the pipeline) -> Processor
+    create: Callable[[CreateSettings, ConfigT, Consumer], Processor]
+    signals: frozenset[Signal] = frozenset(Signal)
+
+
+@dataclass(frozen=True)
+class ExporterFactory(Generic[ConfigT]):
+    type: str
+    config_type: builtins.type[ConfigT]
+    create: Callable[[CreateSettings, ConfigT], Exporter]
+    signals: frozenset[Signal] = frozenset(Signal)
+
+
+@dataclass(frozen=True)
+class ConnectorFactory(Generic[ConfigT]):
+    type: str
+    config_type: builtins.type[ConfigT]
+    # (settings, config, consumer of the pipelines it feeds) -> Connector
+    create: Callable[[CreateSettings, ConfigT, Consumer], Connector]
+    # (signal it consumes, signal it emits)
+    routes: frozenset[tuple[Signal, Signal]] = frozenset()
+
+
+@dataclass(frozen=True)
+class ExtensionFactory(Generic[ConfigT]):
+    type: str
+    config_type: builtins.type[ConfigT]
+    create: Callable[[CreateSettings, ConfigT], Extension]

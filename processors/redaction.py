@@ -477,10 +477,10 @@ def _mask_any_value(value: AnyValue) -> bool:
     return True
 
 
-def _create(settings: CreateSettings, config: Any, next_consumer: Consumer) -> Processor:
+def _create(settings: CreateSettings, config: RedactionConfig, next_consumer: Consumer) -> Processor:
     return _RedactionProcessor(settings, config, next_consumer)
 
 
-factories: tuple[ProcessorFactory, ...] = (
+factories: tuple[ProcessorFactory[RedactionConfig], ...] = (
     ProcessorFactory(type="redaction", config_type=RedactionConfig, create=_create),
 )

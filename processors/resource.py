@@ -9,7 +9,6 @@ request, so this costs almost nothing per item.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from processors.attributes import ActionConfig, compile_actions, validate_actions
 from processors.pdata import resource_entries
@@ -43,7 +42,7 @@ class ResourceProcessor(Processor):
         await self.next_consumer.consume(signal, request)
 
 
-def _create(settings: CreateSettings, config: Any, next_consumer: Consumer) -> Processor:
+def _create(settings: CreateSettings, config: ResourceConfig, next_consumer: Consumer) -> Processor:
     return ResourceProcessor(settings, config, next_consumer)
 
 

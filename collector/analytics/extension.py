@@ -129,7 +129,7 @@ class AnalyticsExtension(Extension):
         await asyncio.to_thread(self.api.pool.close)
 
 
-def _create(settings: CreateSettings, config: Any) -> AnalyticsExtension:
+def _create(settings: CreateSettings, config: AnalyticsConfig) -> AnalyticsExtension:
     return AnalyticsExtension(settings, config)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from collector.components import Registry, registry
+from collector.components import KINDS, Registry, merge_registries, registry
 from collector.config.decode import decode, did_you_mean
 from collector.config.expand import expand_env
 from collector.config.locate import key_marks, locate
@@ -24,8 +24,7 @@ from processors.pipeline import ComponentID, Signal
 
 __all__ = ["ConfigError", "load_config", "merge_registries", "parse_config"]
 
-_KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
-_TOP_LEVEL = (*_KINDS, "service")
+_TOP_LEVEL = (*KINDS, "service")
 _SERVICE_KEYS = ("extensions", "pipelines", "telemetry")
 _PIPELINE_KEYS = ("receivers", "processors", "exporters")
 # Types the upstream otelcol-contrib distribution has (a relevant subset): a config copied from upstream that
@@ -102,13 +101,6 @@ class ConfigError(Exception):
         super().__init__(f"{source}: {len(errors)} error(s):\n" + "\n".join(f"  - {e}" for e in errors))
 
 
-def merge_registries(base: Registry, extra: Registry | None) -> Registry:
-    """``base`` with ``extra``'s factories added (tests inject their own components this way)."""
-    if extra is None:
-        return base
-    return Registry(**{kind: {**base.kind(kind), **extra.kind(kind)} for kind in _KINDS})
-
-
 def load_config(
     path: str | os.PathLike[str],
     components: Registry | None = None,
@@ -170,7 +162,7 @@ def parse_config(
         if key not in _TOP_LEVEL:
             errors.append(f"{key}: unknown top-level key{did_you_mean(str(key), _TOP_LEVEL)}")
 
-    for kind in _KINDS:
+    for kind in KINDS:
         section = tree.get(kind)
         if section is None:
             continue

@@ -48,13 +48,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from collector.components import Registry, registry
+from collector.components import KINDS, Registry, registry
 from collector.config.model import TelemetryConfig
 from processors.pipeline import ComponentID, Duration, Signal
 
 __all__ = ["KIND_ORDER", "ComponentDoc", "KeyRow", "component_docs", "format_duration", "key_rows", "render_reference"]
 
-KIND_ORDER = ("receivers", "processors", "exporters", "connectors", "extensions")
+KIND_ORDER = KINDS
 COMMAND = "python -m collector.config.reference > docs/configuration.md"
 _DOCS_DIR = "docs"  # where the reference lives (repo-relative): README links are rebased onto it
 

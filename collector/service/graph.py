@@ -15,23 +15,35 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Literal, TypeAlias, TypeVar
 
 from collector.components import Registry
 from collector.config.model import Config, PipelineID
 from collector.service.fanout import ExportersFanOut, PipelinesFanOut
-from processors.pipeline import ComponentID, Consumer, CreateSettings, Request, Signal, received_as
+from processors.pipeline import (
+    Component,
+    ComponentID,
+    Connector,
+    Consumer,
+    CreateSettings,
+    Exporter,
+    Request,
+    Signal,
+    received_as,
+)
 
-__all__ = ["Graph", "Node", "build_graph"]
+__all__ = ["BuildError", "Graph", "Node", "NodeKind", "build_graph"]
 
-KINDS_START_ORDER = ("extension", "exporter", "connector", "processor", "receiver")
+NodeKind: TypeAlias = Literal["extension", "exporter", "connector", "processor", "receiver"]
+KINDS_START_ORDER: tuple[NodeKind, ...] = ("extension", "exporter", "connector", "processor", "receiver")
+_C = TypeVar("_C", bound=Component)
 
 
 @dataclass
 class Node:
-    kind: str  # "receiver", "processor", "exporter", "connector", "extension"
+    kind: NodeKind
     id: ComponentID
-    component: Any
+    component: Component
     signal: Signal | None = None
     pipelines: list[PipelineID] = field(default_factory=list)
 
@@ -67,7 +79,7 @@ class Graph:
     nodes: list[Node] = field(default_factory=list)
     pipelines: dict[PipelineID, list[Node]] = field(default_factory=dict)
 
-    def of_kind(self, kind: str) -> Iterator[Node]:
+    def of_kind(self, kind: NodeKind) -> Iterator[Node]:
         return (n for n in self.nodes if n.kind == kind)
 
 
@@ -78,111 +90,124 @@ class BuildError(Exception):
 def build_graph(
     config: Config, components: Registry, settings_for: Callable[[ComponentID, Signal], CreateSettings]
 ) -> Graph:
-    graph = Graph()
+    """Create every component of ``config`` and wire them; BuildError names the one that failed."""
+    return _Builder(config, components, settings_for).build()
 
-    def create(node_kind: str, cid: ComponentID, pipelines: list[PipelineID], make: Callable[[], Any]) -> Node:
+
+class _Builder:
+    """Builds downstream first: extensions, exporters, connectors (whose output pipelines are entries resolved
+    later), the processor chains, and the receivers feeding them."""
+
+    def __init__(
+        self, config: Config, components: Registry, settings_for: Callable[[ComponentID, Signal], CreateSettings]
+    ) -> None:
+        self.config = config
+        self.components = components
+        self.settings_for = settings_for
+        self.graph = Graph()
+        self.entries = {pid: _PipelineEntry(pid) for pid in config.pipelines}
+        # What a pipeline of that signal listing that id exports to: an exporter, or a connector per route.
+        self.exporters: dict[tuple[ComponentID, Signal], list[tuple[Node, Exporter | Connector]]] = {}
+
+    def build(self) -> Graph:
+        self._extensions()
+        self._exporters()
+        self._connectors()
+        for pid in self.config.pipelines:
+            self._processors(pid)
+        self._receivers()
+        return self.graph
+
+    def _create(
+        self,
+        kind: NodeKind,
+        cid: ComponentID,
+        signal: Signal | None,
+        pipelines: list[PipelineID],
+        make: Callable[[], _C],
+    ) -> tuple[Node, _C]:
         try:
             component = make()
         except Exception as exc:
             where = f" (pipeline {', '.join(str(p) for p in pipelines)})" if pipelines else ""
-            raise BuildError(f"cannot create {node_kind} {str(cid)!r}{where}: {exc}") from exc
-        node = Node(node_kind, cid, component, pipelines=list(pipelines))
-        graph.nodes.append(node)
-        return node
+            raise BuildError(f"cannot create {kind} {str(cid)!r}{where}: {exc}") from exc
+        node = Node(kind, cid, component, signal, list(pipelines))
+        self.graph.nodes.append(node)
+        return node, component
 
-    for cid in config.service_extensions:
-        factory = components.extensions[cid.type]
-        # Extensions belong to no signal; CreateSettings needs one, so they get TRACES.
-        create(
-            "extension",
-            cid,
-            [],
-            partial(factory.create, settings_for(cid, Signal.TRACES), config.extensions[cid]),
-        )
+    def _listing(self, cid: ComponentID, signal: Signal, role: Literal["receivers", "exporters"]) -> list[PipelineID]:
+        return [
+            pid for pid, refs in self.config.pipelines.items() if pid.signal is signal and cid in getattr(refs, role)
+        ]
 
-    entries = {pid: _PipelineEntry(pid) for pid in config.pipelines}
+    def _extensions(self) -> None:
+        for cid in self.config.service_extensions:
+            factory = self.components.extensions[cid.type]
+            # Extensions belong to no signal; CreateSettings needs one, so they get TRACES.
+            make = partial(factory.create, self.settings_for(cid, Signal.TRACES), self.config.extensions[cid])
+            self._create("extension", cid, None, [], make)
 
-    def pipelines_listing(cid: ComponentID, signal: Signal, role: str) -> list[PipelineID]:
-        return [pid for pid, refs in config.pipelines.items() if pid.signal is signal and cid in getattr(refs, role)]
+    def _exporters(self) -> None:
+        """One per (id, signal), shared by every pipeline of that signal listing it."""
+        for pid, refs in self.config.pipelines.items():
+            for cid in refs.exporters:
+                if cid in self.config.connectors or (cid, pid.signal) in self.exporters:
+                    continue
+                factory = self.components.exporters[cid.type]
+                users = self._listing(cid, pid.signal, "exporters")
+                make = partial(factory.create, self.settings_for(cid, pid.signal), self.config.exporters[cid])
+                self.exporters[(cid, pid.signal)] = [self._create("exporter", cid, pid.signal, users, make)]
 
-    # Exporters: one per (id, signal).
-    exporters: dict[tuple[ComponentID, Signal], list[Node]] = {}
-    for pid, refs in config.pipelines.items():
-        for cid in refs.exporters:
-            if cid in config.connectors or (cid, pid.signal) in exporters:
-                continue
-            factory = components.exporters[cid.type]
-            users = pipelines_listing(cid, pid.signal, "exporters")
-            node = create(
-                "exporter",
-                cid,
-                users,
-                partial(factory.create, settings_for(cid, pid.signal), config.exporters[cid]),
-            )
-            node.signal = pid.signal
-            exporters[(cid, pid.signal)] = [node]
+    def _connectors(self) -> None:
+        """One per (id, route) it is used on: an exporter of its input pipelines feeding its output pipelines."""
+        for cid in self.config.connectors:
+            factory = self.components.connectors[cid.type]
+            for signal_in, signal_out in sorted(factory.routes):
+                ins = self._listing(cid, signal_in, "exporters")
+                outs = self._listing(cid, signal_out, "receivers")
+                if not ins or not outs:
+                    continue
+                fan = PipelinesFanOut([self.entries[p] for p in outs])
+                make = partial(factory.create, self.settings_for(cid, signal_in), self.config.connectors[cid], fan)
+                made = self._create("connector", cid, signal_in, ins + outs, make)
+                self.exporters.setdefault((cid, signal_in), []).append(made)
 
-    # Connectors: one per used route.
-    for cid in config.connectors:
-        factory = components.connectors[cid.type]
-        for signal_in, signal_out in sorted(factory.routes):
-            ins = pipelines_listing(cid, signal_in, "exporters")
-            outs = pipelines_listing(cid, signal_out, "receivers")
-            if not ins or not outs:
-                continue
-            fan = PipelinesFanOut([entries[p] for p in outs])
-            node = create(
-                "connector",
-                cid,
-                ins + outs,
-                partial(factory.create, settings_for(cid, signal_in), config.connectors[cid], fan),
-            )
-            node.signal = signal_in
-            exporters.setdefault((cid, signal_in), []).append(node)
-
-    # Processors: a chain per pipeline, built from its exporters' fan-out backwards.
-    for pid, refs in config.pipelines.items():
-        targets = [n for cid in refs.exporters for n in exporters.get((cid, pid.signal), [])]
-        consumer: Consumer = ExportersFanOut([n.component for n in targets])
+    def _processors(self, pid: PipelineID) -> None:
+        """The pipeline's processor chain (one instance per pipeline), built from its exporters backwards."""
+        refs = self.config.pipelines[pid]
+        targets = [n for cid in refs.exporters for n in self.exporters.get((cid, pid.signal), [])]
+        consumer: Consumer = ExportersFanOut([exporter for _, exporter in targets])
         chain: list[Node] = []
+        mutates = False
         for cid in reversed(refs.processors):
-            factory = components.processors[cid.type]
-            node = create(
-                "processor",
-                cid,
-                [pid],
-                partial(factory.create, settings_for(cid, pid.signal), config.processors[cid], consumer),
-            )
-            node.signal = pid.signal
-            consumer = node.component
+            factory = self.components.processors[cid.type]
+            make = partial(factory.create, self.settings_for(cid, pid.signal), self.config.processors[cid], consumer)
+            node, processor = self._create("processor", cid, pid.signal, [pid], make)
+            mutates = mutates or processor.mutates_data
+            consumer = processor
             chain.append(node)
-        entries[pid].target = consumer
-        entries[pid].unchanged = not any(getattr(n.component, "mutates_data", True) for n in chain)
-        graph.pipelines[pid] = [*reversed(chain), *targets]
+        self.entries[pid].target = consumer
+        self.entries[pid].unchanged = not mutates
+        self.graph.pipelines[pid] = [*reversed(chain), *(node for node, _ in targets)]
 
-    # Receivers: one per id, with a consumer per signal it serves.
-    seen: set[ComponentID] = set()
-    for refs in config.pipelines.values():
-        for cid in refs.receivers:
-            if cid in config.connectors or cid in seen:
-                continue
-            seen.add(cid)
-            consumers: dict[Signal, Consumer] = {}
-            users = []
-            for signal in Signal:
-                listing = pipelines_listing(cid, signal, "receivers")
-                if listing:
-                    consumers[signal] = PipelinesFanOut([entries[p] for p in listing])
-                    users.extend(listing)
-            factory = components.receivers[cid.type]
-            first = next(iter(consumers))
-            node = create(
-                "receiver",
-                cid,
-                users,
-                partial(factory.create, settings_for(cid, first), config.receivers[cid], consumers),
-            )
-            node.signal = first
-            for p in users:
-                graph.pipelines[p].insert(0, node)
-    return graph
+    def _receivers(self) -> None:
+        """One per id, whatever its pipelines and signals (one port), with a consumer per signal it serves."""
+        seen: set[ComponentID] = set()
+        for refs in self.config.pipelines.values():
+            for cid in refs.receivers:
+                if cid in self.config.connectors or cid in seen:
+                    continue
+                seen.add(cid)
+                consumers: dict[Signal, Consumer] = {}
+                users: list[PipelineID] = []
+                for signal in Signal:
+                    listing = self._listing(cid, signal, "receivers")
+                    if listing:
+                        consumers[signal] = PipelinesFanOut([self.entries[p] for p in listing])
+                        users.extend(listing)
+                factory = self.components.receivers[cid.type]
+                first = next(iter(consumers))
+                make = partial(factory.create, self.settings_for(cid, first), self.config.receivers[cid], consumers)
+                node, _ = self._create("receiver", cid, first, users, make)
+                for p in users:
+                    self.graph.pipelines[p].insert(0, node)

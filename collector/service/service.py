@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import inspect
 import logging
 import signal as signals
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from opentelemetry.metrics import Meter, NoOpMeter
+from opentelemetry.metrics import Meter
 
-from collector.components import Registry, registry
-from collector.config.loader import merge_registries
+from collector import telemetry
+from collector.components import Registry, merge_registries, registry
 from collector.config.model import Config
-from collector.service.graph import KINDS_START_ORDER, BuildError, Graph, Node, build_graph
-from processors.pipeline import ComponentID, CreateSettings, Signal
+from collector.service.graph import KINDS_START_ORDER, BuildError, Graph, Node, NodeKind, build_graph
+from processors.pipeline import Component, ComponentID, CreateSettings, Exporter, Extension, Signal
 
 __all__ = ["DEFAULT_SHUTDOWN_TIMEOUT", "Service", "StartError"]
 
@@ -37,20 +35,6 @@ _log = logging.getLogger("otel_metrics.collector")
 
 class StartError(Exception):
     """A component could not be created or started; the message names it. What had started was stopped."""
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
-def _self_telemetry() -> Any | None:
-    """``collector.telemetry`` (the collector's own metrics) when that module exists."""
-    try:
-        return importlib.import_module("collector.telemetry")
-    except ModuleNotFoundError as exc:
-        if exc.name == "collector.telemetry":
-            return None
-        raise
 
 
 class Service:
@@ -71,14 +55,14 @@ class Service:
         self.graph = Graph()
         self.state = "created"
         self._started: list[Node] = []
-        self._telemetry_server: Any = None
+        self._telemetry_server: telemetry.TelemetryServer | None = None
         self._up_since: float | None = None
-        self._meter = self._make_meter()
+        self._meter: Meter = telemetry.meter_provider().get_meter("otelcol")
 
     # -- Host ---------------------------------------------------------------------------------------------
-    def get_extension(self, id: ComponentID) -> Any:
+    def get_extension(self, id: ComponentID) -> Extension:
         for node in self.graph.of_kind("extension"):
-            if node.id == id:
+            if node.id == id and isinstance(node.component, Extension):
                 return node.component
         raise KeyError(f"extension {str(id)!r} is not configured in service.extensions")
 
@@ -94,10 +78,9 @@ class Service:
             entry["status"] = self._status_word(entry["healthy"])
             entry["pipelines"] = sorted({*entry["pipelines"], *(str(p) for p in node.pipelines)})
             # Exporters with a sending queue report its depth (health_check and the analytics /health show it).
-            queue_size = getattr(node.component, "queue_size", None)
-            if isinstance(queue_size, int):
-                entry["queue_size"] = queue_size
-                entry["queue_capacity"] = getattr(node.component, "queue_capacity", None)
+            if isinstance(node.component, Exporter) and node.component.queue_size is not None:
+                entry["queue_size"] = node.component.queue_size
+                entry["queue_capacity"] = node.component.queue_capacity
         for pid, nodes in self.graph.pipelines.items():
             healthy = all(status[n.key]["healthy"] for n in nodes)
             status[f"pipeline/{pid}"] = {
@@ -119,7 +102,7 @@ class Service:
     def up_since(self) -> float | None:
         return self._up_since
 
-    def node(self, kind: str, id: ComponentID | str, signal: Signal | None = None) -> Any:
+    def node(self, kind: NodeKind, id: ComponentID | str, signal: Signal | None = None) -> Component:
         """The running component (tests read e.g. a receiver's bound ports)."""
         cid = ComponentID.parse(id) if isinstance(id, str) else id
         for node in self.graph.of_kind(kind):
@@ -128,13 +111,6 @@ class Service:
         raise KeyError(f"no {kind} {str(cid)!r}")
 
     # -- lifecycle ----------------------------------------------------------------------------------------
-    def _make_meter(self) -> Meter:
-        telemetry = _self_telemetry()
-        if telemetry is None or not hasattr(telemetry, "meter_provider"):
-            return NoOpMeter("otelcol")
-        meter: Meter = telemetry.meter_provider().get_meter("otelcol")
-        return meter
-
     def _settings(self, cid: ComponentID, signal: Signal) -> CreateSettings:
         return CreateSettings(id=cid, signal=signal, meter=self._meter, logger=self.logger)
 
@@ -167,11 +143,10 @@ class Service:
 
     async def _start_telemetry(self) -> None:
         endpoint = self.config.telemetry.metrics.endpoint()
-        telemetry = _self_telemetry()
-        if endpoint is None or telemetry is None or not hasattr(telemetry, "serve"):
+        if endpoint is None:
             return
         try:
-            self._telemetry_server = await _maybe_await(telemetry.serve(endpoint))
+            self._telemetry_server = await telemetry.serve(endpoint)
         except Exception as exc:
             raise StartError(f"cannot serve the collector's own metrics on {endpoint}: {exc}") from exc
 
@@ -191,11 +166,9 @@ class Service:
             except Exception:
                 self.logger.exception("error shutting down %s", node.describe())
         server, self._telemetry_server = self._telemetry_server, None
-        for method in ("shutdown", "close", "stop"):
-            if server is not None and callable(getattr(server, method, None)):
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(_maybe_await(getattr(server, method)()), SHUTDOWN_MIN_SLICE * 4)
-                break
+        if server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.close(), SHUTDOWN_MIN_SLICE * 4)
         return clean
 
     async def shutdown(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> bool:
@@ -212,8 +185,7 @@ class Service:
     @property
     def telemetry_port(self) -> int | None:
         """Port of the collector's own metrics endpoint, when it is served."""
-        port = getattr(self._telemetry_server, "port", None)
-        return port if isinstance(port, int) else None
+        return self._telemetry_server.port if self._telemetry_server is not None else None
 
     async def run(
         self,
@@ -245,11 +217,8 @@ class Service:
                 loop.remove_signal_handler(sig)
 
 
-def _healthy(component: Any) -> bool:
-    check = getattr(component, "healthy", None)
-    if not callable(check):
-        return True
+def _healthy(component: Component) -> bool:
     try:
-        return bool(check())
+        return component.healthy()
     except Exception:
         return False

@@ -8,7 +8,6 @@ the Python SDK face sets: both call ``processors.cost.pricing.cost_attributes``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
@@ -120,10 +119,10 @@ class _CostProcessor(Processor):
         await self.next_consumer.consume(signal, request)
 
 
-def _create(settings: CreateSettings, config: Any, next_consumer: Consumer) -> Processor:
+def _create(settings: CreateSettings, config: CostConfig, next_consumer: Consumer) -> Processor:
     return _CostProcessor(settings, config, next_consumer)
 
 
-factories: tuple[ProcessorFactory, ...] = (
+factories: tuple[ProcessorFactory[CostConfig], ...] = (
     ProcessorFactory(type="cost", config_type=CostConfig, create=_create, signals=frozenset({Signal.TRACES})),
 )

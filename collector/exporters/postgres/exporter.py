@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
-from typing import Any
 
 import psycopg
 
@@ -276,6 +275,5 @@ class PostgresExporter(Exporter):
         self._executor.shutdown(wait=False)
 
 
-def create_exporter(settings: CreateSettings, config: Any) -> Exporter:
-    assert isinstance(config, PostgresExporterConfig)
+def create_exporter(settings: CreateSettings, config: PostgresExporterConfig) -> Exporter:
     return PostgresExporter(settings, config)

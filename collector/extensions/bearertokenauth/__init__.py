@@ -9,9 +9,8 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from collector.component import Extension, ExtensionFactory, Host
+from collector.component import Authenticator, ExtensionFactory, Host
 from processors.pipeline import CreateSettings
 
 __all__ = ["AuthenticationError", "BearerTokenAuth", "BearerTokenAuthConfig", "factories"]
@@ -42,7 +41,7 @@ class BearerTokenAuthConfig:
         return []
 
 
-class BearerTokenAuth(Extension):
+class BearerTokenAuth(Authenticator):
     def __init__(self, settings: CreateSettings, config: BearerTokenAuthConfig) -> None:
         self.settings = settings
         self.config = config
@@ -61,7 +60,7 @@ class BearerTokenAuth(Extension):
         prefix = f"{self.config.scheme} " if self.config.scheme else ""
         self._expected = [f"{prefix}{t}".encode() for t in tokens]
 
-    def authenticate(self, headers: Mapping[str, Any]) -> None:
+    def authenticate(self, headers: Mapping[str, str]) -> None:
         """Raise AuthenticationError unless the header carries a configured token (constant-time compare)."""
         value = headers.get(self.config.header.lower())
         if value is None:
@@ -75,7 +74,7 @@ class BearerTokenAuth(Extension):
             raise AuthenticationError("invalid bearer token")
 
 
-def _create(settings: CreateSettings, config: Any) -> BearerTokenAuth:
+def _create(settings: CreateSettings, config: BearerTokenAuthConfig) -> BearerTokenAuth:
     return BearerTokenAuth(settings, config)
 
 

@@ -94,7 +94,7 @@ class HealthCheck(Extension):
         await self._server.shutdown()
 
 
-def _create(settings: CreateSettings, config: Any) -> HealthCheck:
+def _create(settings: CreateSettings, config: HealthCheckConfig) -> HealthCheck:
     return HealthCheck(settings, config)
 
 

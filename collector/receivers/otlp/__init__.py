@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from collector.component import ReceiverFactory
 from collector.receivers.otlp.config import OTLPReceiverConfig
@@ -15,7 +14,7 @@ __all__ = ["OTLPReceiver", "OTLPReceiverConfig", "factories"]
 TYPE = "otlp"
 
 
-def _create(settings: CreateSettings, config: Any, consumers: Mapping[Signal, Consumer]) -> OTLPReceiver:
+def _create(settings: CreateSettings, config: OTLPReceiverConfig, consumers: Mapping[Signal, Consumer]) -> OTLPReceiver:
     return OTLPReceiver(settings, config, consumers)
 
 

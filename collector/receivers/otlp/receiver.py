@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
-from collector.component import Host, Receiver
+from collector.component import Authenticator, Host, Receiver
 from collector.receivers.otlp.config import AuthConfig, OTLPReceiverConfig
 from collector.receivers.otlp.grpc_server import GRPCServer
 from collector.receivers.otlp.http_server import OTLPHTTPServer
@@ -22,19 +21,17 @@ def _authenticator(host: Host, auth: AuthConfig | None, where: str) -> Authentic
         return None
     cid = ComponentID.parse(auth.authenticator)
     try:
-        extension: Any = host.get_extension(cid)
+        extension = host.get_extension(cid)
     except KeyError as exc:
         raise ValueError(
             f"{where}.auth.authenticator: extension {str(cid)!r} is not enabled in service.extensions"
         ) from exc
-    method = getattr(extension, "authenticate", None)
-    if not callable(method):
+    if not isinstance(extension, Authenticator):
         raise ValueError(f"{where}.auth.authenticator: extension {str(cid)!r} is not an authenticator")
+    check = extension.authenticate
 
     async def authenticate(headers: dict[str, str]) -> None:
-        result = method(headers)
-        if hasattr(result, "__await__"):
-            await result
+        check(headers)
 
     return authenticate
 
