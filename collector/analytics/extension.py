@@ -31,10 +31,10 @@ from processors.pipeline import CreateSettings
 
 from . import daily
 from .alerts import AlertStore, deliver_webhook, evaluate
-from .api import AnalyticsAPI
 from .config import AnalyticsConfig
 from .queries import Analytics, Thresholds
 from .session import connect
+from .ui import analytics_app
 
 __all__ = ["TYPE", "AnalyticsExtension", "config_from_file", "factories"]
 
@@ -57,7 +57,7 @@ class AnalyticsExtension(Extension):
         self.config = config
         self._host: Host | None = None
         self._dsn: str | None = None
-        self.api = AnalyticsAPI(self.dsn, config, component_status=self._status)
+        self.api = analytics_app(self.dsn, config, component_status=self._status)
         self._server = HTTPServer(self.api.app, config.endpoint, name="analytics")
         self._loop_task: asyncio.Task[None] | None = None
         self._deliveries: set[asyncio.Task[Any]] = set()

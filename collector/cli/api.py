@@ -13,6 +13,7 @@ import typer
 from collector.analytics.api import API_PREFIX, AnalyticsAPI
 from collector.analytics.config import AnalyticsConfig
 from collector.analytics.session import resolve_dsn
+from collector.analytics.ui import analytics_app
 from collector.cli import app
 from collector.service.httpserver import HTTPServer
 
@@ -47,7 +48,7 @@ def api(
     if token is not None:
         settings.token = token
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    asyncio.run(_serve(AnalyticsAPI(lambda: resolved, settings), settings.endpoint))
+    asyncio.run(_serve(analytics_app(lambda: resolved, settings), settings.endpoint))
 
 
 async def _serve(api: AnalyticsAPI, endpoint: str) -> None:
@@ -59,6 +60,7 @@ async def _serve(api: AnalyticsAPI, endpoint: str) -> None:
     await server.start()
     host = endpoint.rpartition(":")[0] or "127.0.0.1"
     typer.echo(f"analytics API on http://{host}:{server.port}{API_PREFIX}/ (openapi.json, health)", err=True)
+    typer.echo(f"analytics UI on http://{host}:{server.port}/", err=True)
     try:
         await stop.wait()
     finally:

@@ -1,0 +1,405 @@
+"""Trace search and whole-trace reads over the raw ``spans`` table (and ``span_events`` / ``span_links``).
+
+A search finds the traces with a span matching the span-level filters (window, service, operation, tenant, user,
+agent, model, correlation id, trace id, errors), newest first, then summarises each whole trace and applies the
+trace-level ranges (duration, cost). Without trace-level ranges only one page of traces is summarised, so a search
+costs one page whatever the window. A trace id or correlation id is an indexed lookup and ignores the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from ._sql import FILTER_COLUMNS
+from .window import NO_FILTERS, Filters, TimeWindow
+
+__all__ = [
+    "MAX_TRACE_SPANS",
+    "SpanView",
+    "TraceDetail",
+    "TraceQuery",
+    "TraceSummary",
+    "parse_trace_id",
+    "read_trace",
+    "search_traces",
+]
+
+# A trace page shows at most this many spans (the rest are counted, not shown).
+MAX_TRACE_SPANS = 20_000
+# Spans of a found trace are looked up this far around the search window (traces outlive their first span).
+TRACE_MARGIN = timedelta(days=1)
+# Related traces (sharing a correlation id) listed on a trace page.
+MAX_RELATED = 50
+SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
+STATUSES = ("unset", "ok", "error")
+# Hot columns the sink moved out of `attributes` (docs/schema.md), shown again under their attribute names.
+_HOT_ATTRIBUTES = {
+    "correlation_id": "correlation.id",
+    "tenant_id": "tenant.id",
+    "user_id": "user.id",
+    "session_id": "session.id",
+    "agent_name": "gen_ai.agent.name",
+    "agent_role": "agent.role",
+    "feature": "feature.name",
+    "error_type": "error.type",
+    "http_route": "http.route",
+    "http_status_code": "http.response.status_code",
+    "input_tokens": "gen_ai.usage.input_tokens",
+    "output_tokens": "gen_ai.usage.output_tokens",
+    "cost_usd": "cost.usd",
+    "quality_score": "quality.score",
+}
+
+
+def parse_trace_id(text: str) -> bytes:
+    """A W3C trace id: 32 hex digits (case-insensitive, not all zero)."""
+    value = text.strip().lower()
+    if len(value) != 32 or any(c not in "0123456789abcdef" for c in value) or value == "0" * 32:
+        raise ValueError(f"trace_id: expected 32 hex digits, got {text!r}")
+    return bytes.fromhex(value)
+
+
+@dataclass(frozen=True)
+class TraceQuery:
+    window: TimeWindow
+    filters: Filters = NO_FILTERS
+    correlation_id: str | None = None
+    trace_id: str | None = None
+    errors_only: bool = False
+    min_duration_ms: float | None = None
+    max_duration_ms: float | None = None
+    min_cost_usd: float | None = None
+    max_cost_usd: float | None = None
+
+    def validate(self) -> None:
+        if self.trace_id is not None:
+            parse_trace_id(self.trace_id)
+        for low, high, name in (
+            (self.min_duration_ms, self.max_duration_ms, "duration"),
+            (self.min_cost_usd, self.max_cost_usd, "cost"),
+        ):
+            if low is not None and high is not None and low > high:
+                raise ValueError(f"{name}: the minimum ({low:g}) is above the maximum ({high:g})")
+
+    @property
+    def by_id(self) -> bool:
+        """Looked up by an indexed id: the window does not apply."""
+        return self.trace_id is not None or self.correlation_id is not None
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    trace_id: str
+    start_time: datetime
+    end_time: datetime
+    duration_ms: float
+    spans: int
+    errors: int
+    services: str  # comma-separated, sorted
+    root_service: str
+    root_name: str
+    tenant: str | None
+    correlation_id: str | None
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class SpanView:
+    span_id: str
+    parent_span_id: str | None
+    depth: int
+    name: str
+    service: str
+    kind: str
+    start_time: datetime
+    end_time: datetime
+    offset_ms: float  # from the trace's start
+    duration_ms: float
+    status: str  # unset | ok | error
+    status_message: str | None
+    model: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: float | None
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+    scope: str | None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    exceptions: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TraceDetail:
+    summary: TraceSummary
+    spans: list[SpanView]  # depth first, children by start time
+    truncated: int  # spans not shown (beyond MAX_TRACE_SPANS)
+    correlation_ids: list[str]
+    related: list[TraceSummary]  # other traces sharing a correlation id, newest first
+
+
+def _span_where(q: TraceQuery) -> tuple[sql.Composable, list[Any]]:
+    parts: list[sql.Composable] = []
+    params: list[Any] = []
+    if not q.by_id:
+        parts += [sql.SQL("start_time >= %s"), sql.SQL("start_time < %s")]
+        params += [q.window.start, q.window.end]
+    for name, value in q.filters.items():
+        parts.append(sql.SQL("{} = %s").format(sql.Identifier(FILTER_COLUMNS[name])))
+        params.append(value)
+    if q.trace_id is not None:
+        parts.append(sql.SQL("trace_id = %s"))
+        params.append(parse_trace_id(q.trace_id))
+    if q.correlation_id is not None:
+        parts.append(sql.SQL("correlation_id = %s"))
+        params.append(q.correlation_id)
+    if q.errors_only:
+        parts.append(sql.SQL("status_code = 2"))
+    return sql.SQL(" AND ").join(parts or [sql.SQL("true")]), params
+
+
+def _trace_having(q: TraceQuery) -> tuple[sql.Composable, list[Any]]:
+    parts: list[sql.Composable] = []
+    params: list[Any] = []
+    for value, op, column in (
+        (q.min_duration_ms, ">=", "duration_ms"),
+        (q.max_duration_ms, "<=", "duration_ms"),
+        (q.min_cost_usd, ">=", "cost_usd"),
+        (q.max_cost_usd, "<=", "cost_usd"),
+    ):
+        if value is not None:
+            parts.append(sql.SQL("{} {} %s").format(sql.Identifier(column), sql.SQL(op)))
+            params.append(value)
+    return sql.SQL(" AND ").join(parts or [sql.SQL("true")]), params
+
+
+# Whole-trace totals for the trace ids in `hit`; the root is the earliest span without a parent, else the earliest.
+_SUMMARY = sql.SQL(
+    "SELECT trace_id, min(start_time) AS start_time, max(end_time) AS end_time,"
+    " extract(epoch FROM max(end_time) - min(start_time))::float8 * 1000 AS duration_ms,"
+    " count(*)::bigint AS spans, count(*) FILTER (WHERE status_code = 2)::bigint AS errors,"
+    " string_agg(DISTINCT service_name, ',' ORDER BY service_name) AS services,"
+    " (array_agg(service_name ORDER BY parent_span_id IS NOT NULL, start_time))[1] AS root_service,"
+    " (array_agg(name ORDER BY parent_span_id IS NOT NULL, start_time))[1] AS root_name,"
+    " min(tenant_id) AS tenant, min(correlation_id) AS correlation_id,"
+    " coalesce(sum(input_tokens), 0)::bigint AS input_tokens,"
+    " coalesce(sum(output_tokens), 0)::bigint AS output_tokens, coalesce(sum(cost_usd), 0)::float8 AS cost_usd"
+    " FROM spans WHERE trace_id = ANY({ids}) {bounds} GROUP BY trace_id"
+)
+
+
+def _summaries(
+    conn: psycopg.Connection[Any], trace_ids: list[bytes], window: TimeWindow | None
+) -> list[dict[str, Any]]:
+    bounds: sql.Composable = sql.SQL("")
+    params: list[Any] = [trace_ids]
+    if window is not None:
+        bounds = sql.SQL("AND start_time >= %s AND start_time < %s")
+        params += [window.start - TRACE_MARGIN, window.end + TRACE_MARGIN]
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(_SUMMARY.format(ids=sql.SQL("%s"), bounds=bounds), params)
+        return cur.fetchall()
+
+
+def _summary(row: dict[str, Any]) -> TraceSummary:
+    return TraceSummary(
+        trace_id=bytes(row["trace_id"]).hex(),
+        start_time=row["start_time"],
+        end_time=row["end_time"],
+        duration_ms=float(row["duration_ms"]),
+        spans=int(row["spans"]),
+        errors=int(row["errors"]),
+        services=row["services"] or "",
+        root_service=row["root_service"] or "",
+        root_name=row["root_name"] or "",
+        tenant=row["tenant"],
+        correlation_id=row["correlation_id"],
+        input_tokens=int(row["input_tokens"]),
+        output_tokens=int(row["output_tokens"]),
+        cost_usd=float(row["cost_usd"]),
+    )
+
+
+def search_traces(
+    conn: psycopg.Connection[Any], q: TraceQuery, *, limit: int = 50, offset: int = 0
+) -> list[TraceSummary]:
+    """Traces matching ``q``, newest first (by their first matching span), one page."""
+    q.validate()
+    where, params = _span_where(q)
+    ranged = any(v is not None for v in (q.min_duration_ms, q.max_duration_ms, q.min_cost_usd, q.max_cost_usd))
+    hit = sql.SQL("SELECT trace_id FROM spans WHERE {} GROUP BY trace_id ORDER BY min(start_time) DESC").format(where)
+    if not ranged:
+        rows = conn.execute(sql.Composed([hit, sql.SQL(" LIMIT %s OFFSET %s")]), [*params, limit, offset]).fetchall()
+        found = [_summary(r) for r in _summaries(conn, [bytes(r[0]) for r in rows], None if q.by_id else q.window)]
+        return sorted(found, key=lambda t: t.start_time, reverse=True)
+    having, having_params = _trace_having(q)
+    bounds: sql.Composable = sql.SQL("")
+    bound_params: list[Any] = []
+    if not q.by_id:
+        bounds = sql.SQL("AND start_time >= %s AND start_time < %s")
+        bound_params = [q.window.start - TRACE_MARGIN, q.window.end + TRACE_MARGIN]
+    query = sql.SQL(
+        "SELECT * FROM ({summary}) AS t WHERE {having} ORDER BY start_time DESC, trace_id LIMIT %s OFFSET %s"
+    ).format(summary=_SUMMARY.format(ids=sql.SQL("ARRAY({})").format(hit), bounds=bounds), having=having)
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, [*params, *bound_params, *having_params, limit, offset])
+        return [_summary(r) for r in cur.fetchall()]
+
+
+_SPAN_COLUMNS = sql.SQL(
+    "span_id, parent_span_id, name, service_name, kind, start_time, end_time, duration_ms, status_code,"
+    " status_message, model, input_tokens, output_tokens, cost_usd::float8 AS cost_usd, attributes,"
+    " resource_attributes, scope_name, correlation_id, tenant_id, user_id, session_id, agent_name, agent_role,"
+    " feature, error_type, http_route, http_status_code, quality_score"
+)
+
+
+def _attributes(row: dict[str, Any]) -> dict[str, Any]:
+    attributes = dict(row["attributes"] or {})
+    for column, name in _HOT_ATTRIBUTES.items():
+        if row[column] is not None and name not in attributes:
+            attributes[name] = row[column]
+    return dict(sorted(attributes.items()))
+
+
+def _tree_order(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """Depth first, children by start time; spans whose parent is missing are roots."""
+    ids = {bytes(r["span_id"]) for r in rows}
+    children: dict[bytes | None, list[dict[str, Any]]] = {}
+    for r in rows:  # rows come sorted by start time
+        parent = bytes(r["parent_span_id"]) if r["parent_span_id"] is not None else None
+        children.setdefault(parent if parent in ids else None, []).append(r)
+    out: list[tuple[int, dict[str, Any]]] = []
+    stack = [(0, r) for r in reversed(children.get(None, []))]
+    seen: set[bytes] = set()
+    while stack:
+        depth, r = stack.pop()
+        span_id = bytes(r["span_id"])
+        if span_id in seen:  # a span listed as its own ancestor: shown once
+            continue
+        seen.add(span_id)
+        out.append((depth, r))
+        stack.extend((depth + 1, c) for c in reversed(children.get(span_id, [])))
+    out.extend((0, r) for r in rows if bytes(r["span_id"]) not in seen)  # cycles without a root
+    return out
+
+
+def _events(conn: psycopg.Connection[Any], trace_id: bytes) -> dict[bytes, list[dict[str, Any]]]:
+    out: dict[bytes, list[dict[str, Any]]] = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT span_id, time, name, exception_type, exception_message, exception_stacktrace, attributes"
+            " FROM span_events WHERE trace_id = %s ORDER BY span_id, event_index",
+            [trace_id],
+        )
+        for r in cur:
+            out.setdefault(bytes(r.pop("span_id")), []).append(r)
+    return out
+
+
+def _links(conn: psycopg.Connection[Any], trace_id: bytes) -> dict[bytes, list[dict[str, Any]]]:
+    out: dict[bytes, list[dict[str, Any]]] = {}
+    rows = conn.execute(
+        "SELECT span_id, linked_trace_id, linked_span_id, attributes FROM span_links WHERE trace_id = %s"
+        " ORDER BY span_id, link_index",
+        [trace_id],
+    ).fetchall()
+    for span_id, linked_trace, linked_span, attributes in rows:
+        out.setdefault(bytes(span_id), []).append(
+            {"trace_id": bytes(linked_trace).hex(), "span_id": bytes(linked_span).hex(), "attributes": attributes}
+        )
+    return out
+
+
+def _span_view(
+    depth: int, r: dict[str, Any], start: datetime, events: list[dict[str, Any]], links: list[dict[str, Any]]
+) -> SpanView:
+    exceptions = [
+        {
+            "time": e["time"],
+            "type": e["exception_type"],
+            "message": e["exception_message"],
+            "stacktrace": e["exception_stacktrace"],
+        }
+        for e in events
+        if e["name"] == "exception"
+    ]
+    plain = [
+        {
+            "time": e["time"],
+            "offset_ms": (e["time"] - start).total_seconds() * 1000.0,
+            "name": e["name"],
+            "attributes": e["attributes"] or {},
+        }
+        for e in events
+        if e["name"] != "exception"
+    ]
+    return SpanView(
+        span_id=bytes(r["span_id"]).hex(),
+        parent_span_id=bytes(r["parent_span_id"]).hex() if r["parent_span_id"] is not None else None,
+        depth=depth,
+        name=r["name"],
+        service=r["service_name"],
+        kind=SPAN_KINDS[r["kind"]] if 0 <= r["kind"] < len(SPAN_KINDS) else str(r["kind"]),
+        start_time=r["start_time"],
+        end_time=r["end_time"],
+        offset_ms=(r["start_time"] - start).total_seconds() * 1000.0,
+        duration_ms=float(r["duration_ms"]),
+        status=STATUSES[r["status_code"]] if 0 <= r["status_code"] < len(STATUSES) else str(r["status_code"]),
+        status_message=r["status_message"],
+        model=r["model"],
+        input_tokens=r["input_tokens"],
+        output_tokens=r["output_tokens"],
+        cost_usd=r["cost_usd"],
+        attributes=_attributes(r),
+        resource=dict(sorted((r["resource_attributes"] or {}).items())),
+        scope=r["scope_name"],
+        events=plain,
+        exceptions=exceptions,
+        links=links,
+    )
+
+
+def read_trace(conn: psycopg.Connection[Any], trace_id: str) -> TraceDetail | None:
+    """The whole trace (at most MAX_TRACE_SPANS spans shown), or None when no span has this id."""
+    tid = parse_trace_id(trace_id)
+    found = _summaries(conn, [tid], None)
+    if not found:
+        return None
+    summary = _summary(found[0])
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            sql.SQL("SELECT {} FROM spans WHERE trace_id = %s ORDER BY start_time, span_id LIMIT %s").format(
+                _SPAN_COLUMNS
+            ),
+            [tid, MAX_TRACE_SPANS],
+        )
+        rows = cur.fetchall()
+    events, links = _events(conn, tid), _links(conn, tid)
+    spans = [
+        _span_view(
+            depth, r, summary.start_time, events.get(bytes(r["span_id"]), []), links.get(bytes(r["span_id"]), [])
+        )
+        for depth, r in _tree_order(rows)
+    ]
+    correlation_ids = sorted({r["correlation_id"] for r in rows if r["correlation_id"] is not None})
+    related: list[TraceSummary] = []
+    if correlation_ids:
+        others = conn.execute(
+            "SELECT DISTINCT trace_id FROM spans WHERE correlation_id = ANY(%s) AND trace_id <> %s LIMIT %s",
+            [correlation_ids, tid, MAX_RELATED],
+        ).fetchall()
+        related = sorted(
+            (_summary(r) for r in _summaries(conn, [bytes(o[0]) for o in others], None)),
+            key=lambda t: t.start_time,
+            reverse=True,
+        )
+    return TraceDetail(summary, spans, summary.spans - len(spans), correlation_ids, related)

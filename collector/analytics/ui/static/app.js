@@ -1,0 +1,192 @@
+/* otel-metrics UI: charts (uPlot) from the JSON blocks the server rendered, the trace page's span list and
+   details, and the alert actions. No framework, no network beyond this server. */
+(function () {
+  "use strict";
+
+  function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+  function el(tag, attrs, text) {
+    var e = document.createElement(tag);
+    if (attrs) Object.keys(attrs).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  // -- charts --------------------------------------------------------------------------------------------
+  function formatValue(unit, v) {
+    if (v === null || v === undefined) return "–";
+    if (v === 0) return "0";
+    if (unit === "$") return "$" + (Math.abs(v) < 1 ? Number(v.toPrecision(2)) : v.toFixed(2));
+    if (unit === "ms") return v < 1000 ? Number(v.toPrecision(3)) + " ms" : Number((v / 1000).toPrecision(3)) + " s";
+    if (unit === "%") return Number(v.toPrecision(3)) + "%";
+    return Number(v.toPrecision(3)) + unit;
+  }
+
+  function drawChart(block) {
+    var spec = JSON.parse(block.textContent);
+    var target = document.getElementById(block.getAttribute("data-chart"));
+    if (!target || typeof uPlot === "undefined") return;
+    var names = Object.keys(spec.lines);
+    if (!spec.x.length || !names.length) { target.appendChild(el("p", { "class": "empty" }, "No data in this window.")); return; }
+    var palette = ["--s0", "--s1", "--s2", "--s3", "--s4", "--s5", "--s6", "--s7"].map(css);
+    var bars = spec.kind === "bars" && typeof uPlot.paths.bars === "function";
+    var series = [{}].concat(names.map(function (name, i) {
+      var color = palette[i % palette.length];
+      return {
+        label: name, stroke: color, width: 2, spanGaps: false,
+        fill: bars ? color + "99" : undefined,
+        paths: bars ? uPlot.paths.bars({ size: [0.8, 40], align: 1 }) : undefined,
+        points: { show: spec.x.length < 40 && !bars },
+        value: function (u, v) { return formatValue(spec.unit, v); },
+      };
+    }));
+    var axis = { stroke: css("--muted"), grid: { stroke: css("--border"), width: 1 }, ticks: { stroke: css("--border") } };
+    var opts = {
+      width: Math.max(target.clientWidth, 200), height: 200, series: series,
+      scales: {
+        x: { time: true, range: function () { return [spec.x[0], spec.x[spec.x.length - 1] + spec.step]; } },
+        y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } },
+      },
+      axes: [axis, Object.assign({}, axis, { size: 64, values: function (u, vals) { return vals.map(function (v) { return formatValue(spec.unit, v); }); } })],
+      cursor: { points: { size: 6 } },
+      legend: { live: true },
+    };
+    var data = [spec.x].concat(names.map(function (n) { return spec.lines[n]; }));
+    var plot = new uPlot(opts, data, target);
+    target.setAttribute("data-drawn", "true");
+    if (typeof ResizeObserver === "function") {
+      new ResizeObserver(function () { plot.setSize({ width: Math.max(target.clientWidth, 200), height: 200 }); }).observe(target);
+    }
+  }
+  document.querySelectorAll("script[data-chart]").forEach(drawChart);
+
+  // -- trace page ----------------------------------------------------------------------------------------
+  var spansData = document.getElementById("spans-data");
+  var rows = document.getElementById("span-rows");
+  var detail = document.getElementById("span-detail");
+  if (spansData && rows && detail) {
+    var spans = JSON.parse(spansData.textContent);
+    var items = rows.querySelectorAll(".row");
+    var current = -1;
+
+    function table(title, obj) {
+      var keys = Object.keys(obj || {});
+      if (!keys.length) return null;
+      var frag = document.createDocumentFragment();
+      frag.appendChild(el("h3", null, title + " (" + keys.length + ")"));
+      var t = el("table");
+      keys.forEach(function (k) {
+        var tr = el("tr");
+        var v = obj[k];
+        tr.appendChild(el("td", null, k));
+        tr.appendChild(el("td", null, typeof v === "string" ? v : JSON.stringify(v)));
+        t.appendChild(tr);
+      });
+      frag.appendChild(t);
+      return frag;
+    }
+
+    function usd(v) { return v === null || v === undefined ? "–" : "$" + Number(v).toFixed(6).replace(/0+$/, "").replace(/\.$/, ""); }
+    function ms(v) { return v < 1 ? (v * 1000).toFixed(0) + " µs" : v < 1000 ? v.toPrecision(3) + " ms" : (v / 1000).toFixed(2) + " s"; }
+
+    function render(s) {
+      detail.textContent = "";
+      detail.appendChild(el("h2", null, s.name));
+      var facts = {
+        service: s.service, kind: s.kind, status: s.status + (s.status_message ? ": " + s.status_message : ""),
+        start: "+" + ms(s.offset_ms), duration: ms(s.duration_ms), "span id": s.span_id,
+        "parent span id": s.parent_span_id || "(root)", scope: s.scope || "–",
+      };
+      if (s.model) facts.model = s.model;
+      if (s.input_tokens !== null || s.output_tokens !== null) facts.tokens = (s.input_tokens || 0) + " in · " + (s.output_tokens || 0) + " out";
+      facts.cost = usd(s.cost_usd);
+      detail.appendChild(table("Span", facts));
+      if (s.exceptions.length) {
+        detail.appendChild(el("h3", null, "Exceptions (" + s.exceptions.length + ")"));
+        s.exceptions.forEach(function (x) {
+          var box = el("div", { "class": "exception" });
+          box.appendChild(el("strong", { "class": "error" }, (x.type || "exception") + ": " + (x.message || "")));
+          if (x.stacktrace) box.appendChild(el("pre", null, x.stacktrace));
+          detail.appendChild(box);
+        });
+      }
+      if (s.events.length) {
+        detail.appendChild(el("h3", null, "Events (" + s.events.length + ")"));
+        var t = el("table");
+        s.events.forEach(function (e) {
+          var tr = el("tr");
+          tr.appendChild(el("td", null, "+" + ms(e.offset_ms) + " " + e.name));
+          tr.appendChild(el("td", null, Object.keys(e.attributes).length ? JSON.stringify(e.attributes) : ""));
+          t.appendChild(tr);
+        });
+        detail.appendChild(t);
+      }
+      [["Attributes", s.attributes], ["Resource", s.resource]].forEach(function (pair) {
+        var part = table(pair[0], pair[1]);
+        if (part) detail.appendChild(part);
+      });
+      if (s.links.length) {
+        detail.appendChild(el("h3", null, "Links (" + s.links.length + ")"));
+        var ul = el("ul");
+        s.links.forEach(function (l) {
+          var li = el("li");
+          li.appendChild(el("a", { href: "/traces/" + encodeURIComponent(l.trace_id) }, l.trace_id + " / " + l.span_id));
+          ul.appendChild(li);
+        });
+        detail.appendChild(ul);
+      }
+    }
+
+    function select(i, focus) {
+      if (i < 0 || i >= items.length) return;
+      if (current >= 0) { items[current].setAttribute("aria-selected", "false"); items[current].tabIndex = -1; }
+      current = i;
+      items[i].setAttribute("aria-selected", "true");
+      items[i].tabIndex = 0;
+      if (focus) items[i].focus();
+      render(spans[i]);
+    }
+    rows.addEventListener("click", function (ev) {
+      var row = ev.target.closest(".row");
+      if (row) select(Number(row.getAttribute("data-i")), true);
+    });
+    rows.addEventListener("keydown", function (ev) {
+      var step = { ArrowDown: 1, ArrowUp: -1, PageDown: 20, PageUp: -20 }[ev.key];
+      if (step) { ev.preventDefault(); select(Math.max(0, Math.min(items.length - 1, current + step)), true); }
+      else if (ev.key === "Home") { ev.preventDefault(); select(0, true); }
+      else if (ev.key === "End") { ev.preventDefault(); select(items.length - 1, true); }
+      else if (ev.key === "Enter" || ev.key === " ") {
+        var row = ev.target.closest(".row");
+        if (row) { ev.preventDefault(); select(Number(row.getAttribute("data-i")), true); }
+      }
+    });
+    // Open on the first error span, else the root.
+    var firstError = Array.prototype.findIndex.call(items, function (r) { return r.classList.contains("error"); });
+    select(firstError >= 0 ? firstError : 0, false);
+  }
+
+  // -- alert actions -------------------------------------------------------------------------------------
+  var statusLine = document.getElementById("change-status");
+  document.querySelectorAll("button[data-action]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var id = button.getAttribute("data-id"), action = button.getAttribute("data-action");
+      var row = button.closest("tr");
+      row.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
+      fetch("/ui/alerts/" + encodeURIComponent(id) + "/" + action, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json" }, body: "{}",
+      }).then(function (resp) {
+        return resp.json().then(function (body) { return { ok: resp.ok, body: body }; });
+      }).then(function (r) {
+        if (!r.ok) throw new Error(r.body.error || "refused");
+        row.querySelector(".alert-status").textContent = r.body.status;
+        row.querySelectorAll("button").forEach(function (b) {
+          if (r.body.status === "resolved" || b.getAttribute("data-action") === "ack") b.remove(); else b.disabled = false;
+        });
+        if (statusLine) statusLine.textContent = "Alert " + id + " " + r.body.status + ".";
+      }).catch(function (err) {
+        row.querySelectorAll("button").forEach(function (b) { b.disabled = false; });
+        if (statusLine) statusLine.textContent = "Alert " + id + ": " + err.message;
+      });
+    });
+  });
+})();

@@ -1,0 +1,81 @@
+"""The pages over HTTP (no browser): the token as bearer or Basic password, errors that name the parameter, page
+URLs that carry the filters, and the guard on changes (JSON only, same origin, token)."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import psycopg
+import ui_data
+from ui_server import TOKEN, Served, serving
+
+from collector.analytics.alerts import AlertStore, Firing
+
+BASIC = ("anyone", TOKEN)
+
+
+def test_pages_need_the_token_as_bearer_or_basic_password(served: Served) -> None:
+    for path in ("/", "/traces", f"/traces/{ui_data.TRACE_A}", "/costs", "/alerts"):
+        refused = httpx.get(served.url + path, timeout=30)
+        assert refused.status_code == 401, path
+        assert refused.headers["www-authenticate"].startswith("Basic ")
+        assert httpx.get(served.url + path, auth=("x", "wrong"), timeout=30).status_code == 401
+        assert httpx.get(served.url + path, auth=BASIC, timeout=30).status_code == 200, path
+    bearer = httpx.get(served.url + "/traces", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert bearer.status_code == 200 and "<h1>Traces</h1>" in bearer.text
+
+
+def test_page_urls_carry_the_filters_and_every_trace_links_to_its_page(served: Served) -> None:
+    page = httpx.get(f"{served.url}/traces", params={"correlation_id": ui_data.CORRELATION}, auth=BASIC, timeout=30)
+    links = set(re.findall(r'href="/traces/([0-9a-f]{32})"', page.text))
+    assert links == {ui_data.TRACE_A, ui_data.TRACE_B}
+    everything = httpx.get(f"{served.url}/traces", params={"hours": "2"}, auth=BASIC, timeout=30).text
+    assert len(set(re.findall(r'href="/traces/([0-9a-f]{32})"', everything))) == 50
+    assert 'rel="next"' in everything  # 62 traces: a second page
+    second = httpx.get(f"{served.url}/traces", params={"hours": "2", "offset": "50"}, auth=BASIC, timeout=30).text
+    assert len(set(re.findall(r'href="/traces/([0-9a-f]{32})"', second))) == ui_data.BACKGROUND + 2 - 50
+    trace = httpx.get(f"{served.url}/traces/{ui_data.TRACE_A}", auth=BASIC, timeout=30).text
+    assert f'href="/traces?correlation_id={ui_data.CORRELATION}"' in trace
+    assert f'href="/traces/{ui_data.TRACE_B}"' in trace  # the retry, one click away
+
+
+def test_bad_parameters_and_unknown_traces_render_an_error_page(served: Served) -> None:
+    bad = httpx.get(f"{served.url}/traces", params={"min_cost_usd": "cheap"}, auth=BASIC, timeout=30)
+    assert bad.status_code == 400 and "min_cost_usd: expected a number, got &#39;cheap&#39;" in bad.text
+    costs = httpx.get(f"{served.url}/costs", params={"by": "colour"}, auth=BASIC, timeout=30)
+    assert costs.status_code == 400 and "by: expected one of model, provider" in costs.text
+    missing = httpx.get(f"{served.url}/traces/{'ab' * 16}", auth=BASIC, timeout=30)
+    assert missing.status_code == 404 and "no spans with trace id" in missing.text
+    malformed = httpx.get(f"{served.url}/traces/not-a-trace", auth=BASIC, timeout=30)
+    assert malformed.status_code == 400 and "trace_id: expected 32 hex digits" in malformed.text
+
+
+def test_changes_are_json_same_origin_and_need_the_token(pg_server_dsn: str) -> None:
+    with serving(pg_server_dsn) as (served, dsn):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            (alert,), _ = AlertStore(conn).apply(
+                [Firing("p95_latency", "critical", "service=tools-service", "p95_ms", 1900.0, 1500.0, "slow")],
+                ["p95_latency"],
+            )
+        url = f"{served.url}/ui/alerts/{alert.id}/ack"
+        json_type = {"Content-Type": "application/json"}
+        assert httpx.post(url, content="{}", headers=json_type, timeout=30).status_code == 401
+        form = httpx.post(url, data={"x": "1"}, auth=BASIC, timeout=30)
+        assert form.status_code == 415 and "JSON" in form.json()["error"]
+        evil = httpx.post(url, content="{}", headers={**json_type, "Origin": "http://evil.example"}, auth=BASIC)
+        assert evil.status_code == 403
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            unchanged = AlertStore(conn).get(alert.id)
+        assert unchanged is not None and unchanged.status == "active"  # nothing refused changed anything
+
+        origin = {**json_type, "Origin": served.url}
+        done = httpx.post(url, content='{"by": "oncall"}', headers=origin, auth=BASIC, timeout=30)
+        assert done.status_code == 200 and done.json()["status"] == "acknowledged"
+        again = httpx.post(url, content="{}", headers=json_type, auth=BASIC, timeout=30)
+        assert again.status_code == 404 and "no active alert" in again.json()["error"]
+        resolved = httpx.post(url.replace("/ack", "/resolve"), content="{}", headers=json_type, auth=BASIC)
+        assert resolved.status_code == 200 and resolved.json()["status"] == "resolved"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            final = AlertStore(conn).get(alert.id)
+        assert final is not None and final.status == "resolved" and final.acknowledged_at is not None
