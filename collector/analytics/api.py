@@ -25,11 +25,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .compose import thresholds_of
 from .config import AnalyticsConfig
 from .models import to_jsonable
 from .openapi import openapi_document
 from .params import ApiError, QueryArgs
-from .queries import Analytics, Thresholds
+from .queries import Analytics
 from .routes import API_ROUTES
 from .routing import Call, RouteSpec
 from .session import UnknownNameError, connect
@@ -98,7 +99,7 @@ class AnalyticsAPI:
         self.pool = ConnectionPool(dsn)
         self._component_status = component_status
         self.started = time.time()
-        self.thresholds = Thresholds(self.config.thresholds.slow * 1000.0, self.config.thresholds.very_slow * 1000.0)
+        self.thresholds = thresholds_of(self.config)
         self.routes = tuple(routes)
         self._schemas = dict(schemas or {})
         starlette_routes: list[BaseRoute] = [

@@ -29,10 +29,9 @@ from collector.component import Extension, ExtensionFactory, Host
 from collector.service.httpserver import HTTPServer
 from processors.pipeline import CreateSettings
 
-from . import daily
-from .alerts import AlertStore, deliver_webhook, evaluate
+from . import compose, daily
 from .config import AnalyticsConfig
-from .queries import Analytics, Thresholds
+from .queries import Analytics
 from .session import connect
 from .ui import analytics_app
 
@@ -79,7 +78,7 @@ class AnalyticsExtension(Extension):
         self._host = host
         await asyncio.to_thread(self.dsn)  # attach to (or start) the database before serving
         await self._server.start()
-        if self.config.alerts.enabled and self.config.alerts.rules:
+        if self.config.alerts.enabled and compose.alert_rules(self.config):
             self._loop_task = asyncio.create_task(self._alert_loop(), name="analytics-alerts")
 
     def warm_daily_cache(self) -> int:
@@ -92,13 +91,12 @@ class AnalyticsExtension(Extension):
             daily.refresh_hours(conn, today, now.replace(minute=0, second=0, microsecond=0))
             return built
 
-    def evaluate_once(self) -> tuple[list[Any], list[Any]]:
-        """One alert round: evaluate every rule, record the result; returns (opened, resolved)."""
-        rules = self.config.alerts.rules
-        thresholds = Thresholds(self.config.thresholds.slow * 1000.0, self.config.thresholds.very_slow * 1000.0)
+    def evaluate_once(self) -> compose.AlertRound:
+        """One alert round: evaluate every rule and record the result (blocking; delivery is the caller's)."""
         with connect(self.dsn()) as conn:
-            firings = evaluate(Analytics(conn, thresholds), rules)
-            return AlertStore(conn).apply(firings, [r.name for r in rules])
+            return compose.record_alert_round(
+                Analytics(conn, compose.thresholds_of(self.config)), compose.alert_rules(self.config)
+            )
 
     async def _alert_loop(self) -> None:
         while True:
@@ -107,11 +105,11 @@ class AnalyticsExtension(Extension):
             except Exception:  # the cache is an optimisation; reports rebuild stale days themselves
                 _LOGGER.exception("analytics: daily rollup cache refresh failed")
             try:
-                opened, resolved = await asyncio.to_thread(self.evaluate_once)
-                if self.config.alerts.webhook.url and (opened or resolved):
-                    task = asyncio.create_task(deliver_webhook(self.config.alerts.webhook, opened, resolved))
-                    self._deliveries.add(task)
-                    task.add_done_callback(self._deliveries.discard)
+                round_ = await asyncio.to_thread(self.evaluate_once)
+                # Its own task: a slow webhook must not delay the next round.
+                task = asyncio.create_task(compose.deliver_alert_round(round_, self.config.alerts.webhook))
+                self._deliveries.add(task)
+                task.add_done_callback(self._deliveries.discard)
             except Exception:  # a failed round (database down) is logged; the next one retries
                 _LOGGER.exception("analytics: alert evaluation failed")
             self.evaluations += 1

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from . import models
-from .routing import RouteSpec
+from .routing import Param, RouteSpec
 
 __all__ = ["openapi_document", "schema_of"]
 
@@ -41,6 +41,70 @@ def schema_of(cls: type) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": list(props)}
 
 
+_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+_BUDGET = {
+    "type": "object",
+    "properties": {
+        "scope": {"type": "string", "enum": ["agent", "tenant", "model"]},
+        "name": {"type": "string"},
+        "period": {"type": "string", "enum": ["day", "week", "month"]},
+        "amount_usd": {"type": "number"},
+        "warning_ratio": {"type": "number", "default": 0.8},
+        "critical_ratio": {"type": "number", "default": 1.0},
+    },
+    "required": ["scope", "name", "amount_usd"],
+}
+
+
+def _answer(spec: RouteSpec) -> dict[str, Any]:
+    if spec.result is None:
+        return {"type": "object"}
+    ref = {"$ref": f"#/components/schemas/{spec.result}"}
+    if not spec.many:
+        return ref
+    return {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": ref},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+            "window": {"type": "object"},
+        },
+        "required": ["items"],
+    }
+
+
+def _parameter(p: Param) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": p.type, **({"enum": list(p.enum)} if p.enum else {})}
+    return {
+        "name": p.name,
+        "in": p.where,
+        "required": p.required or p.where == "path",
+        "description": p.description,
+        "schema": {"type": "array", "items": schema} if p.repeated else schema,
+    }
+
+
+def _operation(spec: RouteSpec, auth: bool) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": spec.summary,
+        "parameters": [_parameter(p) for p in spec.params],
+        "responses": {
+            "200": {"description": "OK", "content": {"application/json": {"schema": _answer(spec)}}},
+            "400": {"description": "Bad argument", "content": _ERROR},
+        },
+    }
+    if spec.body:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{spec.body}"}}},
+        }
+    if auth and spec.auth:
+        op["security"] = [{"bearer": []}]
+        op["responses"]["401"] = {"description": "Missing or wrong bearer token"}
+    return op
+
+
 def openapi_document(
     routes: Sequence[RouteSpec],
     *,
@@ -58,72 +122,11 @@ def openapi_document(
         "properties": {"error": {"type": "string"}, "suggestions": {"type": "array", "items": {"type": "string"}}},
         "required": ["error"],
     }
-    components["Budget"] = {
-        "type": "object",
-        "properties": {
-            "scope": {"type": "string", "enum": ["agent", "tenant", "model"]},
-            "name": {"type": "string"},
-            "period": {"type": "string", "enum": ["day", "week", "month"]},
-            "amount_usd": {"type": "number"},
-            "warning_ratio": {"type": "number", "default": 0.8},
-            "critical_ratio": {"type": "number", "default": 1.0},
-        },
-        "required": ["scope", "name", "amount_usd"],
-    }
+    components["Budget"] = _BUDGET
     components.update(schemas or {})
     paths: dict[str, Any] = {}
-    for ep in routes:
-        if ep.result is None:
-            content: dict[str, Any] = {"type": "object"}
-        else:
-            ref = {"$ref": f"#/components/schemas/{ep.result}"}
-            content = (
-                {
-                    "type": "object",
-                    "properties": {
-                        "items": {"type": "array", "items": ref},
-                        "limit": {"type": "integer"},
-                        "offset": {"type": "integer"},
-                        "window": {"type": "object"},
-                    },
-                    "required": ["items"],
-                }
-                if ep.many
-                else ref
-            )
-        op: dict[str, Any] = {
-            "summary": ep.summary,
-            "parameters": [
-                {
-                    "name": p.name,
-                    "in": p.where,
-                    "required": p.required or p.where == "path",
-                    "description": p.description,
-                    "schema": (
-                        {"type": "array", "items": {"type": p.type}}
-                        if p.repeated
-                        else {"type": p.type, **({"enum": list(p.enum)} if p.enum else {})}
-                    ),
-                }
-                for p in ep.params
-            ],
-            "responses": {
-                "200": {"description": "OK", "content": {"application/json": {"schema": content}}},
-                "400": {
-                    "description": "Bad argument",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-                },
-            },
-        }
-        if ep.body:
-            op["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ep.body}"}}},
-            }
-        if auth and ep.auth:
-            op["security"] = [{"bearer": []}]
-            op["responses"]["401"] = {"description": "Missing or wrong bearer token"}
-        paths.setdefault(prefix + ep.path, {})[ep.method.lower()] = op
+    for spec in routes:
+        paths.setdefault(prefix + spec.path, {})[spec.method.lower()] = _operation(spec, auth)
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},

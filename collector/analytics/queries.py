@@ -2,25 +2,31 @@
 
 Windows longer than a day read ``span_rollups_1h`` (percentiles from merged latency histograms, < 1 % error);
 shorter windows, and questions the rollups cannot answer (users, roles, providers, correlation ids, outliers,
-numeric attributes), read raw ``spans`` exactly. Every statement is parameterised.
+numeric attributes, exports), read raw ``spans`` exactly. Every statement is parameterised. Where a query reads
+from and the shared aggregation live in ``_aggregate``; trend math in ``trends``.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
-from . import _histogram, daily
-from . import statistics as stats
-from ._sql import ROLLUP_TABLE, Source, granularity_literal, source_for
+from ._aggregate import (
+    DEFAULT_LIMIT,
+    DEFAULT_SLOW_MS,
+    DEFAULT_VERY_SLOW_MS,
+    MAX_LIMIT,
+    QueryBase,
+    Thresholds,
+    _clamp_limit,
+    _rate,
+)
+from ._sql import Source, granularity_literal, source_for
 from .models import (
     AgentStats,
     CorrelationCost,
@@ -34,6 +40,7 @@ from .models import (
     UsagePoint,
     UserActivity,
 )
+from .trends import TREND_METRICS, trend_of, trend_points, trends_of
 from .window import NO_FILTERS, Filters, TimeWindow
 
 __all__ = [
@@ -41,23 +48,21 @@ __all__ = [
     "DEFAULT_LIMIT",
     "DEFAULT_SLOW_MS",
     "DEFAULT_VERY_SLOW_MS",
+    "DEFAULT_Z_THRESHOLD",
+    "EXPORT_COLUMNS",
+    "MAX_LIMIT",
     "PERCENTILE_FIELDS",
     "TREND_METRICS",
     "Analytics",
     "Thresholds",
+    "trend_of",
+    "trend_points",
+    "trends_of",
 ]
 
-DEFAULT_SLOW_MS = 5_000.0
-DEFAULT_VERY_SLOW_MS = 30_000.0
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 10_000
 DEFAULT_Z_THRESHOLD = 3.0
-# A trend needs at least this many points; a slope with a two-sided p-value at or above SIGNIFICANCE is "stable".
-MIN_TREND_POINTS = 3
-SIGNIFICANCE = 0.05
 BURN_WINDOW_DAYS = 7
 _NONE = "(none)"
-_LOGGER = logging.getLogger("otel_metrics.analytics")
 
 # Cost breakdown keys: column in spans, and whether span_rollups_1h carries it.
 COST_KEYS: dict[str, tuple[str, bool]] = {
@@ -71,231 +76,41 @@ COST_KEYS: dict[str, tuple[str, bool]] = {
     "correlation": ("correlation_id", False),
 }
 PERCENTILE_FIELDS = ("duration", "cost", "tokens", "quality")
-# metric -> True when higher values are better
-TREND_METRICS: dict[str, bool] = {
-    "calls": True,
-    "success_rate": True,
-    "error_rate": False,
-    "avg_ms": False,
-    "p95_ms": False,
-    "cost_usd": False,
-    "quality_avg": True,
-}
-_STEP_SECONDS = {"hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0, "month": 30 * 86400.0}
-
-_RAW_AGG = sql.SQL(
-    "count(*)::bigint AS calls, count(*) FILTER (WHERE status_code = 2)::bigint AS errors,"
-    " coalesce(sum(duration_ms), 0)::float8 AS dsum, min(duration_ms) AS dmin, max(duration_ms) AS dmax,"
-    " coalesce(sum(input_tokens), 0)::bigint AS itok, coalesce(sum(output_tokens), 0)::bigint AS otok,"
-    " coalesce(sum(cost_usd), 0)::float8 AS cost, coalesce(sum(quality_score), 0)::float8 AS qsum,"
-    " count(quality_score)::bigint AS qcount"
+# The hot columns of raw spans an export carries, in order.
+EXPORT_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "start_time",
+    "end_time",
+    "duration_ms",
+    "service_name",
+    "operation",
+    "status_code",
+    "correlation_id",
+    "tenant_id",
+    "user_id",
+    "session_id",
+    "agent_name",
+    "agent_role",
+    "model",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "quality_score",
+    "error_type",
+    "http_route",
+    "http_status_code",
 )
-_ROLLUP_COLUMNS = sql.SQL(
-    "count, errors, duration_sum_ms, duration_min_ms, duration_max_ms, input_tokens, output_tokens, cost_usd,"
-    " quality_sum, quality_count"
-)
-_ROLLUP_AGG = sql.SQL(
-    "sum(count)::bigint AS calls, sum(errors)::bigint AS errors, sum(duration_sum_ms)::float8 AS dsum,"
-    " min(duration_min_ms) AS dmin, max(duration_max_ms) AS dmax, sum(input_tokens)::bigint AS itok,"
-    " sum(output_tokens)::bigint AS otok, sum(cost_usd)::float8 AS cost, sum(quality_sum)::float8 AS qsum,"
-    " sum(quality_count)::bigint AS qcount"
-)
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    slow_ms: float = DEFAULT_SLOW_MS
-    very_slow_ms: float = DEFAULT_VERY_SLOW_MS
-
-
-def _clamp_limit(limit: int | None) -> int:
-    if limit is None:
-        return DEFAULT_LIMIT
-    if limit < 1:
-        raise ValueError(f"limit: must be >= 1, got {limit}")
-    return min(limit, MAX_LIMIT)
-
-
-def _rate(part: float, whole: float) -> float:
-    return part / whole if whole else 0.0
 
 
 def _hex(value: bytes | None) -> str:
     return bytes(value).hex() if value is not None else ""
 
 
-class Analytics:
-    """Queries over one psycopg connection (autocommit; the session time zone is set to UTC)."""
-
-    def __init__(
-        self, conn: psycopg.Connection[Any], thresholds: Thresholds | None = None, *, exact: bool = False
-    ) -> None:
-        self.conn = conn
-        self.thresholds = thresholds or Thresholds()
-        # exact: always read raw spans (exact percentiles, slower over long windows).
-        self.exact = exact
-        conn.execute("SET TIME ZONE 'UTC'")
-
-    # -- plumbing ------------------------------------------------------------------------------------------
-    def _rows(self, query: sql.SQL | sql.Composed, params: Sequence[Any]) -> list[dict[str, Any]]:
-        with self.conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(query, params)
-            return cur.fetchall()
-
-    def _source(
-        self,
-        window: TimeWindow,
-        filters: Filters,
-        *,
-        allow_rollup: bool = True,
-        sub_day: bool = False,
-        dimensions: bool = True,
-        hourly: str | None = None,
-    ) -> Source:
-        """The source for a query; long rollup queries that need no sub-day resolution read whole days from the
-        daily cache (refreshed first) and only the edges from the hourly rollups (or, per operation, from the
-        hourly cache for hours of complete days). ``hourly`` (hour-resolution queries that neither group nor filter
-        by the rollup dimensions): ``"ops"`` reads complete days' hours from the per-operation hourly cache,
-        ``"any"`` also from the per-hour cache when nothing is filtered."""
-        allow = allow_rollup and not self.exact
-        src = source_for(window, filters, allow_rollup=allow)
-        if not src.rollup or (sub_day and hourly is None):
-            return src
-        days = daily.complete_days(src.window.start, src.window.end)
-        touched = daily.touched_days(src.window.start, src.window.end)
-        per_operation = not dimensions and not (filters.tenant or filters.agent or filters.model)
-        if touched is None or (days is None and not per_operation):
-            return src
-        running = daily.running_hours(src.window.start, src.window.end) if per_operation else None
-        try:
-            refresh_days = touched if per_operation or days is None else days
-            daily.refresh(self.conn, *refresh_days)
-            if running is not None:
-                daily.refresh_hours(self.conn, *running)
-        except psycopg.Error as exc:  # e.g. a read-only role: the hourly rollups answer alone, just slower
-            _LOGGER.warning("analytics: daily rollup cache unavailable (%s); reading hourly rollups", exc)
-            return src
-        if not per_operation:
-            if sub_day:
-                return src
-            return source_for(window, filters, allow_rollup=allow, daily=days)
-        # Complete days, then the ended hours of the running day, are cached.
-        cached_until = running[1] if running is not None and running[0] <= touched[1] else touched[1]
-        if sub_day or days is None:
-            table = daily.HOURLY_ALL_TABLE if hourly == "any" and not filters.items() else daily.HOURLY_OPS_TABLE
-            return source_for(window, filters, allow_rollup=allow, cached_until=cached_until, hourly_table=table)
-        return source_for(
-            window, filters, allow_rollup=allow, daily=days, per_operation=True, cached_until=cached_until
-        )
-
-    def _aggregate(
-        self,
-        src: Source,
-        keys: Sequence[tuple[str, str]],
-        *,
-        latency: bool,
-        limit: int | None = None,
-        offset: int = 0,
-        order: str = "calls DESC",
-        quantiles: Sequence[float] = (0.5, 0.95, 0.99),
-    ) -> list[dict[str, Any]]:
-        """Per-key totals (calls, errors, durations, tokens, cost, quality) and, with ``latency``, the quantiles
-        (``pct``), slow/very slow counts and (rollups only) the sums of bucket values and their squares.
-        ``keys`` are (alias, SQL expression over the source's columns) from fixed maps."""
-        aliases = [sql.Identifier(a) for a, _ in keys]
-        key_select = sql.SQL(", ").join(
-            sql.SQL("{} AS {}").format(sql.SQL(expr), sql.Identifier(alias)) for alias, expr in keys
-        )
-        group = sql.SQL(", ").join(sql.Literal(i) for i in range(1, len(keys) + 1))
-        order_by = sql.SQL(", ").join([sql.SQL(order), *aliases])
-        page = sql.SQL(" LIMIT %s OFFSET %s") if limit is not None else sql.SQL("")
-        page_params: list[Any] = [limit, offset] if limit is not None else []
-        slow = [self.thresholds.slow_ms, self.thresholds.very_slow_ms]
-        qs = [float(q) for q in quantiles]
-        if not src.rollup:
-            extra = sql.SQL("")
-            params: list[Any] = []
-            if latency:
-                extra = sql.SQL(
-                    ", percentile_cont(%s::float8[]) WITHIN GROUP (ORDER BY duration_ms) AS pct,"
-                    " count(*) FILTER (WHERE duration_ms > %s)::bigint AS slow,"
-                    " count(*) FILTER (WHERE duration_ms > %s)::bigint AS very_slow"
-                )
-                params = [qs, *slow]
-            template = sql.SQL(
-                "SELECT {keys}, {agg}{extra} FROM {table} WHERE {where} GROUP BY {group} ORDER BY {order}"
-            )
-            query = template.format(
-                keys=key_select,
-                agg=_RAW_AGG,
-                extra=extra,
-                table=src.ident,
-                where=src.where,
-                group=group,
-                order=order_by,
-            )
-            return self._rows(sql.Composed([query, page]), [*params, *src.params, *page_params])
-        # Rollups: scalar columns from every part (hourly and daily rows share the key columns).
-        scalar_parts = [
-            sql.SQL("SELECT {keys}, {cols} FROM {table} WHERE {where}").format(
-                keys=key_select, cols=_ROLLUP_COLUMNS, table=part.ident, where=part.where
-            )
-            for part in src.parts
-        ]
-        scalar_params = [p for part in src.parts for p in part.params]
-        rows_sql = sql.SQL(" UNION ALL ").join(scalar_parts)
-        if not latency:
-            query = sql.SQL("SELECT {aliases}, {agg} FROM ({rows}) AS r GROUP BY {group} ORDER BY {order}").format(
-                aliases=sql.SQL(", ").join(aliases), agg=_ROLLUP_AGG, rows=rows_sql, group=group, order=order_by
-            )
-            return self._rows(sql.Composed([query, page]), [*scalar_params, *page_params])
-        # Histograms: cached parts hand over their rows' sorted arrays as they are; span_rollups_1h parts (jsonb)
-        # are merged per key in SQL first. Python merges per key (a key read from one row needs no merge) and
-        # computes percentiles, slow counts and moments in one pass (_histogram): far cheaper than re-aggregating
-        # every (key, bucket) pair in SQL.
-        group_k = sql.SQL(", ").join(sql.Literal(i) for i in range(1, len(keys) + 2))
-        hist_parts = [
-            sql.SQL(
-                "SELECT {aliases}, array_agg(k ORDER BY k) AS hk, array_agg(n ORDER BY k) AS hn FROM"
-                " (SELECT {keys}, e.hk::integer AS k, sum(e.hv::bigint)::bigint AS n FROM {table} AS r"
-                "  CROSS JOIN LATERAL jsonb_each_text(r.latency_hist) AS e(hk, hv) WHERE {where}"
-                "  GROUP BY {group_k}) AS b GROUP BY {group}"
-                if part.table == ROLLUP_TABLE
-                else "SELECT {keys}, hist_keys AS hk, hist_counts AS hn FROM {table} WHERE {where}"
-            ).format(
-                aliases=sql.SQL(", ").join(aliases),
-                keys=key_select,
-                table=part.ident,
-                where=part.where,
-                group_k=group_k,
-                group=group,
-            )
-            for part in src.parts
-        ]
-        query = sql.SQL("SELECT {aliases}, {agg} FROM ({rows}) AS r GROUP BY {group} ORDER BY {order}").format(
-            aliases=sql.SQL(", ").join(aliases), agg=_ROLLUP_AGG, rows=rows_sql, group=group, order=order_by
-        )
-        rows = self._rows(sql.Composed([query, page]), [*scalar_params, *page_params])
-        names = [a for a, _ in keys]
-        wanted = {tuple(r[a] for a in names) for r in rows}
-        histograms: dict[tuple[Any, ...], list[tuple[list[int], list[int]]]] = {}
-        with self.conn.cursor(binary=True) as cur:
-            cur.execute(sql.SQL(" UNION ALL ").join(hist_parts), scalar_params)
-            width = len(names)
-            for h in cur:
-                key = tuple(h[:width])
-                if key in wanted:
-                    histograms.setdefault(key, []).append((h[width], h[width + 1]))
-        slow_ms, very_slow_ms = slow
-        for r in rows:
-            hk, hn = _histogram.merge(histograms.get(tuple(r[a] for a in names), []))
-            summary = _histogram.summarize(hk, hn, qs, slow_ms, very_slow_ms)
-            r["pct"] = summary.pct
-            r["slow"] = summary.slow
-            r["very_slow"] = summary.very_slow
-            r["vsum"] = summary.vsum
-            r["vsq"] = summary.vsq
-        return rows
+class Analytics(QueryBase):
+    """Every analytics question, over one psycopg connection."""
 
     # -- catalogue -----------------------------------------------------------------------------------------
     def services(self) -> list[str]:
@@ -764,67 +579,27 @@ class Analytics:
             series.sort(key=lambda b: b.bucket)
         return out
 
+    # -- raw spans -----------------------------------------------------------------------------------------
+    def spans(self, window: TimeWindow, filters: Filters = NO_FILTERS, *, limit: int) -> Iterator[dict[str, Any]]:
+        """The window's raw spans, oldest first, as ``EXPORT_COLUMNS`` -> value (ids as hex), streamed through a
+        server-side cursor so a month of spans never sits in memory. Consume it before the next query."""
+        if limit < 1:
+            raise ValueError(f"limit: must be >= 1, got {limit}")
+        src = source_for(window, filters, allow_rollup=False)
+        query = sql.SQL("SELECT {cols} FROM spans WHERE {where} ORDER BY start_time LIMIT %s").format(
+            cols=sql.SQL(", ").join(sql.Identifier(col) for col in EXPORT_COLUMNS), where=src.where
+        )
+        with self.conn.transaction(), self.conn.cursor(name="otel_metrics_export") as cur:
+            cur.execute(query, [*src.params, limit])
+            for row in cur:
+                yield {
+                    col: value.hex() if isinstance(value, bytes) else value
+                    for col, value in zip(EXPORT_COLUMNS, row, strict=True)
+                }
+
     # -- health --------------------------------------------------------------------------------------------
     def ping(self) -> float:
         """Round-trip latency of a trivial query, in ms."""
-        import time
-
         started = time.perf_counter()
         self.conn.execute("SELECT 1").fetchone()
         return (time.perf_counter() - started) * 1000.0
-
-
-def _metric_value(bucket: TimeBucket, metric: str) -> float | None:
-    if metric == "calls":
-        return float(bucket.operations)
-    if metric == "success_rate":
-        return bucket.success_rate
-    if metric == "error_rate":
-        return 1.0 - bucket.success_rate if bucket.operations else None
-    if metric == "avg_ms":
-        return bucket.avg_ms
-    if metric == "p95_ms":
-        return bucket.p95_ms
-    if metric == "cost_usd":
-        return bucket.cost_usd
-    if metric == "quality_avg":
-        return bucket.quality_avg
-    raise ValueError(f"unknown trend metric {metric!r}")
-
-
-def trend_points(
-    series: Sequence[TimeBucket], start: datetime, granularity: str, metric: str
-) -> tuple[list[float], list[float]]:
-    """(x, y): x in granularity steps since ``start``; buckets where the metric is undefined are skipped."""
-    step = _STEP_SECONDS[granularity]
-    xs: list[float] = []
-    ys: list[float] = []
-    for bucket in series:
-        value = _metric_value(bucket, metric)
-        if value is None:
-            continue
-        xs.append((bucket.bucket - start).total_seconds() / step)
-        ys.append(float(value))
-    return xs, ys
-
-
-def trend_of(metric: str, xs: Sequence[float], ys: Sequence[float]) -> Trend:
-    if len(xs) < MIN_TREND_POINTS:
-        return Trend(
-            metric, len(xs), None, None, None, None, ys[0] if ys else None, ys[-1] if ys else None, "insufficient_data"
-        )
-    reg = stats.linregress(xs, ys)
-    if reg.pvalue >= SIGNIFICANCE or reg.slope == 0:
-        verdict = "stable"
-    else:
-        better = TREND_METRICS[metric]
-        verdict = "improving" if (reg.slope > 0) == better else "degrading"
-    return Trend(metric, reg.n, reg.slope, reg.intercept, reg.r_squared, reg.pvalue, ys[0], ys[-1], verdict)
-
-
-def trends_of(series: Sequence[TimeBucket], start: datetime, granularity: str, metrics: Sequence[str]) -> list[Trend]:
-    out = []
-    for metric in metrics:
-        xs, ys = trend_points(series, start, granularity, metric)
-        out.append(trend_of(metric, xs, ys))
-    return out

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.responses import JSONResponse
 
-from . import advice
-from .alerts import ALERT_STATUSES, AlertStore, evaluate
+from . import compose
+from .alerts import ALERT_STATUSES, AlertStore
 from .budgets import PERIODS, SCOPES, Budget, BudgetStore, agent_budget_map
-from .config import default_rules
 from .models import to_jsonable
 from .params import FILTER_NAMES, ApiError
-from .queries import COST_KEYS, TREND_METRICS, Analytics, trend_of, trend_points
+from .queries import COST_KEYS, TREND_METRICS, Analytics
 from .routing import Call, Param, RouteSpec
 from .session import check_known
 from .summary import overall_status, service_health, summary
@@ -207,34 +206,26 @@ def _budget_delete(call: Call) -> Any:
 
 
 # -- advice ----------------------------------------------------------------------------------------------------
+def _window(call: Call, lookback: timedelta) -> TimeWindow:
+    return call.args.window(default_hours=lookback.total_seconds() / 3600.0)
+
+
 def _recommendations(call: Call) -> Any:
-    a, window = call.analytics, call.args.window(default_hours=24.0 * 30)
-    now = datetime.now(UTC)
-    budgets = BudgetStore(a.conn).status(now)
-    agents = a.agents(window, _checked(call), budgets=agent_budget_map(budgets))
-    return many(advice.recommendations(agents, budgets, now), window)
+    window = _window(call, compose.ADVICE_LOOKBACK)
+    return many(compose.recommendations(call.analytics, window, _checked(call)), window)
 
 
 def _insights(call: Call) -> Any:
-    a, window = call.analytics, call.args.window(default_hours=24.0 * 7)
-    filters = _checked(call)
-    trends = {}
-    for key, series in a.operation_series(window, filters, "day").items():
-        xs, ys = trend_points(series, window.start, "day", "avg_ms")
-        trends[key] = trend_of("avg_ms", xs, ys)
-    return many(advice.insights(a.agent_operations(window, filters), a.hourly_pattern(window, filters), trends), window)
+    window = _window(call, compose.INSIGHTS_LOOKBACK)
+    return many(compose.insights(call.analytics, window, _checked(call)), window)
 
 
 def _business_value(call: Call) -> Any:
-    a = call.analytics
     minutes, rate = call.args.number("minutes_saved"), call.args.number("hourly_rate")
     if minutes is None or rate is None:
         raise ApiError("minutes_saved and hourly_rate are required")
-    window = call.args.window(default_hours=24.0 * 30)
-    filters = _checked(call)
-    perf = a.performance(window, filters, group_by="service", limit=10_000)
-    tasks = sum(p.calls - p.errors for p in perf)
-    return advice.business_value(tasks, a.total_cost(window, filters), minutes, rate)
+    window = _window(call, compose.ADVICE_LOOKBACK)
+    return compose.business_value(call.analytics, window, _checked(call), minutes, rate)
 
 
 # -- alerts and status -----------------------------------------------------------------------------------------
@@ -251,10 +242,12 @@ def _alerts(call: Call) -> Any:
     return many(items, page=page)
 
 
-def _alerts_evaluate(call: Call) -> Any:
-    rules = call.api.config.alerts.rules or default_rules()
-    opened, _ = AlertStore(call.analytics.conn).apply(evaluate(call.analytics, rules), [r.name for r in rules])
-    return many(opened)
+async def _alerts_evaluate(call: Call) -> Any:
+    config = call.api.config
+    rules = compose.alert_rules(config)
+    round_ = await call.with_analytics(lambda a: compose.record_alert_round(a, rules))
+    await compose.deliver_alert_round(round_, config.alerts.webhook)
+    return many(round_.opened)
 
 
 def _alert_ack(call: Call) -> Any:
@@ -373,7 +366,10 @@ API_ROUTES: tuple[RouteSpec, ...] = (
         "GET", "/alerts", _alerts, "Stored alerts",
         result="Alert", many=True, params=(*_P, Param("status", enum=(*ALERT_STATUSES, "open"))),
     ),
-    _R("POST", "/alerts/evaluate", _alerts_evaluate, "Evaluate the alert rules now", result="Alert", many=True),
+    _R(
+        "POST", "/alerts/evaluate", _alerts_evaluate, "Evaluate the alert rules now; store and deliver what opened",
+        result="Alert", many=True,
+    ),
     _R("POST", "/alerts/{id}/ack", _alert_ack, "Acknowledge an active alert", result="Alert", params=(_ID,)),
     _R("POST", "/alerts/{id}/resolve", _alert_resolve, "Resolve an open alert", result="Alert", params=(_ID,)),
     _R("GET", "/summary", _summary, "Last 24 h, last 30 d, alerts, recommendations, status", result="Summary"),

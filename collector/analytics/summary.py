@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from .advice import recommendations
+from . import compose
 from .alerts import AlertStore
-from .budgets import BudgetStore
 from .models import ServiceHealth, Summary
 from .queries import Analytics
 from .window import TimeWindow
@@ -65,9 +64,7 @@ def summary(analytics: Analytics, now: datetime | None = None) -> Summary:
     avg_24h = sum(p.avg_ms * p.calls for p in day) / calls_24h if calls_24h else None
     p95_24h = analytics.percentiles(TimeWindow(now - timedelta(hours=24), now)).p95 if calls_24h else None
     counts = AlertStore(analytics.conn).counts()
-    budgets = BudgetStore(analytics.conn).status(now)
-    agents = analytics.agents(TimeWindow(now - timedelta(days=30), now))
-    pending = recommendations(agents, budgets, now)
+    pending = compose.recommendations(analytics, TimeWindow(now - compose.ADVICE_LOOKBACK, now), now=now)
     return Summary(
         status=overall_status(service_health(analytics, now)),
         calls_24h=calls_24h,

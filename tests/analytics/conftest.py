@@ -12,7 +12,7 @@ import sys
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -86,3 +86,18 @@ def dataset(pg_server_dsn: str) -> Iterator[Loaded]:
 def conn(dataset: Loaded) -> Iterator[psycopg.Connection]:
     with psycopg.connect(dataset.dsn, autocommit=True) as c:
         yield c
+
+
+@pytest.fixture
+def new_schema(pg_server_dsn: str) -> Iterator[Callable[[], str]]:
+    """Makes fresh migrated schemas (each a DSN) on demand; all are dropped after the test."""
+    made: list[str] = []
+
+    def make() -> str:
+        name, dsn = _new_schema(pg_server_dsn)
+        made.append(name)
+        return dsn
+
+    yield make
+    for name in made:
+        _drop_schema(pg_server_dsn, name)

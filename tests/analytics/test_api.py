@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -14,52 +11,16 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
+from served import serve
 
 from collector.analytics.alerts import AlertStore, Firing
 from collector.analytics.api import AnalyticsAPI
 from collector.analytics.config import AnalyticsConfig
 from collector.analytics.models import OperationPerformance
-from collector.service.httpserver import HTTPServer
 
 END = analytics_data.END
 RAW = {"since": (END - timedelta(hours=12)).isoformat(), "until": END.isoformat()}
 FULL = {"since": (END - timedelta(days=10)).isoformat(), "until": END.isoformat()}
-
-
-@contextmanager
-def serve(api: AnalyticsAPI) -> Iterator[httpx.Client]:
-    """The app on a real uvicorn server in a background event loop; yields a client bound to it."""
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-
-    def run() -> None:
-        async def main() -> None:
-            server = HTTPServer(api.app, "127.0.0.1:0", name="test-api")
-            await server.start()
-            state["port"] = server.port
-            state["stop"] = asyncio.Event()
-            state["loop"] = asyncio.get_running_loop()
-            ready.set()
-            await state["stop"].wait()
-            await server.shutdown()
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # surfaced to the test below
-            state["error"] = exc
-            ready.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(20), "server did not start"
-    assert "error" not in state, state.get("error")
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{state['port']}/api/v1", timeout=30) as client:
-            yield client
-    finally:
-        state["loop"].call_soon_threadsafe(state["stop"].set)
-        thread.join(20)
-        api.pool.close()
 
 
 @pytest.fixture
