@@ -22,14 +22,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from collector.exporters.prometheus._http import MetricsServer
-from collector.exporters.prometheus._render import (
-    OPENMETRICS_CONTENT_TYPE,
-    TEXT_CONTENT_TYPE,
-    render,
-    wants_openmetrics,
-)
-from collector.exporters.prometheus._store import MetricStore, StoreOptions
+from collector.confighttp import ADMIN_LIMITS, HTTPServer, scrape_app
+from collector.exporters.prometheus import exposition as render_exposition
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -104,16 +98,15 @@ def collect() -> ExportMetricsServiceRequest:
 
 
 def exposition(openmetrics: bool = False) -> str:
-    # A fresh store per scrape: the SDK reader is cumulative, so nothing needs to be carried between scrapes.
-    store = MetricStore(StoreOptions(metric_expiration=0.0), time.monotonic)
-    store.merge(collect())
-    return render(store.families(), openmetrics=openmetrics, send_timestamps=False)
+    # The SDK reader is cumulative, so each scrape renders one collection afresh.
+    accept = "application/openmetrics-text" if openmetrics else ""
+    return render_exposition(collect(), accept)[1].decode()
 
 
 class TelemetryServer:
     """Handle returned by ``serve``: ``port`` (the bound one) and ``close()``."""
 
-    def __init__(self, server: MetricsServer) -> None:
+    def __init__(self, server: HTTPServer) -> None:
         self._server = server
 
     @property
@@ -121,16 +114,16 @@ class TelemetryServer:
         return self._server.port
 
     async def close(self) -> None:
-        await self._server.close()
-
-
-async def _handle(accept: str) -> tuple[str, bytes]:
-    om = wants_openmetrics(accept)
-    return (OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE), exposition(om).encode()
+        await self._server.shutdown()
 
 
 async def serve(address: str = DEFAULT_ADDRESS) -> TelemetryServer:
     """Serve the collector's own metrics in Prometheus format on ``address``/metrics (port 0: ephemeral)."""
-    server = MetricsServer(_handle)
-    await server.start(address)
+    server = HTTPServer(
+        scrape_app(lambda accept: render_exposition(collect(), accept)),
+        address,
+        limits=ADMIN_LIMITS,
+        name="telemetry",
+    )
+    await server.start()
     return TelemetryServer(server)

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from collector.component import Extension, ExtensionFactory, Host
-from collector.service.httpserver import HTTPServer
+from collector.confighttp import HTTPServer
 from processors.pipeline import CreateSettings
 
 from . import compose, daily

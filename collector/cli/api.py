@@ -15,7 +15,7 @@ from collector.analytics.config import AnalyticsConfig
 from collector.analytics.session import resolve_dsn
 from collector.analytics.ui import analytics_app
 from collector.cli import app
-from collector.service.httpserver import HTTPServer
+from collector.confighttp import HTTPServer
 
 
 @app.command("api")

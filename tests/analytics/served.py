@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from collector.analytics.api import AnalyticsAPI
-from collector.service.httpserver import HTTPServer
+from collector.confighttp import HTTPServer
 
 
 @contextmanager

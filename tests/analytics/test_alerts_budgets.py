@@ -24,7 +24,7 @@ from collector.analytics.config import AlertRuleConfig, AnalyticsConfig, Webhook
 from collector.analytics.models import AgentStats, BudgetStatus, Trend, UsagePoint
 from collector.analytics.queries import Analytics
 from collector.analytics.summary import overall_status, service_health, summary
-from collector.service.httpserver import HTTPServer
+from collector.confighttp import HTTPServer
 
 END = analytics_data.END
 NOW = END - timedelta(minutes=1)  # Thursday 2026-11-19 23:59 UTC

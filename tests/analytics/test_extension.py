@@ -23,7 +23,7 @@ from starlette.routing import Route
 from collector.analytics.config import AlertRuleConfig, AlertsConfig, AnalyticsConfig, WebhookConfig
 from collector.analytics.extension import AnalyticsExtension, config_from_file, factories
 from collector.component import ComponentID
-from collector.service.httpserver import HTTPServer
+from collector.confighttp import HTTPServer
 from processors.pipeline import CreateSettings, Signal
 
 

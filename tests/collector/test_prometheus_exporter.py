@@ -158,7 +158,7 @@ def test_promtool_finds_nothing_in_served_exposition() -> None:
 
 def test_openmetrics_is_off_unless_enabled() -> None:
     exporter = make_exporter()
-    content_type, body = asyncio.run(exporter._handle("application/openmetrics-text;version=1.0.0"))
+    content_type, body = exporter._scrape("application/openmetrics-text;version=1.0.0")
     assert content_type.startswith("text/plain") and b"# EOF" not in body
 
 

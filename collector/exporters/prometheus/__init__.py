@@ -5,9 +5,9 @@ from __future__ import annotations
 from collector.component import ExporterFactory, Signal
 
 from .config import PrometheusExporterConfig
-from .exporter import PrometheusExporter, create_exporter
+from .exporter import PrometheusExporter, create_exporter, exposition
 
-__all__ = ["PrometheusExporter", "PrometheusExporterConfig", "factories"]
+__all__ = ["PrometheusExporter", "PrometheusExporterConfig", "exposition", "factories"]
 
 factories = (
     ExporterFactory(

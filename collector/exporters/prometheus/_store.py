@@ -15,6 +15,7 @@ new series beyond it are dropped (counted, with a warning) until old series expi
 from __future__ import annotations
 
 import logging
+import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -155,6 +156,9 @@ class MetricStore:
         self._next_sweep = 0.0
         self._limit_warned = float("-inf")
         self.dropped_points = 0  # points of new series refused because the store was full
+        # Held per metric while merging and for a whole render: scrapes are served on another thread, and a large
+        # request then delays a scrape by one metric's merge, not the whole request's.
+        self.lock = threading.Lock()
 
     # ---- merge (hot path) ----------------------------------------------------------------------------------
 
@@ -162,7 +166,8 @@ class MetricStore:
         now = self._clock()
         opts = self.options
         if opts.metric_expiration > 0 and now >= self._next_sweep:
-            self._expire(now)
+            with self.lock:
+                self._expire(now)
         for rm in request.resource_metrics:
             res = _pairs(rm.resource.attributes)
             res_map = dict(res)
@@ -176,7 +181,8 @@ class MetricStore:
                 resource_pairs += tuple(p for p in res if p[0] not in _IDENTIFYING)
             others = tuple(p for p in res if p[0] not in _IDENTIFYING)
             if others:
-                self._target_info(identity + others, now)
+                with self.lock:
+                    self._target_info(identity + others, now)
             for sm in rm.scope_metrics:
                 scope = sm.scope
                 base = (
@@ -185,7 +191,8 @@ class MetricStore:
                     ("otel_scope_version", scope.version),
                 )
                 for metric in sm.metrics:
-                    self._merge_metric(metric, base, now)
+                    with self.lock:
+                        self._merge_metric(metric, base, now)
 
     def _family(self, name: str, kind: str, help_: str, source: str) -> Family | None:
         family = self._families.get(name)

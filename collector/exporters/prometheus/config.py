@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from collector.confighttp import split_endpoint
 from processors.pipeline import Duration
-
-from ._http import parse_endpoint
 
 # Upstream has no default endpoint (it is required there). We default to the documented exporter port 8889 on
 # localhost, following the Collector's policy (since v0.104) that servers bind localhost unless told
@@ -64,7 +63,7 @@ class PrometheusExporterConfig:
     def validate(self) -> list[str]:
         errors = []
         try:
-            parse_endpoint(self.endpoint)
+            split_endpoint(self.endpoint)
         except ValueError as exc:
             errors.append(f"endpoint: {exc}")
         if self.metric_expiration < 0:

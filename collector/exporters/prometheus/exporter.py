@@ -16,8 +16,8 @@ from collections.abc import Callable
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from collector.component import CreateSettings, Exporter, Host, Request, Signal
+from collector.confighttp import ADMIN_LIMITS, HTTPServer, scrape_app
 
-from ._http import MetricsServer
 from ._render import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render, wants_openmetrics
 from ._store import MetricStore, StoreOptions
 from .config import PrometheusExporterConfig, TLSServerConfig
@@ -59,20 +59,28 @@ class PrometheusExporter(Exporter):
         self.settings = settings
         self.config = config
         self.store = MetricStore(store_options(config), clock)
-        self._server = MetricsServer(self._handle)
+        self._server: HTTPServer | None = None
 
     @property
     def port(self) -> int:
         """The bound port (after start); with endpoint ``127.0.0.1:0`` the ephemeral one."""
-        return self._server.port
+        return self._server.port if self._server is not None else 0
 
     async def start(self, host: Host) -> None:
         tls = self.config.tls
         ctx = _ssl_context(tls) if tls is not None and tls.cert_file else None
-        await self._server.start(self.config.endpoint, ctx)
+        self._server = HTTPServer(
+            scrape_app(self._scrape),
+            self.config.endpoint,
+            ssl_context=ctx,
+            limits=ADMIN_LIMITS,
+            name=f"prometheus ({self.settings.id})",
+        )
+        await self._server.start()
 
     async def shutdown(self) -> None:
-        await self._server.close()
+        if self._server is not None:
+            await self._server.shutdown()
 
     async def consume(self, signal: Signal, request: Request) -> None:
         if signal is Signal.METRICS:
@@ -80,11 +88,22 @@ class PrometheusExporter(Exporter):
             self.store.merge(request)
 
     def render(self, openmetrics: bool = False) -> str:
-        return render(self.store.families(), openmetrics=openmetrics, send_timestamps=self.config.send_timestamps)
+        with self.store.lock:
+            return render(self.store.families(), openmetrics=openmetrics, send_timestamps=self.config.send_timestamps)
 
-    async def _handle(self, accept: str) -> tuple[str, bytes]:
+    def _scrape(self, accept: str) -> tuple[str, bytes]:
         om = self.config.enable_open_metrics and wants_openmetrics(accept)
         return (OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE), self.render(om).encode()
+
+
+def exposition(request: ExportMetricsServiceRequest, accept: str) -> tuple[str, bytes]:
+    """(content type, body) of ``request`` alone as a scrape would show it, negotiated from an Accept header: what
+    the collector's own telemetry serves (the same naming rules as everything this exporter exposes)."""
+    store = MetricStore(StoreOptions(metric_expiration=0.0), time.monotonic)
+    store.merge(request)
+    om = wants_openmetrics(accept)
+    text = render(store.families(), openmetrics=om, send_timestamps=False)
+    return (OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE), text.encode()
 
 
 def create_exporter(settings: CreateSettings, config: PrometheusExporterConfig) -> PrometheusExporter:

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from collector.component import Extension, ExtensionFactory, Host
-from collector.service.httpserver import HTTPServer, split_endpoint
+from collector.confighttp import ADMIN_LIMITS, HTTPServer, split_endpoint
 from processors.pipeline import CreateSettings
 
 __all__ = ["HealthCheck", "HealthCheckConfig", "factories"]
@@ -53,6 +53,7 @@ class HealthCheck(Extension):
         self._server = HTTPServer(
             Starlette(routes=[Route(config.path, self._handle, methods=["GET", "HEAD"])]),
             config.endpoint,
+            limits=ADMIN_LIMITS,
             name="health_check",
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from collector.confighttp import split_endpoint
 from processors.pdata import SIGNALS, Signal
 
 __all__ = [
@@ -93,8 +94,6 @@ class OTLPReceiverConfig:
     protocols: ProtocolsConfig = field(default_factory=lambda: ProtocolsConfig(grpc=GRPCConfig(), http=HTTPConfig()))
 
     def validate(self) -> list[str]:
-        from collector.service.httpserver import split_endpoint
-
         errors: list[str] = []
         grpc, http = self.protocols.grpc, self.protocols.http
         if grpc is None and http is None:

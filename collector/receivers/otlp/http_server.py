@@ -8,6 +8,7 @@ bodies are a ``google.rpc.Status`` in the request's encoding, as upstream answer
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import zlib
@@ -23,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from collector.confighttp import BodyTooLarge, HTTPServer, read_body, run_on
 from collector.receivers.otlp.config import HTTPConfig
 from collector.receivers.otlp.intake import Intake
-from collector.service.httpserver import HTTPServer
 from processors.pdata import JSONError, Signal, from_json, new_request, to_json
 from processors.pipeline import DataError, RefusedError, RetryableError
 
@@ -37,10 +38,6 @@ _log = logging.getLogger("otel_metrics.collector")
 
 # grpc codes used in the Status body (google.rpc.Code numbers)
 _INVALID_ARGUMENT, _UNAUTHENTICATED, _RESOURCE_EXHAUSTED, _UNAVAILABLE = 3, 16, 8, 14
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class _Malformed(Exception):
@@ -68,7 +65,7 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     except zlib.error as exc:
         raise _Malformed(f"invalid {encoding} body: {exc}") from exc
     if len(out) > limit:
-        raise _TooLarge(f"decompressed body exceeds max_request_body_size ({limit} bytes)")
+        raise BodyTooLarge(f"decompressed body exceeds max_request_body_size ({limit} bytes)")
     if not inflater.eof:
         raise _Malformed(f"truncated {encoding} body")
     return out
@@ -84,6 +81,7 @@ class OTLPHTTPServer:
         self._config = config
         self._intake = intake
         self._authenticate = authenticate
+        self._pipeline_loop: asyncio.AbstractEventLoop | None = None
         routes = [
             Route(path, self._endpoint(signal), methods=["POST"])
             for signal, path in (
@@ -118,24 +116,11 @@ class OTLPHTTPServer:
         return self._server.port
 
     async def start(self) -> None:
+        self._pipeline_loop = asyncio.get_running_loop()
         await self._server.start()
 
     async def shutdown(self) -> None:
         await self._server.shutdown()
-
-    async def _read_body(self, request: Request) -> bytes:
-        limit = self._config.max_request_body_size
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _TooLarge(f"body of {declared} bytes exceeds max_request_body_size ({limit} bytes)")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge(f"body exceeds max_request_body_size ({limit} bytes)")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _endpoint(self, signal: Signal) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
@@ -153,7 +138,7 @@ class OTLPHTTPServer:
                 except Exception as exc:
                     return _error(401, _UNAUTHENTICATED, str(exc) or "unauthenticated", media)
             try:
-                raw = await self._read_body(request)
+                raw = await read_body(request, self._config.max_request_body_size)
                 body = _decompress(
                     raw,
                     request.headers.get("content-encoding", "").strip().lower(),
@@ -170,13 +155,14 @@ class OTLPHTTPServer:
                         from_json(body, message)
                     except JSONError as exc:
                         raise _Malformed(f"malformed OTLP/JSON {signal.value} request: {exc}") from exc
-            except _TooLarge as exc:
+            except BodyTooLarge as exc:
                 return _error(413, _RESOURCE_EXHAUSTED, str(exc), media)
             except _Malformed as exc:
                 return _error(400, _INVALID_ARGUMENT, str(exc), media)
             try:
                 wire = bytes(body) if media == PROTOBUF else None
-                response = await self._intake.export(signal, message, "http", wire)
+                assert self._pipeline_loop is not None
+                response = await run_on(self._pipeline_loop, self._intake.export(signal, message, "http", wire))
             except DataError as exc:
                 return _error(400, _INVALID_ARGUMENT, str(exc), media)
             except (RefusedError, RetryableError) as exc:
