@@ -37,6 +37,8 @@ from processors.redaction import RedactionRules, default_rules
 __all__ = ["EnrichingSpanProcessor"]
 
 _logger = logging.getLogger(__name__)
+_REQUEST_MODEL = "gen_ai.request.model"
+_RESPONSE_MODEL = "gen_ai.response.model"
 
 # Hooks known to do nothing: not delegating to them saves two Python calls per span on the hot path.
 _NOOP_ON_START = frozenset({SpanProcessor.on_start, BatchSpanProcessor.on_start, SimpleSpanProcessor.on_start})
@@ -124,8 +126,11 @@ class EnrichingSpanProcessor(SpanProcessor):
             attributes = span.attributes or {}
         new_attributes: dict[str, Any] | None = None
         table = self._table
-        if table is not None:
-            cost = cost_attributes(attributes, table)
+        if table is not None and (_REQUEST_MODEL in attributes or _RESPONSE_MODEL in attributes):
+            scope = span.instrumentation_scope
+            cost = cost_attributes(
+                attributes, table, start_ns=span.start_time, scope=scope.name if scope is not None else None
+            )
             if cost:
                 new_attributes = {**attributes, **cost}
         parts = _Redacted()

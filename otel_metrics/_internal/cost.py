@@ -74,7 +74,7 @@ def record_llm_usage(
         n_cached = _tokens(cached_input_tokens, "cached_input_tokens")
         if n_in is None or n_out is None or n_cached is None:
             return None
-        cost = STATE.price_table.llm_cost(model, n_in, n_out, cached_input_tokens=n_cached)
+        cost = STATE.price_table.llm_cost(model, n_in, n_out, n_cached, provider=provider)
         base: dict[str, Any] = {REQUEST_MODEL: model, OPERATION_NAME: str(operation)}
         if provider:
             base[PROVIDER_NAME] = str(provider)

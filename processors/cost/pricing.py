@@ -1,22 +1,25 @@
-"""LLM pricing: a dated price table and the pure ``cost.usd`` calculation shared by both faces.
+"""LLM pricing: the price table (bundled catalog + overrides) and the pure ``cost.usd`` calculation of both faces.
 
-Lookup of a model name (``PriceTable.price``), first hit wins, never a guess beyond these steps:
+Lookup (``PriceTable.lookup(model, provider, when)``), first hit wins, never a guess beyond these steps:
 
-1. the name exactly as given, then trimmed and lower-cased;
-2. the table's ``aliases`` (e.g. ``claude-3.5-sonnet`` -> ``claude-3-5-sonnet``);
-3. without a provider route prefix up to the last ``/`` (``openai/gpt-4o``, ``models/gemini-2.5-pro``)
-   and without a Bedrock vendor prefix (``anthropic.``, ``us.anthropic.``, ``meta.``, ``mistral.``);
-4. repeatedly dropping one version suffix: a date (``-2024-08-06``, ``-20241022``, ``@20240620``),
-   a ``-YYMM``/``-MMDD`` (``-2411``, ``-0125``) or ``-NNN`` (``-002``) revision, ``-latest``,
-   ``-preview[-MM-DD]``, or a Bedrock ``-v1:0``.
+1. the user's overrides (``OTEL_METRICS_PRICING``, ``configure(pricing=...)``, the cost processor's
+   ``pricing_file``/``overrides``), by model name: exactly, trimmed and lower-cased, through their ``aliases``,
+   without a route prefix up to the last ``/`` (``openai/gpt-4o``) or a Bedrock vendor prefix
+   (``us.anthropic.``), then dropping version suffixes one at a time (``-2024-08-06``, ``-20241022``,
+   ``@20240620``, ``-0125``, ``-002``, ``-latest``, ``-preview``, ``-v1:0``);
+2. the bundled catalog (``processors.cost.catalog``, generated from genai-prices): the provider's model whose
+   match rule accepts the name (then the same prefix/suffix steps), at the price in force on ``when`` (the
+   span's start; prices change on dates the catalog records).
 
-So ``gpt-4o-2024-08-06`` is priced as ``gpt-4o`` and ``anthropic.claude-3-5-sonnet-20241022-v2:0`` as
-``claude-3-5-sonnet``. An unknown model is logged once (warning) and priced as None.
+An unknown model is logged once (warning) and priced as None. The cost formula is in ``processors.cost.rates``.
 
-Cost (exact ``Decimal``): cached input tokens are part of the input tokens; they are priced at the
-cached rate when the table has one, else at the input rate::
-
-    cost = (input - cached) * input_rate + cached * cached_rate + output * output_rate   (rates / 1e6)
+Token counts on spans (``cost_attributes``): ``gen_ai.usage.input_tokens`` (or the older ``prompt_tokens``)
+includes cache reads and writes as the semantic conventions say; when an instrumentation reports Anthropic's
+raw ``input_tokens`` (which excludes them) the cached counts are added back: that is the case when its scope is
+in ``EXCLUSIVE_INPUT_SCOPES`` or when cache reads plus writes exceed the input count. Cache writes are
+``gen_ai.usage.cache_creation.input_tokens`` (the Anthropic SDK's ``gen_ai.usage.cache_write.input_tokens``),
+of which ``anthropic.usage.cache_creation.ephemeral_1h_input_tokens`` were written with a one-hour TTL;
+reasoning tokens are ``gen_ai.usage.reasoning.output_tokens``, part of the output tokens.
 """
 
 from __future__ import annotations
@@ -28,19 +31,25 @@ import os
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from importlib import resources
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from processors.cost.catalog import Catalog, CatalogModel
+from processors.cost.rates import ModelPrice, Usage, parse_price
+
 __all__ = [
     "COST_KEY",
+    "EXCLUSIVE_INPUT_SCOPES",
     "PRICING_ENV_VAR",
     "ModelPrice",
+    "PriceMatch",
     "PriceTable",
+    "Usage",
     "cost_attributes",
     "default_price_table",
+    "usage_from_attributes",
 ]
 
 _logger = logging.getLogger("processors.cost")
@@ -49,15 +58,39 @@ PRICING_ENV_VAR = "OTEL_METRICS_PRICING"
 COST_KEY = "cost.usd"
 RESPONSE_MODEL_KEY = "gen_ai.response.model"
 REQUEST_MODEL_KEY = "gen_ai.request.model"
+PROVIDER_KEY = "gen_ai.provider.name"
+SYSTEM_KEY = "gen_ai.system"
 INPUT_TOKENS_KEY = "gen_ai.usage.input_tokens"
 OUTPUT_TOKENS_KEY = "gen_ai.usage.output_tokens"
 CACHED_INPUT_TOKENS_KEY = "gen_ai.usage.cache_read.input_tokens"
-# Deprecated GenAI semconv names still emitted by some instrumentations.
+CACHE_WRITE_TOKENS_KEY = "gen_ai.usage.cache_creation.input_tokens"
+CACHE_WRITE_1H_TOKENS_KEY = "anthropic.usage.cache_creation.ephemeral_1h_input_tokens"
+REASONING_TOKENS_KEY = "gen_ai.usage.reasoning.output_tokens"
+# Older or vendor names still emitted by some instrumentations.
 _OLD_INPUT_TOKENS_KEY = "gen_ai.usage.prompt_tokens"
 _OLD_OUTPUT_TOKENS_KEY = "gen_ai.usage.completion_tokens"
-
-_MILLION = Decimal(1_000_000)
-_BUNDLED_FILE = "prices.json"
+_SDK_CACHE_WRITE_TOKENS_KEY = "gen_ai.usage.cache_write.input_tokens"
+# Every attribute cost_attributes reads (the collector face reads only these from the wire).
+READ_KEYS = frozenset(
+    {
+        COST_KEY,
+        RESPONSE_MODEL_KEY,
+        REQUEST_MODEL_KEY,
+        PROVIDER_KEY,
+        SYSTEM_KEY,
+        INPUT_TOKENS_KEY,
+        OUTPUT_TOKENS_KEY,
+        CACHED_INPUT_TOKENS_KEY,
+        CACHE_WRITE_TOKENS_KEY,
+        CACHE_WRITE_1H_TOKENS_KEY,
+        REASONING_TOKENS_KEY,
+        _OLD_INPUT_TOKENS_KEY,
+        _OLD_OUTPUT_TOKENS_KEY,
+        _SDK_CACHE_WRITE_TOKENS_KEY,
+    }
+)
+# Instrumentation scopes whose gen_ai.usage.input_tokens excludes cache reads and writes (Anthropic's raw count).
+EXCLUSIVE_INPUT_SCOPES: frozenset[str] = frozenset()
 
 _PREFIX = re.compile(r"^(?:[a-z]{2}\.)?(?:anthropic|meta|mistral|cohere|amazon|ai21|google)\.")
 _SUFFIX = re.compile(
@@ -66,13 +99,9 @@ _SUFFIX = re.compile(
 _MAX_CACHE = 4096
 
 
-@dataclass(frozen=True)
-class ModelPrice:
-    """USD per million tokens. ``cached_input_per_million`` None: cached tokens cost the input rate."""
-
-    input_per_million: Decimal
-    output_per_million: Decimal
-    cached_input_per_million: Decimal | None = None
+@functools.lru_cache(maxsize=1)
+def _bundled_catalog() -> Catalog:
+    return Catalog.bundled()
 
 
 _warn_lock = threading.Lock()
@@ -89,53 +118,24 @@ def _warn_once(key: str, message: str, *args: object) -> None:
     _logger.warning(message, *args)
 
 
-def _decimal(value: object, where: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-        raise ValueError(f"{where}: expected a number, got {type(value).__name__}")
-    try:
-        result = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f"{where}: expected a number, got {value!r}") from None
-    if not result.is_finite() or result < 0:
-        raise ValueError(f"{where}: expected a non-negative number, got {value!r}")
-    return result
+class PriceMatch:
+    """What a lookup found: the price, and where it came from (``override`` or the catalog's provider/model)."""
+
+    __slots__ = ("model", "price", "provider")
+
+    def __init__(self, provider: str | None, model: str, price: ModelPrice) -> None:
+        self.provider = provider  # None for a user override
+        self.model = model
+        self.price = price
+
+    def __repr__(self) -> str:
+        return f"PriceMatch({self.provider!r}, {self.model!r}, {self.price!r})"
 
 
-_FIELD_ALIASES = {
-    "input_per_million": ("input_per_million", "input"),
-    "output_per_million": ("output_per_million", "output"),
-    "cached_input_per_million": ("cached_input_per_million", "cached_input"),
-}
-
-
-def _parse_price(model: str, entry: object) -> ModelPrice:
-    if isinstance(entry, ModelPrice):
-        return entry
-    if not isinstance(entry, Mapping):
-        raise ValueError(f"models.{model}: expected a mapping of prices, got {type(entry).__name__}")
-    known = {name for names in _FIELD_ALIASES.values() for name in names}
-    unknown = sorted(str(k) for k in entry if k not in known)
-    if unknown:
-        raise ValueError(f"models.{model}: unknown price field(s) {unknown}; expected {sorted(known)}")
-    values: dict[str, Decimal | None] = {}
-    for field_name, names in _FIELD_ALIASES.items():
-        raw = next((entry[n] for n in names if n in entry), None)
-        if raw is None:
-            if field_name != "cached_input_per_million":
-                raise ValueError(f"models.{model}.{field_name}: required")
-            values[field_name] = None
-        else:
-            values[field_name] = _decimal(raw, f"models.{model}.{field_name}")
-    input_rate, output_rate = values["input_per_million"], values["output_per_million"]
-    assert input_rate is not None and output_rate is not None
-    return ModelPrice(input_rate, output_rate, values["cached_input_per_million"])
-
-
-def _parse_document(doc: object, origin: str) -> tuple[dict[str, ModelPrice], dict[str, str], str | None]:
-    """(prices, aliases, as_of) of a table document: ``{"models": {...}, "aliases": {...}}`` or flat."""
+def _parse_document(doc: object, origin: str) -> tuple[dict[str, ModelPrice], dict[str, str]]:
+    """(prices, aliases) of an override document: ``{"models": {...}, "aliases": {...}}`` or flat."""
     if not isinstance(doc, Mapping):
         raise ValueError(f"{origin}: expected a mapping of model -> prices, got {type(doc).__name__}")
-    as_of = doc.get("as_of")
     if "models" in doc and isinstance(doc["models"], Mapping):
         models, aliases = doc["models"], doc.get("aliases") or {}
     else:
@@ -145,10 +145,10 @@ def _parse_document(doc: object, origin: str) -> tuple[dict[str, ModelPrice], di
     if not isinstance(aliases, Mapping):
         raise ValueError(f"{origin}: aliases: expected a mapping of alias -> model")
     try:
-        prices = {str(name).strip().lower(): _parse_price(str(name), entry) for name, entry in models.items()}
+        prices = {str(name).strip().lower(): parse_price(str(name), entry) for name, entry in models.items()}
     except ValueError as exc:
         raise ValueError(f"{origin}: {exc}") from None
-    return prices, {str(a).lower(): str(m).lower() for a, m in aliases.items()}, as_of and str(as_of)
+    return prices, {str(a).lower(): str(m).lower() for a, m in aliases.items()}
 
 
 def _load_file(path: str | os.PathLike[str]) -> object:
@@ -161,32 +161,59 @@ def _load_file(path: str | os.PathLike[str]) -> object:
     return json.loads(text)
 
 
+def _names(model: str) -> list[str]:
+    """The documented lookup names of ``model``, most specific first."""
+    name = model.strip().lower()
+    if not name:
+        return []
+    bases = [name]
+    if "/" in name:
+        bases.append(name.rsplit("/", 1)[1])
+    stripped = _PREFIX.sub("", bases[-1])
+    if stripped != bases[-1]:
+        bases.append(stripped)
+    names: list[str] = []
+    for base in bases:
+        current = base
+        for _ in range(4):
+            names.append(current)
+            shorter = _SUFFIX.sub("", current)
+            if shorter == current or not shorter:
+                break
+            current = shorter
+    return names
+
+
 class PriceTable:
-    """Model -> ``ModelPrice``, with the documented name normalisation and one warning per unknown model."""
+    """Model -> price: user overrides over the bundled catalog, with one warning per unknown model."""
 
     def __init__(
         self,
-        prices: Mapping[str, ModelPrice],
+        prices: Mapping[str, ModelPrice] | None = None,
         aliases: Mapping[str, str] | None = None,
-        as_of: str | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
-        self._prices = {name.strip().lower(): price for name, price in prices.items()}
+        self._prices = {name.strip().lower(): price for name, price in (prices or {}).items()}
         self._aliases = {a.lower(): m.lower() for a, m in (aliases or {}).items()}
-        self.as_of = as_of
-        self._resolved: dict[str, ModelPrice | None] = {}
+        self._catalog = catalog
+        self._resolved: dict[tuple[str, str | None], PriceMatch | CatalogModel | None] = {}
+        self._parsed: dict[int, ModelPrice] = {}
+
+    @property
+    def source(self) -> str | None:
+        """Where the bundled prices come from (genai-prices and its version); None without the catalog."""
+        return self._catalog.source if self._catalog is not None else None
 
     # --------------------------------------------------------------------------------- construction
 
     @classmethod
     def bundled(cls) -> PriceTable:
-        """The table shipped in this package (list prices as of ``as_of``)."""
-        text = resources.files(__package__ or "processors.cost").joinpath(_BUNDLED_FILE).read_text("utf-8")
-        prices, aliases, as_of = _parse_document(json.loads(text), _BUNDLED_FILE)
-        return cls(prices, aliases, as_of)
+        """The catalog shipped in this package, no overrides."""
+        return cls(catalog=_bundled_catalog())
 
     @classmethod
     def from_source(cls, source: str | os.PathLike[str] | Mapping[str, Any] | None) -> PriceTable:
-        """The bundled table overridden per model by ``source`` (a JSON/YAML file path or a mapping).
+        """The bundled catalog under the overrides of ``source`` (a JSON/YAML file path or a mapping).
 
         ``None`` reads the file named by ``OTEL_METRICS_PRICING`` if set: a bad file there is logged and
         ignored (environment parsers warn and fall back). An explicit bad ``source`` raises ValueError.
@@ -203,7 +230,7 @@ class PriceTable:
         return table
 
     def with_overrides(self, source: str | os.PathLike[str] | Mapping[str, Any]) -> PriceTable:
-        """A new table: this one with ``source``'s models replacing or adding entries."""
+        """A new table: this one with ``source``'s models replacing or adding overrides."""
         if isinstance(source, Mapping):
             doc: object = source
             origin = "pricing overrides"
@@ -215,64 +242,83 @@ class PriceTable:
                 raise ValueError(f"{origin}: cannot read pricing file: {exc}") from None
             except Exception as exc:  # JSON/YAML syntax errors
                 raise ValueError(f"{origin}: not valid JSON/YAML: {exc}") from None
-        prices, aliases, _ = _parse_document(doc, origin)
+        prices, aliases = _parse_document(doc, origin)
         merged_aliases = {a: m for a, m in self._aliases.items() if a not in prices}
         merged_aliases.update(aliases)
-        return PriceTable({**self._prices, **prices}, merged_aliases, self.as_of)
+        return PriceTable({**self._prices, **prices}, merged_aliases, self._catalog)
 
     # --------------------------------------------------------------------------------------- lookup
 
-    def models(self) -> list[str]:
-        return sorted(self._prices)
+    def overrides(self) -> dict[str, ModelPrice]:
+        return dict(sorted(self._prices.items()))
 
-    def _find(self, model: str) -> ModelPrice | None:
-        cached = self._resolved.get(model, _MISSING)
-        if cached is not _MISSING:
-            return cached  # type: ignore[return-value]
-        found = self._lookup(model)
+    @property
+    def catalog(self) -> Catalog | None:
+        return self._catalog
+
+    def _resolve(self, model: str, provider: str | None) -> PriceMatch | CatalogModel | None:
+        key = (model, provider)
+        found = self._resolved.get(key, _MISSING)
+        if found is not _MISSING:
+            return found  # type: ignore[return-value]
+        found = None
+        names = _names(model)
+        prices, aliases = self._prices, self._aliases
+        for name in names:
+            price = prices.get(name) or prices.get(aliases.get(name, ""))
+            if price is not None:
+                found = PriceMatch(None, name, price)
+                break
+        if found is None and self._catalog is not None:
+            for name in names:
+                found = self._catalog.find(name, provider)
+                if found is not None:
+                    break
         if len(self._resolved) > _MAX_CACHE:
             self._resolved.clear()
-        self._resolved[model] = found
+        self._resolved[key] = found
         return found
 
-    def _lookup(self, model: str) -> ModelPrice | None:
-        prices, aliases = self._prices, self._aliases
-        name = model.strip().lower()
-        if not name:
-            return None
-        candidates = [name]
-        if "/" in name:
-            candidates.append(name.rsplit("/", 1)[1])
-        stripped = _PREFIX.sub("", candidates[-1])
-        if stripped != candidates[-1]:
-            candidates.append(stripped)
-        for candidate in candidates:
-            current = candidate
-            for _ in range(4):
-                price = prices.get(current) or prices.get(aliases.get(current, ""))
-                if price is not None:
-                    return price
-                shorter = _SUFFIX.sub("", current)
-                if shorter == current or not shorter:
-                    break
-                current = shorter
-        return None
-
-    def price(self, model: str) -> ModelPrice | None:
-        """The price of ``model`` (see the module doc for the lookup); None, warned once, if unknown."""
+    def lookup(self, model: str, provider: str | None = None, when: datetime | None = None) -> PriceMatch | None:
+        """The price of ``model`` (at ``provider``, in force at ``when``: now if None), or None. Never warns."""
         if not isinstance(model, str):
             return None
-        found = self._find(model)
+        found = self._resolve(model, provider if isinstance(provider, str) and provider else None)
+        if found is None or isinstance(found, PriceMatch):
+            return found
+        raw = found.raw_price(when)
+        price = self._parsed.get(id(raw))
+        if price is None:
+            price = self._parsed[id(raw)] = parse_price(found.id, raw, strict=False)
+        return PriceMatch(found.provider, found.id, price)
+
+    def price(self, model: str, provider: str | None = None, when: datetime | None = None) -> ModelPrice | None:
+        """The price of ``model`` (see the module doc for the lookup); None, warned once, if unknown."""
+        found = self.lookup(model, provider, when)
         if found is None:
-            _warn_once(
-                "model:" + model,
-                "no price for model %r in the price table (as of %s): no cost computed; "
-                "add it with %s or the cost processor's overrides",
-                model,
-                self.as_of,
-                PRICING_ENV_VAR,
-            )
-        return found
+            if isinstance(model, str):
+                _warn_once(
+                    "model:" + model,
+                    "no price for model %r (provider %r) in the price table (%s): counted as unpriced; "
+                    "add it with %s or the cost processor's overrides",
+                    model,
+                    provider,
+                    self.source,
+                    PRICING_ENV_VAR,
+                )
+            return None
+        return found.price
+
+    def cost(
+        self, model: str, usage: Usage, *, provider: str | None = None, when: datetime | None = None
+    ) -> Decimal | None:
+        """Exact USD cost of one call; None for an unknown model or invalid counts (logged once)."""
+        problem = usage.problem()
+        if problem is not None:
+            _warn_once("usage:" + problem, "no cost for model %r: %s", model, problem)
+            return None
+        price = self.price(model, provider, when)
+        return None if price is None else price.cost(usage)
 
     def llm_cost(
         self,
@@ -280,45 +326,31 @@ class PriceTable:
         input_tokens: int,
         output_tokens: int,
         cached_input_tokens: int = 0,
+        *,
+        cache_write_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        provider: str | None = None,
+        when: datetime | None = None,
     ) -> Decimal | None:
-        """Exact USD cost; None for an unknown model or invalid token counts (logged once)."""
-        if not (_is_count(input_tokens) and _is_count(output_tokens) and _is_count(cached_input_tokens)):
-            counts = (input_tokens, output_tokens, cached_input_tokens)
-            _warn_once("bad-tokens", "ignoring invalid token counts %r for model %r: no cost", counts, model)
-            return None
-        if cached_input_tokens > input_tokens:
-            _warn_once(
-                "cached>input",
-                "cached input tokens (%d) exceed input tokens (%d) for model %r: no cost",
-                cached_input_tokens,
-                input_tokens,
-                model,
-            )
-            return None
-        price = self.price(model)
-        if price is None:
-            return None
-        cached_rate = price.cached_input_per_million
-        if cached_rate is None:
-            cached_rate = price.input_per_million
-        total = (
-            (input_tokens - cached_input_tokens) * price.input_per_million
-            + cached_input_tokens * cached_rate
-            + output_tokens * price.output_per_million
+        """``cost`` with the counts spelled out (``input_tokens`` includes cache reads and writes)."""
+        usage = Usage(
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            cache_write_tokens,
+            cache_write_1h_tokens,
+            reasoning_tokens,
         )
-        return total / _MILLION
+        return self.cost(model, usage, provider=provider, when=when)
 
 
 _MISSING = object()
 
 
-def _is_count(value: object) -> bool:
-    return type(value) is int and value >= 0
-
-
 @functools.lru_cache(maxsize=1)
 def default_price_table() -> PriceTable:
-    """The bundled table merged with ``OTEL_METRICS_PRICING`` (read once, then cached)."""
+    """The bundled catalog under ``OTEL_METRICS_PRICING`` (read once, then cached)."""
     return PriceTable.from_source(None)
 
 
@@ -333,52 +365,81 @@ def _token_count(value: object) -> int | None:
     return None
 
 
-def cost_attributes(attributes: Mapping[str, object], table: PriceTable) -> dict[str, float]:
+def _first(attributes: Mapping[str, object], *keys: str) -> object:
+    for key in keys:
+        value = attributes.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def usage_from_attributes(attributes: Mapping[str, object], scope: str | None = None) -> Usage | None:
+    """The ``Usage`` a span's attributes report (see the module doc), or None: no counts, or not integers."""
+    raw = (
+        _first(attributes, INPUT_TOKENS_KEY, _OLD_INPUT_TOKENS_KEY),
+        _first(attributes, OUTPUT_TOKENS_KEY, _OLD_OUTPUT_TOKENS_KEY),
+        attributes.get(CACHED_INPUT_TOKENS_KEY),
+        _first(attributes, CACHE_WRITE_TOKENS_KEY, _SDK_CACHE_WRITE_TOKENS_KEY),
+        attributes.get(CACHE_WRITE_1H_TOKENS_KEY),
+        attributes.get(REASONING_TOKENS_KEY),
+    )
+    if raw[0] is None and raw[1] is None:
+        return None
+    counts: list[int] = []
+    for value in raw:
+        count = 0 if value is None else _token_count(value)
+        if count is None:
+            _warn_once("bad-token-types", "ignoring non-integer token counts %r: no cost", raw)
+            return None
+        counts.append(count)
+    n_in, n_out, read, write, write_1h, reasoning = counts
+    if (read or write) and (scope in EXCLUSIVE_INPUT_SCOPES or read + write > n_in):
+        n_in += read + write
+    return Usage(n_in, n_out, read, write, write_1h, reasoning)
+
+
+def _when(start_ns: int | None) -> datetime | None:
+    return datetime.fromtimestamp(start_ns / 1e9, UTC) if start_ns else None
+
+
+def cost_attributes(
+    attributes: Mapping[str, object],
+    table: PriceTable,
+    *,
+    start_ns: int | None = None,
+    scope: str | None = None,
+) -> dict[str, float]:
     """``{"cost.usd": cost}`` for a span with a GenAI model and token counts but no ``cost.usd``.
 
-    The response model wins over the request model (docs/conventions.md); if the response model is
-    not in the table the request model is tried. Returns ``{}`` when there is nothing to price, the
-    model is unknown (warned once) or the counts are invalid (negative, not integers).
+    The response model wins over the request model (docs/conventions.md); if the response model is not in the
+    table the request model is tried. ``start_ns``: the span's start (prices in force then); ``scope``: its
+    instrumentation scope name. Returns ``{}`` when there is nothing to price, the model is unknown (warned once)
+    or the counts are invalid (negative, not integers, more cached than input).
     """
-    get = attributes.get
     if COST_KEY in attributes:
         return {}
+    get = attributes.get
     response_model = get(RESPONSE_MODEL_KEY)
     request_model = get(REQUEST_MODEL_KEY)
     if not response_model and not request_model:
         return {}
-    raw_input = get(INPUT_TOKENS_KEY)
-    if raw_input is None:
-        raw_input = get(_OLD_INPUT_TOKENS_KEY)
-    raw_output = get(OUTPUT_TOKENS_KEY)
-    if raw_output is None:
-        raw_output = get(_OLD_OUTPUT_TOKENS_KEY)
-    if raw_input is None and raw_output is None:
+    usage = usage_from_attributes(attributes, scope)
+    if usage is None:
         return {}
-    raw_cached = get(CACHED_INPUT_TOKENS_KEY)
-    input_tokens = 0 if raw_input is None else _token_count(raw_input)
-    output_tokens = 0 if raw_output is None else _token_count(raw_output)
-    cached_tokens = 0 if raw_cached is None else _token_count(raw_cached)
-    if input_tokens is None or output_tokens is None or cached_tokens is None:
-        _warn_once(
-            "bad-token-types",
-            "ignoring non-integer token counts (input=%r, output=%r, cached=%r): no cost",
-            raw_input,
-            raw_output,
-            raw_cached,
-        )
-        return {}
+    provider = _first(attributes, PROVIDER_KEY, SYSTEM_KEY)
+    provider_name = provider if isinstance(provider, str) else None
+    when = _when(start_ns)
     model: str | None = None
     for candidate in (response_model, request_model):
-        if isinstance(candidate, str) and candidate and table._find(candidate) is not None:
+        if isinstance(candidate, str) and candidate and table.lookup(candidate, provider_name, when) is not None:
             model = candidate
             break
     if model is None:
         named = response_model if isinstance(response_model, str) and response_model else request_model
         if isinstance(named, str) and named:
-            table.price(named)  # logs the unknown model once
+            table.price(named, provider_name)  # logs the unknown model once
         return {}
-    cost = table.llm_cost(model, input_tokens, output_tokens, cached_tokens)
+    cost = table.cost(model, usage, provider=provider_name, when=when)
     if cost is None:
         return {}
     return {COST_KEY: float(cost)}

@@ -14,12 +14,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
 from processors._attributes import any_value_to_python
 from processors.cost.pricing import (
-    _OLD_INPUT_TOKENS_KEY,
-    _OLD_OUTPUT_TOKENS_KEY,
-    CACHED_INPUT_TOKENS_KEY,
     COST_KEY,
-    INPUT_TOKENS_KEY,
-    OUTPUT_TOKENS_KEY,
+    READ_KEYS,
     REQUEST_MODEL_KEY,
     RESPONSE_MODEL_KEY,
     PriceTable,
@@ -32,18 +28,6 @@ __all__ = ["CostConfig", "factories"]
 
 DEFAULT_PRICING_FILE: str | None = None
 
-_READ_KEYS = frozenset(
-    {
-        COST_KEY,
-        RESPONSE_MODEL_KEY,
-        REQUEST_MODEL_KEY,
-        INPUT_TOKENS_KEY,
-        OUTPUT_TOKENS_KEY,
-        CACHED_INPUT_TOKENS_KEY,
-        _OLD_INPUT_TOKENS_KEY,
-        _OLD_OUTPUT_TOKENS_KEY,
-    }
-)
 _MODEL_KEYS_BYTES = (REQUEST_MODEL_KEY.encode(), RESPONSE_MODEL_KEY.encode())
 _SPANS_FIELD = ScopeSpans.DESCRIPTOR.fields_by_name["spans"].number
 # The span-selecting pre-check is used while under this share of a scope's spans have a model key.
@@ -54,7 +38,8 @@ _PRECHECK_BELOW = 0.5
 class CostConfig:
     # A JSON or YAML price file overriding the bundled table per model (OTEL_METRICS_PRICING when unset).
     pricing_file: str | None = DEFAULT_PRICING_FILE
-    # model -> {input_per_million, output_per_million, cached_input_per_million}; wins over pricing_file.
+    # model -> {input, output, cache_read, cache_write, cache_write_1h, reasoning, request} (USD per million
+    # tokens, request per call; a rate may be {base, tiers: [[start_tokens, rate]]}); wins over pricing_file.
     overrides: dict[str, dict[str, float | str]] = field(default_factory=dict)
 
     def build_table(self) -> PriceTable:
@@ -98,18 +83,21 @@ class _CostProcessor(Processor):
                     else None
                 )
                 with_model = 0
+                scope = ss.scope.name or None
                 for span in spans if candidates is None else (spans[i] for i in candidates):
                     attrs: dict[str, object] = {}
                     for kv in span.attributes:
                         key = kv.key
-                        if key in _READ_KEYS:
+                        if key in READ_KEYS:
                             attrs[key] = any_value_to_python(kv.value)
                     if not (REQUEST_MODEL_KEY in attrs or RESPONSE_MODEL_KEY in attrs):
                         continue
                     with_model += 1
                     if COST_KEY in attrs:
                         continue
-                    for key, value in cost_attributes(attrs, table).items():
+                    for key, value in cost_attributes(
+                        attrs, table, start_ns=span.start_time_unix_nano, scope=scope
+                    ).items():
                         span.attributes.add(key=key).value.double_value = value
                 self._precheck = with_model < len(spans) * _PRECHECK_BELOW
 

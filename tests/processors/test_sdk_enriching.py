@@ -150,7 +150,7 @@ def test_unchanged_spans_are_passed_through_without_a_copy_and_calls_delegate() 
 
 
 class _BrokenTable(PriceTable):
-    def _find(self, model: str) -> None:
+    def _resolve(self, model: str, provider: str | None) -> None:
         raise RuntimeError("boom")
 
 

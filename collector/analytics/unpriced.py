@@ -1,0 +1,56 @@
+"""Models the sink has seen on LLM spans (model and token counts) with no cost: what a total is missing.
+
+A span is counted here when it has a model and input or output tokens but ``cost_usd`` is NULL: its model had
+no price where it was enriched (SDK or collector). ``priced_now`` says whether the current price table (with
+the user's overrides) knows the model, so an override added since shows up as such.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from collector.analytics.window import TimeWindow
+
+__all__ = ["UnpricedModel", "unpriced_models"]
+
+_QUERY = """
+SELECT coalesce(provider, '') AS provider, model, count(*)::bigint AS calls,
+       coalesce(sum(input_tokens), 0)::bigint AS input_tokens,
+       coalesce(sum(output_tokens), 0)::bigint AS output_tokens,
+       min(start_time) AS first_seen, max(start_time) AS last_seen
+FROM spans
+WHERE start_time >= %s AND start_time < %s
+  AND model IS NOT NULL AND cost_usd IS NULL
+  AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)
+GROUP BY 1, 2
+ORDER BY calls DESC, model
+LIMIT %s
+"""
+
+
+@dataclass(frozen=True)
+class UnpricedModel:
+    provider: str | None
+    model: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    first_seen: Any
+    last_seen: Any
+    priced_now: bool
+
+
+def unpriced_models(
+    conn: psycopg.Connection[Any], window: TimeWindow, priced: Any = None, limit: int = 1000
+) -> list[UnpricedModel]:
+    """Spans with tokens but no cost in ``window``, by provider and model; ``priced(model, provider)`` says whether
+    the current table knows the model (False when not given)."""
+    rows = conn.execute(_QUERY, (window.start, window.end, limit)).fetchall()
+    out = []
+    for provider, model, calls, n_in, n_out, first, last in rows:
+        known = bool(priced(model, provider or None)) if priced is not None else False
+        out.append(UnpricedModel(provider or None, model, calls, n_in, n_out, first, last, known))
+    return out

@@ -1,0 +1,101 @@
+"""``otel-metrics prices``: the table, one model, and the models the sink saw without a price."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from typer.testing import CliRunner
+
+from collector.cli import app
+from collector.exporters.postgres.writer import PostgresWriter
+from processors._attributes import set_attribute
+from processors.pipeline import Signal
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_lookup_shows_every_rate_of_the_price_in_force() -> None:
+    code, out, _ = run("prices", "--model", "claude-sonnet-4-20250514", "--provider", "anthropic", "-f", "json")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row == {
+        "provider": "anthropic",
+        "model": "claude-sonnet-4-0",
+        "input": "3",
+        "cache_read": "0.3",
+        "cache_write": "3.75",
+        "cache_write_1h": "6",
+        "output": "15",
+        "reasoning": None,
+        "request": None,
+    }
+    code, _, err = run("prices", "--model", "no-such-model-xyz")
+    assert code == 1 and "no price for model 'no-such-model-xyz'" in err
+
+
+def test_table_lists_a_provider_and_overrides_first(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    overrides = tmp_path / "p.json"
+    overrides.write_text(json.dumps({"house-model": {"input": 1, "output": 2}}))
+    code, out, _ = run("prices", "--provider", "openai", "--pricing", str(overrides), "-f", "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert rows[0] == {**rows[0], "provider": "(override)", "model": "house-model", "input": "1"}
+    assert {"gpt-4o", "gpt-4o-mini"} <= {r["model"] for r in rows}
+    assert all(r["provider"] in ("openai", "(override)") for r in rows)
+    code, _, err = run("prices", "--provider", "nowhere")
+    assert code == 2 and "unknown provider 'nowhere'" in err
+
+
+def _llm_span(request: ExportTraceServiceRequest, i: int, model: str, cost: float | None) -> None:
+    span = (
+        request.resource_spans[0]
+        .scope_spans[0]
+        .spans.add(trace_id=i.to_bytes(16, "big"), span_id=i.to_bytes(8, "big"), name=f"chat {model}")
+    )
+    span.start_time_unix_nano = time.time_ns() - 60 * 10**9
+    span.end_time_unix_nano = span.start_time_unix_nano + 10**6
+    for key, value in {
+        "gen_ai.request.model": model,
+        "gen_ai.provider.name": "openai",
+        "gen_ai.usage.input_tokens": 100,
+        "gen_ai.usage.output_tokens": 10,
+        **({"cost.usd": cost} if cost is not None else {}),
+    }.items():
+        set_attribute(span.attributes, key, value)
+
+
+def test_unpriced_lists_models_seen_without_cost(pg_dsn: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    set_attribute(rs.resource.attributes, "service.name", "svc")
+    rs.scope_spans.add()
+    for i in range(1, 4):
+        _llm_span(request, i, "house-model", None)
+    _llm_span(request, 9, "gpt-4o", 0.5)
+    writer = PostgresWriter(pg_dsn)
+    try:
+        assert writer.write(Signal.TRACES, request).quarantined == 0
+    finally:
+        writer.close()
+    code, out, err = run("prices", "--unpriced", "--dsn", pg_dsn, "-f", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert (row["model"], row["provider"], row["calls"], row["input_tokens"], row["output_tokens"]) == (
+        "house-model",
+        "openai",
+        3,
+        300,
+        30,
+    )
+    assert row["priced_now"] is False
+    overrides = tmp_path / "p.json"
+    overrides.write_text(json.dumps({"house-model": {"input": 1, "output": 2}}))
+    code, out, _ = run("prices", "--unpriced", "--dsn", pg_dsn, "--pricing", str(overrides), "-f", "json")
+    assert json.loads(out)[0]["priced_now"] is True
