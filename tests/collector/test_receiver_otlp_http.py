@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from typing import Any
 
+import cramjam
 import httpx
 import pytest
+import zstandard
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -221,6 +224,44 @@ def test_protobuf_gzip_and_response_encoding(collector: Any) -> None:
         "op-1",
         "op-2",
     ]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [
+        ("zstd", lambda b: zstandard.ZstdCompressor().compress(b)),
+        ("snappy", lambda b: bytes(cramjam.snappy.compress_raw(b))),
+    ],
+)
+def test_zstd_and_snappy_bodies_as_upstream_exporters_send_them(
+    collector: Any, encoding: str, compress: Callable[[bytes], bytes]
+) -> None:
+    body = compress(_trace_request(2).SerializeToString())
+    with httpx.Client(base_url=collector.http_url) as client:
+        response = client.post("/v1/traces", content=body, headers={**PROTO_HEADERS, "Content-Encoding": encoding})
+    assert response.status_code == 200, response.text
+    assert collector.exporter().wait_items(1)[0] == _trace_request(2)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "code", "needle"),
+    [
+        ("zstd", b"\x28\xb5\x2f\xfd garbage", 400, "zstd"),
+        ("snappy", b"\x10\xff\xff garbage", 400, "snappy"),
+        # Small on the wire (under the 64 KiB limit), far larger decompressed: cut off at the limit.
+        ("zstd", zstandard.ZstdCompressor().compress(b"\x00" * (10 << 20)), 413, "decompressed"),
+        ("snappy", bytes(cramjam.snappy.compress_raw(b"\x00" * (1 << 20))), 413, "decompressed"),
+    ],
+    ids=["bad-zstd", "bad-snappy", "zstd-bomb", "snappy-bomb"],
+)
+def test_bad_zstd_and_snappy_bodies_are_refused(
+    collector: Any, encoding: str, body: bytes, code: int, needle: str
+) -> None:
+    with httpx.Client(base_url=collector.http_url) as client:
+        response = client.post("/v1/traces", content=body, headers={**PROTO_HEADERS, "Content-Encoding": encoding})
+    assert response.status_code == code, response.text
+    assert needle in _status(response).message
+    assert collector.exporter().items() == 0
 
 
 @pytest.mark.parametrize(

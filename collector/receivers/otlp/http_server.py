@@ -1,4 +1,5 @@
-"""OTLP/HTTP: POST /v1/traces, /v1/metrics, /v1/logs with protobuf or JSON bodies, optionally gzip-compressed.
+"""OTLP/HTTP: POST /v1/traces, /v1/metrics, /v1/logs with protobuf or JSON bodies, optionally compressed (gzip,
+deflate, zstd or snappy: what the upstream Collector's exporters send).
 
 Status codes follow the OTLP/HTTP spec: 400 malformed, 413 too large (checked on the wire *and* after
 decompression, so a gzip bomb is cut off at ``max_request_body_size``), 415 unsupported content type, 503
@@ -14,6 +15,8 @@ import math
 import zlib
 from collections.abc import Awaitable, Callable
 
+import cramjam
+import zstandard
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
@@ -54,12 +57,16 @@ def _error(status: int, code: int, message: str, encoding: str, headers: dict[st
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     if encoding in ("", "identity"):
         return body
+    if encoding == "zstd":
+        return _unzstd(body, limit)
+    if encoding == "snappy":
+        return _unsnappy(body, limit)
     if encoding == "gzip":
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     elif encoding == "deflate":
         inflater = zlib.decompressobj()
     else:
-        raise _Malformed(f"unsupported Content-Encoding {encoding!r} (supported: gzip, deflate)")
+        raise _Malformed(f"unsupported Content-Encoding {encoding!r} (supported: gzip, deflate, zstd, snappy)")
     try:
         out = inflater.decompress(body, limit + 1)
     except zlib.error as exc:
@@ -69,6 +76,39 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     if not inflater.eof:
         raise _Malformed(f"truncated {encoding} body")
     return out
+
+
+def _unzstd(body: bytes, limit: int) -> bytes:
+    # Streamed, so a zstd bomb stops at the limit instead of inflating whole.
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(body) as reader:
+            out = bytearray()
+            while chunk := reader.read(min(1 << 20, limit + 1 - len(out))):
+                out += chunk
+                if len(out) > limit:
+                    raise BodyTooLarge(f"decompressed body exceeds max_request_body_size ({limit} bytes)")
+    except zstandard.ZstdError as exc:
+        raise _Malformed(f"invalid zstd body: {exc}") from exc
+    return bytes(out)
+
+
+def _unsnappy(body: bytes, limit: int) -> bytes:
+    """Snappy block format, as upstream's ``compression: snappy`` sends it. The block starts with its decoded length
+    (a uvarint), read here before decoding: cramjam has no bounded decode."""
+    length, shift = 0, 0
+    for index, byte in enumerate(body[:10]):
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+        if index == 9:
+            raise _Malformed("invalid snappy body: bad length header")
+    if length > limit:
+        raise BodyTooLarge(f"decompressed body exceeds max_request_body_size ({limit} bytes)")
+    try:
+        return bytes(cramjam.snappy.decompress_raw(body))
+    except cramjam.DecompressionError as exc:
+        raise _Malformed(f"invalid snappy body: {exc}") from exc
 
 
 class OTLPHTTPServer:
