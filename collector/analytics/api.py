@@ -2,8 +2,8 @@
 ``/api/v1/openapi.json``, bearer-token auth when configured, ``/api/v1/health`` with dependency checks.
 
 Routing and the OpenAPI document are both generated from route specs (``routes.API_ROUTES`` and any specs a caller
-adds). Queries are synchronous psycopg calls run in Starlette's thread pool over a small connection pool. Every
-list endpoint is paginated (``limit``, capped by ``max_limit``, and ``offset``) and returns
+adds). Queries are synchronous psycopg calls run in Starlette's thread pool over a capped connection pool
+(``pool``). Every list endpoint is paginated (``limit``, capped by ``max_limit``, and ``offset``) and returns
 ``{"items": [...], "limit", "offset", "window"}``.
 """
 
@@ -13,7 +13,6 @@ import hmac
 import inspect
 import json
 import logging
-import queue
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -30,53 +29,18 @@ from .config import AnalyticsConfig
 from .models import to_jsonable
 from .openapi import openapi_document
 from .params import ApiError, QueryArgs
+from .pool import ConnectionPool
 from .queries import Analytics
 from .routes import API_ROUTES
 from .routing import Call, RouteSpec
-from .session import UnknownNameError, connect
+from .session import UnknownNameError
 
-__all__ = ["API_PREFIX", "API_VERSION", "AnalyticsAPI", "ConnectionPool"]
+__all__ = ["API_PREFIX", "API_VERSION", "AnalyticsAPI"]
 
 API_PREFIX = "/api/v1"
 API_VERSION = "1.0.0"
-DEFAULT_POOL_SIZE = 4
 _LOGGER = logging.getLogger("otel_metrics.analytics")
 _T = TypeVar("_T")
-
-
-class ConnectionPool:
-    """A few reusable autocommit connections; a broken one is dropped and replaced on next use."""
-
-    def __init__(self, dsn: Callable[[], str], size: int = DEFAULT_POOL_SIZE) -> None:
-        self._dsn = dsn
-        self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue(maxsize=size)
-        self._migrated = False
-
-    def acquire(self) -> psycopg.Connection[Any]:
-        try:
-            conn = self._idle.get_nowait()
-            if not conn.closed and not conn.broken:
-                return conn
-        except queue.Empty:
-            pass
-        conn = connect(self._dsn(), migrate=not self._migrated)
-        self._migrated = True
-        return conn
-
-    def release(self, conn: psycopg.Connection[Any]) -> None:
-        if conn.closed or conn.broken:
-            return
-        try:
-            self._idle.put_nowait(conn)
-        except queue.Full:
-            conn.close()
-
-    def close(self) -> None:
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
 
 
 class AnalyticsAPI:
@@ -123,11 +87,8 @@ class AnalyticsAPI:
 
     def run_with_analytics(self, fn: Callable[[Analytics], _T]) -> _T:
         """``fn`` over a pooled connection (blocking: call from a worker thread)."""
-        conn = self.pool.acquire()
-        try:
+        with self.pool.connection() as conn:
             return fn(Analytics(conn, self.thresholds))
-        finally:
-            self.pool.release(conn)
 
     # -- plumbing ------------------------------------------------------------------------------------------
     def _authorised(self, request: Request) -> bool:
@@ -172,9 +133,9 @@ class AnalyticsAPI:
                 return JSONResponse(payload, exc.status)
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, 400)
-            except psycopg.OperationalError as exc:
+            except psycopg.OperationalError as exc:  # also no free connection in time (PoolTimeout)
                 _LOGGER.warning("analytics API: database unavailable: %s", exc)
-                return JSONResponse({"error": "database unavailable"}, 503)
+                return JSONResponse({"error": "database unavailable"}, 503, headers={"Retry-After": "1"})
             if isinstance(result, Response):
                 return result
             return JSONResponse(to_jsonable(result))

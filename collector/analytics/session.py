@@ -10,7 +10,9 @@ import psycopg
 
 from collector.exporters.postgres import schema
 
-__all__ = ["UnknownNameError", "check_known", "connect", "resolve_dsn"]
+__all__ = ["APPLICATION_NAME", "UnknownNameError", "check_known", "connect", "resolve_dsn"]
+
+APPLICATION_NAME = "otel-metrics-analytics"  # how analytics sessions show in pg_stat_activity
 
 
 class UnknownNameError(ValueError):
@@ -43,7 +45,7 @@ def resolve_dsn(config: Path | None, dsn: str | None) -> str:
 
 def connect(dsn: str, *, migrate: bool = True) -> psycopg.Connection[Any]:
     """An autocommit connection; applies pending migrations (the budgets and alerts tables) unless told not to."""
-    conn = psycopg.connect(dsn, autocommit=True, application_name="otel-metrics-analytics")
+    conn = psycopg.connect(dsn, autocommit=True, application_name=APPLICATION_NAME)
     # Days, hours and caches are UTC everywhere (date_trunc follows the session's zone), whatever the server's.
     conn.execute("SET TIME ZONE 'UTC'")
     if migrate:
