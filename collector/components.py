@@ -51,8 +51,8 @@ def _by_type(*modules_factories: Iterable[_F]) -> dict[str, _F]:
 
 def registry() -> Registry:
     """The built-in components."""
-    # Imported here, not at module level: component modules import collector.service.httpserver, whose package
-    # imports the service, which imports this module.
+    # Imported here, not at module level: the postgres exporter and the analytics extension read their own section
+    # of a config file through collector.config, whose package imports the loader, which imports this module.
     from collector.analytics import extension as analytics
     from collector.connectors import spanmetrics
     from collector.exporters import debug, otlphttp, postgres, prometheus

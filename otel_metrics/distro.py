@@ -27,8 +27,10 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_metrics._internal.config import flush_on_sigterm
+from otel_metrics._internal.fast_processors import ContextAttributesSpanProcessor
 from otel_metrics._internal.safety import internal_error
 from otel_metrics._internal.state import price_table_for
+from processors.sdk import EnrichingSpanProcessor
 
 __all__ = ["REDACT_ENV_VAR", "OtelMetricsConfigurator", "OtelMetricsDistro"]
 
@@ -54,9 +56,6 @@ class OtelMetricsConfigurator(_OTelSDKConfigurator):
 
     def _configure(self, **kwargs: Any) -> None:
         try:
-            from otel_metrics._internal.fast_processors import ContextAttributesSpanProcessor
-            from processors.sdk import EnrichingSpanProcessor
-
             table = price_table_for(None)
             redact = _redact()
 

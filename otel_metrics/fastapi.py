@@ -37,6 +37,8 @@ from opentelemetry import trace as trace_api
 from otel_metrics._internal.config import flush_before_exit
 from otel_metrics._internal.safety import internal_error
 from otel_metrics._internal.scopes import clean_attributes, resolve_correlation_id
+from processors.business import set_business_attributes
+from processors.correlation import set_correlation_id
 
 __all__ = ["CORRELATION_HEADER", "REQUEST_ID_HEADER", "instrument_app"]
 
@@ -179,9 +181,6 @@ class BusinessContextMiddleware:
         try:
             found = (scope.get("state") or {}).get(_STATE_KEY)
             if found is not None:
-                from processors.business import set_business_attributes
-                from processors.correlation import set_correlation_id
-
                 correlation_id, business = found
                 ctx = set_correlation_id(correlation_id)
                 if business:

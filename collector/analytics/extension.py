@@ -20,13 +20,13 @@ import contextlib
 import logging
 import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from collector.component import Extension, ExtensionFactory, Host
+from collector.config.sections import component_config
 from collector.confighttp import HTTPServer
+from collector.exporters.postgres.config import PostgresExporterConfig
+from collector.exporters.postgres.database import open_database
 from processors.pipeline import CreateSettings
 
 from . import compose, daily
@@ -44,9 +44,6 @@ _LOGGER = logging.getLogger("otel_metrics.analytics")
 
 
 def _dsn_for(config: AnalyticsConfig) -> str:
-    from collector.exporters.postgres.config import PostgresExporterConfig
-    from collector.exporters.postgres.database import open_database
-
     return open_database(PostgresExporterConfig(dsn=config.dsn, data_dir=config.data_dir)).dsn
 
 
@@ -136,21 +133,4 @@ factories = (ExtensionFactory(type=TYPE, config_type=AnalyticsConfig, create=_cr
 
 def config_from_file(path: str | os.PathLike[str]) -> AnalyticsConfig | None:
     """The ``analytics`` extension's config in a collector config file; None if it has none."""
-    from collector.config.decode import decode
-    from collector.config.expand import expand_env
-
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    extensions = raw.get("extensions") or {}
-    keys = [k for k in extensions if str(k).split("/", 1)[0] == TYPE] if isinstance(extensions, dict) else []
-    if not keys:
-        return None
-    key = keys[0]
-    expanded, _ = expand_env(extensions[key] or {}, path=f"extensions::{key}")
-    errors: list[str] = []
-    config = decode(AnalyticsConfig, expanded, f"extensions::{key}", errors)
-    if not errors:
-        errors = [f"extensions::{key}::{e}" for e in config.validate()]
-    if errors:
-        raise ValueError(f"{path}: " + "; ".join(errors))
-    assert isinstance(config, AnalyticsConfig)
-    return config
+    return component_config(path, "extensions", TYPE, AnalyticsConfig)

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 
 from collector.exporters.postgres import schema
+from collector.exporters.postgres.database import dsn_from_config
 
 __all__ = ["APPLICATION_NAME", "UnknownNameError", "check_known", "connect", "resolve_dsn"]
 
@@ -38,8 +39,6 @@ def resolve_dsn(config: Path | None, dsn: str | None) -> str:
         return dsn
     if config is None or not Path(config).is_file():
         raise FileNotFoundError(f"no collector config at {config}; give --config FILE or --dsn postgresql://...")
-    from collector.exporters.postgres.database import dsn_from_config
-
     return dsn_from_config(config)
 
 

@@ -12,6 +12,7 @@ import typer
 
 from collector.analytics.api import API_PREFIX, AnalyticsAPI
 from collector.analytics.config import AnalyticsConfig
+from collector.analytics.extension import config_from_file
 from collector.analytics.session import resolve_dsn
 from collector.analytics.ui import analytics_app
 from collector.cli import app
@@ -35,8 +36,6 @@ def api(
     ),
 ) -> None:
     """Serve the analytics HTTP API under /api/v1 until SIGTERM/SIGINT."""
-    from collector.analytics.extension import config_from_file
-
     try:
         settings = (config_from_file(config) if config.is_file() else None) or AnalyticsConfig()
         resolved = resolve_dsn(config, dsn)

@@ -14,6 +14,10 @@ from typing import Any
 import typer
 
 from collector.cli import app
+from collector.exporters.postgres.config import PostgresExporterConfig
+from collector.exporters.postgres.database import exporter_config_from_file, open_database
+from collector.exporters.postgres.retention import apply_retention
+from collector.exporters.postgres.schema import migrate, status
 
 db_app = typer.Typer(
     name="db", help="The PostgreSQL sink database: migrate, status, retention, psql.", no_args_is_help=True
@@ -27,9 +31,6 @@ _DSN = typer.Option(None, "--dsn", help="A postgresql:// URL instead of the conf
 
 
 def _open(config: Path, exporter: str | None, dsn: str | None) -> Any:
-    from collector.exporters.postgres.config import PostgresExporterConfig
-    from collector.exporters.postgres.database import exporter_config_from_file, open_database
-
     try:
         cfg = PostgresExporterConfig(dsn=dsn) if dsn else exporter_config_from_file(config, exporter)
         return cfg, open_database(cfg)
@@ -41,8 +42,6 @@ def _open(config: Path, exporter: str | None, dsn: str | None) -> Any:
 @db_app.command("migrate")
 def migrate_command(config: Path = _CONFIG, exporter: str | None = _EXPORTER, dsn: str | None = _DSN) -> None:
     """Apply pending schema migrations (safe while collectors run: advisory lock)."""
-    from collector.exporters.postgres.schema import migrate
-
     _, database = _open(config, exporter, dsn)
     try:
         with database.connect(autocommit=True) as conn:
@@ -61,8 +60,6 @@ def status_command(config: Path = _CONFIG, exporter: str | None = _EXPORTER, dsn
     """Migrations applied and pending, partitions, rows and bytes per table, quarantine counts."""
     from rich.console import Console
     from rich.table import Table
-
-    from collector.exporters.postgres.schema import status
 
     _, database = _open(config, exporter, dsn)
     console = Console()
@@ -110,8 +107,6 @@ def status_command(config: Path = _CONFIG, exporter: str | None = _EXPORTER, dsn
 @db_app.command("retention")
 def retention_command(config: Path = _CONFIG, exporter: str | None = _EXPORTER, dsn: str | None = _DSN) -> None:
     """Apply the config's retention now: drop expired partitions, delete expired rollups."""
-    from collector.exporters.postgres.retention import apply_retention
-
     cfg, database = _open(config, exporter, dsn)
     try:
         with database.connect(autocommit=True) as conn:

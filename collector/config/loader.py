@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from collector.components import KINDS, Registry, merge_registries, registry
 from collector.config.decode import decode, did_you_mean
 from collector.config.expand import expand_env
 from collector.config.locate import key_marks, locate
 from collector.config.model import Config, PipelineID, PipelineRefs, TelemetryConfig
+from collector.config.sections import ConfigError, decode_section, read_yaml
 from processors.pipeline import ComponentID, Signal
 
 __all__ = ["ConfigError", "load_config", "merge_registries", "parse_config"]
@@ -92,15 +90,6 @@ _SINGULAR = {
 }
 
 
-class ConfigError(Exception):
-    """Every problem found in a config; ``errors`` holds one ``"path: message"`` line each."""
-
-    def __init__(self, errors: list[str], source: str = "config") -> None:
-        self.errors = list(errors)
-        self.source = source
-        super().__init__(f"{source}: {len(errors)} error(s):\n" + "\n".join(f"  - {e}" for e in errors))
-
-
 def load_config(
     path: str | os.PathLike[str],
     components: Registry | None = None,
@@ -114,18 +103,7 @@ def load_config(
     ``include_builtin=False`` uses ``components`` alone.
     """
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"cannot read config file: {exc.strerror or exc}"], source) from exc
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise ConfigError([f"{where}: YAML syntax error: {exc.problem or exc}"], source) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: YAML error: {exc}"], source) from exc
+    raw, text = read_yaml(path)
     try:
         return parse_config(raw, components, env, source, include_builtin=include_builtin)
     except ConfigError as exc:
@@ -193,12 +171,7 @@ def parse_config(
                     f" (known: {known})"
                 )
                 continue
-            cfg = decode(factory.config_type, body, path, errors)
-            decoded[cid] = cfg
-            validate = getattr(cfg, "validate", None)
-            if callable(validate):
-                problems = validate() or []
-                errors.extend(p if p.startswith(path) else f"{path}: {p}" for p in problems)
+            decoded[cid] = decode_section(factory.config_type, body, path, errors)
 
     service = tree.get("service")
     if service is None:

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from collector.components import KINDS, Registry, registry
+from collector.config.expand import expand_env
 from collector.config.model import TelemetryConfig
 from processors.pipeline import ComponentID, Duration, Signal
 
@@ -744,8 +745,6 @@ def _service_section() -> Iterator[str]:
 
 
 def _env_section() -> Iterator[str]:
-    from collector.config.expand import expand_env
-
     yield "## Environment variables: `${env:VAR}` and `${env:VAR:-default}`"
     yield ""
     yield (

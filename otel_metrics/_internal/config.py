@@ -24,10 +24,13 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from otel_metrics._internal.fast_processors import ContextAttributesSpanProcessor
+from otel_metrics._internal.log_filter import CorrelationFilter
 from otel_metrics._internal.operation_metrics import OperationAggregator, OperationMetricsExporter
 from otel_metrics._internal.providers import SwappableMeterProvider, SwappableTracerProvider
 from otel_metrics._internal.safety import internal_error, logger
 from otel_metrics._internal.state import DURATION_BUCKETS, SCOPE_NAME, STATE, Settings, price_table_for
+from processors.sdk import EnrichingSpanProcessor
 
 __all__ = [
     "Telemetry",
@@ -132,9 +135,6 @@ def build_span_processors(
 ) -> list[SpanProcessor]:
     """Our processor chain: correlation and business on start, enrichment (cost, redaction) around each
     batch."""
-    from otel_metrics._internal.fast_processors import ContextAttributesSpanProcessor
-    from processors.sdk import EnrichingSpanProcessor
-
     table = price_table_for(pricing)
     # One instance that is both a CorrelationSpanProcessor and a BusinessSpanProcessor (see fast_processors).
     chain: list[SpanProcessor] = [ContextAttributesSpanProcessor()]
@@ -497,8 +497,6 @@ def _setup_logs(telemetry: Telemetry, protocol: str, endpoint: str | None, heade
     from opentelemetry._logs import set_logger_provider
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-
-    from otel_metrics._internal.log_filter import CorrelationFilter
 
     provider = LoggerProvider(resource=telemetry.resource, shutdown_on_exit=False)
     provider.add_log_record_processor(BatchLogRecordProcessor(_log_exporter(protocol, endpoint, headers)))

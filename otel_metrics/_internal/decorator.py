@@ -27,6 +27,7 @@ from otel_metrics._internal.fast_processors import (
 )
 from otel_metrics._internal.operation_metrics import OperationAggregator, Series
 from otel_metrics._internal.safety import internal_error, logger
+from otel_metrics._internal.scopes import clean_attributes
 from otel_metrics._internal.state import STATE, metric_dimension_key
 from processors.business import _context_inputs
 
@@ -159,8 +160,6 @@ class _Operation:
         try:
             extra = self.metadata(result) if self.metadata is not None else None
             if extra:
-                from otel_metrics._internal.scopes import clean_attributes
-
                 span.set_attributes(clean_attributes(dict(extra), where="track_performance metadata"))
         except Exception:
             logger.warning("otel_metrics: metadata callable for %s raised; ignored", self.name, exc_info=True)

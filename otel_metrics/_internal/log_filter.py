@@ -6,6 +6,8 @@ import logging
 
 from opentelemetry import trace as trace_api
 
+from processors.correlation import get_correlation_id
+
 INVALID = ""
 
 
@@ -17,8 +19,6 @@ class CorrelationFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
-            from processors.correlation import get_correlation_id
-
             record.correlation_id = get_correlation_id() or INVALID
             ctx = trace_api.get_current_span().get_span_context()
             if ctx.is_valid:

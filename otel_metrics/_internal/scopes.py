@@ -12,6 +12,9 @@ from typing import Any, TypeVar, cast
 from opentelemetry import context as context_api
 
 from otel_metrics._internal.safety import internal_error, logger, report_once
+from processors.business import set_business_attributes
+from processors.correlation import get_correlation_id as _get
+from processors.correlation import new_correlation_id, set_correlation_id, validate_correlation_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ATTRIBUTE_TYPES = (str, bool, int, float)
@@ -107,8 +110,6 @@ class correlation_scope(_Scope):
         return correlation_scope(self._requested)
 
     def _context(self) -> context_api.Context:
-        from processors.correlation import set_correlation_id
-
         self.correlation_id = resolve_correlation_id(self._requested)
         return set_correlation_id(self.correlation_id)
 
@@ -119,8 +120,6 @@ class correlation_scope(_Scope):
 
 def resolve_correlation_id(requested: object, *, source: str = "correlation_scope") -> str:
     """A valid id: ``requested`` if valid, else a new UUID4 (an invalid one is logged, truncated)."""
-    from processors.correlation import new_correlation_id, validate_correlation_id
-
     if requested is None:
         return new_correlation_id()
     valid = validate_correlation_id(requested) if isinstance(requested, str) else None
@@ -179,8 +178,6 @@ class business_context(_Scope):
         return fresh
 
     def _context(self) -> context_api.Context:
-        from processors.business import set_business_attributes
-
         return set_business_attributes(self.attributes, propagate=self._propagate)
 
     def __enter__(self) -> dict[str, Any]:
@@ -191,8 +188,6 @@ class business_context(_Scope):
 def get_correlation_id() -> str | None:
     """The correlation id of the current context (from W3C baggage), or None."""
     try:
-        from processors.correlation import get_correlation_id as _get
-
         return _get()
     except Exception:
         internal_error("get_correlation_id")

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace as trace_api
 
+from otel_metrics._internal.fast_processors import context_business_attributes
 from otel_metrics._internal.operation_metrics import OperationAggregator
 from otel_metrics._internal.safety import logger
-
-if TYPE_CHECKING:
-    from processors.cost import PriceTable
+from processors.business import get_business_attributes
+from processors.cost import PriceTable, default_price_table
 
 SCOPE_NAME = "otel_metrics"
 # Seconds; the OTel semconv advisory boundaries for durations (http.server.request.duration uses the same).
@@ -119,8 +119,6 @@ class _State:
 
 def price_table_for(pricing: Any) -> PriceTable:
     """configure(pricing=...) as a table; a bad file or mapping is logged and the bundled table used."""
-    from processors.cost import PriceTable, default_price_table
-
     if pricing is None:
         return default_price_table()
     try:
@@ -139,8 +137,6 @@ def metric_dimensions_from_context() -> dict[str, Any]:
     dims = STATE.settings.metric_dimensions
     if not dims:
         return {}
-    from otel_metrics._internal.fast_processors import context_business_attributes
-
     attrs = context_business_attributes()
     if not attrs:
         return {}
@@ -158,8 +154,6 @@ def metric_dimension_key(parent: Any) -> tuple[tuple[str, Any], ...] | None:
     dims = STATE.settings.metric_dimensions
     if entry[0] is parent and entry[1] is dims:
         return entry[2]  # type: ignore[no-any-return]
-    from processors.business import get_business_attributes
-
     attrs = get_business_attributes(parent) if dims else {}
     key = tuple((k, attrs[k]) for k in dims if k in attrs) or None
     _dimension_cache_entry = (parent, dims, key)

@@ -113,7 +113,7 @@ def test_config_from_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert config is not None and config.token == "abc" and config.alerts.interval == 30.0
     assert config.alerts.rules[0].window == 600.0 and config.thresholds.slow == 2.0
     path.write_text("extensions:\n  analytics:\n    alerts:\n      rules:\n        - {name: x, metric: nope}\n")
-    with pytest.raises(ValueError, match=r"extensions::analytics::alerts::rules::0::metric"):
+    with pytest.raises(ValueError, match=r"extensions\.analytics: alerts::rules::0::metric"):
         config_from_file(path)
     path.write_text("extensions:\n  analytics:\n    colour: red\n")
     with pytest.raises(ValueError, match="colour"):

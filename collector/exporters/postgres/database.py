@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import yaml
+
+from collector.config.sections import component_config
 
 from .config import PostgresExporterConfig
 
@@ -129,29 +130,9 @@ def exporter_config_from_file(
     config_path: str | os.PathLike[str], exporter: str | None = None
 ) -> PostgresExporterConfig:
     """The ``postgres`` exporter's config in a collector config file (the first one, or the named id)."""
-    from collector.config.decode import decode
-    from collector.config.expand import expand_env
-
-    source = str(config_path)
-    raw = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
-    exporters = raw.get("exporters") or {}
-    if not isinstance(exporters, dict):
-        raise ValueError(f"{source}: exporters: expected a mapping")
-    candidates = [key for key in exporters if str(key).split("/", 1)[0] == "postgres"]
-    if exporter is not None:
-        candidates = [key for key in candidates if str(key) == exporter]
-    if not candidates:
-        wanted = exporter or "postgres"
-        raise ValueError(f"{source}: exporters: no {wanted!r} exporter configured")
-    key = candidates[0]
-    expanded, _ = expand_env(exporters[key] or {}, path=f"exporters::{key}")
-    errors: list[str] = []
-    config = decode(PostgresExporterConfig, expanded, f"exporters::{key}", errors)
-    if not errors:
-        errors = [f"exporters::{key}::{e}" for e in config.validate()]
-    if errors:
-        raise ValueError(f"{source}: " + "; ".join(errors))
-    assert isinstance(config, PostgresExporterConfig)
+    config = component_config(config_path, "exporters", "postgres", PostgresExporterConfig, exporter)
+    if config is None:
+        raise ValueError(f"{config_path}: exporters: no {exporter or 'postgres'!r} exporter configured")
     return config
 
 
