@@ -315,8 +315,12 @@ def main(
         console.rule("alerts")
         cli(config, "alerts", "list")
 
+        ui = f"http://127.0.0.1:{chosen.api}"
+        a_request = next(iter(result.requests), "")
         urls = "\n".join(
             [
+                f"web UI                  {ui}/",
+                f"a request's traces      {ui}/traces?correlation_id={a_request}",
                 f"Prometheus exposition   http://127.0.0.1:{chosen.prometheus}/metrics",
                 f"collector telemetry     http://127.0.0.1:{chosen.telemetry}/metrics",
                 f"health                  http://127.0.0.1:{chosen.health}/",

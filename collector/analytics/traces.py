@@ -25,7 +25,9 @@ __all__ = [
     "TraceDetail",
     "TraceQuery",
     "TraceSummary",
+    "parse_span_id",
     "parse_trace_id",
+    "read_span",
     "read_trace",
     "search_traces",
 ]
@@ -256,10 +258,13 @@ def search_traces(
 
 _SPAN_COLUMNS = sql.SQL(
     "span_id, parent_span_id, name, service_name, kind, start_time, end_time, duration_ms, status_code,"
-    " status_message, model, input_tokens, output_tokens, cost_usd::float8 AS cost_usd, attributes,"
-    " resource_attributes, scope_name, correlation_id, tenant_id, user_id, session_id, agent_name, agent_role,"
-    " feature, error_type, http_route, http_status_code, quality_score"
+    " status_message, model, input_tokens, output_tokens, cost_usd::float8 AS cost_usd, scope_name, correlation_id,"
+    " tenant_id, user_id, session_id, agent_name, agent_role, feature, error_type, http_route, http_status_code,"
+    " quality_score, "
 )
+_DETAILS = sql.SQL("attributes, resource_attributes")
+# The timeline needs no attribute maps: parsing thousands of them is most of a big trace's read.
+_NO_DETAILS = sql.SQL("NULL::jsonb AS attributes, NULL::jsonb AS resource_attributes")
 
 
 def _attributes(row: dict[str, Any]) -> dict[str, Any]:
@@ -272,45 +277,60 @@ def _attributes(row: dict[str, Any]) -> dict[str, Any]:
 
 def _tree_order(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
     """Depth first, children by start time; spans whose parent is missing are roots."""
-    ids = {bytes(r["span_id"]) for r in rows}
+    ids = {r["span_id"] for r in rows}
     children: dict[bytes | None, list[dict[str, Any]]] = {}
     for r in rows:  # rows come sorted by start time
-        parent = bytes(r["parent_span_id"]) if r["parent_span_id"] is not None else None
+        parent = r["parent_span_id"]
         children.setdefault(parent if parent in ids else None, []).append(r)
     out: list[tuple[int, dict[str, Any]]] = []
     stack = [(0, r) for r in reversed(children.get(None, []))]
     seen: set[bytes] = set()
     while stack:
         depth, r = stack.pop()
-        span_id = bytes(r["span_id"])
+        span_id = r["span_id"]
         if span_id in seen:  # a span listed as its own ancestor: shown once
             continue
         seen.add(span_id)
         out.append((depth, r))
-        stack.extend((depth + 1, c) for c in reversed(children.get(span_id, [])))
-    out.extend((0, r) for r in rows if bytes(r["span_id"]) not in seen)  # cycles without a root
+        for child in reversed(children.get(span_id, ())):
+            stack.append((depth + 1, child))
+    out.extend((0, r) for r in rows if r["span_id"] not in seen)  # cycles without a root
     return out
 
 
-def _events(conn: psycopg.Connection[Any], trace_id: bytes) -> dict[bytes, list[dict[str, Any]]]:
+def _one_span(span_id: bytes | None) -> tuple[sql.Composable, list[Any]]:
+    return (sql.SQL(" AND span_id = %s"), [span_id]) if span_id is not None else (sql.SQL(""), [])
+
+
+def _events(
+    conn: psycopg.Connection[Any], trace_id: bytes, span_id: bytes | None = None
+) -> dict[bytes, list[dict[str, Any]]]:
     out: dict[bytes, list[dict[str, Any]]] = {}
+    only, params = _one_span(span_id)
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT span_id, time, name, exception_type, exception_message, exception_stacktrace, attributes"
-            " FROM span_events WHERE trace_id = %s ORDER BY span_id, event_index",
-            [trace_id],
+            sql.SQL(
+                "SELECT span_id, time, name, exception_type, exception_message, exception_stacktrace, attributes"
+                " FROM span_events WHERE trace_id = %s{} ORDER BY span_id, event_index"
+            ).format(only),
+            [trace_id, *params],
         )
         for r in cur:
             out.setdefault(bytes(r.pop("span_id")), []).append(r)
     return out
 
 
-def _links(conn: psycopg.Connection[Any], trace_id: bytes) -> dict[bytes, list[dict[str, Any]]]:
+def _links(
+    conn: psycopg.Connection[Any], trace_id: bytes, span_id: bytes | None = None
+) -> dict[bytes, list[dict[str, Any]]]:
     out: dict[bytes, list[dict[str, Any]]] = {}
+    only, params = _one_span(span_id)
     rows = conn.execute(
-        "SELECT span_id, linked_trace_id, linked_span_id, attributes FROM span_links WHERE trace_id = %s"
-        " ORDER BY span_id, link_index",
-        [trace_id],
+        sql.SQL(
+            "SELECT span_id, linked_trace_id, linked_span_id, attributes FROM span_links WHERE trace_id = %s{}"
+            " ORDER BY span_id, link_index"
+        ).format(only),
+        [trace_id, *params],
     ).fetchall()
     for span_id, linked_trace, linked_span, attributes in rows:
         out.setdefault(bytes(span_id), []).append(
@@ -368,8 +388,33 @@ def _span_view(
     )
 
 
-def read_trace(conn: psycopg.Connection[Any], trace_id: str) -> TraceDetail | None:
-    """The whole trace (at most MAX_TRACE_SPANS spans shown), or None when no span has this id."""
+def parse_span_id(text: str) -> bytes:
+    value = text.strip().lower()
+    if len(value) != 16 or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError(f"span_id: expected 16 hex digits, got {text!r}")
+    return bytes.fromhex(value)
+
+
+def read_span(conn: psycopg.Connection[Any], trace_id: str, span_id: str) -> SpanView | None:
+    """One span with its attributes, resource, events, exceptions and links (offsets from the span's start)."""
+    tid, sid = parse_trace_id(trace_id), parse_span_id(span_id)
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            sql.SQL("SELECT {}{} FROM spans WHERE trace_id = %s AND span_id = %s LIMIT 1").format(
+                _SPAN_COLUMNS, _DETAILS
+            ),
+            [tid, sid],
+        )
+        row = cur.fetchone()
+    if row is None:
+        return None
+    events, links = _events(conn, tid, sid), _links(conn, tid, sid)
+    return _span_view(0, row, row["start_time"], events.get(sid, []), links.get(sid, []))
+
+
+def read_trace(conn: psycopg.Connection[Any], trace_id: str, *, details: bool = True) -> TraceDetail | None:
+    """The whole trace (at most MAX_TRACE_SPANS spans shown), or None when no span has this id. Without
+    ``details`` the spans carry no attributes, resource, events or links (a timeline; ``read_span`` has them)."""
     tid = parse_trace_id(trace_id)
     found = _summaries(conn, [tid], None)
     if not found:
@@ -377,17 +422,15 @@ def read_trace(conn: psycopg.Connection[Any], trace_id: str) -> TraceDetail | No
     summary = _summary(found[0])
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            sql.SQL("SELECT {} FROM spans WHERE trace_id = %s ORDER BY start_time, span_id LIMIT %s").format(
-                _SPAN_COLUMNS
+            sql.SQL("SELECT {}{} FROM spans WHERE trace_id = %s ORDER BY start_time, span_id LIMIT %s").format(
+                _SPAN_COLUMNS, _DETAILS if details else _NO_DETAILS
             ),
             [tid, MAX_TRACE_SPANS],
         )
         rows = cur.fetchall()
-    events, links = _events(conn, tid), _links(conn, tid)
+    events, links = (_events(conn, tid), _links(conn, tid)) if details else ({}, {})
     spans = [
-        _span_view(
-            depth, r, summary.start_time, events.get(bytes(r["span_id"]), []), links.get(bytes(r["span_id"]), [])
-        )
+        _span_view(depth, r, summary.start_time, events.get(r["span_id"], []), links.get(r["span_id"], []))
         for depth, r in _tree_order(rows)
     ]
     correlation_ids = sorted({r["correlation_id"] for r in rows if r["correlation_id"] is not None})

@@ -196,6 +196,8 @@ def costs(
         if correlation_id is not None:
             found = a.correlation_cost(correlation_id)
             _emit(c, found if found is not None else [], f"cost of correlation id {correlation_id}")
+            if found is not None:
+                _ui_links(c, [(None, correlation_id)])
             return
         if projection:
             _emit(c, a.cost_projection(c.filters), "cost projection", empty=False)
@@ -281,6 +283,22 @@ def outliers(
     with _analytics(c) as a:
         result = _run(lambda: a.outliers(c.window, c.filters, metric=metric, threshold=threshold, limit=limit))
         _emit(c, result, f"{metric} outliers (|z| >= {threshold:g})")
+        _ui_links(c, [(o.trace_id, None) for o in result])
+
+
+def _ui_links(c: Any, ids: list[tuple[str | None, str | None]]) -> None:
+    """Under a table: the UI page of each (trace id, correlation id) shown, when the config has the UI."""
+    from collector.analytics.ui import trace_url, ui_base_url
+
+    base = ui_base_url(c.config) if c.fmt == "table" and c.output is None else None
+    if base is None:
+        return
+    seen: set[str] = set()
+    for trace_id, correlation_id in ids:
+        url = trace_url(base, trace_id, correlation_id) if trace_id or correlation_id else None
+        if url is not None and url not in seen:
+            seen.add(url)
+            typer.echo(f"{trace_id or correlation_id}  {url}")
 
 
 @app.command("percentiles")

@@ -92,7 +92,7 @@ def test_overview_search_trace_and_acknowledge(browser: Any, site: tuple[Served,
     context = browser.new_context(
         http_credentials={"username": "me", "password": TOKEN},
         viewport={"width": 1360, "height": 860},
-        color_scheme=os.environ.get("OTEL_METRICS_UI_SCHEME", "light"),
+        color_scheme="light",
     )
     page = context.new_page()
     errors: list[str] = []
@@ -134,6 +134,10 @@ def test_overview_search_trace_and_acknowledge(browser: Any, site: tuple[Served,
     sync_api.expect(detail).to_contain_text("TimeoutError: search backend timed out")
     sync_api.expect(page.locator("#span-rows .row.error")).to_have_count(1)
     _shot(page, "trace")
+    if os.environ.get(SCREENSHOTS_ENV):
+        page.emulate_media(color_scheme="dark")
+        _shot(page, "trace-dark")
+        page.emulate_media(color_scheme="light")
     # Keyboard: the selected row has focus after a click; ArrowDown selects the next span and shows its cost.
     page.locator("#span-rows .row").nth(1).click()
     page.keyboard.press("ArrowDown")

@@ -79,3 +79,19 @@ def test_changes_are_json_same_origin_and_need_the_token(pg_server_dsn: str) -> 
         with psycopg.connect(dsn, autocommit=True) as conn:
             final = AlertStore(conn).get(alert.id)
         assert final is not None and final.status == "resolved" and final.acknowledged_at is not None
+
+
+def test_span_details_for_the_trace_page(served: Served) -> None:
+    url = f"{served.url}/ui/traces/{ui_data.TRACE_A}/spans/0000000000000005"
+    assert httpx.get(url, timeout=30).status_code == 401
+    span = httpx.get(url, auth=BASIC, timeout=30).json()
+    assert (span["service"], span["name"], span["status"]) == ("tools-service", "GET /v1/search", "error")
+    assert span["exceptions"][0]["message"] == "search backend timed out"
+    assert span["attributes"]["tenant.id"] == "acme" and span["resource"]["service.version"] == "1.4.2"
+    missing = httpx.get(url.replace("0005", "0099"), auth=BASIC, timeout=30)
+    assert missing.status_code == 404 and "no span" in missing.json()["error"]
+    bad = httpx.get(url.replace("0000000000000005", "zz"), auth=BASIC, timeout=30)
+    assert bad.status_code == 400 and "span_id: expected 16 hex digits" in bad.json()["error"]
+    # The timeline page itself carries no attribute maps (they come from here when a span is selected).
+    page = httpx.get(f"{served.url}/traces/{ui_data.TRACE_A}", auth=BASIC, timeout=30).text
+    assert "deployment.environment" not in page and 'data-span-id="0000000000000005"' in page

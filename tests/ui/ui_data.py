@@ -266,12 +266,16 @@ def wide_trace_specs(spans: int, now: datetime, trace_id: str = "5" * 32) -> lis
     return out
 
 
-def load_wide_trace(dsn: str, spans: int, now: datetime | None = None) -> str:
-    specs = wide_trace_specs(spans, now or datetime.now(UTC))
+def write_specs(dsn: str, specs: list[_Spec]) -> None:
     writer = PostgresWriter(dsn)
     try:
         result = writer.write(Signal.TRACES, _request(specs))
         assert result.quarantined == 0, result.quarantine_reasons
     finally:
         writer.close()
+
+
+def load_wide_trace(dsn: str, spans: int, now: datetime | None = None) -> str:
+    specs = wide_trace_specs(spans, now or datetime.now(UTC))
+    write_specs(dsn, specs)
     return specs[0].trace_id

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from ..api import AnalyticsAPI
 from ..config import AnalyticsConfig
 from ..routes import API_ROUTES
+from .links import trace_url, ui_base_url
 from .pages import UIPages
 from .trace_api import TRACE_ROUTES, TRACE_SCHEMAS
 
-__all__ = ["TRACE_ROUTES", "TRACE_SCHEMAS", "analytics_app", "trace_url"]
+__all__ = ["TRACE_ROUTES", "TRACE_SCHEMAS", "analytics_app", "trace_url", "ui_base_url"]
 
 
 def analytics_app(
@@ -36,11 +36,3 @@ def analytics_app(
     )
     pages.bind(api)
     return api
-
-
-def trace_url(base: str, trace_id: str | None = None, correlation_id: str | None = None) -> str:
-    """The UI page of a trace, or the trace search for a correlation id, under ``base`` (http://host:port)."""
-    root = base.rstrip("/")
-    if trace_id:
-        return f"{root}/traces/{quote(trace_id)}"
-    return f"{root}/traces?{urlencode({'correlation_id': correlation_id or ''})}"

@@ -11,7 +11,7 @@ from typing import Any
 
 from psycopg import sql
 
-from .._sql import FILTER_COLUMNS, granularity_literal
+from .._sql import FILTER_COLUMNS, ROLLUP_TABLE, Part, Source, granularity_literal
 from ..queries import Analytics
 from ..window import Filters, TimeWindow
 
@@ -23,6 +23,7 @@ __all__ = [
     "cost_view",
     "granularity_for",
     "service_series",
+    "service_totals",
 ]
 
 # Cost breakdowns: spans column, and whether the rollups carry it (else raw spans are read).
@@ -39,8 +40,8 @@ CHARTED_KEYS = 8
 TOP_REQUESTS = 10
 # Rollup windows up to this long are drawn per hour, longer ones per day.
 HOURLY_UP_TO = timedelta(days=7)
-# Raw windows (up to a day) are drawn in buckets of: (window up to, bucket seconds).
-RAW_BUCKETS = ((timedelta(hours=1), 60), (timedelta(hours=6), 300), (timedelta(days=1), 900))
+# Windows up to this long read raw spans, in buckets of (window up to, bucket seconds); longer ones the rollups.
+RAW_BUCKETS = ((timedelta(hours=1), 60), (timedelta(hours=6), 300))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -60,9 +61,21 @@ class _Buckets:
         return int((bucket.timestamp() - self.x[0]) // self.step)
 
 
+def _hourly_rollups(window: TimeWindow, filters: Filters) -> Source:
+    """span_rollups_1h over the hour-aligned window: the query layer reads raw spans up to a day, but a chart of
+    hours needs no more than the rollups, and a day of raw spans is 30x the rows."""
+    aligned = window.rollup_aligned()
+    where, params = _where(aligned, filters, "bucket_start")
+    return Source([Part(ROLLUP_TABLE, where, params)], "bucket_start", aligned)
+
+
 def _buckets(a: Analytics, window: TimeWindow, filters: Filters, **source: Any) -> _Buckets:
     granularity = granularity_for(window)
-    src = a._source(window, filters, sub_day=granularity == "hour", **source)
+    raw = window.duration <= RAW_BUCKETS[-1][0]
+    if not raw and not window.uses_rollups and filters.rollup_compatible() and source.get("allow_rollup", True):
+        src = _hourly_rollups(window, filters)
+    else:
+        src = a._source(window, filters, sub_day=granularity == "hour", **source)
     if src.rollup:
         step = 3600.0 if granularity == "hour" else 86400.0
         expr = sql.SQL("date_trunc({}, {})").format(granularity_literal(granularity), src.time)
@@ -131,6 +144,29 @@ def service_series(a: Analytics, window: TimeWindow, filters: Filters) -> Servic
     )
 
 
+def service_totals(a: Analytics, window: TimeWindow, filters: Filters) -> list[dict[str, Any]]:
+    """Per service over the whole window (from the same source as the series): calls, errors, error rate,
+    p50/p95/p99 (ms)."""
+    b = _buckets(a, window, filters, dimensions=False, hourly="ops")
+    rows = a._aggregate(b.source, [("service", "service_name")], latency=True, quantiles=(0.5, 0.95, 0.99))
+    out = []
+    for r in rows:
+        calls, errors = int(r["calls"]), int(r["errors"])
+        p50, p95, p99 = r["pct"] or [None, None, None]
+        out.append(
+            {
+                "service": r["service"],
+                "calls": calls,
+                "errors": errors,
+                "error_rate": errors / calls if calls else 0.0,
+                "p50_ms": p50,
+                "p95_ms": p95,
+                "p99_ms": p99,
+            }
+        )
+    return out
+
+
 @dataclass(frozen=True)
 class CostView:
     by: str
@@ -143,8 +179,8 @@ class CostView:
     unpriced: list[dict[str, Any]]  # model, provider, calls, input_tokens, output_tokens
 
 
-def _raw_where(window: TimeWindow, filters: Filters) -> tuple[sql.Composable, list[Any]]:
-    parts: list[sql.Composable] = [sql.SQL("start_time >= %s AND start_time < %s")]
+def _where(window: TimeWindow, filters: Filters, time_column: str) -> tuple[sql.Composable, list[Any]]:
+    parts: list[sql.Composable] = [sql.SQL("{0} >= %s AND {0} < %s").format(sql.Identifier(time_column))]
     params: list[Any] = [window.start, window.end]
     for name, value in filters.items():
         parts.append(sql.SQL("{} = %s").format(sql.Identifier(FILTER_COLUMNS[name])))
@@ -153,7 +189,7 @@ def _raw_where(window: TimeWindow, filters: Filters) -> tuple[sql.Composable, li
 
 
 def _requests(a: Analytics, window: TimeWindow, filters: Filters) -> tuple[int, list[dict[str, Any]]]:
-    where, params = _raw_where(window, filters)
+    where, params = _where(window, filters, "start_time")
     count = a._rows(
         sql.SQL("SELECT count(DISTINCT correlation_id)::bigint AS n FROM spans WHERE {}").format(where), params
     )[0]["n"]
@@ -172,7 +208,7 @@ def _requests(a: Analytics, window: TimeWindow, filters: Filters) -> tuple[int, 
 
 
 def _unpriced(a: Analytics, window: TimeWindow, filters: Filters) -> list[dict[str, Any]]:
-    where, params = _raw_where(window, filters)
+    where, params = _where(window, filters, "start_time")
     return a._rows(
         sql.SQL(
             "SELECT model, coalesce(provider, '') AS provider, count(*)::bigint AS calls,"

@@ -48,6 +48,8 @@
       },
       axes: [axis, Object.assign({}, axis, { size: 64, values: function (u, vals) { return vals.map(function (v) { return formatValue(spec.unit, v); }); } })],
       cursor: { points: { size: 6 } },
+      // UTC like every time the pages print, whatever the browser's zone.
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
       legend: { live: true },
     };
     var data = [spec.x].concat(names.map(function (n) { return spec.lines[n]; }));
@@ -60,12 +62,13 @@
   document.querySelectorAll("script[data-chart]").forEach(drawChart);
 
   // -- trace page ----------------------------------------------------------------------------------------
-  var spansData = document.getElementById("spans-data");
+  // The page lists every span; a selected span's details come from /ui/traces/<trace>/spans/<span> (once each).
   var rows = document.getElementById("span-rows");
   var detail = document.getElementById("span-detail");
-  if (spansData && rows && detail) {
-    var spans = JSON.parse(spansData.textContent);
+  if (rows && detail) {
+    var traceId = rows.getAttribute("data-trace-id");
     var items = rows.querySelectorAll(".row");
+    var cache = {};
     var current = -1;
 
     function table(title, obj) {
@@ -86,14 +89,14 @@
     }
 
     function usd(v) { return v === null || v === undefined ? "–" : "$" + Number(v).toFixed(6).replace(/0+$/, "").replace(/\.$/, ""); }
-    function ms(v) { return v < 1 ? (v * 1000).toFixed(0) + " µs" : v < 1000 ? v.toPrecision(3) + " ms" : (v / 1000).toFixed(2) + " s"; }
+    function ms(v) { return v === 0 ? "0 ms" : v < 1 ? (v * 1000).toFixed(0) + " µs" : v < 1000 ? Number(v.toPrecision(3)) + " ms" : (v / 1000).toFixed(2) + " s"; }
 
-    function render(s) {
+    function render(s, offset) {
       detail.textContent = "";
       detail.appendChild(el("h2", null, s.name));
       var facts = {
         service: s.service, kind: s.kind, status: s.status + (s.status_message ? ": " + s.status_message : ""),
-        start: "+" + ms(s.offset_ms), duration: ms(s.duration_ms), "span id": s.span_id,
+        start: "+" + ms(offset), duration: ms(s.duration_ms), "span id": s.span_id,
         "parent span id": s.parent_span_id || "(root)", scope: s.scope || "–",
       };
       if (s.model) facts.model = s.model;
@@ -136,14 +139,33 @@
       }
     }
 
+    function show(i) {
+      var row = items[i], spanId = row.getAttribute("data-span-id"), offset = Number(row.getAttribute("data-offset"));
+      if (cache[spanId]) { render(cache[spanId], offset); return; }
+      detail.textContent = "";
+      detail.appendChild(el("p", { "class": "muted" }, "Loading…"));
+      fetch("/ui/traces/" + encodeURIComponent(traceId) + "/spans/" + encodeURIComponent(spanId), { credentials: "same-origin" })
+        .then(function (resp) { return resp.json().then(function (body) { return { ok: resp.ok, body: body }; }); })
+        .then(function (r) {
+          if (!r.ok) throw new Error(r.body.error || "not found");
+          cache[spanId] = r.body;
+          if (current === i) render(r.body, offset);
+        })
+        .catch(function (err) {
+          if (current !== i) return;
+          detail.textContent = "";
+          detail.appendChild(el("p", { "class": "error" }, "Could not load this span: " + err.message));
+        });
+    }
+
     function select(i, focus) {
       if (i < 0 || i >= items.length) return;
-      if (current >= 0) { items[current].setAttribute("aria-selected", "false"); items[current].tabIndex = -1; }
+      if (current >= 0) { items[current].removeAttribute("aria-selected"); items[current].tabIndex = -1; }
       current = i;
       items[i].setAttribute("aria-selected", "true");
       items[i].tabIndex = 0;
       if (focus) items[i].focus();
-      render(spans[i]);
+      show(i);
     }
     rows.addEventListener("click", function (ev) {
       var row = ev.target.closest(".row");
@@ -160,8 +182,8 @@
       }
     });
     // Open on the first error span, else the root.
-    var firstError = Array.prototype.findIndex.call(items, function (r) { return r.classList.contains("error"); });
-    select(firstError >= 0 ? firstError : 0, false);
+    var firstError = rows.querySelector(".row.error");
+    select(firstError ? Number(firstError.getAttribute("data-i")) : 0, false);
   }
 
   // -- alert actions -------------------------------------------------------------------------------------
