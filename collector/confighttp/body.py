@@ -1,8 +1,9 @@
-"""Request bodies bounded before they are read: an ASGI middleware every listener gets, and a reader for apps.
+"""Requests bounded before they are read: an ASGI middleware every listener gets, and a body reader for apps.
 
-A body declared larger than the limit is refused from its ``Content-Length`` alone, without reading a byte of it,
-and the connection is closed (so a client declaring 256 MiB costs nothing); a chunked body is counted as it
-arrives and refused the moment it passes the limit.
+A header block over the limit is answered 431 (h11 already refuses to buffer an unfinished one past it; this
+catches one that arrived whole in a single read). A body declared larger than the limit is refused from its
+``Content-Length`` alone, without reading a byte of it, and the connection is closed (so a client declaring
+256 MiB costs nothing); a chunked body is counted as it arrives and refused the moment it passes the limit.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyLimit", "BodyTooLarge", "read_body"]
+__all__ = ["BodyTooLarge", "RequestLimits", "read_body"]
 
 
 class BodyTooLarge(Exception):
@@ -36,21 +37,30 @@ def _too_large_message(limit: int, declared: int | None) -> bytes:
     return f"request body {size}exceeds max_request_body_size ({limit} bytes)\n".encode()
 
 
-class BodyLimit:
-    """Answers 413 (and closes the connection) for a body over ``limit`` bytes; 0 refuses any body."""
+class RequestLimits:
+    """Answers 431 for headers over ``header_limit`` bytes and 413 (closing the connection) for a body over
+    ``body_limit`` bytes; a ``body_limit`` of 0 refuses any body, None leaves bodies to the app."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, header_limit: int, body_limit: int | None) -> None:
         self.app = app
-        self.limit = limit
+        self.header_limit = header_limit
+        self.limit = body_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if sum(len(name) + len(value) + 4 for name, value in scope["headers"]) > self.header_limit:
+            await _refuse(send, 431, f"request headers exceed {self.header_limit} bytes\n".encode())
+            return
+        if self.limit is None:
+            await self.app(scope, receive, send)
+            return
+        limit: int = self.limit
         declared = _declared_length(scope)
         chunked = any(name == b"transfer-encoding" for name, _ in scope["headers"])
-        if (declared is not None and declared > self.limit) or (self.limit == 0 and chunked):
-            await _refuse(send, _too_large_message(self.limit, declared))
+        if (declared is not None and declared > limit) or (limit == 0 and chunked):
+            await _refuse(send, 413, _too_large_message(limit, declared))
             return
         received = 0
         started = False
@@ -60,8 +70,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLarge(_too_large_message(self.limit, None).decode().strip())
+                if received > limit:
+                    raise BodyTooLarge(_too_large_message(limit, None).decode().strip())
             return message
 
         async def tracked_send(message: Message) -> None:
@@ -74,16 +84,16 @@ class BodyLimit:
         except BodyTooLarge as exc:
             if started:
                 raise
-            await _refuse(send, f"{exc}\n".encode())
+            await _refuse(send, 413, f"{exc}\n".encode())
 
 
-async def _refuse(send: Send, body: bytes) -> None:
+async def _refuse(send: Send, status: int, body: bytes) -> None:
     headers: list[Any] = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),  # the unread body must not be taken for the next request
+        (b"connection", b"close"),  # an unread body must not be taken for the next request
     ]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

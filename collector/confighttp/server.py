@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import uvicorn
 
 from collector.confighttp._protocol import limited_protocol
-from collector.confighttp.body import BodyLimit
+from collector.confighttp.body import RequestLimits
 from collector.confighttp.limits import ServerLimits
 
 __all__ = ["HTTPServer", "run_on", "split_endpoint"]
@@ -90,9 +90,7 @@ class HTTPServer:
         name: str = "http",
     ) -> None:
         self.limits = limits or ServerLimits()
-        if self.limits.max_request_body_size is not None:
-            app = BodyLimit(app, self.limits.max_request_body_size)
-        self._app = app
+        self._app = RequestLimits(app, self.limits.max_request_header_size, self.limits.max_request_body_size)
         self._endpoint = endpoint
         self._cert_file = cert_file
         self._key_file = key_file

@@ -54,15 +54,21 @@ def _ids_base64_to_hex(node: Any) -> None:
 
 def from_json(body: bytes | str, message: Message) -> Message:
     """Parse an OTLP/JSON body into ``message`` (in place) and return it; JSONError says what is wrong."""
+    # Nesting deeper than the interpreter's recursion limit (a hostile body, not telemetry) overflows
+    # json's and json_format's recursive descent: that is a bad body too, not a server error.
     try:
         tree = json.loads(body)
+    except RecursionError:
+        raise JSONError("invalid JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise JSONError(f"invalid JSON: {exc}") from exc
     if not isinstance(tree, dict):
         raise JSONError(f"expected a JSON object, got {type(tree).__name__}")
-    _ids_hex_to_base64(tree, "")
     try:
+        _ids_hex_to_base64(tree, "")
         json_format.ParseDict(tree, message, ignore_unknown_fields=True)
+    except RecursionError:
+        raise JSONError("invalid OTLP/JSON: nested too deeply") from None
     except (json_format.ParseError, binascii.Error, ValueError, TypeError) as exc:
         raise JSONError(f"invalid OTLP/JSON: {exc}") from exc
     return message

@@ -51,8 +51,9 @@ LIFECYCLE: list[tuple[str, str]] = []
 @dataclass
 class CollectConfig:
     # ok: accept; refuse: RefusedError for the first `times` requests; data: DataError; partial: DataError
-    # with rejected_items=1; fail_start: raise in start(); block: wait for `gate` before accepting.
-    mode: Literal["ok", "refuse", "data", "partial", "fail_start", "block"] = "ok"
+    # with rejected_items=1; fail_start: raise in start(); block: wait for `gate` before accepting; stall: block
+    # the service's event loop itself until `release` is set, as CPU-bound processing of a large request does.
+    mode: Literal["ok", "refuse", "data", "partial", "fail_start", "block", "stall"] = "ok"
     times: int = 1_000_000
     healthy: bool = True
     retry_after: float = 1.0
@@ -67,7 +68,8 @@ class CollectExporter(Exporter):
         self.calls = 0
         self._cond = threading.Condition()
         self.is_healthy = config.healthy
-        self.entered = threading.Event()  # a consume call is in flight (mode "block")
+        self.entered = threading.Event()  # a consume call is in flight (modes "block" and "stall")
+        self.release = threading.Event()  # ends a "stall"
         self.gate: asyncio.Event | None = None
 
     async def start(self, host: Host) -> None:
@@ -89,6 +91,9 @@ class CollectExporter(Exporter):
             raise RefusedError("test exporter refuses", retry_after=self.config.retry_after)
         if mode == "data":
             raise DataError("test exporter rejects the data")
+        if mode == "stall":
+            self.entered.set()
+            self.release.wait(60)  # a blocking wait: nothing else runs on this loop meanwhile
         if mode == "block":
             assert self.gate is not None
             self.entered.set()

@@ -76,12 +76,20 @@ def test_right_token_passes_wrong_token_is_401(
         wrong = {**headers, "Authorization": "Bearer s3cres"}
         response = client.post("/v1/traces", content=body, headers=wrong)
         assert response.status_code == 401
+        # auth schemes are case-insensitive (RFC 9110): a lowercase scheme with the right token passes
+        lower = {**headers, "Authorization": "bearer s3cret"}
+        assert client.post("/v1/traces", content=body, headers=lower).status_code == 200
+        assert (
+            client.post("/v1/traces", content=body, headers={**headers, "Authorization": "Basic s3cret"}).status_code
+            == 401
+        )
     with grpc.insecure_channel(collector.grpc_endpoint) as channel:
         export = channel.unary_unary(EXPORT)
         for metadata in ((), (("authorization", "Bearer nope"),), (("authorization", "s3cret"),)):
             with pytest.raises(grpc.RpcError) as info:
                 export(body, metadata=metadata, timeout=10)
             assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        export(body, metadata=(("authorization", "BEARER s3cret"),), timeout=10)
     assert collector.exporter().items() == 2
 
 

@@ -277,6 +277,9 @@ def test_bad_zstd_and_snappy_bodies_are_refused(
             "hex id",
         ),
         (JSON_HEADERS, b'{"resourceSpans": 5}', 400, "OTLP/JSON"),
+        # 10,000 levels: deeper than the parser's recursion limit (was a 500 from RecursionError)
+        (JSON_HEADERS, b'{"a":' * 10_000 + b"1" + b"}" * 10_000, 400, "nested too deeply"),
+        (JSON_HEADERS, b"[" * 10_000 + b"]" * 10_000, 400, "nested too deeply"),
         ({**PROTO_HEADERS, "Content-Encoding": "gzip"}, gzip.compress(b"x" * 1000)[:-10], 400, "gzip"),
         ({**PROTO_HEADERS, "Content-Encoding": "br"}, b"abc", 400, "Content-Encoding"),
         ({"Content-Type": "text/plain"}, b"hello", 415, "Content-Type"),
@@ -295,6 +298,8 @@ def test_bad_zstd_and_snappy_bodies_are_refused(
         "bad-json",
         "bad-hex",
         "wrong-shape",
+        "deep-object",
+        "deep-array",
         "truncated-gzip",
         "brotli",
         "text",

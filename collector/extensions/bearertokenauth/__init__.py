@@ -57,15 +57,21 @@ class BearerTokenAuth(Authenticator):
             tokens = [line.strip() for line in text.splitlines() if line.strip()]
             if not tokens:
                 raise ValueError(f"token file {self.config.filename!r} is empty")
-        prefix = f"{self.config.scheme} " if self.config.scheme else ""
-        self._expected = [f"{prefix}{t}".encode() for t in tokens]
+        self._expected = [t.encode() for t in tokens]
 
     def authenticate(self, headers: Mapping[str, str]) -> None:
         """Raise AuthenticationError unless the header carries a configured token (constant-time compare)."""
         value = headers.get(self.config.header.lower())
         if value is None:
             raise AuthenticationError(f"missing {self.config.header} header")
-        given = str(value).encode()
+        credentials = str(value)
+        if self.config.scheme:
+            # Auth schemes are case-insensitive (RFC 9110 section 11.1): "bearer abc" is "Bearer abc".
+            scheme, _, credentials = credentials.strip().partition(" ")
+            if scheme.lower() != self.config.scheme.lower():
+                raise AuthenticationError(f"expected the {self.config.scheme} scheme")
+            credentials = credentials.strip()
+        given = credentials.encode()
         # compare_digest against every token, without stopping early, so timing reveals nothing.
         matched = False
         for expected in self._expected:

@@ -5,13 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from collector import confighttp
 from collector.confighttp import split_endpoint
 from processors.pdata import SIGNALS, Signal
+from processors.pipeline import Duration
 
 __all__ = [
     "DEFAULT_GRPC_ENDPOINT",
+    "DEFAULT_GRPC_MAX_CONNECTIONS",
     "DEFAULT_HTTP_ENDPOINT",
+    "DEFAULT_KEEPALIVE_MIN_TIME",
+    "DEFAULT_KEEPALIVE_TIME",
+    "DEFAULT_KEEPALIVE_TIMEOUT",
     "DEFAULT_LOGS_URL_PATH",
+    "DEFAULT_MAX_CONCURRENT_STREAMS",
+    "DEFAULT_MAX_CONNECTION_IDLE",
     "DEFAULT_MAX_RECV_MSG_SIZE_MIB",
     "DEFAULT_MAX_REQUEST_BODY_SIZE",
     "DEFAULT_METRICS_URL_PATH",
@@ -20,6 +28,9 @@ __all__ = [
     "CORSConfig",
     "GRPCConfig",
     "HTTPConfig",
+    "KeepaliveConfig",
+    "KeepaliveEnforcementConfig",
+    "KeepaliveServerConfig",
     "OTLPReceiverConfig",
     "ProtocolsConfig",
     "TLSConfig",
@@ -29,7 +40,19 @@ __all__ = [
 DEFAULT_GRPC_ENDPOINT = "localhost:4317"
 DEFAULT_HTTP_ENDPOINT = "localhost:4318"
 DEFAULT_MAX_RECV_MSG_SIZE_MIB = 4  # grpc-go's default receive limit, which upstream keeps
-DEFAULT_MAX_REQUEST_BODY_SIZE = 20 * 1024 * 1024  # confighttp's default; applies after decompression too
+DEFAULT_MAX_REQUEST_BODY_SIZE = confighttp.DEFAULT_MAX_REQUEST_BODY_SIZE  # applies after decompression too
+# 0 in grpc-go means unlimited; a bound keeps one connection from opening thousands of concurrent exports.
+DEFAULT_MAX_CONCURRENT_STREAMS = 100
+# Connections to the gRPC port at once; beyond it grpc refuses new ones (as confighttp.DEFAULT_MAX_CONNECTIONS).
+DEFAULT_GRPC_MAX_CONNECTIONS = confighttp.DEFAULT_MAX_CONNECTIONS
+# A connection that completes no call for this long is sent GOAWAY (grpc-go's default is never).
+DEFAULT_MAX_CONNECTION_IDLE = Duration(60.0)
+NEVER = Duration(0.0)
+DEFAULT_READ_HEADER_TIMEOUT = Duration(confighttp.DEFAULT_READ_HEADER_TIMEOUT)
+DEFAULT_IDLE_TIMEOUT = Duration(confighttp.DEFAULT_IDLE_TIMEOUT)
+DEFAULT_KEEPALIVE_TIME = Duration(2 * 3600.0)  # grpc-go's default: ping an idle client after 2 h
+DEFAULT_KEEPALIVE_TIMEOUT = Duration(20.0)  # grpc-go's default: close if the ping is not answered in 20 s
+DEFAULT_KEEPALIVE_MIN_TIME = Duration(300.0)  # grpc-go's default: clients pinging more often are cut off
 DEFAULT_TRACES_URL_PATH = SIGNALS[Signal.TRACES].url_path
 DEFAULT_METRICS_URL_PATH = SIGNALS[Signal.METRICS].url_path
 DEFAULT_LOGS_URL_PATH = SIGNALS[Signal.LOGS].url_path
@@ -60,10 +83,39 @@ class CORSConfig:
 
 
 @dataclass
+class KeepaliveServerConfig:
+    """configgrpc's ``keepalive.server_parameters`` (0: never)."""
+
+    max_connection_idle: Duration = DEFAULT_MAX_CONNECTION_IDLE
+    max_connection_age: Duration = NEVER
+    max_connection_age_grace: Duration = NEVER
+    time: Duration = DEFAULT_KEEPALIVE_TIME
+    timeout: Duration = DEFAULT_KEEPALIVE_TIMEOUT
+
+
+@dataclass
+class KeepaliveEnforcementConfig:
+    """configgrpc's ``keepalive.enforcement_policy``: how often clients may ping."""
+
+    min_time: Duration = DEFAULT_KEEPALIVE_MIN_TIME
+    permit_without_stream: bool = False
+
+
+@dataclass
+class KeepaliveConfig:
+    """configgrpc's ``keepalive``: server pings, connection idle and age limits, and the client ping policy."""
+
+    server_parameters: KeepaliveServerConfig = field(default_factory=KeepaliveServerConfig)
+    enforcement_policy: KeepaliveEnforcementConfig = field(default_factory=KeepaliveEnforcementConfig)
+
+
+@dataclass
 class GRPCConfig:
     endpoint: str = DEFAULT_GRPC_ENDPOINT
     max_recv_msg_size_mib: int = DEFAULT_MAX_RECV_MSG_SIZE_MIB
-    max_concurrent_streams: int = 0  # 0: grpc's own default
+    max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS
+    max_connections: int = DEFAULT_GRPC_MAX_CONNECTIONS
+    keepalive: KeepaliveConfig = field(default_factory=KeepaliveConfig)
     tls: TLSConfig | None = None
     auth: AuthConfig | None = None
 
@@ -75,9 +127,23 @@ class HTTPConfig:
     metrics_url_path: str = DEFAULT_METRICS_URL_PATH
     logs_url_path: str = DEFAULT_LOGS_URL_PATH
     max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE
+    max_request_header_size: int = confighttp.DEFAULT_MAX_REQUEST_HEADER_SIZE
+    read_header_timeout: Duration = DEFAULT_READ_HEADER_TIMEOUT
+    idle_timeout: Duration = DEFAULT_IDLE_TIMEOUT
+    max_connections: int = confighttp.DEFAULT_MAX_CONNECTIONS
     tls: TLSConfig | None = None
     auth: AuthConfig | None = None
     cors: CORSConfig | None = None
+
+    def limits(self) -> confighttp.ServerLimits:
+        """The listener's limits; the body size is checked by the receiver itself (its errors are OTLP's)."""
+        return confighttp.ServerLimits(
+            max_request_body_size=None,
+            max_request_header_size=self.max_request_header_size,
+            read_header_timeout=self.read_header_timeout,
+            idle_timeout=self.idle_timeout,
+            max_connections=self.max_connections,
+        )
 
 
 @dataclass
@@ -103,8 +169,9 @@ class OTLPReceiverConfig:
                 split_endpoint(grpc.endpoint)
             except ValueError as exc:
                 errors.append(f"protocols.grpc.endpoint: {exc}")
-            if grpc.max_recv_msg_size_mib <= 0:
-                errors.append("protocols.grpc.max_recv_msg_size_mib: must be positive")
+            for key in ("max_recv_msg_size_mib", "max_concurrent_streams", "max_connections"):
+                if getattr(grpc, key) <= 0:
+                    errors.append(f"protocols.grpc.{key}: must be positive")
             if grpc.tls is not None:
                 errors.extend(grpc.tls.validate("protocols.grpc.tls"))
             if grpc.auth is not None and not grpc.auth.authenticator:
@@ -119,6 +186,7 @@ class OTLPReceiverConfig:
                     errors.append(f"protocols.http.{key}: must start with '/'")
             if http.max_request_body_size <= 0:
                 errors.append("protocols.http.max_request_body_size: must be positive")
+            errors.extend(http.limits().validate("protocols.http"))
             if http.tls is not None:
                 errors.extend(http.tls.validate("protocols.http.tls"))
             if http.auth is not None and not http.auth.authenticator:

@@ -20,8 +20,13 @@ from collector.receivers.otlp.intake import Intake
 from processors.pdata import SIGNALS, Signal, parse_request
 from processors.pipeline import DataError, RefusedError, RetryableError
 
-__all__ = ["GRPCServer"]
+__all__ = ["GRPCServer", "server_options"]
 
+# Request metadata (headers) larger than this is refused, as confighttp.DEFAULT_MAX_REQUEST_HEADER_SIZE for HTTP.
+MAX_METADATA_SIZE = 64 * 1024
+# A connection must finish its TLS/HTTP2 handshake within this, as confighttp.DEFAULT_READ_HEADER_TIMEOUT for HTTP.
+HANDSHAKE_TIMEOUT_SECONDS = 10.0
+_INFINITE_MS = 2**31 - 1
 # In-flight RPCs get this long to finish when the receiver stops (within the service's shutdown bound).
 SHUTDOWN_GRACE_SECONDS = 5.0
 
@@ -39,6 +44,32 @@ def _retry_metadata(message: str, retry_after: float) -> tuple[tuple[str, bytes]
         ("grpc-status-details-bin", status.SerializeToString()),
         ("google.rpc.retryinfo-bin", info.SerializeToString()),
     )
+
+
+def _ms(seconds: float) -> int:
+    """grpc core's milliseconds; 0 seconds (never) is its "infinite"."""
+    return int(seconds * 1000) if seconds > 0 else _INFINITE_MS
+
+
+def server_options(config: GRPCConfig) -> list[tuple[str, Any]]:
+    """grpc core channel arguments for ``config``'s limits (configgrpc's keys, grpc core's names)."""
+    server_params = config.keepalive.server_parameters
+    policy = config.keepalive.enforcement_policy
+    return [
+        ("grpc.max_receive_message_length", config.max_recv_msg_size_mib * 1024 * 1024),
+        ("grpc.max_concurrent_streams", config.max_concurrent_streams),
+        ("grpc.max_allowed_incoming_connections", config.max_connections),
+        ("grpc.max_metadata_size", MAX_METADATA_SIZE),
+        ("grpc.server_handshake_timeout_ms", _ms(HANDSHAKE_TIMEOUT_SECONDS)),
+        ("grpc.max_connection_idle_ms", _ms(server_params.max_connection_idle)),
+        ("grpc.max_connection_age_ms", _ms(server_params.max_connection_age)),
+        ("grpc.max_connection_age_grace_ms", _ms(server_params.max_connection_age_grace)),
+        ("grpc.keepalive_time_ms", _ms(server_params.time)),
+        ("grpc.keepalive_timeout_ms", _ms(server_params.timeout)),
+        ("grpc.http2.min_ping_interval_without_data_ms", _ms(policy.min_time)),
+        ("grpc.keepalive_permit_without_calls", int(policy.permit_without_stream)),
+        ("grpc.so_reuseport", 0),
+    ]
 
 
 class GRPCServer:
@@ -83,13 +114,7 @@ class GRPCServer:
         return export
 
     async def start(self) -> None:
-        options: list[tuple[str, Any]] = [
-            ("grpc.max_receive_message_length", self._config.max_recv_msg_size_mib * 1024 * 1024),
-            ("grpc.so_reuseport", 0),
-        ]
-        if self._config.max_concurrent_streams > 0:
-            options.append(("grpc.max_concurrent_streams", self._config.max_concurrent_streams))
-        server = grpc.aio.server(options=options)
+        server = grpc.aio.server(options=server_options(self._config))
         for signal, spec in SIGNALS.items():
             if not self._intake.serves(signal):
                 continue

@@ -148,6 +148,7 @@ class OTLPHTTPServer:
             config.endpoint,
             cert_file=tls.cert_file if tls and tls.cert_file else None,
             key_file=tls.key_file if tls and tls.key_file else None,
+            limits=config.limits(),
             name=f"otlp http ({intake.settings.id})",
         )
 
@@ -196,7 +197,8 @@ class OTLPHTTPServer:
                     except JSONError as exc:
                         raise _Malformed(f"malformed OTLP/JSON {signal.value} request: {exc}") from exc
             except BodyTooLarge as exc:
-                return _error(413, _RESOURCE_EXHAUSTED, str(exc), media)
+                # close: the rest of a body we refused unread must not be taken for the next request
+                return _error(413, _RESOURCE_EXHAUSTED, str(exc), media, {"Connection": "close"})
             except _Malformed as exc:
                 return _error(400, _INVALID_ARGUMENT, str(exc), media)
             try:
