@@ -20,7 +20,7 @@ from sink_otlp import make_spans, traces_request
 from collector.exporters.postgres import histogram, schema
 from collector.exporters.postgres.config import RetentionConfig
 from collector.exporters.postgres.retention import apply_retention
-from collector.exporters.postgres.writer import PostgresWriter
+from collector.exporters.postgres.writer import PostgresWriter, WriterSettings
 from processors.pipeline import Signal
 
 
@@ -144,10 +144,11 @@ def test_metric_and_log_redelivery(pg_dsn: str, pg_conn: psycopg.Connection) -> 
 
 
 def test_partitions_premade_on_demand_and_dropped_by_retention(pg_dsn: str, pg_conn: psycopg.Connection) -> None:
-    writer = PostgresWriter(pg_dsn)
+    # Kept forever while writing (no lower bound at the door), so retention below finds old partitions to drop.
+    writer = PostgresWriter(pg_dsn, WriterSettings(retention={}))
     now = datetime.now(UTC)
     old = now - timedelta(days=45)
-    ancient_ns = 86_400 * 10**9 * 3  # 1970-01-04: far in the past, still stored
+    ancient_ns = 86_400 * 10**9 * 3  # 1970-01-04: far in the past, stored when retention is forever
     writer.write(Signal.TRACES, synthetic_request(10, start_ns=int(old.timestamp() * 1e9), seed=2))
     writer.write(Signal.TRACES, synthetic_request(10, seed=3))
     writer.write(Signal.TRACES, synthetic_request(1, start_ns=ancient_ns, seed=4))

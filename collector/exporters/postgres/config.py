@@ -11,6 +11,7 @@ from processors.pipeline import Duration
 from .rollups import ROLLUP_DIMENSIONS
 
 __all__ = [
+    "DEFAULT_ALLOWED_CLOCK_SKEW",
     "DEFAULT_BATCH_FLUSH_TIMEOUT",
     "DEFAULT_BATCH_MAX_SIZE",
     "DEFAULT_BATCH_MIN_SIZE",
@@ -36,6 +37,8 @@ DEFAULT_RETENTION_METRICS = "30d"
 DEFAULT_RETENTION_LOGS = "14d"
 DEFAULT_RETENTION_ROLLUPS = "400d"
 DEFAULT_PARTITION_INTERVAL = "1d"
+# How far ahead of the collector's clock an item may be dated (client clocks run ahead); later items are quarantined.
+DEFAULT_ALLOWED_CLOCK_SKEW = Duration(3600.0)
 DEFAULT_PREMAKE = 3
 DEFAULT_ROLLUP_DIMENSIONS = ("tenant_id", "agent_name", "model")
 # One batch is one transaction; a slow server beyond this is treated as unavailable (retried from the queue).
@@ -76,6 +79,10 @@ class RetentionConfig:
     metrics: str = DEFAULT_RETENTION_METRICS
     logs: str = DEFAULT_RETENTION_LOGS
     rollups: str = DEFAULT_RETENTION_ROLLUPS
+
+    def seconds(self) -> dict[str, float]:
+        """Raw retention per signal ("traces", "metrics", "logs") in seconds; 0: forever."""
+        return {key: parse_span(getattr(self, key)) for key in ("traces", "metrics", "logs")}
 
     def validate(self) -> list[str]:
         errors = []
@@ -130,6 +137,9 @@ class PostgresExporterConfig:
     # Embedded server's data directory (relative paths: to the working directory).
     data_dir: str = DEFAULT_DATA_DIR
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    # Items dated more than this after now are quarantined, as are items older than their signal's retention
+    # (docs/schema.md, "Time checked at the door").
+    allowed_clock_skew: Duration = DEFAULT_ALLOWED_CLOCK_SKEW
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     # Which of tenant_id, agent_name, model the rollups carry (others hold '').
     rollup_dimensions: list[str] = field(default_factory=lambda: list(DEFAULT_ROLLUP_DIMENSIONS))
@@ -165,6 +175,8 @@ class PostgresExporterConfig:
             errors.append(f"write_processes: must be >= 0, got {self.write_processes}")
         if self.rollup_compaction_interval < 0:
             errors.append(f"rollup_compaction_interval: must be >= 0, got {self.rollup_compaction_interval}")
+        if self.allowed_clock_skew < 0:
+            errors.append(f"allowed_clock_skew: must be >= 0, got {self.allowed_clock_skew}")
         if self.timeout < 0:
             errors.append(f"timeout: must be >= 0, got {self.timeout}")
         errors += self.retry_on_failure.validate()

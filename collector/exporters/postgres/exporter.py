@@ -33,6 +33,17 @@ from .writer import PostgresWriter, WriteResult, WriterSettings
 __all__ = ["PostgresExporter"]
 
 
+def writer_settings(config: PostgresExporterConfig) -> WriterSettings:
+    return WriterSettings(
+        partition_interval=parse_span(config.partition.interval),
+        premake=config.partition.premake,
+        rollup_dimensions=tuple(config.rollup_dimensions),
+        statement_timeout=float(config.timeout) if config.timeout > 0 else 0.0,
+        retention=config.retention.seconds(),
+        allowed_clock_skew=float(config.allowed_clock_skew),
+    )
+
+
 class PostgresExporter(Exporter):
     def __init__(self, settings: CreateSettings, config: PostgresExporterConfig) -> None:
         self.settings = settings
@@ -83,13 +94,7 @@ class PostgresExporter(Exporter):
             except psycopg.OperationalError as exc:
                 # PostgreSQL down at start: accept data into the queue anyway; migrate before the first write.
                 self._log.warning("postgres: cannot migrate now (%s); will retry before writing", exc)
-        interval = parse_span(self.config.partition.interval)
-        settings = WriterSettings(
-            partition_interval=interval,
-            premake=self.config.partition.premake,
-            rollup_dimensions=tuple(self.config.rollup_dimensions),
-            statement_timeout=float(self.config.timeout) if self.config.timeout > 0 else 0.0,
-        )
+        settings = writer_settings(self.config)
         self._writer_settings = settings
         self._pool = asyncio.Queue()
         if self.config.write_processes > 0:

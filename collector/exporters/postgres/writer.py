@@ -1,8 +1,10 @@
 """Writes one OTLP request as one transaction: binary COPY into temp staging tables, then idempotent inserts.
 
 Spans: ``INSERT … ON CONFLICT DO NOTHING RETURNING`` feeds the rollups, so redelivered spans change nothing.
-Metric points and log records are idempotent on their natural keys too. Partitions for the batch's time ranges
-are created (on demand, in their own short transaction) before the batch transaction starts.
+Metric points and log records are idempotent on their natural keys too. Items dated outside
+``[now - retention, now + allowed_clock_skew]`` are quarantined (``timewindow``); partitions for the other items'
+time ranges are created (on demand, in their own short transaction, at most ``MAX_NEW_PARTITION_RANGES`` per batch)
+before the batch transaction starts.
 
 Errors: an unreachable, failing or slow server raises ``RetryableError`` (the sending queue keeps the request
 and retries). Data PostgreSQL still rejects after the repairs in ``_values`` is retried item by item, each in
@@ -24,8 +26,6 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
 from psycopg.types.string import BytesBinaryDumper
 
 from processors.pipeline import Request, RetryableError, Signal, parse_request
@@ -33,14 +33,16 @@ from processors.pipeline import Request, RetryableError, Signal, parse_request
 from . import logs as _logs
 from . import metrics as _metrics
 from . import traces as _traces
+from ._dumpers import CostUnits, CostUnitsDumper, EpochMicros, JsonbTextDumper, JsonText, TimestamptzMicrosDumper
+from .config import DEFAULT_ALLOWED_CLOCK_SKEW, RetentionConfig
 from .rollups import ROLLUP_COLUMNS, aggregate, insert_spans_sql
+from .timewindow import Late, TimeWindow
 
-__all__ = ["PostgresWriter", "WriteResult", "WriterSettings"]
+__all__ = ["MAX_NEW_PARTITION_RANGES", "PostgresWriter", "WriteResult", "WriterSettings"]
 
 _LOGGER = logging.getLogger("otel_metrics.collector.postgres")
-_PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01 in µs since the Unix epoch
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _pack_q = struct.Struct("!q").pack
-_pack_numeric6 = struct.Struct("!hhHh6H").pack
 
 DEFAULT_PARTITION_INTERVAL = 86_400.0
 DEFAULT_PREMAKE = 3
@@ -48,68 +50,12 @@ DEFAULT_STATEMENT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 # Premake/refresh partitions at most this often per writer.
 _PREMAKE_EVERY = 600.0
-
-
-class _EpochMicros:
-    """Marker type: timestamps are staged as int µs since the Unix epoch (no datetime objects on the hot
-    path)."""
-
-
-class _TimestamptzMicrosDumper(Dumper):
-    format = Format.BINARY
-    oid = psycopg.postgres.types["timestamptz"].oid
-
-    def dump(self, obj: Any) -> bytes:
-        return _pack_q(obj - _PG_EPOCH_US)
-
-
-class _JsonbTextDumper(Dumper):
-    """jsonb from JSON text already produced (binary jsonb = version byte 1 + the text)."""
-
-    format = Format.BINARY
-    oid = psycopg.postgres.types["jsonb"].oid
-
-    def dump(self, obj: Any) -> bytes:
-        return b"\x01" + str(obj).encode()
-
-
-class _CostUnitsDumper(Dumper):
-    """numeric from an int count of 1e-10 USD: the only numeric columns COPYed (``cost_usd`` of spans and rollups)
-    carry ``traces.cost_units``. Six base-10000 digits, weight 2 and scale 10 cover every value below 1e12 USD;
-    PostgreSQL strips the leading and trailing zero digits."""
-
-    format = Format.BINARY
-    oid = psycopg.postgres.types["numeric"].oid
-
-    def dump(self, obj: Any) -> bytes:
-        m = obj * 100 if obj >= 0 else -obj * 100  # 12 fractional decimal digits: three base-10000 digits
-        if m >= 10**24:
-            return self._large(obj)
-        return _pack_numeric6(
-            6, 2, 0 if obj >= 0 else 0x4000, 10,
-            m // 10**20, m // 10**16 % 10000, m // 10**12 % 10000, m // 10**8 % 10000, m // 10**4 % 10000, m % 10000,
-        )  # fmt: skip
-
-    @staticmethod
-    def _large(obj: int) -> bytes:
-        m = abs(obj) * 100
-        digits: list[int] = []
-        while m:
-            m, digit = divmod(m, 10000)
-            digits.append(digit)
-        digits.reverse()
-        head = struct.pack("!hhHh", len(digits), len(digits) - 4, 0 if obj >= 0 else 0x4000, 10)
-        return head + struct.pack(f"!{len(digits)}H", *digits)
-
-
-class _JsonText:
-    """Marker type: JSON text staged as jsonb."""
-
-    pass
-
-
-class _CostUnits:
-    """Marker type: numeric columns staged as int counts of 1e-10 USD."""
+# Partition intervals (each a partition of every table of the signal) one batch may create; a batch needing more is
+# retried (RetryableError) after creating these, so a backfill makes progress a few partitions at a time.
+MAX_NEW_PARTITION_RANGES = 4
+# The timestamps that place a row in the time window, by row index: spans' start and end, points' and logs' time.
+_SPAN_TIMES = ((4, "start_time"), (5, "end_time"))
+_ITEM_TIME = ((1, "time"),)
 
 
 @dataclass
@@ -120,6 +66,13 @@ class WriterSettings:
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     application_name: str = "otel-metrics-sink"
+    # Seconds each signal ("traces", "metrics", "logs") is kept: older items are quarantined (absent or 0: forever).
+    retention: dict[str, float] = field(default_factory=lambda: RetentionConfig().seconds())
+    # Seconds an item may be dated after now (a client clock running ahead); later items are quarantined.
+    allowed_clock_skew: float = float(DEFAULT_ALLOWED_CLOCK_SKEW)
+
+    def window(self, signal: Signal) -> TimeWindow:
+        return TimeWindow(self.retention.get(signal.value, 0.0), self.allowed_clock_skew)
 
 
 @dataclass
@@ -193,8 +146,8 @@ _DATA_ERRORS: tuple[type[BaseException], ...] = (
     TypeError,
 )
 _QUARANTINE_SQL = (
-    "INSERT INTO quarantine (signal, action, reason, item_key, trace_id, span_id, item)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (signal, action, item_key) DO NOTHING"
+    "INSERT INTO quarantine (signal, action, reason, item_key, trace_id, span_id, item, item_time)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (signal, action, item_key) DO NOTHING"
 )
 
 
@@ -251,9 +204,9 @@ class PostgresWriter:
             application_name=self.settings.application_name,
         )
         try:
-            conn.adapters.register_dumper(_EpochMicros, _TimestamptzMicrosDumper)
-            conn.adapters.register_dumper(_JsonText, _JsonbTextDumper)
-            conn.adapters.register_dumper(_CostUnits, _CostUnitsDumper)
+            conn.adapters.register_dumper(EpochMicros, TimestamptzMicrosDumper)
+            conn.adapters.register_dumper(JsonText, JsonbTextDumper)
+            conn.adapters.register_dumper(CostUnits, CostUnitsDumper)
             # COPY picks dumpers by column type; for bytea the last one registered is psycopg.dbapi20's, written in
             # Python for its ``Binary`` wrapper: put back the (C, when available) bytes dumper, 3 calls per span.
             conn.adapters.register_dumper(bytes, BytesBinaryDumper)
@@ -317,11 +270,7 @@ class PostgresWriter:
                 return result
             if signal is Signal.METRICS:
                 points = [p for request in requests for p in _metrics.point_records(request)]
-                fresh, stored = self._unchanged.fresh(points)
-                result = self._write_generic(conn, Signal.METRICS, _POINTS, fresh)
-                self._unchanged.remember(stored)
-                result.items, result.unchanged = len(points), len(points) - len(fresh)
-                return result
+                return self._write_generic(conn, Signal.METRICS, _POINTS, points, self._unchanged)
             logs = [r for request in requests for r in _logs.log_records(request)]
             return self._write_generic(conn, Signal.LOGS, _LOGS, logs)
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
@@ -330,12 +279,27 @@ class PostgresWriter:
             self._reset()
             raise RetryableError(f"postgres: {type(exc).__name__}: {exc}".strip()) from exc
 
-    def ensure_partitions(self, conn: psycopg.Connection[Any], tables: Iterable[str], starts_us: Iterable[int]) -> None:
+    def ensure_partitions(
+        self,
+        conn: psycopg.Connection[Any],
+        tables: Sequence[str],
+        starts_us: Iterable[int],
+        limit: int | None = None,
+    ) -> None:
+        """Partitions of ``tables`` for the intervals holding ``starts_us``. With ``limit``, at most that many
+        intervals not yet known are created, then ``RetryableError`` if more were needed."""
         interval = self._interval_us
         step = timedelta(microseconds=interval)
-        bins = {s - s % interval for s in starts_us}
+        bins = sorted({s - s % interval for s in starts_us})
+        if limit is not None:
+            new = [b for b in bins if any((t, b) not in self._partitions for t in tables)]
+            if len(new) > limit:
+                self.ensure_partitions(conn, tables, new[:limit])
+                raise RetryableError(
+                    f"postgres: batch needs {len(new)} new partition ranges; created {limit}, the rest on retry"
+                )
         for table in tables:
-            for b in sorted(bins):
+            for b in bins:
                 if (table, b) in self._partitions:
                     continue
                 conn.execute(
@@ -372,15 +336,11 @@ class PostgresWriter:
             r for request, wire in zip(requests, known, strict=True) for r in _traces.span_records(request, wire)
         ]
         result = WriteResult(items=len(records))
-        failed = [r for r in records if r.failure is not None]
-        if failed:
-            records = [r for r in records if r.failure is None]
-            with conn.transaction():
-                self._quarantine_failed(conn, Signal.TRACES, failed, result)
+        records = self._admit(conn, Signal.TRACES, records, _SPAN_TIMES, result)
         if not records:
             return result
         tables = PARTITIONED_TABLES[Signal.TRACES]
-        self.ensure_partitions(conn, tables, {r.row[4] for r in records})
+        self.ensure_partitions(conn, tables, {r.row[4] for r in records}, MAX_NEW_PARTITION_RANGES)
         for attempt in (0, 1):
             try:
                 if self._copy_spans_directly(conn, records, result):
@@ -394,7 +354,7 @@ class PostgresWriter:
                 if _is_missing_partition(exc) and attempt == 0:
                     # A partition was dropped (retention) after we cached it: forget and re-create.
                     self._partitions.clear()
-                    self.ensure_partitions(conn, tables, {r.row[4] for r in records})
+                    self.ensure_partitions(conn, tables, {r.row[4] for r in records}, MAX_NEW_PARTITION_RANGES)
                     continue
                 _LOGGER.warning("postgres: batch of %d spans rejected (%s); retrying span by span", len(records), exc)
                 break
@@ -464,19 +424,32 @@ class PostgresWriter:
         return result
 
     def _write_generic(
-        self, conn: psycopg.Connection[Any], signal: Signal, table: _Table, records: Sequence[Any]
+        self,
+        conn: psycopg.Connection[Any],
+        signal: Signal,
+        table: _Table,
+        records: Sequence[Any],
+        unchanged: _metrics.UnchangedPoints | None = None,
     ) -> WriteResult:
         result = WriteResult(items=len(records))
-        failed = [r for r in records if r.failure is not None]
-        if failed:
-            records = [r for r in records if r.failure is None]
-            with conn.transaction():
-                self._quarantine_failed(conn, signal, failed, result)
-        if not records:
-            return result
-        time_index = table.column_list.split(", ").index("time")
+        records = self._admit(conn, signal, records, _ITEM_TIME, result)
+        stored: list[tuple[bytes, bytes]] = []
+        if unchanged is not None:
+            kept, stored = unchanged.fresh(records)
+            result.unchanged = len(records) - len(kept)
+            records = kept
+        if records:
+            self._store_generic(conn, signal, table, records, result)
+        if unchanged is not None:
+            unchanged.remember(stored)  # only once stored: a failed write must not hide its points later
+        return result
+
+    def _store_generic(
+        self, conn: psycopg.Connection[Any], signal: Signal, table: _Table, records: Sequence[Any], result: WriteResult
+    ) -> None:
+        time_index = _ITEM_TIME[0][0]
         tables = PARTITIONED_TABLES[signal]
-        self.ensure_partitions(conn, tables, {r.row[time_index] for r in records})
+        self.ensure_partitions(conn, tables, {r.row[time_index] for r in records}, MAX_NEW_PARTITION_RANGES)
         insert = table.insert_sql()
         for attempt in (0, 1):
             try:
@@ -484,11 +457,11 @@ class PostgresWriter:
                     self._copy(conn, table, (r.row for r in records))
                     result.inserted = conn.execute(insert).rowcount
                     self._record_repairs(conn, signal, records, result)
-                return result
+                return
             except _DATA_ERRORS as exc:
                 if _is_missing_partition(exc) and attempt == 0:
                     self._partitions.clear()
-                    self.ensure_partitions(conn, tables, {r.row[time_index] for r in records})
+                    self.ensure_partitions(conn, tables, {r.row[time_index] for r in records}, MAX_NEW_PARTITION_RANGES)
                     continue
                 _LOGGER.warning(
                     "postgres: batch of %d %s rejected (%s); retrying one by one",
@@ -509,7 +482,34 @@ class PostgresWriter:
                     reason = f"{type(exc).__name__}: {exc}".strip()
                     self._quarantine(conn, signal, reason, record, record.item(), result)
             self._record_repairs(conn, signal, records, result)
-        return result
+
+    def _admit(
+        self,
+        conn: psycopg.Connection[Any],
+        signal: Signal,
+        records: Sequence[Any],
+        times: Sequence[tuple[int, str]],
+        result: WriteResult,
+    ) -> list[Any]:
+        """The records to write: those that became rows and are dated within the signal's time window. The others
+        are quarantined now, in their own transaction (redelivery records them once)."""
+        failed = [r for r in records if r.failure is not None]
+        rows = [r for r in records if r.failure is None] if failed else list(records)
+        rows, late = self.settings.window(signal).split(rows, times)
+        if failed or late:
+            with conn.transaction():
+                self._quarantine_failed(conn, signal, failed, result)
+                self._quarantine_late(conn, signal, late, result)
+        return rows
+
+    def _quarantine_late(
+        self, conn: psycopg.Connection[Any], signal: Signal, late: Sequence[Late], result: WriteResult
+    ) -> None:
+        for refused in late:
+            record = refused.record
+            item = record.span.SerializeToString() if isinstance(record, _traces.SpanRecord) else record.item()
+            when = _EPOCH + timedelta(microseconds=refused.time_us)
+            self._quarantine(conn, signal, refused.reason, record, item, result, when)
 
     def _quarantine_failed(
         self, conn: psycopg.Connection[Any], signal: Signal, failed: Sequence[Any], result: WriteResult
@@ -527,12 +527,13 @@ class PostgresWriter:
         record: Any,
         item: bytes,
         result: WriteResult,
+        item_time: datetime | None = None,
     ) -> None:
         _LOGGER.warning("postgres: quarantined one %s item: %s", signal.value, reason)
         trace_id, span_id = _ids(record)
         conn.execute(
             _QUARANTINE_SQL,
-            (signal.value, "quarantined", reason[:2000], _item_key(record), trace_id, span_id, item),
+            (signal.value, "quarantined", reason[:2000], _item_key(record), trace_id, span_id, item, item_time),
         )
         result.quarantined += 1
         result.quarantine_reasons.append(reason)
@@ -547,7 +548,7 @@ class PostgresWriter:
             if record.repairs:
                 trace_id, span_id = _ids(record)
                 reason = "; ".join(sorted(set(record.repairs)))
-                rows.append((signal.value, "repaired", reason, _item_key(record), trace_id, span_id, None))
+                rows.append((signal.value, "repaired", reason, _item_key(record), trace_id, span_id, None, None))
         if not rows:
             return
         with conn.cursor() as cur:
