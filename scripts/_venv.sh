@@ -5,7 +5,10 @@ VENV="${OTEL_METRICS_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
   for candidate in python3.13 python3.12 python3.11 python3; do
-    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    # A pyenv shim exists for every version pyenv knows, and prints "command not found" when that version is not
+    # selected: the probe's own output is noise, only its exit status matters.
+    if command -v "$candidate" >/dev/null 2>&1 \
+      && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
       PY="$candidate"; break
     fi
   done
