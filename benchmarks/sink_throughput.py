@@ -167,6 +167,7 @@ def raw_copy(dsn: str, requests: list[bytes]) -> float:
 def serve(config_path: str) -> None:
     """The collector subprocess: the real service from the config; prints its gRPC port."""
     from collector.config import ConfigError, load_config
+    from collector.receivers.otlp import OTLPReceiver
     from collector.service import Service
 
     try:
@@ -203,7 +204,9 @@ def serve(config_path: str) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         await service.start()
-        print(json.dumps({"grpc_port": service.node("receiver", "otlp").grpc_port}), flush=True)
+        receiver = service.node("receiver", "otlp")
+        assert isinstance(receiver, OTLPReceiver)
+        print(json.dumps({"grpc_port": receiver.grpc_port}), flush=True)
         await stop.wait()
         await service.shutdown(20.0)
 
@@ -370,7 +373,7 @@ exporters:
             "collector": sum(cpu_after.get(q.pid, 0) - cpu_before.get(q.pid, 0) for q in collector_procs),
             "collector main process": cpu_after.get(collector.pid, 0) - cpu_before.get(collector.pid, 0),
             "postgres": sum(pg_after.values()) - sum(pg_before.values()),
-            "clients": sum(cpu_after.get(w.pid, 0) - cpu_before.get(w.pid, 0) for w in workers),
+            "clients": sum(cpu_after.get(w.pid or 0, 0) - cpu_before.get(w.pid or 0, 0) for w in workers),
         }
         for p in workers:
             p.join(30)

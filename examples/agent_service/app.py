@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from fastapi import FastAPI, Header, HTTPException
@@ -129,7 +130,8 @@ async def query(body: Query, x_tenant_id: str = Header(default="unknown")) -> An
     allocation = allocator.allocate(x_tenant_id)
     choice = selector.select(body.query)
     agent = AGENTS[str(choice["agent"])]
-    with business_context(**{"gen_ai.agent.name": agent.name}):
+    agent_attributes: dict[str, Any] = {"gen_ai.agent.name": agent.name}
+    with business_context(**agent_attributes):
         if body.slow_ms:
             await asyncio.sleep(body.slow_ms / 1000)
         if body.fail:

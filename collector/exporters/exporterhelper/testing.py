@@ -24,6 +24,10 @@ class StaticHost:
     def component_status(self) -> Mapping[str, Mapping[str, Any]]:
         return {}
 
+    @property
+    def up_since(self) -> float | None:
+        return None
+
 
 def trace_request(*names: str, service: str = "svc") -> ExportTraceServiceRequest:
     """One resource, one scope, a span per name with ids derived from the name (stable across runs)."""

@@ -94,7 +94,7 @@ def open_database(config: PostgresExporterConfig) -> Database:
             if data_dir.exists():
                 _prune_dead_handles(data_dir)
             created = not (data_dir / "PG_VERSION").exists()
-            server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+            server = pgserver.get_server(data_dir, cleanup_mode="stop")
             if created:
                 # pgserver starts the server right after initdb: settle the settings, then restart once to apply
                 # those read only at start. Later changes (ALTER SYSTEM) are the user's and are kept.
@@ -102,7 +102,7 @@ def open_database(config: PostgresExporterConfig) -> Database:
                     for name, value in embedded_settings().items():
                         conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
                 server.cleanup()
-                server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+                server = pgserver.get_server(data_dir, cleanup_mode="stop")
             entry = _embedded[data_dir] = [server, 0]
         entry[1] += 1
         return Database(entry[0].get_uri(), data_dir)

@@ -65,7 +65,7 @@ class HealthCheck(Extension):
         status = dict(self._host.component_status()) if self._host is not None else {}
         pipelines = {k: v for k, v in status.items() if k.startswith("pipeline/")}
         healthy = bool(pipelines) and all(p["healthy"] for p in pipelines.values())
-        up_since = getattr(self._host, "up_since", None)
+        up_since = self._host.up_since if self._host is not None else None
         body: dict[str, Any] = {
             "status": "Server available" if healthy else "Server not available",
             "healthy": healthy,
