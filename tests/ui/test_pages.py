@@ -95,3 +95,12 @@ def test_span_details_for_the_trace_page(served: Served) -> None:
     # The timeline page itself carries no attribute maps (they come from here when a span is selected).
     page = httpx.get(f"{served.url}/traces/{ui_data.TRACE_A}", auth=BASIC, timeout=30).text
     assert "deployment.environment" not in page and 'data-span-id="0000000000000005"' in page
+
+
+def test_long_cost_windows_read_requests_of_the_last_day_only(served: Served) -> None:
+    month = httpx.get(f"{served.url}/costs", params={"hours": "720", "by": "tenant"}, auth=BASIC, timeout=60)
+    assert month.status_code == 200
+    assert "Most expensive requests (last 24 h)" in month.text and "Cost per request (last 24 h)" in month.text
+    assert f'href="/traces/{ui_data.TRACE_A}"' in month.text  # the priciest request is recent
+    hour = httpx.get(f"{served.url}/costs", params={"hours": "1"}, auth=BASIC, timeout=60).text
+    assert "(last 24 h)" not in hour and "Most expensive requests" in hour

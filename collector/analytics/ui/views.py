@@ -38,6 +38,9 @@ COST_DIMENSIONS: dict[str, tuple[str, bool]] = {
 # Keys drawn as their own line on the cost chart; the rest are summed into "other".
 CHARTED_KEYS = 8
 TOP_REQUESTS = 10
+# Request-level figures (requests, cost per request, most expensive requests, unpriced calls) need raw spans; over
+# a longer window they cover its last day only, so a month's costs page reads a day of spans, not a month.
+REQUEST_WINDOW = timedelta(days=1)
 # Rollup windows up to this long are drawn per hour, longer ones per day.
 HOURLY_UP_TO = timedelta(days=7)
 # Windows up to this long read raw spans, in buckets of (window up to, bucket seconds); longer ones the rollups.
@@ -174,7 +177,9 @@ class CostView:
     series: Series  # cost per bucket of the most expensive keys (and "other")
     rows: list[dict[str, Any]]  # key, calls, cost_usd, cost_per_call, share, input_tokens, output_tokens
     total_usd: float
-    requests: int  # distinct correlation ids with a span in the window
+    request_window: TimeWindow  # what the request-level figures cover (the window's last REQUEST_WINDOW at most)
+    requests: int  # distinct correlation ids with a span in request_window
+    recent_cost_usd: float  # cost in request_window
     top_requests: list[dict[str, Any]]  # correlation_id, trace_id, cost_usd, spans, services, start_time
     unpriced: list[dict[str, Any]]  # model, provider, calls, input_tokens, output_tokens
 
@@ -188,11 +193,15 @@ def _where(window: TimeWindow, filters: Filters, time_column: str) -> tuple[sql.
     return sql.SQL(" AND ").join(parts), params
 
 
-def _requests(a: Analytics, window: TimeWindow, filters: Filters) -> tuple[int, list[dict[str, Any]]]:
+def _requests(a: Analytics, window: TimeWindow, filters: Filters) -> tuple[int, float, list[dict[str, Any]]]:
     where, params = _where(window, filters, "start_time")
-    count = a._rows(
-        sql.SQL("SELECT count(DISTINCT correlation_id)::bigint AS n FROM spans WHERE {}").format(where), params
-    )[0]["n"]
+    totals = a._rows(
+        sql.SQL(
+            "SELECT count(DISTINCT correlation_id)::bigint AS n, coalesce(sum(cost_usd), 0)::float8 AS cost"
+            " FROM spans WHERE {}"
+        ).format(where),
+        params,
+    )[0]
     top = a._rows(
         sql.SQL(
             "SELECT correlation_id, encode((array_agg(trace_id ORDER BY cost_usd DESC))[1], 'hex') AS trace_id,"
@@ -204,7 +213,7 @@ def _requests(a: Analytics, window: TimeWindow, filters: Filters) -> tuple[int, 
         ).format(where),
         [*params, TOP_REQUESTS],
     )
-    return int(count), top
+    return int(totals["n"]), float(totals["cost"]), top
 
 
 def _unpriced(a: Analytics, window: TimeWindow, filters: Filters) -> list[dict[str, Any]]:
@@ -258,6 +267,8 @@ def cost_view(a: Analytics, window: TimeWindow, filters: Filters, by: str) -> Co
         line = lines[key] if key in lines else lines.get("other")
         if line is not None and 0 <= i < n:
             line[i] = (line[i] or 0.0) + float(r["cost"])
-    requests, top = _requests(a, window, filters)
+    recent = TimeWindow(max(window.start, window.end - REQUEST_WINDOW), window.end)
+    requests, recent_cost, top = _requests(a, recent, filters)
     series = Series(b.x, lines, b.step)
-    return CostView(by, b.label, series, table, total, requests, top, _unpriced(a, window, filters))
+    unpriced = _unpriced(a, recent, filters)
+    return CostView(by, b.label, series, table, total, recent, requests, recent_cost, top, unpriced)
