@@ -28,9 +28,11 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link
 from opentelemetry.trace.status import Status
 
+from processors import _sdk_internals
 from processors.cost import PriceTable, cost_attributes
 from processors.redaction import RedactionRules, default_rules
 
@@ -118,7 +120,7 @@ class EnrichingSpanProcessor(SpanProcessor):
             self._log_failure("on_end")
 
     def _enrich(self, span: ReadableSpan) -> ReadableSpan:
-        original_attributes = getattr(span, "_attributes", None)
+        original_attributes = _internal(span, "_attributes")
         # Read through BoundedAttributes' plain dict when there is one: its Mapping methods are Python
         # code and this runs for every span. Read-only; the public property is the fallback.
         attributes: Mapping[str, Any] | None = getattr(original_attributes, "_dict", None)
@@ -142,8 +144,8 @@ class EnrichingSpanProcessor(SpanProcessor):
             parts = self._redact_parts(span, rules)
         if new_attributes is None and not parts.changed:
             return span
-        if original_attributes is None:
-            original_attributes = attributes
+        if original_attributes is None:  # the public path: keep the dropped count exporters report
+            original_attributes = _counted(attributes, span.dropped_attributes)
         return ReadableSpan(
             name=span.name,
             context=span.context,
@@ -152,13 +154,13 @@ class EnrichingSpanProcessor(SpanProcessor):
             attributes=(
                 _like(original_attributes, new_attributes) if new_attributes is not None else original_attributes
             ),
-            events=parts.events if parts.events is not None else getattr(span, "_events", span.events),
-            links=parts.links if parts.links is not None else getattr(span, "_links", span.links),
+            events=parts.events if parts.events is not None else _sdk_list(span, "events"),
+            links=parts.links if parts.links is not None else _sdk_list(span, "links"),
             kind=span.kind,
             status=parts.status or span.status,
             start_time=span.start_time,
             end_time=span.end_time,
-            instrumentation_info=getattr(span, "_instrumentation_info", None),
+            instrumentation_info=_internal(span, "_instrumentation_info"),
             instrumentation_scope=span.instrumentation_scope,
         )
 
@@ -166,7 +168,7 @@ class EnrichingSpanProcessor(SpanProcessor):
         """Redacted copies of the span's events, links, status and resource; None where nothing changed."""
         parts = _Redacted()
         # Most spans have no events or links: test the SDK's lists before building the public tuple copies.
-        raw_events = getattr(span, "_events", None)
+        raw_events = _internal(span, "_events")
         events = span.events if raw_events is None or raw_events else ()
         for i, event in enumerate(events):
             changed = rules.redact_changes(event.attributes) if event.attributes else None
@@ -174,7 +176,7 @@ class EnrichingSpanProcessor(SpanProcessor):
                 if parts.events is None:
                     parts.events = list(events)
                 parts.events[i] = Event(event.name, _like(event.attributes, changed), event.timestamp)
-        raw_links = getattr(span, "_links", None)
+        raw_links = _internal(span, "_links")
         links = span.links if raw_links is None or raw_links else ()
         for i, link in enumerate(links):
             changed = rules.redact_changes(link.attributes) if link.attributes else None
@@ -214,11 +216,36 @@ class _Redacted:
         return not (self.events is None and self.links is None and self.status is None and self.resource is None)
 
 
-def _like(original: Any, attributes: dict[str, Any]) -> Any:
-    """``attributes``, keeping the original's dropped-attribute count (exporters report it)."""
-    dropped = original.dropped if isinstance(original, BoundedAttributes) else 0
+def _internal(span: ReadableSpan, name: str, default: Any = None) -> Any:
+    """The SDK's own container behind a public property (cheaper, and it keeps its dropped count), on an SDK
+    version these internals were tested on (``processors._sdk_internals``); else ``default``."""
+    return getattr(span, name, default) if _sdk_internals.use_sdk_internals else default
+
+
+def _sdk_list(span: ReadableSpan, name: str) -> Any:
+    """The span's own ``events`` or ``links`` list (its ``_events``/``_links``), or off a tested SDK a copy of the
+    public tuple with the same ``dropped_events``/``dropped_links`` count."""
+    own = _internal(span, f"_{name}")
+    if own is not None:
+        return own
+    items, dropped = getattr(span, name), getattr(span, f"dropped_{name}")
+    if not dropped:
+        return items
+    bounded: BoundedList[Any] = BoundedList(None)
+    bounded.extend(items)
+    bounded.dropped = dropped
+    return bounded
+
+
+def _counted(attributes: Mapping[str, Any], dropped: int) -> Any:
+    """``attributes`` with a dropped-attribute count (exporters report it)."""
     if not dropped:
         return attributes
     bounded = BoundedAttributes(maxlen=None, attributes=attributes, immutable=True)
     bounded.dropped = dropped
     return bounded
+
+
+def _like(original: Any, attributes: dict[str, Any]) -> Any:
+    """``attributes``, keeping the original's dropped-attribute count."""
+    return _counted(attributes, original.dropped if isinstance(original, BoundedAttributes) else 0)

@@ -13,7 +13,8 @@ attributes cost ~4 µs (a fifth of a whole span). Our attributes are checked onc
 str, values str/bool/int/float, the same checks the SDK makes) and then copied straight into the span's
 ``BoundedAttributes`` under its lock, which gives exactly what ``span.set_attributes`` would give. Whenever the
 SDK's limits could make a difference (attribute count or string length limits reached, a span of another SDK,
-an SDK whose internals differ) the public ``set_attributes`` is used instead.
+an SDK version these internals were not tested on: ``processors._sdk_internals``) the public ``set_attributes``
+is used instead.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import Span
 
+from processors import _sdk_internals
 from processors.business import _BAGGAGE_CONTEXT_KEY, _LOCAL_KEY, BusinessSpanProcessor, get_business_attributes
 from processors.correlation import CORRELATION_ID_KEY, CorrelationSpanProcessor, get_correlation_id
 
@@ -114,7 +116,12 @@ def add_missing_attributes(span: Any, prepared: PreparedAttributes) -> None:
         attributes = prepared.attributes
         bounded = getattr(span, "_attributes", None)
         # Exact types: a subclass may override set_attributes (and isinstance on the SDK's ABCs is slow).
-        if type(bounded) is BoundedAttributes and type(span) in _SDK_SPAN_TYPES and prepared.plain:
+        if (
+            _sdk_internals.use_sdk_internals
+            and type(bounded) is BoundedAttributes
+            and type(span) in _SDK_SPAN_TYPES
+            and prepared.plain
+        ):
             limit = bounded.max_value_len
             if limit is None or prepared.longest <= limit:
                 existing: dict[str, Any] = bounded._dict

@@ -22,6 +22,8 @@ from processors.pipeline import ComponentID, CreateSettings, Request, Signal
 from processors.redaction import RedactionConfig
 from processors.sdk import EnrichingSpanProcessor
 
+pytestmark = pytest.mark.usefixtures("sdk_path")
+
 
 class _Sink:
     def __init__(self) -> None:

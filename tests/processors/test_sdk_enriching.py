@@ -16,6 +16,8 @@ from processors.cost import PriceTable
 from processors.redaction import REDACTED
 from processors.sdk import EnrichingSpanProcessor
 
+pytestmark = pytest.mark.usefixtures("sdk_path")
+
 GENAI = {
     "gen_ai.request.model": "gpt-4o-2024-08-06",
     "gen_ai.usage.input_tokens": 1000,
@@ -169,20 +171,21 @@ def test_failures_never_reach_the_caller_and_are_logged_once(caplog: pytest.LogC
     assert len([r for r in caplog.records if "enrichment failed" in r.getMessage()]) == 1
 
 
-def test_wrong_types_and_unknown_models_give_no_cost(caplog: pytest.LogCaptureFixture) -> None:
+def test_wrong_types_and_unknown_models_give_no_cost(caplog: pytest.LogCaptureFixture, sdk_path: str) -> None:
+    unknown = f"sdk-test-unknown-model-{sdk_path.replace(' ', '-')}"  # an unknown model is logged once a process
     provider, exporter = _provider(table=PriceTable.bundled(), redact=False)
     tracer = provider.get_tracer("t")
     bad: list[Mapping[str, object]] = [
         {**GENAI, "gen_ai.usage.input_tokens": -5},
         {**GENAI, "gen_ai.usage.input_tokens": "1000"},
-        {**GENAI, "gen_ai.request.model": "sdk-test-unknown-model"},
+        {**GENAI, "gen_ai.request.model": unknown},
     ]
     with caplog.at_level(logging.WARNING, logger="processors.cost"):
         for attrs in bad:
             with tracer.start_as_current_span("chat", attributes=dict(attrs)):  # type: ignore[arg-type]
                 pass
     assert all("cost.usd" not in s.attributes for s in exporter.get_finished_spans())
-    assert "sdk-test-unknown-model" in caplog.text
+    assert unknown in caplog.text
 
 
 class _Exploding(SpanProcessor):
