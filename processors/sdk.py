@@ -120,7 +120,8 @@ class EnrichingSpanProcessor(SpanProcessor):
             self._log_failure("on_end")
 
     def _enrich(self, span: ReadableSpan) -> ReadableSpan:
-        original_attributes = _internal(span, "_attributes")
+        internals = _sdk_internals.use_sdk_internals
+        original_attributes = getattr(span, "_attributes", None) if internals else None
         # Read through BoundedAttributes' plain dict when there is one: its Mapping methods are Python
         # code and this runs for every span. Read-only; the public property is the fallback.
         attributes: Mapping[str, Any] | None = getattr(original_attributes, "_dict", None)
@@ -135,15 +136,17 @@ class EnrichingSpanProcessor(SpanProcessor):
             )
             if cost:
                 new_attributes = {**attributes, **cost}
-        parts = _Redacted()
+        parts: _Redacted | None = None
         rules = self._rules
         if rules is not None:
             redacted = rules.redact_changes(new_attributes if new_attributes is not None else attributes)
             if redacted is not None:
                 new_attributes = redacted
-            parts = self._redact_parts(span, rules)
-        if new_attributes is None and not parts.changed:
+            parts = self._redact_parts(span, rules, internals)
+        if new_attributes is None and parts is None:
             return span
+        if parts is None:
+            parts = _Redacted()
         if original_attributes is None:  # the public path: keep the dropped count exporters report
             original_attributes = _counted(attributes, span.dropped_attributes)
         return ReadableSpan(
@@ -164,33 +167,38 @@ class EnrichingSpanProcessor(SpanProcessor):
             instrumentation_scope=span.instrumentation_scope,
         )
 
-    def _redact_parts(self, span: ReadableSpan, rules: RedactionRules) -> _Redacted:
-        """Redacted copies of the span's events, links, status and resource; None where nothing changed."""
-        parts = _Redacted()
+    def _redact_parts(self, span: ReadableSpan, rules: RedactionRules, internals: bool) -> _Redacted | None:
+        """Redacted copies of the span's events, links, status and resource (None where one did not change), or
+        None when none changed."""
+        new_events: list[Event] | None = None
+        new_links: list[Link] | None = None
+        new_status: Status | None = None
         # Most spans have no events or links: test the SDK's lists before building the public tuple copies.
-        raw_events = _internal(span, "_events")
+        raw_events = getattr(span, "_events", None) if internals else None
         events = span.events if raw_events is None or raw_events else ()
         for i, event in enumerate(events):
             changed = rules.redact_changes(event.attributes) if event.attributes else None
             if changed is not None:
-                if parts.events is None:
-                    parts.events = list(events)
-                parts.events[i] = Event(event.name, _like(event.attributes, changed), event.timestamp)
-        raw_links = _internal(span, "_links")
+                if new_events is None:
+                    new_events = list(events)
+                new_events[i] = Event(event.name, _like(event.attributes, changed), event.timestamp)
+        raw_links = getattr(span, "_links", None) if internals else None
         links = span.links if raw_links is None or raw_links else ()
         for i, link in enumerate(links):
             changed = rules.redact_changes(link.attributes) if link.attributes else None
             if changed is not None:
-                if parts.links is None:
-                    parts.links = list(links)
-                parts.links[i] = Link(link.context, _like(link.attributes, changed))
+                if new_links is None:
+                    new_links = list(links)
+                new_links[i] = Link(link.context, _like(link.attributes, changed))
         description = span.status.description
         if description:
             redacted_description = rules.redact_string(description)
             if redacted_description is not description:
-                parts.status = Status(span.status.status_code, redacted_description)
-        parts.resource = self._redacted_resource(span.resource, rules)
-        return parts
+                new_status = Status(span.status.status_code, redacted_description)
+        new_resource = self._redacted_resource(span.resource, rules)
+        if new_events is None and new_links is None and new_status is None and new_resource is None:
+            return None
+        return _Redacted(new_events, new_links, new_status, new_resource)
 
     def _redacted_resource(self, resource: Resource, rules: RedactionRules) -> Resource | None:
         # A provider has one resource for all its spans: redact it once, not per span.
@@ -210,10 +218,6 @@ class _Redacted:
     links: list[Link] | None = None
     status: Status | None = None
     resource: Resource | None = None
-
-    @property
-    def changed(self) -> bool:
-        return not (self.events is None and self.links is None and self.status is None and self.resource is None)
 
 
 def _internal(span: ReadableSpan, name: str, default: Any = None) -> Any:
