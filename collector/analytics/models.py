@@ -29,6 +29,7 @@ __all__ = [
     "Summary",
     "TimeBucket",
     "Trend",
+    "UnpricedModel",
     "UsagePoint",
     "UserActivity",
     "to_jsonable",
@@ -161,6 +162,20 @@ class CostRow:
     cost_usd: float
     cost_per_success: float | None
     share: float
+
+
+@dataclass(frozen=True)
+class UnpricedModel:
+    """LLM spans of one provider and model with tokens but no cost: what the cost totals do not include."""
+
+    provider: str | None
+    model: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    first_seen: datetime
+    last_seen: datetime
+    priced_now: bool | None  # whether the current price table knows the model; None: not checked
 
 
 @dataclass(frozen=True)

@@ -317,7 +317,11 @@ class Analytics(QueryBase):
         elif field == "cost":
             expr = sql.SQL("cost_usd::float8")
         elif field == "tokens":
-            expr = sql.SQL("(coalesce(input_tokens, 0) + coalesce(output_tokens, 0))::float8")
+            # Spans without token counts are not LLM calls: NULL, skipped like cost and quality.
+            expr = sql.SQL(
+                "CASE WHEN input_tokens IS NOT NULL OR output_tokens IS NOT NULL"
+                " THEN (coalesce(input_tokens, 0) + coalesce(output_tokens, 0))::float8 END"
+            )
         elif field == "quality":
             expr = sql.SQL("quality_score")
         elif field.startswith("attribute:") and len(field) > len("attribute:"):

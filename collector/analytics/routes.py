@@ -19,6 +19,7 @@ from .queries import COST_KEYS, TREND_METRICS, Analytics
 from .routing import Call, Param, RouteSpec
 from .session import check_known
 from .summary import overall_status, service_health, summary
+from .unpriced import unpriced_models
 from .window import GRANULARITIES, Filters, TimeWindow
 
 __all__ = ["API_ROUTES", "DEGRADED_DB_LATENCY_MS", "many"]
@@ -151,6 +152,11 @@ def _costs(call: Call) -> Any:
     window, page = call.args.window(), call.args.page()
     by = call.args.choice("by", "model", tuple(COST_KEYS))
     return many(call.analytics.costs(window, _checked(call), by=by, limit=page[0], offset=page[1]), window, page)
+
+
+def _unpriced(call: Call) -> Any:
+    window, page = call.args.window(), call.args.page()
+    return many(unpriced_models(call.analytics.conn, window, limit=page[0]), window, page)
 
 
 def _projection(call: Call) -> Any:
@@ -332,6 +338,10 @@ API_ROUTES: tuple[RouteSpec, ...] = (
     _R(
         "GET", "/costs", _costs, "Cost breakdown",
         result="CostRow", many=True, params=(*_W, *_F, *_P, Param("by", enum=tuple(COST_KEYS))),
+    ),
+    _R(
+        "GET", "/costs/unpriced", _unpriced, "LLM calls with tokens but no price, by provider and model",
+        result="UnpricedModel", many=True, params=(*_W, Param("limit", "integer", "At most this many items")),
     ),
     _R(
         "GET", "/costs/projection", _projection, "Month-to-date, daily burn, month-end projection",

@@ -7,11 +7,12 @@ the user's overrides) knows the model, so an override added since shows up as su
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
+from collector.analytics.models import UnpricedModel
 from collector.analytics.window import TimeWindow
 
 __all__ = ["UnpricedModel", "unpriced_models"]
@@ -31,26 +32,17 @@ LIMIT %s
 """
 
 
-@dataclass(frozen=True)
-class UnpricedModel:
-    provider: str | None
-    model: str
-    calls: int
-    input_tokens: int
-    output_tokens: int
-    first_seen: Any
-    last_seen: Any
-    priced_now: bool
-
-
 def unpriced_models(
-    conn: psycopg.Connection[Any], window: TimeWindow, priced: Any = None, limit: int = 1000
+    conn: psycopg.Connection[Any],
+    window: TimeWindow,
+    priced: Callable[[str, str | None], bool] | None = None,
+    limit: int = 1000,
 ) -> list[UnpricedModel]:
     """Spans with tokens but no cost in ``window``, by provider and model; ``priced(model, provider)`` says whether
-    the current table knows the model (False when not given)."""
+    the current table knows the model (``priced_now`` None when not given)."""
     rows = conn.execute(_QUERY, (window.start, window.end, limit)).fetchall()
     out = []
     for provider, model, calls, n_in, n_out, first, last in rows:
-        known = bool(priced(model, provider or None)) if priced is not None else False
+        known = priced(model, provider or None) if priced is not None else None
         out.append(UnpricedModel(provider or None, model, calls, n_in, n_out, first, last, known))
     return out

@@ -23,11 +23,13 @@ from collector.analytics.queries import (
     DEFAULT_VERY_SLOW_MS,
     DEFAULT_Z_THRESHOLD,
     EXPORT_COLUMNS,
+    Analytics,
     Thresholds,
 )
 from collector.analytics.render import render
 from collector.analytics.summary import service_health
 from collector.analytics.summary import summary as build_summary
+from collector.analytics.unpriced import unpriced_models
 from collector.analytics.window import TimeWindow
 from collector.cli import app
 from collector.cli._reporting import (
@@ -203,6 +205,21 @@ def costs(
             _emit(c, a.cost_projection(c.filters), "cost projection", empty=False)
             return
         _emit(c, _run(lambda: a.costs(c.window, c.filters, by=by, limit=limit, offset=offset)), f"cost by {by}")
+        if c.fmt == "table" and c.output is None:
+            _unpriced_note(a, c.window)
+
+
+def _unpriced_note(a: Analytics, window: TimeWindow) -> None:
+    """Calls whose model had no price are in no row above: say how many, so a total is never silently short."""
+    missing = unpriced_models(a.conn, window)
+    if missing:
+        calls = sum(m.calls for m in missing)
+        n_in, n_out = sum(m.input_tokens for m in missing), sum(m.output_tokens for m in missing)
+        names = ", ".join(m.model for m in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        typer.echo(
+            f"not in these totals: {calls} LLM calls ({n_in} input, {n_out} output tokens) of models without a "
+            f"price ({names}); see otel-metrics prices --unpriced"
+        )
 
 
 @app.command("trends")

@@ -40,6 +40,7 @@ class Instruments:
     errors: Any
     token_usage: Any
     cost: Any
+    unpriced_calls: Any
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,6 +110,12 @@ class _State:
                         explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
                     ),
                     cost=meter.create_counter("cost.usd", unit="{USD}", description="Cost in US dollars."),
+                    unpriced_calls=meter.create_counter(
+                        "gen_ai.client.unpriced_calls",
+                        unit="{call}",
+                        description="LLM calls whose model has no price: their tokens are in gen_ai.client.token.usage,"
+                        " their cost in no total.",
+                    ),
                 )
                 self._instruments = inst
         return inst

@@ -20,6 +20,7 @@ from processors.cost.pricing import (
     RESPONSE_MODEL_KEY,
     PriceTable,
     cost_attributes,
+    usage_from_attributes,
 )
 from processors.pdata import elements_containing
 from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
@@ -68,6 +69,15 @@ class _CostProcessor(Processor):
         super().__init__(settings, next_consumer)
         self._table = config.build_table()
         self._precheck = True
+        self._attrs = {"processor": str(settings.id)}
+        # A span with tokens whose model has no price: counted with its tokens, so a cost total is never silently
+        # short (the sink lists them too: otel-metrics prices --unpriced).
+        self._unpriced = settings.meter.create_counter(
+            "otelcol_processor_cost_unpriced_spans", unit="{span}", description="LLM spans whose model has no price"
+        )
+        self._unpriced_tokens = settings.meter.create_counter(
+            "otelcol_processor_cost_unpriced_tokens", unit="{token}", description="Tokens of unpriced LLM spans"
+        )
 
     def _apply(self, request: ExportTraceServiceRequest) -> None:
         table = self._table
@@ -95,11 +105,20 @@ class _CostProcessor(Processor):
                     with_model += 1
                     if COST_KEY in attrs:
                         continue
-                    for key, value in cost_attributes(
-                        attrs, table, start_ns=span.start_time_unix_nano, scope=scope
-                    ).items():
+                    cost = cost_attributes(attrs, table, start_ns=span.start_time_unix_nano, scope=scope)
+                    for key, value in cost.items():
                         span.attributes.add(key=key).value.double_value = value
+                    if not cost:
+                        self._count_unpriced(attrs, scope)
                 self._precheck = with_model < len(spans) * _PRECHECK_BELOW
+
+    def _count_unpriced(self, attrs: dict[str, object], scope: str | None) -> None:
+        usage = usage_from_attributes(attrs, scope)
+        if usage is None:
+            return  # nothing to price: not an unpriced call
+        self._unpriced.add(1, self._attrs)
+        self._unpriced_tokens.add(usage.input_tokens, {**self._attrs, "gen_ai.token.type": "input"})
+        self._unpriced_tokens.add(usage.output_tokens, {**self._attrs, "gen_ai.token.type": "output"})
 
     async def consume(self, signal: Signal, request: Request) -> None:
         if isinstance(request, ExportTraceServiceRequest):

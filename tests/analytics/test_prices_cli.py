@@ -6,8 +6,11 @@ import json
 import time
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from served import serve
 from typer.testing import CliRunner
 
+from collector.analytics.api import AnalyticsAPI
+from collector.analytics.config import AnalyticsConfig
 from collector.cli import app
 from collector.exporters.postgres.writer import PostgresWriter
 from processors._attributes import set_attribute
@@ -99,3 +102,12 @@ def test_unpriced_lists_models_seen_without_cost(pg_dsn: str, tmp_path) -> None:
     overrides.write_text(json.dumps({"house-model": {"input": 1, "output": 2}}))
     code, out, _ = run("prices", "--unpriced", "--dsn", pg_dsn, "--pricing", str(overrides), "-f", "json")
     assert json.loads(out)[0]["priced_now"] is True
+    # costs says what its totals leave out; the API lists it
+    code, out, _ = run("costs", "--dsn", pg_dsn, "--hours", "1")
+    assert code == 0 and "not in these totals: 3 LLM calls (300 input, 30 output tokens)" in out
+    assert "house-model" in out
+    with serve(AnalyticsAPI(lambda: pg_dsn, AnalyticsConfig())) as client:
+        body = client.get("/costs/unpriced", params={"hours": 1}).json()
+    assert [(i["model"], i["calls"], i["input_tokens"], i["priced_now"]) for i in body["items"]] == [
+        ("house-model", 3, 300, None)
+    ]

@@ -159,6 +159,8 @@ def test_percentiles(dataset, a: Analytics) -> None:  # type: ignore[no-untyped-
     assert cost.std == pytest.approx(np.std(values), rel=1e-7)
     tokens = a.percentiles(window, Filters(model="gpt-4o"), field="tokens")
     check(tokens, (d.input_tokens + d.output_tokens)[d.model == "gpt-4o"].astype(float), EXACT)
+    # spans without token counts (no model here) are skipped, not counted as 0 tokens
+    check(a.percentiles(window, field="tokens"), (d.input_tokens + d.output_tokens)[d.model != ""].astype(float), EXACT)
     check(a.percentiles(window, field="attribute:queue.depth"), np.arange(len(d.start_s)) % 17.0, EXACT)
     check(a.percentiles(window, field="quality"), d.quality[~np.isnan(d.quality)], EXACT)
     duration = a.percentiles(window, field="duration")

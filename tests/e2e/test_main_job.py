@@ -172,7 +172,7 @@ def test_demo_delivers_every_request_everywhere_and_stops_cleanly(
             llm = conn.execute(
                 "SELECT model, input_tokens, output_tokens, cost_usd, "
                 "coalesce((attributes->>'gen_ai.usage.cache_read.input_tokens')::bigint, 0) "
-                "FROM spans WHERE name = 'llm.chat' AND correlation_id = ANY(%s)",
+                "FROM spans WHERE name LIKE 'chat %%' AND model IS NOT NULL AND correlation_id = ANY(%s)",
                 (list(requests),),
             ).fetchall()
             assert llm

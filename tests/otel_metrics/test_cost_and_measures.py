@@ -19,19 +19,22 @@ def test_llm_usage_sets_semconv_attributes_cost_and_metrics(telemetry: Any, rece
 
     @track_performance("agent")
     def call_llm() -> Decimal | None:
-        return record_llm_usage("gpt-4o", 1200, 300, provider="openai", cached_input_tokens=200)
+        return record_llm_usage("gpt-4o", 1200, 300, provider="openai", cached_input_tokens=200, response_id="r-1")
 
     with business_context(tenant_id="acme"):
         cost = call_llm()
     assert cost == expected
     telemetry.force_flush()
-    span = receiver.store.span_named("agent.call_llm")
+    operation = receiver.store.span_named("agent.call_llm")
+    span = receiver.store.span_named("chat gpt-4o")  # the call's own GenAI client span, a child of the operation
+    assert span.parent_span_id == operation.span_id and span.kind == trace.SpanKind.CLIENT.value + 1
+    assert "cost.usd" not in operation.attributes and "gen_ai.usage.input_tokens" not in operation.attributes
     a = span.attributes
     assert a["gen_ai.request.model"] == "gpt-4o" and a["gen_ai.provider.name"] == "openai"
-    assert a["gen_ai.operation.name"] == "chat"
+    assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.response.id"] == "r-1"
     assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (1200, 300)
     assert a["gen_ai.usage.cache_read.input_tokens"] == 200
-    assert a["cost.usd"] == float(expected)
+    assert a["cost.usd"] == float(expected) and a["tenant.id"] == "acme"
     tokens = receiver.store.wait_for(lambda: receiver.store.points("gen_ai.client.token.usage"))
     by_type = {p.attributes["gen_ai.token.type"]: p for p in tokens}
     assert by_type["input"].value == (1, 1200) and by_type["output"].value == (1, 300)
@@ -39,6 +42,35 @@ def test_llm_usage_sets_semconv_attributes_cost_and_metrics(telemetry: Any, rece
     costs = receiver.store.points("cost.usd")
     assert costs[0].value == float(expected) and costs[0].unit == "{USD}"
     assert costs[0].attributes["cost.category"] == "llm" and costs[0].attributes["tenant.id"] == "acme"
+
+
+def test_several_calls_in_one_operation_each_keep_their_tokens_and_cost(telemetry: Any, receiver: Any) -> None:
+    """Tokens and cost describe the same calls: one span per call, cache writes and reasoning priced apart."""
+    from processors.cost import default_price_table
+
+    table = default_price_table()
+    with trace.get_tracer("t").start_as_current_span("plan"):
+        first = record_llm_usage(
+            "claude-sonnet-4-20250514",
+            10_000,
+            500,
+            provider="anthropic",
+            cached_input_tokens=1_000,
+            cache_write_tokens=3_000,
+            cache_write_1h_tokens=1_000,
+        )
+        second = record_llm_usage("o3", 100, 900, provider="openai", reasoning_tokens=700)
+    assert first == Decimal("0.0393")  # 6,000*3 + 1,000*0.30 + 2,000*3.75 + 1,000*6 + 500*15 per million
+    assert second == table.llm_cost("o3", 100, 900, reasoning_tokens=700, provider="openai")
+    telemetry.force_flush()
+    claude = receiver.store.span_named("chat claude-sonnet-4-20250514").attributes
+    assert (claude["gen_ai.usage.input_tokens"], claude["gen_ai.usage.cache_creation.input_tokens"]) == (10_000, 3_000)
+    assert claude["anthropic.usage.cache_creation.ephemeral_1h_input_tokens"] == 1_000
+    assert claude["cost.usd"] == 0.0393
+    o3 = receiver.store.span_named("chat o3").attributes
+    assert (o3["gen_ai.usage.output_tokens"], o3["gen_ai.usage.reasoning.output_tokens"]) == (900, 700)
+    assert o3["cost.usd"] == float(second or 0)
+    assert "cost.usd" not in receiver.store.span_named("plan").attributes
 
 
 def test_costs_add_up_exactly_on_one_span(telemetry: Any, receiver: Any) -> None:
@@ -60,15 +92,17 @@ def test_costs_add_up_exactly_on_one_span(telemetry: Any, receiver: Any) -> None
     assert abs(points[0].value - 0.3) < 1e-12
 
 
-def test_unknown_model_reports_once_and_sets_no_cost(telemetry: Any, receiver: Any, caplog: Any) -> None:
+def test_unknown_model_reports_once_sets_no_cost_and_is_counted(telemetry: Any, receiver: Any, caplog: Any) -> None:
     with trace.get_tracer("t").start_as_current_span("unknown"):
         assert record_llm_usage("no-such-model-xyz", 10, 10) is None
         assert record_llm_usage("no-such-model-xyz", 10, 10) is None
     telemetry.force_flush()
-    span = receiver.store.span_named("unknown")
-    assert "cost.usd" not in span.attributes
-    assert span.attributes["gen_ai.usage.input_tokens"] == 20 or span.attributes["gen_ai.usage.input_tokens"] == 10
+    calls = [s for s in receiver.store.spans() if s.name == "chat no-such-model-xyz"]
+    assert len(calls) == 2 and all("cost.usd" not in s.attributes for s in calls)
+    assert all(s.attributes["gen_ai.usage.input_tokens"] == 10 for s in calls)
     assert caplog.text.count("no-such-model-xyz") == 1
+    unpriced = receiver.store.wait_for(lambda: receiver.store.points("gen_ai.client.unpriced_calls"))
+    assert unpriced[0].value == 2 and unpriced[0].attributes["gen_ai.request.model"] == "no-such-model-xyz"
 
 
 def test_bad_input_never_raises(telemetry: Any, receiver: Any) -> None:
@@ -76,6 +110,8 @@ def test_bad_input_never_raises(telemetry: Any, receiver: Any) -> None:
     assert record_llm_usage("gpt-4o", 1.5, 10) is None  # type: ignore[arg-type]
     assert record_llm_usage("gpt-4o", "10", 10) is None  # type: ignore[arg-type]
     assert record_llm_usage(None, 1, 1) is None  # type: ignore[arg-type]
+    assert record_llm_usage("gpt-4o", 10, 10, cached_input_tokens=11) is None  # more cached than input
+    assert record_llm_usage("gpt-4o", 10, 10, reasoning_tokens=11) is None
     assert record_cost(-1, category="x") is None
     assert record_cost("abc", category="x") is None
     assert record_cost(float("nan"), category="x") is None

@@ -89,7 +89,12 @@ def test_quickstart_example_exports_to_a_real_receiver(receiver: Any) -> None:
         )
     )
     assert {s.attributes["tenant.id"] for s in spans} == {"acme", "globex"}
-    assert all(s.attributes["cost.usd"] > 0 and s.attributes["result.success"] is True for s in spans)
+    assert all(s.attributes["result.success"] is True for s in spans)
+    calls = receiver.store.wait_for(lambda: [s for s in receiver.store.spans() if s.name == "chat gpt-4o-mini"])
+    assert {(s.parent_span_id, s.attributes["tenant.id"]) for s in calls} == {
+        (s.span_id, s.attributes["tenant.id"]) for s in spans
+    }
+    assert all(s.attributes["cost.usd"] > 0 for s in calls)
     assert len({s.attributes["correlation.id"] for s in spans}) == 2
     costs = receiver.store.wait_for(lambda: receiver.store.points("cost.usd"))
     assert {p.attributes.get("tenant.id") for p in costs} == {"acme", "globex"}

@@ -274,3 +274,34 @@ def test_collector_config_validate_names_the_field(tmp_path: Path) -> None:
     assert len(errors) == 2
     assert errors[0].startswith("pricing_file: ") and "cannot read" in errors[0]
     assert errors[1] == "overrides: models.m.output: required"
+
+
+def test_collector_face_counts_unpriced_spans_with_their_tokens() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("t")
+    request = _span_request(
+        {"gen_ai.request.model": _unique_model(), "gen_ai.usage.input_tokens": 70, "gen_ai.usage.output_tokens": 5},
+        {"gen_ai.request.model": _unique_model(), "gen_ai.usage.input_tokens": 30},
+        {"gen_ai.request.model": _unique_model()},  # no tokens: nothing to price, not an unpriced call
+        {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1},
+    )
+    (factory,) = factories
+    processor = factory.create(CreateSettings(ComponentID("cost"), Signal.TRACES, meter=meter), CostConfig(), _Sink())
+    asyncio.run(processor.consume(Signal.TRACES, request))
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        (m.name, p.attributes.get("gen_ai.token.type")): p.value
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        for p in m.data.data_points
+    }
+    assert points == {
+        ("otelcol_processor_cost_unpriced_spans", None): 2,
+        ("otelcol_processor_cost_unpriced_tokens", "input"): 100,
+        ("otelcol_processor_cost_unpriced_tokens", "output"): 5,
+    }
