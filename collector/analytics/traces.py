@@ -2,13 +2,14 @@
 
 A search finds the traces with a span matching the span-level filters (window, service, operation, tenant, user,
 agent, model, correlation id, trace id, errors), newest first, then summarises each whole trace and applies the
-trace-level ranges (duration, cost). Without trace-level ranges only one page of traces is summarised, so a search
-costs one page whatever the window. A trace id or correlation id is an indexed lookup and ignores the window.
+trace-level ranges (duration, cost). Without trace-level ranges only one page of traces is summarised. Windows are
+searched from their end backwards, so the newest page of a month costs about an hour of spans. A trace id or
+correlation id is an indexed lookup and ignores the window.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,8 @@ __all__ = [
 MAX_TRACE_SPANS = 20_000
 # Spans of a found trace are looked up this far around the search window (traces outlive their first span).
 TRACE_MARGIN = timedelta(days=1)
+# A search reads the window's last hour first, then four times more each round until a page is full.
+FIRST_CHUNK = timedelta(hours=1)
 # Related traces (sharing a correlation id) listed on a trace page.
 MAX_RELATED = 50
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
@@ -88,6 +91,13 @@ class TraceQuery:
         ):
             if low is not None and high is not None and low > high:
                 raise ValueError(f"{name}: the minimum ({low:g}) is above the maximum ({high:g})")
+
+    @property
+    def ranged(self) -> bool:
+        """Filtered by whole-trace duration or cost (known only once a trace is summarised)."""
+        return any(
+            v is not None for v in (self.min_duration_ms, self.max_duration_ms, self.min_cost_usd, self.max_cost_usd)
+        )
 
     @property
     def by_id(self) -> bool:
@@ -230,18 +240,17 @@ def _summary(row: dict[str, Any]) -> TraceSummary:
     )
 
 
-def search_traces(
-    conn: psycopg.Connection[Any], q: TraceQuery, *, limit: int = 50, offset: int = 0
-) -> list[TraceSummary]:
-    """Traces matching ``q``, newest first (by their first matching span), one page."""
-    q.validate()
+def _page(conn: psycopg.Connection[Any], q: TraceQuery, limit: int, offset: int) -> list[TraceSummary]:
+    """One page of ``q`` over exactly its window."""
     where, params = _span_where(q)
-    ranged = any(v is not None for v in (q.min_duration_ms, q.max_duration_ms, q.min_cost_usd, q.max_cost_usd))
-    hit = sql.SQL("SELECT trace_id FROM spans WHERE {} GROUP BY trace_id ORDER BY min(start_time) DESC").format(where)
-    if not ranged:
+    hit = sql.SQL(
+        "SELECT trace_id FROM spans WHERE {} GROUP BY trace_id ORDER BY max(start_time) DESC, trace_id"
+    ).format(where)
+    if not q.ranged:
         rows = conn.execute(sql.Composed([hit, sql.SQL(" LIMIT %s OFFSET %s")]), [*params, limit, offset]).fetchall()
+        order = {bytes(r[0]).hex(): i for i, r in enumerate(rows)}
         found = [_summary(r) for r in _summaries(conn, [bytes(r[0]) for r in rows], None if q.by_id else q.window)]
-        return sorted(found, key=lambda t: t.start_time, reverse=True)
+        return sorted(found, key=lambda t: order[t.trace_id])
     having, having_params = _trace_having(q)
     bounds: sql.Composable = sql.SQL("")
     bound_params: list[Any] = []
@@ -254,6 +263,25 @@ def search_traces(
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query, [*params, *bound_params, *having_params, limit, offset])
         return [_summary(r) for r in cur.fetchall()]
+
+
+def search_traces(
+    conn: psycopg.Connection[Any], q: TraceQuery, *, limit: int = 50, offset: int = 0
+) -> list[TraceSummary]:
+    """Traces matching ``q``, newest first (by their latest matching span; with duration or cost ranges, by their
+    start), one page. The window is searched from its end backwards, FIRST_CHUNK first and four times longer
+    each round until the page is full: a month's newest traces cost an hour of spans, not a month (there is no
+    B-tree on start_time alone to walk backwards). A trace or correlation id is one indexed lookup."""
+    q.validate()
+    if q.by_id:
+        return _page(conn, q, limit, offset)
+    span = FIRST_CHUNK
+    while True:
+        start = max(q.window.start, q.window.end - span)
+        found = _page(conn, replace(q, window=TimeWindow(start, q.window.end)), limit, offset)
+        if len(found) >= limit or start == q.window.start:
+            return found
+        span *= 4
 
 
 _SPAN_COLUMNS = sql.SQL(
@@ -436,8 +464,11 @@ def read_trace(conn: psycopg.Connection[Any], trace_id: str, *, details: bool = 
     correlation_ids = sorted({r["correlation_id"] for r in rows if r["correlation_id"] is not None})
     related: list[TraceSummary] = []
     if correlation_ids:
+        # Materialized so the correlation id index answers: as one DISTINCT ... LIMIT the planner walks every
+        # partition's primary key in trace id order instead (seconds on a month of spans).
         others = conn.execute(
-            "SELECT DISTINCT trace_id FROM spans WHERE correlation_id = ANY(%s) AND trace_id <> %s LIMIT %s",
+            "WITH m AS MATERIALIZED (SELECT trace_id FROM spans WHERE correlation_id = ANY(%s))"
+            " SELECT DISTINCT trace_id FROM m WHERE trace_id <> %s LIMIT %s",
             [correlation_ids, tid, MAX_RELATED],
         ).fetchall()
         related = sorted(

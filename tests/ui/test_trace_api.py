@@ -3,10 +3,12 @@ OpenAPI), and the trace query module's tree order, totals and related traces."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 import ui_data
-from ui_server import TOKEN, Served
+from ui_server import TOKEN, Served, serving
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -115,3 +117,16 @@ def test_unknown_trace_auth_and_openapi(served: Served) -> None:
         "schema"
     ] == {"$ref": "#/components/schemas/TraceDetail"}
     assert {"TraceSummary", "TraceDetail", "Span"} <= set(doc["components"]["schemas"])
+
+
+def test_long_windows_are_searched_back_to_their_start(pg_server_dsn: str) -> None:
+    """The search reads the window's last hour first and widens it: a three-day-old trace is still found, and
+    listed after every newer one."""
+    with serving(pg_server_dsn) as (server, dsn):
+        old = ui_data.wide_trace_specs(3, datetime.now(UTC) - timedelta(days=3), trace_id="7" * 32)
+        ui_data.write_specs(dsn, old)
+        items = _get(server, "/traces", hours="168", limit="100").json()["items"]
+        assert len(items) == ui_data.BACKGROUND + 3 and items[-1]["trace_id"] == "7" * 32
+        assert _get(server, "/traces", hours="24").json()["items"][-1]["trace_id"] != "7" * 32
+        last = _get(server, "/traces", hours="168", limit="5", offset=str(ui_data.BACKGROUND + 2)).json()["items"]
+        assert [t["trace_id"] for t in last] == ["7" * 32]
