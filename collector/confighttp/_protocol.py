@@ -1,4 +1,5 @@
-"""uvicorn's h11 protocol with the two limits uvicorn lacks: a header-read deadline and a connection cap.
+"""uvicorn's h11 protocol with the two limits uvicorn lacks, a header-read deadline and a connection cap, and with
+TCP_NODELAY on.
 
 uvicorn arms its keep-alive timer only after a response, so a client that connects and trickles a header byte
 at a time holds its connection for ever; and ``limit_concurrency`` answers 503 only once a request's headers
@@ -8,6 +9,7 @@ have arrived, which such a client never completes. Both are checked here, per co
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -30,6 +32,12 @@ class _LimitedH11(H11Protocol):
         self._header_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # asyncio leaves Nagle on for connections accepted from a socket handed to it (``sock=``), and h11
+            # writes a response's head and body separately: without this every small response waited ~40 ms for
+            # the client's delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
             transport.write(_REFUSED)
