@@ -34,6 +34,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from collector.config import parse_config
 from collector.service import Service
+from collector.service.graph import NodeKind
 from processors.pdata import to_json
 from processors.pipeline import Signal
 
@@ -86,7 +87,7 @@ class Collector:
         if not started.wait(60):
             raise SystemExit("collector did not start")
 
-    def port(self, kind: str, name: str, signal: Signal | None = None) -> int:
+    def port(self, kind: NodeKind, name: str, signal: Signal | None = None) -> int:
         node: Any = self.service.node(kind, name, signal) if signal else self.service.node(kind, name)
         return int(node.http_port if kind == "receiver" else node.port)
 
