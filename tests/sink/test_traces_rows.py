@@ -287,3 +287,38 @@ def test_cost_units_ties_and_large_values(usd: float) -> None:
     # Ties at the 11th decimal round away from zero (as PostgreSQL does); above 1,000 USD the double product is
     # not exact enough and the Decimal path answers.
     assert traces.cost_units(usd) == _numeric_20_10(usd)
+
+
+def test_attribute_columns_sit_between_operation_and_attributes_and_are_documented() -> None:
+    from pathlib import Path
+
+    from collector.exporters.postgres.span_columns import ATTRIBUTE_COLUMNS, span_position
+
+    first = span_position("operation") + 1
+    assert _COLUMNS[first : first + len(ATTRIBUTE_COLUMNS)] == [c.name for c in ATTRIBUTE_COLUMNS]
+    assert _COLUMNS[first + len(ATTRIBUTE_COLUMNS)] == "attributes"
+    schema = (Path(__file__).parents[2] / "docs" / "schema.md").read_text()
+    for column in ATTRIBUTE_COLUMNS:
+        assert all(f"`{key}`" in schema for key in column.keys), column
+        assert set(column.moves) <= set(column.keys), column
+        assert column.convert is not None or len(column.keys) == 1, column  # a text column reads one key
+
+
+def test_the_first_key_with_a_value_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    (record,) = _both_ways(
+        _request(
+            ("http.response.status_code", AnyValue()),
+            ("http.status_code", AnyValue(int_value=404)),
+            ("gen_ai.response.model", AnyValue()),
+            ("gen_ai.request.model", AnyValue(string_value="m-1")),
+        ),
+        monkeypatch,
+    )
+    row = _row(record)
+    assert (row["http_status_code"], row["model"]) == (404, "m-1")
+    assert json.loads(row["attributes"]) == {
+        "http.response.status_code": None,
+        "http.status_code": 404,
+        "gen_ai.response.model": None,
+        "gen_ai.request.model": "m-1",
+    }

@@ -45,7 +45,7 @@ class JsonbTextDumper(Dumper):
 
 class CostUnitsDumper(Dumper):
     """numeric from an int count of 1e-10 USD: the only numeric columns COPYed (``cost_usd`` of spans and rollups)
-    carry ``traces.cost_units``. Six base-10000 digits, weight 2 and scale 10 cover every value below 1e12 USD;
+    carry ``span_columns.cost_units``. Six base-10000 digits, weight 2 and scale 10 cover every value below 1e12 USD;
     PostgreSQL strips the leading and trailing zero digits."""
 
     format = Format.BINARY

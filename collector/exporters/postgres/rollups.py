@@ -17,6 +17,7 @@ import psycopg
 
 from . import histogram
 from ._values import dumps
+from .span_columns import span_position
 
 __all__ = ["ROLLUP_COLUMNS", "ROLLUP_DIMENSIONS", "ROLLUP_TABLES", "aggregate", "compact_rollups", "insert_spans_sql"]
 
@@ -86,10 +87,14 @@ SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up_1m), (SELECT count(*
 """
 
 
-# Positions in a ``traces.SPAN_COLUMNS`` row.
-_START, _DURATION, _STATUS, _SERVICE, _OPERATION = 4, 6, 9, 11, 14
-_DIM_POSITIONS = {"tenant_id": 16, "agent_name": 19, "model": 22}
-_INPUT, _OUTPUT, _COST, _QUALITY = 24, 25, 26, 27
+# Positions in a ``span_columns.SPAN_COLUMNS`` row.
+_START, _DURATION, _STATUS, _SERVICE, _OPERATION = (
+    span_position(c) for c in ("start_time", "duration_ms", "status_code", "service_name", "operation")
+)
+_DIM_POSITIONS = {d: span_position(d) for d in ("tenant_id", "agent_name", "model")}
+_INPUT, _OUTPUT, _COST, _QUALITY = (
+    span_position(c) for c in ("input_tokens", "output_tokens", "cost_usd", "quality_score")
+)
 _MINUTE_US = 60_000_000
 _HOUR_US = 3_600_000_000
 _INT8_MAX = 2**63 - 1

@@ -1,17 +1,14 @@
 """OTLP spans to rows of ``spans``, ``span_events`` and ``span_links`` (column order = ``SPAN_COLUMNS`` etc.).
 
-Hot attributes become columns (docs/schema.md). A hot attribute leaves the ``attributes`` jsonb only when its
-column holds it losslessly (right type, in range); otherwise the column gets the best conversion (or NULL) and
-the attribute stays, so nothing the client sent is lost.
+Which attribute fills which column, and how, is the table ``span_columns.ATTRIBUTE_COLUMNS``; this module reads each
+span's attributes once (normally from their wire bytes, through a cache) and fills the row from that table.
 """
 
 from __future__ import annotations
 
-import math
 import struct
 import time
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 from itertools import repeat
 from typing import Any
 
@@ -22,6 +19,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from processors.pdata import read_varint
 
 from ._values import any_value, attributes_dict, clean_text, dumps, int2, int4, signed32, to_json
+from .span_columns import ATTRIBUTE_COLUMNS, EVENT_COLUMNS, LINK_COLUMNS, SPAN_COLUMNS, cost_units
+from .span_columns import text as _text
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -32,116 +31,26 @@ __all__ = [
     "span_records",
 ]
 
-# (column, staging type). Staging types are what binary COPY sends; timestamps travel as µs since the Unix
-# epoch.
-SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("trace_id", "bytea"),
-    ("span_id", "bytea"),
-    ("parent_span_id", "bytea"),
-    ("trace_state", "text"),
-    ("start_time", "timestamptz"),
-    ("end_time", "timestamptz"),
-    ("duration_ms", "float8"),
-    ("name", "text"),
-    ("kind", "int2"),
-    ("status_code", "int2"),
-    ("status_message", "text"),
-    ("service_name", "text"),
-    ("scope_name", "text"),
-    ("scope_version", "text"),
-    ("operation", "text"),
-    ("correlation_id", "text"),
-    ("tenant_id", "text"),
-    ("user_id", "text"),
-    ("session_id", "text"),
-    ("agent_name", "text"),
-    ("agent_role", "text"),
-    ("feature", "text"),
-    ("model", "text"),
-    ("provider", "text"),
-    ("input_tokens", "int8"),
-    ("output_tokens", "int8"),
-    ("cost_usd", "numeric"),
-    ("quality_score", "float8"),
-    ("error_type", "text"),
-    ("http_route", "text"),
-    ("http_status_code", "int4"),
-    ("attributes", "jsonb"),
-    ("resource_attributes", "jsonb"),
-    ("flags", "int4"),
-    ("dropped_attributes_count", "int4"),
-    ("dropped_events_count", "int4"),
-    ("dropped_links_count", "int4"),
+# A span's attribute-backed values, in ``ATTRIBUTE_COLUMNS`` order (contiguous in the row).
+_N_COLUMNS = len(ATTRIBUTE_COLUMNS)
+# Text columns: attribute key -> position among the attribute-backed values.
+_TEXT_INDEX = {c.keys[0]: i for i, c in enumerate(ATTRIBUTE_COLUMNS) if c.convert is None}
+# Converted columns: (position, keys, converter, keys that move out of the attributes when lossless, the type its
+# converter takes as it is, losslessly: the common case, without a call).
+_CONVERTED = tuple(
+    (i, c.keys, c.convert, frozenset(c.moves), c.exact)
+    for i, c in enumerate(ATTRIBUTE_COLUMNS)
+    if c.convert is not None
 )
-EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("trace_id", "bytea"),
-    ("span_id", "bytea"),
-    ("span_start_time", "timestamptz"),
-    ("event_index", "int4"),
-    ("time", "timestamptz"),
-    ("name", "text"),
-    ("service_name", "text"),
-    ("exception_type", "text"),
-    ("exception_message", "text"),
-    ("exception_stacktrace", "text"),
-    ("attributes", "jsonb"),
-    ("dropped_attributes_count", "int4"),
-)
-LINK_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("trace_id", "bytea"),
-    ("span_id", "bytea"),
-    ("span_start_time", "timestamptz"),
-    ("link_index", "int4"),
-    ("linked_trace_id", "bytea"),
-    ("linked_span_id", "bytea"),
-    ("trace_state", "text"),
-    ("flags", "int4"),
-    ("attributes", "jsonb"),
-    ("dropped_attributes_count", "int4"),
-)
-
-# Span attribute -> column, for text columns taken as they are.
-_TEXT_COLUMNS = {
-    "correlation.id": "correlation_id",
-    "tenant.id": "tenant_id",
-    "user.id": "user_id",
-    "session.id": "session_id",
-    "gen_ai.agent.name": "agent_name",
-    "agent.role": "agent_role",
-    "feature.name": "feature",
-    "error.type": "error_type",
-    "http.route": "http_route",
-}
-# Attribute -> position in the span's hot text values (``_TEXT_COLUMNS`` order).
-_TEXT_INDEX = {key: i for i, key in enumerate(_TEXT_COLUMNS)}
-_N_TEXT_COLUMNS = len(_TEXT_COLUMNS)
-_INT8_MIN, _INT8_MAX = -(2**63), 2**63 - 1
-_INT4_MIN, _INT4_MAX = -(2**31), 2**31 - 1
+# Positions whose text may still hold NUL after conversion (label columns convert strings as they are).
+_LABELS = tuple(i for i, c in enumerate(ATTRIBUTE_COLUMNS) if c.convert is not None and c.type == "text")
 _INT2_MAX = 2**15 - 1
-_COST_LIMIT = 1e10  # numeric(20, 10)
-# Rows carry cost_usd as an int count of 1e-10 USD (``cost_units``; numeric(20, 10) holds exactly those); the
-# writer's COPY dumps it as numeric. Ints sum exactly and cheaply in the rollups; Decimal(repr(x)) and psycopg's
-# Decimal dumper cost 1.5 µs a span.
+_INT4_MAX = 2**31 - 1
 _EXCEPTION_KEYS = ("exception.type", "exception.message", "exception.stacktrace")
-# Attributes the checks after the attribute pass read (numeric columns, model, provider).
-_SPECIAL_KEYS = frozenset(
-    (
-        "gen_ai.response.model",
-        "gen_ai.request.model",
-        "gen_ai.provider.name",
-        "gen_ai.system",
-        "gen_ai.usage.input_tokens",
-        "gen_ai.usage.output_tokens",
-        "cost.usd",
-        "quality.score",
-        "http.response.status_code",
-        "http.status_code",
-    )
-)
-# Slots of a ``_kv_entry``: 0.._N_TEXT_COLUMNS-1 a hot text column given a string; _N_TEXT_COLUMNS + i the hot text
-# column i given another type; _SPECIAL one of _SPECIAL_KEYS; None any other attribute.
-_SPECIAL = 2 * len(_TEXT_COLUMNS)
-_SLOT: dict[str, int] = {**_TEXT_INDEX, **dict.fromkeys(_SPECIAL_KEYS, _SPECIAL)}
+# Slots of a ``_kv_entry``: 0.._N_COLUMNS-1 a text column given a string; _N_COLUMNS + i the text column i given
+# another type; _SPECIAL a key a converted column reads; None any other attribute.
+_SPECIAL = 2 * _N_COLUMNS
+_SLOT: dict[str, int] = {**_TEXT_INDEX, **{key: _SPECIAL for _, keys, *_ in _CONVERTED for key in keys}}
 # Decoded attributes by their wire bytes (KeyValue). Most attributes repeat (routes, models, tenants, counts); the
 # cache is emptied when full, so unique values (ids) cost one insert each and memory stays bounded.
 # (key, value, slot, hot text, JSON member): see _kv_entry.
@@ -152,7 +61,6 @@ _KV_CACHE_MAX_BYTES = 256  # long values (prompts, stack traces) are rarely repe
 _STATUS_CACHE: dict[bytes, tuple[int, str | None]] = {}
 _STATUS_CACHE_MAX = 1024
 _DOUBLE = struct.Struct("<d")
-_DONE: Any = ()  # marks the attributes as read from their wire bytes
 
 
 @dataclass(slots=True)
@@ -166,62 +74,6 @@ class SpanRecord:
     repairs: list[str] = field(default_factory=list)
     # Set when the span could not be turned into rows at all: it goes to the quarantine with this reason.
     failure: str | None = None
-
-
-def _as_int(value: Any, lo: int, hi: int) -> tuple[int | None, bool]:
-    """(column value, lossless) for an integer column."""
-    if isinstance(value, bool):
-        return int(value), False
-    if isinstance(value, int):
-        return (value, True) if lo <= value <= hi else (None, False)
-    if isinstance(value, float):
-        if math.isfinite(value) and lo <= value <= hi:
-            return int(value), value.is_integer()
-        return None, False
-    if isinstance(value, str):
-        try:
-            number = int(value.strip())
-        except ValueError:
-            try:
-                f = float(value)
-            except ValueError:
-                return None, False
-            return (int(f), False) if math.isfinite(f) and lo <= f <= hi else (None, False)
-        return (number, False) if lo <= number <= hi else (None, False)
-    return None, False
-
-
-def _as_float(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        f = float(value)
-    elif isinstance(value, str):
-        try:
-            f = float(value)
-        except ValueError:
-            return None
-    else:
-        return None
-    return f if math.isfinite(f) else None
-
-
-def cost_units(usd: float) -> int:
-    """What numeric(20, 10) stores for the decimal the client wrote (``repr``, not the double's binary expansion),
-    in units of 1e-10 USD: rounded half away from zero, as PostgreSQL rounds.
-
-    The product ``usd * 1e10`` is within 2.2e-6 * |usd| of the exact scaled decimal, so below 1,000 USD and away from
-    a tie its rounding is the exact one; anything else goes through Decimal.
-    """
-    scaled = usd * 1e10
-    units = round(scaled)
-    if -1000.0 < usd < 1000.0 and abs(abs(scaled - units) - 0.5) > 0.01:
-        return units
-    return int(Decimal(repr(usd)).scaleb(10).to_integral_value(ROUND_HALF_UP))
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else to_json(value, "attribute", [])
 
 
 def _shadow_request_class() -> Any:
@@ -298,8 +150,8 @@ def _kv_entry(kv: bytes) -> _Entry | None:
             return None
         item = _DOUBLE.unpack_from(kv, at + 1)[0]
         slot = _SLOT.get(key)
-        if slot is not None and slot < _N_TEXT_COLUMNS:
-            return key, item, _N_TEXT_COLUMNS + slot, _text(item), None
+        if slot is not None and slot < _N_COLUMNS:
+            return key, item, _N_COLUMNS + slot, _text(item), None
         return key, item, slot, None, None  # not cached: doubles are mostly measurements, rarely repeated
     elif tag == 0x18:  # int_value (int64, two's complement in 10 bytes when negative)
         item, after = read_varint(kv, at + 1)
@@ -313,9 +165,9 @@ def _kv_entry(kv: bytes) -> _Entry | None:
         return None
     slot = _SLOT.get(key)
     text = None
-    if slot is not None and slot < _N_TEXT_COLUMNS:
+    if slot is not None and slot < _N_COLUMNS:
         if tag != 0x0A:
-            slot += _N_TEXT_COLUMNS
+            slot += _N_COLUMNS
             text = _text(item)
         elif "\x00" in item:  # repaired (and reported) by the protobuf pass
             return None
@@ -417,139 +269,33 @@ def _span_record(
     if "\x00" in name:
         name = clean_text(name, "span name", repairs)
     if shadow is None:
-        wire = None
         status = span.status
         code = status.code
         status_message = status.message or None
     else:
-        wire = shadow.attributes
         status_entry = _STATUS_CACHE.get(shadow.status)
         if status_entry is None:
             status_entry = _status_entry(shadow.status)
         code, status_message = status_entry
     if status_message is not None and "\x00" in status_message:
         status_message = clean_text(status_message, "status message", repairs)
-
-    # One pass over the attributes, normally over their wire bytes (see ``_kv_entry``): no protobuf wrapper per
-    # attribute. Hot text columns are filled in the same pass; a duplicate key keeps the last value, as a dict would.
-    attrs: dict[str, Any] = {}
-    hot: list[Any] = [None] * _N_TEXT_COLUMNS
-    special = False  # a numeric, model or provider attribute is present: the checks below are needed
-    if wire is not None:
-        cache_get = _KV_CACHE.get
-        entries: dict[str, _Entry] = {}  # attrs' entries, for their JSON members
-        moved = False  # a hot text attribute with a non-string value is in attrs (a later string must pop it)
-        for kv in wire:
-            entry = cache_get(kv)
-            if entry is None:
-                entry = _kv_entry(kv)
-                if entry is None:  # not a plain scalar (or empty key, NUL in a hot text): the protobuf pass below
-                    attrs = {}
-                    hot = [None] * _N_TEXT_COLUMNS
-                    special = False
+    attrs, values, entries, special = _read_attributes(span, shadow, repairs)
+    if special:  # a converted column's key is present: convert in ATTRIBUTE_COLUMNS order
+        get = attrs.get
+        for index, keys, convert, moves, exact in _CONVERTED:
+            for key in keys:
+                value = get(key)
+                if value is not None:
                     break
-            key, item, slot, text, _ = entry
-            if slot is None:
-                attrs[key] = item
-                entries[key] = entry
-            elif slot < _N_TEXT_COLUMNS:
-                hot[slot] = item
-                if moved:
-                    attrs.pop(key, None)  # an earlier duplicate that was not a string
-            elif slot == _SPECIAL:
-                attrs[key] = item
-                entries[key] = entry
-                special = True
             else:
-                attrs[key] = item
-                entries[key] = entry
-                hot[slot - _N_TEXT_COLUMNS] = text
-                moved = True
-        else:
-            wire = _DONE
-    if wire is not _DONE:
-        # The protobuf pass. A non-empty ``string_value`` means the oneof holds a string (the common case): no
-        # WhichOneof call.
-        text_index = _TEXT_INDEX.get
-        for kv in span.attributes:
-            key = kv.key
-            value = kv.value
-            text = value.string_value
-            if text or value.WhichOneof("value") == "string_value":
-                i = text_index(key)
-                if i is None:
-                    attrs[key] = text
-                    continue
-                if "\x00" in text:
-                    text = clean_text(text, key, repairs)
-                hot[i] = text
-                attrs.pop(key, None)  # an earlier duplicate that was not a string
                 continue
-            item = any_value(value)
-            attrs[key] = item
-            i = text_index(key)
-            if i is not None:
-                hot[i] = _text(item)
-        special = True
-    model = provider = input_tokens = output_tokens = http_status = None
-    cost: int | None = None
-    quality: float | None = None
-    if special:
-        model = attrs.get("gen_ai.response.model")
-        if model is None:
-            model = attrs.get("gen_ai.request.model")
-        provider = attrs.get("gen_ai.provider.name")
-        if provider is None:
-            provider = attrs.get("gen_ai.system")
-        value = attrs.get("gen_ai.usage.input_tokens")
-        if type(value) is int:  # an OTLP int (int64): always lossless
-            input_tokens = value
-            del attrs["gen_ai.usage.input_tokens"]
-        elif value is not None:
-            input_tokens, lossless = _as_int(value, _INT8_MIN, _INT8_MAX)
-            if lossless:
-                del attrs["gen_ai.usage.input_tokens"]
-            elif input_tokens is None:
-                repairs.append("gen_ai.usage.input_tokens not a bigint: column left NULL")
-        value = attrs.get("gen_ai.usage.output_tokens")
-        if type(value) is int:  # an OTLP int (int64): always lossless
-            output_tokens = value
-            del attrs["gen_ai.usage.output_tokens"]
-        elif value is not None:
-            output_tokens, lossless = _as_int(value, _INT8_MIN, _INT8_MAX)
-            if lossless:
-                del attrs["gen_ai.usage.output_tokens"]
-            elif output_tokens is None:
-                repairs.append("gen_ai.usage.output_tokens not a bigint: column left NULL")
-        value = attrs.get("cost.usd")
-        if type(value) is float and abs(value) < _COST_LIMIT:  # the common case (False for NaN and infinities)
-            cost = cost_units(value)
-            del attrs["cost.usd"]
-        elif value is not None:
-            amount = _as_float(value)
-            if amount is None or abs(amount) >= _COST_LIMIT:
-                repairs.append("cost.usd not a finite number below 1e10: column left NULL")
+            if type(value) is exact:
+                values[index] = value
+                lossless = True
             else:
-                cost = cost_units(amount)
-                if isinstance(value, float):
-                    del attrs["cost.usd"]
-        value = attrs.get("quality.score")
-        if type(value) is float and math.isfinite(value):
-            quality = value
-            del attrs["quality.score"]
-        elif value is not None:
-            quality = _as_float(value)
-            if quality is None:
-                repairs.append("quality.score not a finite number: column left NULL")
-            elif isinstance(value, float):
-                del attrs["quality.score"]
-        key = "http.response.status_code" if "http.response.status_code" in attrs else "http.status_code"
-        value = attrs.get(key)
-        if value is not None:
-            http_status, lossless = _as_int(value, _INT4_MIN, _INT4_MAX)
-            if lossless and key == "http.response.status_code":
+                values[index], lossless = convert(value, key, repairs)
+            if lossless and key in moves:
                 del attrs[key]
-
     trace_state = span.trace_state
     kind = span.kind
     flags = span.flags
@@ -576,23 +322,8 @@ def _span_record(
         scope_name,
         scope_version,
         name,
-        hot[0],
-        hot[1],
-        hot[2],
-        hot[3],
-        hot[4],
-        hot[5],
-        hot[6],
-        model if model is None or isinstance(model, str) else _text(model),
-        provider if provider is None or isinstance(provider, str) else _text(provider),
-        input_tokens,
-        output_tokens,
-        cost,
-        quality,
-        hot[7],
-        hot[8],
-        http_status,
-        (_joined(attrs, entries) if wire is _DONE else None)
+        *values,
+        (_joined(attrs, entries) if entries is not None else None)
         or (to_json(attrs, "span attributes", repairs) if attrs else "{}"),
         resource_json,
         flags if flags <= _INT4_MAX else signed32(flags),
@@ -600,14 +331,100 @@ def _span_record(
         dropped_events,
         dropped_links,
     )
-    if (model is not None and isinstance(model, str) and "\x00" in model) or (
-        provider is not None and isinstance(provider, str) and "\x00" in provider
-    ):
-        row = _replace_nul_columns(row, repairs)
-
-    events: list[tuple[Any, ...]] = []
+    for index in _LABELS:
+        label = values[index]
+        if label is not None and "\x00" in label:
+            row = _replace_nul_columns(row, repairs)
+            break
     span_events = span.events
-    for index, event in enumerate(span_events) if span_events else ():
+    span_links = span.links
+    if not span_events and not span_links:
+        return SpanRecord(row, [], [], span, repairs)
+    events = _event_rows(span_events, trace_id, span_id, start_us, start_ns, service_name, repairs)
+    links = _link_rows(span_links, trace_id, span_id, start_us, repairs)
+    return SpanRecord(row, events, links, span, repairs)
+
+
+def _read_attributes(
+    span: Any, shadow: Any, repairs: list[str]
+) -> tuple[dict[str, Any], list[Any], dict[str, _Entry] | None, bool]:
+    """(attributes for the jsonb, the text columns' values in an ``ATTRIBUTE_COLUMNS``-long list, the attributes'
+    cache entries when read from wire bytes (their JSON members make the jsonb text), whether a key a converted
+    column reads is present).
+
+    One pass over the attributes, normally over their wire bytes (see ``_kv_entry``): no protobuf wrapper per
+    attribute. A duplicate key keeps the last value, as a dict would.
+    """
+    attrs: dict[str, Any] = {}
+    values: list[Any] = [None] * _N_COLUMNS
+    if shadow is not None:
+        cache_get = _KV_CACHE.get
+        entries: dict[str, _Entry] = {}  # attrs' entries, for their JSON members
+        moved = False  # a text column's attribute with a non-string value is in attrs (a later string must pop it)
+        special = False
+        for kv in shadow.attributes:
+            entry = cache_get(kv)
+            if entry is None:
+                entry = _kv_entry(kv)
+                if entry is None:  # not a plain scalar (or empty key, NUL in a hot text): the protobuf pass below
+                    break
+            key, item, slot, text, _ = entry
+            if slot is None:
+                attrs[key] = item
+                entries[key] = entry
+            elif slot < _N_COLUMNS:
+                values[slot] = item
+                if moved:
+                    attrs.pop(key, None)  # an earlier duplicate that was not a string
+            elif slot == _SPECIAL:
+                attrs[key] = item
+                entries[key] = entry
+                special = True
+            else:
+                attrs[key] = item
+                entries[key] = entry
+                values[slot - _N_COLUMNS] = text
+                moved = True
+        else:
+            return attrs, values, entries, special
+        attrs = {}
+        values = [None] * _N_COLUMNS
+    # The protobuf pass. A non-empty ``string_value`` means the oneof holds a string (the common case): no
+    # WhichOneof call.
+    text_index = _TEXT_INDEX.get
+    for kv in span.attributes:
+        key = kv.key
+        value = kv.value
+        text = value.string_value
+        if text or value.WhichOneof("value") == "string_value":
+            i = text_index(key)
+            if i is None:
+                attrs[key] = text
+                continue
+            if "\x00" in text:
+                text = clean_text(text, key, repairs)
+            values[i] = text
+            attrs.pop(key, None)  # an earlier duplicate that was not a string
+            continue
+        item = any_value(value)
+        attrs[key] = item
+        i = text_index(key)
+        if i is not None:
+            values[i] = _text(item)
+    return attrs, values, None, True
+
+
+def _event_rows(
+    span_events: Any,
+    trace_id: bytes,
+    span_id: bytes,
+    start_us: int,
+    start_ns: int,
+    service_name: str,
+    repairs: list[str],
+) -> list[tuple[Any, ...]]:
+    events: list[tuple[Any, ...]] = []
+    for index, event in enumerate(span_events):
         event_attrs = attributes_dict(event.attributes)
         exc: list[str | None] = [None, None, None]
         if event.name == "exception":
@@ -632,9 +449,14 @@ def _span_record(
                 int4(event.dropped_attributes_count, "event dropped_attributes_count", repairs),
             )
         )
+    return events
+
+
+def _link_rows(
+    span_links: Any, trace_id: bytes, span_id: bytes, start_us: int, repairs: list[str]
+) -> list[tuple[Any, ...]]:
     links: list[tuple[Any, ...]] = []
-    span_links = span.links
-    for index, link in enumerate(span_links) if span_links else ():
+    for index, link in enumerate(span_links):
         link_attrs = attributes_dict(link.attributes)
         links.append(
             (
@@ -650,7 +472,7 @@ def _span_record(
                 int4(link.dropped_attributes_count, "link dropped_attributes_count", repairs),
             )
         )
-    return SpanRecord(row, events, links, span, repairs)
+    return links
 
 
 def _replace_nul_columns(row: tuple[Any, ...], repairs: list[str]) -> tuple[Any, ...]:

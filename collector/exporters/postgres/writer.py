@@ -36,6 +36,7 @@ from . import traces as _traces
 from ._dumpers import CostUnits, CostUnitsDumper, EpochMicros, JsonbTextDumper, JsonText, TimestamptzMicrosDumper
 from .config import DEFAULT_ALLOWED_CLOCK_SKEW, RetentionConfig
 from .rollups import ROLLUP_COLUMNS, aggregate, insert_spans_sql
+from .span_columns import span_position
 from .timewindow import Late, TimeWindow
 
 __all__ = ["MAX_NEW_PARTITION_RANGES", "PostgresWriter", "WriteResult", "WriterSettings"]
@@ -54,7 +55,8 @@ _PREMAKE_EVERY = 600.0
 # retried (RetryableError) after creating these, so a backfill makes progress a few partitions at a time.
 MAX_NEW_PARTITION_RANGES = 4
 # The timestamps that place a row in the time window, by row index: spans' start and end, points' and logs' time.
-_SPAN_TIMES = ((4, "start_time"), (5, "end_time"))
+_SPAN_TIMES = tuple((span_position(c), c) for c in ("start_time", "end_time"))
+_START = _SPAN_TIMES[0][0]
 _ITEM_TIME = ((1, "time"),)
 
 
@@ -340,21 +342,21 @@ class PostgresWriter:
         if not records:
             return result
         tables = PARTITIONED_TABLES[Signal.TRACES]
-        self.ensure_partitions(conn, tables, {r.row[4] for r in records}, MAX_NEW_PARTITION_RANGES)
+        self.ensure_partitions(conn, tables, {r.row[_START] for r in records}, MAX_NEW_PARTITION_RANGES)
         for attempt in (0, 1):
             try:
                 if self._copy_spans_directly(conn, records, result):
                     return result
                 with conn.transaction():
                     result.inserted = self._insert_spans(conn, records)
-                    result.earliest_span_us = min(r.row[4] for r in records) if result.inserted else None
+                    result.earliest_span_us = min(r.row[_START] for r in records) if result.inserted else None
                     self._record_repairs(conn, Signal.TRACES, records, result)
                 return result
             except _DATA_ERRORS as exc:
                 if _is_missing_partition(exc) and attempt == 0:
                     # A partition was dropped (retention) after we cached it: forget and re-create.
                     self._partitions.clear()
-                    self.ensure_partitions(conn, tables, {r.row[4] for r in records}, MAX_NEW_PARTITION_RANGES)
+                    self.ensure_partitions(conn, tables, {r.row[_START] for r in records}, MAX_NEW_PARTITION_RANGES)
                     continue
                 _LOGGER.warning("postgres: batch of %d spans rejected (%s); retrying span by span", len(records), exc)
                 break
@@ -387,7 +389,7 @@ class PostgresWriter:
         except pg_errors.UniqueViolation:
             return False
         result.inserted = len(records)
-        result.earliest_span_us = min(r.row[4] for r in records)
+        result.earliest_span_us = min(r.row[_START] for r in records)
         return True
 
     def _insert_spans(self, conn: psycopg.Connection[Any], records: Sequence[_traces.SpanRecord]) -> int:
@@ -412,7 +414,7 @@ class PostgresWriter:
                     with conn.transaction():
                         if self._insert_spans(conn, [record]):
                             result.inserted += 1
-                            start = record.row[4]
+                            start = record.row[_START]
                             if result.earliest_span_us is None or start < result.earliest_span_us:
                                 result.earliest_span_us = start
                         for table in (_SPANS, _EVENTS, _LINKS):
@@ -567,7 +569,7 @@ def _item_key(record: Any) -> bytes:
         item = record.span.SerializeToString() if isinstance(record, _traces.SpanRecord) else record.item()
         return hashlib.blake2b(item, digest_size=16).digest()
     if isinstance(record, _traces.SpanRecord):
-        return bytes(row[0]) + bytes(row[1]) + _pack_q(row[4])
+        return bytes(row[0]) + bytes(row[1]) + _pack_q(row[_START])
     return bytes(row[0]) + _pack_q(row[1])  # metric points and logs: (stream or record hash, time)
 
 
