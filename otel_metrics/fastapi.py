@@ -184,7 +184,10 @@ class BusinessContextMiddleware:
                 correlation_id, business = found
                 ctx = set_correlation_id(correlation_id)
                 if business:
-                    ctx = set_business_attributes(business, context=ctx)
+                    # In W3C baggage too: the services this request calls (any language) charge their work,
+                    # their priced API calls included, to the same tenant and user. Only the attributes the app
+                    # mapped from headers travel: that mapping is the allow-list.
+                    ctx = set_business_attributes(business, context=ctx, propagate=True)
                     span = trace_api.get_current_span()
                     if span.is_recording():
                         span.set_attributes(business)
@@ -208,7 +211,8 @@ def instrument_app(
     """Instrument a FastAPI app: OTel server spans and metrics, correlation ids, header-mapped business
     metadata.
 
-    ``header_attributes`` maps request headers to business attributes, e.g. ``{"x-tenant-id": "tenant.id"}``.
+    ``header_attributes`` maps request headers to business attributes, e.g. ``{"x-tenant-id": "tenant.id"}``;
+    they go on the request's spans and, in W3C baggage, downstream to every service the request calls.
     ``excluded_urls`` is passed to the OTel instrumentation (comma-separated regexes). Call before the app
     serves its first request. Returns ``app``. Never raises (a failure is logged and the app left as it was).
     """

@@ -247,6 +247,9 @@ def test_demo_delivers_every_request_everywhere_and_stops_cleanly(
         by_tenant = {r["key"]: r for r in _cli_json(config, "costs", "--by", "tenant", "--hours", "1")}
         assert set(load["by_tenant"]) <= set(by_tenant)
         assert all(by_tenant[t]["cost_usd"] > 0 for t in load["by_tenant"])
+        # Every cost has an owner: the tools service's priced API calls carry the tenant from W3C baggage.
+        # (Spans without a tenant, such as health checks, may be listed: they cost nothing.)
+        assert by_tenant.get("(none)", {"cost_usd": 0})["cost_usd"] == 0, by_tenant["(none)"]
     finally:
         # 8. Ctrl-C stops every process the demo started.
         if demo.poll() is None:

@@ -166,7 +166,7 @@ def test_correlation_id_propagates_across_two_services(telemetry: Any, receiver:
         with Server(upstream) as up_url:
             r = httpx.get(f"{up_url}/order", headers={"X-Correlation-ID": "e2e-1", "X-Tenant-ID": "acme"})
     assert r.status_code == 200 and r.headers["x-correlation-id"] == "e2e-1"
-    assert r.json() == {"cid": "e2e-1", "business": {"user.id": "u-9"}}
+    assert r.json() == {"cid": "e2e-1", "business": {"user.id": "u-9", "tenant.id": "acme"}}
     telemetry.force_flush()
     store = receiver.store
     down_server = store.span_named("GET /inventory")
@@ -177,7 +177,8 @@ def test_correlation_id_propagates_across_two_services(telemetry: Any, receiver:
         assert span.attributes["correlation.id"] == "e2e-1", span.name
     assert gateway.attributes["tenant.id"] == "acme"
     assert down_server.attributes["user.id"] == "u-9"
-    assert "tenant.id" not in down_server.attributes  # header-mapped metadata is local unless propagate=True
+    # header-mapped metadata travels in baggage: the downstream service's spans (and costs) have an owner
+    assert down_server.attributes["tenant.id"] == "acme"
     if httpx_instrumented:
         client_spans = [s for s in store.spans() if s.kind == 3 and s.parent_span_id == gateway.span_id]  # CLIENT
         assert client_spans and all(s.attributes.get("correlation.id") == "e2e-1" for s in client_spans)
