@@ -142,7 +142,7 @@ def test_overview_search_trace_and_acknowledge(browser: Any, site: tuple[Served,
     page.locator("#span-rows .row").nth(1).click()
     page.keyboard.press("ArrowDown")
     selected = page.locator('#span-rows .row[aria-selected="true"]')
-    sync_api.expect(selected).to_have_attribute("data-i", "2")
+    sync_api.expect(selected).to_have_attribute("data-span-id", "0000000000000003")
     sync_api.expect(detail).to_contain_text("gpt-4o")
     sync_api.expect(detail).to_contain_text("$0.0123")
     # The retry shares the correlation id: one click away.

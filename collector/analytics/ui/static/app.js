@@ -68,6 +68,8 @@
   if (rows && detail) {
     var traceId = rows.getAttribute("data-trace-id");
     var items = rows.querySelectorAll(".row");
+    var position = new Map();
+    items.forEach(function (row, i) { position.set(row, i); });
     var cache = {};
     var current = -1;
 
@@ -169,7 +171,7 @@
     }
     rows.addEventListener("click", function (ev) {
       var row = ev.target.closest(".row");
-      if (row) select(Number(row.getAttribute("data-i")), true);
+      if (row) select(position.get(row), true);
     });
     rows.addEventListener("keydown", function (ev) {
       var step = { ArrowDown: 1, ArrowUp: -1, PageDown: 20, PageUp: -20 }[ev.key];
@@ -178,12 +180,12 @@
       else if (ev.key === "End") { ev.preventDefault(); select(items.length - 1, true); }
       else if (ev.key === "Enter" || ev.key === " ") {
         var row = ev.target.closest(".row");
-        if (row) { ev.preventDefault(); select(Number(row.getAttribute("data-i")), true); }
+        if (row) { ev.preventDefault(); select(position.get(row), true); }
       }
     });
     // Open on the first error span, else the root.
     var firstError = rows.querySelector(".row.error");
-    select(firstError ? Number(firstError.getAttribute("data-i")) : 0, false);
+    select(firstError ? position.get(firstError) : 0, false);
   }
 
   // -- alert actions -------------------------------------------------------------------------------------
