@@ -5,6 +5,9 @@ Status codes follow the OTLP/HTTP spec: 400 malformed, 413 too large (checked on
 decompression, so a gzip bomb is cut off at ``max_request_body_size``), 415 unsupported content type, 503
 with Retry-After when the pipeline refuses (OTLP clients retry it), 401 when authentication fails. Error
 bodies are a ``google.rpc.Status`` in the request's encoding, as upstream answers.
+
+A request is handled on the listener's own thread and loop (``collector.confighttp``): content type, auth,
+``_read`` (body and decompression), ``_decode``; only ``Intake.export`` (the pipeline) runs on the service's loop.
 """
 
 from __future__ import annotations
@@ -111,6 +114,22 @@ def _unsnappy(body: bytes, limit: int) -> bytes:
         raise _Malformed(f"invalid snappy body: {exc}") from exc
 
 
+def _decode(signal: Signal, media: str, body: bytes) -> Message:
+    """The ``signal``'s request from a protobuf or OTLP/JSON body; _Malformed says what is wrong."""
+    message: Message = new_request(signal)
+    if media == PROTOBUF:
+        try:
+            message.ParseFromString(body)
+        except DecodeError as exc:
+            raise _Malformed(f"malformed protobuf {signal.value} request: {exc}") from exc
+    else:
+        try:
+            from_json(body, message)
+        except JSONError as exc:
+            raise _Malformed(f"malformed OTLP/JSON {signal.value} request: {exc}") from exc
+    return message
+
+
 class OTLPHTTPServer:
     def __init__(
         self,
@@ -163,6 +182,12 @@ class OTLPHTTPServer:
     async def shutdown(self) -> None:
         await self._server.shutdown()
 
+    async def _read(self, request: Request) -> bytes:
+        """The request body, decompressed; BodyTooLarge over ``max_request_body_size`` (wire or decompressed)."""
+        limit = self._config.max_request_body_size
+        raw = await read_body(request, limit)
+        return _decompress(raw, request.headers.get("content-encoding", "").strip().lower(), limit)
+
     def _endpoint(self, signal: Signal) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             media = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -179,23 +204,8 @@ class OTLPHTTPServer:
                 except Exception as exc:
                     return _error(401, _UNAUTHENTICATED, str(exc) or "unauthenticated", media)
             try:
-                raw = await read_body(request, self._config.max_request_body_size)
-                body = _decompress(
-                    raw,
-                    request.headers.get("content-encoding", "").strip().lower(),
-                    self._config.max_request_body_size,
-                )
-                message: Message = new_request(signal)
-                if media == PROTOBUF:
-                    try:
-                        message.ParseFromString(body)
-                    except DecodeError as exc:
-                        raise _Malformed(f"malformed protobuf {signal.value} request: {exc}") from exc
-                else:
-                    try:
-                        from_json(body, message)
-                    except JSONError as exc:
-                        raise _Malformed(f"malformed OTLP/JSON {signal.value} request: {exc}") from exc
+                body = await self._read(request)
+                message = _decode(signal, media, body)
             except BodyTooLarge as exc:
                 # close: the rest of a body we refused unread must not be taken for the next request
                 return _error(413, _RESOURCE_EXHAUSTED, str(exc), media, {"Connection": "close"})
