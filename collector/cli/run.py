@@ -7,18 +7,23 @@ import logging
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import typer
 
 from collector.cli import app
 from collector.config import ConfigError, load_config
+from collector.exporters.postgres.database import detach_all
 from collector.service import DEFAULT_SHUTDOWN_TIMEOUT, Service, StartError
+from processors.redaction import redact_text
 
 DEFAULT_CONFIG = Path("otel-collector.yaml")
 # After the shutdown bound, this much longer for the event loop and its worker threads to wind down before the
 # process exits regardless (a thread stuck in a blocking call must not keep a SIGTERMed collector alive).
 FORCE_EXIT_GRACE = 5.0
+# An embedded PostgreSQL gets at least this long to stop cleanly after the shutdown bound is spent.
+MIN_DATABASE_STOP = 1.0
 
 _CONFIG_OPTION = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Collector config (upstream YAML schema).")
 
@@ -36,10 +41,33 @@ def _arm_watchdog(shutdown_timeout: float) -> None:
     timer.start()
 
 
+async def _run(service: Service, shutdown_timeout: float) -> None:
+    stop_requested: list[float] = []
+
+    def on_stopping() -> None:
+        stop_requested.append(time.monotonic())
+        _arm_watchdog(shutdown_timeout)
+
+    await service.run(shutdown_timeout=shutdown_timeout, on_stopping=on_stopping)
+    if not stop_requested:
+        return
+    # A component abandoned at its shutdown bound (an exporter waiting on a hung PostgreSQL) can leave an embedded
+    # server attached, and threads blocked on it that interpreter exit would join forever: stop the servers with
+    # what is left of the bound, then exit without joining. Queues were persisted by the shutdown; what was not
+    # acknowledged is redelivered at the next start.
+    left = stop_requested[0] + shutdown_timeout - time.monotonic()
+    await asyncio.to_thread(detach_all, max(left, MIN_DATABASE_STOP))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _print_errors(exc: ConfigError) -> None:
     typer.echo(f"{exc.source}: invalid config ({len(exc.errors)} error(s)):", err=True)
     for line in exc.errors:
-        typer.echo(f"  - {line}", err=True)
+        # An error quotes the value it rejects: a DSN, an endpoint or a header may hold a password.
+        typer.echo(f"  - {redact_text(line)}", err=True)
 
 
 @app.command("collector")
@@ -65,8 +93,7 @@ def collector(
     for warning in loaded.warnings:
         logging.getLogger("otel_metrics.collector").warning("%s", warning)
     try:
-        service = Service(loaded)
-        asyncio.run(service.run(shutdown_timeout=shutdown_timeout, on_stopping=lambda: _arm_watchdog(shutdown_timeout)))
+        asyncio.run(_run(Service(loaded), shutdown_timeout))
     except StartError as exc:
         typer.echo(f"collector failed to start: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -83,6 +110,6 @@ def validate(config: Path = _CONFIG_OPTION) -> None:
         _print_errors(exc)
         raise typer.Exit(1) from None
     for warning in loaded.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        typer.echo(f"warning: {redact_text(warning)}", err=True)
     pipelines = ", ".join(str(p) for p in loaded.pipelines)
     typer.echo(f"OK: {config} ({len(loaded.pipelines)} pipeline(s): {pipelines})")

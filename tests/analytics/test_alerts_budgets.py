@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -158,7 +159,7 @@ def test_alert_lifecycle_and_dedup(pg_dsn: str) -> None:
             store.list("sleeping")
 
 
-def test_webhook_delivery_and_failure_never_raises() -> None:
+def test_webhook_delivery_and_failure_never_raises(caplog: pytest.LogCaptureFixture) -> None:
     received: list[dict] = []
     got = asyncio.Event()
 
@@ -191,18 +192,21 @@ def test_webhook_delivery_and_failure_never_raises() -> None:
                 None,
                 1,
             )
-            config = WebhookConfig(url=f"http://127.0.0.1:{server.port}/hook", headers={"X-Team": "sre"})
+            config = WebhookConfig(url=f"http://127.0.0.1:{server.port}/hook?key=S3cr3tK3y", headers={"X-Team": "sre"})
             assert await deliver_webhook(config, [alert], [])
             await asyncio.wait_for(got.wait(), 5)
-            bad = WebhookConfig(url=f"http://127.0.0.1:{server.port}/missing", timeout=2.0)
+            bad = WebhookConfig(url=f"http://127.0.0.1:{server.port}/missing/S3cr3tK3y", timeout=2.0)
             assert not await deliver_webhook(bad, [alert], [])  # 404: logged, not raised
         finally:
             await server.shutdown()
         # Nobody listening any more: connection refused, logged, not raised.
         assert not await deliver_webhook(config, [alert], [])
 
-    asyncio.run(scenario())
+    with caplog.at_level(logging.WARNING, logger="otel_metrics.analytics"):
+        asyncio.run(scenario())
     assert received[0]["opened"][0]["scope"] == "service=a" and received[0]["resolved"] == []
+    assert "answered 404" in caplog.text and "ConnectError" in caplog.text
+    assert "S3cr3tK3y" not in caplog.text  # a webhook URL is a secret
 
 
 def test_service_health_and_summary(small) -> None:  # type: ignore[no-untyped-def]

@@ -71,6 +71,18 @@ def test_validate_reports_every_error_and_exits_1(tmp_path: Path) -> None:
     assert "references exporter 'promethus/2' which is not configured" in result.output
 
 
+def test_validate_never_echoes_a_dsn_password(tmp_path: Path) -> None:
+    for dsn in ("mysql://app:Hunter2Secret@db/app", "host=db user=app password=Hunter2Secret"):
+        text = CONFIG.format(grpc_port=0).replace(
+            "exporters:\n  prometheus:", f"exporters:\n  postgres:\n    dsn: '{dsn}'\n  prometheus:"
+        )
+        text = text.replace("exporters: [prometheus]", "exporters: [prometheus, postgres]")
+        result = CliRunner().invoke(app, ["validate", "--config", str(_write(tmp_path, text))])
+        assert result.exit_code == 1
+        assert "dsn: expected a postgresql:// URL" in result.output
+        assert "Hunter2Secret" not in result.output
+
+
 def test_validate_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     path = _write(tmp_path, "receivers:\n  otlp: {protocols: [\n")
     result = CliRunner().invoke(app, ["validate", "--config", str(path)])

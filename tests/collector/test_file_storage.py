@@ -197,3 +197,50 @@ def test_failed_write_is_reported_and_later_records_stay_readable(
     # The failed append was never acknowledged to its caller; the ones around it survive.
     assert recovered == [b"before", b"after"]
     asyncio.run(q.close())
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_queue_directories_are_0700_files_0600_and_parents_keep_their_modes(tmp_path: Path) -> None:
+    tmp_path.chmod(0o751)  # an existing parent: its mode is the user's
+    old_umask = os.umask(0o022)  # the usual umask, which would leave 0755/0644
+    try:
+        (factory,) = factories
+        config = FileStorageConfig(directory=str(tmp_path / "var" / "store"), timeout=0.0)  # type: ignore[arg-type]
+        ext = factory.create(CreateSettings(ComponentID("file_storage"), Signal.TRACES), config)
+
+        async def run() -> Path:
+            await ext.start(StaticHost())
+            queue = await ext.client(ComponentID("postgres"), "traces")
+            for i in range(3):
+                record = await queue.append(b"password=hunter2 %d" % i)
+            queue.ack(record.seq)
+            await ext.shutdown()
+            return queue.directory
+
+        directory = asyncio.run(run())
+    finally:
+        os.umask(old_umask)
+    assert _mode(tmp_path) == 0o751
+    assert _mode(tmp_path / "var") == _mode(tmp_path / "var" / "store") == _mode(directory) == 0o700
+    files = [p for p in directory.iterdir()]
+    assert {p.name for p in files} >= {"ack", "lock"} and any(p.suffix == ".seg" for p in files)
+    assert {p.name: _mode(p) for p in files} == {p.name: 0o600 for p in files}
+
+
+def test_an_existing_readable_queue_is_made_private_on_open(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    q, _ = _open(store / "exporter_postgres_traces")
+    asyncio.run(q.append(b"secret"))
+    asyncio.run(q.close())
+    store.chmod(0o755)  # the storage root is the user's: left as it is
+    for path in (store / "exporter_postgres_traces", *(store / "exporter_postgres_traces").iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # as an older version left them
+    q, recovered = _open(store / "exporter_postgres_traces")
+    assert recovered == [b"secret"]
+    asyncio.run(q.close())
+    assert _mode(store) == 0o755
+    assert _mode(store / "exporter_postgres_traces") == 0o700
+    assert {_mode(p) for p in (store / "exporter_postgres_traces").iterdir()} == {0o600}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from collector.exporters.exporterhelper import BatchConfig, QueueConfig, RetryConfig
 from processors.pipeline import Duration
+from processors.redaction import redact_text
 
 from .rollups import ROLLUP_DIMENSIONS
 
@@ -165,7 +166,7 @@ class PostgresExporterConfig:
     def validate(self) -> list[str]:
         errors = [*self.retention.validate(), *self.partition.validate()]
         if not self.embedded and not str(self.dsn).startswith(("postgresql://", "postgres://")):
-            errors.append(f"dsn: expected a postgresql:// URL or 'embedded', got {self.dsn!r}")
+            errors.append(f"dsn: expected a postgresql:// URL or 'embedded', got {redact_text(str(self.dsn))!r}")
         if self.embedded and not self.data_dir:
             errors.append("data_dir: must not be empty when dsn is embedded")
         unknown = [d for d in self.rollup_dimensions if d not in ROLLUP_DIMENSIONS]

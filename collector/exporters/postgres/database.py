@@ -8,17 +8,25 @@ last one to leave stops it. A process killed with ``kill -9`` never leaves, so d
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
+import logging
 import os
+import signal
+import stat
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 
 from collector.config.sections import component_config
+from collector.private_dir import make_private_dir, parents_keep_modes, restrict_file
 
 from .config import PostgresExporterConfig
 
@@ -32,9 +40,18 @@ __all__ = [
     "open_database",
 ]
 
+_log = logging.getLogger("otel_metrics.collector.postgres")
+# How long an embedded server gets to stop (fast shutdown) before it is killed.
+STOP_TIMEOUT = 3.0
+KILL_WAIT = 2.0  # for a killed server to be gone
+_SEARCH = stat.S_IXGRP | stat.S_IXOTH
+_HANDLES = ".handle_pids.json"  # pgserver's list of the processes attached to a server
+
 _lock = threading.Lock()
 # data_dir -> [pgserver handle, users in this process]
 _embedded: dict[Path, list[Any]] = {}
+# Servers a thread is stopping right now (detach_all finishes their stop too).
+_stopping: dict[psutil.Process, Path] = {}
 
 
 @dataclass
@@ -45,8 +62,8 @@ class Database:
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(self.dsn, **kwargs)
 
-    def close(self) -> None:
-        """Detach from an embedded server; the last process to detach stops it."""
+    def close(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Detach from an embedded server; the last process to detach stops it, within ``timeout`` seconds."""
         if self.data_dir is None:
             return
         with _lock:
@@ -57,16 +74,88 @@ class Database:
             if entry[1] > 0:
                 return
             del _embedded[self.data_dir]
-        entry[0].cleanup()
+        _detach(entry[0], timeout)
         self.data_dir = None
+
+
+def _get_server(data_dir: Path) -> Any:
+    import pgserver
+
+    # Run as root, pgserver starts PostgreSQL as its own user and opens every directory above data_dir to
+    # everyone (g+rx,o+rx up to /) so that user can reach it. The server does need to pass through them for as
+    # long as it runs (its socket's lock file is in data_dir, by absolute path), but never to list them: only the
+    # search bit stays. Run as any other user, nothing changes.
+    with parents_keep_modes(data_dir, allow=_SEARCH if os.geteuid() == 0 else 0):
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    restrict_file(data_dir / _HANDLES)
+    return server
+
+
+def _detach(server: Any, timeout: float) -> None:
+    """pgserver's cleanup (leave the handle list; the last process out stops the server), with a bounded stop.
+
+    pgserver's own stop is ``pg_ctl -w stop``, which waits as long as a hung server (disk stalls, SIGSTOP) takes:
+    a SIGTERMed collector then outlived its --shutdown-timeout. Here a fast shutdown gets ``timeout`` seconds,
+    then the server is killed: committed data is in its WAL and recovered at the next start.
+    """
+    from pgserver.postgres_server import PostgresServer
+
+    atexit.unregister(server._cleanup)  # the exit hook would run pg_ctl's unbounded stop again
+    with PostgresServer._lock:
+        pids = server.global_process_id_list.get_and_remove(os.getpid())
+        if pids != [os.getpid()]:
+            return  # another process still uses it (or it was already left)
+        PostgresServer._instances.pop(server.pgdata, None)
+        info = server._postmaster_info
+        if info is None:
+            return
+        _stopping[info.process] = server.pgdata
+    try:
+        _stop_postmaster(info.process, server.pgdata, timeout)
+    finally:
+        _stopping.pop(info.process, None)
+
+
+def _stop_postmaster(process: psutil.Process, data_dir: Path, timeout: float) -> None:
+    try:
+        children = process.children(recursive=True)
+        process.send_signal(signal.SIGINT)  # fast shutdown: end sessions, checkpoint, exit
+    except psutil.NoSuchProcess:
+        return
+    if _gone(process, timeout):
+        return
+    _log.warning("embedded PostgreSQL did not stop within %.1fs; killing it (it recovers from its WAL)", timeout)
+    for proc in (process, *children):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()  # SIGKILL also ends a stopped (SIGSTOP) process
+    if _gone(process, KILL_WAIT):
+        # Killed, its lock files stay (pgserver puts the socket's in data_dir too). Where nothing reaps orphans
+        # (PID 1 in a container), the dead server is a zombie whose pid still exists: PostgreSQL and pgserver
+        # would both take it for a running server.
+        for lock in (data_dir / "postmaster.pid", *data_dir.glob(".s.PGSQL.*.lock")):
+            with contextlib.suppress(OSError):
+                lock.unlink()
+
+
+def _gone(process: psutil.Process, timeout: float) -> bool:
+    """Wait up to ``timeout`` for ``process`` to exit; a zombie has exited (nobody may ever reap it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
 
 
 def _prune_dead_handles(data_dir: Path) -> None:
     """Drop pids of processes that died without detaching (kill -9) from pgserver's handle list."""
-    import psutil
     from pgserver.postgres_server import PostgresServer
 
-    path = data_dir / ".handle_pids.json"
+    path = data_dir / _HANDLES
     with PostgresServer._lock:
         try:
             pids = json.loads(path.read_text())
@@ -88,21 +177,21 @@ def open_database(config: PostgresExporterConfig) -> Database:
         entry = _embedded.get(data_dir)
         if entry is None:
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            import pgserver
 
-            data_dir.parent.mkdir(parents=True, exist_ok=True)
+            if not data_dir.parent.exists():
+                make_private_dir(data_dir.parent)
             if data_dir.exists():
                 _prune_dead_handles(data_dir)
             created = not (data_dir / "PG_VERSION").exists()
-            server = pgserver.get_server(data_dir, cleanup_mode="stop")
+            server = _get_server(data_dir)
             if created:
                 # pgserver starts the server right after initdb: settle the settings, then restart once to apply
                 # those read only at start. Later changes (ALTER SYSTEM) are the user's and are kept.
                 with psycopg.connect(server.get_uri(), autocommit=True) as conn:
                     for name, value in embedded_settings().items():
                         conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-                server.cleanup()
-                server = pgserver.get_server(data_dir, cleanup_mode="stop")
+                _detach(server, STOP_TIMEOUT)
+                server = _get_server(data_dir)
             entry = _embedded[data_dir] = [server, 0]
         entry[1] += 1
         return Database(entry[0].get_uri(), data_dir)
@@ -149,10 +238,14 @@ def connect_from_config(
     return psycopg.connect(dsn_from_config(config_path, exporter), **kwargs)
 
 
-def detach_all() -> None:
-    """Detach from every embedded server this process attached to (the last process out stops each)."""
+def detach_all(timeout: float = STOP_TIMEOUT) -> None:
+    """Detach from every embedded server this process attached to (the last process out stops each, within
+    ``timeout`` seconds in all)."""
+    deadline = time.monotonic() + timeout
     with _lock:
         entries = list(_embedded.values())
         _embedded.clear()
     for server, _users in entries:
-        server.cleanup()
+        _detach(server, max(deadline - time.monotonic(), 0.1))
+    for process, data_dir in list(_stopping.items()):  # being stopped by a thread this process may not wait for
+        _stop_postmaster(process, data_dir, max(deadline - time.monotonic(), 0.1))

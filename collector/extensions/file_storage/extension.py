@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from collector.component import ComponentID, CreateSettings, Extension, Host
+from collector.private_dir import make_private_dir
 
 from .config import FileStorageConfig
 from .segment_queue import QueueStoreError, SegmentQueue
@@ -26,8 +27,8 @@ class FileStorageExtension(Extension):
         self._clients: dict[str, SegmentQueue] = {}
 
     async def start(self, host: Host) -> None:
-        if self.config.create_directory:
-            self.directory.mkdir(parents=True, exist_ok=True)
+        if self.config.create_directory and not self.directory.exists():
+            make_private_dir(self.directory)
         if not self.directory.is_dir():
             raise QueueStoreError(
                 f"extensions::{self.settings.id}::directory: {self.directory} does not exist "

@@ -36,6 +36,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from collector.private_dir import FILE_MODE, make_private_dir, restrict_file
+
 __all__ = ["DEFAULT_SEGMENT_BYTES", "QueueStoreError", "SegmentQueue", "StoredRecord"]
 
 _log = logging.getLogger("otel_metrics.collector.file_storage")
@@ -117,8 +119,10 @@ class SegmentQueue:
     def open(self) -> list[StoredRecord]:
         """Lock the directory, repair a torn tail, and return every unacknowledged record in order."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+            make_private_dir(self.directory)
+            for existing in self.directory.iterdir():  # written by a version that left them 0644
+                restrict_file(existing)
+            self._lock_fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
         except OSError as exc:
             raise QueueStoreError(f"cannot use queue directory {self.directory}: {exc}") from exc
         try:
@@ -258,7 +262,7 @@ class SegmentQueue:
         if self._current is not None:
             os.close(self._current)
         path = self.directory / _segment_name(first_seq)
-        self._current = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._current = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         self._current_size = os.fstat(self._current).st_size
         self._segments.append(first_seq)
         if self._fsync:
@@ -295,7 +299,7 @@ class SegmentQueue:
         body = _ACK_HEAD.pack(self._lwm, len(acked)) + struct.pack(f"<{len(acked)}Q", *acked)
         data = _ACK_MAGIC + body + struct.pack("<I", zlib.crc32(body))
         tmp = self.directory / "ack.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         try:
             os.write(fd, data)
             if sync:
