@@ -17,6 +17,7 @@ from collector.extensions.file_storage import (
     SegmentQueue,
     factories,
 )
+from collector.extensions.file_storage.ack_file import SLOT_BYTES, _parse_slot
 
 
 def _open(path: Path, **kw: object) -> tuple[SegmentQueue, list[bytes]]:
@@ -244,3 +245,47 @@ def test_an_existing_readable_queue_is_made_private_on_open(tmp_path: Path) -> N
     assert _mode(store) == 0o755
     assert _mode(store / "exporter_postgres_traces") == 0o700
     assert {_mode(p) for p in (store / "exporter_postgres_traces").iterdir()} == {0o600}
+
+
+def test_a_torn_ack_write_falls_back_to_the_other_slot(tmp_path: Path) -> None:
+    async def run() -> None:
+        q, _ = _open(tmp_path)
+        recs = [await q.append(b"r%d" % i) for i in range(4)]
+        q.ack(recs[0].seq)
+        q.ack(recs[1].seq)
+        await q.close()
+
+    asyncio.run(run())
+    ack = tmp_path / "ack"
+    assert ack.stat().st_size == 2 * SLOT_BYTES  # reserved up front: written in place on a full disk
+    data = bytearray(ack.read_bytes())
+    slots = [_parse_slot(bytes(data[i * SLOT_BYTES : (i + 1) * SLOT_BYTES])) for i in range(2)]
+    assert slots[0] is not None and slots[1] is not None
+    newest = 0 if slots[0][0] > slots[1][0] else 1
+    data[newest * SLOT_BYTES + 20] ^= 0xFF  # a crash mid-write: its crc no longer checks out
+    ack.write_bytes(bytes(data))
+    older_lwm = slots[1 - newest][1][0]
+    q, recovered = _open(tmp_path)
+    assert recovered == [b"r%d" % (seq - 1) for seq in range(older_lwm, 5)]  # the older state: never loss
+    asyncio.run(q.close())
+
+
+def test_the_previous_ack_format_is_read(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    async def run() -> None:
+        q, _ = _open(tmp_path)
+        for i in range(3):
+            await q.append(b"r%d" % i)
+        await q.close()
+
+    asyncio.run(run())
+    body = struct.pack("<QI", 2, 1) + struct.pack("<Q", 3)  # low-water mark 2 (seq 1 done), seq 3 done
+    (tmp_path / "ack").write_bytes(b"OMACK1\n" + body + struct.pack("<I", zlib.crc32(body)))
+    q, recovered = _open(tmp_path)
+    assert recovered == [b"r1"]
+    asyncio.run(q.close())
+    q, recovered = _open(tmp_path)  # rewritten in the new format, same state
+    assert recovered == [b"r1"]
+    asyncio.run(q.close())

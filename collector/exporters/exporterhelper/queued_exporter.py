@@ -283,7 +283,10 @@ class QueuedExporter(Exporter):
         except Exception:  # pragma: no cover - _send_with_retry handles everything; never kill a consumer
             self._log.exception("exporter %s: unexpected error delivering a request", self.settings.id)
         for item in items:
-            queue.ack(item)
+            try:
+                queue.ack(item)
+            except Exception:  # a consumer that dies stops delivery until a restart: log it, keep consuming
+                self._log.exception("exporter %s: recording a delivery failed", self.settings.id)
 
     async def _send_requests(self, signal: Signal, outgoing: _Outgoing) -> None:
         if self._send_payloads is not None:

@@ -26,7 +26,7 @@ import psutil
 import psycopg
 
 from collector.config.sections import component_config
-from collector.private_dir import make_private_dir, parents_keep_modes, restrict_file
+from collector.extensions.file_storage.private import make_private_dir, parents_keep_modes, restrict_file
 
 from .config import PostgresExporterConfig
 

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from collector.component import ComponentID, CreateSettings, Extension, Host
-from collector.private_dir import make_private_dir
 
 from .config import FileStorageConfig
+from .private import make_private_dir
 from .segment_queue import QueueStoreError, SegmentQueue
 
 __all__ = ["FileStorageExtension"]

@@ -1,25 +1,24 @@
 """A durable FIFO on disk: append-only segment files plus a small acknowledgement file.
 
-Why this shape (and not a key-value store as upstream's bbolt client): a sending queue only ever appends at
-the tail
-and acknowledges near the head, so sequential writes with one fsync per *group* of appends (group commit) are
-the
-cheapest way to make "acknowledged means durable" hold at 100k spans/s.
+Why this shape (and not a key-value store as upstream's bbolt client): a sending queue only ever appends at the
+tail and acknowledges near the head, so sequential writes with one fsync per *group* of appends (group commit) are
+the cheapest way to make "acknowledged means durable" hold at 100k spans/s.
 
 Layout of one queue directory::
 
     00000000000000000001.seg   records 1..k      (name = sequence number of its first record)
     000000000000000000k1.seg   records k+1..     (the segment being appended to)
-    ack                        low-water mark + acknowledged sequence numbers above it (crc-protected)
+    ack                        low-water mark + acknowledged sequence numbers above it (ack_file.py)
     lock                       flock'ed by the owning process
 
-A record is ``<length:u32><crc32:u32><seq:u64><payload>`` with the crc over seq+payload. After a crash the
-tail of
-the last segment may be torn: scanning stops at the first record whose header, length or crc does not check
-out and
-the file is truncated there. The ack file is replaced atomically (temp + rename); losing its latest version
-only
-causes redelivery (at-least-once), never loss, so it is fsync'ed on close only.
+A record is ``<length:u32><crc32:u32><seq:u64><payload>`` with the crc over seq+payload. After a crash the tail of
+the last segment may be torn: scanning stops at the first record whose header, length or crc does not check out
+and the file is truncated there. Losing the ack file's latest write only causes redelivery (at-least-once), never
+loss, so it is fsync'ed on open and close only.
+
+A full disk: an append that cannot be written fails (the caller refuses its request, retryably) and is cut off
+the segment; the next appends try again, so writing resumes by itself once space returns. Deliveries are recorded
+in space the ack file reserved when the queue opened, so they are recorded on a full disk too.
 """
 
 from __future__ import annotations
@@ -36,7 +35,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector.private_dir import FILE_MODE, make_private_dir, restrict_file
+from .ack_file import AckFile
+from .private import FILE_MODE, make_private_dir, restrict_file
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "QueueStoreError", "SegmentQueue", "StoredRecord"]
 
@@ -47,8 +47,6 @@ _log = logging.getLogger("otel_metrics.collector.file_storage")
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 _HEADER = struct.Struct("<IIQ")  # length of payload, crc32(seq + payload), seq
 _SEQ = struct.Struct("<Q")
-_ACK_MAGIC = b"OMACK1\n"
-_ACK_HEAD = struct.Struct("<QI")  # low-water mark, number of acked seqs above it
 # A length above this in a record header can only be corruption (a torn or garbage header).
 _MAX_RECORD = 1 << 30
 _SEGMENT_SUFFIX = ".seg"
@@ -113,6 +111,8 @@ class SegmentQueue:
         self._flusher: asyncio.Task[None] | None = None
         self._recovered: list[StoredRecord] = []
         self._closed = False
+        self._ack_file = AckFile(self.directory / "ack")
+        self._ack_unsaved = False  # deliveries recorded in memory only (the ack file could not be written)
         self.torn_bytes_truncated = 0
 
     # ---- opening and recovery ------------------------------------------------------------------------------
@@ -164,28 +164,21 @@ class SegmentQueue:
         self._recovered = records
         # New appends always start a fresh segment: the recovered ones are never written again.
         self._delete_acked_segments()
+        self._persist_acks(sync=True)
         return list(records)
 
     def _read_ack_file(self) -> None:
-        path = self.directory / "ack"
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return
-        try:
-            if not data.startswith(_ACK_MAGIC):
-                raise ValueError("bad magic")
-            body, crc = data[len(_ACK_MAGIC) : -4], struct.unpack("<I", data[-4:])[0]
-            if zlib.crc32(body) != crc:
-                raise ValueError("bad crc")
-            lwm, n = _ACK_HEAD.unpack_from(body, 0)
-            acked = struct.unpack_from(f"<{n}Q", body, _ACK_HEAD.size)
-        except (ValueError, struct.error) as exc:
+            state = self._ack_file.read()
+        except (OSError, ValueError, struct.error) as exc:
             # Redeliver everything on disk rather than guess: at-least-once.
-            _log.warning("file_storage: ignoring unreadable ack file %s (%s); redelivering all records", path, exc)
+            _log.warning(
+                "file_storage: ignoring unreadable ack file %s (%s); redelivering all records", self._ack_file.path, exc
+            )
             return
-        self._lwm = lwm
-        self._acked = set(acked)
+        if state is not None:
+            self._lwm, acked = state
+            self._acked = set(acked)
 
     # ---- appending (group commit) --------------------------------------------------------------------------
     async def append(self, payload: bytes) -> StoredRecord:
@@ -206,12 +199,14 @@ class SegmentQueue:
             try:
                 stored = await asyncio.to_thread(self._write_batch, [(s, p) for s, p, _ in batch])
             except BaseException as exc:
-                for seq, _, fut in batch:
-                    # Those seqs will never be delivered: acknowledge them so the low-water mark can pass
-                    # them.
-                    self.ack(seq)
+                # Refuse first: every caller gets its answer whatever happens next.
+                for _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(QueueStoreError(f"writing to {self.directory} failed: {exc}"))
+                # Those seqs are on no segment (the partial write was cut off): done, so the low-water mark can
+                # pass them. ack() never raises, so this loop survives a full disk and serves the next appends.
+                for seq, _, _ in batch:
+                    self.ack(seq)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
@@ -261,6 +256,7 @@ class SegmentQueue:
     def _rotate(self, first_seq: int) -> None:
         if self._current is not None:
             os.close(self._current)
+            self._current = None  # a failed open below must not leave a closed fd to write to
         path = self.directory / _segment_name(first_seq)
         self._current = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         self._current_size = os.fstat(self._current).st_size
@@ -281,7 +277,8 @@ class SegmentQueue:
             return f.read(record.length)
 
     def ack(self, seq: int) -> None:
-        """Mark ``seq`` delivered (or dropped); persist that, delete fully acknowledged segments."""
+        """Mark ``seq`` delivered (or dropped); persist that, delete fully acknowledged segments. Never raises: an
+        acknowledgement that cannot be written now (full disk) is kept in memory and written with the next."""
         if seq < self._lwm or self._closed:
             return
         self._acked.add(seq)
@@ -290,23 +287,27 @@ class SegmentQueue:
             self._acked.discard(self._lwm)
             self._lwm += 1
             advanced = True
-        self._write_ack_file(sync=False)
+        self._persist_acks(sync=False)
         if advanced:
-            self._delete_acked_segments()
+            self._delete_acked_segments()  # delivered is delivered: its space is freed whether or not persisted
 
-    def _write_ack_file(self, *, sync: bool) -> None:
-        acked = sorted(self._acked)
-        body = _ACK_HEAD.pack(self._lwm, len(acked)) + struct.pack(f"<{len(acked)}Q", *acked)
-        data = _ACK_MAGIC + body + struct.pack("<I", zlib.crc32(body))
-        tmp = self.directory / "ack.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    def _persist_acks(self, *, sync: bool) -> None:
+        state = (self._lwm, frozenset(self._acked))
         try:
-            os.write(fd, data)
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.directory / "ack")
+            if self._ack_file.is_open:
+                self._ack_file.write(state, sync=sync)
+            else:
+                self._ack_file.open(state)  # reserves the file's space once; full disk: retried at the next ack
+        except OSError as exc:
+            if not self._ack_unsaved:
+                _log.error(
+                    "file_storage: cannot record deliveries in %s (%s); kept in memory and retried", self.directory, exc
+                )
+            self._ack_unsaved = True
+            return
+        if self._ack_unsaved:
+            _log.info("file_storage: deliveries recorded in %s again", self.directory)
+            self._ack_unsaved = False
 
     def _delete_acked_segments(self) -> None:
         with self._seg_lock:
@@ -338,8 +339,8 @@ class SegmentQueue:
             if self._current is not None:
                 os.close(self._current)
                 self._current = None
-        with contextlib.suppress(OSError):
-            self._write_ack_file(sync=True)
+        self._persist_acks(sync=True)
+        self._ack_file.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -1,4 +1,5 @@
-"""Directories and files that hold telemetry (queues, the embedded database) are private to the collector's user.
+"""Directories and files that hold telemetry (queues here, the embedded database in the postgres exporter) are
+private to the collector's user.
 
 Telemetry on disk may hold what redaction could not recognise, so what we create is owner-only: directories 0700,
 files 0600, whatever the umask. Directories that already exist above ours are the user's and keep their modes.
