@@ -170,6 +170,10 @@ class EnrichingSpanProcessor(SpanProcessor):
     def _redact_parts(self, span: ReadableSpan, rules: RedactionRules, internals: bool) -> _Redacted | None:
         """Redacted copies of the span's events, links, status and resource (None where one did not change), or
         None when none changed."""
+        if internals and not span._events and not span._links and not span._status.description:
+            # Most spans: nothing but the resource to look at, and that is redacted once per provider.
+            resource = self._redacted_resource(span._resource, rules)
+            return None if resource is None else _Redacted(resource=resource)
         new_events: list[Event] | None = None
         new_links: list[Link] | None = None
         new_status: Status | None = None
