@@ -52,7 +52,8 @@ def _by_type(*modules_factories: Iterable[_F]) -> dict[str, _F]:
 def registry() -> Registry:
     """The built-in components."""
     # Imported here, not at module level: the postgres exporter and the analytics extension read their own section
-    # of a config file through collector.config, whose package imports the loader, which imports this module.
+    # of a config file through collector.config, whose package imports the loader, which imports this module. It
+    # also lets the loader report a component module that fails to import as a config error naming it.
     from collector.analytics import extension as analytics
     from collector.connectors import spanmetrics
     from collector.exporters import debug, otlphttp, postgres, prometheus

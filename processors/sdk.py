@@ -19,9 +19,9 @@ Never raises into the caller: a failure is logged once and the original span is 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
@@ -41,6 +41,7 @@ __all__ = ["EnrichingSpanProcessor"]
 _logger = logging.getLogger(__name__)
 _REQUEST_MODEL = "gen_ai.request.model"
 _RESPONSE_MODEL = "gen_ai.response.model"
+_Item = TypeVar("_Item", Event, Link)
 
 # Hooks known to do nothing: not delegating to them saves two Python calls per span on the hot path.
 _NOOP_ON_START = frozenset({SpanProcessor.on_start, BatchSpanProcessor.on_start, SimpleSpanProcessor.on_start})
@@ -174,26 +175,9 @@ class EnrichingSpanProcessor(SpanProcessor):
             # Most spans: nothing but the resource to look at, and that is redacted once per provider.
             resource = self._redacted_resource(span._resource, rules)
             return None if resource is None else _Redacted(resource=resource)
-        new_events: list[Event] | None = None
-        new_links: list[Link] | None = None
+        new_events = _redact_each(span.events, rules, lambda e, attributes: Event(e.name, attributes, e.timestamp))
+        new_links = _redact_each(span.links, rules, lambda link, attributes: Link(link.context, attributes))
         new_status: Status | None = None
-        # Most spans have no events or links: test the SDK's lists before building the public tuple copies.
-        raw_events = getattr(span, "_events", None) if internals else None
-        events = span.events if raw_events is None or raw_events else ()
-        for i, event in enumerate(events):
-            changed = rules.redact_changes(event.attributes) if event.attributes else None
-            if changed is not None:
-                if new_events is None:
-                    new_events = list(events)
-                new_events[i] = Event(event.name, _like(event.attributes, changed), event.timestamp)
-        raw_links = getattr(span, "_links", None) if internals else None
-        links = span.links if raw_links is None or raw_links else ()
-        for i, link in enumerate(links):
-            changed = rules.redact_changes(link.attributes) if link.attributes else None
-            if changed is not None:
-                if new_links is None:
-                    new_links = list(links)
-                new_links[i] = Link(link.context, _like(link.attributes, changed))
         description = span.status.description
         if description:
             redacted_description = rules.redact_string(description)
@@ -222,6 +206,20 @@ class _Redacted:
     links: list[Link] | None = None
     status: Status | None = None
     resource: Resource | None = None
+
+
+def _redact_each(
+    items: Sequence[_Item], rules: RedactionRules, rebuild: Callable[[_Item, Any], _Item]
+) -> list[_Item] | None:
+    """``items`` with each one's attributes redacted (``rebuild(item, attributes)``), or None if none changed."""
+    out: list[_Item] | None = None
+    for i, item in enumerate(items):
+        changed = rules.redact_changes(item.attributes) if item.attributes else None
+        if changed is not None:
+            if out is None:
+                out = list(items)
+            out[i] = rebuild(item, _like(item.attributes, changed))
+    return out
 
 
 def _internal(span: ReadableSpan, name: str, default: Any = None) -> Any:
