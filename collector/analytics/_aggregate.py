@@ -102,7 +102,8 @@ class QueryBase:
             return src
         days = daily.complete_days(src.window.start, src.window.end)
         touched = daily.touched_days(src.window.start, src.window.end)
-        per_operation = not dimensions and not (filters.tenant or filters.agent or filters.model)
+        # "is None": an empty value is still a filter (tenant_id = ''), which the per-operation caches cannot apply.
+        per_operation = not dimensions and all(v is None for v in (filters.tenant, filters.agent, filters.model))
         if touched is None or (days is None and not per_operation):
             return src
         running = daily.running_hours(src.window.start, src.window.end) if per_operation else None

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -261,8 +262,19 @@ async def deliver_webhook(config: WebhookConfig, opened: Sequence[Alert], resolv
             response = await client.post(config.url, json=payload, headers=config.headers)
         if response.is_success:
             return True
-        _LOGGER.warning("analytics: alert webhook answered %s", response.status_code)
+        _LOGGER.warning("analytics: alert webhook %s answered %s", origin_of(config.url), response.status_code)
     except Exception as exc:  # delivery is best effort; the alert is stored either way
-        # Neither the URL nor the error's text (which can quote it): a webhook URL carries its secret in the path.
-        _LOGGER.warning("analytics: alert webhook failed: %s", type(exc).__name__)
+        # Only the exception's type: its text may quote the URL, whose path or query is often the secret.
+        _LOGGER.warning("analytics: alert webhook %s failed: %s", origin_of(config.url), type(exc).__name__)
     return False
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of a URL: what a log may say about a webhook without its secret parts."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable URL)"
+    return f"{parts.scheme}://{host}{port}"

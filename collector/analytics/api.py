@@ -24,8 +24,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from collector.confighttp import BodyTooLarge, ServerLimits, read_body
+
 from .compose import thresholds_of
 from .config import AnalyticsConfig
+from .hosts import HostCheck, allowed_hosts
 from .models import to_jsonable
 from .openapi import openapi_document
 from .params import ApiError, QueryArgs
@@ -35,10 +38,14 @@ from .routes import API_ROUTES
 from .routing import Call, RouteSpec
 from .session import UnknownNameError
 
-__all__ = ["API_PREFIX", "API_VERSION", "AnalyticsAPI"]
+__all__ = ["API_LIMITS", "API_PREFIX", "API_VERSION", "MAX_BODY_BYTES", "AnalyticsAPI"]
 
 API_PREFIX = "/api/v1"
 API_VERSION = "1.0.0"
+# Request bodies (a budget, an acknowledgement) are a few hundred bytes; anything far larger is refused (413).
+MAX_BODY_BYTES = 64 * 1024
+# The listener's bounds for the API (bodies as above; the pages and the API are a handful of clients).
+API_LIMITS = ServerLimits(max_request_body_size=MAX_BODY_BYTES, max_request_header_size=16 * 1024, max_connections=64)
 _LOGGER = logging.getLogger("otel_metrics.analytics")
 _T = TypeVar("_T")
 
@@ -69,7 +76,7 @@ class AnalyticsAPI:
         starlette_routes: list[BaseRoute] = [
             Route(API_PREFIX + spec.path, self._endpoint(spec), methods=[spec.method]) for spec in self.routes
         ]
-        self.app = Starlette(routes=[*starlette_routes, *extra_routes])
+        self.app = HostCheck(Starlette(routes=[*starlette_routes, *extra_routes]), allowed_hosts(self.config))
 
     # -- what handlers use ---------------------------------------------------------------------------------
     def component_status(self) -> Mapping[str, Mapping[str, Any]]:
@@ -99,7 +106,15 @@ class AnalyticsAPI:
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
     async def _body(self, request: Request) -> Any:
-        raw = await request.body()
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json":
+            # Browsers send text/plain and form bodies cross-site without asking; JSON needs a CORS preflight
+            # this server never grants, so requiring it closes cross-site request forgery.
+            raise ApiError("this route changes state and takes Content-Type: application/json", 415)
+        try:
+            raw = await read_body(request, MAX_BODY_BYTES)
+        except BodyTooLarge:
+            raise ApiError(f"body: larger than {MAX_BODY_BYTES} bytes", 413) from None
         if not raw:
             return None
         try:
@@ -133,6 +148,9 @@ class AnalyticsAPI:
                 return JSONResponse(payload, exc.status)
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, 400)
+            except psycopg.DataError as exc:  # a value the checks above let through; still the client's
+                _LOGGER.info("analytics API: %s %s: value refused by the database: %s", spec.method, spec.path, exc)
+                return JSONResponse({"error": f"a value the database cannot take: {exc.diag.message_primary}"}, 400)
             except psycopg.OperationalError as exc:  # also no free connection in time (PoolTimeout)
                 _LOGGER.warning("analytics API: database unavailable: %s", exc)
                 return JSONResponse({"error": "database unavailable"}, 503, headers={"Retry-After": "1"})

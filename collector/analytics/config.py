@@ -4,6 +4,7 @@ and the API use when no config file defines one."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from processors.pipeline import Duration
@@ -19,6 +20,7 @@ __all__ = [
     "ThresholdsConfig",
     "WebhookConfig",
     "default_rules",
+    "is_loopback",
 ]
 
 DEFAULT_ENDPOINT = "127.0.0.1:8890"
@@ -41,6 +43,20 @@ ALERT_METRICS = {
     "anomaly_avg_ms": "average duration at least z_threshold standard deviations above the hourly baseline",
 }
 SEVERITIES = ("warning", "critical")
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (``127.0.0.0/8``, ``::1``); an empty host or a wildcard is not."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -102,7 +118,8 @@ class WebhookConfig:
 
     def validate(self) -> list[str]:
         if self.url and not self.url.startswith(("http://", "https://")):
-            return [f"webhook::url: expected an http:// or https:// URL, got {self.url!r}"]
+            # Not echoed: webhook URLs often carry their secret in the path.
+            return ["webhook::url: expected an http:// or https:// URL"]
         return []
 
 
@@ -142,8 +159,12 @@ class ThresholdsConfig:
 class AnalyticsConfig:
     # HTTP API listen address (the analytics port from docs/conventions.md).
     endpoint: str = DEFAULT_ENDPOINT
-    # Bearer token required on every /api/v1 route except health; empty: no auth.
+    # Bearer token required on every /api/v1 route except health; empty: no auth (allowed only when endpoint is a
+    # loopback address: the API refuses to start on any other address without a token).
     token: str = ""
+    # Host names (or addresses) requests may name in their Host header besides the loopback names and the
+    # endpoint's own address, so a page on another site cannot reach the API by DNS rebinding; "*": any host.
+    allowed_hosts: list[str] = field(default_factory=list)
     # The sink's database: a postgresql:// URL, or None/"embedded" for the embedded server under data_dir
     # (the postgres exporter's defaults, so both find the same server).
     dsn: str | None = None
@@ -154,9 +175,14 @@ class AnalyticsConfig:
 
     def validate(self) -> list[str]:
         errors = [*self.alerts.validate(), *self.thresholds.validate()]
-        _host, sep, port = self.endpoint.rpartition(":")
+        host, sep, port = self.endpoint.rpartition(":")
         if not sep or not port.isdigit():
             errors.append(f"endpoint: expected host:port, got {self.endpoint!r}")
+        elif not self.token and not is_loopback(host):
+            errors.append(
+                f"token: required when endpoint {self.endpoint!r} is not a loopback address (anyone who can reach it"
+                " could read every span and change budgets and alerts)"
+            )
         if self.dsn and self.dsn != "embedded" and not self.dsn.startswith(("postgresql://", "postgres://")):
             errors.append(f"dsn: expected a postgresql:// URL or 'embedded', got {self.dsn!r}")
         if self.max_limit < 1:

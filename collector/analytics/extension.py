@@ -30,6 +30,7 @@ from collector.exporters.postgres.database import open_database
 from processors.pipeline import CreateSettings
 
 from . import compose, daily
+from .api import API_LIMITS
 from .config import AnalyticsConfig
 from .queries import Analytics
 from .session import connect
@@ -54,7 +55,7 @@ class AnalyticsExtension(Extension):
         self._host: Host | None = None
         self._dsn: str | None = None
         self.api = analytics_app(self.dsn, config, component_status=self._status)
-        self._server = HTTPServer(self.api.app, config.endpoint, name="analytics")
+        self._server = HTTPServer(self.api.app, config.endpoint, limits=API_LIMITS, name="analytics")
         self._loop_task: asyncio.Task[None] | None = None
         self._deliveries: set[asyncio.Task[Any]] = set()
         self.evaluations = 0  # completed alert rounds (observable by tests and health)

@@ -99,6 +99,9 @@ def _operation(spec: RouteSpec, auth: bool) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{spec.body}"}}},
         }
+    if spec.mutating:
+        op["responses"]["413"] = {"description": "Body too large"}
+        op["responses"]["415"] = {"description": "Not Content-Type: application/json", "content": _ERROR}
     if auth and spec.auth:
         op["security"] = [{"bearer": []}]
         op["responses"]["401"] = {"description": "Missing or wrong bearer token"}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -12,10 +13,18 @@ from starlette.responses import JSONResponse
 
 from . import compose
 from .alerts import ALERT_STATUSES, AlertStore
-from .budgets import PERIODS, SCOPES, Budget, BudgetStore, agent_budget_map
+from .budgets import (
+    DEFAULT_CRITICAL_RATIO,
+    DEFAULT_WARNING_RATIO,
+    PERIODS,
+    SCOPES,
+    Budget,
+    BudgetStore,
+    agent_budget_map,
+)
 from .models import to_jsonable
-from .params import FILTER_NAMES, ApiError
-from .queries import COST_KEYS, TREND_METRICS, Analytics
+from .params import FILTER_NAMES, ApiError, checked_text
+from .queries import COST_KEYS, DEFAULT_Z_THRESHOLD, TREND_METRICS, Analytics
 from .routing import Call, Param, RouteSpec
 from .session import check_known
 from .summary import overall_status, service_health, summary
@@ -141,7 +150,7 @@ def _outliers(call: Call) -> Any:
         window,
         _checked(call),
         metric=call.args.get("metric", "duration") or "duration",
-        threshold=call.args.number("threshold", 3.0) or 3.0,
+        threshold=call.args.number("threshold", DEFAULT_Z_THRESHOLD) or 0.0,
         limit=page[0],
     )
     return many(items, window, page)
@@ -175,6 +184,20 @@ def _budgets(call: Call) -> Any:
     return many(BudgetStore(call.analytics.conn).status())
 
 
+def _body_text(body: dict[str, Any], key: str, default: str) -> str:
+    value = body.get(key, default)
+    if not isinstance(value, str):
+        raise ApiError(f"body.{key}: expected a string, got {type(value).__name__}")
+    return checked_text(f"body.{key}", value)
+
+
+def _body_number(body: dict[str, Any], key: str, default: float) -> float:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ApiError(f"body.{key}: expected a finite number, got {value!r}"[:200])
+    return float(value)
+
+
 def _budget_put(call: Call) -> Any:
     body = call.body
     if not isinstance(body, dict):
@@ -182,18 +205,15 @@ def _budget_put(call: Call) -> Any:
     allowed = {"scope", "name", "period", "amount_usd", "warning_ratio", "critical_ratio"}
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise ApiError(f"body: unknown key(s) {unknown}; expected some of {sorted(allowed)}")
-    try:
-        budget = Budget(
-            str(body.get("scope", "")),
-            str(body.get("name", "")),
-            str(body.get("period", "month")),
-            float(body.get("amount_usd", -1)),
-            float(body.get("warning_ratio", 0.8)),
-            float(body.get("critical_ratio", 1.0)),
-        )
-    except (TypeError, ValueError):
-        raise ApiError("body: amount_usd, warning_ratio and critical_ratio must be numbers") from None
+        raise ApiError(f"body: unknown key(s) {unknown}; expected some of {sorted(allowed)}"[:400])
+    budget = Budget(
+        _body_text(body, "scope", ""),
+        _body_text(body, "name", ""),
+        _body_text(body, "period", "month"),
+        _body_number(body, "amount_usd", -1.0),
+        _body_number(body, "warning_ratio", DEFAULT_WARNING_RATIO),
+        _body_number(body, "critical_ratio", DEFAULT_CRITICAL_RATIO),
+    )
     errors = budget.validate()
     if errors:
         raise ApiError("; ".join(errors))
@@ -236,10 +256,10 @@ def _business_value(call: Call) -> Any:
 
 # -- alerts and status -----------------------------------------------------------------------------------------
 def _alert_id(call: Call) -> int:
-    try:
-        return int(call.path("id"))
-    except ValueError:
-        raise ApiError(f"id: expected an integer, got {call.path('id')!r}") from None
+    text = call.path("id")
+    if not text.isascii() or not text.isdigit() or len(text) > 18:  # ids are bigint serials
+        raise ApiError(f"id: expected an alert id (a positive integer), got {text[:40]!r}")
+    return int(text)
 
 
 def _alerts(call: Call) -> Any:
@@ -258,7 +278,10 @@ async def _alerts_evaluate(call: Call) -> Any:
 
 def _alert_ack(call: Call) -> Any:
     alert_id = _alert_id(call)
-    by = call.body.get("by") if isinstance(call.body, dict) else None
+    body = call.body if call.body is not None else {}
+    if not isinstance(body, dict):
+        raise ApiError("body: expected a JSON object (optionally with by)")
+    by = None if body.get("by") is None else _body_text(body, "by", "")
     found = AlertStore(call.analytics.conn).acknowledge(alert_id, by)
     if found is None:
         raise ApiError(f"no active alert with id {alert_id}", 404)

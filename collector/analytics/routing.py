@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from .params import ApiError, QueryArgs
+from .params import ApiError, QueryArgs, checked_text
 
 if TYPE_CHECKING:
     from .api import AnalyticsAPI
@@ -56,7 +56,7 @@ class Call:
         return self.bound
 
     def path(self, name: str) -> str:
-        return str(self.request.path_params[name])
+        return checked_text(name, str(self.request.path_params[name]))
 
     async def with_analytics(self, fn: Callable[[Analytics], _T]) -> _T:
         """``fn`` in the thread pool over a pooled connection."""

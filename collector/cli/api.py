@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from collector.analytics.api import API_PREFIX, AnalyticsAPI
+from collector.analytics.api import API_LIMITS, API_PREFIX, AnalyticsAPI
 from collector.analytics.config import AnalyticsConfig
 from collector.analytics.extension import config_from_file
 from collector.analytics.session import resolve_dsn
@@ -35,23 +35,27 @@ def api(
         None, "--token", help="Require this bearer token.", envvar="OTEL_METRICS_API_TOKEN"
     ),
 ) -> None:
-    """Serve the analytics HTTP API under /api/v1 until SIGTERM/SIGINT."""
+    """Serve the analytics HTTP API under /api/v1 until SIGTERM/SIGINT. Refuses a non-loopback --endpoint without
+    a token."""
     try:
         settings = (config_from_file(config) if config.is_file() else None) or AnalyticsConfig()
+        if endpoint:
+            settings.endpoint = endpoint
+        if token is not None:
+            settings.token = token
+        errors = settings.validate()
+        if errors:
+            raise ValueError("; ".join(errors))
         resolved = resolve_dsn(config, dsn)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    if endpoint:
-        settings.endpoint = endpoint
-    if token is not None:
-        settings.token = token
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     asyncio.run(_serve(analytics_app(lambda: resolved, settings), settings.endpoint))
 
 
 async def _serve(api: AnalyticsAPI, endpoint: str) -> None:
-    server = HTTPServer(api.app, endpoint, name="analytics-api")
+    server = HTTPServer(api.app, endpoint, limits=API_LIMITS, name="analytics-api")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -362,3 +362,33 @@ def test_config_validation_names_the_key() -> None:
     assert "alerts::rules::5::name: 'high_avg_latency' appears twice" in errors
     assert any(e.startswith("alerts::webhook::url") for e in errors)
     assert any(e.startswith("thresholds:") for e in errors)
+
+
+def test_a_failed_webhook_never_logs_its_secret_url(caplog: pytest.LogCaptureFixture) -> None:
+    """Webhook URLs carry their secret in the path or query (Slack, Teams); a failure logs only the origin."""
+    from collector.analytics.models import Alert
+
+    alert = Alert(1, "f", "slow", "warning", "active", "service=a", "avg_ms", 9.0, 5.0, "m", NOW, NOW, None, None, 1)
+
+    async def missing(request: Request) -> Response:
+        return Response(status_code=404)
+
+    async def scenario() -> None:
+        server = HTTPServer(Starlette(routes=[Route("/{path:path}", missing, methods=["POST"])]), "127.0.0.1:0")
+        await server.start()
+        answered = f"http://127.0.0.1:{server.port}/hooks/T000/B000/SECRETPATH?token=SECRETQUERY"
+        try:
+            assert not await deliver_webhook(WebhookConfig(url=answered), [alert], [])
+        finally:
+            await server.shutdown()
+        refused = WebhookConfig(url=answered, timeout=2.0)  # nobody listens any more
+        assert not await deliver_webhook(refused, [alert], [])
+        unparsable = WebhookConfig(url="http://user:SECRETPASS@[::1/SECRETPATH", timeout=2.0)
+        assert not await deliver_webhook(unparsable, [alert], [])
+
+    with caplog.at_level(logging.WARNING, logger="otel_metrics.analytics"):
+        asyncio.run(scenario())
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "answered 404" in logged and logged.count("failed") == 2
+    assert "SECRET" not in logged and "127.0.0.1" in logged
+    assert "SECRET" not in " ".join(WebhookConfig(url="ftp://x/SECRETPATH").validate())

@@ -20,6 +20,7 @@ from collector.analytics.models import OperationPerformance
 
 END = analytics_data.END
 RAW = {"since": (END - timedelta(hours=12)).isoformat(), "until": END.isoformat()}
+JSON = {"Content-Type": "application/json"}
 FULL = {"since": (END - timedelta(days=10)).isoformat(), "until": END.isoformat()}
 
 
@@ -113,7 +114,7 @@ def test_other_endpoints(client: httpx.Client, dataset) -> None:  # type: ignore
     [
         ({"since": "soon"}, "ISO 8601"),
         ({"hours": "abc"}, "hours: expected a number"),
-        ({"limit": "0"}, "limit must be >= 1"),
+        ({"limit": "0"}, "limit: must be between 1"),
         ({"group_by": "tenant"}, "group_by: expected one of"),
         ({"service": "serch"}, "unknown service 'serch'"),
     ],
@@ -144,9 +145,9 @@ def test_budgets_and_alerts_over_http(pg_dsn: str) -> None:
         assert c.get("/budgets").json()["items"][0]["name"] == "gpt-4o"
         bad = c.put("/budgets", json={"scope": "team", "name": "x", "amount_usd": 1, "colour": "red"})
         assert bad.status_code == 400 and "colour" in bad.json()["error"]
-        assert c.put("/budgets", content=b"{not json").status_code == 400
-        assert c.delete("/budgets/model/gpt-4o/day").status_code == 200
-        assert c.delete("/budgets/model/gpt-4o/day").status_code == 404
+        assert c.put("/budgets", content=b"{not json", headers=JSON).status_code == 400
+        assert c.delete("/budgets/model/gpt-4o/day", headers=JSON).status_code == 200
+        assert c.delete("/budgets/model/gpt-4o/day", headers=JSON).status_code == 404
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             (alert,), _ = AlertStore(conn).apply(
                 [Firing("slow", "critical", "service=a", "avg_ms", 9.0, 5.0, "m")], ["slow"]
@@ -155,12 +156,12 @@ def test_budgets_and_alerts_over_http(pg_dsn: str) -> None:
         assert [a["id"] for a in listed] == [alert.id]
         acked = c.post(f"/alerts/{alert.id}/ack", json={"by": "oncall"})
         assert acked.status_code == 200 and acked.json()["status"] == "acknowledged"
-        assert c.post(f"/alerts/{alert.id}/ack").status_code == 404
-        assert c.post(f"/alerts/{alert.id}/resolve").json()["status"] == "resolved"
-        assert c.post(f"/alerts/{alert.id}/resolve").status_code == 404
-        assert c.post("/alerts/abc/resolve").status_code == 400
+        assert c.post(f"/alerts/{alert.id}/ack", json={}).status_code == 404
+        assert c.post(f"/alerts/{alert.id}/resolve", json={}).json()["status"] == "resolved"
+        assert c.post(f"/alerts/{alert.id}/resolve", json={}).status_code == 404
+        assert c.post("/alerts/abc/resolve", json={}).status_code == 400
         assert c.get("/alerts", params={"status": "zzz"}).status_code == 400
-        assert c.post("/alerts/evaluate").json()["items"] == []  # no data: nothing fires
+        assert c.post("/alerts/evaluate", json={}).json()["items"] == []  # no data: nothing fires
         services = c.get("/services").json()
         assert services["status"] == "no_data"
 
