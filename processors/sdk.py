@@ -33,7 +33,8 @@ from opentelemetry.trace import Link
 from opentelemetry.trace.status import Status
 
 from processors import _sdk_internals
-from processors.cost import PriceTable, cost_attributes
+from processors.cost import COST_KEY, PriceTable, cost_attributes
+from processors.cost.dedup import DUPLICATE_OF_KEY, RESPONSE_ID_KEY, CallRegistry
 from processors.redaction import RedactionRules, default_rules
 
 __all__ = ["EnrichingSpanProcessor"]
@@ -62,6 +63,7 @@ class EnrichingSpanProcessor(SpanProcessor):
     def __init__(self, inner: SpanProcessor, *, price_table: PriceTable | None, redact: bool) -> None:
         self._inner = inner
         self._table = price_table
+        self._calls = CallRegistry()
         self._rules: RedactionRules | None = default_rules() if redact else None
         self._failed: set[str] = set()
         self._resources: dict[int, tuple[Resource, Resource | None]] = {}
@@ -135,7 +137,16 @@ class EnrichingSpanProcessor(SpanProcessor):
             cost = cost_attributes(
                 attributes, table, start_ns=span.start_time, scope=scope.name if scope is not None else None
             )
-            if cost:
+            response_id = attributes.get(RESPONSE_ID_KEY)
+            holder = (
+                self._calls.claim(response_id, _span_key(span), bool(cost) or COST_KEY in attributes)
+                if isinstance(response_id, str) and response_id
+                else None
+            )
+            if holder is not None:  # the call's cost is on another span (processors.cost.dedup)
+                new_attributes = {k: v for k, v in attributes.items() if k != COST_KEY}
+                new_attributes[DUPLICATE_OF_KEY] = holder[16:].hex()
+            elif cost:
                 new_attributes = {**attributes, **cost}
         parts: _Redacted | None = None
         rules = self._rules
@@ -250,6 +261,15 @@ def _counted(attributes: Mapping[str, Any], dropped: int) -> Any:
     bounded = BoundedAttributes(maxlen=None, attributes=attributes, immutable=True)
     bounded.dropped = dropped
     return bounded
+
+
+def _span_key(span: ReadableSpan) -> bytes:
+    context = span.context
+    if context is None:
+        return b""
+    trace_id: int = context.trace_id
+    span_id: int = context.span_id
+    return trace_id.to_bytes(16, "big") + span_id.to_bytes(8, "big")
 
 
 def _like(original: Any, attributes: dict[str, Any]) -> Any:

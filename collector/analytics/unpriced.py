@@ -15,7 +15,19 @@ import psycopg
 from collector.analytics.models import UnpricedModel
 from collector.analytics.window import TimeWindow
 
-__all__ = ["UnpricedModel", "unpriced_models"]
+__all__ = ["UnpricedModel", "folded_spans", "unpriced_models"]
+
+_FOLDED = """
+SELECT count(*)::bigint FROM spans
+WHERE start_time >= %s AND start_time < %s AND attributes ? 'cost.duplicate_of'
+"""
+
+
+def folded_spans(conn: psycopg.Connection[Any], window: TimeWindow) -> int:
+    """Spans in ``window`` folded into another span of the same LLM call (their cost is on that span)."""
+    row = conn.execute(_FOLDED, (window.start, window.end)).fetchone()
+    return int(row[0]) if row else 0
+
 
 _QUERY = """
 SELECT coalesce(provider, '') AS provider, model, count(*)::bigint AS calls,
@@ -26,6 +38,12 @@ FROM spans
 WHERE start_time >= %s AND start_time < %s
   AND model IS NOT NULL AND cost_usd IS NULL
   AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)
+  -- a span of a call another span of its trace is priced for (processors.cost.dedup) is not missing a price
+  AND NOT EXISTS (
+      SELECT 1 FROM spans AS priced
+      WHERE priced.trace_id = spans.trace_id AND priced.cost_usd IS NOT NULL
+        AND priced.attributes ->> 'gen_ai.response.id' = spans.attributes ->> 'gen_ai.response.id'
+  )
 GROUP BY 1, 2
 ORDER BY calls DESC, model
 LIMIT %s

@@ -29,7 +29,7 @@ from collector.analytics.queries import (
 from collector.analytics.render import render
 from collector.analytics.summary import service_health
 from collector.analytics.summary import summary as build_summary
-from collector.analytics.unpriced import unpriced_models
+from collector.analytics.unpriced import folded_spans, unpriced_models
 from collector.analytics.window import TimeWindow
 from collector.cli import app
 from collector.cli._reporting import (
@@ -211,6 +211,11 @@ def costs(
 
 def _unpriced_note(a: Analytics, window: TimeWindow) -> None:
     """Calls whose model had no price are in no row above: say how many, so a total is never silently short."""
+    folded = folded_spans(a.conn, window)
+    if folded:
+        typer.echo(
+            f"{folded} spans repeated an LLM call another span holds the cost of: priced once (cost.duplicate_of)"
+        )
     missing = unpriced_models(a.conn, window)
     if missing:
         calls = sum(m.calls for m in missing)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from processors.cost.catalog import Catalog, CatalogModel
+from processors.cost.dedup import RESPONSE_ID_KEY
 from processors.cost.rates import ModelPrice, Usage, parse_price
 
 __all__ = [
@@ -87,6 +88,7 @@ READ_KEYS = frozenset(
         _OLD_INPUT_TOKENS_KEY,
         _OLD_OUTPUT_TOKENS_KEY,
         _SDK_CACHE_WRITE_TOKENS_KEY,
+        RESPONSE_ID_KEY,
     }
 )
 # Instrumentation scopes whose gen_ai.usage.input_tokens excludes cache reads and writes (Anthropic's raw count).
@@ -413,8 +415,8 @@ def cost_attributes(
 
     The response model wins over the request model (docs/conventions.md); if the response model is not in the
     table the request model is tried. ``start_ns``: the span's start (prices in force then); ``scope``: its
-    instrumentation scope name. Returns ``{}`` when there is nothing to price, the model is unknown (warned once)
-    or the counts are invalid (negative, not integers, more cached than input).
+    instrumentation scope name. Returns ``{}`` when there is nothing to price, the model is unknown (warned once),
+    the input token count is missing or the counts are invalid (negative, not integers, more cached than input).
     """
     if COST_KEY in attributes:
         return {}
@@ -424,7 +426,8 @@ def cost_attributes(
     if not response_model and not request_model:
         return {}
     usage = usage_from_attributes(attributes, scope)
-    if usage is None:
+    if usage is None or _first(attributes, INPUT_TOKENS_KEY, _OLD_INPUT_TOKENS_KEY) is None:
+        # No input count (the Anthropic SDK's tracing reports none): pricing the rest would understate the call.
         return {}
     provider = _first(attributes, PROVIDER_KEY, SYSTEM_KEY)
     provider_name = provider if isinstance(provider, str) else None

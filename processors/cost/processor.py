@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span
 
 from processors._attributes import any_value_to_python
+from processors.cost.dedup import DUPLICATE_OF_KEY, RESPONSE_ID_KEY, CallRegistry
 from processors.cost.pricing import (
     COST_KEY,
     READ_KEYS,
@@ -64,12 +65,22 @@ class CostConfig:
         return errors
 
 
+def _mark_duplicate(span: Span, holder: bytes) -> None:
+    """``span`` reports a call another span holds the cost of (processors.cost.dedup): no cost, a pointer."""
+    attributes = span.attributes
+    for i in reversed(range(len(attributes))):
+        if attributes[i].key in (COST_KEY, DUPLICATE_OF_KEY):
+            del attributes[i]
+    attributes.add(key=DUPLICATE_OF_KEY).value.string_value = holder[16:].hex()
+
+
 class _CostProcessor(Processor):
     def __init__(self, settings: CreateSettings, config: CostConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         self._table = config.build_table()
         self._precheck = True
         self._attrs = {"processor": str(settings.id)}
+        self._calls = CallRegistry()
         # A span with tokens whose model has no price: counted with its tokens, so a cost total is never silently
         # short (the sink lists them too: otel-metrics prices --unpriced).
         self._unpriced = settings.meter.create_counter(
@@ -103,12 +114,21 @@ class _CostProcessor(Processor):
                     if not (REQUEST_MODEL_KEY in attrs or RESPONSE_MODEL_KEY in attrs):
                         continue
                     with_model += 1
-                    if COST_KEY in attrs:
-                        continue
-                    cost = cost_attributes(attrs, table, start_ns=span.start_time_unix_nano, scope=scope)
+                    cost = (
+                        {}
+                        if COST_KEY in attrs
+                        else cost_attributes(attrs, table, start_ns=span.start_time_unix_nano, scope=scope)
+                    )
+                    response_id = attrs.get(RESPONSE_ID_KEY)
+                    if isinstance(response_id, str) and response_id:
+                        priced = bool(cost) or COST_KEY in attrs
+                        holder = self._calls.claim(response_id, span.trace_id + span.span_id, priced)
+                        if holder is not None:
+                            _mark_duplicate(span, holder)
+                            continue
                     for key, value in cost.items():
                         span.attributes.add(key=key).value.double_value = value
-                    if not cost:
+                    if not cost and COST_KEY not in attrs:
                         self._count_unpriced(attrs, scope)
                 self._precheck = with_model < len(spans) * _PRECHECK_BELOW
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import psycopg
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from served import serve
 from typer.testing import CliRunner
@@ -111,3 +112,39 @@ def test_unpriced_lists_models_seen_without_cost(pg_dsn: str, tmp_path) -> None:
     assert [(i["model"], i["calls"], i["input_tokens"], i["priced_now"]) for i in body["items"]] == [
         ("house-model", 3, 300, None)
     ]
+
+
+def test_a_call_seen_as_several_spans_is_counted_once_and_the_folds_reported(pg_dsn: str) -> None:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    set_attribute(rs.resource.attributes, "service.name", "svc")
+    spans = rs.scope_spans.add().spans
+    now = time.time_ns() - 60 * 10**9
+    call = {"gen_ai.request.model": "gpt-4o", "gen_ai.response.id": "chatcmpl-1", "gen_ai.usage.output_tokens": 10}
+    for span_id, extra in (
+        (1, {"gen_ai.usage.input_tokens": 100, "cost.usd": 0.00035}),  # holds the cost
+        (2, {"gen_ai.usage.input_tokens": 100, "cost.duplicate_of": (1).to_bytes(8, "big").hex()}),
+        (3, {}),  # a provider SDK's span of the call, without an input count: not priced, not "unpriced" either
+    ):
+        span = spans.add(trace_id=b"\x07" * 16, span_id=span_id.to_bytes(8, "big"), name="chat gpt-4o")
+        span.start_time_unix_nano, span.end_time_unix_nano = now, now + 10**6
+        for key, value in {**call, **extra}.items():
+            set_attribute(span.attributes, key, value)
+    writer = PostgresWriter(pg_dsn)
+    try:
+        assert writer.write(Signal.TRACES, request).quarantined == 0
+    finally:
+        writer.close()
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute(
+            "SELECT span_id, input_tokens, output_tokens, attributes ->> 'gen_ai.usage.input_tokens' FROM spans"
+            " ORDER BY span_id"
+        ).fetchall()
+    assert [(r[1], r[2], r[3]) for r in rows] == [(100, 10, None), (None, None, "100"), (None, 10, None)]
+    code, out, err = run("costs", "--dsn", pg_dsn, "--hours", "1")
+    assert code == 0, err
+    assert "1 spans repeated an LLM call another span holds the cost of" in out
+    assert "not in these totals" not in out
+    code, out, _ = run("costs", "--dsn", pg_dsn, "--hours", "1", "-f", "json")
+    (row,) = json.loads(out)
+    assert (row["key"], row["input_tokens"], row["cost_usd"]) == ("gpt-4o", 100, 0.00035)

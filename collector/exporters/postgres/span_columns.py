@@ -25,6 +25,7 @@ __all__ = [
     "EVENT_COLUMNS",
     "LINK_COLUMNS",
     "SPAN_COLUMNS",
+    "TOKEN_COLUMN_INDEXES",
     "AttributeColumn",
     "cost_units",
     "span_position",
@@ -181,6 +182,11 @@ ATTRIBUTE_COLUMNS: tuple[AttributeColumn, ...] = (
         _integer,
         ("http.response.status_code",),
     ),
+)
+
+# Positions in ATTRIBUTE_COLUMNS of the token counts (left in the attributes for a span folded into another).
+TOKEN_COLUMN_INDEXES = frozenset(
+    i for i, c in enumerate(ATTRIBUTE_COLUMNS) if c.name in ("input_tokens", "output_tokens")
 )
 
 # (column, staging type). Staging types are what binary COPY sends; timestamps travel as µs since the Unix epoch.

@@ -19,7 +19,14 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from processors.pdata import read_varint
 
 from ._values import any_value, attributes_dict, clean_text, dumps, int2, int4, signed32, to_json
-from .span_columns import ATTRIBUTE_COLUMNS, EVENT_COLUMNS, LINK_COLUMNS, SPAN_COLUMNS, cost_units
+from .span_columns import (
+    ATTRIBUTE_COLUMNS,
+    EVENT_COLUMNS,
+    LINK_COLUMNS,
+    SPAN_COLUMNS,
+    TOKEN_COLUMN_INDEXES,
+    cost_units,
+)
 from .span_columns import text as _text
 
 __all__ = [
@@ -42,6 +49,8 @@ _CONVERTED = tuple(
     for i, c in enumerate(ATTRIBUTE_COLUMNS)
     if c.convert is not None
 )
+_DUPLICATE_OF = "cost.duplicate_of"
+_CONVERTED_FOLDED = tuple(c for c in _CONVERTED if c[0] not in TOKEN_COLUMN_INDEXES)
 # Positions whose text may still hold NUL after conversion (label columns convert strings as they are).
 _LABELS = tuple(i for i, c in enumerate(ATTRIBUTE_COLUMNS) if c.convert is not None and c.type == "text")
 _INT2_MAX = 2**15 - 1
@@ -282,7 +291,10 @@ def _span_record(
     attrs, values, entries, special = _read_attributes(span, shadow, repairs)
     if special:  # a converted column's key is present: convert in ATTRIBUTE_COLUMNS order
         get = attrs.get
-        for index, keys, convert, moves, exact in _CONVERTED:
+        # A span folded into another span of the same LLM call (processors.cost.dedup) keeps its token counts in
+        # the attributes only: the token columns, sums and rollups count each call once.
+        converted = _CONVERTED_FOLDED if _DUPLICATE_OF in attrs else _CONVERTED
+        for index, keys, convert, moves, exact in converted:
             for key in keys:
                 value = get(key)
                 if value is not None:
