@@ -3,6 +3,7 @@
     bash scripts/demo                       # what the README's first command runs
     python -m examples.demo --duration 60   # same, longer load
     python -m examples.demo --dsn postgresql://u:p@db/otel --forward-endpoint tempo:4317
+    python -m examples.demo --jaeger        # also Jaeger v2 (built by scripts/upstream), traces linked from the report
 
 It writes its collector config (``otel-collector.yaml`` with the demo's ports, DSN and forward endpoint) and
 every process's log under ``--workdir``, starts the collector and waits for its health check, starts the two
@@ -83,8 +84,8 @@ class Ports:
         return cls(**STANDARD_PORTS)
 
 
-def write_config(workdir: Path, ports: Ports, dsn: str | None, forward: str | None) -> Path:
-    """otel-collector.yaml with the demo's ports, DSN and optional OTLP forward (Tempo/Jaeger) filled in."""
+def write_config(workdir: Path, ports: Ports, dsn: str | None, forward: str | None, jaeger: str | None = None) -> Path:
+    """otel-collector.yaml with the demo's ports, DSN and optional OTLP forwards (Tempo, Jaeger) filled in."""
     config = yaml.safe_load((ROOT / "otel-collector.yaml").read_text())
     grpc = config["receivers"]["otlp"]["protocols"]["grpc"]
     grpc["endpoint"] = f"127.0.0.1:{ports.otlp_grpc}"
@@ -110,11 +111,12 @@ def write_config(workdir: Path, ports: Ports, dsn: str | None, forward: str | No
         prometheus = reader.get("pull", {}).get("exporter", {}).get("prometheus")
         if prometheus is not None:
             prometheus.update(host="127.0.0.1", port=ports.telemetry)
-    if forward:
-        exporters["otlp/forward"] = {"endpoint": forward, "tls": {"insecure": True}}
-        for name, pipeline in service["pipelines"].items():
-            if name.split("/")[0] == "traces":
-                pipeline["exporters"].append("otlp/forward")
+    for exporter_id, endpoint in (("otlp/forward", forward), ("otlp/jaeger", jaeger)):
+        if endpoint:
+            exporters[exporter_id] = {"endpoint": endpoint, "tls": {"insecure": True}}
+            for name, pipeline in service["pipelines"].items():
+                if name.split("/")[0] == "traces":
+                    pipeline["exporters"].append(exporter_id)
     path = workdir / "otel-collector.yaml"
     path.write_text(
         "# Written by examples/demo.py from otel-collector.yaml; edit that file instead.\n"
@@ -199,6 +201,54 @@ def wait_for_sink(config: Path, expected_requests: int, processes: Processes, ti
     return stored
 
 
+JAEGER_PORTS = {"query": 16686, "query_grpc": 16685, "otlp_grpc": 14317, "otlp_http": 14318, "health": 13134}
+
+
+def start_jaeger(processes: Processes, auto_ports: bool) -> tuple[str, int] | None:
+    """Jaeger v2 from scripts/upstream's cache: (its UI URL, its OTLP gRPC port), or None when it is not built."""
+    found = subprocess.run([str(ROOT / "scripts" / "upstream"), "--cached", "jaeger"], capture_output=True, text=True)
+    if found.returncode != 0:
+        console.print("[yellow]--jaeger:[/] Jaeger is not built; `scripts/upstream jaeger` builds it (needs Go).")
+        return None
+    ports = {name: _free_port() if auto_ports else port for name, port in JAEGER_PORTS.items()}
+    config = ROOT / "deploy" / "upstream" / "jaeger" / "config.yaml"
+    processes.start(
+        "jaeger",
+        [found.stdout.strip(), "--config", str(config)],
+        {f"JAEGER_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+    )
+    url = f"http://127.0.0.1:{ports['query']}"
+    wait_http(f"{url}/api/services", processes, timeout=60, what="Jaeger")
+    return url, ports["otlp_grpc"]
+
+
+def print_trace_links(config: Path, jaeger_url: str) -> None:
+    """The slowest outlier spans, each with its trace in Jaeger."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "collector.cli",
+            "outliers",
+            "--hours",
+            "1",
+            "--format",
+            "json",
+            "--config",
+            str(config),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    rows = json.loads(result.stdout) if result.returncode == 0 and result.stdout.strip() else []
+    for row in rows:
+        link = f"{jaeger_url}/trace/{row['trace_id']}"
+        console.print(f"{row['service']:<15} {row['operation']:<20} z={row['z_score']:.1f}  {link}")
+    if not rows:
+        console.print(f"no outliers; every trace is in Jaeger: {jaeger_url}/search")
+
+
 def _load_ids(workdir: Path) -> list[str]:
     return list(json.loads((workdir / "load.json").read_text())["correlation_ids"])
 
@@ -241,13 +291,16 @@ def main(
     workdir: Path = typer.Option(ROOT / ".otel-metrics" / "demo", help="config, logs, database, queues"),
     ports: str = typer.Option("standard", help="'standard' (4317, 8889, …) or 'auto' (free ports)"),
     wait: bool = typer.Option(True, help="keep everything up until Ctrl-C"),
+    jaeger: bool = typer.Option(False, help="also run Jaeger v2 (scripts/upstream builds it) and link traces to it"),
 ) -> None:
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     chosen = Ports.choose(ports == "auto")
-    config = write_config(workdir, chosen, dsn, forward_endpoint)
     py = sys.executable
     with running(workdir) as processes:
+        started = start_jaeger(processes, ports == "auto") if jaeger else None
+        jaeger_url = started[0] if started else None
+        config = write_config(workdir, chosen, dsn, forward_endpoint, f"127.0.0.1:{started[1]}" if started else None)
         console.print(f"[bold]collector[/] starting with {config} (log: {workdir / 'collector.log'})")
         processes.start("collector", [py, "-m", "collector", "--config", str(config)])
         wait_http(f"http://127.0.0.1:{chosen.health}/", processes, timeout=120, what="the collector")
@@ -287,6 +340,7 @@ def main(
             "ok": result.ok,
             "failed": result.failed,
             "ports": asdict(chosen),
+            "jaeger": jaeger_url,
         }
         (workdir / "load.json").write_text(json.dumps(summary, indent=1))
         console.print(
@@ -314,6 +368,9 @@ def main(
         cli(config, "costs", "--by", "tenant", "--hours", "1")
         console.rule("alerts")
         cli(config, "alerts", "list")
+        if jaeger_url:
+            console.rule("outlier spans, with their traces in Jaeger")
+            print_trace_links(config, jaeger_url)
 
         ui = f"http://127.0.0.1:{chosen.api}"
         a_request = next(iter(result.requests), "")
@@ -329,6 +386,11 @@ def main(
                 f"OTLP in                 grpc 127.0.0.1:{chosen.otlp_grpc}  http http://127.0.0.1:{chosen.otlp_http}",
                 f"reports                 otel-metrics report --config {config}",
             ]
+            + (
+                [f"Jaeger                  {jaeger_url}/search  (API: {jaeger_url}/api/traces/<trace id>)"]
+                if jaeger_url
+                else []
+            )
         )
         console.print(Panel(urls, title="still running", expand=False))
         if wait:
