@@ -6,7 +6,6 @@ import csv
 import json
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import analytics_data
 import numpy as np
@@ -131,7 +130,7 @@ def test_export_streams_spans(dataset, tmp_path: Path) -> None:  # type: ignore[
     assert code == 0 and len(lines) == 2 and len(lines[0]["trace_id"]) == 32
 
 
-def test_budgets_and_alerts_commands(pg_dsn: str, pg_server_dsn: str, tmp_path: Path) -> None:
+def test_budgets_and_alerts_commands(pg_dsn: str, tmp_path: Path) -> None:
     assert run("budgets", "set", "agent", "planner", "25", "--period", "week", "--dsn", pg_dsn)[0] == 0
     code, out, _ = run("budgets", "list", "--dsn", pg_dsn, "-f", "json")
     assert code == 0 and json.loads(out)[0]["amount_usd"] == 25.0 and json.loads(out)[0]["status"] == "ok"
@@ -150,10 +149,8 @@ def test_budgets_and_alerts_commands(pg_dsn: str, pg_server_dsn: str, tmp_path: 
     assert run("alerts", "resolve", str(alert.id), "--dsn", pg_dsn)[0] == 0
     assert run("alerts", "resolve", str(alert.id), "--dsn", pg_dsn)[0] == 1
     # --config: the database of the postgres exporter in a collector config file.
-    schema = pg_dsn.rsplit("search_path=", 1)[1].strip("'\" ")
-    url = f"{pg_server_dsn}&options={quote(f'-c search_path={schema}')}"
     config = tmp_path / "otel-collector.yaml"
-    config.write_text(f"exporters:\n  postgres:\n    dsn: {url}\n")
+    config.write_text(f"exporters:\n  postgres:\n    dsn: {pg_dsn}\n")
     code, out, _ = run("alerts", "list", "--config", str(config), "-f", "json")
     assert code == 0 and json.loads(out)[0]["status"] == "resolved"
     code, out, _ = run("summary", "--config", str(config), "-f", "json")

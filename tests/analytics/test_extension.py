@@ -44,7 +44,7 @@ async def _until(predicate: Any, deadline_s: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def test_extension_serves_api_and_evaluates_alerts(pg_server_dsn: str, pg_dsn: str) -> None:
+def test_extension_serves_api_and_evaluates_alerts(pg_dsn: str) -> None:
     # Recent data, so rules over "the last hour" see it.
     now = datetime.now(UTC)
     data = analytics_data.generate(n=400, seed=3, end=now - timedelta(seconds=5), days=1)
@@ -61,13 +61,10 @@ def test_extension_serves_api_and_evaluates_alerts(pg_server_dsn: str, pg_dsn: s
     async def scenario() -> None:
         sink = HTTPServer(Starlette(routes=[Route("/hook", hook, methods=["POST"])]), "127.0.0.1:0")
         await sink.start()
-        schema = pg_dsn.rsplit("search_path=", 1)[1].strip("'\" ")
-        from urllib.parse import quote
-
         config = AnalyticsConfig(
             endpoint="127.0.0.1:0",
             token="t0k",
-            dsn=f"{pg_server_dsn}&options={quote(f'-c search_path={schema}')}",
+            dsn=pg_dsn,
             alerts=AlertsConfig(
                 interval=0.05,
                 rules=[AlertRuleConfig(name="any_calls", metric="avg_ms", threshold=0.0, window=3600.0)],

@@ -4,11 +4,7 @@ its panels use. Grafana macros are replaced by what Grafana expands them to."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -20,18 +16,8 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashbo
 
 
 @pytest.fixture(scope="module")
-def dsn() -> Iterator[str]:
-    if os.environ.get("OTEL_METRICS_TEST_PG_DSN"):
-        yield os.environ["OTEL_METRICS_TEST_PG_DSN"]
-        return
-    import pgserver
-
-    # Not under pytest's 0700 basetemp: as root, pgserver runs PostgreSQL as its own user.
-    parent = Path(tempfile.mkdtemp(prefix="otel-grafana-pg-"))
-    server = pgserver.get_server(parent / "data", cleanup_mode="stop")
-    yield server.get_uri()
-    server.cleanup()
-    shutil.rmtree(parent, ignore_errors=True)
+def dsn(pg_server_dsn: str) -> str:
+    return pg_server_dsn
 
 
 def _expand(sql: str) -> str:

@@ -4,23 +4,16 @@ starts."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import psycopg
 from typer.testing import CliRunner
 
 from collector.cli import app
 from collector.exporters.postgres import database, schema
 
 
-def test_db_migrate_status_retention_by_dsn(pg_server_dsn: str) -> None:
-    import uuid
-
-    from sink_pg import schema_dsn
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")
-    dsn = schema_dsn(pg_server_dsn, name)
+def test_db_migrate_status_retention_by_dsn(pg_schemas: Any) -> None:
+    dsn = pg_schemas.create(migrate=False)
     runner = CliRunner()
     try:
         before = runner.invoke(app, ["db", "status", "--dsn", dsn])
@@ -34,8 +27,7 @@ def test_db_migrate_status_retention_by_dsn(pg_server_dsn: str) -> None:
         retention = runner.invoke(app, ["db", "retention", "--dsn", dsn])
         assert retention.exit_code == 0 and "0 partition(s) dropped" in retention.output
     finally:
-        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {name} CASCADE")
+        pg_schemas.drop(dsn)
 
 
 def test_embedded_database_found_from_the_config_file(sink_tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ percentile, and never loses or doubles a row written while it runs."""
 from __future__ import annotations
 
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -116,11 +115,9 @@ def test_a_second_compaction_at_once_skips_its_turn(pg_dsn: str, pg_conn: psycop
     assert compact_rollups(pg_conn, _EPOCH) is not None
 
 
-def test_upgrade_from_upserted_rollups_keeps_every_row(pg_server_dsn: str, sink_tmp_path: Path) -> None:
+def test_upgrade_from_upserted_rollups_keeps_every_row(pg_schemas: Any, sink_tmp_path: Path) -> None:
     """A database written before migrations 0021-0022 (unique merged rollup rows, locale-collated text) upgrades in
     place: nothing is lost, and new batches append and compact alongside the old rows."""
-    from sink_pg import schema_dsn
-
     from collector.exporters.postgres import schema
 
     old = sink_tmp_path / "migrations"
@@ -128,10 +125,7 @@ def test_upgrade_from_upserted_rollups_keeps_every_row(pg_server_dsn: str, sink_
     for migration in schema.available():
         if migration.version <= 20:
             (old / f"{migration.version:04d}_{migration.name}.sql").write_text(migration.sql, encoding="utf-8")
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")
-    dsn = schema_dsn(pg_server_dsn, name)
+    dsn = pg_schemas.create(migrate=False)
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             schema.migrate(conn, old)
@@ -164,5 +158,4 @@ def test_upgrade_from_upserted_rollups_keeps_every_row(pg_server_dsn: str, sink_
             ).fetchone()
             assert merged == (1,)  # the pre-upgrade row was merged with the new batch's partial row for its key
     finally:
-        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {name} CASCADE")
+        pg_schemas.drop(dsn)

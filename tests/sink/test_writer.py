@@ -9,6 +9,7 @@ import random
 import threading
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -317,15 +318,8 @@ def test_concurrent_writers_produce_exact_rollups(pg_dsn: str, pg_conn: psycopg.
     assert mismatch == (0,)
 
 
-def test_concurrent_migrations_apply_each_version_once(pg_server_dsn: str) -> None:
-    import uuid
-
-    from sink_pg import schema_dsn
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")
-    dsn = schema_dsn(pg_server_dsn, name)
+def test_concurrent_migrations_apply_each_version_once(pg_schemas: Any) -> None:
+    dsn = pg_schemas.create(migrate=False)
     applied: list[int] = []
     errors: list[BaseException] = []
 
@@ -349,8 +343,7 @@ def test_concurrent_migrations_apply_each_version_once(pg_server_dsn: str) -> No
             status = schema.status(conn)
             assert [a.version for a in status.applied] == versions and not status.pending
     finally:
-        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {name} CASCADE")
+        pg_schemas.drop(dsn)
 
 
 def test_invalid_surrogates_cannot_reach_the_sink() -> None:
