@@ -5,8 +5,10 @@ and the API use when no config file defines one."""
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 
+from collector.config.sections import component_config
 from processors.pipeline import Duration
 
 __all__ = [
@@ -14,15 +16,19 @@ __all__ = [
     "DEFAULT_ALERT_INTERVAL",
     "DEFAULT_ENDPOINT",
     "DEFAULT_RULES",
+    "TYPE",
     "AlertRuleConfig",
     "AlertsConfig",
     "AnalyticsConfig",
     "ThresholdsConfig",
     "WebhookConfig",
+    "config_from_file",
     "default_rules",
     "is_loopback",
 ]
 
+# The extension's type name in a collector config.
+TYPE = "analytics"
 DEFAULT_ENDPOINT = "127.0.0.1:8890"
 DEFAULT_DATA_DIR = "./.otel-metrics/postgres"  # the postgres exporter's default: the same embedded server
 DEFAULT_ALERT_INTERVAL = Duration(60.0)
@@ -188,3 +194,8 @@ class AnalyticsConfig:
         if self.max_limit < 1:
             errors.append(f"max_limit: must be >= 1, got {self.max_limit}")
         return errors
+
+
+def config_from_file(path: str | os.PathLike[str]) -> AnalyticsConfig | None:
+    """The ``analytics`` extension's config in a collector config file; None if it has none."""
+    return component_config(path, "extensions", TYPE, AnalyticsConfig)

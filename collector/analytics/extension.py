@@ -18,12 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collector.component import Extension, ExtensionFactory, Host
-from collector.config.sections import component_config
 from collector.confighttp import HTTPServer
 from collector.exporters.postgres.config import PostgresExporterConfig
 from collector.exporters.postgres.database import open_database
@@ -31,14 +29,13 @@ from processors.pipeline import CreateSettings
 
 from . import compose, daily
 from .api import API_LIMITS
-from .config import AnalyticsConfig
+from .config import TYPE, AnalyticsConfig, config_from_file
 from .queries import Analytics
 from .session import connect
 from .ui import analytics_app
 
 __all__ = ["TYPE", "AnalyticsExtension", "config_from_file", "factories"]
 
-TYPE = "analytics"
 # Whole days the extension keeps in the daily rollup cache (month-long reports and a few days of slack).
 CACHE_DAYS = 35
 _LOGGER = logging.getLogger("otel_metrics.analytics")
@@ -130,8 +127,3 @@ def _create(settings: CreateSettings, config: AnalyticsConfig) -> AnalyticsExten
 
 
 factories = (ExtensionFactory(type=TYPE, config_type=AnalyticsConfig, create=_create),)
-
-
-def config_from_file(path: str | os.PathLike[str]) -> AnalyticsConfig | None:
-    """The ``analytics`` extension's config in a collector config file; None if it has none."""
-    return component_config(path, "extensions", TYPE, AnalyticsConfig)

@@ -10,8 +10,7 @@ import typer
 
 from collector.analytics import compose
 from collector.analytics.alerts import AlertStore
-from collector.analytics.config import AnalyticsConfig
-from collector.analytics.extension import config_from_file
+from collector.analytics.config import AnalyticsConfig, config_from_file
 from collector.cli import app
 from collector.cli._reporting import (
     _analytics,

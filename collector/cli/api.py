@@ -11,8 +11,7 @@ from pathlib import Path
 import typer
 
 from collector.analytics.api import API_LIMITS, API_PREFIX, AnalyticsAPI
-from collector.analytics.config import AnalyticsConfig
-from collector.analytics.extension import config_from_file
+from collector.analytics.config import AnalyticsConfig, config_from_file
 from collector.analytics.session import resolve_dsn
 from collector.analytics.ui import analytics_app
 from collector.cli import app

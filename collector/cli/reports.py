@@ -29,6 +29,7 @@ from collector.analytics.queries import (
 from collector.analytics.render import render
 from collector.analytics.summary import service_health
 from collector.analytics.summary import summary as build_summary
+from collector.analytics.ui import trace_url, ui_base_url
 from collector.analytics.unpriced import folded_spans, unpriced_models
 from collector.analytics.window import TimeWindow
 from collector.cli import app
@@ -310,8 +311,6 @@ def outliers(
 
 def _ui_links(c: Any, ids: list[tuple[str | None, str | None]]) -> None:
     """Under a table: the UI page of each (trace id, correlation id) shown, when the config has the UI."""
-    from collector.analytics.ui import trace_url, ui_base_url
-
     base = ui_base_url(c.config) if c.fmt == "table" and c.output is None else None
     if base is None:
         return

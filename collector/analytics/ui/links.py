@@ -7,6 +7,8 @@ from urllib.parse import quote, urlencode
 
 import yaml
 
+from ..config import config_from_file
+
 __all__ = ["trace_url", "ui_base_url"]
 
 # A listener on every interface is reached on the loopback from this machine.
@@ -16,8 +18,6 @@ _ANY_HOST = ("", "0.0.0.0", "::", "[::]")
 def ui_base_url(config_path: Path) -> str | None:
     """``http://host:port`` of the UI the collector config's ``analytics`` extension serves; None without one (or
     when the config cannot be read: links are a convenience, never a reason to fail a report)."""
-    from ..extension import config_from_file
-
     try:
         config = config_from_file(config_path) if config_path.is_file() else None
     except (OSError, ValueError, yaml.YAMLError):
