@@ -18,7 +18,8 @@ runner = CliRunner()
 
 def _config(tmp_path: Path, endpoint: str = "0.0.0.0:8890") -> Path:
     path = tmp_path / "otel-collector.yaml"
-    path.write_text(f"extensions:\n  analytics:\n    endpoint: '{endpoint}'\n")
+    # A token: the extension refuses a non-loopback endpoint without one.
+    path.write_text(f"extensions:\n  analytics:\n    endpoint: '{endpoint}'\n    token: secret\n")
     return path
 
 
