@@ -3,6 +3,7 @@ foreign Host (DNS rebinding), bounded bodies (413), and any query value a 400 na
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -274,3 +275,29 @@ def test_the_named_attacks_are_400s(dataset) -> None:  # type: ignore[no-untyped
 
 
 _RAW = {"since": (END - timedelta(hours=12)).isoformat(), "until": END.isoformat()}
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | st.integers() | _HOSTILE,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+_BUDGET_KEYS = ("scope", "name", "period", "amount_usd", "warning_ratio", "critical_ratio")
+
+
+def test_no_body_makes_a_server_error(writable: tuple[httpx.Client, int, str], server_log: _Records) -> None:
+    """Hypothesis over the JSON bodies of the changing routes: budgets (its keys with any JSON values, or any JSON)
+    and acknowledgements answer 200, 400 or 404, never 5xx, nothing logged with a traceback."""
+    client, alert_id, _ = writable
+    budget = st.fixed_dictionaries({}, optional={k: _JSON for k in _BUDGET_KEYS}) | _JSON
+
+    @settings(max_examples=_EXAMPLES * 4, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(budget=budget, ack=_JSON)
+    def check(budget: Any, ack: Any) -> None:
+        r = client.put("/budgets", content=json.dumps(budget), headers=JSON)
+        assert r.status_code in (200, 400), (budget, r.text)
+        r = client.post(f"/alerts/{alert_id}/ack", content=json.dumps(ack), headers=JSON)
+        assert r.status_code in (200, 400, 404), (ack, r.text)
+
+    check()
+    assert not [r for r in server_log.records if r.exc_info], [r.getMessage() for r in server_log.records]
