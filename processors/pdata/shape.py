@@ -161,32 +161,35 @@ def _take_metric_points(scope_entry: Any, head_scope: Any, left: int) -> int:
     return moved
 
 
-def _take_from_scopes(signal: Signal, entry: Any, head_entry: Any, left: int) -> int:
-    """Move up to ``left`` items from the front of a resource entry's scope entries; return how many are left."""
+def _take_entries(signal: Signal, level: int, entries: Any, head_entries: Any, left: int) -> int:
+    """Move up to ``left`` items from the front of ``entries`` (level 0: resource entries, 1: scope entries) into
+    ``head_entries``: whole entries while they fit, then part of the next one; return how many are still to take."""
     spec = SIGNALS[signal]
-    scopes = getattr(entry, spec.scope_field)
-    head_scopes = getattr(head_entry, spec.scope_field)
-    whole_scopes = 0
-    for scope_entry in scopes:
+    holder = "resource" if level == 0 else "scope"
+    whole = 0
+    for entry in entries:
         if left == 0:
             break
-        count = scope_item_count(signal, scope_entry)
+        count = _resource_item_count(signal, entry) if level == 0 else scope_item_count(signal, entry)
         if count <= left:
-            head_scopes.append(scope_entry)
-            whole_scopes += 1
+            head_entries.append(entry)
+            whole += 1
             left -= count
             continue
-        head_scope = head_scopes.add()
-        head_scope.scope.CopyFrom(scope_entry.scope)
-        head_scope.schema_url = scope_entry.schema_url
-        if signal is Signal.METRICS:
-            left -= _take_metric_points(scope_entry, head_scope, left)
+        head_entry = head_entries.add()
+        getattr(head_entry, holder).CopyFrom(getattr(entry, holder))
+        head_entry.schema_url = entry.schema_url
+        if level == 0:
+            scopes, head_scopes = getattr(entry, spec.scope_field), getattr(head_entry, spec.scope_field)
+            left = _take_entries(signal, 1, scopes, head_scopes, left)
+        elif signal is Signal.METRICS:
+            left -= _take_metric_points(entry, head_entry, left)
         else:
-            items = getattr(scope_entry, spec.item_field)
-            getattr(head_scope, spec.item_field).extend(items[:left])
+            items = getattr(entry, spec.item_field)
+            getattr(head_entry, spec.item_field).extend(items[:left])
             del items[:left]
             left = 0
-    del scopes[:whole_scopes]
+    del entries[:whole]
     return left
 
 
@@ -197,22 +200,5 @@ def take_items(signal: Signal, request: Request, n: int) -> Request:
     front travel with the head.
     """
     head = new_request(signal)
-    resources = resource_entries(signal, request)
-    head_resources = resource_entries(signal, head)
-    left = n
-    whole_resources = 0
-    for entry in resources:
-        if left == 0:
-            break
-        count = _resource_item_count(signal, entry)
-        if count <= left:
-            head_resources.append(entry)
-            whole_resources += 1
-            left -= count
-            continue
-        head_entry = head_resources.add()
-        head_entry.resource.CopyFrom(entry.resource)
-        head_entry.schema_url = entry.schema_url
-        left = _take_from_scopes(signal, entry, head_entry, left)
-    del resources[:whole_resources]
+    _take_entries(signal, 0, resource_entries(signal, request), resource_entries(signal, head), n)
     return head
