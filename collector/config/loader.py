@@ -235,57 +235,66 @@ def _check_service(
     if not isinstance(pipelines, dict) or not pipelines:
         errors.append("service.pipelines: at least one pipeline (traces, metrics or logs) is required")
         return
-    signals = [s.value for s in Signal]
     # connector id -> signals it is used in as an exporter / as a receiver
-    as_exporter: dict[ComponentID, set[Signal]] = {}
-    as_receiver: dict[ComponentID, set[Signal]] = {}
+    uses: _ConnectorUses = {"exporters": {}, "receivers": {}}
     for pid_text, body in pipelines.items():
-        path = f"service.pipelines.{pid_text}"
-        type_, _, name = str(pid_text).partition("/")
-        if type_ not in signals or (str(pid_text).endswith("/") and not name):
-            errors.append(
-                f"{path}: pipeline id must be 'traces', 'metrics' or 'logs', optionally '/name'"
-                f"{did_you_mean(type_, signals)}"
-            )
-            continue
-        signal = Signal(type_)
-        pid = PipelineID(signal, name)
-        if body is None or not isinstance(body, dict):
-            errors.append(f"{path}: expected a mapping with receivers, processors and exporters")
-            continue
-        for key in body:
-            if key not in _PIPELINE_KEYS:
-                errors.append(f"{path}.{key}: unknown key{did_you_mean(str(key), _PIPELINE_KEYS)}")
-        refs = PipelineRefs(
-            receivers=_parse_ids(body.get("receivers"), f"{path}.receivers", errors),
-            processors=_parse_ids(body.get("processors"), f"{path}.processors", errors),
-            exporters=_parse_ids(body.get("exporters"), f"{path}.exporters", errors),
-        )
-        if not refs.receivers:
-            errors.append(f"{path}.receivers: a pipeline needs at least one receiver")
-        if not refs.exporters:
-            errors.append(f"{path}.exporters: a pipeline needs at least one exporter")
-        for cid in refs.receivers:
-            if cid in config.connectors:
-                as_receiver.setdefault(cid, set()).add(signal)
-            elif cid in config.receivers:
-                _check_signal(reg.receivers[cid.type], "receiver", cid, signal, f"{path}.receivers", errors)
-            elif not declared & {("receivers", cid), ("connectors", cid)}:
-                errors.append(f"{path}.receivers: {_undefined(cid, 'receivers', config.receivers)}")
-        for cid in refs.processors:
-            if cid in config.processors:
-                _check_signal(reg.processors[cid.type], "processor", cid, signal, f"{path}.processors", errors)
-            elif not declared & {("processors", cid), ("connectors", cid)}:
-                errors.append(f"{path}.processors: {_undefined(cid, 'processors', config.processors)}")
-        for cid in refs.exporters:
-            if cid in config.connectors:
-                as_exporter.setdefault(cid, set()).add(signal)
-            elif cid in config.exporters:
-                _check_signal(reg.exporters[cid.type], "exporter", cid, signal, f"{path}.exporters", errors)
-            elif not declared & {("exporters", cid), ("connectors", cid)}:
-                errors.append(f"{path}.exporters: {_undefined(cid, 'exporters', config.exporters)}")
-        config.pipelines[pid] = refs
+        _check_pipeline(str(pid_text), body, config, reg, declared, uses, errors)
+    _check_connectors(config, reg, uses, errors)
+    _warn_unused(config)
 
+
+# "exporters"/"receivers" -> connector id -> the signals of the pipelines it is used in in that role
+_ConnectorUses = dict[str, dict[ComponentID, set[Signal]]]
+
+
+def _check_pipeline(
+    pid_text: str,
+    body: Any,
+    config: Config,
+    reg: Registry,
+    declared: set[tuple[str, ComponentID]],
+    uses: _ConnectorUses,
+    errors: list[str],
+) -> None:
+    path = f"service.pipelines.{pid_text}"
+    signals = [s.value for s in Signal]
+    type_, _, name = pid_text.partition("/")
+    if type_ not in signals or (pid_text.endswith("/") and not name):
+        errors.append(
+            f"{path}: pipeline id must be 'traces', 'metrics' or 'logs', optionally '/name'"
+            f"{did_you_mean(type_, signals)}"
+        )
+        return
+    signal = Signal(type_)
+    if body is None or not isinstance(body, dict):
+        errors.append(f"{path}: expected a mapping with receivers, processors and exporters")
+        return
+    for key in body:
+        if key not in _PIPELINE_KEYS:
+            errors.append(f"{path}.{key}: unknown key{did_you_mean(str(key), _PIPELINE_KEYS)}")
+    refs = PipelineRefs(
+        receivers=_parse_ids(body.get("receivers"), f"{path}.receivers", errors),
+        processors=_parse_ids(body.get("processors"), f"{path}.processors", errors),
+        exporters=_parse_ids(body.get("exporters"), f"{path}.exporters", errors),
+    )
+    if not refs.receivers:
+        errors.append(f"{path}.receivers: a pipeline needs at least one receiver")
+    if not refs.exporters:
+        errors.append(f"{path}.exporters: a pipeline needs at least one exporter")
+    for kind, role in (("receivers", "receiver"), ("processors", "processor"), ("exporters", "exporter")):
+        configured: dict[ComponentID, Any] = getattr(config, kind)
+        for cid in getattr(refs, kind):
+            if kind in uses and cid in config.connectors:
+                uses[kind].setdefault(cid, set()).add(signal)
+            elif cid in configured:
+                _check_signal(getattr(reg, kind)[cid.type], role, cid, signal, f"{path}.{kind}", errors)
+            elif not declared & {(kind, cid), ("connectors", cid)}:
+                errors.append(f"{path}.{kind}: {_undefined(cid, kind, configured)}")
+    config.pipelines[PipelineID(signal, name)] = refs
+
+
+def _check_connectors(config: Config, reg: Registry, uses: _ConnectorUses, errors: list[str]) -> None:
+    as_exporter, as_receiver = uses["exporters"], uses["receivers"]
     for cid in sorted(set(as_exporter) | set(as_receiver)):
         ins, outs = as_exporter.get(cid, set()), as_receiver.get(cid, set())
         if not ins or not outs:
@@ -302,6 +311,9 @@ def _check_service(
     cycle = _connector_cycle(config, reg)
     if cycle:
         errors.append(f"service.pipelines: connectors form a cycle ({cycle}); data would loop forever")
+
+
+def _warn_unused(config: Config) -> None:
     # Configured but unused is legal (upstream ignores it) but usually a forgotten pipeline entry.
     referenced = {cid for refs in config.pipelines.values() for ids in vars(refs).values() for cid in ids}
     for kind in ("receivers", "processors", "exporters", "connectors"):

@@ -28,30 +28,33 @@ Factories sharing one config type in one module (``otlp`` and ``otlp_grpc``) are
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import enum
-import functools
 import importlib
-import inspect
-import io
 import json
 import posixpath
 import re
 import sys
-import textwrap
-import tokenize
-import types
 import typing
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from collector.components import KINDS, Registry, registry
 from collector.config.expand import expand_env
+from collector.config.field_docs import class_summary, field_docs, first_paragraph, rst_to_md, type_hints
 from collector.config.model import TelemetryConfig
-from processors.pipeline import ComponentID, Duration, Signal
+from collector.config.yaml_values import (
+    NONE,
+    default_instance,
+    default_text,
+    format_duration,
+    is_dataclass_type,
+    optional_args,
+    plain,
+    yaml_type,
+)
+from processors.pipeline import Signal
 
 __all__ = ["KIND_ORDER", "ComponentDoc", "KeyRow", "component_docs", "format_duration", "key_rows", "render_reference"]
 
@@ -67,8 +70,6 @@ _KIND_TITLES = {
     "extensions": "Extensions",
 }
 _SIGNAL_ORDER = {s: i for i, s in enumerate(Signal)}
-_IGNORED_COMMENT_PREFIXES = ("noqa", "type:", "pragma", "fmt:", "mypy:", "pyright:")
-_NONE = "—"
 
 # (value written in YAML, environment, what the component receives): rendered into the reference and checked
 # against collector.config.expand by tests/docs/test_configuration_reference.py.
@@ -107,299 +108,6 @@ class ComponentDoc:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# values and types as a user writes them in YAML
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds -> Go-style duration text the decoder reads back: 0.2 -> "200ms", 300 -> "5m", 90 -> "1m30s"."""
-    sign = "-" if seconds < 0 else ""
-    ns = round(abs(seconds) * 1e9)
-    if ns == 0:
-        return "0s"
-    if ns < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("us", 1_000), ("ns", 1)):
-            if ns >= size:
-                return f"{sign}{_trim(ns / size)}{unit}"
-    hours, rest = divmod(ns, 3_600_000_000_000)
-    minutes, rest = divmod(rest, 60_000_000_000)
-    parts = []
-    if hours:
-        parts.append(f"{hours}h")
-    if minutes:
-        parts.append(f"{minutes}m")
-    if rest:
-        parts.append(f"{_trim(rest / 1e9)}s")
-    return sign + "".join(parts)
-
-
-def _trim(number: float) -> str:
-    text = f"{number:.9f}".rstrip("0").rstrip(".")
-    return text or "0"
-
-
-def _optional_args(tp: Any) -> tuple[bool, list[Any]]:
-    origin = typing.get_origin(tp)
-    if origin is Union or origin is types.UnionType:
-        args = list(typing.get_args(tp))
-        return type(None) in args, [a for a in args if a is not type(None)]
-    return False, [tp]
-
-
-def _is_dataclass_type(tp: Any) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
-def _yaml_type(tp: Any) -> str:
-    if tp is Duration:
-        return "duration"
-    if tp is Any or tp is object:
-        return "any"
-    if tp is ComponentID:
-        return "component id"
-    _, args = _optional_args(tp)
-    if len(args) > 1:
-        return " or ".join(_yaml_type(a) for a in args)
-    if args[0] is not tp:  # `X | None`: written as X (null is the default or leaves it unset)
-        return _yaml_type(args[0])
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + "|".join(_literal(a) for a in typing.get_args(tp))
-    if origin in (list, tuple, Sequence):
-        item = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        return "list of " + (_yaml_type(item[0]) if item else "any")
-    if origin in (dict, Mapping):
-        args2 = typing.get_args(tp)
-        return "map of " + (_yaml_type(args2[1]) if len(args2) == 2 else "any")
-    if _is_dataclass_type(tp):
-        return "mapping"
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return "one of " + "|".join(_literal(m.value) for m in tp)
-    if isinstance(tp, type):
-        return {"str": "string", "int": "int", "float": "float", "bool": "bool"}.get(tp.__name__, tp.__name__)
-    return str(tp)
-
-
-def _literal(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, str) else _plain(value)
-
-
-def _plain(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _value(value: Any, tp: Any) -> Any:
-    """A default as plain YAML data (durations as text), for rendering containers."""
-    if value is None:
-        return None
-    _, args = _optional_args(tp)
-    tp = args[0] if len(args) == 1 else Any
-    if tp is Duration and isinstance(value, int | float) and not isinstance(value, bool):
-        return format_duration(float(value))
-    origin = typing.get_origin(tp)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, ComponentID):
-        return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        # Only what differs from the item type's own defaults (those are in the rows below it).
-        hints = _hints(type(value))
-        base = _default_instance(type(value))
-        return {
-            f.name: _value(getattr(value, f.name), hints.get(f.name, Any))
-            for f in dataclasses.fields(value)
-            if base is None or getattr(value, f.name) != getattr(base, f.name)
-        }
-    if isinstance(value, list | tuple | set | frozenset):
-        item = [a for a in typing.get_args(tp) if a is not Ellipsis] if origin in (list, tuple) else []
-        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
-        return [_value(v, item[0] if item else Any) for v in items]
-    if isinstance(value, dict):
-        args2 = typing.get_args(tp) if origin is dict else ()
-        return {str(k): _value(v, args2[1] if len(args2) == 2 else Any) for k, v in value.items()}
-    return value
-
-
-def _default_text(value: Any, tp: Any, has_default: bool) -> str:
-    if not has_default:
-        return "required"
-    if value is None:
-        return _NONE
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        optional, _ = _optional_args(tp)
-        return "on" if optional else ""
-    data = _value(value, tp)
-    if isinstance(data, str):
-        return f"`{data}`" if data else '`""`'
-    if isinstance(data, list | dict):
-        return f"`{json.dumps(data, ensure_ascii=False)}`"
-    return f"`{_plain(data)}`"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# field docs from the class source
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(cls)
-    except Exception:  # an unresolvable annotation: fall back to what the dataclass recorded
-        return {f.name: f.type for f in dataclasses.fields(cls)}
-
-
-def _comments(source: str) -> dict[int, tuple[str, bool]]:
-    """line number -> (comment text, whether the line holds only the comment)."""
-    found: dict[int, tuple[str, bool]] = {}
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-            if tok.type == tokenize.COMMENT:
-                text = tok.string.lstrip("#").strip()
-                only = tok.line[: tok.start[1]].strip() == ""
-                found[tok.start[0]] = (text, only)
-    except (tokenize.TokenError, IndentationError, SyntaxError):
-        pass
-    return found
-
-
-def _useful(comment: str) -> bool:
-    return bool(comment) and not comment.lower().startswith(_IGNORED_COMMENT_PREFIXES)
-
-
-def _comment_doc(stmt: ast.stmt, comments: dict[int, tuple[str, bool]]) -> str:
-    """The ``#`` lines directly above ``stmt`` and a trailing comment on its lines, joined."""
-    above: list[str] = []
-    line = stmt.lineno - 1
-    while line in comments and comments[line][1]:
-        above.insert(0, comments[line][0])
-        line -= 1
-    end = stmt.end_lineno or stmt.lineno
-    trailing = [comments[n][0] for n in range(stmt.lineno, end + 1) if n in comments and not comments[n][1]]
-    return " ".join(c for c in (*above, *trailing) if _useful(c))
-
-
-def _parse(source: str) -> tuple[ast.Module, dict[int, tuple[str, bool]]] | None:
-    try:
-        return ast.parse(source), _comments(source)
-    except SyntaxError:
-        return None
-
-
-def _default_name(stmt: ast.AnnAssign) -> str | None:
-    """``DEFAULT_X`` in ``x: T = DEFAULT_X`` or ``x: T = field(default=DEFAULT_X)``."""
-    value = stmt.value
-    if isinstance(value, ast.Call):
-        value = next((k.value for k in value.keywords if k.arg == "default"), None)
-    return value.id if isinstance(value, ast.Name) else None
-
-
-def _source_docs(cls: type) -> tuple[dict[str, str], dict[str, str]]:
-    """For one class body: field name -> doc (attribute docstring, else comments), and field name -> the
-    module constant its default is written as."""
-    try:
-        parsed = _parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError):
-        return {}, {}
-    if parsed is None:
-        return {}, {}
-    tree, comments = parsed
-    node = next((n for n in tree.body if isinstance(n, ast.ClassDef)), None)
-    if node is None:
-        return {}, {}
-    docs: dict[str, str] = {}
-    constants: dict[str, str] = {}
-    body = node.body
-    for i, stmt in enumerate(body):
-        if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
-            continue
-        name = stmt.target.id
-        constant = _default_name(stmt)
-        if constant:
-            constants[name] = constant
-        following = body[i + 1] if i + 1 < len(body) else None
-        if (
-            isinstance(following, ast.Expr)
-            and isinstance(following.value, ast.Constant)
-            and isinstance(following.value.value, str)
-        ):
-            docs[name] = inspect.cleandoc(following.value.value)
-            continue
-        doc = _comment_doc(stmt, comments)
-        if doc:
-            docs[name] = doc
-    return docs, constants
-
-
-@functools.cache
-def _constant_docs(module_name: str) -> dict[str, str]:
-    """Module-level constant name -> its comment (``DEFAULT_FSYNC = True  # why``)."""
-    module = sys.modules.get(module_name)
-    try:
-        parsed = _parse(inspect.getsource(module)) if module is not None else None
-    except (OSError, TypeError):
-        parsed = None
-    if parsed is None:
-        return {}
-    tree, comments = parsed
-    docs: dict[str, str] = {}
-    for stmt in tree.body:
-        targets = (
-            stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
-        )
-        for target in targets:
-            if isinstance(target, ast.Name):
-                doc = _comment_doc(stmt, comments)
-                if doc:
-                    docs[target.id] = doc
-    return docs
-
-
-def _field_docs(cls: type) -> tuple[dict[str, str], dict[str, str]]:
-    """(field -> doc written for the field, field -> comment of the constant its default is written as)."""
-    docs: dict[str, str] = {}
-    constant_docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if dataclasses.is_dataclass(klass):
-            own, constants = _source_docs(klass)
-            docs.update(own)
-            module_docs = _constant_docs(klass.__module__)
-            constant_docs.update({f: module_docs[c] for f, c in constants.items() if c in module_docs})
-    for f in dataclasses.fields(cls):
-        doc = f.metadata.get("doc") if f.metadata else None
-        if isinstance(doc, str) and doc.strip():
-            docs[f.name] = inspect.cleandoc(doc)
-    return docs, constant_docs
-
-
-def _class_summary(cls: type) -> str:
-    doc = cls.__dict__.get("__doc__")
-    # dataclasses synthesise "Name(field: type, ...)" when there is no docstring: not documentation.
-    if not doc or doc.startswith(f"{cls.__name__}("):
-        return ""
-    return _first_paragraph(doc)
-
-
-def _first_paragraph(text: str) -> str:
-    lines: list[str] = []
-    for line in inspect.cleandoc(text).splitlines():
-        if not line.strip():
-            if lines:
-                break
-            continue
-        lines.append(line.strip())
-    return _rst_to_md(" ".join(lines))
-
-
-def _rst_to_md(text: str) -> str:
-    text = text.replace("``", "`")
-    for role in (":class:", ":func:", ":meth:", ":attr:", ":mod:", ":data:"):
-        text = text.replace(role, "")
-    return text
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # key rows
 
 
@@ -426,8 +134,8 @@ def _walk(
     stack: tuple[type, ...],
     fallback_docs: Mapping[str, str],
 ) -> None:
-    hints = _hints(cls)
-    docs, constant_docs = _field_docs(cls)
+    hints = type_hints(cls)
+    docs, constant_docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
@@ -442,25 +150,25 @@ def _walk(
         else:
             value = None
         path = f"{prefix}{f.name}"
-        _, args = _optional_args(tp)
+        _, args = optional_args(tp)
         inner = args[0] if len(args) == 1 else None
         nested, section, child_prefix = _nested(inner)
         doc = docs.get(f.name, "")
         if nested is not None and not doc:
-            doc = _class_summary(nested)
+            doc = class_summary(nested)
         doc = doc or fallback_docs.get(path, "") or constant_docs.get(f.name, "")
         rows.append(
             KeyRow(
                 path=path,
-                yaml_type=_yaml_type(tp),
-                default=_default_text(value, tp, has_default),
-                doc=_rst_to_md(" ".join(doc.split())),
+                yaml_type=yaml_type(tp),
+                default=default_text(value, tp, has_default),
+                doc=rst_to_md(" ".join(doc.split())),
                 section=section,
             )
         )
         if nested is None or nested in stack:
             continue
-        child = value if section == "mapping" and isinstance(value, nested) else _default_instance(nested)
+        child = value if section == "mapping" and isinstance(value, nested) else default_instance(nested)
         _walk(nested, child, f"{path}{child_prefix}", rows, (*stack, nested), fallback_docs)
 
 
@@ -468,26 +176,19 @@ def _nested(tp: Any) -> tuple[type | None, Literal["", "mapping", "list", "map"]
     """The dataclass whose keys nest under a field of type ``tp``, how, and the path glue."""
     if tp is None:
         return None, "", ""
-    if _is_dataclass_type(tp):
+    if is_dataclass_type(tp):
         return tp, "mapping", "."
     origin = typing.get_origin(tp)
     args = [a for a in typing.get_args(tp) if a is not Ellipsis]
     if origin in (list, tuple) and args:
-        _, item = _optional_args(args[0])
-        if len(item) == 1 and _is_dataclass_type(item[0]):
+        _, item = optional_args(args[0])
+        if len(item) == 1 and is_dataclass_type(item[0]):
             return item[0], "list", "[]."
     if origin is dict and len(args) == 2:
-        _, item = _optional_args(args[1])
-        if len(item) == 1 and _is_dataclass_type(item[0]):
+        _, item = optional_args(args[1])
+        if len(item) == 1 and is_dataclass_type(item[0]):
             return item[0], "map", ".<name>."
     return None, "", ""
-
-
-def _default_instance(cls: type) -> Any:
-    try:
-        return cls()
-    except TypeError:
-        return None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -606,9 +307,9 @@ def _signals(kind: str, factory: Any) -> str:
         return "not in pipelines (listed under `service.extensions`)"
     if kind == "connectors":
         routes = sorted(getattr(factory, "routes", ()), key=lambda r: (_SIGNAL_ORDER[r[0]], _SIGNAL_ORDER[r[1]]))
-        return ", ".join(f"{a.value} → {b.value}" for a, b in routes) or _NONE
+        return ", ".join(f"{a.value} → {b.value}" for a, b in routes) or NONE
     signals = sorted(getattr(factory, "signals", ()), key=lambda s: _SIGNAL_ORDER[s])
-    return ", ".join(s.value for s in signals) or _NONE
+    return ", ".join(s.value for s in signals) or NONE
 
 
 def component_docs(reg: Registry | None = None) -> list[ComponentDoc]:
@@ -626,7 +327,7 @@ def component_docs(reg: Registry | None = None) -> list[ComponentDoc]:
             docstring, readme, readme_text = _readme(module)
             if readme is not None:
                 readme_text = _rebase_links(readme_text, posixpath.dirname(readme))
-            summary = _readme_summary(readme_text) or _first_paragraph(docstring)
+            summary = _readme_summary(readme_text) or first_paragraph(docstring)
             rows = key_rows(factory.config_type, fallback_docs=_readme_key_docs(readme_text))
             entries.append(
                 ComponentDoc(
@@ -767,8 +468,8 @@ def _env_section() -> Iterator[str]:
         tree, _warnings = expand_env({"key": text}, env)
         got = tree["key"]
         env_text = ", ".join(f"`{k}={v}`" for k, v in env.items()) or "(not set)"
-        shown = json.dumps(got) if isinstance(got, str) else _plain(got)
-        yield f"| `{_cell(text)}` | {_cell(env_text)} | `{_cell(shown)}` ({_yaml_type(type(got))}) |"
+        shown = json.dumps(got) if isinstance(got, str) else plain(got)
+        yield f"| `{_cell(text)}` | {_cell(env_text)} | `{_cell(shown)}` ({yaml_type(type(got))}) |"
     yield ""
 
 
@@ -799,7 +500,7 @@ def render_reference(reg: Registry | None = None) -> str:
     ]
     for kind in KIND_ORDER:
         entries = [d for d in docs if d.kind == kind]
-        links = ", ".join(f"[`{d.types[0]}`](#{_anchor(kind, d.types[0])})" for d in entries) or _NONE
+        links = ", ".join(f"[`{d.types[0]}`](#{_anchor(kind, d.types[0])})" for d in entries) or NONE
         out.append(f"- [{_KIND_TITLES[kind]}](#{kind}): {links}")
     out.append("- [service](#service)")
     out.append("- [Environment variables](#environment-variables-envvar-and-envvar-default)")
