@@ -1,6 +1,6 @@
 """Collector throughput: spans/s forwarded by a real collector process, next to this machine's ceiling.
 
-    .venv/bin/python benchmarks/collector_throughput.py [--seconds 10] [--clients 4] [--persistent]
+    .venv/bin/python benchmarks/collector_throughput.py [--seconds 10] [--clients 4] [--persistent] [--peer upstream]
 
 Scenarios (each a real ``python -m collector`` process, loopback only, ports picked free):
 
@@ -8,6 +8,10 @@ Scenarios (each a real ``python -m collector`` process, loopback only, ports pic
                 -> a SECOND collector process (otlp receiver -> debug exporter, silent), whose
                 ``otelcol_receiver_accepted_spans`` counts what arrived.
 2. spanmetrics: otlp receiver -> memory_limiter -> batch -> spanmetrics connector -> prometheus exporter.
+3. ``--peer upstream``: the same YAML (otlp receiver -> memory_limiter -> batch -> otlp exporter) run by our
+                collector and by the upstream Collector (``scripts/upstream otelcol``), one after the other, into
+                the same upstream sink; both rates, both RSS figures and the ratios, then a cProfile summary of ours
+                (where its time goes).
 
 Clients: ``--clients`` concurrent OTLP/gRPC channels (grpc.aio, ``--in-flight`` requests each) sending pre-encoded
 ExportTraceServiceRequests of 512 spans (the SDK BatchSpanProcessor's batch size) built by the official SDK
@@ -177,22 +181,51 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+# `python -m cProfile` writes nothing: the collector leaves through os._exit after its shutdown. This dumps the
+# profile (of the main thread, where the event loop runs) on that way out.
+_PROFILED = """
+import cProfile, os, sys
+from collector.cli import app
+profile, real_exit = cProfile.Profile(), os._exit
+def _exit(code):
+    profile.disable()
+    profile.dump_stats(sys.argv[1])
+    real_exit(code)
+os._exit = _exit
+profile.enable()
+app(["collector", *sys.argv[2:]])
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Collector:
-    def __init__(self, name: str, yaml: str, workdir: Path) -> None:
+    """Our collector, or with ``binary`` the upstream one, on ``yaml`` plus a telemetry section both read."""
+
+    def __init__(self, name: str, yaml: str, workdir: Path, binary: Path | None = None) -> None:
         self.name = name
         self.telemetry = free_port()
         path = workdir / f"{name}.yaml"
         path.write_text(
-            yaml + f"\n  telemetry:\n    metrics:\n      address: 127.0.0.1:{self.telemetry}\n"
+            yaml + "\n  telemetry:\n    metrics:\n      readers:\n        - pull:\n            exporter:\n"
+            f"              prometheus:\n                host: 127.0.0.1\n                port: {self.telemetry}\n"
             "    logs:\n      level: warn\n"
         )
         self.log = (workdir / f"{name}.log").open("w")
         # BENCH_PROFILE=<name> runs that collector under cProfile (written to <workdir>/<name>.prof at exit).
-        profile = (
-            ["-m", "cProfile", "-o", str(workdir / f"{name}.prof")] if os.environ.get("BENCH_PROFILE") == name else []
-        )
+        if binary:
+            command = [str(binary)]
+        elif os.environ.get("BENCH_PROFILE") == name:
+            command = [sys.executable, "-c", _PROFILED, str(workdir / f"{name}.prof")]
+        else:
+            command = [sys.executable, "-m", "collector"]
         self.proc = subprocess.Popen(
-            [sys.executable, *profile, "-m", "collector", "--config", str(path)],
+            [*command, "--config", str(path)],
             cwd=workdir,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -272,9 +305,10 @@ def measure(
             drive(receiver_port, requests, args.clients, args.in_flight, WARMUP_SECONDS + args.seconds, stop_at)
         )
         await asyncio.sleep(WARMUP_SECONDS)
-        c0, t0 = await asyncio.to_thread(scrape, counter_port, counter), time.monotonic()
+        c0, t0, cpu0 = await asyncio.to_thread(scrape, counter_port, counter), time.monotonic(), cpu_seconds(rss_pid)
         await asyncio.sleep(args.seconds)
-        c1, t1 = await asyncio.to_thread(scrape, counter_port, counter), time.monotonic()
+        c1, t1, cpu1 = await asyncio.to_thread(scrape, counter_port, counter), time.monotonic(), cpu_seconds(rss_pid)
+        samples["cpu_us_per_span"] = (cpu1 - cpu0) / max(c1 - c0, 1) * 1e6
         samples["rss_mib"], samples["peak_rss_mib"] = rss_mib(rss_pid)
         samples["acked"] = await sender
         samples["spans_per_s"] = (c1 - c0) / (t1 - t0)
@@ -368,6 +402,121 @@ service:
 """
 
 
+# The closest pipeline both collectors run: every key here means the same to both.
+PEER_FORWARD = """
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{recv}
+processors:
+  memory_limiter:
+    check_interval: 1s
+    limit_mib: 1024
+    spike_limit_mib: 256
+  batch:
+    send_batch_size: 8192
+    timeout: 200ms
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:{dest}
+    compression: {compression}
+    tls:
+      insecure: true
+    sending_queue:
+      num_consumers: 4
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter, batch]
+      exporters: [otlp]
+"""
+
+UPSTREAM_SINK = """
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{recv}
+exporters:
+  debug:
+    sampling_initial: 1
+    sampling_thereafter: 1000000000
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [debug]
+"""
+
+
+def upstream_binary() -> Path:
+    found = subprocess.run([str(ROOT / "scripts" / "upstream"), "otelcol"], capture_output=True, text=True)
+    if found.returncode != 0:
+        raise SystemExit(f"--peer upstream needs the upstream Collector: scripts/upstream otelcol\n{found.stderr}")
+    return Path(found.stdout.strip())
+
+
+def profile_summary(path: Path, top: int = 10) -> str:
+    """The functions where our forwarder spent its own time (cProfile tottime), as shares of the total."""
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    entries = stats.stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in entries.values()) or 1.0
+    rows = sorted(entries.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    return "\n".join(
+        f"         {v[2] / total:5.1%}  {func}  ({Path(file).name}:{line})" for (file, line, func), v in rows
+    )
+
+
+def run_peer(work: Path, args: argparse.Namespace, requests: list[bytes]) -> None:
+    """Same load, same YAML, same sink: our collector, then the upstream Collector."""
+    binary = upstream_binary()
+    sink_port = free_port()
+    sink = Collector("upstream-sink", UPSTREAM_SINK.format(recv=sink_port), work, binary)
+    results: dict[str, dict[str, float]] = {}
+    try:
+        sink.wait_ready()
+        for name, peer_binary in (("ours", None), ("upstream", binary), ("ours-profiled", None)):
+            if name == "ours-profiled":
+                os.environ["BENCH_PROFILE"] = name
+            port = free_port()
+            yaml_text = PEER_FORWARD.format(recv=port, dest=sink_port, compression=args.compression)
+            fwd = Collector(name, yaml_text, work, peer_binary)
+            try:
+                fwd.wait_ready()
+                results[name] = measure(
+                    name, port, sink.telemetry, "otelcol_receiver_accepted_spans", fwd.proc.pid, args, requests
+                )
+            finally:
+                fwd.stop()
+                os.environ.pop("BENCH_PROFILE", None)
+    finally:
+        sink.stop()
+    ours, up = results["ours"], results["upstream"]
+    print(
+        f"peer     receiver -> memory_limiter -> batch -> otlp (compression {args.compression}), the same YAML, "
+        f"into one upstream sink:\n"
+        f"         ours     {ours['spans_per_s']:>10,.0f} spans/s  {ours['cpu_us_per_span']:.2f} CPU-µs/span  "
+        f"RSS {ours['rss_mib']:.0f} MiB (peak {ours['peak_rss_mib']:.0f})\n"
+        f"         upstream {up['spans_per_s']:>10,.0f} spans/s  {up['cpu_us_per_span']:.2f} CPU-µs/span  "
+        f"RSS {up['rss_mib']:.0f} MiB (peak {up['peak_rss_mib']:.0f})\n"
+        f"         ratio ours/upstream: rate {ours['spans_per_s'] / max(up['spans_per_s'], 1):.2f} (goal >= 0.5), "
+        f"RSS {ours['rss_mib'] / max(up['rss_mib'], 1):.2f} (goal <= 2), "
+        f"CPU per span {ours['cpu_us_per_span'] / max(up['cpu_us_per_span'], 1e-9):.2f}\n"
+        f"         (the load generator shares the 2 cores: a rate the client caps is equal for both; CPU per span "
+        f"is what each collector costs)"
+    )
+    prof = work / "ours-profiled.prof"
+    if prof.exists():
+        print(
+            f"where our forwarder's time goes (cProfile, own time; that run: "
+            f"{results['ours-profiled']['spans_per_s']:,.0f} spans/s):\n{profile_summary(prof)}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window per scenario (after warm-up)")
@@ -376,6 +525,7 @@ def main() -> None:
     parser.add_argument("--persistent", action="store_true", help="otlp exporter queue on file_storage (fsync)")
     parser.add_argument("--compression", default="none", choices=["none", "gzip"], help="otlp exporter compression")
     parser.add_argument("--skip-spanmetrics", action="store_true")
+    parser.add_argument("--peer", choices=["upstream"], help="also run the same pipeline on the upstream Collector")
     args = parser.parse_args()
     args.seconds = min(args.seconds, 15.0)  # keep the whole run under a minute
 
@@ -399,6 +549,8 @@ def main() -> None:
 
 
 def run_scenarios(work: Path, args: argparse.Namespace, requests: list[bytes], top: float) -> None:
+    if args.peer == "upstream":
+        run_peer(work, args, requests)
     rate, syncs = persistent_queue_rate(requests, work)
     print(
         f"persistent sending queue alone (file_storage, fsync, 32 producers, no-op peer): {rate:,.0f} spans/s "
