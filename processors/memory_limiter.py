@@ -14,6 +14,21 @@ Config as upstream's ``memorylimiterprocessor``: ``check_interval``, ``limit_mib
   and the limiter keeps refusing for up to the soft GC interval, longer than OTLP clients retry (the Python
   exporter gives up after 6 attempts, ~5 s at Retry-After 1 s). tests/collector/test_overload.py shows it.
 
+Looking before decoding: a receiver calls :func:`admit` with a request's size on the wire (the gRPC message, an
+HTTP Content-Length) before it parses anything. Each running limiter reserves what the request will take once
+decoded and passed along (``MEMORY_PER_WIRE_BYTE`` times its size) until it has gone through the pipeline, and
+refuses when the measured usage plus every reservation in flight would reach the soft limit. RSS is read fresh
+for each admission (one small read), so any number of concurrent clients is bounded by what is in flight, not by
+how many requests slip in between two periodic checks. One request is always admitted when nothing else is in
+flight, so a request larger than the headroom is slow, never starved.
+
+Recovering: when the process is over the soft limit with nothing in flight, it collects garbage and trims the heap
+at every check (an idle collector can afford it) and takes what remains as its floor: memory it cannot give back
+(allocator fragmentation, caches) is no pressure that refusing data would relieve. The soft limit in force is then
+raised to ``floor + spike / 2`` (at most the hard limit), so a collector whose baseline has crept up after a burst
+accepts again within a check or two instead of refusing until restarted; each idle collection sets the floor
+anew, so it falls back when the memory comes back.
+
 Memory is the process's resident set size from ``/proc/self/statm`` (one small read): it is what the OOM
 killer and cgroup limits see. CPython's allocator keeps freed small objects in its arenas, so RSS falls more
 slowly than live data; that errs on the side of refusing. Usage is measured by a periodic task started in
@@ -29,6 +44,7 @@ import ctypes
 import ctypes.util
 import gc
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,8 +63,11 @@ from processors.pipeline import (
 )
 
 __all__ = [
+    "MEMORY_PER_WIRE_BYTE",
+    "Admission",
     "MemoryLimiterConfig",
     "MemoryLimiterProcessor",
+    "admit",
     "factories",
     "process_rss_bytes",
     "total_memory_bytes",
@@ -60,6 +79,11 @@ DEFAULT_SPIKE_FRACTION = 0.2
 DEFAULT_MIN_GC_INTERVAL_WHEN_SOFT_LIMITED = Duration(10.0)
 DEFAULT_MIN_GC_INTERVAL_WHEN_HARD_LIMITED = Duration(0.0)
 MIB = 1 << 20
+
+# Memory a request takes per byte on the wire once decoded and passed along: a decoded OTLP message measured 3.5x
+# its protobuf size (upb, spans with string attributes); the batch processor's merge and the sending queue's bytes
+# add about as much again.
+MEMORY_PER_WIRE_BYTE = 6
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -179,6 +203,10 @@ class MemoryLimiterProcessor(Processor):
         # What a refused client is told to wait (gRPC RetryInfo / HTTP Retry-After).
         self._retry_after = max(self._interval, 1.0)
         self._task: asyncio.Task[None] | None = None
+        # Admissions come from the receivers' listener threads as well as the service's loop.
+        self._lock = threading.Lock()
+        self._in_flight = 0  # bytes reserved by admitted requests still in the pipeline
+        self._floor = 0  # RSS after the last collection with nothing in flight
         self._attrs = {"processor": str(settings.id)}
         meter = settings.meter
         self._refused = {
@@ -189,6 +217,12 @@ class MemoryLimiterProcessor(Processor):
             )
             for s in Signal
         }
+        # Refused at admission, before decoding: how many items is not known yet.
+        self._refused_requests = meter.create_counter(
+            "otelcol_processor_refused_requests",
+            unit="{request}",
+            description="Number of requests refused by the memory limiter before they were decoded",
+        )
         self._accepted = {
             s: meter.create_counter(
                 f"otelcol_processor_accepted_{s.item_name}",
@@ -208,11 +242,41 @@ class MemoryLimiterProcessor(Processor):
         """The last measured memory usage in bytes."""
         return self._usage
 
+    @property
+    def soft_limit_in_force(self) -> int:
+        """The soft limit, raised above a floor of memory the process could not give back (at most the hard)."""
+        return min(self._hard, max(self._soft, self._floor + (self._hard - self._soft) // 2))
+
+    @property
+    def in_flight(self) -> int:
+        """Bytes reserved by admitted requests not yet through the pipeline."""
+        return self._in_flight
+
+    def reserve(self, cost: int) -> None:
+        """Reserve ``cost`` bytes for a request about to be decoded, or raise RefusedError."""
+        with self._lock:
+            usage = self._usage = self._read()
+            soft = self.soft_limit_in_force
+            if usage >= soft or (self._in_flight and usage + self._in_flight + cost >= soft):
+                self._refused_requests.add(1, self._attrs)
+                raise RefusedError(
+                    f"data refused due to high memory usage: {usage / MIB:.0f} MiB in use, "
+                    f"{self._in_flight / MIB:.0f} MiB reserved by requests in flight, soft limit {soft / MIB:.0f} MiB",
+                    retry_after=self._retry_after,
+                )
+            self._in_flight += cost
+
+    def release(self, cost: int) -> None:
+        with self._lock:
+            self._in_flight -= cost
+
     async def start(self, host: Any) -> None:
         self.check()
+        _LIMITERS.add(self)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def shutdown(self) -> None:
+        _LIMITERS.discard(self)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -222,7 +286,7 @@ class MemoryLimiterProcessor(Processor):
     async def consume(self, signal: Signal, request: Request) -> None:
         if time.monotonic() - self._checked_at >= self._interval:
             self.check()
-        if self._usage >= self._soft:
+        if self._usage >= self.soft_limit_in_force:
             self._refused[signal].add(item_count(signal, request), self._attrs)
             raise RefusedError(
                 f"data refused due to high memory usage: {self._usage / MIB:.0f} MiB in use, "
@@ -236,7 +300,13 @@ class MemoryLimiterProcessor(Processor):
         """Measure now; collect garbage when over a limit (rate limited). Returns the usage in bytes."""
         now = time.monotonic()
         usage = self._read()
-        if usage >= self._soft:
+        if usage >= self.soft_limit_in_force and self._in_flight == 0 and now - self._last_gc >= self._interval:
+            # Nothing in flight: what a collection cannot free is no pressure that refusing data relieves.
+            self._last_gc = self._last_trim = now
+            gc.collect()
+            self._trim()
+            usage = self._floor = self._read()
+        elif usage >= self._soft:
             min_gap = self._gc_hard_interval if usage >= self._hard else self._gc_soft_interval
             if now - self._last_gc >= min_gap:
                 self._last_gc = self._last_trim = now
@@ -261,6 +331,8 @@ class MemoryLimiterProcessor(Processor):
                 self._last_trim = now
                 self._trim()
                 usage = self._read()
+        if usage < self._soft:
+            self._floor = 0
         self._usage = usage
         self._checked_at = time.monotonic()
         return usage
@@ -272,6 +344,48 @@ class MemoryLimiterProcessor(Processor):
                 self.check()
             except Exception:  # a failed reading must not stop the limiter; the next tick retries
                 self.settings.logger.exception("memory_limiter %s: reading memory usage failed", self.settings.id)
+
+
+# The limiters of the running pipelines: admit() asks each of them (memory is the process's, whichever pipeline).
+_LIMITERS: set[MemoryLimiterProcessor] = set()
+
+
+class Admission:
+    """Memory reserved for one request from before it is decoded until it has gone through the pipeline."""
+
+    def __init__(self) -> None:
+        self._held: list[tuple[MemoryLimiterProcessor, int]] = []
+
+    def grow(self, wire_bytes: int) -> None:
+        """Reserve for ``wire_bytes`` more (a body longer than declared, or decompressed); RefusedError if over."""
+        cost = wire_bytes * MEMORY_PER_WIRE_BYTE
+        for limiter in list(_LIMITERS):
+            limiter.reserve(cost)
+            self._held.append((limiter, cost))
+
+    def release(self) -> None:
+        held, self._held = self._held, []
+        for limiter, cost in held:
+            limiter.release(cost)
+
+    def __enter__(self) -> Admission:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def admit(wire_bytes: int) -> Admission:
+    """Reserve memory for a request of ``wire_bytes`` before decoding it, in every running ``memory_limiter``;
+    raises RefusedError (retryable) when that would reach a soft limit. Use as a context manager around decoding
+    and handing the request to the pipeline."""
+    admission = Admission()
+    try:
+        admission.grow(wire_bytes)
+    except BaseException:
+        admission.release()
+        raise
+    return admission
 
 
 def _create(settings: CreateSettings, config: MemoryLimiterConfig, next_consumer: Consumer) -> Processor:

@@ -15,9 +15,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from processors.memory_limiter import (
+    MEMORY_PER_WIRE_BYTE,
     MIB,
     MemoryLimiterConfig,
     MemoryLimiterProcessor,
+    admit,
     factories,
     process_rss_bytes,
     total_memory_bytes,
@@ -107,6 +109,7 @@ def test_below_soft_limit_passes_above_refuses_before_downstream() -> None:
         try:
             await proc.consume(Signal.TRACES, _request(3))
             assert len(sink.got) == 1
+            proc.reserve(1)  # a request in flight: the memory is data moving through, not a floor
             gauge.value = 85 * MIB  # above soft (80), below hard (100)
             proc.check()
             with pytest.raises(RefusedError, match="soft limit 80 MiB") as info:
@@ -116,6 +119,7 @@ def test_below_soft_limit_passes_above_refuses_before_downstream() -> None:
             assert _metric(reader, "otelcol_processor_refused_spans") == 4
             assert _metric(reader, "otelcol_processor_accepted_spans") == 3
             gauge.value = 10 * MIB
+            proc.release(1)
             proc.check()
             await proc.consume(Signal.TRACES, _request(1))
             assert len(sink.got) == 2
@@ -127,11 +131,13 @@ def test_below_soft_limit_passes_above_refuses_before_downstream() -> None:
 
 def test_stale_reading_is_refreshed_inline() -> None:
     async def run() -> None:
-        gauge = Gauge(90 * MIB)
+        gauge = Gauge(10 * MIB)
         sink = Sink()
         # No start(): no periodic task, so only the inline staleness check can see the reading.
         cfg = MemoryLimiterConfig(limit_mib=100, check_interval=0.000001)  # type: ignore[arg-type]
         proc, _ = _limiter(sink, cfg, memory_reader=gauge)
+        proc.reserve(1)  # a request in flight
+        gauge.value = 90 * MIB
         with pytest.raises(RefusedError):
             await proc.consume(Signal.TRACES, _request(1))
         assert gauge.reads >= 1
@@ -195,5 +201,59 @@ def test_real_allocation_is_refused_and_released() -> None:
         proc.check()
         await proc.consume(Signal.TRACES, _request(1))
         assert len(sink.got) == 2
+
+    asyncio.run(run())
+
+
+def test_admission_reserves_before_decoding_and_refuses_what_would_not_fit() -> None:
+    async def run() -> None:
+        gauge = Gauge(50 * MIB)
+        cfg = MemoryLimiterConfig(limit_mib=100, spike_limit_mib=20, check_interval=3600)  # type: ignore[arg-type]
+        proc, _ = _limiter(Sink(), cfg, memory_reader=gauge)
+        await proc.start(None)  # a running limiter is asked by admit()
+        try:
+            wire = 2 * MIB  # takes MEMORY_PER_WIRE_BYTE times that once decoded
+            first = admit(wire)  # alone in flight: always admitted
+            assert proc.in_flight == wire * MEMORY_PER_WIRE_BYTE
+            second = admit(wire)  # 50 + 12 + 12 MiB < 80 MiB soft
+            with pytest.raises(RefusedError, match="reserved by requests in flight") as info:
+                admit(wire)  # 50 + 24 + 12 MiB would reach the soft limit
+            assert info.value.retry_after >= 1.0
+            with first:
+                pass
+            with second, admit(wire):  # room again once the first is through
+                assert proc.in_flight == 2 * wire * MEMORY_PER_WIRE_BYTE
+            assert proc.in_flight == 0
+        finally:
+            await proc.shutdown()
+        with admit(1 << 30):  # no limiter running: nothing to ask
+            pass
+
+    asyncio.run(run())
+
+
+def test_memory_that_a_collection_cannot_free_while_idle_is_a_floor_not_pressure() -> None:
+    async def run() -> None:
+        gauge = Gauge(10 * MIB)
+        cfg = MemoryLimiterConfig(limit_mib=100, spike_limit_mib=20, check_interval=0.001)  # type: ignore[arg-type]
+        proc, _ = _limiter(Sink(), cfg, memory_reader=gauge)
+        await proc.start(None)
+        try:
+            gauge.value = 85 * MIB  # after a burst: nothing in flight, and a collection gives nothing back
+            proc.check()
+            assert proc.soft_limit_in_force == 95 * MIB  # floor + spike / 2
+            with admit(1):  # accepted again at once, not after minutes
+                pass
+            gauge.value = 99 * MIB
+            proc.check()
+            assert proc.soft_limit_in_force == 100 * MIB  # never above the hard limit
+            gauge.value = 100 * MIB
+            with pytest.raises(RefusedError):
+                admit(1)
+            gauge.value = 30 * MIB  # the memory came back: the soft limit is the configured one again
+            proc.check()
+            assert proc.soft_limit_in_force == 80 * MIB
+        finally:
+            await proc.shutdown()
 
     asyncio.run(run())

@@ -33,6 +33,7 @@ from starlette.routing import Route
 from collector.confighttp import BodyTooLarge, HTTPServer, read_body, run_on
 from collector.receivers.otlp.config import HTTPConfig
 from collector.receivers.otlp.intake import Intake
+from processors.memory_limiter import Admission, admit
 from processors.pdata import JSONError, Signal, from_json, new_request, to_json
 from processors.pipeline import DataError, RefusedError, RetryableError
 
@@ -112,6 +113,11 @@ def _unsnappy(body: bytes, limit: int) -> bytes:
         return bytes(cramjam.snappy.decompress_raw(body))
     except cramjam.DecompressionError as exc:
         raise _Malformed(f"invalid snappy body: {exc}") from exc
+
+
+def _refused(exc: RefusedError | RetryableError, media: str, headers: dict[str, str] | None = None) -> Response:
+    retry_after = str(max(1, math.ceil(exc.retry_after or 1.0)))
+    return _error(503, _UNAVAILABLE, str(exc), media, {"Retry-After": retry_after, **(headers or {})})
 
 
 def _decode(signal: Signal, media: str, body: bytes) -> Message:
@@ -204,28 +210,45 @@ class OTLPHTTPServer:
                 except Exception as exc:
                     return _error(401, _UNAUTHENTICATED, str(exc) or "unauthenticated", media)
             try:
-                body = await self._read(request)
-                message = _decode(signal, media, body)
-            except BodyTooLarge as exc:
-                # close: the rest of a body we refused unread must not be taken for the next request
-                return _error(413, _RESOURCE_EXHAUSTED, str(exc), media, {"Connection": "close"})
-            except _Malformed as exc:
-                return _error(400, _INVALID_ARGUMENT, str(exc), media)
+                declared = max(int(request.headers.get("content-length") or 0), 0)
+            except ValueError:
+                declared = 0
             try:
-                wire = bytes(body) if media == PROTOBUF else None
-                assert self._pipeline_loop is not None
-                response = await run_on(self._pipeline_loop, self._intake.export(signal, message, "http", wire))
-            except DataError as exc:
-                return _error(400, _INVALID_ARGUMENT, str(exc), media)
-            except (RefusedError, RetryableError) as exc:
-                retry_after = str(max(1, math.ceil(exc.retry_after or 1.0)))
-                return _error(503, _UNAVAILABLE, str(exc), media, {"Retry-After": retry_after})
-            except Exception as exc:
-                # Not known to be permanent: upstream answers 503 so that the client retries.
-                _log.exception("receiver %s: pipeline failed", self._intake.settings.id)
-                return _error(503, _UNAVAILABLE, f"pipeline error: {exc}", media, {"Retry-After": "1"})
-            if media == PROTOBUF:
-                return Response(response.SerializeToString(), 200, media_type=PROTOBUF)
-            return Response(to_json(response), 200, media_type=JSON)
+                admission = admit(declared)  # before reading and decoding: memory_limiter refuses what won't fit
+            except RefusedError as exc:
+                return _refused(exc, media, {"Connection": "close"})  # the body stays unread
+            with admission:
+                return await self._admitted(signal, media, request, declared, admission)
 
         return handle
+
+    async def _admitted(
+        self, signal: Signal, media: str, request: Request, declared: int, admission: Admission
+    ) -> Response:
+        try:
+            body = await self._read(request)
+            if len(body) > declared:  # no Content-Length (chunked), or decompressed: reserve the rest too
+                admission.grow(len(body) - declared)
+            message = _decode(signal, media, body)
+        except BodyTooLarge as exc:
+            # close: the rest of a body we refused unread must not be taken for the next request
+            return _error(413, _RESOURCE_EXHAUSTED, str(exc), media, {"Connection": "close"})
+        except _Malformed as exc:
+            return _error(400, _INVALID_ARGUMENT, str(exc), media)
+        except RefusedError as exc:
+            return _refused(exc, media)
+        try:
+            wire = bytes(body) if media == PROTOBUF else None
+            assert self._pipeline_loop is not None
+            response = await run_on(self._pipeline_loop, self._intake.export(signal, message, "http", wire))
+        except DataError as exc:
+            return _error(400, _INVALID_ARGUMENT, str(exc), media)
+        except (RefusedError, RetryableError) as exc:
+            return _refused(exc, media)
+        except Exception as exc:
+            # Not known to be permanent: upstream answers 503 so that the client retries.
+            _log.exception("receiver %s: pipeline failed", self._intake.settings.id)
+            return _error(503, _UNAVAILABLE, f"pipeline error: {exc}", media, {"Retry-After": "1"})
+        if media == PROTOBUF:
+            return Response(response.SerializeToString(), 200, media_type=PROTOBUF)
+        return Response(to_json(response), 200, media_type=JSON)

@@ -1,0 +1,93 @@
+"""memory_limiter looks before a request is decoded: a real collector (otlp receiver -> memory_limiter -> an
+exporter held shut) with one large request in flight refuses the next one from its size alone (a gRPC body that
+is not even protobuf is answered UNAVAILABLE, not INVALID_ARGUMENT; an HTTP body is refused from its
+Content-Length, unread), and accepts again as soon as the request in flight is through."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import httpx
+
+from collector.component import Signal
+from collector.components import Registry
+from collector.exporters.exporterhelper.testing import trace_request
+from processors import memory_limiter
+from processors.memory_limiter import MEMORY_PER_WIRE_BYTE, MIB, process_rss_bytes
+
+WIRE = 2 * MIB  # a request's protobuf size
+
+
+def _big_request() -> Any:
+    return trace_request(*(f"span-{i:05d}-" + "x" * 1000 for i in range(WIRE // 1040)))
+
+
+def _export(endpoint: str, body: bytes) -> grpc.StatusCode:
+    with grpc.insecure_channel(endpoint) as channel:
+        call: Callable[..., Any] = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=lambda b: b,
+            response_deserializer=lambda b: b,
+        )
+        try:
+            call(body, timeout=30)
+        except grpc.RpcError as exc:
+            return exc.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
+
+
+def test_a_request_is_refused_from_its_size_before_it_is_decoded(
+    run_collector: Any, make_config: Any, test_components: Registry
+) -> None:
+    components = Registry(
+        receivers=test_components.receivers,
+        processors={**test_components.processors, **{f.type: f for f in memory_limiter.factories}},
+        exporters=test_components.exporters,
+        connectors=test_components.connectors,
+        extensions=test_components.extensions,
+    )
+    # Soft limit: room for what is in use now plus one request in flight, not two.
+    cost = WIRE * MEMORY_PER_WIRE_BYTE
+    limit_mib = (process_rss_bytes() + cost + cost // 2) // MIB + 20
+    collector = run_collector(
+        make_config(
+            exporters={"collect": {"mode": "block"}},
+            processors={"memory_limiter": {"check_interval": "100ms", "limit_mib": limit_mib, "spike_limit_mib": 20}},
+            pipelines={"traces": {"receivers": ["otlp"], "processors": ["memory_limiter"], "exporters": ["collect"]}},
+        ),
+        components,
+    )
+    exporter = collector.exporter("collect", Signal.TRACES)
+    body = _big_request().SerializeToString()
+    assert len(body) >= WIRE * 0.9
+    first: list[grpc.StatusCode] = []
+    sender = threading.Thread(target=lambda: first.append(_export(collector.grpc_endpoint, body)))
+    sender.start()
+    assert exporter.entered.wait(30), "the first request did not reach the exporter"
+
+    garbage = b"\xff" * len(body)  # not protobuf: decoding it would answer INVALID_ARGUMENT
+    assert _export(collector.grpc_endpoint, garbage) is grpc.StatusCode.UNAVAILABLE
+    response = httpx.post(
+        f"{collector.http_url}/v1/traces",
+        content=garbage,
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=30,
+    )
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+
+    assert exporter.gate is not None
+    collector.loop.call_soon_threadsafe(exporter.gate.set)
+    sender.join(30)
+    assert first == [grpc.StatusCode.OK]
+    # The pressure is over: within seconds the same size is admitted again (the garbage now reaches the decoder).
+    deadline = time.monotonic() + 20
+    while (status := _export(collector.grpc_endpoint, garbage)) is grpc.StatusCode.UNAVAILABLE:
+        assert time.monotonic() < deadline, "still refusing after the request in flight went through"
+        time.sleep(0.1)
+    assert status is grpc.StatusCode.INVALID_ARGUMENT
+    assert _export(collector.grpc_endpoint, body) is grpc.StatusCode.OK
