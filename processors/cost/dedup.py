@@ -5,8 +5,8 @@ client (both set ``gen_ai.response.id``), two instrumentations of one client, or
 processes. Both faces keep a bounded registry of recent response ids (``CallRegistry``) and decide per span:
 
 * the span that holds the cost is the first **priced** span of the response (one whose usage has an input token
-  count: the Anthropic SDK's tracing reports none, so its span never holds the cost while an instrumentation's
-  span of the same call does);
+  count: the Anthropic SDK's tracing reports none for a message that is not streamed, so then an
+  instrumentation's span of the same call holds it);
 * every other span of the response is a duplicate: it keeps its attributes (it stays visible), loses
   ``cost.usd`` and gets ``cost.duplicate_of`` = the holder's span id (hex), so no sum counts the call twice and
   ``otel-metrics costs`` can say how many were folded;

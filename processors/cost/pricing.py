@@ -427,7 +427,8 @@ def cost_attributes(
         return {}
     usage = usage_from_attributes(attributes, scope)
     if usage is None or _first(attributes, INPUT_TOKENS_KEY, _OLD_INPUT_TOKENS_KEY) is None:
-        # No input count (the Anthropic SDK's tracing reports none): pricing the rest would understate the call.
+        # No input count (the Anthropic SDK's tracing of a message that is not streamed): pricing the rest would
+        # understate the call.
         return {}
     provider = _first(attributes, PROVIDER_KEY, SYSTEM_KEY)
     provider_name = provider if isinstance(provider, str) else None

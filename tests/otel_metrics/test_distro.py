@@ -28,6 +28,8 @@ def _instrument_env(receiver: Any, *, select: bool = True, **extra: str) -> dict
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
         OTEL_EXPORTER_OTLP_INSECURE="true",
         OTEL_METRICS_EXPORTER="none",
+        # These apps call no LLM: the LLM instrumentations of the dev extra would only slow their start-up.
+        OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="openai,anthropic,langchain",
         **extra,
     )
     if select:

@@ -1,0 +1,134 @@
+"""Real openai and anthropic clients, instrumented as people run them, against the local fake provider: the spans
+they make are priced (through our SDK enrichment) exactly as the provider's price sheet bills the calls, streams
+included, and a call traced twice (the Anthropic SDK's own tracing plus an instrumentation) is priced once."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from processors.cost import default_price_table
+from processors.sdk import EnrichingSpanProcessor
+
+sys.path.insert(0, str(Path(__file__).parent))
+import fake_provider
+
+openai = pytest.importorskip("openai")
+anthropic = pytest.importorskip("anthropic")
+
+M = Decimal(1_000_000)
+# The providers' list prices (USD per million tokens) and each call's bill, worked by hand from fake_provider.USAGE.
+BILL = {
+    # 176 fresh input * 0.15 + 1,024 cached * 0.075 + 80 output * 0.60
+    "gpt-4o-mini": (176 * Decimal("0.15") + 1024 * Decimal("0.075") + 80 * Decimal("0.60")) / M,
+    # 300 input * 1.10 + 900 output (640 of them reasoning, billed as output) * 4.40
+    "o4-mini": (300 * Decimal("1.10") + 900 * Decimal("4.40")) / M,
+    # 1,000 fresh * 3 + 8,000 read * 0.30 + 3,000 written (5-minute cache) * 3.75 + 400 output * 15
+    "claude-sonnet-4-20250514": (1000 * 3 + 8000 * Decimal("0.30") + 3000 * Decimal("3.75") + 400 * 15) / M,
+    # 900 input * 0.80 + 120 output * 4
+    "claude-3-5-haiku-20241022": (900 * Decimal("0.80") + 120 * 4) / M,
+}
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[fake_provider.Served, str]]:
+    calls = fake_provider.Served()
+    with fake_provider.running(calls) as url:
+        yield calls, url
+
+
+def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(
+        EnrichingSpanProcessor(SimpleSpanProcessor(exporter), price_table=default_price_table(), redact=True)
+    )
+    return provider, exporter
+
+
+def _cost_by_model(exporter: InMemorySpanExporter) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = {}
+    for span in exporter.get_finished_spans():
+        attrs = dict(span.attributes or {})
+        if "cost.usd" in attrs:
+            model = str(attrs["gen_ai.request.model"])
+            out[model] = out.get(model, Decimal(0)) + Decimal(repr(attrs["cost.usd"]))
+    return out
+
+
+def _run_openai(url: str) -> None:
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="test", max_retries=0)
+    messages = [{"role": "user", "content": "hi"}]
+    client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    stream = client.chat.completions.create(
+        model="o4-mini", messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "Hello stream."
+
+
+def _run_anthropic(url: str, provider: TracerProvider, sdk_tracing: bool) -> None:
+    options: Any = {"tracer_provider": provider, "traces": sdk_tracing}
+    client = anthropic.Anthropic(base_url=url, api_key="test", max_retries=0, open_telemetry=options)
+    messages = [{"role": "user", "content": "hi"}]
+    client.messages.create(model="claude-sonnet-4-20250514", max_tokens=500, messages=messages)
+    with client.messages.stream(model="claude-3-5-haiku-20241022", max_tokens=200, messages=messages) as stream:
+        assert stream.get_final_text() == "Hello stream."
+
+
+def test_openllmetry_openai_streaming_included(served: tuple[fake_provider.Served, str]) -> None:
+    instrumentation = pytest.importorskip("opentelemetry.instrumentation.openai")
+    calls, url = served
+    provider, exporter = _provider()
+    instrumentor = instrumentation.OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        _run_openai(url)
+    finally:
+        instrumentor.uninstrument()
+    assert [c[1] for c in calls.calls] == ["gpt-4o-mini", "o4-mini"]
+    assert _cost_by_model(exporter) == {m: BILL[m] for m in ("gpt-4o-mini", "o4-mini")}
+
+
+def test_official_openai_v2_instrumentation_streaming_included(served: tuple[fake_provider.Served, str]) -> None:
+    instrumentation = pytest.importorskip("opentelemetry.instrumentation.openai_v2")
+    _, url = served
+    provider, exporter = _provider()
+    instrumentor = instrumentation.OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        _run_openai(url)
+    finally:
+        instrumentor.uninstrument()
+    assert _cost_by_model(exporter) == {m: BILL[m] for m in ("gpt-4o-mini", "o4-mini")}
+
+
+@pytest.mark.parametrize("sdk_tracing", [False, True])
+def test_openllmetry_anthropic_with_and_without_the_sdks_own_tracing(
+    served: tuple[fake_provider.Served, str], sdk_tracing: bool
+) -> None:
+    instrumentation = pytest.importorskip("opentelemetry.instrumentation.anthropic")
+    _, url = served
+    provider, exporter = _provider()
+    instrumentor = instrumentation.AnthropicInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        _run_anthropic(url, provider, sdk_tracing)
+    finally:
+        instrumentor.uninstrument()
+    # OpenLLMetry's anthropic instrumentation (0.62) makes no span for messages.stream on anthropic 2.x: only the
+    # SDK's own tracing sees (and so prices) that call.
+    models = ("claude-sonnet-4-20250514", "claude-3-5-haiku-20241022") if sdk_tracing else ("claude-sonnet-4-20250514",)
+    assert _cost_by_model(exporter) == {m: BILL[m] for m in models}
+    if sdk_tracing:  # two spans per call, one priced; the other points at it
+        spans = [dict(s.attributes or {}) for s in exporter.get_finished_spans() if s.attributes]
+        with_id = [a for a in spans if "gen_ai.response.id" in a]
+        assert len({a["gen_ai.response.id"] for a in with_id}) == 2 and len(with_id) == 3
+        assert sum("cost.duplicate_of" in a for a in with_id) == 1
