@@ -167,3 +167,33 @@ def test_business_measures_are_exported_with_documented_names(telemetry: Any, re
     assert events["app.satisfaction"]["app.satisfaction.feedback"] == "fast answer"
     assert events["app.agent.selection"]["app.agent.selection.reason"] == "multi-step"
     assert events["app.error"]["exception.message"] == "slow"
+
+
+def test_cost_and_token_metrics_stay_exact_under_head_sampling(receiver: Any, monkeypatch: Any) -> None:
+    """A 10 % head sampler keeps about a tenth of the call spans; the cost and token counters count every call."""
+    from processors.cost import default_price_table
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.1")
+    tel = otel_metrics.configure("sampled-service", endpoint=receiver.endpoint)
+    try:
+
+        @track_performance("agent")
+        def answer() -> None:
+            record_llm_usage("gpt-4o-mini", 1000, 100, provider="openai")
+
+        calls = 300
+        for _ in range(calls):
+            answer()
+        tel.force_flush()
+        unit = default_price_table().llm_cost("gpt-4o-mini", 1000, 100, provider="openai")
+        assert unit is not None
+        costs = receiver.store.wait_for(lambda: receiver.store.points("cost.usd"))
+        assert abs(sum(p.value for p in costs) - float(unit * calls)) < 1e-12
+        tokens = receiver.store.points("gen_ai.client.token.usage")
+        by_type = {p.attributes["gen_ai.token.type"]: p.value for p in tokens}
+        assert by_type["input"] == (calls, 1000 * calls) and by_type["output"] == (calls, 100 * calls)
+        spans = [s for s in receiver.store.spans() if s.name == "chat gpt-4o-mini"]
+        assert 0 < len(spans) < calls // 3  # ~30 expected: binomial(300, 0.1) is below 100 but for ~1e-30
+    finally:
+        tel.shutdown()
