@@ -104,3 +104,24 @@ def test_long_cost_windows_read_requests_of_the_last_day_only(served: Served) ->
     assert f'href="/traces/{ui_data.TRACE_A}"' in month.text  # the priciest request is recent
     hour = httpx.get(f"{served.url}/costs", params={"hours": "1"}, auth=BASIC, timeout=60).text
     assert "(last 24 h)" not in hour and "Most expensive requests" in hour
+
+
+def test_hostile_parameters_are_refused_naming_them(served: Served) -> None:
+    for params, message in (
+        ({"tenant": "a\x00b"}, "tenant: must not contain a NUL character"),
+        ({"min_duration_ms": "nan"}, "min_duration_ms: expected a finite number"),
+        ({"hours": "1e9"}, "hours: at most"),
+        ({"offset": "99999999999999999999"}, "offset: must be between"),
+        ({"correlation_id": "x" * 5000}, "correlation_id: longer than"),
+    ):
+        page = httpx.get(f"{served.url}/traces", params=params, auth=BASIC, timeout=30)
+        assert page.status_code == 400 and message in page.text, params
+        api = httpx.get(f"{served.url}/api/v1/traces", params=params, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert api.status_code == 400 and message in api.json()["error"], params
+    # A form's empty fields are "not given", not "equal to the empty string".
+    empty = httpx.get(f"{served.url}/traces", params={"tenant": "", "hours": "2"}, auth=BASIC, timeout=30).text
+    assert len(set(re.findall(r'href="/traces/([0-9a-f]{32})"', empty))) == 50
+    huge = httpx.post(
+        f"{served.url}/ui/alerts/{2**70}/ack", content="{}", headers={"Content-Type": "application/json"}, auth=BASIC
+    )
+    assert huge.status_code == 404

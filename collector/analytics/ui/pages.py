@@ -30,7 +30,7 @@ from ..queries import Analytics
 from ..traces import read_span, read_trace, search_traces
 from . import format as fmt
 from .auth import authorised, challenge, refuse_change
-from .params import FILTER_NAMES, TRACE_PARAMS, filters_of, page_of, query_string, trace_query, window_of
+from .params import FILTER_NAMES, TRACE_PARAMS, page_args, query_string, trace_page, trace_query
 from .trace_api import DEFAULT_TRACE_LIMIT
 from .views import COST_DIMENSIONS, cost_view, service_series, service_totals
 
@@ -99,6 +99,8 @@ class UIPages:
                 return self._error(request, base, str(exc.args[0]), 404)
             except ValueError as exc:
                 return self._error(request, base, str(exc), 400)
+            except psycopg.DataError as exc:  # a value the checks let through; still the client's
+                return self._error(request, base, f"A value the database cannot take: {exc.diag.message_primary}", 400)
             except psycopg.OperationalError as exc:
                 _LOGGER.warning("analytics UI: database unavailable: %s", exc)
                 return self._error(request, base, "The database is unavailable; try again shortly.", 503)
@@ -137,6 +139,8 @@ class UIPages:
         if refused is not None:
             return refused
         alert_id, action = int(request.path_params["id"]), request.path_params["action"]
+        if alert_id > 2**63 - 1:  # beyond bigint: no such alert
+            return JSONResponse({"error": f"no alert with id {alert_id}"}, 404)
         if action not in ("ack", "resolve"):
             return JSONResponse({"error": f"action: expected ack or resolve, got {action!r}"}, 404)
         try:
@@ -161,8 +165,8 @@ class UIPages:
 
     # -- pages ---------------------------------------------------------------------------------------------
     def _overview(self, a: Analytics, request: Request) -> dict[str, Any]:
-        params = request.query_params
-        window, filters = window_of(params, 24.0), filters_of(params)
+        args = page_args(request.query_params, self.config.max_limit)
+        window, filters = args.window(24.0), args.filters()
         services = a.services()
         # The series and the whole-window totals are two rollup reads: over a second pooled connection they
         # run side by side (PostgreSQL in its process, histogram merging here).
@@ -186,9 +190,9 @@ class UIPages:
         }
 
     def _traces(self, a: Analytics, request: Request) -> dict[str, Any]:
-        params = request.query_params
-        q = trace_query(params)
-        limit, offset = page_of(params, DEFAULT_TRACE_LIMIT, self.config.max_limit)
+        args = page_args(request.query_params, self.config.max_limit)
+        q = trace_query(args)
+        limit, offset = trace_page(args, DEFAULT_TRACE_LIMIT)
         # One more than a page tells whether there is a next page.
         found = search_traces(a.conn, q, limit=limit + 1, offset=offset)
         return {
@@ -231,9 +235,9 @@ class UIPages:
         return {"title": f"Trace {trace.summary.root_name}", "trace": trace, "service_index": colour, "rows": rows}
 
     def _costs(self, a: Analytics, request: Request) -> dict[str, Any]:
-        params = request.query_params
-        window, filters = window_of(params, 24.0 * 7), filters_of(params)
-        by = params.get("by") or "model"
+        args = page_args(request.query_params, self.config.max_limit)
+        window, filters = args.window(24.0 * 7), args.filters()
+        by = args.get("by") or "model"
         return {
             "title": "Costs",
             "window": window,

@@ -9,7 +9,7 @@ from ..openapi import schema_of
 from ..params import ApiError
 from ..routing import Call, Param, RouteSpec
 from ..traces import SpanView, TraceDetail, TraceSummary, read_trace, search_traces
-from .params import FILTER_NAMES, page_of, trace_query
+from .params import FILTER_NAMES, trace_page, trace_query
 
 __all__ = ["DEFAULT_TRACE_LIMIT", "TRACE_ROUTES", "TRACE_SCHEMAS"]
 
@@ -59,9 +59,8 @@ TRACE_SCHEMAS: dict[str, Any] = {
 
 
 def _search(call: Call) -> Any:
-    params = call.request.query_params
-    q = trace_query(params)
-    limit, offset = page_of(params, DEFAULT_TRACE_LIMIT, call.args.max_limit)
+    q = trace_query(call.args)
+    limit, offset = trace_page(call.args, DEFAULT_TRACE_LIMIT)
     items = search_traces(call.analytics.conn, q, limit=limit, offset=offset)
     window = None if q.by_id else {"start": q.window.start, "end": q.window.end, "source": "raw"}
     return {"items": items, "limit": limit, "offset": offset, "window": window}
