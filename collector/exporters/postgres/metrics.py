@@ -16,7 +16,7 @@ import json
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -166,108 +166,127 @@ def point_records(request: ExportMetricsServiceRequest) -> list[ItemRecord]:
         resource_json = to_json(resource, "resource attributes", resource_repairs)
         resource_key = json.dumps(resource, sort_keys=True, default=str).encode()
         for sm in rm.scope_metrics:
-            scope_name = sm.scope.name or None
-            scope_version = sm.scope.version or None
+            scope = (sm.scope.name or None, sm.scope.version or None)
             scope_key = f"{sm.scope.name}\x1f{sm.scope.version}".encode()
             for metric in sm.metrics:
                 kind = metric.WhichOneof("data")
                 if kind is None:
                     continue
-                data = getattr(metric, kind)
-                series_key = f"{metric.name}\x1f{metric.unit}\x1f{kind}".encode()
-                temporality = getattr(data, "aggregation_temporality", None)
-                monotonic = data.is_monotonic if kind == "sum" else None
-                for point in data.data_points:
+                series_key = (resource_key, scope_key, f"{metric.name}\x1f{metric.unit}\x1f{kind}".encode())
+                for point in getattr(metric, kind).data_points:
                     repairs = list(resource_repairs)
                     try:
-                        attrs = attributes_dict(point.attributes)
-                        attrs_key = json.dumps(attrs, sort_keys=True, default=str).encode()
-                        h = hashlib.blake2b(digest_size=16)
-                        for part in (resource_key, scope_key, series_key, attrs_key):
-                            h.update(part)
-                            h.update(b"\x1e")
-                        value = value_int = count = total = lo = hi = None
-                        bucket_counts = bounds = scale = zero_count = zero_threshold = None
-                        pos_offset = pos_counts = neg_offset = neg_counts = quantiles = None
-                        if kind in ("gauge", "sum"):
-                            if point.WhichOneof("value") == "as_int":
-                                value_int = point.as_int
-                                value = float(value_int)
-                            else:
-                                value = point.as_double
-                        elif kind == "histogram":
-                            count = _u64(point.count, "count", repairs)
-                            total = point.sum if point.HasField("sum") else None
-                            lo = point.min if point.HasField("min") else None
-                            hi = point.max if point.HasField("max") else None
-                            bucket_counts = _counts(point.bucket_counts, "bucket count", repairs)
-                            bounds = list(point.explicit_bounds)
-                        elif kind == "exponential_histogram":
-                            count = _u64(point.count, "count", repairs)
-                            total = point.sum if point.HasField("sum") else None
-                            lo = point.min if point.HasField("min") else None
-                            hi = point.max if point.HasField("max") else None
-                            scale = point.scale
-                            zero_count = _u64(point.zero_count, "zero count", repairs)
-                            zero_threshold = point.zero_threshold
-                            pos_offset = point.positive.offset
-                            pos_counts = _counts(point.positive.bucket_counts, "bucket count", repairs)
-                            neg_offset = point.negative.offset
-                            neg_counts = _counts(point.negative.bucket_counts, "bucket count", repairs)
-                        else:  # summary
-                            count = _u64(point.count, "count", repairs)
-                            total = point.sum
-                            quantiles = to_json(
-                                [{"quantile": q.quantile, "value": q.value} for q in point.quantile_values],
-                                "quantile values",
-                                repairs,
-                            )
-                        time_us = point.time_unix_nano // 1000
-                        start_us = point.start_time_unix_nano // 1000 or None
-                        records.append(
-                            ItemRecord(
-                                (
-                                    h.digest(),
-                                    time_us,
-                                    start_us,
-                                    clean_text(metric.name, "metric name", repairs),
-                                    kind,
-                                    clean_text(metric.description, "metric description", repairs) or None,
-                                    clean_text(metric.unit, "metric unit", repairs) or None,
-                                    None if temporality is None else int2(temporality, "temporality", repairs),
-                                    monotonic,
-                                    service_name,
-                                    scope_name,
-                                    scope_version,
-                                    value,
-                                    value_int,
-                                    count,
-                                    total,
-                                    lo,
-                                    hi,
-                                    bucket_counts,
-                                    bounds,
-                                    scale,
-                                    zero_count,
-                                    zero_threshold,
-                                    pos_offset,
-                                    pos_counts,
-                                    neg_offset,
-                                    neg_counts,
-                                    quantiles,
-                                    _exemplars(getattr(point, "exemplars", ()), repairs),
-                                    signed32(getattr(point, "flags", 0)),
-                                    to_json(attrs, "point attributes", repairs) if attrs else "{}",
-                                    resource_json,
-                                ),
-                                metric,
-                                repairs,
-                            )
-                        )
+                        row = _point_row(metric, kind, point, series_key, service_name, scope, resource_json, repairs)
+                        records.append(ItemRecord(row, metric, repairs))
                     except Exception as exc:  # one malformed item must not fail its batch
                         failure = f"{type(exc).__name__}: {exc}"
                         records.append(ItemRecord((), metric, repairs, failure=failure))
     return records
+
+
+def _point_row(
+    metric: Any,
+    kind: str,
+    point: Any,
+    series_key: tuple[bytes, bytes, bytes],
+    service_name: str,
+    scope: tuple[str | None, str | None],
+    resource_json: str,
+    repairs: list[str],
+) -> tuple[Any, ...]:
+    """One ``metric_points`` row (column order of the table) for one data point of ``metric``."""
+    data = getattr(metric, kind)
+    attrs = attributes_dict(point.attributes)
+    h = hashlib.blake2b(digest_size=16)
+    for part in (*series_key, json.dumps(attrs, sort_keys=True, default=str).encode()):
+        h.update(part)
+        h.update(b"\x1e")
+    values = _POINT_VALUES[kind](point, repairs)
+    temporality = getattr(data, "aggregation_temporality", None)
+    return (
+        h.digest(),
+        point.time_unix_nano // 1000,
+        point.start_time_unix_nano // 1000 or None,
+        clean_text(metric.name, "metric name", repairs),
+        kind,
+        clean_text(metric.description, "metric description", repairs) or None,
+        clean_text(metric.unit, "metric unit", repairs) or None,
+        None if temporality is None else int2(temporality, "temporality", repairs),
+        data.is_monotonic if kind == "sum" else None,
+        service_name,
+        *scope,
+        *values,
+        _exemplars(getattr(point, "exemplars", ()), repairs),
+        signed32(getattr(point, "flags", 0)),
+        to_json(attrs, "point attributes", repairs) if attrs else "{}",
+        resource_json,
+    )
+
+
+# The value columns of a point, in table order: value, value_int, count, sum, min, max, bucket_counts,
+# explicit_bounds, scale, zero_count, zero_threshold, positive offset and counts, negative offset and counts,
+# quantiles. Each kind of point fills its own and leaves the others NULL.
+_NO_VALUES: tuple[None, ...] = (None,) * 16
+
+
+def _number_values(point: Any, repairs: list[str]) -> tuple[Any, ...]:
+    if point.WhichOneof("value") == "as_int":
+        return (float(point.as_int), point.as_int, *_NO_VALUES[2:])
+    return (point.as_double, *_NO_VALUES[1:])
+
+
+def _count_sum_min_max(point: Any, repairs: list[str]) -> tuple[Any, ...]:
+    return (
+        _u64(point.count, "count", repairs),
+        point.sum if point.HasField("sum") else None,
+        point.min if point.HasField("min") else None,
+        point.max if point.HasField("max") else None,
+    )
+
+
+def _histogram_values(point: Any, repairs: list[str]) -> tuple[Any, ...]:
+    count_sum_min_max = _count_sum_min_max(point, repairs)
+    bucket_counts = _counts(point.bucket_counts, "bucket count", repairs)
+    return (None, None, *count_sum_min_max, bucket_counts, list(point.explicit_bounds), *_NO_VALUES[8:])
+
+
+def _exponential_histogram_values(point: Any, repairs: list[str]) -> tuple[Any, ...]:
+    return (
+        None,
+        None,
+        *_count_sum_min_max(point, repairs),
+        None,
+        None,
+        point.scale,
+        _u64(point.zero_count, "zero count", repairs),
+        point.zero_threshold,
+        point.positive.offset,
+        _counts(point.positive.bucket_counts, "bucket count", repairs),
+        point.negative.offset,
+        _counts(point.negative.bucket_counts, "bucket count", repairs),
+        None,
+    )
+
+
+def _summary_values(point: Any, repairs: list[str]) -> tuple[Any, ...]:
+    quantiles = [{"quantile": q.quantile, "value": q.value} for q in point.quantile_values]
+    return (
+        None,
+        None,
+        _u64(point.count, "count", repairs),
+        point.sum,
+        *_NO_VALUES[4:15],
+        to_json(quantiles, "quantile values", repairs),
+    )
+
+
+_POINT_VALUES: dict[str, Callable[[Any, list[str]], tuple[Any, ...]]] = {
+    "gauge": _number_values,
+    "sum": _number_values,
+    "histogram": _histogram_values,
+    "exponential_histogram": _exponential_histogram_values,
+    "summary": _summary_values,
+}
 
 
 def finite_or_none(x: float | None) -> float | None:
