@@ -125,3 +125,26 @@ def test_hostile_parameters_are_refused_naming_them(served: Served) -> None:
         f"{served.url}/ui/alerts/{2**70}/ack", content="{}", headers={"Content-Type": "application/json"}, auth=BASIC
     )
     assert huge.status_code == 404
+
+
+def test_overview_and_costs_over_each_source_with_filters(served: Served) -> None:
+    """Raw spans (1 h), hourly rollups (12 h), the query layer's rollups and daily cache (48 h, 30 d): the same
+    calls and cost, with and without filters."""
+    totals = {}
+    for hours in ("1", "12", "48", "720"):
+        page = httpx.get(f"{served.url}/", params={"hours": hours}, auth=BASIC, timeout=60)
+        assert page.status_code == 200, hours
+        calls = re.search(r'Calls</span><span class="value">([\d,]+)<', page.text)
+        cost = re.search(r'Cost</span><span class="value">([^<]+)<', page.text)
+        assert calls and cost, hours
+        totals[hours] = (calls.group(1), cost.group(1))
+    assert len(set(totals.values())) == 1, totals  # every span is in the last hour
+    acme = httpx.get(f"{served.url}/", params={"hours": "12", "tenant": "acme", "model": "gpt-4o"}, auth=BASIC)
+    assert (
+        acme.status_code == 200
+        and "agent-service" in acme.text
+        and "tools-service" not in acme.text.split("<h2>Services</h2>")[1].split("</table>")[0]
+    )
+    for by in ("model", "provider", "tenant", "agent", "user", "feature"):
+        costs = httpx.get(f"{served.url}/costs", params={"hours": "48", "by": by}, auth=BASIC, timeout=60)
+        assert costs.status_code == 200 and "$0.1876" in costs.text, by

@@ -79,7 +79,7 @@ def _buckets(a: Analytics, window: TimeWindow, filters: Filters, **source: Any) 
         src = _hourly_rollups(window, filters)
     else:
         src = a._source(window, filters, sub_day=granularity == "hour", **source)
-    if src.rollup:
+    if src.rollup or not raw:  # raw spans over a long window: a breakdown the rollups do not carry
         step = 3600.0 if granularity == "hour" else 86400.0
         expr = sql.SQL("date_trunc({}, {})").format(granularity_literal(granularity), src.time)
         label = granularity
