@@ -277,37 +277,10 @@ def _span_record(
     name = span.name
     if "\x00" in name:
         name = clean_text(name, "span name", repairs)
-    if shadow is None:
-        status = span.status
-        code = status.code
-        status_message = status.message or None
-    else:
-        status_entry = _STATUS_CACHE.get(shadow.status)
-        if status_entry is None:
-            status_entry = _status_entry(shadow.status)
-        code, status_message = status_entry
-    if status_message is not None and "\x00" in status_message:
-        status_message = clean_text(status_message, "status message", repairs)
+    code, status_message = _status(span, shadow, repairs)
     attrs, values, entries, special = _read_attributes(span, shadow, repairs)
-    if special:  # a converted column's key is present: convert in ATTRIBUTE_COLUMNS order
-        get = attrs.get
-        # A span folded into another span of the same LLM call (processors.cost.dedup) keeps its token counts in
-        # the attributes only: the token columns, sums and rollups count each call once.
-        converted = _CONVERTED_FOLDED if _DUPLICATE_OF in attrs else _CONVERTED
-        for index, keys, convert, moves, exact in converted:
-            for key in keys:
-                value = get(key)
-                if value is not None:
-                    break
-            else:
-                continue
-            if type(value) is exact:
-                values[index] = value
-                lossless = True
-            else:
-                values[index], lossless = convert(value, key, repairs)
-            if lossless and key in moves:
-                del attrs[key]
+    if special:  # a converted column's key is present
+        _convert_columns(attrs, values, repairs)
     trace_state = span.trace_state
     kind = span.kind
     flags = span.flags
@@ -355,6 +328,43 @@ def _span_record(
     events = _event_rows(span_events, trace_id, span_id, start_us, start_ns, service_name, repairs)
     links = _link_rows(span_links, trace_id, span_id, start_us, repairs)
     return SpanRecord(row, events, links, span, repairs)
+
+
+def _status(span: Any, shadow: Any, repairs: list[str]) -> tuple[int, str | None]:
+    if shadow is None:
+        status = span.status
+        code, status_message = status.code, status.message or None
+    else:
+        status_entry = _STATUS_CACHE.get(shadow.status)
+        if status_entry is None:
+            status_entry = _status_entry(shadow.status)
+        code, status_message = status_entry
+    if status_message is not None and "\x00" in status_message:
+        status_message = clean_text(status_message, "status message", repairs)
+    return code, status_message
+
+
+def _convert_columns(attrs: dict[str, Any], values: list[Any], repairs: list[str]) -> None:
+    """The converted columns (ATTRIBUTE_COLUMNS order) from their attribute keys, each from the first key present;
+    a key whose value converts losslessly leaves the jsonb when its column says so."""
+    get = attrs.get
+    # A span folded into another span of the same LLM call (processors.cost.dedup) keeps its token counts in
+    # the attributes only: the token columns, sums and rollups count each call once.
+    converted = _CONVERTED_FOLDED if _DUPLICATE_OF in attrs else _CONVERTED
+    for index, keys, convert, moves, exact in converted:
+        for key in keys:
+            value = get(key)
+            if value is not None:
+                break
+        else:
+            continue
+        if type(value) is exact:
+            values[index] = value
+            lossless = True
+        else:
+            values[index], lossless = convert(value, key, repairs)
+        if lossless and key in moves:
+            del attrs[key]
 
 
 def _read_attributes(
