@@ -72,19 +72,20 @@ class Proc:
 
     def __init__(
         self, name: str, args: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
-    ):
+    ) -> None:
         self.name, self.args, self.log, self.env, self.cwd = name, args, log, env, cwd
         self.popen: subprocess.Popen[str] | None = None
 
     def start(self, stdout: int | None = None) -> Proc:
-        self.popen = subprocess.Popen(
-            self.args,
-            stdout=stdout if stdout is not None else self.log.open("a"),
-            stderr=self.log.open("a"),
-            text=True,
-            env={**os.environ, **(self.env or {})},
-            cwd=self.cwd,
-        )
+        with self.log.open("a") as log:  # the child keeps its own copy of the descriptor
+            self.popen = subprocess.Popen(
+                self.args,
+                stdout=stdout if stdout is not None else log,
+                stderr=log,
+                text=True,
+                env={**os.environ, **(self.env or {})},
+                cwd=self.cwd,
+            )
         return self
 
     def check_alive(self) -> None:

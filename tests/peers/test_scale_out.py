@@ -63,14 +63,15 @@ class _RemoteWrite(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def stand_ins() -> Iterator[tuple[int, int]]:
+def stand_ins() -> Iterator[tuple[_Tempo, int, int]]:
+    tempo = _Tempo()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Tempo(), server)
-    tempo = server.add_insecure_port("127.0.0.1:0")
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(tempo, server)
+    tempo_port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     http = ThreadingHTTPServer(("127.0.0.1", 0), _RemoteWrite)
     threading.Thread(target=http.serve_forever, daemon=True).start()
-    yield tempo, http.server_address[1]
+    yield tempo, tempo_port, http.server_address[1]
     http.shutdown()
     server.stop(grace=None)
 
@@ -129,9 +130,9 @@ def _stored(pg_dsn: str) -> tuple[int, set[bytes]]:
 
 
 def test_upstream_loadbalances_to_two_sinks_and_a_killed_sink_loses_and_doubles_nothing(
-    otelcol: Path, pg_dsn: str, workdir: Path, stand_ins: tuple[int, int]
+    otelcol: Path, pg_dsn: str, workdir: Path, stand_ins: tuple[_Tempo, int, int]
 ) -> None:
-    tempo_port, remote_write_port = stand_ins
+    tempo, tempo_port, remote_write_port = stand_ins
     sink_ports, sink_telemetry = [free_port(), free_port()], [free_port(), free_port()]
 
     def start_sink(index: int) -> Proc:
@@ -186,6 +187,8 @@ def test_upstream_loadbalances_to_two_sinks_and_a_killed_sink_loses_and_doubles_
             )
             count, ids = _stored(pg_dsn)
             assert count == len(ids) == len(expected) and ids == expected
+            # The config's other trace exporter (Tempo's place) got every span too.
+            wait_for(lambda: tempo.spans >= len(expected), "the otlp/tempo exporter to deliver every span", 60)
             # Both sinks had a share: the one that kept running, and the restarted one (what was queued for it).
             for index, sink in enumerate(sinks):
                 sink.check_alive()
