@@ -1,4 +1,4 @@
-"""``kill -9`` of a real collector (OTLP gRPC receiver -> postgres exporter with a file_storage persistent
+"""``kill -9`` or SIGTERM of a real collector (OTLP gRPC receiver -> postgres exporter with a file_storage persistent
 queue) mid-stream: every span the collector acknowledged is stored once the collector is back; nothing is
 doubled."""
 
@@ -46,7 +46,10 @@ def _batches(n: int, size: int) -> list[list]:  # type: ignore[type-arg]
     return [make_spans(build, service="killtest") for _ in range(n)]
 
 
-def test_kill_9_mid_stream_loses_nothing_acked_and_doubles_nothing(pg_dsn: str, sink_tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["kill -9", "SIGTERM"])
+def test_stop_mid_stream_loses_nothing_acked_and_doubles_nothing(
+    pg_dsn: str, sink_tmp_path: Path, stop: signal.Signals
+) -> None:
     config = sink_tmp_path / "otel-collector.yaml"
     config.write_text(
         f"""
@@ -87,8 +90,9 @@ service:
         client = OTLPSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True, timeout=2)
         for index, batch in enumerate(batches[:14]):
             if index == 12:
-                os.kill(proc.pid, signal.SIGKILL)  # mid-stream: the queue holds acked, unwritten batches
-                proc.wait(10)
+                os.kill(proc.pid, stop)  # mid-stream: the queue holds acked, unwritten batches
+                code = proc.wait(30)
+                assert code == (0 if stop is signal.SIGTERM else -signal.SIGKILL), log.read_text()[-2000:]
             if client.export(batch) is SpanExportResult.SUCCESS:
                 acked.append(index)
         client.shutdown()
