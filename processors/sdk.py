@@ -35,6 +35,7 @@ from opentelemetry.trace.status import Status
 from processors import _sdk_internals
 from processors.cost import COST_KEY, PriceTable, cost_attributes
 from processors.cost.dedup import DUPLICATE_OF_KEY, RESPONSE_ID_KEY, CallRegistry
+from processors.cost.pricing import call_fingerprint
 from processors.redaction import RedactionRules, default_rules
 
 __all__ = ["EnrichingSpanProcessor"]
@@ -134,14 +135,15 @@ class EnrichingSpanProcessor(SpanProcessor):
         table = self._table
         if table is not None and (_REQUEST_MODEL in attributes or _RESPONSE_MODEL in attributes):
             scope = span.instrumentation_scope
-            cost = cost_attributes(
-                attributes, table, start_ns=span.start_time, scope=scope.name if scope is not None else None
-            )
-            response_id = attributes.get(RESPONSE_ID_KEY)
-            holder = (
-                self._calls.claim(response_id, _span_key(span), bool(cost) or COST_KEY in attributes)
-                if isinstance(response_id, str) and response_id
-                else None
+            scope_name = scope.name if scope is not None else None
+            cost = cost_attributes(attributes, table, start_ns=span.start_time, scope=scope_name)
+            parent = span.parent
+            holder = self._calls.holder(
+                attributes.get(RESPONSE_ID_KEY),
+                _span_key(span),
+                parent.span_id.to_bytes(8, "big") if parent is not None else b"",
+                bool(cost) or COST_KEY in attributes,
+                call_fingerprint(attributes, scope_name),
             )
             if holder is not None:  # the call's cost is on another span (processors.cost.dedup)
                 new_attributes = {k: v for k, v in attributes.items() if k != COST_KEY}

@@ -10,7 +10,10 @@ processes. Both faces keep a bounded registry of recent response ids (``CallRegi
 * every other span of the response is a duplicate: it keeps its attributes (it stays visible), loses
   ``cost.usd`` and gets ``cost.duplicate_of`` = the holder's span id (hex), so no sum counts the call twice and
   ``otel-metrics costs`` can say how many were folded;
-* the same span seen again (same trace and span id: a re-export) is not a duplicate of itself.
+* the same span seen again (same trace and span id: a re-export) is not a duplicate of itself;
+* a span that repeats the usage of one of its children (same model and token counts: a framework's span, such
+  as LangChain's, around the client call an instrumentation traced) is a duplicate of that child. Children end
+  before their parents, so the child is seen first within one process.
 
 Whatever order the spans of one call arrive in, exactly one holds the cost, as long as they pass through one
 process (the app's SDK, or one collector) within the registry's memory (``DEFAULT_MAX_CALLS`` recent calls).
@@ -35,6 +38,8 @@ class CallRegistry:
 
     def __init__(self, max_calls: int = DEFAULT_MAX_CALLS) -> None:
         self._calls: OrderedDict[str, tuple[bytes, bool]] = OrderedDict()
+        # (trace id + parent span id, model and usage) -> the priced child span's key
+        self._children: OrderedDict[tuple[bytes, tuple[object, ...]], bytes] = OrderedDict()
         self._max = max_calls
         self._lock = threading.Lock()
 
@@ -56,3 +61,40 @@ class CallRegistry:
                 calls[response_id] = (span_key, True)
                 return None
             return holder
+
+    def priced_child(self, span_key: bytes, parent_id: bytes, usage: tuple[object, ...]) -> None:
+        """Remember a priced span (``span_key``) under its parent, by model and usage (``repeats_child``)."""
+        if not parent_id:
+            return
+        with self._lock:
+            children = self._children
+            children[(span_key[:16] + parent_id, usage)] = span_key
+            if len(children) > self._max:
+                children.popitem(last=False)
+
+    def repeats_child(self, span_key: bytes, usage: tuple[object, ...]) -> bytes | None:
+        """The key of a priced child of ``span_key`` with this same model and usage, or None."""
+        with self._lock:
+            return self._children.get((span_key, usage))
+
+    def holder(
+        self,
+        response_id: object,
+        span_key: bytes,
+        parent_id: bytes,
+        priced: bool,
+        usage: tuple[object, ...] | None,
+    ) -> bytes | None:
+        """The key of the span holding the cost of the call ``span_key`` reports, when that is another span (this
+        one is then a duplicate); None when this span holds it. ``usage``: its model and token counts, if any."""
+        if usage is not None:
+            child = self.repeats_child(span_key, usage)
+            if child is not None:
+                return child
+        if isinstance(response_id, str) and response_id:
+            holder = self.claim(response_id, span_key, priced)
+            if holder is not None:
+                return holder
+        if priced and usage is not None:
+            self.priced_child(span_key, parent_id, usage)
+        return None

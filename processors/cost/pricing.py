@@ -48,6 +48,7 @@ __all__ = [
     "PriceMatch",
     "PriceTable",
     "Usage",
+    "call_fingerprint",
     "cost_attributes",
     "default_price_table",
     "usage_from_attributes",
@@ -398,6 +399,14 @@ def usage_from_attributes(attributes: Mapping[str, object], scope: str | None = 
     if (read or write) and (scope in EXCLUSIVE_INPUT_SCOPES or read + write > n_in):
         n_in += read + write
     return Usage(n_in, n_out, read, write, write_1h, reasoning)
+
+
+def call_fingerprint(attributes: Mapping[str, object], scope: str | None = None) -> tuple[object, ...] | None:
+    """Model and usage of a span's LLM call, to recognise a span repeating another's (processors.cost.dedup)."""
+    usage = usage_from_attributes(attributes, scope)
+    if usage is None:
+        return None
+    return (_first(attributes, REQUEST_MODEL_KEY, RESPONSE_MODEL_KEY), usage)
 
 
 def _when(start_ns: int | None) -> datetime | None:

@@ -20,6 +20,7 @@ from processors.cost.pricing import (
     REQUEST_MODEL_KEY,
     RESPONSE_MODEL_KEY,
     PriceTable,
+    call_fingerprint,
     cost_attributes,
     usage_from_attributes,
 )
@@ -119,13 +120,16 @@ class _CostProcessor(Processor):
                         if COST_KEY in attrs
                         else cost_attributes(attrs, table, start_ns=span.start_time_unix_nano, scope=scope)
                     )
-                    response_id = attrs.get(RESPONSE_ID_KEY)
-                    if isinstance(response_id, str) and response_id:
-                        priced = bool(cost) or COST_KEY in attrs
-                        holder = self._calls.claim(response_id, span.trace_id + span.span_id, priced)
-                        if holder is not None:
-                            _mark_duplicate(span, holder)
-                            continue
+                    holder = self._calls.holder(
+                        attrs.get(RESPONSE_ID_KEY),
+                        span.trace_id + span.span_id,
+                        span.parent_span_id,
+                        bool(cost) or COST_KEY in attrs,
+                        call_fingerprint(attrs, scope),
+                    )
+                    if holder is not None:
+                        _mark_duplicate(span, holder)
+                        continue
                     for key, value in cost.items():
                         span.attributes.add(key=key).value.double_value = value
                     if not cost and COST_KEY not in attrs:

@@ -121,3 +121,40 @@ def test_collector_face_prices_once_whatever_the_order_and_batching(order: Any, 
     again = _request([(priced[0], {**INSTRUMENTATION, "cost.usd": BILL})])
     asyncio.run(processor.consume(Signal.TRACES, again))
     assert attributes_to_dict(again.resource_spans[0].scope_spans[0].spans[0].attributes)["cost.usd"] == BILL
+
+
+def test_a_framework_span_repeating_its_childs_usage_is_folded_into_the_child() -> None:
+    """LangChain-style: the framework's span around the client call reports the same model and tokens."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    table = default_price_table()
+    provider.add_span_processor(EnrichingSpanProcessor(SimpleSpanProcessor(exporter), price_table=table, redact=False))
+    tracer = provider.get_tracer("t")
+    framework_usage = {k: v for k, v in INSTRUMENTATION.items() if k != "gen_ai.response.id"}
+    with tracer.start_as_current_span("ChatAnthropic.chat", attributes=framework_usage) as parent:
+        with tracer.start_as_current_span("anthropic.chat", attributes=INSTRUMENTATION) as child:
+            child_id = format(child.get_span_context().span_id, "016x")
+        parent_id = format(parent.get_span_context().span_id, "016x")
+    other = {**INSTRUMENTATION, "gen_ai.response.id": "m2"}
+    with (
+        tracer.start_as_current_span("agent", attributes={**framework_usage, "gen_ai.usage.output_tokens": 501}),
+        tracer.start_as_current_span("anthropic.chat", attributes=other),
+    ):
+        pass
+    spans = {format(s.context.span_id, "016x"): dict(s.attributes or {}) for s in exporter.get_finished_spans()}
+    assert spans[child_id]["cost.usd"] == BILL
+    assert "cost.usd" not in spans[parent_id] and spans[parent_id]["cost.duplicate_of"] == child_id
+    # a parent whose usage differs from its child's is a call of its own
+    assert sorted(a.get("cost.usd", 0) > 0 for a in spans.values()) == [False, True, True, True]
+
+
+def test_collector_face_folds_a_parent_repeating_its_childs_usage() -> None:
+    (factory,) = factories
+    processor = factory.create(CreateSettings(ComponentID("cost"), Signal.TRACES), CostConfig(), _Sink())
+    framework_usage = {k: v for k, v in INSTRUMENTATION.items() if k != "gen_ai.response.id"}
+    request = _request([(2, INSTRUMENTATION), (1, framework_usage)])
+    request.resource_spans[0].scope_spans[0].spans[0].parent_span_id = (1).to_bytes(8, "big")
+    asyncio.run(processor.consume(Signal.TRACES, request))
+    child, parent = (attributes_to_dict(s.attributes) for s in request.resource_spans[0].scope_spans[0].spans)
+    assert child["cost.usd"] == BILL
+    assert "cost.usd" not in parent and parent["cost.duplicate_of"] == (2).to_bytes(8, "big").hex()
