@@ -132,3 +132,24 @@ def test_openllmetry_anthropic_with_and_without_the_sdks_own_tracing(
         with_id = [a for a in spans if "gen_ai.response.id" in a]
         assert len({a["gen_ai.response.id"] for a in with_id}) == 2 and len(with_id) == 3
         assert sum("cost.duplicate_of" in a for a in with_id) == 1
+
+
+def test_openllmetry_langchain_over_the_openai_client(served: tuple[fake_provider.Served, str]) -> None:
+    """LangChain's ChatOpenAI with OpenLLMetry's langchain and openai instrumentations both on: each call once."""
+    langchain_instrumentation = pytest.importorskip("opentelemetry.instrumentation.langchain")
+    openai_instrumentation = pytest.importorskip("opentelemetry.instrumentation.openai")
+    langchain_openai = pytest.importorskip("langchain_openai")
+    calls, url = served
+    provider, exporter = _provider()
+    instrumentors = [langchain_instrumentation.LangchainInstrumentor(), openai_instrumentation.OpenAIInstrumentor()]
+    for instrumentor in instrumentors:
+        instrumentor.instrument(tracer_provider=provider)
+    try:
+        llm = langchain_openai.ChatOpenAI(model="gpt-4o-mini", base_url=f"{url}/v1", api_key="test", max_retries=0)
+        assert llm.invoke("hi").content == "Hello from the fake."
+        assert "".join(str(c.content) for c in llm.stream("hi", stream_usage=True)) == "Hello stream."
+    finally:
+        for instrumentor in instrumentors:
+            instrumentor.uninstrument()
+    assert len(calls.calls) == 2
+    assert _cost_by_model(exporter) == {"gpt-4o-mini": 2 * BILL["gpt-4o-mini"]}
