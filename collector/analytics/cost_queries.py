@@ -1,0 +1,120 @@
+"""Cost questions of the query layer (``Analytics`` inherits them): cost by a breakdown key, the total, one
+request's cost across services, the month-end projection and cost per rollup dimension for budgets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from psycopg import sql
+
+from ._aggregate import QueryBase, _clamp_limit, _rate
+from .models import CorrelationCost, CostProjection, CostRow
+from .window import NO_FILTERS, Filters, TimeWindow
+
+__all__ = ["BURN_WINDOW_DAYS", "COST_KEYS", "CostQueries"]
+
+BURN_WINDOW_DAYS = 7
+_NONE = "(none)"
+# Cost breakdown keys: column in spans, and whether span_rollups_1h carries it.
+COST_KEYS: dict[str, tuple[str, bool]] = {
+    "model": ("model", True),
+    "tenant": ("tenant_id", True),
+    "agent": ("agent_name", True),
+    "operation": ("operation", True),
+    "service": ("service_name", True),
+    "provider": ("provider", False),
+    "user": ("user_id", False),
+    "correlation": ("correlation_id", False),
+}
+
+
+class CostQueries(QueryBase):
+    def costs(
+        self,
+        window: TimeWindow,
+        filters: Filters = NO_FILTERS,
+        *,
+        by: str = "model",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[CostRow]:
+        if by not in COST_KEYS:
+            raise ValueError(f"by: expected one of {', '.join(COST_KEYS)}, got {by!r}")
+        column, in_rollups = COST_KEYS[by]
+        src = self._source(window, filters, allow_rollup=in_rollups, dimensions=by not in ("operation", "service"))
+        rows = self._aggregate(
+            src,
+            [("key", column)],
+            latency=False,
+            limit=_clamp_limit(limit),
+            offset=offset,
+            order="cost DESC, calls DESC",
+        )
+        total = self.total_cost(window, filters)
+        out = []
+        for r in rows:
+            calls, errors, cost = int(r["calls"]), int(r["errors"]), float(r["cost"])
+            out.append(
+                CostRow(
+                    key=r["key"] or _NONE,
+                    calls=calls,
+                    successes=calls - errors,
+                    input_tokens=int(r["itok"]),
+                    output_tokens=int(r["otok"]),
+                    cost_usd=cost,
+                    cost_per_success=cost / (calls - errors) if calls - errors else None,
+                    share=_rate(cost, total),
+                )
+            )
+        return out
+
+    def total_cost(self, window: TimeWindow, filters: Filters = NO_FILTERS) -> float:
+        src = self._source(window, filters, dimensions=False)
+        rows = self._aggregate(src, [("all", "'all'")], latency=False)
+        return float(rows[0]["cost"]) if rows else 0.0
+
+    def correlation_cost(self, correlation_id: str) -> CorrelationCost | None:
+        """The whole cost of one request across every service it touched (any time; indexed lookup)."""
+        row = self._rows(
+            sql.SQL(
+                "SELECT count(*)::bigint AS spans, string_agg(DISTINCT service_name, ',' ORDER BY service_name) AS svc,"
+                " coalesce(sum(cost_usd), 0)::float8 AS cost, coalesce(sum(input_tokens), 0)::bigint AS itok,"
+                " coalesce(sum(output_tokens), 0)::bigint AS otok, min(start_time) AS first, max(end_time) AS last"
+                " FROM spans WHERE correlation_id = %s"
+            ),
+            [correlation_id],
+        )[0]
+        if not row["spans"]:
+            return None
+        return CorrelationCost(
+            correlation_id,
+            int(row["spans"]),
+            row["svc"],
+            row["cost"],
+            int(row["itok"]),
+            int(row["otok"]),
+            row["first"],
+            row["last"],
+        )
+
+    def cost_projection(self, filters: Filters = NO_FILTERS, now: datetime | None = None) -> CostProjection:
+        """Month-to-date cost, average daily burn over the last BURN_WINDOW_DAYS days, month-end projection (UTC)."""
+        now = now or datetime.now(UTC)
+        month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        next_month = (month_start + timedelta(days=32)).replace(day=1)
+        mtd = self.total_cost(TimeWindow(month_start, now), filters) if now > month_start else 0.0
+        burn_total = self.total_cost(TimeWindow(now - timedelta(days=BURN_WINDOW_DAYS), now), filters)
+        burn = burn_total / BURN_WINDOW_DAYS
+        remaining = (next_month - now).total_seconds() / 86400.0
+        return CostProjection(month_start, mtd, burn, BURN_WINDOW_DAYS, remaining, mtd + burn * remaining)
+
+    def cost_by_dimension(self, dimension: str, since: datetime, now: datetime | None = None) -> dict[str, float]:
+        """Cost per value of a rollup dimension (tenant_id, agent_name, model) since an hour-aligned time."""
+        if dimension not in ("tenant_id", "agent_name", "model"):
+            raise ValueError(f"dimension: expected tenant_id, agent_name or model, got {dimension!r}")
+        now = now or datetime.now(UTC)
+        q = sql.SQL(
+            "SELECT {d}, sum(cost_usd)::float8 FROM span_rollups_1h WHERE bucket_start >= %s AND bucket_start < %s"
+            " GROUP BY 1"
+        ).format(d=sql.Identifier(dimension))
+        return {r[0]: float(r[1]) for r in self.conn.execute(q, (since, now)).fetchall()}
