@@ -17,9 +17,9 @@ from collector.component import Signal
 from collector.components import Registry
 from collector.exporters.exporterhelper.testing import trace_request
 from processors import memory_limiter
-from processors.memory_limiter import MEMORY_PER_WIRE_BYTE, MIB, process_rss_bytes
+from processors.memory_limiter import MIB, process_rss_bytes
 
-WIRE = 2 * MIB  # a request's protobuf size
+WIRE = 6 * MIB  # a request's protobuf size: reserved as 36 MiB
 
 
 def _big_request() -> Any:
@@ -50,13 +50,19 @@ def test_a_request_is_refused_from_its_size_before_it_is_decoded(
         connectors=test_components.connectors,
         extensions=test_components.extensions,
     )
-    # Soft limit: room for what is in use now plus one request in flight, not two.
-    cost = WIRE * MEMORY_PER_WIRE_BYTE
-    limit_mib = (process_rss_bytes() + cost + cost // 2) // MIB + 20
+    # Soft limit: room for the collector and the first request decoded (~21 MiB); hard limit 20 MiB above it, less
+    # than two requests' reservations (72 MiB): a second request in flight cannot be admitted.
+    limit_mib = process_rss_bytes() // MIB + 60 + 20
     collector = run_collector(
         make_config(
             exporters={"collect": {"mode": "block"}},
             processors={"memory_limiter": {"check_interval": "100ms", "limit_mib": limit_mib, "spike_limit_mib": 20}},
+            receiver={
+                "protocols": {
+                    "grpc": {"endpoint": "127.0.0.1:0", "max_recv_msg_size_mib": 16},
+                    "http": {"endpoint": "127.0.0.1:0"},
+                }
+            },
             pipelines={"traces": {"receivers": ["otlp"], "processors": ["memory_limiter"], "exporters": ["collect"]}},
         ),
         components,
@@ -67,7 +73,7 @@ def test_a_request_is_refused_from_its_size_before_it_is_decoded(
     first: list[grpc.StatusCode] = []
     sender = threading.Thread(target=lambda: first.append(_export(collector.grpc_endpoint, body)))
     sender.start()
-    assert exporter.entered.wait(30), "the first request did not reach the exporter"
+    assert exporter.entered.wait(30), f"the first request did not reach the exporter: {first}"
 
     garbage = b"\xff" * len(body)  # not protobuf: decoding it would answer INVALID_ARGUMENT
     assert _export(collector.grpc_endpoint, garbage) is grpc.StatusCode.UNAVAILABLE

@@ -212,12 +212,12 @@ def test_admission_reserves_before_decoding_and_refuses_what_would_not_fit() -> 
         proc, _ = _limiter(Sink(), cfg, memory_reader=gauge)
         await proc.start(None)  # a running limiter is asked by admit()
         try:
-            wire = 2 * MIB  # takes MEMORY_PER_WIRE_BYTE times that once decoded
+            wire = 3 * MIB  # takes MEMORY_PER_WIRE_BYTE (6) times that once decoded: 18 MiB
             first = admit(wire)  # alone in flight: always admitted
             assert proc.in_flight == wire * MEMORY_PER_WIRE_BYTE
-            second = admit(wire)  # 50 + 12 + 12 MiB < 80 MiB soft
+            second = admit(wire)  # 50 + 18 + 18 MiB < 100 MiB hard (in flight may use the spike allowance)
             with pytest.raises(RefusedError, match="reserved by requests in flight") as info:
-                admit(wire)  # 50 + 24 + 12 MiB would reach the soft limit
+                admit(wire)  # 50 + 36 + 18 MiB would pass the hard limit
             assert info.value.retry_after >= 1.0
             with first:
                 pass

@@ -50,8 +50,9 @@ _HANDLES = ".handle_pids.json"  # pgserver's list of the processes attached to a
 _lock = threading.Lock()
 # data_dir -> [pgserver handle, users in this process]
 _embedded: dict[Path, list[Any]] = {}
-# Servers a thread is stopping right now (detach_all finishes their stop too).
-_stopping: dict[psutil.Process, Path] = {}
+# data_dir -> pgserver handle being left by a thread right now (detach_all finishes that too: the thread may be one
+# of an exporter abandoned at its shutdown bound, which the process will not wait for).
+_leaving: dict[Path, Any] = {}
 
 
 @dataclass
@@ -74,7 +75,8 @@ class Database:
             if entry[1] > 0:
                 return
             del _embedded[self.data_dir]
-        _detach(entry[0], timeout)
+            _leaving[self.data_dir] = entry[0]
+        _leave(self.data_dir, entry[0], timeout)
         self.data_dir = None
 
 
@@ -107,13 +109,24 @@ def _detach(server: Any, timeout: float) -> None:
             return  # another process still uses it (or it was already left)
         PostgresServer._instances.pop(server.pgdata, None)
         info = server._postmaster_info
-        if info is None:
-            return
-        _stopping[info.process] = server.pgdata
-    try:
+    if info is not None:
         _stop_postmaster(info.process, server.pgdata, timeout)
+
+
+def _leave(data_dir: Path, server: Any, timeout: float) -> None:
+    try:
+        _detach(server, timeout)
     finally:
-        _stopping.pop(info.process, None)
+        with _lock:
+            _leaving.pop(data_dir, None)
+
+
+def _finish_leaving(server: Any, timeout: float) -> None:
+    """Stop a server another thread of this process is leaving, unless another process still uses it."""
+    info = server._postmaster_info
+    others = [pid for pid in server.global_process_id_list.get() if pid != os.getpid() and psutil.pid_exists(pid)]
+    if info is not None and not others:
+        _stop_postmaster(info.process, server.pgdata, timeout)
 
 
 def _stop_postmaster(process: psutil.Process, data_dir: Path, timeout: float) -> None:
@@ -243,9 +256,11 @@ def detach_all(timeout: float = STOP_TIMEOUT) -> None:
     ``timeout`` seconds in all)."""
     deadline = time.monotonic() + timeout
     with _lock:
-        entries = list(_embedded.values())
+        entries = {data_dir: entry[0] for data_dir, entry in _embedded.items()}
         _embedded.clear()
-    for server, _users in entries:
-        _detach(server, max(deadline - time.monotonic(), 0.1))
-    for process, data_dir in list(_stopping.items()):  # being stopped by a thread this process may not wait for
-        _stop_postmaster(process, data_dir, max(deadline - time.monotonic(), 0.1))
+        others = dict(_leaving)
+        _leaving.update(entries)
+    for data_dir, server in entries.items():
+        _leave(data_dir, server, max(deadline - time.monotonic(), 0.1))
+    for server in others.values():
+        _finish_leaving(server, max(deadline - time.monotonic(), 0.1))
