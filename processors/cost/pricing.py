@@ -316,12 +316,10 @@ class PriceTable:
         self, model: str, usage: Usage, *, provider: str | None = None, when: datetime | None = None
     ) -> Decimal | None:
         """Exact USD cost of one call; None for an unknown model or invalid counts (logged once)."""
-        problem = usage.problem()
-        if problem is not None:
-            _warn_once("usage:" + problem, "no cost for model %r: %s", model, problem)
-            return None
+        if usage.problem() is not None:
+            return _priced(model, None, usage)
         price = self.price(model, provider, when)
-        return None if price is None else price.cost(usage)
+        return None if price is None else _priced(model, price, usage)
 
     def llm_cost(
         self,
@@ -349,6 +347,15 @@ class PriceTable:
 
 
 _MISSING = object()
+
+
+def _priced(model: str, price: ModelPrice | None, usage: Usage) -> Decimal | None:
+    """``price.cost(usage)``; None (logged once) for counts that cannot describe a call, or no price."""
+    problem = usage.problem()
+    if problem is not None:
+        _warn_once("usage:" + problem, "no cost for model %r: %s", model, problem)
+        return None
+    return None if price is None else price.cost(usage)
 
 
 @functools.lru_cache(maxsize=1)
@@ -442,17 +449,13 @@ def cost_attributes(
     provider = _first(attributes, PROVIDER_KEY, SYSTEM_KEY)
     provider_name = provider if isinstance(provider, str) else None
     when = _when(start_ns)
-    model: str | None = None
     for candidate in (response_model, request_model):
-        if isinstance(candidate, str) and candidate and table.lookup(candidate, provider_name, when) is not None:
-            model = candidate
-            break
-    if model is None:
-        named = response_model if isinstance(response_model, str) and response_model else request_model
-        if isinstance(named, str) and named:
-            table.price(named, provider_name)  # logs the unknown model once
-        return {}
-    cost = table.cost(model, usage, provider=provider_name, when=when)
-    if cost is None:
-        return {}
-    return {COST_KEY: float(cost)}
+        if isinstance(candidate, str) and candidate:
+            match = table.lookup(candidate, provider_name, when)
+            if match is not None:
+                cost = _priced(candidate, match.price, usage)
+                return {} if cost is None else {COST_KEY: float(cost)}
+    named = response_model if isinstance(response_model, str) and response_model else request_model
+    if isinstance(named, str) and named:
+        table.price(named, provider_name)  # logs the unknown model once
+    return {}

@@ -65,10 +65,17 @@ class Usage:
 
     def problem(self) -> str | None:
         """Why these counts cannot describe a call, or None."""
-        for f in fields(self):
-            value = getattr(self, f.name)
+        counts = (
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.cache_write_1h_tokens,
+            self.reasoning_tokens,
+        )
+        for name, value in zip(_USAGE_FIELDS, counts, strict=True):
             if type(value) is not int or value < 0:
-                return f"{f.name} must be a non-negative integer, got {value!r}"
+                return f"{name} must be a non-negative integer, got {value!r}"
         if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
             return (
                 f"cache reads ({self.cache_read_tokens}) and writes ({self.cache_write_tokens}) exceed the input "
@@ -79,6 +86,9 @@ class Usage:
         if self.reasoning_tokens > self.output_tokens:
             return f"reasoning tokens ({self.reasoning_tokens}) exceed output tokens ({self.output_tokens})"
         return None
+
+
+_USAGE_FIELDS = tuple(f.name for f in fields(Usage))
 
 
 @dataclass(frozen=True)
