@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from google.protobuf.message import DecodeError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -268,8 +268,18 @@ def _chain(signal: Signal) -> tuple[Consumer, _Sink]:
     return consumer, sink
 
 
+def _array_model_span() -> tuple[Signal, Request]:
+    """Found by this test: a model given as an array made the cost processor's call fingerprint unhashable."""
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add(trace_id=b"\1" * 16, span_id=b"\1" * 8)
+    span.attributes.add(key="gen_ai.request.model").value.array_value.SetInParent()
+    span.attributes.add(key="gen_ai.usage.input_tokens").value.int_value = 0
+    return Signal.TRACES, request
+
+
 @FUZZ
 @given(_any_request)
+@example(_array_model_span())
 def test_enrichment_processors_never_raise_and_pass_every_item_on(case: tuple[Signal, Request]) -> None:
     signal, request = case
     items = item_count(signal, request)

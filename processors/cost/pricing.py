@@ -413,7 +413,10 @@ def call_fingerprint(attributes: Mapping[str, object], scope: str | None = None)
     usage = usage_from_attributes(attributes, scope)
     if usage is None:
         return None
-    return (_first(attributes, REQUEST_MODEL_KEY, RESPONSE_MODEL_KEY), usage)
+    model = _first(attributes, REQUEST_MODEL_KEY, RESPONSE_MODEL_KEY)
+    if model is not None and not isinstance(model, str):
+        return None  # a client's array or map where a model name belongs: no call to recognise (nor to hash)
+    return (model, usage)
 
 
 def _when(start_ns: int | None) -> datetime | None:
