@@ -3,7 +3,7 @@
 Wraps the span processor that exports (``BatchSpanProcessor``/``SimpleSpanProcessor``). On ``on_end`` it
 builds an enriched copy of the ended ``ReadableSpan`` and hands the copy to ``inner.on_end``:
 
-* ``cost.usd`` from ``processors.cost.cost_attributes`` when the span has a GenAI model and token counts
+* ``cost.usd`` from ``processors.cost.price_call`` when the span has a GenAI model and token counts
   but no cost (third-party GenAI instrumentations end spans with token counts only);
 * with ``redact=True``, through ``processors.redaction``'s built-in rules: span, event and link attributes,
   the status description and the resource's attributes (redacted once per resource).
@@ -33,9 +33,9 @@ from opentelemetry.trace import Link
 from opentelemetry.trace.status import Status
 
 from processors import _sdk_internals
-from processors.cost import COST_KEY, PriceTable, cost_attributes
+from processors.cost import COST_KEY, PriceTable
 from processors.cost.dedup import DUPLICATE_OF_KEY, RESPONSE_ID_KEY, CallRegistry
-from processors.cost.pricing import call_fingerprint
+from processors.cost.pricing import price_call
 from processors.redaction import RedactionRules, default_rules
 
 __all__ = ["EnrichingSpanProcessor"]
@@ -136,20 +136,21 @@ class EnrichingSpanProcessor(SpanProcessor):
         if table is not None and (_REQUEST_MODEL in attributes or _RESPONSE_MODEL in attributes):
             scope = span.instrumentation_scope
             scope_name = scope.name if scope is not None else None
-            cost = cost_attributes(attributes, table, start_ns=span.start_time, scope=scope_name)
-            parent = span.parent
-            holder = self._calls.holder(
-                attributes.get(RESPONSE_ID_KEY),
-                _span_key(span),
-                parent.span_id.to_bytes(8, "big") if parent is not None else b"",
-                bool(cost) or COST_KEY in attributes,
-                call_fingerprint(attributes, scope_name),
-            )
-            if holder is not None:  # the call's cost is on another span (processors.cost.dedup)
-                new_attributes = {k: v for k, v in attributes.items() if k != COST_KEY}
-                new_attributes[DUPLICATE_OF_KEY] = holder[16:].hex()
-            elif cost:
-                new_attributes = {**attributes, **cost}
+            call = price_call(attributes, table, start_ns=span.start_time, scope=scope_name)
+            if call is not None:
+                parent = span.parent
+                holder = self._calls.holder(
+                    attributes.get(RESPONSE_ID_KEY),
+                    _span_key(span),
+                    parent.span_id.to_bytes(8, "big") if parent is not None else b"",
+                    call.cost is not None or COST_KEY in attributes,
+                    call.fingerprint,
+                )
+                if holder is not None:  # the call's cost is on another span (processors.cost.dedup)
+                    new_attributes = {k: v for k, v in attributes.items() if k != COST_KEY}
+                    new_attributes[DUPLICATE_OF_KEY] = holder[16:].hex()
+                elif call.cost is not None:
+                    new_attributes = {**attributes, COST_KEY: call.cost}
         parts: _Redacted | None = None
         rules = self._rules
         if rules is not None:

@@ -1,11 +1,11 @@
 """Cost: ``cost.usd`` (USD, double) for LLM spans, from a dated, provider-aware, overridable price table.
 
-Pure part: ``processors.cost.pricing`` (``PriceTable``, ``cost_attributes``, ``default_price_table()``; the
-lookup and how span token counts are read are documented there), ``processors.cost.rates`` (``ModelPrice``,
-``Usage`` and the cost formula: input, cache read, cache write 5-minute and 1-hour, output, reasoning,
-per-request fee, long-context tiers) and ``processors.cost.catalog`` (the bundled ``prices.json``, generated
-from the genai-prices package by ``python -m processors.cost._generate``). Unknown models are warned about
-once and get no cost: never a guess.
+Pure part: ``processors.cost.pricing`` (``PriceTable``, ``price_call``, ``cost_attributes``,
+``default_price_table()``; the lookup and how span token counts are read are documented there),
+``processors.cost.rates`` (``ModelPrice``, ``Usage`` and the cost formula: input, cache read, cache write
+5-minute and 1-hour, output, reasoning, per-request fee, long-context tiers) and ``processors.cost.catalog``
+(the bundled ``prices.json``, generated from the genai-prices package by ``python -m
+processors.cost._generate``). Unknown models are warned about once and get no cost: never a guess.
 
 Price files (``OTEL_METRICS_PRICING``, ``pricing_file``) are JSON or YAML (``.yaml``/``.yml``), either
 ``{"models": {name: prices}, "aliases": {alias: name}}`` or a flat ``{name: prices}``; ``prices`` has
@@ -30,12 +30,14 @@ from __future__ import annotations
 from processors.cost.pricing import (
     COST_KEY,
     PRICING_ENV_VAR,
+    LLMCall,
     ModelPrice,
     PriceMatch,
     PriceTable,
     Usage,
     cost_attributes,
     default_price_table,
+    price_call,
     usage_from_attributes,
 )
 from processors.cost.processor import CostConfig, factories
@@ -44,6 +46,7 @@ __all__ = [
     "COST_KEY",
     "PRICING_ENV_VAR",
     "CostConfig",
+    "LLMCall",
     "ModelPrice",
     "PriceMatch",
     "PriceTable",
@@ -51,5 +54,6 @@ __all__ = [
     "cost_attributes",
     "default_price_table",
     "factories",
+    "price_call",
     "usage_from_attributes",
 ]

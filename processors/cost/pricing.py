@@ -34,16 +34,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from processors.cost.catalog import Catalog, CatalogModel
 from processors.cost.dedup import RESPONSE_ID_KEY
-from processors.cost.rates import ModelPrice, Usage, parse_price
+from processors.cost.rates import ModelPrice, Usage, counts_problem, parse_price
 
 __all__ = [
     "COST_KEY",
     "EXCLUSIVE_INPUT_SCOPES",
     "PRICING_ENV_VAR",
+    "LLMCall",
     "ModelPrice",
     "PriceMatch",
     "PriceTable",
@@ -51,6 +52,7 @@ __all__ = [
     "call_fingerprint",
     "cost_attributes",
     "default_price_table",
+    "price_call",
     "usage_from_attributes",
 ]
 
@@ -295,6 +297,18 @@ class PriceTable:
             price = self._parsed[id(raw)] = parse_price(found.id, raw, strict=False)
         return PriceMatch(found.provider, found.id, price)
 
+    def _price_at(self, model: str, provider: str | None, start_ns: int | None) -> ModelPrice | None:
+        """``lookup(...).price`` at a span's start, without building its datetime unless the price has a history."""
+        found = self._resolve(model, provider)
+        if found is None or isinstance(found, PriceMatch):
+            return None if found is None else found.price
+        history = found.history
+        raw = history[0][1] if len(history) == 1 else found.raw_price(_when(start_ns))
+        price = self._parsed.get(id(raw))
+        if price is None:
+            price = self._parsed[id(raw)] = parse_price(found.id, raw, strict=False)
+        return price
+
     def price(self, model: str, provider: str | None = None, when: datetime | None = None) -> ModelPrice | None:
         """The price of ``model`` (see the module doc for the lookup); None, warned once, if unknown."""
         found = self.lookup(model, provider, when)
@@ -375,52 +389,136 @@ def _token_count(value: object) -> int | None:
     return None
 
 
-def _first(attributes: Mapping[str, object], *keys: str) -> object:
-    for key in keys:
-        value = attributes.get(key)
-        if value is not None:
-            return value
-    return None
+Counts = tuple[int, int, int, int, int, int]
 
 
-def usage_from_attributes(attributes: Mapping[str, object], scope: str | None = None) -> Usage | None:
-    """The ``Usage`` a span's attributes report (see the module doc), or None: no counts, or not integers."""
-    raw = (
-        _first(attributes, INPUT_TOKENS_KEY, _OLD_INPUT_TOKENS_KEY),
-        _first(attributes, OUTPUT_TOKENS_KEY, _OLD_OUTPUT_TOKENS_KEY),
-        attributes.get(CACHED_INPUT_TOKENS_KEY),
-        _first(attributes, CACHE_WRITE_TOKENS_KEY, _SDK_CACHE_WRITE_TOKENS_KEY),
-        attributes.get(CACHE_WRITE_1H_TOKENS_KEY),
-        attributes.get(REASONING_TOKENS_KEY),
-    )
-    if raw[0] is None and raw[1] is None:
+def _counts(attributes: Mapping[str, object], scope: str | None) -> Counts | None:
+    """The token counts a span reports, in ``Usage`` field order (see the module doc), or None: no counts, or
+    not integers. Written out key by key: this runs for every GenAI span of both faces."""
+    get = attributes.get
+    n_in = get(INPUT_TOKENS_KEY)
+    if n_in is None:
+        n_in = get(_OLD_INPUT_TOKENS_KEY)
+    n_out = get(OUTPUT_TOKENS_KEY)
+    if n_out is None:
+        n_out = get(_OLD_OUTPUT_TOKENS_KEY)
+    if n_in is None and n_out is None:
         return None
+    write = get(CACHE_WRITE_TOKENS_KEY)
+    if write is None:
+        write = get(_SDK_CACHE_WRITE_TOKENS_KEY)
+    read, write_1h, reasoning = get(CACHED_INPUT_TOKENS_KEY), get(CACHE_WRITE_1H_TOKENS_KEY), get(REASONING_TOKENS_KEY)
+    if (
+        type(n_in) is int
+        and type(n_out) is int
+        and read is None
+        and write is None
+        and write_1h is None
+        and reasoning is None
+    ):
+        return (n_in, n_out, 0, 0, 0, 0)  # the usual span: input and output counts only
+    raw = (n_in, n_out, read, write, write_1h, reasoning)
     counts: list[int] = []
     for value in raw:
-        count = 0 if value is None else _token_count(value)
+        count = 0 if value is None else value if type(value) is int else _token_count(value)
         if count is None:
             _warn_once("bad-token-types", "ignoring non-integer token counts %r: no cost", raw)
             return None
         counts.append(count)
-    n_in, n_out, read, write, write_1h, reasoning = counts
-    if (read or write) and (scope in EXCLUSIVE_INPUT_SCOPES or read + write > n_in):
-        n_in += read + write
-    return Usage(n_in, n_out, read, write, write_1h, reasoning)
+    n_in_, n_out_, read_, write_, write_1h_, reasoning_ = counts
+    if (read_ or write_) and (scope in EXCLUSIVE_INPUT_SCOPES or read_ + write_ > n_in_):
+        n_in_ += read_ + write_
+    return (n_in_, n_out_, read_, write_, write_1h_, reasoning_)
+
+
+def usage_from_attributes(attributes: Mapping[str, object], scope: str | None = None) -> Usage | None:
+    """The ``Usage`` a span's attributes report (see the module doc), or None: no counts, or not integers."""
+    counts = _counts(attributes, scope)
+    return None if counts is None else Usage(*counts)
+
+
+def _model(attributes: Mapping[str, object]) -> object:
+    model = attributes.get(REQUEST_MODEL_KEY)
+    return attributes.get(RESPONSE_MODEL_KEY) if model is None else model
 
 
 def call_fingerprint(attributes: Mapping[str, object], scope: str | None = None) -> tuple[object, ...] | None:
     """Model and usage of a span's LLM call, to recognise a span repeating another's (processors.cost.dedup)."""
-    usage = usage_from_attributes(attributes, scope)
-    if usage is None:
+    return _fingerprint(_model(attributes), _counts(attributes, scope))
+
+
+def _fingerprint(model: object, counts: Counts | None) -> tuple[object, ...] | None:
+    if counts is None:
         return None
-    model = _first(attributes, REQUEST_MODEL_KEY, RESPONSE_MODEL_KEY)
     if model is not None and not isinstance(model, str):
         return None  # a client's array or map where a model name belongs: no call to recognise (nor to hash)
-    return (model, usage)
+    return (model, counts)
 
 
 def _when(start_ns: int | None) -> datetime | None:
     return datetime.fromtimestamp(start_ns / 1e9, UTC) if start_ns else None
+
+
+class LLMCall(NamedTuple):
+    """What a GenAI span reports, priced (``price_call``)."""
+
+    cost: float | None  # USD; None: not priced here (no model, no input count, unknown model, or already priced)
+    counts: Counts | None  # token counts in ``Usage`` field order; None: none reported
+    fingerprint: tuple[object, ...] | None  # model and counts, for processors.cost.dedup
+
+    @property
+    def unpriced(self) -> bool:
+        """A call with token counts that no price covered (counted, so a total is never silently short)."""
+        return self.cost is None and self.counts is not None
+
+
+def price_call(
+    attributes: Mapping[str, object],
+    table: PriceTable,
+    *,
+    start_ns: int | None = None,
+    scope: str | None = None,
+) -> LLMCall | None:
+    """The call a span with a GenAI model reports, priced as ``cost_attributes`` prices it; None without a model.
+
+    A span that already has ``cost.usd`` is reported with ``cost`` None and is not an unpriced call.
+    """
+    get = attributes.get
+    response_model = get(RESPONSE_MODEL_KEY)
+    request_model = get(REQUEST_MODEL_KEY)
+    if not response_model and not request_model:
+        return None
+    counts = _counts(attributes, scope)
+    fingerprint = _fingerprint(request_model if request_model is not None else response_model, counts)
+    if COST_KEY in attributes:
+        return LLMCall(None, None, fingerprint)
+    if counts is None or (get(INPUT_TOKENS_KEY) is None and get(_OLD_INPUT_TOKENS_KEY) is None):
+        # No input count (the Anthropic SDK's tracing of a message that is not streamed): pricing the rest would
+        # understate the call.
+        return LLMCall(None, counts, fingerprint)
+    n_in, n_out, read, write, write_1h, reasoning = counts
+    # counts_problem in full only when a quick look finds something wrong: this runs for every GenAI span.
+    problem = (
+        counts_problem(counts)
+        if min(counts) < 0 or read + write > n_in or write_1h > write or reasoning > n_out
+        else None
+    )
+    if problem is not None:
+        _warn_once("usage:" + problem, "no cost for model %r: %s", response_model or request_model, problem)
+        return LLMCall(None, None, fingerprint)
+    provider = get(PROVIDER_KEY)
+    if provider is None:
+        provider = get(SYSTEM_KEY)
+    provider_name = provider if isinstance(provider, str) and provider else None
+    for candidate in (response_model, request_model):
+        if isinstance(candidate, str) and candidate:
+            price = table._price_at(candidate, provider_name, start_ns)
+            if price is not None:
+                return LLMCall(price.usd(counts), counts, fingerprint)
+    named = response_model if isinstance(response_model, str) and response_model else request_model
+    if isinstance(named, str) and named:
+        table.price(named, provider_name)  # logs the unknown model once
+    return LLMCall(None, counts, fingerprint)
 
 
 def cost_attributes(
@@ -437,28 +535,5 @@ def cost_attributes(
     instrumentation scope name. Returns ``{}`` when there is nothing to price, the model is unknown (warned once),
     the input token count is missing or the counts are invalid (negative, not integers, more cached than input).
     """
-    if COST_KEY in attributes:
-        return {}
-    get = attributes.get
-    response_model = get(RESPONSE_MODEL_KEY)
-    request_model = get(REQUEST_MODEL_KEY)
-    if not response_model and not request_model:
-        return {}
-    usage = usage_from_attributes(attributes, scope)
-    if usage is None or _first(attributes, INPUT_TOKENS_KEY, _OLD_INPUT_TOKENS_KEY) is None:
-        # No input count (the Anthropic SDK's tracing of a message that is not streamed): pricing the rest would
-        # understate the call.
-        return {}
-    provider = _first(attributes, PROVIDER_KEY, SYSTEM_KEY)
-    provider_name = provider if isinstance(provider, str) else None
-    when = _when(start_ns)
-    for candidate in (response_model, request_model):
-        if isinstance(candidate, str) and candidate:
-            match = table.lookup(candidate, provider_name, when)
-            if match is not None:
-                cost = _priced(candidate, match.price, usage)
-                return {} if cost is None else {COST_KEY: float(cost)}
-    named = response_model if isinstance(response_model, str) and response_model else request_model
-    if isinstance(named, str) and named:
-        table.price(named, provider_name)  # logs the unknown model once
-    return {}
+    call = price_call(attributes, table, start_ns=start_ns, scope=scope)
+    return {} if call is None or call.cost is None else {COST_KEY: call.cost}

@@ -2,7 +2,7 @@
 
 A span from any service carrying ``gen_ai.request.model``/``gen_ai.response.model`` and
 ``gen_ai.usage.*`` token counts but no ``cost.usd`` leaves this processor with the same ``cost.usd``
-the Python SDK face sets: both call ``processors.cost.pricing.cost_attributes``.
+the Python SDK face sets: both call ``processors.cost.pricing.price_call``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from processors.cost.pricing import (
     READ_KEYS,
     REQUEST_MODEL_KEY,
     RESPONSE_MODEL_KEY,
+    Counts,
     PriceTable,
-    call_fingerprint,
-    cost_attributes,
-    usage_from_attributes,
+    price_call,
 )
 from processors.pdata import elements_containing
 from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
@@ -115,34 +114,30 @@ class _CostProcessor(Processor):
                     if not (REQUEST_MODEL_KEY in attrs or RESPONSE_MODEL_KEY in attrs):
                         continue
                     with_model += 1
-                    cost = (
-                        {}
-                        if COST_KEY in attrs
-                        else cost_attributes(attrs, table, start_ns=span.start_time_unix_nano, scope=scope)
-                    )
+                    call = price_call(attrs, table, start_ns=span.start_time_unix_nano, scope=scope)
+                    if call is None:
+                        continue
                     holder = self._calls.holder(
                         attrs.get(RESPONSE_ID_KEY),
                         span.trace_id + span.span_id,
                         span.parent_span_id,
-                        bool(cost) or COST_KEY in attrs,
-                        call_fingerprint(attrs, scope),
+                        call.cost is not None or COST_KEY in attrs,
+                        call.fingerprint,
                     )
                     if holder is not None:
                         _mark_duplicate(span, holder)
-                        continue
-                    for key, value in cost.items():
-                        span.attributes.add(key=key).value.double_value = value
-                    if not cost and COST_KEY not in attrs:
-                        self._count_unpriced(attrs, scope)
+                    elif call.cost is not None:
+                        span.attributes.add(key=COST_KEY).value.double_value = call.cost
+                    elif call.unpriced:
+                        self._count_unpriced(call.counts)
                 self._precheck = with_model < len(spans) * _PRECHECK_BELOW
 
-    def _count_unpriced(self, attrs: dict[str, object], scope: str | None) -> None:
-        usage = usage_from_attributes(attrs, scope)
-        if usage is None:
-            return  # nothing to price: not an unpriced call
+    def _count_unpriced(self, counts: Counts | None) -> None:
+        if counts is None:
+            return
         self._unpriced.add(1, self._attrs)
-        self._unpriced_tokens.add(usage.input_tokens, {**self._attrs, "gen_ai.token.type": "input"})
-        self._unpriced_tokens.add(usage.output_tokens, {**self._attrs, "gen_ai.token.type": "output"})
+        self._unpriced_tokens.add(counts[0], {**self._attrs, "gen_ai.token.type": "input"})
+        self._unpriced_tokens.add(counts[1], {**self._attrs, "gen_ai.token.type": "output"})
 
     async def consume(self, signal: Signal, request: Request) -> None:
         if isinstance(request, ExportTraceServiceRequest):

@@ -19,12 +19,13 @@ tier of ``input_tokens``::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["ModelPrice", "Tiered", "Usage", "parse_price"]
+__all__ = ["ModelPrice", "Tiered", "Usage", "counts_problem", "parse_price"]
 
 _MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
@@ -63,9 +64,9 @@ class Usage:
     cache_write_1h_tokens: int = 0
     reasoning_tokens: int = 0
 
-    def problem(self) -> str | None:
-        """Why these counts cannot describe a call, or None."""
-        counts = (
+    def counts(self) -> tuple[int, int, int, int, int, int]:
+        """The counts in field order (the form ``counts_problem`` and ``ModelPrice.usd`` take)."""
+        return (
             self.input_tokens,
             self.output_tokens,
             self.cache_read_tokens,
@@ -73,22 +74,48 @@ class Usage:
             self.cache_write_1h_tokens,
             self.reasoning_tokens,
         )
-        for name, value in zip(_USAGE_FIELDS, counts, strict=True):
-            if type(value) is not int or value < 0:
-                return f"{name} must be a non-negative integer, got {value!r}"
-        if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
-            return (
-                f"cache reads ({self.cache_read_tokens}) and writes ({self.cache_write_tokens}) exceed the input "
-                f"tokens ({self.input_tokens})"
-            )
-        if self.cache_write_1h_tokens > self.cache_write_tokens:
-            return f"1-hour cache writes ({self.cache_write_1h_tokens}) exceed cache writes ({self.cache_write_tokens})"
-        if self.reasoning_tokens > self.output_tokens:
-            return f"reasoning tokens ({self.reasoning_tokens}) exceed output tokens ({self.output_tokens})"
-        return None
+
+    def problem(self) -> str | None:
+        """Why these counts cannot describe a call, or None."""
+        return counts_problem(self.counts())
 
 
 _USAGE_FIELDS = tuple(f.name for f in fields(Usage))
+
+
+def counts_problem(counts: Sequence[object]) -> str | None:
+    """Why ``counts`` (``Usage`` fields in order) cannot describe a call, or None."""
+    for name, value in zip(_USAGE_FIELDS, counts, strict=True):
+        if type(value) is not int or value < 0:
+            return f"{name} must be a non-negative integer, got {value!r}"
+    n_in, n_out, read, write, write_1h, reasoning = counts
+    assert type(n_in) is int and type(n_out) is int and type(read) is int  # checked above; for the type checker
+    assert type(write) is int and type(write_1h) is int and type(reasoning) is int
+    if read + write > n_in:
+        return f"cache reads ({read}) and writes ({write}) exceed the input tokens ({n_in})"
+    if write_1h > write:
+        return f"1-hour cache writes ({write_1h}) exceed cache writes ({write})"
+    if reasoning > n_out:
+        return f"reasoning tokens ({reasoning}) exceed output tokens ({n_out})"
+    return None
+
+
+# Rates with more decimals than this (after scaling to integers) take the Decimal path of ``ModelPrice.usd``.
+_MAX_SCALE = 24
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Rates of one input-token band as integers: cost = Σ count·rate / ``denominator`` exactly."""
+
+    input: int
+    cache_read: int
+    cache_write: int
+    cache_write_1h: int
+    output: int
+    reasoning: int
+    request: int  # already per call, at the same scale
+    denominator: int
 
 
 @dataclass(frozen=True)
@@ -130,6 +157,70 @@ class ModelPrice:
         if self.request is not None:
             total += rate(self.request)
         return total
+
+    def usd(self, counts: Sequence[int]) -> float:
+        """``float(self.cost(Usage(*counts)))``, computed in integers (valid counts assumed).
+
+        Both are the double nearest the exact cost: Python's int division rounds correctly, as ``float`` of an
+        exact Decimal does; this path skips Decimal arithmetic, which costs several microseconds per span.
+        """
+        n_in, n_out, read, write, write_1h, reasoning = counts
+        plan = None
+        for start, band in self._plans:
+            if n_in > start:
+                plan = band
+        if plan is None:
+            return float(self.cost(Usage(*counts)))
+        units = (
+            (n_in - read - write) * plan.input
+            + read * plan.cache_read
+            + (write - write_1h) * plan.cache_write
+            + write_1h * plan.cache_write_1h
+            + (n_out - reasoning) * plan.output
+            + reasoning * plan.reasoning
+            + plan.request
+        )
+        return units / plan.denominator
+
+    @functools.cached_property
+    def _plans(self) -> tuple[tuple[int, _Plan | None], ...]:
+        """(input tokens above which the band applies, its integer rates), one per band of the tiered rates."""
+        starts = sorted(
+            {-1}
+            | {
+                start
+                for value in (getattr(self, f.name) for f in fields(self))
+                if isinstance(value, Tiered)
+                for start, _ in value.tiers
+            }
+        )
+        return tuple((start, self._plan(start + 1)) for start in starts)
+
+    def _plan(self, n: int) -> _Plan | None:
+        """The integer rates in force for ``n`` input tokens (None when too many decimals: the Decimal path)."""
+
+        def rate(value: Rate | None, fallback: Decimal) -> Decimal:
+            if value is None:
+                return fallback
+            return value.at(n) if isinstance(value, Tiered) else value
+
+        input_rate = rate(self.input, _ZERO)
+        output_rate = rate(self.output, _ZERO)
+        write_rate = rate(self.cache_write, input_rate)
+        per_million = (
+            input_rate,
+            rate(self.cache_read, input_rate),
+            write_rate,
+            rate(self.cache_write_1h, write_rate),
+            output_rate,
+            rate(self.reasoning, output_rate),
+            rate(self.request, _ZERO) * _MILLION,
+        )
+        scale = max(0, *(-int(r.normalize().as_tuple().exponent) for r in per_million))
+        if scale > _MAX_SCALE:
+            return None
+        i, read, write, write_1h, out, reasoning, request = (int(r.scaleb(scale)) for r in per_million)
+        return _Plan(i, read, write, write_1h, out, reasoning, request, 10 ** (scale + 6))
 
     def describe(self) -> dict[str, str]:
         """Each set rate as text (``prices`` CLI)."""
