@@ -587,8 +587,8 @@ def run_scenarios(work: Path, args: argparse.Namespace, requests: list[bytes], t
             f"forward  receiver -> memory_limiter -> correlation,business,cost -> batch -> otlp ({queue} queue, "
             f"compression {args.compression}) -> 2nd collector:\n"
             f"         {r['spans_per_s']:,.0f} spans/s arrived at the 2nd collector "
-            f"({r['spans_per_s'] / top:.0%} of the ceiling); collector RSS {r['rss_mib']:.0f} MiB "
-            f"(peak {r['peak_rss_mib']:.0f} MiB)"
+            f"({r['spans_per_s'] / top:.0%} of the ceiling); collector CPU {r['cpu_us_per_span']:.2f} µs/span "
+            f"(every thread); RSS {r['rss_mib']:.0f} MiB (peak {r['peak_rss_mib']:.0f} MiB)"
         )
 
         if not args.skip_spanmetrics:
