@@ -15,6 +15,7 @@ loaded data's last hour).
 
 Without --dsn an embedded PostgreSQL (pgserver) is started in a temporary directory and removed afterwards.
 Cardinality (per hour): 5 services x 4 operations, 2 statuses, 3 tenants; agent and model follow the operation.
+Spans come in traces of three (one correlation id): a SERVER root and two CLIENT children, so a third are requests.
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ TARGET_MS = 200.0
 STAGE = "_bench_stage"
 # One day of spans; ``i`` is the global span number, ``n`` spans per day, ``d`` the day index.
 _GENERATE = """
-INSERT INTO {target} (trace_id, span_id, start_time, end_time, duration_ms, name, kind, status_code, service_name,
-                     scope_name, operation, correlation_id, tenant_id, user_id, agent_name, model, provider,
-                     input_tokens, output_tokens, cost_usd, quality_score, attributes, resource_attributes, flags,
-                     dropped_attributes_count, dropped_events_count, dropped_links_count)
-SELECT decode(md5(i::text), 'hex'), int8send(i), t, t + make_interval(secs => dur / 1000.0), dur, op, 2,
+INSERT INTO {target} (trace_id, span_id, parent_span_id, start_time, end_time, duration_ms, name, kind, status_code,
+                     service_name, scope_name, operation, correlation_id, tenant_id, user_id, agent_name, model,
+                     provider, input_tokens, output_tokens, cost_usd, quality_score, attributes, resource_attributes,
+                     flags, dropped_attributes_count, dropped_events_count, dropped_links_count)
+SELECT decode(md5((i / 3)::text), 'hex'), int8send(i), CASE WHEN i %% 3 = 0 THEN NULL ELSE int8send(i - i %% 3) END,
+       t, t + make_interval(secs => dur / 1000.0), dur, op, CASE WHEN i %% 3 = 0 THEN 2 ELSE 3 END,
        CASE WHEN random() < 0.03 THEN 2 ELSE 1 END, svc, 'bench', op, 'req-' || (i / 3), tenant,
        'user' || (i %% 997), agent, model, CASE WHEN model = '' THEN NULL ELSE 'openai' END,
        itok, otok, CASE WHEN model = '' THEN NULL ELSE (itok + 3 * otok) * 2e-6 END,
@@ -87,16 +89,18 @@ def _timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 _ROLLUP_1H = """
 INSERT INTO span_rollups_1h (bucket_start, service_name, operation, status_code, tenant_id, agent_name, model, count,
     errors, duration_sum_ms, duration_min_ms, duration_max_ms, input_tokens, output_tokens, cost_usd, quality_sum,
-    quality_count, latency_hist)
+    quality_count, latency_hist, requests)
 SELECT b, service_name, operation, status_code, tenant_id, agent_name, model, sum(n), sum(errors), sum(dsum),
-       min(dmin), max(dmax), sum(itok), sum(otok), sum(cost), sum(qsum), sum(qcount), jsonb_object_agg(bi::text, n)
+       min(dmin), max(dmax), sum(itok), sum(otok), sum(cost), sum(qsum), sum(qcount), jsonb_object_agg(bi::text, n),
+       sum(requests)
 FROM (SELECT date_trunc('hour', start_time) AS b, service_name, operation, status_code,
              coalesce(tenant_id, '') AS tenant_id, coalesce(agent_name, '') AS agent_name,
              coalesce(model, '') AS model, otel_hist_bucket(duration_ms) AS bi, count(*) AS n,
              count(*) FILTER (WHERE status_code = 2) AS errors, sum(duration_ms) AS dsum, min(duration_ms) AS dmin,
              max(duration_ms) AS dmax, coalesce(sum(input_tokens), 0) AS itok,
              coalesce(sum(output_tokens), 0) AS otok, coalesce(sum(cost_usd), 0) AS cost,
-             coalesce(sum(quality_score), 0) AS qsum, count(quality_score) AS qcount
+             coalesce(sum(quality_score), 0) AS qsum, count(quality_score) AS qcount,
+             count(*) FILTER (WHERE parent_span_id IS NULL OR kind = 2) AS requests
       FROM spans WHERE start_time >= %s AND start_time < %s
       GROUP BY 1, 2, 3, 4, 5, 6, 7, 8) AS per_bucket
 GROUP BY 1, 2, 3, 4, 5, 6, 7

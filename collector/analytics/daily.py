@@ -39,9 +39,14 @@ _HOURS = "analytics_rollup_hours"
 _LOGGER = logging.getLogger("otel_metrics.analytics")
 _KEYS = "service_name, operation, status_code, tenant_id, agent_name, model"
 
+# `requests` (migration 0024) is the caches' last column, so every insert names its columns.
 _SCALARS = (
-    "sum(count), sum(errors), sum(duration_sum_ms), min(duration_min_ms), max(duration_max_ms), sum(input_tokens),"
-    " sum(output_tokens), sum(cost_usd), sum(quality_sum), sum(quality_count)"
+    "sum(requests), sum(count), sum(errors), sum(duration_sum_ms), min(duration_min_ms), max(duration_max_ms),"
+    " sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(quality_sum), sum(quality_count)"
+)
+_VALUES = (
+    "requests, count, errors, duration_sum_ms, duration_min_ms, duration_max_ms, input_tokens, output_tokens,"
+    " cost_usd, quality_sum, quality_count, hist_keys, hist_counts"
 )
 # One snapshot of the day's hourly rows; their jsonb histograms are expanded once (x) and re-merged per day and key
 # (DAILY_TABLE), per day and operation (OPS_TABLE), per hour and operation (HOURLY_OPS_TABLE) and per hour
@@ -60,12 +65,12 @@ WITH src AS MATERIALIZED (
     SELECT {_KEYS}, sum(count) AS count, sum(errors) AS errors, sum(duration_sum_ms) AS dsum,
            min(duration_min_ms) AS dmin, max(duration_max_ms) AS dmax, sum(input_tokens) AS itok,
            sum(output_tokens) AS otok, sum(cost_usd) AS cost, sum(quality_sum) AS qsum,
-           sum(quality_count) AS qcount
+           sum(quality_count) AS qcount, sum(requests) AS requests
     FROM src GROUP BY {_KEYS}
 ), ins AS (
-    INSERT INTO {DAILY_TABLE}
-    SELECT %(day)s, {_KEYS}, s.count, s.errors, s.dsum, s.dmin, s.dmax, s.itok, s.otok, s.cost, s.qsum, s.qcount,
-           coalesce(h.ks, '{{}}'), coalesce(h.ns, '{{}}')
+    INSERT INTO {DAILY_TABLE} (bucket_start, {_KEYS}, {_VALUES})
+    SELECT %(day)s, {_KEYS}, s.requests, s.count, s.errors, s.dsum, s.dmin, s.dmax, s.itok, s.otok, s.cost, s.qsum,
+           s.qcount, coalesce(h.ks, '{{}}'), coalesce(h.ns, '{{}}')
     FROM s LEFT JOIN h USING ({_KEYS})
 ), eo AS (
     SELECT service_name, operation, k, sum(n) AS n FROM e GROUP BY 1, 2, 3
@@ -73,9 +78,9 @@ WITH src AS MATERIALIZED (
     SELECT service_name, operation, array_agg(k ORDER BY k) AS ks, array_agg(n ORDER BY k) AS ns
     FROM eo GROUP BY 1, 2
 ), ins_ops AS (
-    INSERT INTO {OPS_TABLE}
-    SELECT %(day)s, service_name, operation, sum(s.count), sum(s.errors), sum(s.dsum), min(s.dmin), max(s.dmax),
-           sum(s.itok), sum(s.otok), sum(s.cost), sum(s.qsum), sum(s.qcount),
+    INSERT INTO {OPS_TABLE} (bucket_start, service_name, operation, {_VALUES})
+    SELECT %(day)s, service_name, operation, sum(s.requests), sum(s.count), sum(s.errors), sum(s.dsum), min(s.dmin),
+           max(s.dmax), sum(s.itok), sum(s.otok), sum(s.cost), sum(s.qsum), sum(s.qcount),
            coalesce(min(ho.ks), '{{}}'), coalesce(min(ho.ns), '{{}}')
     FROM s LEFT JOIN ho USING (service_name, operation)
     GROUP BY service_name, operation
@@ -87,7 +92,7 @@ WITH src AS MATERIALIZED (
 ), sho AS (
     SELECT bucket_start, service_name, operation, {_SCALARS} FROM src GROUP BY 1, 2, 3
 ), ins_hops AS (
-    INSERT INTO {HOURLY_OPS_TABLE}
+    INSERT INTO {HOURLY_OPS_TABLE} (bucket_start, service_name, operation, {_VALUES})
     SELECT sho.*, coalesce(hho.ks, '{{}}'), coalesce(hho.ns, '{{}}')
     FROM sho LEFT JOIN hho USING (bucket_start, service_name, operation)
 ), eha AS (
@@ -97,7 +102,7 @@ WITH src AS MATERIALIZED (
 ), sha AS (
     SELECT bucket_start, {_SCALARS} FROM src GROUP BY 1
 ), ins_hall AS (
-    INSERT INTO {HOURLY_ALL_TABLE}
+    INSERT INTO {HOURLY_ALL_TABLE} (bucket_start, {_VALUES})
     SELECT sha.*, coalesce(hha.ks, '{{}}'), coalesce(hha.ns, '{{}}') FROM sha LEFT JOIN hha USING (bucket_start)
 )
 INSERT INTO analytics_rollup_days (day, source_count, source_rows, built_at)
@@ -121,13 +126,13 @@ WITH src AS MATERIALIZED (
 ), sho AS (
     SELECT service_name, operation, {_SCALARS} FROM src GROUP BY 1, 2
 ), ins_hops AS (
-    INSERT INTO {HOURLY_OPS_TABLE}
+    INSERT INTO {HOURLY_OPS_TABLE} (bucket_start, service_name, operation, {_VALUES})
     SELECT %(hour)s, sho.*, coalesce(hho.ks, '{{}}'), coalesce(hho.ns, '{{}}')
     FROM sho LEFT JOIN hho USING (service_name, operation)
 ), eha AS (
     SELECT k, sum(n) AS n FROM eho GROUP BY 1
 ), ins_hall AS (
-    INSERT INTO {HOURLY_ALL_TABLE}
+    INSERT INTO {HOURLY_ALL_TABLE} (bucket_start, {_VALUES})
     SELECT %(hour)s, {_SCALARS}, coalesce((SELECT array_agg(k ORDER BY k) FROM eha), '{{}}'),
            coalesce((SELECT array_agg(n ORDER BY k) FROM eha), '{{}}')
     FROM src HAVING count(*) > 0

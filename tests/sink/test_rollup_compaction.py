@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from test_writer import synthetic_request
 
 from collector.exporters.postgres.rollups import ROLLUP_TABLES, compact_rollups
@@ -19,13 +22,15 @@ _KEY = "bucket_start, service_name, operation, status_code, tenant_id, agent_nam
 _TOTALS = (
     f"SELECT {_KEY}, sum(count), sum(errors), sum(duration_sum_ms)::numeric(30, 6), min(duration_min_ms),"
     " max(duration_max_ms), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(quality_sum),"
-    " sum(quality_count), otel_hist_sum(latency_hist) FROM {table} GROUP BY {key} ORDER BY {key}"
+    " sum(quality_count), otel_hist_sum(latency_hist){requests} FROM {table} GROUP BY {key} ORDER BY {key}"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def totals(conn: psycopg.Connection[Any], table: str) -> list[tuple[Any, ...]]:
-    return conn.execute(_TOTALS.format(table=table, key=_KEY)).fetchall()  # type: ignore[arg-type]
+def totals(conn: psycopg.Connection[Any], table: str, requests: bool = True) -> list[tuple[Any, ...]]:
+    """Every total per key; ``requests=False`` on a schema older than migration 0024."""
+    query = _TOTALS.format(table=table, key=_KEY, requests=", sum(requests)" if requests else "")
+    return conn.execute(query).fetchall()  # type: ignore[call-overload]
 
 
 def rows_per_key(conn: psycopg.Connection[Any], table: str) -> int:
@@ -138,10 +143,10 @@ def test_upgrade_from_upserted_rollups_keeps_every_row(pg_schemas: Any, sink_tmp
                     " VALUES (%s, 'svc0', 'op0', 1, 't0', 'm1', 7, 0, 70, 5, 20, 0, 0, 0, 0, 0, '{\"150\": 7}')",
                     (start,),
                 )
-            before = {t: totals(conn, t) for t in ROLLUP_TABLES}
+            before = {t: totals(conn, t, requests=False) for t in ROLLUP_TABLES}
             applied = [m.version for m in schema.migrate(conn)]
             assert applied == [m.version for m in schema.available() if m.version > 20]
-            assert {t: totals(conn, t) for t in ROLLUP_TABLES} == before
+            assert {t: totals(conn, t, requests=False) for t in ROLLUP_TABLES} == before
             writer = PostgresWriter(dsn)
             # keys (svc0, op0, 1, t0, m1) among them, in the same minute as the old rows
             writer.write(Signal.TRACES, synthetic_request(60, seed=7, start_ns=int(bucket.timestamp() * 1e9)))
@@ -152,6 +157,12 @@ def test_upgrade_from_upserted_rollups_keeps_every_row(pg_schemas: Any, sink_tmp
             for table in ROLLUP_TABLES:
                 assert conn.execute(f"SELECT sum(count) FROM {table}").fetchone() == (60 + 7,)
                 assert rows_per_key(conn, table) == 1
+                # The pre-upgrade rows count no requests (0024's default); the new batch's roots and SERVER spans do.
+                requests = conn.execute(f"SELECT sum(requests)::bigint FROM {table}").fetchone()
+                assert (
+                    requests
+                    == conn.execute("SELECT count(*) FROM spans WHERE parent_span_id IS NULL OR kind = 2").fetchone()
+                )
             merged = conn.execute(
                 "SELECT count(*) FROM span_rollups_1h WHERE operation = 'op0' AND status_code = 1 AND tenant_id = 't0'"
                 " AND latency_hist ? '150'"
@@ -159,3 +170,38 @@ def test_upgrade_from_upserted_rollups_keeps_every_row(pg_schemas: Any, sink_tmp
             assert merged == (1,)  # the pre-upgrade row was merged with the new batch's partial row for its key
     finally:
         pg_schemas.drop(dsn)
+
+
+def _mixed_kinds(first_id: int, count: int, start: int) -> ExportTraceServiceRequest:
+    """Traces of four spans: an INTERNAL root, a SERVER child, a CLIENT and an INTERNAL grandchild."""
+    request = ExportTraceServiceRequest()
+    ss = request.resource_spans.add()
+    ss.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="svc")))
+    spans = ss.scope_spans.add().spans
+    kinds = (Span.SPAN_KIND_INTERNAL, Span.SPAN_KIND_SERVER, Span.SPAN_KIND_CLIENT, Span.SPAN_KIND_INTERNAL)
+    for t in range(first_id, first_id + count):
+        for i, kind in enumerate(kinds):
+            span = spans.add()
+            span.trace_id = t.to_bytes(16, "big")
+            span.span_id = (t * 4 + i + 1).to_bytes(8, "big")
+            if i:
+                span.parent_span_id = (t * 4 + max(i - 1, 1)).to_bytes(8, "big")
+            span.name = "op"
+            span.kind = kind
+            span.start_time_unix_nano = start + i * 1000
+            span.end_time_unix_nano = start + i * 1000 + 5_000_000
+    return request
+
+
+def test_rollups_count_roots_and_server_spans_as_requests_on_both_write_paths(
+    pg_dsn: str, pg_conn: psycopg.Connection
+) -> None:
+    writer = PostgresWriter(pg_dsn)
+    start = int(datetime.now(UTC).timestamp()) * 1_000_000_000
+    writer.write(Signal.TRACES, _mixed_kinds(1, 10, start))  # new spans only: COPY, rolled up in Python
+    writer.write(Signal.TRACES, _mixed_kinds(6, 10, start))  # half redelivered: staging insert, rolled up in SQL
+    writer.close()
+    assert pg_conn.execute("SELECT count(*) FROM spans").fetchone() == (60,)
+    for table in ROLLUP_TABLES:
+        row = pg_conn.execute(f"SELECT sum(count)::int, sum(requests)::int FROM {table}").fetchone()
+        assert row == (60, 30)  # 15 traces: each root and each SERVER span

@@ -28,8 +28,10 @@ _KEYS = ", ".join(_KEY)
 ROLLUP_TABLES = ("span_rollups_1m", "span_rollups_1h")
 _VALUE_COLUMNS = (
     "count, errors, duration_sum_ms, duration_min_ms, duration_max_ms, input_tokens, output_tokens, "
-    "cost_usd, quality_sum, quality_count, latency_hist"
+    "cost_usd, quality_sum, quality_count, latency_hist, requests"
 )
+# A span that is a request into its service: a root span, or kind SERVER (OTLP SPAN_KIND_SERVER = 2).
+_SERVER_KIND = 2
 
 
 def _aggregate(source: str, bucket: str) -> str:
@@ -40,11 +42,11 @@ def _aggregate(source: str, bucket: str) -> str:
                min(dmin) AS duration_min_ms, max(dmax) AS duration_max_ms,
                sum(itok)::bigint AS input_tokens, sum(otok)::bigint AS output_tokens, sum(cost) AS cost_usd,
                sum(qsum) AS quality_sum, sum(qcount)::bigint AS quality_count,
-               jsonb_object_agg(bi::text, n) AS latency_hist
+               jsonb_object_agg(bi::text, n) AS latency_hist, sum(requests)::bigint AS requests
         FROM (SELECT {bucket} AS b, service_name, operation, status_code, tenant_id, agent_name, model, bi,
-                     sum(n) AS n, sum(errors) AS errors, sum(dsum) AS dsum, min(dmin) AS dmin, max(dmax) AS
-                     dmax, sum(itok) AS itok, sum(otok) AS otok, sum(cost) AS cost, sum(qsum) AS qsum,
-                     sum(qcount) AS qcount
+                     sum(n) AS n, sum(errors) AS errors, sum(requests) AS requests, sum(dsum) AS dsum,
+                     min(dmin) AS dmin, max(dmax) AS dmax, sum(itok) AS itok, sum(otok) AS otok,
+                     sum(cost) AS cost, sum(qsum) AS qsum, sum(qcount) AS qcount
               FROM {source}
               GROUP BY 1, 2, 3, 4, 5, 6, 7, 8) AS per_bucket
         GROUP BY b, service_name, operation, status_code, tenant_id, agent_name, model"""
@@ -67,7 +69,7 @@ WITH ins AS (
     INSERT INTO spans ({cols}) SELECT {cols} FROM {staging}
     ON CONFLICT DO NOTHING
     RETURNING start_time, service_name, operation, status_code, tenant_id, agent_name, model, duration_ms,
-              input_tokens, output_tokens, cost_usd, quality_score
+              input_tokens, output_tokens, cost_usd, quality_score, parent_span_id, kind
 ), g AS (
     SELECT date_trunc('minute', start_time) AS bucket_start, service_name, operation, status_code, {dims},
            otel_hist_bucket(duration_ms) AS bi,
@@ -75,7 +77,8 @@ WITH ins AS (
            min(duration_ms) AS dmin, max(duration_ms) AS dmax,
            coalesce(sum(input_tokens), 0) AS itok, coalesce(sum(output_tokens), 0) AS otok,
            coalesce(sum(cost_usd), 0) AS cost, coalesce(sum(quality_score), 0) AS qsum,
-           count(quality_score) AS qcount
+           count(quality_score) AS qcount,
+           count(*) FILTER (WHERE parent_span_id IS NULL OR kind = {_SERVER_KIND}) AS requests
     FROM ins
     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 ), up_1m AS (
@@ -92,8 +95,8 @@ _START, _DURATION, _STATUS, _SERVICE, _OPERATION = (
     span_position(c) for c in ("start_time", "duration_ms", "status_code", "service_name", "operation")
 )
 _DIM_POSITIONS = {d: span_position(d) for d in ("tenant_id", "agent_name", "model")}
-_INPUT, _OUTPUT, _COST, _QUALITY = (
-    span_position(c) for c in ("input_tokens", "output_tokens", "cost_usd", "quality_score")
+_INPUT, _OUTPUT, _COST, _QUALITY, _PARENT, _KIND = (
+    span_position(c) for c in ("input_tokens", "output_tokens", "cost_usd", "quality_score", "parent_span_id", "kind")
 )
 _MINUTE_US = 60_000_000
 _HOUR_US = 3_600_000_000
@@ -119,6 +122,7 @@ ROLLUP_COLUMNS: tuple[tuple[str, str], ...] = (
     ("quality_sum", "float8"),
     ("quality_count", "int8"),
     ("latency_hist", "jsonb"),
+    ("requests", "int8"),
 )
 
 
@@ -195,20 +199,21 @@ def aggregate(rows: Sequence[tuple[Any, ...]], dimensions: Sequence[str]) -> tup
             sum(qualities, 0.0),
             len(qualities),
             dict(buckets),
+            sum([1 for r in group if r[_PARENT] is None or r[_KIND] == _SERVER_KIND]),
         ]
     hours: dict[tuple[Any, ...], list[Any]] = {}
     for key, acc in minutes.items():
         hkey = (key[0] - key[0] % _HOUR_US, *key[1:])
         h = hours.get(hkey)
         if h is None:
-            hours[hkey] = [*acc[:10], dict(acc[10])]
+            hours[hkey] = [*acc[:10], dict(acc[10]), acc[11]]
             continue
         h[0] += acc[0]
         h[1] += acc[1]
         h[2] += acc[2]
         h[3] = min(h[3], acc[3])
         h[4] = max(h[4], acc[4])
-        for j in (5, 6, 7, 8, 9):
+        for j in (5, 6, 7, 8, 9, 11):
             h[j] += acc[j]
         for i, n in acc[10].items():
             h[10][i] = h[10].get(i, 0) + n
@@ -223,6 +228,6 @@ def _rows(groups: dict[tuple[Any, ...], list[Any]]) -> list[tuple[Any, ...]]:
             *key,
             acc[0], acc[1], acc[2], acc[3], acc[4],
             min(acc[5], _INT8_MAX), min(acc[6], _INT8_MAX), acc[7], acc[8], acc[9],
-            dumps(acc[10]),
+            dumps(acc[10]), acc[11],
         ))  # fmt: skip
     return out
