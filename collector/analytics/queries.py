@@ -36,6 +36,7 @@ from .models import (
     UsagePoint,
     UserActivity,
 )
+from .series import SeriesQueries
 from .trends import TREND_METRICS, trend_of, trend_points, trends_of
 from .window import NO_FILTERS, Filters, TimeWindow
 
@@ -92,7 +93,7 @@ def _hex(value: bytes | None) -> str:
     return bytes(value).hex() if value is not None else ""
 
 
-class Analytics(CostQueries):
+class Analytics(CostQueries, SeriesQueries):
     """Every analytics question, over one psycopg connection."""
 
     # -- catalogue -----------------------------------------------------------------------------------------

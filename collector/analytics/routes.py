@@ -31,7 +31,7 @@ from .summary import overall_status, service_health, summary
 from .unpriced import unpriced_models
 from .window import GRANULARITIES, Filters, TimeWindow
 
-__all__ = ["API_ROUTES", "DEGRADED_DB_LATENCY_MS", "many"]
+__all__ = ["API_ROUTES", "DEGRADED_DB_LATENCY_MS", "budget_from_body", "many"]
 
 # The health check calls the database degraded above this round-trip latency.
 DEGRADED_DB_LATENCY_MS = 250.0
@@ -198,8 +198,9 @@ def _body_number(body: dict[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
-def _budget_put(call: Call) -> Any:
-    body = call.body
+def budget_from_body(body: Any) -> Budget:
+    """The budget a JSON body describes (``PUT /budgets`` and the UI's budget form), checked; ApiError naming the
+    key otherwise."""
     if not isinstance(body, dict):
         raise ApiError("body: expected a JSON object with scope, name, period, amount_usd")
     allowed = {"scope", "name", "period", "amount_usd", "warning_ratio", "critical_ratio"}
@@ -217,6 +218,11 @@ def _budget_put(call: Call) -> Any:
     errors = budget.validate()
     if errors:
         raise ApiError("; ".join(errors))
+    return budget
+
+
+def _budget_put(call: Call) -> Any:
+    budget = budget_from_body(call.body)
     store = BudgetStore(call.analytics.conn)
     store.set(budget)
     return next(s for s in store.status() if (s.scope, s.name, s.period) == (budget.scope, budget.name, budget.period))

@@ -1,7 +1,8 @@
 """The UI in a real browser: Debian's Chromium driven by Playwright (never its own downloaded browsers).
 
 After a load, open the overview, find a request by its correlation id, open its trace, see the spans of both
-services and the right total cost, move through the spans with the keyboard, and acknowledge an alert. Set
+services and the right total cost, move through the spans with the keyboard, acknowledge an alert and set a
+budget from the alerts page's form. Set
 OTEL_METRICS_UI_SCREENSHOTS to a directory (docs/ui) to save a screenshot of each page there.
 """
 
@@ -19,6 +20,7 @@ from ui_server import TOKEN, Served, serving, wait_for
 
 from collector.analytics.alerts import AlertStore, Firing
 from collector.analytics.budgets import Budget, BudgetStore
+from collector.analytics.ui import format as fmt
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -167,6 +169,21 @@ def test_overview_search_trace_and_acknowledge(browser: Any, site: tuple[Served,
     with psycopg.connect(dsn, autocommit=True) as conn:
         found = AlertStore(conn).get(alert_id)
     assert found is not None and found.status == "acknowledged"
+
+    # 6. Set a budget from the form: after the save the page lists it with what the month spent on gpt-4o.
+    form = page.locator("#budget-form")
+    form.get_by_label("Scope").select_option("model")
+    form.get_by_label("Name").fill("gpt-4o")
+    form.get_by_label("Period").select_option("month")
+    form.get_by_label("Amount (USD)").fill("0.05")
+    with page.expect_navigation():
+        form.get_by_role("button", name="Save budget").click()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        status = next(b for b in BudgetStore(conn).status() if (b.scope, b.name) == ("model", "gpt-4o"))
+    assert status.amount_usd == 0.05 and status.spent_usd > 0
+    budget_row = page.locator("tr", has_text="gpt-4o").filter(has_text="month")
+    sync_api.expect(budget_row).to_contain_text(fmt.percent(status.utilization))
+    sync_api.expect(budget_row).to_contain_text(fmt.usd(status.spent_usd))
     assert not errors, errors
     assert not outside, f"the UI fetched from elsewhere: {outside}"
     context.close()

@@ -4,6 +4,7 @@ URLs that carry the filters, and the guard on changes (JSON only, same origin, t
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import httpx
 import psycopg
@@ -11,6 +12,8 @@ import ui_data
 from ui_server import TOKEN, Served, serving
 
 from collector.analytics.alerts import AlertStore, Firing
+from collector.analytics.budgets import BudgetStore
+from collector.analytics.ui.format import usd as format_usd
 
 BASIC = ("anyone", TOKEN)
 
@@ -81,6 +84,36 @@ def test_changes_are_json_same_origin_and_need_the_token(pg_server_dsn: str) -> 
         assert final is not None and final.status == "resolved" and final.acknowledged_at is not None
 
 
+def test_budgets_are_set_by_json_same_origin_posts_with_the_token(pg_server_dsn: str) -> None:
+    with serving(pg_server_dsn) as (served, dsn):
+        url = f"{served.url}/ui/budgets"
+        body = '{"scope": "tenant", "name": "acme", "period": "month", "amount_usd": 0.5}'
+        json_type = {"Content-Type": "application/json"}
+        assert httpx.post(url, content=body, headers=json_type, timeout=30).status_code == 401
+        assert httpx.post(url, data={"scope": "tenant"}, auth=BASIC, timeout=30).status_code == 415
+        evil = {**json_type, "Origin": "http://evil.example"}
+        assert httpx.post(url, content=body, headers=evil, auth=BASIC, timeout=30).status_code == 403
+        foreign = httpx.post(url, content=body, headers={**json_type, "Host": "evil.example"}, auth=BASIC, timeout=30)
+        assert foreign.status_code == 400  # the API's Host check covers the pages' changes too
+        for bad, message in (
+            ('{"scope": "planet", "name": "x", "amount_usd": 1}', "scope"),
+            ('{"scope": "tenant", "name": "x", "amount_usd": "lots"}', "body.amount_usd: expected a finite number"),
+            ('{"scope": "tenant", "name": "x", "amount_usd": 1, "owner": "me"}', "unknown key"),
+            ("[1, 2]", "body: expected a JSON object"),
+            ("{not json", "body: expected JSON"),
+        ):
+            refused = httpx.post(url, content=bad, headers=json_type, auth=BASIC, timeout=30)
+            assert refused.status_code == 400 and message in refused.json()["error"], bad
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert BudgetStore(conn).status() == []  # nothing refused changed anything
+        saved = httpx.post(url, content=body, headers={**json_type, "Origin": served.url}, auth=BASIC, timeout=30)
+        assert saved.status_code == 200
+        assert (saved.json()["scope"], saved.json()["name"], saved.json()["amount_usd"]) == ("tenant", "acme", 0.5)
+        assert saved.json()["spent_usd"] > 0  # acme's requests of the last hour
+        page = httpx.get(f"{served.url}/alerts", auth=BASIC, timeout=30).text
+        assert "acme" in page.split("<h2>Budgets</h2>")[1]
+
+
 def test_span_details_for_the_trace_page(served: Served) -> None:
     url = f"{served.url}/ui/traces/{ui_data.TRACE_A}/spans/0000000000000005"
     assert httpx.get(url, timeout=30).status_code == 401
@@ -97,13 +130,34 @@ def test_span_details_for_the_trace_page(served: Served) -> None:
     assert "deployment.environment" not in page and 'data-span-id="0000000000000005"' in page
 
 
-def test_long_cost_windows_read_requests_of_the_last_day_only(served: Served) -> None:
-    month = httpx.get(f"{served.url}/costs", params={"hours": "720", "by": "tenant"}, auth=BASIC, timeout=60)
-    assert month.status_code == 200
-    assert "Most expensive requests (last 24 h)" in month.text and "Cost per request (last 24 h)" in month.text
-    assert f'href="/traces/{ui_data.TRACE_A}"' in month.text  # the priciest request is recent
-    hour = httpx.get(f"{served.url}/costs", params={"hours": "1"}, auth=BASIC, timeout=60).text
-    assert "(last 24 h)" not in hour and "Most expensive requests" in hour
+def _tile(page: str, label: str) -> str:
+    found = re.search(rf'{label}</span><span class="value"[^>]*>([^<]+)<', page)
+    assert found, label
+    return found.group(1)
+
+
+def test_requests_are_root_and_server_spans_and_cost_figures_cover_the_whole_window(pg_server_dsn: str) -> None:
+    with serving(pg_server_dsn) as (served, dsn):
+        ui_data.write_specs(dsn, ui_data.old_request_specs(datetime.now(UTC)))
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FILTER (WHERE parent_span_id IS NULL OR kind = 2), count(*),"
+                " sum(cost_usd)::float8 FROM spans"
+            ).fetchone()
+        assert row is not None
+        requests, spans, cost = row
+        assert 0 < requests < spans
+        overview = httpx.get(f"{served.url}/", params={"hours": "720"}, auth=BASIC, timeout=60).text
+        assert _tile(overview, "Requests") == f"{requests:,}" and f"{spans:,} spans" in overview
+        month = httpx.get(f"{served.url}/costs", params={"hours": "720", "by": "tenant"}, auth=BASIC, timeout=60)
+        assert month.status_code == 200 and "last 24 h" not in month.text
+        assert _tile(month.text, "Requests") == f"{requests:,}"
+        assert _tile(month.text, "Cost per request") == format_usd(cost / requests)
+        top = month.text.split('id="top-h"')[1].split("</table>")[0]
+        links = re.findall(r'href="/traces/([0-9a-f]{32})"', top)
+        assert links[:2] == [ui_data.OLD_TRACE, ui_data.TRACE_A]  # three days old, and the priciest
+        today = httpx.get(f"{served.url}/costs", params={"hours": "24"}, auth=BASIC, timeout=60).text
+        assert ui_data.OLD_TRACE not in today and f'href="/traces/{ui_data.TRACE_A}"' in today
 
 
 def test_hostile_parameters_are_refused_naming_them(served: Served) -> None:
@@ -134,7 +188,7 @@ def test_overview_and_costs_over_each_source_with_filters(served: Served) -> Non
     for hours in ("1", "12", "48", "720"):
         page = httpx.get(f"{served.url}/", params={"hours": hours}, auth=BASIC, timeout=60)
         assert page.status_code == 200, hours
-        calls = re.search(r'Calls</span><span class="value">([\d,]+)<', page.text)
+        calls = re.search(r'Requests</span><span class="value">([\d,]+)<', page.text)
         cost = re.search(r'Cost</span><span class="value">([^<]+)<', page.text)
         assert calls and cost, hours
         totals[hours] = (calls.group(1), cost.group(1))

@@ -279,3 +279,28 @@ def load_wide_trace(dsn: str, spans: int, now: datetime | None = None) -> str:
     specs = wide_trace_specs(spans, now or datetime.now(UTC))
     write_specs(dsn, specs)
     return specs[0].trace_id
+
+
+OLD_CORRELATION = "req-last-week"
+OLD_TRACE = "6" * 32
+OLD_COST = 2.5
+
+
+def old_request_specs(now: datetime) -> list[_Spec]:
+    """A request of three days ago, pricier than any of today's: a SERVER root and one priced LLM call."""
+    t0 = now - timedelta(days=3)
+    common = {"correlation.id": OLD_CORRELATION, "tenant.id": "acme"}
+    return [
+        _Spec("agent-service", OLD_TRACE, 1, None, "POST /v1/query", 2, t0, 900.0, dict(common)),
+        _Spec(
+            "agent-service",
+            OLD_TRACE,
+            2,
+            1,
+            "llm.chat",
+            3,
+            t0 + timedelta(milliseconds=10),
+            800.0,
+            {**common, **_llm("gpt-4o", 90_000, 20_000, OLD_COST)},
+        ),
+    ]

@@ -1,4 +1,5 @@
-"""The web UI's pages (server-rendered Jinja2 templates) and its two changes (acknowledge, resolve an alert).
+"""The web UI's pages (server-rendered Jinja2 templates) and its changes (acknowledge, resolve an alert; set a
+budget).
 
 Pages read through the API's connection pool in Starlette's thread pool, like the API; a bad parameter renders
 the page's error with the parameter's name (status 400), an unreachable database a 503 page.
@@ -22,11 +23,15 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from ...confighttp import BodyTooLarge, read_body
 from ..alerts import AlertStore
-from ..budgets import BudgetStore
+from ..api import MAX_BODY_BYTES
+from ..budgets import PERIODS, SCOPES, BudgetStore
 from ..config import AnalyticsConfig
 from ..models import to_jsonable
+from ..params import ApiError
 from ..queries import Analytics
+from ..routes import budget_from_body
 from ..traces import read_span, read_trace, search_traces
 from . import format as fmt
 from .auth import authorised, challenge, refuse_change
@@ -76,6 +81,7 @@ class UIPages:
         routes: list[BaseRoute] = [Route(path, self._serve(page), methods=["GET"]) for path, page in pages.items()]
         routes += [
             Route("/ui/alerts/{id:int}/{action}", self._change, methods=["POST"]),
+            Route("/ui/budgets", self._set_budget, methods=["POST"]),
             Route("/ui/traces/{trace_id}/spans/{span_id}", self._span, methods=["GET"]),
             Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
         ]
@@ -162,6 +168,36 @@ class UIPages:
             state = "active" if action == "ack" else "open"
             return JSONResponse({"error": f"no {state} alert with id {alert_id}"}, 404)
         return JSONResponse(to_jsonable(result["alert"]))
+
+    async def _set_budget(self, request: Request) -> Response:
+        """Create or replace a budget: the body ``PUT /api/v1/budgets`` takes, under the pages' change guard."""
+        if not authorised(request, self.config.token):
+            return challenge()
+        refused = refuse_change(request)
+        if refused is not None:
+            return refused
+        try:
+            raw = await read_body(request, MAX_BODY_BYTES)
+        except BodyTooLarge:
+            return JSONResponse({"error": f"body: larger than {MAX_BODY_BYTES} bytes"}, 413)
+        try:
+            budget = budget_from_body(json.loads(raw or b"null"))
+        except ApiError as exc:
+            return JSONResponse({"error": str(exc)}, exc.status)
+        except ValueError:
+            return JSONResponse({"error": "body: expected JSON"}, 400)
+
+        def apply(a: Analytics, _: Request) -> dict[str, Any]:
+            store = BudgetStore(a.conn)
+            store.set(budget)
+            key = (budget.scope, budget.name, budget.period)
+            return {"budget": next(s for s in store.status() if (s.scope, s.name, s.period) == key)}
+
+        try:
+            result = await run_in_threadpool(self._with_analytics, apply, request)
+        except psycopg.OperationalError:
+            return JSONResponse({"error": "database unavailable"}, 503)
+        return JSONResponse(to_jsonable(result["budget"]))
 
     # -- pages ---------------------------------------------------------------------------------------------
     def _overview(self, a: Analytics, request: Request) -> dict[str, Any]:
@@ -258,4 +294,6 @@ class UIPages:
             "alerts": store.list(None if status == "all" else status, limit=200),
             "alert_counts": store.counts(),
             "budgets": BudgetStore(a.conn).status(),
+            "budget_scopes": tuple(SCOPES),
+            "budget_periods": PERIODS,
         }

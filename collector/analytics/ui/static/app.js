@@ -213,4 +213,30 @@
       });
     });
   });
+
+  // -- budget form: the JSON body of PUT /api/v1/budgets, posted to /ui/budgets; the page reloads to show it -----
+  var budgetForm = document.getElementById("budget-form");
+  if (budgetForm) {
+    budgetForm.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var data = new FormData(budgetForm), status = document.getElementById("budget-status");
+      var body = { scope: data.get("scope"), name: data.get("name"), period: data.get("period"), amount_usd: Number(data.get("amount_usd")) };
+      if (data.get("warning_ratio")) body.warning_ratio = Number(data.get("warning_ratio"));
+      var button = budgetForm.querySelector("button");
+      button.disabled = true;
+      fetch("/ui/budgets", {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      }).then(function (resp) {
+        return resp.json().then(function (b) { return { ok: resp.ok, body: b }; });
+      }).then(function (r) {
+        if (!r.ok) throw new Error(r.body.error || "refused");
+        status.textContent = "Budget " + r.body.scope + " " + r.body.name + " saved.";
+        window.location.reload();
+      }).catch(function (err) {
+        button.disabled = false;
+        status.textContent = "Budget not saved: " + err.message;
+      });
+    });
+  }
 })();
