@@ -266,6 +266,10 @@ def cli(config: Path, *args: str) -> None:
     print(result.stdout.rstrip() or result.stderr.rstrip(), flush=True)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def running(workdir: Path) -> Iterator[Processes]:
     processes = Processes(workdir)
@@ -293,6 +297,10 @@ def main(
     wait: bool = typer.Option(True, help="keep everything up until Ctrl-C"),
     jaeger: bool = typer.Option(False, help="also run Jaeger v2 (scripts/upstream builds it) and link traces to it"),
 ) -> None:
+    # A process manager's SIGTERM or a closed terminal's SIGHUP stops the demo as Ctrl-C does: Python's default
+    # for them exits at once, skipping the clean-up that stops the collector and its embedded PostgreSQL.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     chosen = Ports.choose(ports == "auto")
@@ -394,7 +402,7 @@ def main(
         )
         console.print(Panel(urls, title="still running", expand=False))
         if wait:
-            console.print("Ctrl-C stops every process the demo started.")
+            console.print("Ctrl-C (or SIGTERM) stops every process the demo started.")
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     processes.check_alive()
