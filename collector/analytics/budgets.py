@@ -122,10 +122,14 @@ class BudgetStore:
             start, _ = period_bounds(b.period, now)
             key = (b.scope, b.period)
             if key not in spend:
+                column = SCOPES[b.scope]  # from a fixed map
+                # plus span_rollups_unsampled_1h: what head-sampled spans stand for (estimate.py)
                 rows = self.conn.execute(
-                    f"SELECT {SCOPES[b.scope]}, sum(cost_usd)::float8 FROM span_rollups_1h"  # column from SCOPES
-                    " WHERE bucket_start >= %s AND bucket_start < %s GROUP BY 1",
-                    (start, now),
+                    f"SELECT d, sum(c)::float8 FROM (SELECT {column} AS d, cost_usd AS c FROM span_rollups_1h"
+                    " WHERE bucket_start >= %s AND bucket_start < %s UNION ALL"
+                    f" SELECT {column}, cost_usd FROM span_rollups_unsampled_1h"
+                    " WHERE bucket_start >= %s AND bucket_start < %s) AS r GROUP BY 1",
+                    (start, now, start, now),
                 ).fetchall()
                 spend[key] = {r[0]: float(r[1]) for r in rows}
             spent = spend[key].get(b.name, 0.0)

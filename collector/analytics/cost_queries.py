@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from psycopg import sql
 
 from ._aggregate import QueryBase, _clamp_limit, _rate
+from .estimate import UNSAMPLED_TABLE, estimated_costs
 from .models import CorrelationCost, CostProjection, CostRow
 from .window import NO_FILTERS, Filters, TimeWindow
 
@@ -42,35 +43,31 @@ class CostQueries(QueryBase):
             raise ValueError(f"by: expected one of {', '.join(COST_KEYS)}, got {by!r}")
         column, in_rollups = COST_KEYS[by]
         src = self._source(window, filters, allow_rollup=in_rollups, dimensions=by not in ("operation", "service"))
-        rows = self._aggregate(
-            src,
-            [("key", column)],
-            latency=False,
-            limit=_clamp_limit(limit),
-            offset=offset,
-            order="cost DESC, calls DESC",
-        )
+        # Head-sampled spans weigh their adjusted count: the rows estimate the whole (estimate.py).
+        rows = estimated_costs(self.conn, src, filters, [("key", column)], limit=_clamp_limit(limit), offset=offset)
         total = self.total_cost(window, filters)
         out = []
         for r in rows:
-            calls, errors, cost = int(r["calls"]), int(r["errors"]), float(r["cost"])
+            calls, successes, cost = round(r["calls"]), round(r["calls"] - r["errors"]), float(r["cost"])
             out.append(
                 CostRow(
                     key=r["key"] or _NONE,
                     calls=calls,
-                    successes=calls - errors,
-                    input_tokens=int(r["itok"]),
-                    output_tokens=int(r["otok"]),
+                    successes=successes,
+                    input_tokens=round(r["itok"]),
+                    output_tokens=round(r["otok"]),
                     cost_usd=cost,
-                    cost_per_success=cost / (calls - errors) if calls - errors else None,
+                    cost_per_success=cost / successes if successes else None,
                     share=_rate(cost, total),
+                    estimated=bool(r["estimated"]),
                 )
             )
         return out
 
     def total_cost(self, window: TimeWindow, filters: Filters = NO_FILTERS) -> float:
+        """The whole cost in ``window`` (an estimate when head-sampled spans contributed)."""
         src = self._source(window, filters, dimensions=False)
-        rows = self._aggregate(src, [("all", "'all'")], latency=False)
+        rows = estimated_costs(self.conn, src, filters, [("all", "'all'")])
         return float(rows[0]["cost"]) if rows else 0.0
 
     def correlation_cost(self, correlation_id: str) -> CorrelationCost | None:
@@ -113,8 +110,10 @@ class CostQueries(QueryBase):
         if dimension not in ("tenant_id", "agent_name", "model"):
             raise ValueError(f"dimension: expected tenant_id, agent_name or model, got {dimension!r}")
         now = now or datetime.now(UTC)
+        # plus span_rollups_unsampled_1h: what head-sampled spans stand for (estimate.py)
         q = sql.SQL(
-            "SELECT {d}, sum(cost_usd)::float8 FROM span_rollups_1h WHERE bucket_start >= %s AND bucket_start < %s"
-            " GROUP BY 1"
-        ).format(d=sql.Identifier(dimension))
-        return {r[0]: float(r[1]) for r in self.conn.execute(q, (since, now)).fetchall()}
+            "SELECT d, sum(c)::float8 FROM (SELECT {d} AS d, cost_usd AS c FROM span_rollups_1h"
+            " WHERE bucket_start >= %s AND bucket_start < %s UNION ALL SELECT {d}, cost_usd FROM {u}"
+            " WHERE bucket_start >= %s AND bucket_start < %s) AS r GROUP BY 1"
+        ).format(d=sql.Identifier(dimension), u=sql.Identifier(UNSAMPLED_TABLE))
+        return {r[0]: float(r[1]) for r in self.conn.execute(q, (since, now, since, now)).fetchall()}

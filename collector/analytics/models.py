@@ -162,6 +162,9 @@ class CostRow:
     cost_usd: float
     cost_per_success: float | None
     share: float
+    # Head-sampled spans contributed: calls, tokens and cost estimate the whole, each span weighing its adjusted
+    # count (1 / its sampling probability; docs/schema.md, Sampled spans).
+    estimated: bool = False
 
 
 @dataclass(frozen=True)

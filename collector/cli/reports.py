@@ -205,8 +205,14 @@ def costs(
         if projection:
             _emit(c, a.cost_projection(c.filters), "cost projection", empty=False)
             return
-        _emit(c, _run(lambda: a.costs(c.window, c.filters, by=by, limit=limit, offset=offset)), f"cost by {by}")
+        rows = _run(lambda: a.costs(c.window, c.filters, by=by, limit=limit, offset=offset))
+        _emit(c, rows, f"cost by {by}")
         if c.fmt == "table" and c.output is None:
+            if any(r.estimated for r in rows):
+                typer.echo(
+                    "estimated: head-sampled spans contributed; each weighs its adjusted count (1 / its sampling "
+                    "probability), so calls, tokens and cost estimate the whole"
+                )
             _unpriced_note(a, c.window)
 
 

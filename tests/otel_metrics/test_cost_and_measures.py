@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from opentelemetry import trace
 
 import otel_metrics
@@ -197,3 +198,35 @@ def test_cost_and_token_metrics_stay_exact_under_head_sampling(receiver: Any, mo
         assert 0 < len(spans) < calls // 3  # ~30 expected: binomial(300, 0.1) is below 100 but for ~1e-30
     finally:
         tel.shutdown()
+
+
+def test_token_and_cost_metrics_stay_exact_under_ten_percent_head_sampling(receiver: Any, monkeypatch: Any) -> None:
+    """Metrics do not depend on span sampling: with 10 % of traces sampled (OTEL_TRACES_SAMPLER), every call still
+    counts in gen_ai.client.token.usage and cost.usd, while only the sampled ones have a span."""
+    import random
+
+    from processors.cost import default_price_table
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.1")
+    random.seed(20261202)  # the SDK's trace ids, and so which traces are sampled, come from the random module
+    telemetry = otel_metrics.configure("sampled-service", endpoint=receiver.endpoint)
+    assert not telemetry.disabled
+    try:
+        calls = 200
+        expected = default_price_table().llm_cost("gpt-4o", 1200, 300)
+        assert isinstance(expected, Decimal)
+        tracer = trace.get_tracer("t")
+        for _ in range(calls):
+            with tracer.start_as_current_span("request"):
+                assert record_llm_usage("gpt-4o", 1200, 300, provider="openai") == expected
+        telemetry.force_flush()
+        sampled = [s for s in receiver.store.spans() if s.name == "chat gpt-4o"]
+        assert 0 < len(sampled) < calls / 2
+        tokens = receiver.store.wait_for(lambda: receiver.store.points("gen_ai.client.token.usage"))
+        by_type = {p.attributes["gen_ai.token.type"]: p.value for p in tokens}
+        assert by_type == {"input": (calls, calls * 1200), "output": (calls, calls * 300)}
+        (cost,) = {p.value for p in receiver.store.points("cost.usd")}
+        assert cost == pytest.approx(calls * float(expected), rel=1e-12)
+    finally:
+        telemetry.shutdown()

@@ -44,7 +44,7 @@ def apply_retention(
         rollups = parse_span(retention.rollups)
         if rollups > 0:
             cutoff = now - timedelta(seconds=rollups)
-            for table in ("span_rollups_1m", "span_rollups_1h"):
+            for table in ("span_rollups_1m", "span_rollups_1h", "span_rollups_unsampled_1h"):
                 cur = conn.execute(f"DELETE FROM {table} WHERE bucket_start < %s", (cutoff,))
                 result.deleted_rollup_rows += cur.rowcount
         longest = max(keep.values())

@@ -69,7 +69,7 @@ WITH ins AS (
     INSERT INTO spans ({cols}) SELECT {cols} FROM {staging}
     ON CONFLICT DO NOTHING
     RETURNING start_time, service_name, operation, status_code, tenant_id, agent_name, model, duration_ms,
-              input_tokens, output_tokens, cost_usd, quality_score, parent_span_id, kind
+              input_tokens, output_tokens, cost_usd, quality_score, parent_span_id, kind, adjusted_count
 ), g AS (
     SELECT date_trunc('minute', start_time) AS bucket_start, service_name, operation, status_code, {dims},
            otel_hist_bucket(duration_ms) AS bi,
@@ -85,6 +85,16 @@ WITH ins AS (
     INSERT INTO span_rollups_1m ({_KEYS}, {_VALUE_COLUMNS}) SELECT * FROM ({minute}) AS m RETURNING 1
 ), up_1h AS (
     INSERT INTO span_rollups_1h ({_KEYS}, {_VALUE_COLUMNS}) SELECT * FROM ({hour}) AS h RETURNING 1
+), up_unsampled AS (  -- head-sampled spans (sampling.unsampled_rows)
+    INSERT INTO span_rollups_unsampled_1h ({_KEYS}, count, errors, input_tokens, output_tokens, cost_usd)
+    SELECT date_trunc('hour', start_time), service_name, operation, status_code, {dims},
+           sum(adjusted_count - 1), coalesce(sum(adjusted_count - 1) FILTER (WHERE status_code = 2), 0),
+           coalesce(sum((adjusted_count - 1) * input_tokens), 0),
+           coalesce(sum((adjusted_count - 1) * output_tokens), 0),
+           round(coalesce(sum((adjusted_count - 1)::numeric * cost_usd), 0), 10)
+    FROM ins WHERE adjusted_count > 1
+    GROUP BY 1, 2, 3, 4, 5, 6, 7
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up_1m), (SELECT count(*) FROM up_1h)
 """

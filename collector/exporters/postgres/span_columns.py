@@ -135,6 +135,14 @@ def _double(value: Any, key: str, repairs: list[str]) -> tuple[Any, bool]:
     return number, False
 
 
+def _adjusted_count(value: Any, key: str, repairs: list[str]) -> tuple[Any, bool]:
+    """``sampler.adjusted_count`` (``sampling``): a finite number >= 1; 1 is stored as NULL (counts once)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 1:
+        return (float(value) if value > 1 else None), True
+    repairs.append(f"{key} not a finite number >= 1: column left NULL")
+    return None, False
+
+
 @dataclass(frozen=True)
 class AttributeColumn:
     """A ``spans`` column filled from span attributes.
@@ -181,6 +189,10 @@ ATTRIBUTE_COLUMNS: tuple[AttributeColumn, ...] = (
         ("http.response.status_code", "http.status_code"),
         _integer,
         ("http.response.status_code",),
+    ),
+    # A head-sampled span's weight (sampling.py); without the attribute, from the span's tracestate.
+    AttributeColumn(
+        "adjusted_count", "float8", ("sampler.adjusted_count",), _adjusted_count, ("sampler.adjusted_count",)
     ),
 )
 

@@ -18,6 +18,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from processors.pdata import read_varint
 
+from . import sampling
 from ._values import any_value, attributes_dict, clean_text, dumps, int2, int4, signed32, to_json
 from .span_columns import (
     ATTRIBUTE_COLUMNS,
@@ -50,6 +51,7 @@ _CONVERTED = tuple(
     if c.convert is not None
 )
 _DUPLICATE_OF = "cost.duplicate_of"
+_WEIGHT = next(i for i, c in enumerate(ATTRIBUTE_COLUMNS) if c.name == "adjusted_count")
 _CONVERTED_FOLDED = tuple(c for c in _CONVERTED if c[0] not in TOKEN_COLUMN_INDEXES)
 # Positions whose text may still hold NUL after conversion (label columns convert strings as they are).
 _LABELS = tuple(i for i, c in enumerate(ATTRIBUTE_COLUMNS) if c.convert is not None and c.type == "text")
@@ -282,6 +284,8 @@ def _span_record(
     if special:  # a converted column's key is present
         _convert_columns(attrs, values, repairs)
     trace_state = span.trace_state
+    if trace_state and values[_WEIGHT] is None:
+        values[_WEIGHT] = sampling.from_trace_state(trace_state)
     kind = span.kind
     flags = span.flags
     dropped_attrs = span.dropped_attributes_count

@@ -32,6 +32,7 @@ from processors.pipeline import Request, RetryableError, Signal, parse_request
 
 from . import logs as _logs
 from . import metrics as _metrics
+from . import sampling as _sampling
 from . import traces as _traces
 from ._dumpers import CostUnits, CostUnitsDumper, EpochMicros, JsonbTextDumper, JsonText, TimestamptzMicrosDumper
 from .config import DEFAULT_ALLOWED_CLOCK_SKEW, RetentionConfig
@@ -129,6 +130,7 @@ _LOGS = _Table("logs", "_otel_stage_logs", _logs.LOG_COLUMNS)
 # Rollup rows are COPYed straight into their tables (appends): no staging table.
 _ROLLUPS_1M = _Table("span_rollups_1m", "", ROLLUP_COLUMNS)
 _ROLLUPS_1H = _Table("span_rollups_1h", "", ROLLUP_COLUMNS)
+_UNSAMPLED_1H = _Table(_sampling.UNSAMPLED_TABLE, "", _sampling.UNSAMPLED_COLUMNS)
 _STAGED = (_SPANS, _EVENTS, _LINKS, _POINTS, _LOGS)
 # Partitioned tables and the tables partitioned alongside them.
 PARTITIONED_TABLES: dict[Signal, tuple[str, ...]] = {
@@ -341,6 +343,7 @@ class PostgresWriter:
         records = self._admit(conn, Signal.TRACES, records, _SPAN_TIMES, result)
         if not records:
             return result
+        _sampling.inherit_weights(records)
         tables = PARTITIONED_TABLES[Signal.TRACES]
         self.ensure_partitions(conn, tables, {r.row[_START] for r in records}, MAX_NEW_PARTITION_RANGES)
         for attempt in (0, 1):
@@ -385,6 +388,9 @@ class PostgresWriter:
                 minutes, hours = aggregate(rows, self.settings.rollup_dimensions)
                 self._copy(conn, _ROLLUPS_1M, minutes, direct=True)
                 self._copy(conn, _ROLLUPS_1H, hours, direct=True)
+                unsampled = _sampling.unsampled_rows(rows, self.settings.rollup_dimensions)
+                if unsampled:
+                    self._copy(conn, _UNSAMPLED_1H, unsampled, direct=True)
                 self._record_repairs(conn, Signal.TRACES, records, result)
         except pg_errors.UniqueViolation:
             return False
