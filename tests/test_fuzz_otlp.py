@@ -318,11 +318,7 @@ def test_sink_row_building_accounts_for_every_item(case: tuple[Signal, Request])
 
 @pytest.fixture(scope="module")
 def receiver() -> Any:
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent / "collector"))
-    from conftest import RunningCollector, otlp_config  # type: ignore[import-not-found]
+    from tests.collector.conftest import RunningCollector, otlp_config
 
     collector = RunningCollector(otlp_config()).start()
     with httpx.Client(base_url=collector.http_url, timeout=30) as client:

@@ -9,7 +9,7 @@ pricing a GenAI span needs, per provider and model: the match rules (``processor
 as ``genai_prices.types`` does), every dated price (the one in force on the span's date is used), and the
 token, cache-write (5-minute and 1-hour), reasoning and per-request prices with their long-context tiers.
 Audio, image, search and other non-token units, and service-tier variants (batch, flex, priority), are left
-out: a span reports none of them. ``tests/processors/test_cost_catalog.py`` checks the file against the
+out: a span reports none of them. ``tests/processors/cost/test_cost_catalog.py`` checks the file against the
 installed package.
 """
 

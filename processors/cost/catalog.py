@@ -4,7 +4,7 @@
 why and how to refresh it). The match rules are evaluated here as ``genai_prices.types`` evaluates them (the
 clauses ``equals``/``starts_with``/``ends_with``/``contains``/``regex``/``or``/``and`` on the lower-cased
 model name; a provider's ``fallback`` providers are searched one step deep), so a model resolves to the same
-entry as with ``genai_prices.calc_price``; ``tests/processors/test_cost_catalog.py`` checks that.
+entry as with ``genai_prices.calc_price``; ``tests/processors/cost/test_cost_catalog.py`` checks that.
 
 Provider: ``gen_ai.provider.name`` (or the older ``gen_ai.system``) as semantic-convention values
 (``aws.bedrock``, ``azure.ai.openai``, ``gcp.vertex_ai``, ``x_ai`` …) or genai-prices ids. Without a provider,

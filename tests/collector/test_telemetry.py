@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
-from pathlib import Path
 
 import httpx
 
 from collector import telemetry
 from collector.component import ComponentID, CreateSettings, Signal
-
-sys.path.insert(0, str(Path(__file__).parent / "promtool"))
-from prom_helpers import PROMTOOL, promtool_check
+from tests.support.prom_helpers import PROMTOOL, promtool_check
 
 
 def _sample(text: str, prefix: str) -> float:

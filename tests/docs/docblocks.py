@@ -1,7 +1,6 @@
 """Fenced code blocks of the project's Markdown, and the checks docs/README-testing.md describes.
 
-Imported by the tests in this folder (``--import-mode=importlib`` puts no test folder on sys.path, so each test
-module inserts this folder first).
+Imported as ``tests.docs.docblocks`` by the tests in this folder and by tests/e2e.
 """
 
 from __future__ import annotations

@@ -6,17 +6,12 @@ import difflib
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from docblocks import REPO, all_blocks
 
 from collector.component import ExporterFactory
 from collector.components import Registry, registry
@@ -38,6 +33,7 @@ from collector.config.reference import (
     render_reference,
 )
 from processors.pipeline import ComponentID, Duration
+from tests.docs.docblocks import REPO, all_blocks
 
 DOC = REPO / "docs" / "configuration.md"
 

@@ -29,9 +29,7 @@ import pytest
 import typer.main
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from docblocks import (
+from tests.docs.docblocks import (
     REPO,
     Block,
     FenceError,

@@ -31,9 +31,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from collector.exporters.postgres.database import connect_from_config
 from processors.cost import default_price_table
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
-from docblocks import parse_blocks, shell_commands  # tests/docs helper (not a package)
+from tests.docs.docblocks import parse_blocks, shell_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = 40

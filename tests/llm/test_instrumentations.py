@@ -20,9 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from processors.cost import default_price_table
 from processors.sdk import EnrichingSpanProcessor
-
-sys.path.insert(0, str(Path(__file__).parent))
-import fake_provider
+from tests.llm import fake_provider
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")

@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-# --import-mode=importlib puts no test folder on sys.path; the helper modules are imported by name.
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[1] / "sink"))
-from peer_procs import upstream_binary
+from tests.peers.peer_procs import upstream_binary
 
 
 @pytest.fixture(scope="session")

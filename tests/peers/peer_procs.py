@@ -22,7 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_SCRIPT = ROOT / "scripts" / "upstream"
-OUR_COLLECTOR = ROOT / "tests" / "sink" / "collector_proc.py"
+OUR_COLLECTOR = ROOT / "tests" / "support" / "collector_proc.py"
 T = TypeVar("T")
 
 
@@ -171,7 +171,7 @@ def upstream_collector(
 
 
 def start_our_collector(config: dict[str, Any], workdir: Path, name: str) -> tuple[Proc, int]:
-    """Our collector as a process (tests/sink/collector_proc.py); returns it and its bound OTLP gRPC port."""
+    """Our collector as a process (tests/support/collector_proc.py); returns it and its bound OTLP gRPC port."""
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     proc = Proc(name, [sys.executable, str(OUR_COLLECTOR), str(path)], workdir / f"{name}.log", cwd=ROOT)

@@ -17,8 +17,9 @@ import yaml
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from peer_procs import ROOT, Proc, free_port, port_open, start_our_collector, wait_for
-from sink_otlp import make_spans
+
+from tests.peers.peer_procs import ROOT, Proc, free_port, port_open, start_our_collector, wait_for
+from tests.support.sink_otlp import make_spans
 
 pytestmark = pytest.mark.slow
 SERVICES = ("agent-service", "tools-service")

@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from peer_procs import ROOT, wait_for
 
 from collector.exporters.postgres.database import connect_from_config
 from processors.cost import default_price_table
+from tests.peers.peer_procs import ROOT, wait_for
 
 pytestmark = pytest.mark.slow
 REQUESTS = 12

@@ -21,8 +21,9 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
-from peer_procs import free_port, start_our_collector, upstream_collector, wait_for
-from sink_otlp import make_spans
+
+from tests.peers.peer_procs import free_port, start_our_collector, upstream_collector, wait_for
+from tests.support.sink_otlp import make_spans
 
 pytestmark = pytest.mark.slow
 QUIET = {"metrics": {"level": "none"}, "logs": {"level": "warn"}}

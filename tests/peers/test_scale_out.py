@@ -22,7 +22,8 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
-from peer_procs import (
+
+from tests.peers.peer_procs import (
     ROOT,
     Proc,
     free_port,
@@ -33,7 +34,7 @@ from peer_procs import (
     upstream_collector,
     wait_for,
 )
-from sink_otlp import make_spans
+from tests.support.sink_otlp import make_spans
 
 pytestmark = pytest.mark.slow
 BATCHES, TRACES_PER_BATCH, SPANS_PER_TRACE = 40, 5, 10
