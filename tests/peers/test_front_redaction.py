@@ -17,7 +17,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
-from peer_procs import ROOT, free_port, telemetry, upstream_collector, wait_for
+
+from tests.peers.peer_procs import ROOT, free_port, telemetry, upstream_collector, wait_for
 
 pytestmark = pytest.mark.slow
 
