@@ -9,7 +9,8 @@ generator and rollups) plus a 5,000-span and a 10-span trace, serves the UI with
 - the 30-day overview page (per-service requests/s, error rate, p50/p95/p99 series, cost series, table, alerts,
   budgets), next to the API's 30-day per-service performance (``/api/v1/performance``) on the same data as the
   same-run baseline; the 30-day costs page;
-- the trace page of a 5,000-span trace in Chromium (navigation start to every row drawn and a span selected), next
+- the trace page of a 5,000-span trace in Chromium (navigation start to the rows in view drawn and a span
+  selected), next
   to a 10-span trace as the baseline (needs Debian's chromium and the ``playwright`` package; skipped otherwise).
 
     nice -n 10 .venv/bin/python benchmarks/ui_latency.py [--spans 10000000] [--db-dir DIR] [--dsn URL]
@@ -41,10 +42,9 @@ import psycopg
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests" / "ui")]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import analytics_latency  # noqa: E402
-import ui_data  # noqa: E402
 
 from collector.analytics.alerts import AlertStore  # noqa: E402
 from collector.analytics.budgets import BudgetStore  # noqa: E402
@@ -54,6 +54,7 @@ from collector.analytics.ui import analytics_app, views  # noqa: E402
 from collector.analytics.window import NO_FILTERS, TimeWindow  # noqa: E402
 from collector.confighttp import HTTPServer  # noqa: E402
 from collector.exporters.postgres import schema  # noqa: E402
+from tests.collector.analytics.ui import ui_data  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -142,7 +143,6 @@ def _explain_overview(dsn: str, window: TimeWindow) -> None:
         # What the overview page reads (pages.UIPages._overview).
         a.services()
         views.service_series(a, window, NO_FILTERS)
-        views.service_totals(a, window, NO_FILTERS)
         AlertStore(conn).list("open", limit=10)
         AlertStore(conn).counts()
         BudgetStore(conn).status()
@@ -164,7 +164,8 @@ def _explain_overview(dsn: str, window: TimeWindow) -> None:
 def _render_ms(page: Any, url: str, rows: int) -> float:
     page.goto(url)
     page.wait_for_function(
-        "n => document.readyState === 'complete' && document.querySelectorAll('#span-rows .row').length === n"
+        "n => document.readyState === 'complete'"
+        " && document.getElementById('span-rows').getAttribute('data-spans') === String(n)"
         " && document.querySelector('#span-rows .row[aria-selected=\"true\"]') !== null",
         arg=rows,
     )

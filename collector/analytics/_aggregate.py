@@ -139,17 +139,19 @@ class QueryBase:
         offset: int = 0,
         order: str = "calls DESC",
         quantiles: Sequence[float] = (0.5, 0.95, 0.99),
+        histograms: bool = False,
     ) -> list[dict[str, Any]]:
         """Per-key totals (calls, errors, durations, tokens, cost, quality) and, with ``latency``, the quantiles
         (``pct``), slow/very slow counts and (rollups only) the sums of bucket values and their squares.
-        ``keys`` are (alias, SQL expression over the source's columns) from fixed maps."""
+        ``keys`` are (alias, SQL expression over the source's columns) from fixed maps. ``histograms`` (rollups
+        only) also keeps each row's merged latency histogram as ``hist`` (bucket ids, counts), to merge further."""
         shape = _Shape(keys, order, limit, offset)
         qs = [float(q) for q in quantiles]
         if not src.rollup:
             return self._aggregate_raw(src, shape, latency, qs)
         rows = self._rows(*shape.over(_rollup_scalars(src, shape)))
         if latency:
-            self._attach_histograms(src, shape, rows, qs)
+            self._attach_histograms(src, shape, rows, qs, histograms)
         return rows
 
     def _aggregate_raw(self, src: Source, shape: _Shape, latency: bool, qs: list[float]) -> list[dict[str, Any]]:
@@ -175,7 +177,9 @@ class QueryBase:
         )
         return self._rows(sql.Composed([query, shape.page]), [*params, *src.params, *shape.page_params])
 
-    def _attach_histograms(self, src: Source, shape: _Shape, rows: list[dict[str, Any]], qs: list[float]) -> None:
+    def _attach_histograms(
+        self, src: Source, shape: _Shape, rows: list[dict[str, Any]], qs: list[float], keep: bool = False
+    ) -> None:
         """Latency of rollup rows. Cached parts hand over their rows' sorted arrays as they are; span_rollups_1h
         parts (jsonb) are merged per key in SQL first. Python merges per key (a key read from one row needs no
         merge) and computes percentiles, slow counts and moments in one pass (_histogram): far cheaper than
@@ -217,6 +221,8 @@ class QueryBase:
             r["very_slow"] = summary.very_slow
             r["vsum"] = summary.vsum
             r["vsq"] = summary.vsq
+            if keep:
+                r["hist"] = (hk, hn)
 
 
 @dataclass(frozen=True)

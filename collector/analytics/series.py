@@ -14,6 +14,7 @@ from typing import Any
 
 from psycopg import sql
 
+from . import _histogram
 from ._aggregate import QueryBase
 from ._sql import FILTER_COLUMNS, ROLLUP_TABLE, Part, Source, granularity_literal
 from .window import Filters, TimeWindow
@@ -43,6 +44,8 @@ TOP_CALL_CANDIDATES = 500
 # Unpriced calls read at most this many spans (through the partial index of unpriced model calls).
 MAX_UNPRICED_SPANS = 100_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_QUANTILES = (0.5, 0.95, 0.99)
+_SUMMED = ("calls", "requests", "errors", "dsum", "itok", "otok", "cost")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,20 @@ def _where(window: TimeWindow, filters: Filters, time_column: str) -> tuple[sql.
         parts.append(sql.SQL("{} = %s").format(sql.Identifier(FILTER_COLUMNS[name])))
         params.append(value)
     return sql.SQL(" AND ").join(parts), params
+
+
+def _totals(rows: list[dict[str, Any]], slow_ms: float, very_slow_ms: float) -> list[dict[str, Any]]:
+    """Per key: the rows' sums and the percentiles of their merged histograms (rows carry ``hist``)."""
+    per_key: dict[Any, list[dict[str, Any]]] = {}
+    for r in rows:
+        per_key.setdefault(r["key"], []).append(r)
+    out = []
+    for key, group in per_key.items():
+        total: dict[str, Any] = {"key": key, **{f: sum(r[f] or 0 for r in group) for f in _SUMMED}}
+        hk, hn = _histogram.merge([r["hist"] for r in group if r.get("hist") and r["hist"][0]] or [([], [])])
+        total["pct"] = _histogram.summarize(hk, hn, _QUANTILES, slow_ms, very_slow_ms).pct
+        out.append(total)
+    return out
 
 
 class SeriesQueries(QueryBase):
@@ -127,8 +144,23 @@ class SeriesQueries(QueryBase):
         keys = [("key", SERIES_KEYS[by][0])]
         if per_bucket:
             keys.append(("bucket", expr.as_string(self.conn)))
-        rows = self._aggregate(src, keys, latency=latency, order="1", quantiles=(0.5, 0.95, 0.99))
+        rows = self._aggregate(src, keys, latency=latency, order="1", quantiles=_QUANTILES)
         return KeyedRows(axis, rows, src.rollup)
+
+    def keyed_series_and_totals(
+        self, window: TimeWindow, filters: Filters, by: str
+    ) -> tuple[KeyedRows, list[dict[str, Any]]]:
+        """``keyed_series`` with latency, and the whole window's totals per key. On rollups the totals are summed
+        and their histograms merged from the series' own rows (one read, not two); on raw spans they are read."""
+        if by not in SERIES_KEYS:
+            raise ValueError(f"by: expected one of {', '.join(SERIES_KEYS)}, got {by!r}")
+        src, axis, expr = self._series_source(window, filters, by)
+        keys = [("key", SERIES_KEYS[by][0]), ("bucket", expr.as_string(self.conn))]
+        rows = self._aggregate(src, keys, latency=True, order="1", quantiles=_QUANTILES, histograms=True)
+        series = KeyedRows(axis, rows, src.rollup)
+        if not src.rollup:
+            return series, self._aggregate(src, keys[:1], latency=True, order="1", quantiles=_QUANTILES)
+        return series, _totals(rows, self.thresholds.slow_ms, self.thresholds.very_slow_ms)
 
     def costliest_requests(self, window: TimeWindow, filters: Filters, limit: int) -> list[dict[str, Any]]:
         """The window's most expensive requests (correlation ids), each with its whole cost in the window, the trace

@@ -23,12 +23,15 @@ from .window import NO_FILTERS, Filters, TimeWindow
 __all__ = [
     "MAX_TRACE_SPANS",
     "SpanView",
+    "Timeline",
+    "TimelineSpan",
     "TraceDetail",
     "TraceQuery",
     "TraceSummary",
     "parse_span_id",
     "parse_trace_id",
     "read_span",
+    "read_timeline",
     "read_trace",
     "search_traces",
 ]
@@ -291,8 +294,6 @@ _SPAN_COLUMNS = sql.SQL(
     " quality_score, "
 )
 _DETAILS = sql.SQL("attributes, resource_attributes")
-# The timeline needs no attribute maps: parsing thousands of them is most of a big trace's read.
-_NO_DETAILS = sql.SQL("NULL::jsonb AS attributes, NULL::jsonb AS resource_attributes")
 
 
 def _attributes(row: dict[str, Any]) -> dict[str, Any]:
@@ -440,9 +441,27 @@ def read_span(conn: psycopg.Connection[Any], trace_id: str, span_id: str) -> Spa
     return _span_view(0, row, row["start_time"], events.get(sid, []), links.get(sid, []))
 
 
-def read_trace(conn: psycopg.Connection[Any], trace_id: str, *, details: bool = True) -> TraceDetail | None:
-    """The whole trace (at most MAX_TRACE_SPANS spans shown), or None when no span has this id. Without
-    ``details`` the spans carry no attributes, resource, events or links (a timeline; ``read_span`` has them)."""
+def _related(conn: psycopg.Connection[Any], tid: bytes, correlation_ids: list[str]) -> list[TraceSummary]:
+    """Other traces sharing one of the correlation ids, newest first (at most MAX_RELATED)."""
+    if not correlation_ids:
+        return []
+    # Materialized so the correlation id index answers: as one DISTINCT ... LIMIT the planner walks every
+    # partition's primary key in trace id order instead (seconds on a month of spans).
+    others = conn.execute(
+        "WITH m AS MATERIALIZED (SELECT trace_id FROM spans WHERE correlation_id = ANY(%s))"
+        " SELECT DISTINCT trace_id FROM m WHERE trace_id <> %s LIMIT %s",
+        [correlation_ids, tid, MAX_RELATED],
+    ).fetchall()
+    return sorted(
+        (_summary(r) for r in _summaries(conn, [bytes(o[0]) for o in others], None)),
+        key=lambda t: t.start_time,
+        reverse=True,
+    )
+
+
+def read_trace(conn: psycopg.Connection[Any], trace_id: str) -> TraceDetail | None:
+    """The whole trace (at most MAX_TRACE_SPANS spans shown) with every span's details, or None when no span has
+    this id."""
     tid = parse_trace_id(trace_id)
     found = _summaries(conn, [tid], None)
     if not found:
@@ -451,29 +470,74 @@ def read_trace(conn: psycopg.Connection[Any], trace_id: str, *, details: bool = 
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             sql.SQL("SELECT {}{} FROM spans WHERE trace_id = %s ORDER BY start_time, span_id LIMIT %s").format(
-                _SPAN_COLUMNS, _DETAILS if details else _NO_DETAILS
+                _SPAN_COLUMNS, _DETAILS
             ),
             [tid, MAX_TRACE_SPANS],
         )
         rows = cur.fetchall()
-    events, links = (_events(conn, tid), _links(conn, tid)) if details else ({}, {})
+    events, links = _events(conn, tid), _links(conn, tid)
     spans = [
         _span_view(depth, r, summary.start_time, events.get(r["span_id"], []), links.get(r["span_id"], []))
         for depth, r in _tree_order(rows)
     ]
     correlation_ids = sorted({r["correlation_id"] for r in rows if r["correlation_id"] is not None})
-    related: list[TraceSummary] = []
-    if correlation_ids:
-        # Materialized so the correlation id index answers: as one DISTINCT ... LIMIT the planner walks every
-        # partition's primary key in trace id order instead (seconds on a month of spans).
-        others = conn.execute(
-            "WITH m AS MATERIALIZED (SELECT trace_id FROM spans WHERE correlation_id = ANY(%s))"
-            " SELECT DISTINCT trace_id FROM m WHERE trace_id <> %s LIMIT %s",
-            [correlation_ids, tid, MAX_RELATED],
-        ).fetchall()
-        related = sorted(
-            (_summary(r) for r in _summaries(conn, [bytes(o[0]) for o in others], None)),
-            key=lambda t: t.start_time,
-            reverse=True,
+    return TraceDetail(
+        summary, spans, summary.spans - len(spans), correlation_ids, _related(conn, tid, correlation_ids)
+    )
+
+
+@dataclass(frozen=True)
+class TimelineSpan:
+    span_id: str
+    depth: int
+    name: str
+    service: str
+    offset_ms: float  # from the trace's start
+    duration_ms: float
+    error: bool
+    cost_usd: float | None
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """What a trace page draws: spans in tree order without their attribute maps (``read_span`` has them)."""
+
+    summary: TraceSummary
+    spans: list[TimelineSpan]
+    truncated: int
+    correlation_ids: list[str]
+    related: list[TraceSummary]
+
+
+def read_timeline(conn: psycopg.Connection[Any], trace_id: str) -> Timeline | None:
+    """A trace's timeline, or None when no span has this id: only the columns a timeline row shows, so a
+    5,000-span trace is a few milliseconds of rows, not thousands of attribute maps and span objects."""
+    tid = parse_trace_id(trace_id)
+    found = _summaries(conn, [tid], None)
+    if not found:
+        return None
+    summary = _summary(found[0])
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT span_id, parent_span_id, name, service_name, start_time, duration_ms, status_code,"
+            " cost_usd::float8 AS cost_usd, correlation_id FROM spans WHERE trace_id = %s"
+            " ORDER BY start_time, span_id LIMIT %s",
+            [tid, MAX_TRACE_SPANS],
         )
-    return TraceDetail(summary, spans, summary.spans - len(spans), correlation_ids, related)
+        rows = cur.fetchall()
+    start = summary.start_time
+    spans = [
+        TimelineSpan(
+            bytes(r["span_id"]).hex(),
+            depth,
+            r["name"],
+            r["service_name"],
+            (r["start_time"] - start).total_seconds() * 1000.0,
+            float(r["duration_ms"]),
+            r["status_code"] == STATUSES.index("error"),
+            r["cost_usd"],
+        )
+        for depth, r in _tree_order(rows)
+    ]
+    correlation_ids = sorted({r["correlation_id"] for r in rows if r["correlation_id"] is not None})
+    return Timeline(summary, spans, summary.spans - len(spans), correlation_ids, _related(conn, tid, correlation_ids))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,12 +31,12 @@ from ..models import to_jsonable
 from ..params import ApiError
 from ..queries import Analytics
 from ..routes import budget_from_body
-from ..traces import read_span, read_trace, search_traces
+from ..traces import read_span, read_timeline, search_traces
 from . import format as fmt
 from .auth import authorised, challenge, refuse_change
 from .params import FILTER_NAMES, TRACE_PARAMS, page_args, query_string, trace_page, trace_query
 from .trace_api import DEFAULT_TRACE_LIMIT
-from .views import COST_DIMENSIONS, cost_view, service_series, service_totals
+from .views import COST_DIMENSIONS, cost_view, service_series
 
 if TYPE_CHECKING:
     from ..api import AnalyticsAPI
@@ -204,13 +203,7 @@ class UIPages:
         args = page_args(request.query_params, self.config.max_limit)
         window, filters = args.window(24.0), args.filters()
         services = a.services()
-        # The series and the whole-window totals are two rollup reads: over a second pooled connection they
-        # run side by side (PostgreSQL in its process, histogram merging here).
-        assert self._api is not None
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            totals = pool.submit(self._api.run_with_analytics, lambda b: service_totals(b, window, filters))
-            series = service_series(a, window, filters)
-            performance = totals.result()
+        series, performance = service_series(a, window, filters)
         store = AlertStore(a.conn)
         return {
             "title": "Overview",
@@ -245,30 +238,35 @@ class UIPages:
 
     def _trace(self, a: Analytics, request: Request) -> dict[str, Any]:
         trace_id = request.path_params["trace_id"]
-        trace = read_trace(a.conn, trace_id, details=False)
+        trace = read_timeline(a.conn, trace_id)
         if trace is None:
             raise LookupError(f"no spans with trace id {trace_id!r} (not received, or past retention)")
         services = sorted({s.service for s in trace.spans})
-        colour = {s: i % 8 for i, s in enumerate(services)}
+        index = {s: i for i, s in enumerate(services)}
         total = max(trace.summary.duration_ms, 0.001)
-        # Strings made here, not in the template: a 5,000-span trace is 5,000 rows.
+        # One compact array per span, drawn by the page's script only where the list is scrolled to: a 5,000-span
+        # trace is a few hundred kilobytes of JSON and a screenful of rows, not 5,000 rows of markup.
         rows = [
-            (
+            [
                 s.span_id,
-                f"{s.offset_ms:.3f}",
                 min(s.depth, 30),
                 s.name,
-                s.service,
-                colour[s.service],
-                s.status == "error",
+                index[s.service],
+                1 if s.error else 0,
                 fmt.usd(s.cost_usd) if s.cost_usd else "",
-                f"{s.offset_ms / total * 100:.3f}",
-                f"{max(s.duration_ms / total * 100, 0.15):.3f}",
+                round(s.offset_ms / total * 100, 3),
+                round(max(s.duration_ms / total * 100, 0.15), 3),
                 fmt.duration(s.duration_ms),
-            )
+                round(s.offset_ms, 3),
+            ]
             for s in trace.spans
         ]
-        return {"title": f"Trace {trace.summary.root_name}", "trace": trace, "service_index": colour, "rows": rows}
+        return {
+            "title": f"Trace {trace.summary.root_name}",
+            "trace": trace,
+            "service_index": index,
+            "timeline": {"services": services, "rows": rows},
+        }
 
     def _costs(self, a: Analytics, request: Request) -> dict[str, Any]:
         args = page_args(request.query_params, self.config.max_limit)

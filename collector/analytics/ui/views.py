@@ -51,8 +51,9 @@ def _series(axis: Axis, lines: dict[str, list[float | None]]) -> Series:
     return Series(axis.x, lines, axis.step)
 
 
-def service_series(a: Analytics, window: TimeWindow, filters: Filters) -> ServiceSeries:
-    found = a.keyed_series(window, filters, "service", latency=True)
+def service_series(a: Analytics, window: TimeWindow, filters: Filters) -> tuple[ServiceSeries, list[dict[str, Any]]]:
+    """Per service over time, and per service over the whole window (``service_totals``), from one read."""
+    found, totals = a.keyed_series_and_totals(window, filters, "service")
     axis, n = found.axis, len(found.axis.x)
     services = sorted({r["key"] for r in found.rows})
     rate: dict[str, list[float | None]] = {s: [0.0] * n for s in services}
@@ -70,20 +71,21 @@ def service_series(a: Analytics, window: TimeWindow, filters: Filters) -> Servic
         for name, value in zip(("p50", "p95", "p99"), r["pct"] or [None, None, None], strict=True):
             latency[s][name][i] = value
         cost[i] = (cost[i] or 0.0) + float(r["cost"])
-    return ServiceSeries(
+    series = ServiceSeries(
         axis.label,
         _series(axis, rate),
         _series(axis, errors),
         {s: _series(axis, dict(v)) for s, v in latency.items()},
         _series(axis, {"cost (USD)": cost}),
     )
+    return series, service_totals(totals)
 
 
-def service_totals(a: Analytics, window: TimeWindow, filters: Filters) -> list[dict[str, Any]]:
-    """Per service over the whole window (from the same source as the series): requests (root or SERVER spans),
-    calls (spans), errors, error rate, p50/p95/p99 (ms)."""
+def service_totals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per service over the whole window: requests (root or SERVER spans), calls (spans), errors, error rate,
+    p50/p95/p99 (ms); busiest first."""
     out = []
-    for r in a.keyed_series(window, filters, "service", latency=True, per_bucket=False).rows:
+    for r in sorted(rows, key=lambda r: (-int(r["calls"]), r["key"])):
         calls, errors = int(r["calls"]), int(r["errors"])
         p50, p95, p99 = r["pct"] or [None, None, None]
         out.append(

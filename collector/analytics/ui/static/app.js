@@ -62,16 +62,57 @@
   document.querySelectorAll("script[data-chart]").forEach(drawChart);
 
   // -- trace page ----------------------------------------------------------------------------------------
-  // The page lists every span; a selected span's details come from /ui/traces/<trace>/spans/<span> (once each).
+  // The spans come as one JSON array (row: span id, depth, name, service index, error, cost, left %, width %,
+  // duration, offset ms); only the rows in and near view are in the DOM, so a 5,000-span trace draws a screenful.
+  // A selected span's details come from /ui/traces/<trace>/spans/<span> (once each).
   var rows = document.getElementById("span-rows");
   var detail = document.getElementById("span-detail");
-  if (rows && detail) {
+  var spanData = document.getElementById("span-data");
+  if (rows && detail && spanData) {
     var traceId = rows.getAttribute("data-trace-id");
-    var items = rows.querySelectorAll(".row");
-    var position = new Map();
-    items.forEach(function (row, i) { position.set(row, i); });
+    var timeline = JSON.parse(spanData.textContent);
+    var data = timeline.rows, services = timeline.services;
+    var ROW = 25, MARGIN = 15;
+    var spacer = el("div", { "class": "spacer" });
+    spacer.style.height = data.length * ROW + "px";
+    rows.appendChild(spacer);
+    var drawn = new Map();
     var cache = {};
     var current = -1;
+
+    function rowElement(i) {
+      var d = data[i];
+      var row = el("div", {
+        "class": "row svc-" + (d[3] % 8) + (d[4] ? " error" : ""), role: "option", id: "span-row-" + i,
+        "data-index": i, "data-span-id": d[0], "data-service": services[d[3]],
+        "aria-posinset": i + 1, "aria-setsize": data.length, tabindex: "-1",
+        style: "top:" + i * ROW + "px;--d:" + d[1] + ";--l:" + d[6] + "%;--w:" + d[7] + "%",
+      });
+      var name = el("span", { "class": "n" }, d[2] + " ");
+      name.appendChild(el("small", null, services[d[3]]));
+      if (d[5]) { name.appendChild(document.createTextNode(" ")); name.appendChild(el("em", null, d[5])); }
+      row.appendChild(name);
+      row.appendChild(el("i"));
+      row.appendChild(el("span", { "class": "dur" }, d[8]));
+      if (i === current) { row.setAttribute("aria-selected", "true"); row.tabIndex = 0; }
+      return row;
+    }
+
+    function draw() {
+      var first = Math.max(0, Math.floor(rows.scrollTop / ROW) - MARGIN);
+      var last = Math.min(data.length, Math.ceil((rows.scrollTop + rows.clientHeight) / ROW) + MARGIN);
+      // The selected row stays (it may have focus) wherever the list is scrolled.
+      drawn.forEach(function (row, i) { if ((i < first || i >= last) && i !== current) { row.remove(); drawn.delete(i); } });
+      for (var i = first; i < last; i++) {
+        if (!drawn.has(i)) { var row = rowElement(i); drawn.set(i, row); spacer.appendChild(row); }
+      }
+    }
+    var pending = false;
+    rows.addEventListener("scroll", function () {
+      if (pending) return;
+      pending = true;
+      requestAnimationFrame(function () { pending = false; draw(); });
+    });
 
     function table(title, obj) {
       var keys = Object.keys(obj || {});
@@ -142,7 +183,7 @@
     }
 
     function show(i) {
-      var row = items[i], spanId = row.getAttribute("data-span-id"), offset = Number(row.getAttribute("data-offset"));
+      var spanId = data[i][0], offset = data[i][9];
       if (cache[spanId]) { render(cache[spanId], offset); return; }
       detail.textContent = "";
       detail.appendChild(el("p", { "class": "muted" }, "Loading…"));
@@ -161,31 +202,39 @@
     }
 
     function select(i, focus) {
-      if (i < 0 || i >= items.length) return;
-      if (current >= 0) { items[current].removeAttribute("aria-selected"); items[current].tabIndex = -1; }
+      if (i < 0 || i >= data.length) return;
+      var before = drawn.get(current);
+      if (before) { before.removeAttribute("aria-selected"); before.tabIndex = -1; }
       current = i;
-      items[i].setAttribute("aria-selected", "true");
-      items[i].tabIndex = 0;
-      if (focus) items[i].focus();
+      // Scrolled to the selected row first, so it is drawn.
+      if (i * ROW < rows.scrollTop) rows.scrollTop = i * ROW;
+      else if ((i + 1) * ROW > rows.scrollTop + rows.clientHeight) rows.scrollTop = (i + 1) * ROW - rows.clientHeight;
+      draw();
+      var row = drawn.get(i);
+      row.setAttribute("aria-selected", "true");
+      row.tabIndex = 0;
+      if (focus) row.focus({ preventScroll: true });
       show(i);
     }
     rows.addEventListener("click", function (ev) {
       var row = ev.target.closest(".row");
-      if (row) select(position.get(row), true);
+      if (row) select(Number(row.getAttribute("data-index")), true);
     });
     rows.addEventListener("keydown", function (ev) {
       var step = { ArrowDown: 1, ArrowUp: -1, PageDown: 20, PageUp: -20 }[ev.key];
-      if (step) { ev.preventDefault(); select(Math.max(0, Math.min(items.length - 1, current + step)), true); }
+      if (step) { ev.preventDefault(); select(Math.max(0, Math.min(data.length - 1, current + step)), true); }
       else if (ev.key === "Home") { ev.preventDefault(); select(0, true); }
-      else if (ev.key === "End") { ev.preventDefault(); select(items.length - 1, true); }
+      else if (ev.key === "End") { ev.preventDefault(); select(data.length - 1, true); }
       else if (ev.key === "Enter" || ev.key === " ") {
         var row = ev.target.closest(".row");
-        if (row) { ev.preventDefault(); select(position.get(row), true); }
+        if (row) { ev.preventDefault(); select(Number(row.getAttribute("data-index")), true); }
       }
     });
+    draw();
     // Open on the first error span, else the root.
-    var firstError = rows.querySelector(".row.error");
-    select(firstError ? position.get(firstError) : 0, false);
+    var firstError = data.findIndex(function (d) { return d[4] === 1; });
+    select(firstError >= 0 ? firstError : 0, false);
+    rows.setAttribute("data-spans", String(data.length));
   }
 
   // -- alert actions -------------------------------------------------------------------------------------

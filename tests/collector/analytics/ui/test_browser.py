@@ -18,9 +18,10 @@ import pytest
 
 from collector.analytics.alerts import AlertStore, Firing
 from collector.analytics.budgets import Budget, BudgetStore
+from collector.analytics.traces import read_timeline
 from collector.analytics.ui import format as fmt
 from tests.collector.analytics.ui import ui_data
-from tests.collector.analytics.ui.ui_server import TOKEN, Served, serving, wait_for
+from tests.collector.analytics.ui.ui_server import TOKEN, Served, serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -189,13 +190,34 @@ def test_overview_search_trace_and_acknowledge(browser: Any, site: tuple[Served,
     context.close()
 
 
-def test_five_thousand_span_trace_renders(browser: Any, site: tuple[Served, str]) -> None:
-    """A big trace renders every span row (its speed is measured in benchmarks/ui_latency.py, not here)."""
+def test_five_thousand_span_trace_draws_what_is_in_view_and_reaches_every_span(
+    browser: Any, site: tuple[Served, str]
+) -> None:
+    """A big trace: the list knows all its spans, draws only those near the view, and reaches the last one from
+    the keyboard (its speed is measured in benchmarks/ui_latency.py, not here)."""
     served, dsn = site
     trace = ui_data.load_wide_trace(dsn, 5000)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        found = read_timeline(conn, trace)
+    assert found is not None and len(found.spans) == 5000
     context = browser.new_context(http_credentials={"username": "me", "password": TOKEN})
     page = context.new_page()
     page.goto(f"{served.url}/traces/{trace}")
-    sync_api.expect(page.locator("#span-rows .row")).to_have_count(5000)
-    wait_for(lambda: page.locator('#span-rows .row[aria-selected="true"]').count() == 1, "a selected span")
+    listbox = page.locator("#span-rows")
+    sync_api.expect(listbox).to_have_attribute("data-spans", "5000")
+    drawn = page.locator("#span-rows .row")
+    assert 0 < drawn.count() < 200
+    selected = page.locator('#span-rows .row[aria-selected="true"]')
+    sync_api.expect(selected).to_have_attribute("data-span-id", found.spans[0].span_id)
+    selected.focus()
+    page.keyboard.press("End")
+    sync_api.expect(selected).to_have_attribute("data-span-id", found.spans[-1].span_id)
+    sync_api.expect(selected).to_have_attribute("aria-posinset", "5000")
+    in_view = "r => r.offsetTop >= r.parentElement.parentElement.scrollTop && r.offsetTop + r.offsetHeight <="
+    in_view += " r.parentElement.parentElement.scrollTop + r.parentElement.parentElement.clientHeight"
+    assert selected.evaluate(in_view)  # scrolled into the list's view
+    page.keyboard.press("ArrowUp")
+    sync_api.expect(selected).to_have_attribute("data-span-id", found.spans[-2].span_id)
+    sync_api.expect(page.locator("#span-detail")).to_contain_text(found.spans[-2].name)
+    assert drawn.count() < 200
     context.close()
