@@ -59,7 +59,7 @@ def _request(specs: list[_Spec]) -> ExportTraceServiceRequest:
                 [_kv("service.name", s.service), _kv("service.version", "1.4.2"), _kv("deployment.environment", "demo")]
             )
             ss = rs.scope_spans.add()
-            ss.scope.name = "tests.ui"  # type: ignore[attr-defined]
+            ss.scope.name = "tests.ui"
             scopes[s.service] = ss
         span: Span = ss.spans.add()  # type: ignore[attr-defined]
         span.trace_id = bytes.fromhex(s.trace_id)
@@ -183,7 +183,11 @@ def background_specs(now: datetime) -> list[_Spec]:
         trace = f"{0xA0000000 + i:08x}" + "0" * 23 + "1"
         start = now - timedelta(minutes=50) + timedelta(seconds=30 * i)
         tenant = ("acme", "globex", "initech")[i % 3]
-        attrs = {"correlation.id": f"bg-{i:03d}", "tenant.id": tenant, "user.id": f"user{i % 4}"}
+        attrs: dict[str, str | int | float] = {
+            "correlation.id": f"bg-{i:03d}",
+            "tenant.id": tenant,
+            "user.id": f"user{i % 4}",
+        }
         root_ms = 40.0 + 7 * i
         specs.append(
             _Spec(
