@@ -8,9 +8,12 @@ the database cannot be reached.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,14 +48,26 @@ _exact = typer.Option(False, "--exact", help="Read raw spans even for windows ov
 _metrics = typer.Option(list(TREND_METRICS), "--metric", help="Repeatable: " + ", ".join(TREND_METRICS))
 
 
-@dataclass
-class _Common:
+_FILTERS = ("service", "operation", "tenant", "user", "agent", "model")
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What the common options of a command say: where the database is, the window, the filters and the output."""
+
     config: Path
     dsn: str | None
     window: TimeWindow
     filters: Filters
     fmt: str
     output: Path | None
+    hours: float | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def window_with(self, default_hours: float, now: datetime) -> TimeWindow:
+        """The same --hours/--since/--until read with another default lookback."""
+        return _run(lambda: TimeWindow.parse(self.hours, self.since, self.until, now=now, default_hours=default_hours))
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -60,34 +75,94 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _common(
-    config: Path,
-    dsn: str | None,
-    hours: float | None,
-    since: str | None,
-    until: str | None,
-    fmt: str,
-    output: Path | None,
+def _option(name: str, annotation: Any, option: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+
+_DATABASE = (_option("config", Path, _config), _option("dsn", str | None, _dsn))
+_WINDOW = (
+    _option("hours", float | None, _hours),
+    _option("since", str | None, _since),
+    _option("until", str | None, _until),
+)
+_FILTER_OPTIONS = {
+    name: _option(name, str | None, option)
+    for name, option in zip(_FILTERS, (_service, _operation, _tenant, _user, _agent, _model), strict=True)
+}
+
+
+def _output_options(fmt: Any) -> tuple[inspect.Parameter, ...]:
+    return _option("fmt", str, fmt), _option("output", Path | None, _output)
+
+
+_Command = Callable[..., None]
+
+
+def _with_options(
+    options: tuple[inspect.Parameter, ...], context: Callable[[dict[str, Any]], ReportContext]
+) -> Callable[[_Command], _Command]:
+    """Typer reads a command's options from its signature: put ``options`` where the command's keyword-only
+    ``c: ReportContext`` parameter stands (so --help lists them there), and call the command with the context
+    ``context`` makes of their values."""
+
+    def decorate(command: _Command) -> _Command:
+        own = list(inspect.signature(command, eval_str=True).parameters.values())
+        at = [p.name for p in own].index("c")
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[:at]] + [*options, *own[at + 1 :]]
+
+        @functools.wraps(command)
+        def run(**values: Any) -> None:
+            shared = {p.name: values.pop(p.name) for p in options}
+            command(c=context(shared), **values)
+
+        run.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+        return run
+
+    return decorate
+
+
+def report_options(
     *,
-    service: str | None = None,
-    operation: str | None = None,
-    tenant: str | None = None,
-    user: str | None = None,
-    agent: str | None = None,
-    model: str | None = None,
     default_hours: float = 24.0,
-) -> _Common:
-    if fmt not in FORMATS:
-        raise _fail(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
-    try:
-        window = TimeWindow.parse(hours, since, until, default_hours=default_hours)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    return _Common(config, dsn, window, Filters(service, operation, tenant, user, agent, model), fmt, output)
+    without: tuple[str, ...] = (),
+    fmt: Any = _format,
+    formats: tuple[str, ...] = FORMATS,
+) -> Callable[[_Command], _Command]:
+    """The options every report shares: database, window (the last ``default_hours`` unless given), the filters but
+    those ``without``, and output (``--format`` one of ``formats``)."""
+    filters = tuple(p for name, p in _FILTER_OPTIONS.items() if name not in without)
+
+    def context(v: dict[str, Any]) -> ReportContext:
+        _check_format(v["fmt"], formats)
+        try:
+            window = TimeWindow.parse(v["hours"], v["since"], v["until"], default_hours=default_hours)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        chosen = Filters(**{name: v[name] for name in _FILTERS if name in v})
+        return ReportContext(
+            v["config"], v["dsn"], window, chosen, v["fmt"], v["output"], v["hours"], v["since"], v["until"]
+        )
+
+    return _with_options((*_DATABASE, *_WINDOW, *filters, *_output_options(fmt)), context)
+
+
+def store_options() -> Callable[[_Command], _Command]:
+    """The options of a command over stored state (budgets, alerts, summary): database and output, no window."""
+
+    def context(v: dict[str, Any]) -> ReportContext:
+        return _no_window(v["config"], v["dsn"], v["fmt"], v["output"])
+
+    return _with_options((*_DATABASE, *_output_options(_format)), context)
+
+
+def _check_format(fmt: str, formats: tuple[str, ...]) -> None:
+    if fmt not in formats:
+        raise _fail(f"--format: expected one of {', '.join(formats)}, got {fmt!r}")
 
 
 @contextlib.contextmanager
-def _analytics(c: _Common, thresholds: Thresholds | None = None, exact: bool = False) -> Iterator[Analytics]:
+def _analytics(c: ReportContext, thresholds: Thresholds | None = None, exact: bool = False) -> Iterator[Analytics]:
     try:
         dsn = resolve_dsn(c.config, c.dsn)
         conn = connect(dsn)
@@ -113,7 +188,7 @@ def _run(fn: Callable[[], _T]) -> _T:
         raise _fail(str(exc)) from None
 
 
-def _emit(c: _Common, result: Any, title: str, *, empty: bool | None = None) -> None:
+def _emit(c: ReportContext, result: Any, title: str, *, empty: bool | None = None) -> None:
     is_empty = (not result) if empty is None else empty
     if is_empty and c.fmt == "table":
         typer.echo(f"no data for {title} between {c.window.start:%Y-%m-%d %H:%M} and {c.window.end:%Y-%m-%d %H:%M} UTC")
@@ -132,6 +207,7 @@ def _emit(c: _Common, result: Any, title: str, *, empty: bool | None = None) -> 
         typer.echo("no data", err=True)
 
 
-def _no_window(config: Path, dsn: str | None, fmt: str, output: Path | None) -> _Common:
+def _no_window(config: Path, dsn: str | None, fmt: str, output: Path | None) -> ReportContext:
     """For commands over stored state (budgets, alerts, summary): no window or filter options."""
-    return _common(config, dsn, None, None, None, fmt, output)
+    _check_format(fmt, FORMATS)
+    return ReportContext(config, dsn, TimeWindow.parse(None, None, None), Filters(), fmt, output)

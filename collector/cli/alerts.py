@@ -13,17 +13,17 @@ from collector.analytics.alerts import AlertStore
 from collector.analytics.config import AnalyticsConfig, config_from_file
 from collector.cli import app
 from collector.cli._reporting import (
+    ReportContext,
     _analytics,
     _config,
     _dsn,
     _emit,
     _fail,
-    _format,
     _limit,
     _no_window,
     _offset,
-    _output,
     _run,
+    store_options,
 )
 
 alerts_app = typer.Typer(help="Alerts: list, ack, resolve, evaluate.", no_args_is_help=True)
@@ -31,17 +31,15 @@ app.add_typer(alerts_app, name="alerts")
 
 
 @alerts_app.command("list")
+@store_options()
 def alerts_list(
     status: str | None = typer.Option(None, "--status", help="active, acknowledged, resolved or open."),
-    config: Path = _config,
-    dsn: str | None = _dsn,
-    fmt: str = _format,
-    output: Path | None = _output,
+    *,
+    c: ReportContext,
     limit: int = _limit,
     offset: int = _offset,
 ) -> None:
     """Stored alerts, newest first."""
-    c = _no_window(config, dsn, fmt, output)
     with _analytics(c) as a:
         _emit(c, _run(lambda: AlertStore(a.conn).list(status, limit=limit, offset=offset)), "alerts")
 
@@ -70,14 +68,12 @@ def alerts_resolve(alert_id: int = typer.Argument(...), config: Path = _config, 
 
 
 @alerts_app.command("evaluate")
-def alerts_evaluate(
-    config: Path = _config, dsn: str | None = _dsn, fmt: str = _format, output: Path | None = _output
-) -> None:
+@store_options()
+def alerts_evaluate(*, c: ReportContext) -> None:
     """One alert round: evaluate the rules (the config's analytics extension rules as written, the defaults without
     one), store the result and send what opened or resolved to its webhook; the collector's analytics extension
     does this on its schedule."""
-    c = _no_window(config, dsn, fmt, output)
-    analytics_config = _extension_config(config)
+    analytics_config = _extension_config(c.config)
     with _analytics(c, compose.thresholds_of(analytics_config)) as a:
         round_ = compose.record_alert_round(a, compose.alert_rules(analytics_config))
     webhook = (analytics_config or AnalyticsConfig()).alerts.webhook

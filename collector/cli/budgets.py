@@ -8,7 +8,7 @@ import typer
 
 from collector.analytics.budgets import DEFAULT_CRITICAL_RATIO, DEFAULT_WARNING_RATIO, Budget, BudgetStore
 from collector.cli import app
-from collector.cli._reporting import _analytics, _config, _dsn, _emit, _fail, _format, _no_window, _output
+from collector.cli._reporting import ReportContext, _analytics, _config, _dsn, _emit, _fail, _no_window, store_options
 
 budgets_app = typer.Typer(
     help="Budgets per agent, tenant or model and period (day, week, month).", no_args_is_help=True
@@ -17,11 +17,9 @@ app.add_typer(budgets_app, name="budgets")
 
 
 @budgets_app.command("list")
-def budgets_list(
-    config: Path = _config, dsn: str | None = _dsn, fmt: str = _format, output: Path | None = _output
-) -> None:
+@store_options()
+def budgets_list(*, c: ReportContext) -> None:
     """Every budget with its spend this period, utilization and ok/warning/critical."""
-    c = _no_window(config, dsn, fmt, output)
     with _analytics(c) as a:
         _emit(c, BudgetStore(a.conn).status(), "budgets")
 

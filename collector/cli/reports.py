@@ -10,7 +10,6 @@ import csv
 import json
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -34,72 +33,35 @@ from collector.analytics.unpriced import folded_spans, unpriced_models
 from collector.analytics.window import TimeWindow
 from collector.cli import app
 from collector.cli._reporting import (
-    _agent,
+    ReportContext,
     _analytics,
-    _common,
-    _config,
-    _dsn,
     _emit,
     _exact,
     _fail,
-    _format,
-    _hours,
     _limit,
     _metrics,
-    _model,
-    _no_window,
     _offset,
-    _operation,
-    _output,
     _run,
-    _service,
-    _since,
-    _tenant,
-    _until,
-    _user,
+    report_options,
+    store_options,
 )
 
 EXPORT_LIMIT = 1_000_000
 
 
 @app.command("report")
+@report_options()
 def report(
     by: str = typer.Option("operation", "--by", help="operation, service, agent, role, user or hour (of day)."),
     slow_ms: float = typer.Option(DEFAULT_SLOW_MS, "--slow-ms", help="Slow threshold (ms)."),
     very_slow_ms: float = typer.Option(DEFAULT_VERY_SLOW_MS, "--very-slow-ms", help="Very slow threshold (ms)."),
-    config: Path = _config,
-    dsn: str | None = _dsn,
-    hours: float | None = _hours,
-    since: str | None = _since,
-    until: str | None = _until,
-    service: str | None = _service,
-    operation: str | None = _operation,
-    tenant: str | None = _tenant,
-    user: str | None = _user,
-    agent: str | None = _agent,
-    model: str | None = _model,
-    fmt: str = _format,
-    output: Path | None = _output,
+    *,
+    c: ReportContext,
     limit: int = _limit,
     offset: int = _offset,
     exact: bool = _exact,
 ) -> None:
     """Performance: calls, avg, p50/p95/p99, max, success/error rate, slow and very slow counts."""
-    c = _common(
-        config,
-        dsn,
-        hours,
-        since,
-        until,
-        fmt,
-        output,
-        service=service,
-        operation=operation,
-        tenant=tenant,
-        user=user,
-        agent=agent,
-        model=model,
-    )
     with _analytics(c, Thresholds(slow_ms, very_slow_ms), exact) as a:
         result: Any
         if by in ("operation", "service"):
@@ -121,80 +83,30 @@ def report(
 
 
 @app.command("stats")
+@report_options()
 def stats_command(
     granularity: str = typer.Option("hour", "--granularity", "-g", help="hour, day, week or month."),
-    config: Path = _config,
-    dsn: str | None = _dsn,
-    hours: float | None = _hours,
-    since: str | None = _since,
-    until: str | None = _until,
-    service: str | None = _service,
-    operation: str | None = _operation,
-    tenant: str | None = _tenant,
-    user: str | None = _user,
-    agent: str | None = _agent,
-    model: str | None = _model,
-    fmt: str = _format,
-    output: Path | None = _output,
+    *,
+    c: ReportContext,
     exact: bool = _exact,
 ) -> None:
     """Time series: operations, successes, failures, success rate, avg and p95 duration, tokens, cost, quality."""
-    c = _common(
-        config,
-        dsn,
-        hours,
-        since,
-        until,
-        fmt,
-        output,
-        service=service,
-        operation=operation,
-        tenant=tenant,
-        user=user,
-        agent=agent,
-        model=model,
-    )
     with _analytics(c, exact=exact) as a:
         _emit(c, _run(lambda: a.timeseries(c.window, c.filters, granularity)), f"time series per {granularity}")
 
 
 @app.command("costs")
+@report_options()
 def costs(
     by: str = typer.Option("model", "--by", help=", ".join(COST_KEYS) + "."),
     correlation_id: str | None = typer.Option(None, "--correlation-id", help="Whole cost of one request."),
     projection: bool = typer.Option(False, "--projection", help="Month-to-date, daily burn, month-end projection."),
-    config: Path = _config,
-    dsn: str | None = _dsn,
-    hours: float | None = _hours,
-    since: str | None = _since,
-    until: str | None = _until,
-    service: str | None = _service,
-    operation: str | None = _operation,
-    tenant: str | None = _tenant,
-    user: str | None = _user,
-    agent: str | None = _agent,
-    model: str | None = _model,
-    fmt: str = _format,
-    output: Path | None = _output,
+    *,
+    c: ReportContext,
     limit: int = _limit,
     offset: int = _offset,
 ) -> None:
     """Cost by model, provider, tenant, user, agent, operation, service or correlation id; cost per success."""
-    c = _common(
-        config,
-        dsn,
-        hours,
-        since,
-        until,
-        fmt,
-        output,
-        service=service,
-        operation=operation,
-        tenant=tenant,
-        user=user,
-        agent=agent,
-        model=model,
-    )
     with _analytics(c) as a:
         if correlation_id is not None:
             found = a.correlation_cost(correlation_id)
@@ -235,87 +147,36 @@ def _unpriced_note(a: Analytics, window: TimeWindow) -> None:
 
 
 @app.command("trends")
+@report_options(default_hours=24.0 * 7)
 def trends(
     granularity: str = typer.Option("day", "--granularity", "-g", help="hour, day, week or month."),
     metric: list[str] = _metrics,
-    config: Path = _config,
-    dsn: str | None = _dsn,
-    hours: float | None = _hours,
-    since: str | None = _since,
-    until: str | None = _until,
-    service: str | None = _service,
-    operation: str | None = _operation,
-    tenant: str | None = _tenant,
-    user: str | None = _user,
-    agent: str | None = _agent,
-    model: str | None = _model,
-    fmt: str = _format,
-    output: Path | None = _output,
+    *,
+    c: ReportContext,
 ) -> None:
     """Least-squares slope, r², p-value and verdict per metric (default lookback 7 days)."""
-    c = _common(
-        config,
-        dsn,
-        hours,
-        since,
-        until,
-        fmt,
-        output,
-        service=service,
-        operation=operation,
-        tenant=tenant,
-        user=user,
-        agent=agent,
-        model=model,
-        default_hours=24.0 * 7,
-    )
     with _analytics(c) as a:
         result = _run(lambda: a.trends(c.window, c.filters, granularity, metric))
         _emit(c, result, f"trends per {granularity}", empty=all(t.points == 0 for t in result))
 
 
 @app.command("outliers")
+@report_options()
 def outliers(
     metric: str = typer.Option("duration", "--metric", help="duration or cost."),
     threshold: float = typer.Option(DEFAULT_Z_THRESHOLD, "--threshold", "-z", help="|z-score| at least this."),
-    config: Path = _config,
-    dsn: str | None = _dsn,
-    hours: float | None = _hours,
-    since: str | None = _since,
-    until: str | None = _until,
-    service: str | None = _service,
-    operation: str | None = _operation,
-    tenant: str | None = _tenant,
-    user: str | None = _user,
-    agent: str | None = _agent,
-    model: str | None = _model,
-    fmt: str = _format,
-    output: Path | None = _output,
+    *,
+    c: ReportContext,
     limit: int = _limit,
 ) -> None:
     """Spans far from their operation's mean (z-score), with trace id and correlation id."""
-    c = _common(
-        config,
-        dsn,
-        hours,
-        since,
-        until,
-        fmt,
-        output,
-        service=service,
-        operation=operation,
-        tenant=tenant,
-        user=user,
-        agent=agent,
-        model=model,
-    )
     with _analytics(c) as a:
         result = _run(lambda: a.outliers(c.window, c.filters, metric=metric, threshold=threshold, limit=limit))
         _emit(c, result, f"{metric} outliers (|z| >= {threshold:g})")
         _ui_links(c, [(o.trace_id, None) for o in result])
 
 
-def _ui_links(c: Any, ids: list[tuple[str | None, str | None]]) -> None:
+def _ui_links(c: ReportContext, ids: list[tuple[str | None, str | None]]) -> None:
     """Under a table: the UI page of each (trace id, correlation id) shown, when the config has the UI."""
     base = ui_base_url(c.config) if c.fmt == "table" and c.output is None else None
     if base is None:
@@ -329,83 +190,32 @@ def _ui_links(c: Any, ids: list[tuple[str | None, str | None]]) -> None:
 
 
 @app.command("percentiles")
+@report_options()
 def percentiles(
     field: str = typer.Option("duration", "--field", help="duration, cost, tokens, quality or attribute:<name>."),
-    config: Path = _config,
-    dsn: str | None = _dsn,
-    hours: float | None = _hours,
-    since: str | None = _since,
-    until: str | None = _until,
-    service: str | None = _service,
-    operation: str | None = _operation,
-    tenant: str | None = _tenant,
-    user: str | None = _user,
-    agent: str | None = _agent,
-    model: str | None = _model,
-    fmt: str = _format,
-    output: Path | None = _output,
+    *,
+    c: ReportContext,
     exact: bool = _exact,
 ) -> None:
     """p50/p75/p90/p95/p99, mean, median, std, min, max and count."""
-    c = _common(
-        config,
-        dsn,
-        hours,
-        since,
-        until,
-        fmt,
-        output,
-        service=service,
-        operation=operation,
-        tenant=tenant,
-        user=user,
-        agent=agent,
-        model=model,
-    )
     with _analytics(c, exact=exact) as a:
         result = _run(lambda: a.percentiles(c.window, c.filters, field))
         _emit(c, result, f"percentiles of {field}", empty=result.count == 0)
 
 
 @app.command("insights")
+@report_options(default_hours=compose.INSIGHTS_LOOKBACK.total_seconds() / 3600.0, without=("user",))
 def insights(
     minutes_saved: float | None = typer.Option(None, "--minutes-saved", help="Baseline minutes saved per task."),
     hourly_rate: float | None = typer.Option(None, "--hourly-rate", help="USD per hour of the saved time."),
-    config: Path = _config,
-    dsn: str | None = _dsn,
-    hours: float | None = _hours,
-    since: str | None = _since,
-    until: str | None = _until,
-    service: str | None = _service,
-    operation: str | None = _operation,
-    tenant: str | None = _tenant,
-    agent: str | None = _agent,
-    model: str | None = _model,
-    fmt: str = _format,
-    output: Path | None = _output,
+    *,
+    c: ReportContext,
 ) -> None:
     """Fastest agent per operation, most cost-efficient, highest quality, peak hours, degrading operations
     (default lookback 7 days); recommendations and, with --minutes-saved and --hourly-rate, business value (default
     lookback 30 days). The HTTP API's /insights, /recommendations and /business-value give the same answers."""
     now = datetime.now(UTC)
-    days = compose.INSIGHTS_LOOKBACK.total_seconds() / 3600.0
-    c = _common(
-        config,
-        dsn,
-        hours,
-        since,
-        until,
-        fmt,
-        output,
-        service=service,
-        operation=operation,
-        tenant=tenant,
-        agent=agent,
-        model=model,
-        default_hours=days,
-    )
-    advice_hours = compose.ADVICE_LOOKBACK.total_seconds() / 3600.0
-    advice_window = _run(lambda: TimeWindow.parse(hours, since, until, now=now, default_hours=advice_hours))
+    advice_window = c.window_with(compose.ADVICE_LOOKBACK.total_seconds() / 3600.0, now)
     if (minutes_saved is None) != (hourly_rate is None):
         raise _fail("--minutes-saved and --hourly-rate go together")
     with _analytics(c) as a:
@@ -420,7 +230,7 @@ def insights(
     _emit_insights(c, result)
 
 
-def _emit_insights(c: Any, result: dict[str, Any]) -> None:
+def _emit_insights(c: ReportContext, result: dict[str, Any]) -> None:
     if c.fmt == "table" and c.output is None:
         if not result["insights"] and not result["recommendations"]:
             typer.echo("no data")
@@ -437,11 +247,9 @@ def _emit_insights(c: Any, result: dict[str, Any]) -> None:
 
 
 @app.command("summary")
-def summary_command(
-    config: Path = _config, dsn: str | None = _dsn, fmt: str = _format, output: Path | None = _output
-) -> None:
+@store_options()
+def summary_command(*, c: ReportContext) -> None:
     """Last 24 h, last 30 days, open alerts, pending recommendations, overall and per-service status."""
-    c = _no_window(config, dsn, fmt, output)
     with _analytics(c) as a:
         result = build_summary(a)
         services = service_health(a)
@@ -453,44 +261,13 @@ def summary_command(
 
 
 @app.command("export")
-def export(
-    config: Path = _config,
-    dsn: str | None = _dsn,
-    hours: float | None = _hours,
-    since: str | None = _since,
-    until: str | None = _until,
-    service: str | None = _service,
-    operation: str | None = _operation,
-    tenant: str | None = _tenant,
-    user: str | None = _user,
-    agent: str | None = _agent,
-    model: str | None = _model,
-    fmt: str = typer.Option("csv", "--format", "-f", help="csv or json (lines)."),
-    output: Path | None = _output,
-    limit: int = typer.Option(EXPORT_LIMIT, "--limit"),
-) -> None:
+@report_options(fmt=typer.Option("csv", "--format", "-f", help="csv or json (lines)."), formats=("csv", "json"))
+def export(*, c: ReportContext, limit: int = typer.Option(EXPORT_LIMIT, "--limit")) -> None:
     """Raw spans of the window (hot columns) as CSV or JSON lines, streamed."""
-    if fmt not in ("csv", "json"):
-        raise _fail(f"--format: expected csv or json, got {fmt!r}")
-    c = _common(
-        config,
-        dsn,
-        hours,
-        since,
-        until,
-        fmt,
-        output,
-        service=service,
-        operation=operation,
-        tenant=tenant,
-        user=user,
-        agent=agent,
-        model=model,
-    )
     count = 0
     with _analytics(c) as a, contextlib.ExitStack() as stack:
         handle = stack.enter_context(open(c.output, "w", encoding="utf-8", newline="")) if c.output else sys.stdout
-        writer = csv.writer(handle, lineterminator="\n") if fmt == "csv" else None
+        writer = csv.writer(handle, lineterminator="\n") if c.fmt == "csv" else None
         if writer:
             writer.writerow(EXPORT_COLUMNS)
         for span in _run(lambda: a.spans(c.window, c.filters, limit=limit)):
