@@ -132,7 +132,7 @@ def main() -> None:
 
     peer = Peer()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(peer, server)  # type: ignore[no-untyped-call]
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(peer, server)
     peer_port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     body = trace_request(*(f"span-{i:05d}-" + "x" * 1000 for i in range(MIB // 1040))).SerializeToString()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import typer.main
 import yaml
+from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from collector.cli import app
@@ -32,8 +33,9 @@ def _dockerfile_defaults() -> tuple[list[str], list[str]]:
 
 def _commands() -> dict[str, Any]:
     """The real CLI's commands (click commands, as Typer builds them for `otel-metrics`)."""
-    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
-    return dict(commands)
+    group = typer.main.get_command(app)
+    assert isinstance(group, TyperGroup)
+    return dict(group.commands)
 
 
 def _our_services() -> dict[str, list[str]]:

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -82,7 +83,7 @@ def test_upstream_config_uses_only_contrib_components_and_defined_ids() -> None:
         assert text in config["extensions"]
 
 
-def _dashboards() -> list[tuple[str, dict]]:
+def _dashboards() -> list[tuple[str, dict[str, Any]]]:
     return [(p.name, json.loads(p.read_text())) for p in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))]
 
 

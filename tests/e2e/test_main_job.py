@@ -19,10 +19,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 import httpx
@@ -67,7 +68,10 @@ def forward() -> Iterator[tuple[_Forward, int]]:
     server.stop(grace=None)
 
 
-def _wait_for(predicate, what: str, timeout: float = 120.0):  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def _wait_for(predicate: Callable[[], T], what: str, timeout: float = 120.0) -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -83,7 +87,7 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _cli_json(config: Path, *args: str) -> object:
+def _cli_json(config: Path, *args: str) -> list[dict[str, Any]]:
     out = subprocess.run(
         [sys.executable, "-m", "collector.cli", *args, "--config", str(config), "--format", "json"],
         cwd=ROOT,
@@ -92,7 +96,8 @@ def _cli_json(config: Path, *args: str) -> object:
         timeout=120,
         check=True,
     )
-    return json.loads(out.stdout)
+    rows: list[dict[str, Any]] = json.loads(out.stdout)
+    return rows
 
 
 def test_demo_delivers_every_request_everywhere_and_stops_cleanly(
@@ -136,7 +141,7 @@ def test_demo_delivers_every_request_everywhere_and_stops_cleanly(
         load = json.loads((workdir / "load.json").read_text())
         config = workdir / "otel-collector.yaml"
         ports = load["ports"]
-        requests: dict[str, list] = load["requests"]
+        requests: dict[str, list[Any]] = load["requests"]
         assert load["sent"] == REQUESTS == len(requests)
         assert load["echoed_ok"] == REQUESTS  # every response echoed its X-Correlation-ID
 

@@ -8,6 +8,7 @@ import json
 import sys
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -25,11 +26,11 @@ def main(url: str) -> None:
     )
     OpenAIInstrumentor().instrument(tracer_provider=provider)
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="test", max_retries=0)
-    messages = [{"role": "user", "content": "hi"}]
-    client.chat.completions.create(model="gpt-4o-mini", messages=messages)  # type: ignore[arg-type]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+    client.chat.completions.create(model="gpt-4o-mini", messages=messages)
     stream = client.chat.completions.create(
         model="o4-mini",
-        messages=messages,  # type: ignore[arg-type]
+        messages=messages,
         stream=True,
         stream_options={"include_usage": True},
     )

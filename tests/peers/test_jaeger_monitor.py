@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +142,10 @@ def test_jaeger_monitor_tab_reads_our_spanmetrics_through_prometheus(jaeger: Pat
         wait_for(lambda: _prometheus_has(prom_url, calls, 4), "Prometheus to scrape the second calls", 60)
 
         for service in SERVICES:
-            assert wait_for(lambda s=service: _positive_points(jaeger_url, "calls", s), f"{service} call rates", 60)
-            assert wait_for(lambda s=service: _positive_points(jaeger_url, "errors", s), f"{service} error rates", 60)
+            assert wait_for(partial(_positive_points, jaeger_url, "calls", service), f"{service} call rates", 60)
+            assert wait_for(partial(_positive_points, jaeger_url, "errors", service), f"{service} error rates", 60)
             latencies = wait_for(
-                lambda s=service: _positive_points(jaeger_url, "latencies", s, quantile="0.95"),
-                f"{service} latencies",
-                60,
+                partial(_positive_points, jaeger_url, "latencies", service, quantile="0.95"), f"{service} latencies", 60
             )
             assert max(latencies) >= 2  # milliseconds: every span slept 2 ms
         ours.check_alive()

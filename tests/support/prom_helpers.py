@@ -13,9 +13,9 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
@@ -125,6 +125,9 @@ def prometheus_server(tmp: Path, target_port: int, *, exemplars: bool = False) -
         log.close()
 
 
+T = TypeVar("T")
+
+
 class LoopThread:
     """The exporter runs in its own asyncio loop so the test can block on Prometheus's HTTP API."""
 
@@ -133,7 +136,7 @@ class LoopThread:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 
-    def run(self, coro):  # type: ignore[no-untyped-def]
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
 
     def stop(self) -> None:

@@ -74,9 +74,9 @@ class OTLPExporter(QueuedExporter):
         else:
             self._channel = grpc.aio.insecure_channel(self.target, options=options, compression=compression)
         self._stubs = {
-            Signal.TRACES: TraceServiceStub(self._channel),  # type: ignore[no-untyped-call]
-            Signal.METRICS: MetricsServiceStub(self._channel),  # type: ignore[no-untyped-call]
-            Signal.LOGS: LogsServiceStub(self._channel),  # type: ignore[no-untyped-call]
+            Signal.TRACES: TraceServiceStub(self._channel),
+            Signal.METRICS: MetricsServiceStub(self._channel),
+            Signal.LOGS: LogsServiceStub(self._channel),
         }
         await super().start(host)
 

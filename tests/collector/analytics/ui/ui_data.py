@@ -4,12 +4,13 @@ sharing its correlation id, an unpriced call, and background traffic for search 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span, Status
 
 from collector.exporters.postgres.writer import PostgresWriter
 from processors.pipeline import Signal
@@ -40,7 +41,7 @@ class _Spec:
     kind: int
     start: datetime
     ms: float
-    attrs: dict[str, str | int | float] = field(default_factory=dict)
+    attrs: Mapping[str, str | int | float] = field(default_factory=dict)
     error: str | None = None  # exception message
 
 
@@ -50,7 +51,7 @@ def _ns(t: datetime) -> int:
 
 def _request(specs: list[_Spec]) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
-    scopes: dict[str, object] = {}
+    scopes: dict[str, ScopeSpans] = {}
     for s in specs:
         ss = scopes.get(s.service)
         if ss is None:
@@ -61,18 +62,18 @@ def _request(specs: list[_Spec]) -> ExportTraceServiceRequest:
             ss = rs.scope_spans.add()
             ss.scope.name = "tests.ui"
             scopes[s.service] = ss
-        span: Span = ss.spans.add()  # type: ignore[attr-defined]
+        span = ss.spans.add()
         span.trace_id = bytes.fromhex(s.trace_id)
         span.span_id = s.span_id.to_bytes(8, "big")
         if s.parent is not None:
             span.parent_span_id = s.parent.to_bytes(8, "big")
         span.name = s.name
-        span.kind = s.kind  # type: ignore[assignment]
+        span.kind = Span.SpanKind.ValueType(s.kind)
         span.start_time_unix_nano = _ns(s.start)
         span.end_time_unix_nano = _ns(s.start + timedelta(milliseconds=s.ms))
         span.attributes.extend(_kv(k, v) for k, v in s.attrs.items())
         if s.error is not None:
-            span.status.code = 2  # type: ignore[assignment]
+            span.status.code = Status.STATUS_CODE_ERROR
             span.status.message = s.error
             event = span.events.add()
             event.name = "exception"
