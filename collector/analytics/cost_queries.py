@@ -10,6 +10,7 @@ from psycopg import sql
 from ._aggregate import QueryBase, _clamp_limit, _rate
 from .estimate import UNSAMPLED_TABLE, estimated_costs
 from .models import CorrelationCost, CostProjection, CostRow
+from .unpriced import folded_by_key
 from .window import NO_FILTERS, Filters, TimeWindow
 
 __all__ = ["BURN_WINDOW_DAYS", "COST_KEYS", "CostQueries"]
@@ -46,6 +47,7 @@ class CostQueries(QueryBase):
         # Head-sampled spans weigh their adjusted count: the rows estimate the whole (estimate.py).
         rows = estimated_costs(self.conn, src, filters, [("key", column)], limit=_clamp_limit(limit), offset=offset)
         total = self.total_cost(window, filters)
+        folded = folded_by_key(self.conn, src.window, filters, column) if rows else {}
         out = []
         for r in rows:
             calls, successes, cost = round(r["calls"]), round(r["calls"] - r["errors"]), float(r["cost"])
@@ -60,6 +62,7 @@ class CostQueries(QueryBase):
                     cost_per_success=cost / successes if successes else None,
                     share=_rate(cost, total),
                     estimated=bool(r["estimated"]),
+                    folded_spans=folded.get(r["key"], 0),
                 )
             )
         return out

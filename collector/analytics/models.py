@@ -165,6 +165,10 @@ class CostRow:
     # Head-sampled spans contributed: calls, tokens and cost estimate the whole, each span weighing its adjusted
     # count (1 / its sampling probability; docs/schema.md, Sampled spans).
     estimated: bool = False
+    # Spans of this key folded into another span of the same LLM call (same gen_ai.response.id: an SDK's tracing
+    # and an instrumentation, a framework span repeating its child, or the same response exported by two
+    # processes): counted in calls, adding no tokens or cost.
+    folded_spans: int = 0
 
 
 @dataclass(frozen=True)

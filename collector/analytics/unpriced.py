@@ -11,11 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
+from collector.analytics._sql import FILTER_COLUMNS
 from collector.analytics.models import UnpricedModel
-from collector.analytics.window import TimeWindow
+from collector.analytics.window import Filters, TimeWindow
 
-__all__ = ["UnpricedModel", "folded_spans", "unpriced_models"]
+__all__ = ["UnpricedModel", "folded_by_key", "folded_spans", "unpriced_models"]
 
 _FOLDED = """
 SELECT count(*)::bigint FROM spans
@@ -27,6 +29,25 @@ def folded_spans(conn: psycopg.Connection[Any], window: TimeWindow) -> int:
     """Spans in ``window`` folded into another span of the same LLM call (their cost is on that span)."""
     row = conn.execute(_FOLDED, (window.start, window.end)).fetchone()
     return int(row[0]) if row else 0
+
+
+def folded_by_key(
+    conn: psycopg.Connection[Any], window: TimeWindow, filters: Filters, column: str
+) -> dict[str | None, int]:
+    """Folded spans in ``window`` per value of ``column`` (a spans column from a fixed map), with ``filters``.
+    Folded spans have a model and no cost: the partial index of such spans (migration 0025) finds them."""
+    where: list[sql.Composable] = [
+        sql.SQL("start_time >= %s AND start_time < %s AND model IS NOT NULL AND cost_usd IS NULL"),
+        sql.SQL("attributes ? 'cost.duplicate_of'"),
+    ]
+    params: list[Any] = [window.start, window.end]
+    for name, value in filters.items():
+        where.append(sql.SQL("{} = %s").format(sql.Identifier(FILTER_COLUMNS[name])))
+        params.append(value)
+    query = sql.SQL("SELECT {key}, count(*)::bigint FROM spans WHERE {where} GROUP BY 1").format(
+        key=sql.SQL(column), where=sql.SQL(" AND ").join(where)
+    )
+    return {key: int(n) for key, n in conn.execute(query, params).fetchall()}
 
 
 _QUERY = """

@@ -16,7 +16,8 @@ processes. Both faces keep a bounded registry of recent response ids (``CallRegi
   before their parents, so the child is seen first within one process.
 
 Whatever order the spans of one call arrive in, exactly one holds the cost, as long as they pass through one
-process (the app's SDK, or one collector) within the registry's memory (``DEFAULT_MAX_CALLS`` recent calls).
+process (the app's SDK, or one collector) within the registry's memory (``DEFAULT_MAX_CALLS`` recent calls). Across
+processes, the PostgreSQL sink folds them as they are stored (``collector.exporters.postgres.calls``).
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ def apply_retention(
             for table in tables:
                 rows = conn.execute("SELECT otel_drop_partitions(%s, %s)", (table, cutoff)).fetchall()
                 result.dropped_partitions += [r[0] for r in rows]
+            if signal.value == "traces":  # claims of LLM calls (calls.py) go with their spans
+                conn.execute("DELETE FROM llm_calls WHERE start_time < %s", (cutoff,))
         rollups = parse_span(retention.rollups)
         if rollups > 0:
             cutoff = now - timedelta(seconds=rollups)

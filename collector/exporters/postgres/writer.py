@@ -30,6 +30,7 @@ from psycopg.types.string import BytesBinaryDumper
 
 from processors.pipeline import Request, RetryableError, Signal, parse_request
 
+from . import calls as _calls
 from . import logs as _logs
 from . import metrics as _metrics
 from . import sampling as _sampling
@@ -377,6 +378,7 @@ class PostgresWriter:
         """
         try:
             with conn.transaction():
+                _calls.fold_repeated_calls(conn, records)
                 rows = [r.row for r in records]
                 self._copy(conn, _SPANS, rows, direct=True)
                 events = [e for r in records for e in r.events]
@@ -399,6 +401,7 @@ class PostgresWriter:
         return True
 
     def _insert_spans(self, conn: psycopg.Connection[Any], records: Sequence[_traces.SpanRecord]) -> int:
+        _calls.fold_repeated_calls(conn, records)
         self._copy(conn, _SPANS, (r.row for r in records))
         events = [e for r in records for e in r.events]
         links = [lk for r in records for lk in r.links]

@@ -1,0 +1,126 @@
+"""One call, one price across batches and processes: two spans of one LLM response (same gen_ai.response.id), each
+priced by a different process, are stored with one holding the cost and the other folded into it, whatever order
+they arrive in, even when two writers store them at the same moment; ``costs`` (CLI JSON and API) says how many were
+folded."""
+
+from __future__ import annotations
+
+import json
+import threading
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from collector.analytics.api import AnalyticsAPI
+from collector.analytics.config import AnalyticsConfig
+from collector.cli import app as cli
+from collector.exporters.postgres.writer import PostgresWriter
+from processors.pipeline import Signal
+from tests.collector.analytics.served import serve
+from tests.support.sink_otlp import make_spans, traces_request
+
+COST = 0.0042
+
+
+def _calls(responses: range, source: str, trace_salt: int = 0) -> Any:
+    """One span per response, as one process (``source``: an SDK's tracing or an instrumentation) priced it."""
+
+    def build(tracer: Any) -> None:
+        for n in responses:
+            span = tracer.start_span(f"{source} {n}")
+            span.set_attributes(
+                {
+                    "gen_ai.request.model": "claude-sonnet-4-20250514",
+                    "gen_ai.response.id": f"msg_{n:04d}",
+                    "gen_ai.usage.input_tokens": 1000,
+                    "gen_ai.usage.output_tokens": 100,
+                    "cost.usd": COST,
+                    "tenant.id": "acme",
+                }
+            )
+            span.end()
+
+    return traces_request(make_spans(build, service=source))
+
+
+def _write(dsn: str, request: Any) -> None:
+    writer = PostgresWriter(dsn)  # its own connection: another process's sink
+    try:
+        writer.write(Signal.TRACES, request)
+    finally:
+        writer.close()
+
+
+def _stored(dsn: str) -> tuple[Decimal, int, int, int]:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT sum(cost_usd), sum(input_tokens), count(*) FILTER (WHERE attributes ? 'cost.duplicate_of'),"
+            " count(*) FILTER (WHERE attributes ? 'cost.duplicate_of'"
+            "  AND (attributes ->> 'gen_ai.usage.input_tokens')::int = 1000 AND cost_usd IS NULL)"
+            " FROM spans"
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2], row[3]
+
+
+@pytest.mark.parametrize("order", ["sdk first", "instrumentation first"])
+def test_two_processes_one_price_either_order(pg_dsn: str, order: str) -> None:
+    first, second = _calls(range(10), "sdk-tracing"), _calls(range(10), "instrumentation")
+    if order != "sdk first":
+        first, second = second, first
+    _write(pg_dsn, first)
+    _write(pg_dsn, second)
+    _write(pg_dsn, second)  # redelivered: nothing changes, the holders stay holders
+    cost, tokens, folded, kept_tokens = _stored(pg_dsn)
+    assert cost == 10 * Decimal(repr(COST)) and tokens == 10 * 1000
+    assert folded == kept_tokens == 10  # the folded spans keep their counts in attributes only
+    with psycopg.connect(pg_dsn) as conn:
+        holders = conn.execute("SELECT DISTINCT service_name FROM spans WHERE cost_usd IS NOT NULL").fetchall()
+    assert holders == [("sdk-tracing" if order == "sdk first" else "instrumentation",)]
+
+    result = CliRunner().invoke(cli, ["costs", "--dsn", pg_dsn, "--hours", "1", "--by", "tenant", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["key"] == "acme" and row["folded_spans"] == 10 and row["calls"] == 20
+    assert Decimal(repr(row["cost_usd"])) == 10 * Decimal(repr(COST))
+    with serve(AnalyticsAPI(lambda: pg_dsn, AnalyticsConfig())) as client:
+        (item,) = client.get("/costs", params={"hours": 1, "by": "model"}).json()["items"]
+    assert item["key"] == "claude-sonnet-4-20250514" and item["folded_spans"] == 10
+
+
+def test_two_writers_at_once_price_each_response_once(pg_dsn: str) -> None:
+    """Both writers store spans of the same 200 responses in one transaction each, started together: the primary key
+    of the claims serialises them, so every response is priced exactly once."""
+    requests = [_calls(range(200), "sdk-tracing"), _calls(range(200), "instrumentation")]
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run(request: Any) -> None:
+        writer = PostgresWriter(pg_dsn)
+        try:
+            writer._connection()  # connected (and staging tables made) before the race
+            start.wait(timeout=30)
+            writer.write(Signal.TRACES, request)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            writer.close()
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in requests]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and not any(t.is_alive() for t in threads)
+    cost, tokens, folded, _ = _stored(pg_dsn)
+    assert cost == 200 * Decimal(repr(COST)) and tokens == 200 * 1000 and folded == 200
+    with psycopg.connect(pg_dsn) as conn:
+        per_response = conn.execute(
+            "SELECT attributes ->> 'gen_ai.response.id', count(*) FILTER (WHERE cost_usd IS NOT NULL) FROM spans"
+            " GROUP BY 1 HAVING count(*) FILTER (WHERE cost_usd IS NOT NULL) <> 1"
+        ).fetchall()
+        rollup_cost = conn.execute("SELECT sum(cost_usd) FROM span_rollups_1h").fetchone()
+    assert per_response == [] and rollup_cost == (200 * Decimal(repr(COST)),)
