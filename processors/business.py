@@ -42,7 +42,7 @@ from opentelemetry.context import Context
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from processors._attributes import pick_attributes, set_attribute
 from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
@@ -191,15 +191,6 @@ class BusinessSpanProcessor(SpanProcessor):
             span.set_attributes(attributes)
         except Exception:  # never raise into user code
             _logger.debug("business on_start failed", exc_info=True)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
 
 
 # ------------------------------------------------------------------------------------ collector face

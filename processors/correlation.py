@@ -41,7 +41,7 @@ from opentelemetry.context import Context
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from processors._attributes import any_value_to_python, set_attribute
 from processors.pdata import iter_log_records, iter_spans
@@ -160,15 +160,6 @@ class CorrelationSpanProcessor(SpanProcessor):
                 span.set_attribute(CORRELATION_ID_KEY, correlation_id)
         except Exception:  # never raise into user code
             _logger.debug("correlation on_start failed", exc_info=True)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
 
 
 # ------------------------------------------------------------------------------------ collector face
