@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -24,22 +24,28 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from processors.pdata import SIGNALS, Request, Signal
+
 __all__ = [
     "KeyValueMatch",
     "LibraryMatch",
     "LogMatchProperties",
     "LogMatcher",
     "MatchProperties",
+    "Matcher",
     "MetricMatchProperties",
     "MetricMatcher",
     "SeverityNumberMatch",
     "SpanMatcher",
     "any_value_string",
     "compile_log_matcher",
+    "compile_matcher",
     "compile_metric_matcher",
     "compile_span_matcher",
     "go_float_string",
+    "matched_items",
     "parse_severity_number",
+    "scalar_string",
     "validate_log_properties",
     "validate_properties",
 ]
@@ -206,11 +212,9 @@ def validate_log_properties(where: str, props: LogMatchProperties) -> list[str]:
 # --- values -----------------------------------------------------------------------------------------------
 
 
-def any_value_string(value: AnyValue) -> str | None:
-    """The string form a ``regexp`` matches against (upstream's ``AsString``); None for an empty value."""
+def scalar_string(value: AnyValue) -> str | None:
+    """pdata's ``AsString`` of a string, bool, int, double or bytes value; None for an empty, array or map value."""
     kind = value.WhichOneof("value")
-    if kind is None:
-        return None
     if kind == "string_value":
         return value.string_value
     if kind == "bool_value":
@@ -221,7 +225,15 @@ def any_value_string(value: AnyValue) -> str | None:
         return go_float_string(value.double_value)
     if kind == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
-    return str(value).strip()
+    return None
+
+
+def any_value_string(value: AnyValue) -> str | None:
+    """The string form a ``regexp`` matches against (upstream's ``AsString``); None for an empty value."""
+    text = scalar_string(value)
+    if text is None and value.WhichOneof("value") is not None:
+        return str(value).strip()
+    return text
 
 
 def go_float_string(x: float) -> str:
@@ -439,6 +451,38 @@ class MetricMatcher(_ResourceScoped):
 
     def match_item(self, metric: Metric) -> bool:
         return self._names is None or self._names(metric.name)
+
+
+Matcher = SpanMatcher | LogMatcher | MetricMatcher
+
+
+def compile_matcher(signal: Signal, props: MatchProperties | None) -> Matcher | None:
+    """The ``signal``'s matcher of a ``MatchProperties`` (which reads only the keys its items have)."""
+    if signal is Signal.TRACES:
+        return compile_span_matcher(props)
+    if signal is Signal.LOGS:
+        return compile_log_matcher(props)
+    return compile_metric_matcher(props)
+
+
+def matched_items(signal: Signal, request: Request, include: Matcher | None, exclude: Matcher | None) -> Iterator[Any]:
+    """The spans, log records or metrics of ``request`` that ``include`` matches and ``exclude`` does not; each
+    resource and scope is checked once, not per item."""
+    spec = SIGNALS[signal]
+    for entry in getattr(request, spec.resource_field):
+        if include is not None and not include.match_resource(entry.resource):
+            continue
+        exclude_resource = exclude is not None and exclude.match_resource(entry.resource)
+        for scope_entry in getattr(entry, spec.scope_field):
+            if include is not None and not include.match_scope(scope_entry.scope):
+                continue
+            exclude_scope = exclude_resource and exclude is not None and exclude.match_scope(scope_entry.scope)
+            for item in getattr(scope_entry, spec.item_field):
+                if include is not None and not include.match_item(item):
+                    continue
+                if exclude_scope and exclude is not None and exclude.match_item(item):
+                    continue
+                yield item
 
 
 def compile_span_matcher(props: MatchProperties | None) -> SpanMatcher | None:

@@ -18,7 +18,6 @@ missing key).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -30,18 +29,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
 from processors._attributes import any_value_to_python, python_to_any_value
 from processors._matching import (
     MatchProperties,
-    compile_log_matcher,
-    compile_metric_matcher,
-    compile_span_matcher,
-    go_float_string,
+    compile_matcher,
+    matched_items,
+    scalar_string,
     validate_properties,
 )
 from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
@@ -277,16 +273,10 @@ def _extract_action(a: ActionConfig) -> _Action:
 
 
 def _as_string(value: AnyValue) -> str:
-    kind = value.WhichOneof("value")
-    if kind == "bool_value":
-        return "true" if value.bool_value else "false"
-    if kind == "int_value":
-        return str(value.int_value)
-    if kind == "double_value":
-        return go_float_string(value.double_value)
-    if kind == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
-    if kind is None:
+    text = scalar_string(value)
+    if text is not None:
+        return text
+    if value.WhichOneof("value") is None:
         return ""
     return json.dumps(any_value_to_python(value), separators=(",", ":"), default=str)
 
@@ -356,84 +346,26 @@ class AttributesProcessor(Processor):
     def __init__(self, settings: CreateSettings, config: AttributesConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         self._actions = compile_actions(config.actions)
-        # Matchers are compiled once; which of the three is used depends on the request's signal.
-        self._span_include = compile_span_matcher(config.include)
-        self._span_exclude = compile_span_matcher(config.exclude)
-        self._log_include = compile_log_matcher(config.include)
-        self._log_exclude = compile_log_matcher(config.exclude)
-        self._metric_include = compile_metric_matcher(config.include)
-        self._metric_exclude = compile_metric_matcher(config.exclude)
+        # Matchers are compiled once; which pair is used depends on the request's signal.
+        self._matchers = {
+            signal: (compile_matcher(signal, config.include), compile_matcher(signal, config.exclude))
+            for signal in Signal
+        }
 
     async def consume(self, signal: Signal, request: Request) -> None:
-        if isinstance(request, ExportTraceServiceRequest):
-            self._traces(request)
-        elif isinstance(request, ExportLogsServiceRequest):
-            self._logs(request)
-        else:
-            self._metrics(request)
+        actions = self._actions
+        items = matched_items(signal, request, *self._matchers[signal])
+        if signal is Signal.METRICS:
+            items = (point for metric in items for point in _data_points(metric))
+        for item in items:
+            for act in actions:
+                act(item.attributes)
         await self.next_consumer.consume(signal, request)
 
-    def _traces(self, request: ExportTraceServiceRequest) -> None:
-        include, exclude = self._span_include, self._span_exclude
-        actions = self._actions
-        for rs in request.resource_spans:
-            if include is not None and not include.match_resource(rs.resource):
-                continue
-            exc_r = exclude is not None and exclude.match_resource(rs.resource)
-            for ss in rs.scope_spans:
-                if include is not None and not include.match_scope(ss.scope):
-                    continue
-                exc_s = exc_r and exclude is not None and exclude.match_scope(ss.scope)
-                for span in ss.spans:
-                    if include is not None and not include.match_item(span):
-                        continue
-                    if exc_s and exclude is not None and exclude.match_item(span):
-                        continue
-                    for act in actions:
-                        act(span.attributes)
 
-    def _logs(self, request: ExportLogsServiceRequest) -> None:
-        include, exclude = self._log_include, self._log_exclude
-        actions = self._actions
-        for rl in request.resource_logs:
-            if include is not None and not include.match_resource(rl.resource):
-                continue
-            exc_r = exclude is not None and exclude.match_resource(rl.resource)
-            for sl in rl.scope_logs:
-                if include is not None and not include.match_scope(sl.scope):
-                    continue
-                exc_s = exc_r and exclude is not None and exclude.match_scope(sl.scope)
-                for record in sl.log_records:
-                    if include is not None and not include.match_item(record):
-                        continue
-                    if exc_s and exclude is not None and exclude.match_item(record):
-                        continue
-                    for act in actions:
-                        act(record.attributes)
-
-    def _metrics(self, request: Request) -> None:
-        assert isinstance(request, ExportMetricsServiceRequest)
-        include, exclude = self._metric_include, self._metric_exclude
-        actions = self._actions
-        for rm in request.resource_metrics:
-            if include is not None and not include.match_resource(rm.resource):
-                continue
-            exc_r = exclude is not None and exclude.match_resource(rm.resource)
-            for sm in rm.scope_metrics:
-                if include is not None and not include.match_scope(sm.scope):
-                    continue
-                exc_s = exc_r and exclude is not None and exclude.match_scope(sm.scope)
-                for metric in sm.metrics:
-                    if include is not None and not include.match_item(metric):
-                        continue
-                    if exc_s and exclude is not None and exclude.match_item(metric):
-                        continue
-                    kind = metric.WhichOneof("data")
-                    if kind is None:
-                        continue
-                    for point in getattr(metric, kind).data_points:
-                        for act in actions:
-                            act(point.attributes)
+def _data_points(metric: Metric) -> Any:
+    kind = metric.WhichOneof("data")
+    return () if kind is None else getattr(metric, kind).data_points
 
 
 def _create(settings: CreateSettings, config: AttributesConfig, next_consumer: Consumer) -> Processor:
