@@ -75,15 +75,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from processors._attributes import python_to_any_value
 from processors._redaction_text import _MIN_SCAN_LENGTH, _TEXT_CACHE, REDACTED, redact_text
+from processors.pdata import SIGNALS
 from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
 
 __all__ = [
@@ -410,29 +409,23 @@ class _RedactionProcessor(Processor):
         for key, val in pairs:
             python_to_any_value(val, attributes.add(key=key).value)
 
-    def _process(self, request: Request) -> None:
-        if isinstance(request, ExportTraceServiceRequest):
-            for rs in request.resource_spans:
-                self._redact_kvs(rs.resource.attributes)
-                for ss in rs.scope_spans:
-                    self._redact_kvs(ss.scope.attributes)
-                    for span in ss.spans:
-                        self._redact_span(span)
-        elif isinstance(request, ExportLogsServiceRequest):
-            for rl in request.resource_logs:
-                self._redact_kvs(rl.resource.attributes)
-                for sl in rl.scope_logs:
-                    self._redact_kvs(sl.scope.attributes)
-                    for record in sl.log_records:
-                        self._add_summary(record.attributes, self._redact_kvs(record.attributes))
-                        self._redact_any_value("", record.body)
-        elif isinstance(request, ExportMetricsServiceRequest):
-            for rm in request.resource_metrics:
-                self._redact_kvs(rm.resource.attributes)
-                for sm in rm.scope_metrics:
-                    self._redact_kvs(sm.scope.attributes)
-                    for metric in sm.metrics:
-                        self._redact_metric(metric)
+    def _process(self, signal: Signal, request: Request) -> None:
+        spec = SIGNALS[signal]
+        redact_item = {
+            Signal.TRACES: self._redact_span,
+            Signal.LOGS: self._redact_log,
+            Signal.METRICS: self._redact_metric,
+        }[signal]
+        for entry in getattr(request, spec.resource_field):
+            self._redact_kvs(entry.resource.attributes)
+            for scope_entry in getattr(entry, spec.scope_field):
+                self._redact_kvs(scope_entry.scope.attributes)
+                for item in getattr(scope_entry, spec.item_field):
+                    redact_item(item)
+
+    def _redact_log(self, record: LogRecord) -> None:
+        self._add_summary(record.attributes, self._redact_kvs(record.attributes))
+        self._redact_any_value("", record.body)
 
     def _redact_span(self, span: Span) -> None:
         self._add_summary(span.attributes, self._redact_kvs(span.attributes))
@@ -456,7 +449,7 @@ class _RedactionProcessor(Processor):
                 self._redact_kvs(exemplar.filtered_attributes)
 
     async def consume(self, signal: Signal, request: Request) -> None:
-        self._process(request)
+        self._process(signal, request)
         await self.next_consumer.consume(signal, request)
 
 
