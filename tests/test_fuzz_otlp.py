@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
 from collector.exporters.postgres.logs import log_records
 from collector.exporters.postgres.metrics import point_records
@@ -33,7 +34,7 @@ from collector.exporters.postgres.traces import span_records
 from processors import business, correlation, redaction
 from processors.cost import factories as cost_factories
 from processors.pdata import JSONError, Signal, from_json, item_count, new_request, parse_request, to_json
-from processors.pipeline import ComponentID, Consumer, CreateSettings, DataError, Request
+from processors.pipeline import ComponentID, Consumer, CreateSettings, DataError, ProcessorFactory, Request
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "500"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -83,9 +84,9 @@ def _any_values(depth: int = 3) -> st.SearchStrategy[AnyValue]:
     inner = _any_values(depth - 1)
     return st.one_of(
         scalar,
-        st.lists(inner, max_size=3).map(lambda vs: AnyValue(array_value={"values": vs})),
+        st.lists(inner, max_size=3).map(lambda vs: AnyValue(array_value=ArrayValue(values=vs))),
         st.lists(st.tuples(_keys, inner), max_size=3).map(
-            lambda kvs: AnyValue(kvlist_value={"values": [KeyValue(key=k, value=v) for k, v in kvs]})
+            lambda kvs: AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key=k, value=v) for k, v in kvs]))
         ),
     )
 
@@ -258,13 +259,18 @@ class _Sink(Consumer):
 def _chain(signal: Signal) -> tuple[Consumer, _Sink]:
     sink = _Sink()
     consumer: Consumer = sink
-    modules = [correlation.factories, business.factories, cost_factories, redaction.factories]
+    modules: list[Sequence[ProcessorFactory[Any]]] = [
+        correlation.factories,
+        business.factories,
+        cost_factories,
+        redaction.factories,
+    ]
     if signal is Signal.METRICS:
         modules = [redaction.factories]
     for factories in reversed(modules):
         (factory,) = factories
         settings = CreateSettings(ComponentID(factory.type), signal)
-        consumer = factory.create(settings, factory.config_type(), consumer)  # type: ignore[arg-type]
+        consumer = factory.create(settings, factory.config_type(), consumer)
     return consumer, sink
 
 

@@ -289,7 +289,8 @@ class RunningCollector:
         return f"http://127.0.0.1:{self.receiver.http_port}"
 
     def exporter(self, id: str = "collect", signal: Signal = Signal.TRACES) -> CollectExporter:
-        exporter: CollectExporter = self.service.node("exporter", id, signal)
+        exporter = self.service.node("exporter", id, signal)
+        assert isinstance(exporter, CollectExporter), f"exporter {id} is a {type(exporter).__name__}"
         return exporter
 
 

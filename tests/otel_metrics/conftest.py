@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
@@ -34,6 +35,9 @@ def any_value(v: AnyValue) -> Any:
 
 def attrs(kvs: Any) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -139,7 +143,7 @@ class Store:
                         out.append((any_value(r.body), attrs(r.attributes), r.trace_id.hex()))
         return out
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: float = DEADLINE_S) -> Any:
+    def wait_for(self, predicate: Callable[[], T], timeout: float = DEADLINE_S) -> T:
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
@@ -208,7 +212,7 @@ def grpc_receiver() -> Iterator[Receiver]:
         server.stop(grace=None)
 
 
-_HTTP_ROUTES = {
+_HTTP_ROUTES: dict[str, tuple[str, type[Message], type[Message]]] = {
     "/v1/traces": (
         "traces",
         trace_service_pb2.ExportTraceServiceRequest,

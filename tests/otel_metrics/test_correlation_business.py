@@ -65,7 +65,8 @@ def get_correlation_id_from(ctx: Any) -> Any:
 
 
 def test_business_context_local_by_default_propagated_on_request() -> None:
-    with business_context(tenant_id="acme", **{"custom.key": 3}) as attrs:
+    custom: dict[str, Any] = {"custom.key": 3}  # a key that is no Python name
+    with business_context(tenant_id="acme", **custom) as attrs:
         assert attrs == {"tenant.id": "acme", "custom.key": 3}
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
@@ -85,6 +86,7 @@ def test_business_context_as_decorator_and_wrong_types(caplog: Any) -> None:
 
     assert f() == {"feature.name": "search", "gen_ai.agent.name": "planner"}
     assert get_business_attributes() == {}
-    with business_context(**{"weird": {"a": 1}, "none": None}) as attrs:
+    unsupported: dict[str, Any] = {"weird": {"a": 1}, "none": None}
+    with business_context(**unsupported) as attrs:
         assert attrs == {"weird": "{'a': 1}"}
     assert "unsupported type dict" in caplog.text

@@ -13,16 +13,18 @@ import httpx
 import pytest
 from opentelemetry import propagate
 
-fastapi = pytest.importorskip("fastapi")
+pytest.importorskip("fastapi")
 
-import otel_metrics  # noqa: E402
-from otel_metrics import business_context, get_correlation_id, track_performance  # noqa: E402
-from otel_metrics.fastapi import instrument_app  # noqa: E402
+import fastapi
+
+import otel_metrics
+from otel_metrics import business_context, get_correlation_id, track_performance
+from otel_metrics.fastapi import instrument_app
 
 UUID4 = re.compile(r"^[0-9a-f-]{36}$")
 
 
-def make_app(name: str) -> Any:
+def make_app(name: str) -> fastapi.FastAPI:
     app = fastapi.FastAPI()
 
     @app.get("/ok")
@@ -156,7 +158,8 @@ def test_correlation_id_propagates_across_two_services(telemetry: Any, receiver:
                 if not httpx_instrumented:
                     propagate.inject(headers)  # what the httpx instrumentation does for us
                 async with httpx.AsyncClient() as client:
-                    return (await client.get(f"{down_url}/inventory", headers=headers)).json()
+                    inventory: dict[str, Any] = (await client.get(f"{down_url}/inventory", headers=headers)).json()
+                    return inventory
 
         @upstream.get("/order")
         async def order() -> dict[str, Any]:

@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import Histogram as SDKHistogram
-from opentelemetry.sdk.metrics.export import AggregationTemporality
+from opentelemetry.sdk.metrics.export import AggregationTemporality, Histogram
 
 import otel_metrics
 from otel_metrics import correlation_scope, track_performance
 from otel_metrics._internal.operation_metrics import OperationAggregator
 from otel_metrics.testing import Capture, InMemoryMetricExporter, capture, otel_capture  # noqa: F401
+from tests.support.sdk_data import attrs_of, histogram_points, metrics_in, number_points
 
 
 @track_performance("calc")
@@ -51,10 +52,10 @@ def test_delta_temporality_is_honoured(monkeypatch: Any) -> None:
     series.add(5.0, 0, 0)
     second = wrapped._histogram()
     assert first is not None and second is not None
-    p1, p2 = first.data.data_points[0], second.data.data_points[0]
+    (p1,), (p2,) = histogram_points(first), histogram_points(second)
     assert (p1.count, list(p1.bucket_counts)) == (2, [1, 1, 0])
     assert (p2.count, list(p2.bucket_counts), p2.sum) == (1, [0, 0, 1], 5.0)
-    assert first.data.aggregation_temporality == AggregationTemporality.DELTA
+    assert isinstance(first.data, Histogram) and first.data.aggregation_temporality == AggregationTemporality.DELTA
     assert wrapped._histogram() is None  # nothing new: no point
 
 
@@ -103,7 +104,7 @@ def test_testing_capture_sees_spans_and_metrics() -> None:
         with correlation_scope("cap-1"):
             add(2, 3)
         span = tel.span("calc.add")
-        assert span.attributes["correlation.id"] == "cap-1"
+        assert attrs_of(span)["correlation.id"] == "cap-1"
         assert span.resource.attributes["service.name"] == "unit"
         calls = tel.metric_points("operation.calls")
         assert [p.value for p in calls] == [1]
@@ -113,7 +114,7 @@ def test_testing_capture_sees_spans_and_metrics() -> None:
 
 def test_pytest_fixture(otel_capture: Capture) -> None:  # noqa: F811 - the fixture imported above
     add(1, 1)
-    assert otel_capture.span("calc.add").attributes["operation.outcome"] == "success"
+    assert attrs_of(otel_capture.span("calc.add"))["operation.outcome"] == "success"
 
 
 def test_logging_filter_adds_ids(caplog: Any) -> None:
@@ -179,12 +180,9 @@ def test_full_queue_drops_are_counted_and_calls_never_block(monkeypatch: Any) ->
         tel.meter_provider.force_flush()  # type: ignore[union-attr]
         processed = [
             p
-            for rm in metrics.latest.resource_metrics  # type: ignore[union-attr]
-            for sm in rm.scope_metrics
-            for m in sm.metrics
-            if m.name == "otel.sdk.processor.span.processed"
-            for p in m.data.data_points
-            if p.attributes.get("error.type") == "queue_full"
+            for m in metrics_in(metrics.latest, "otel.sdk.processor.span.processed")
+            for p in number_points(m)
+            if attrs_of(p).get("error.type") == "queue_full"
         ]
         assert processed and processed[0].value >= 50 - 8
     finally:

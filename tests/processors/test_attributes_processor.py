@@ -20,7 +20,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -38,7 +38,7 @@ from processors.pipeline import ComponentID, CreateSettings, Request, Signal
 
 
 def _traces(attrs_by_service: dict[str, list[dict[str, object]]]) -> ExportTraceServiceRequest:
-    spans = []
+    spans: list[ReadableSpan] = []
     for service, attr_list in attrs_by_service.items():
         exporter = InMemorySpanExporter()
         provider = TracerProvider(resource=Resource.create({"service.name": service}))
@@ -69,10 +69,7 @@ def _process(cfg: AttributesConfig, signal: Signal, request: Request) -> Request
 
 def _span_attrs(request: Request) -> list[dict[str, object]]:
     return [
-        attributes_to_dict(s.attributes)
-        for rs in request.resource_spans  # type: ignore[union-attr]
-        for ss in rs.scope_spans
-        for s in ss.spans
+        attributes_to_dict(s.attributes) for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans
     ]
 
 
@@ -147,7 +144,7 @@ def test_extract_named_groups() -> None:
     ],
 )
 def test_convert(value: object, to: str, expected: object) -> None:
-    request = _traces({"api": [{"v": value}]})  # type: ignore[dict-item]
+    request = _traces({"api": [{"v": value}]})
     cfg = AttributesConfig(actions=[ActionConfig(key="v", converted_type=to, action="convert")])  # type: ignore[arg-type]
     (attrs,) = _span_attrs(_process(cfg, Signal.TRACES, request))
     assert attrs["v"] == expected and type(attrs["v"]) is type(expected)
@@ -186,7 +183,7 @@ def test_logs_and_metric_data_points() -> None:
         ]
     )
     out = _process(cfg, Signal.LOGS, encode_logs(exporter.get_finished_logs()))
-    (record,) = [r for rl in out.resource_logs for sl in rl.scope_logs for r in sl.log_records]  # type: ignore[union-attr]
+    (record,) = [r for rl in out.resource_logs for sl in rl.scope_logs for r in sl.log_records]
     assert attributes_to_dict(record.attributes) == {"x": "y"}
 
     reader = InMemoryMetricReader()
@@ -202,7 +199,7 @@ def test_logs_and_metric_data_points() -> None:
     out = _process(cfg, Signal.METRICS, encode_metrics(data))
     points = {
         m.name: attributes_to_dict(m.sum.data_points[0].attributes)
-        for rm in out.resource_metrics  # type: ignore[union-attr]
+        for rm in out.resource_metrics
         for sm in rm.scope_metrics
         for m in sm.metrics
     }

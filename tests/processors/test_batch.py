@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from processors.batch import BatchConfig, BatchProcessor, factories
-from processors.pipeline import ComponentID, CreateSettings, Request, Signal, item_count
+from processors.pipeline import ComponentID, CreateSettings, Duration, Request, Signal, item_count
 
 
 def _sdk_spans(n_resources: int, scopes: int, per_scope: int) -> list[ReadableSpan]:
@@ -41,7 +41,7 @@ POOL = _sdk_spans(3, 2, 10)  # 60 real spans over 3 resources x 2 scopes
 
 def _identity(request: Request) -> list[tuple[bytes, str, str]]:
     """(span_id, service.name, scope name) for every span."""
-    out = []
+    out: list[tuple[bytes, str, str]] = []
     for rs in request.resource_spans:
         service = next(kv.value.string_value for kv in rs.resource.attributes if kv.key == "service.name")
         for ss in rs.scope_spans:
@@ -89,7 +89,7 @@ def test_factory_and_defaults() -> None:
 def test_validate_names_the_field() -> None:
     errors = BatchConfig(send_batch_size=100, send_batch_max_size=10).validate()
     assert len(errors) == 1 and errors[0].startswith("send_batch_max_size:")
-    assert BatchConfig(timeout=-1).validate()[0].startswith("timeout:")  # type: ignore[arg-type]
+    assert BatchConfig(timeout=Duration(-1)).validate()[0].startswith("timeout:")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -115,7 +115,9 @@ def test_split_and_merge_keep_every_span_once_with_its_resource_and_scope(
 
     async def run() -> Sink:
         sink = Sink()
-        proc = _processor(sink, send_batch_size=size, send_batch_max_size=max_size, timeout=0.01, flush_when_idle=idle)
+        proc = _processor(
+            sink, send_batch_size=size, send_batch_max_size=max_size, timeout=Duration(0.01), flush_when_idle=idle
+        )
         await asyncio.gather(*(proc.consume(Signal.TRACES, r) for r in requests))
         await proc.shutdown()
         return sink
@@ -131,7 +133,7 @@ def test_split_and_merge_keep_every_span_once_with_its_resource_and_scope(
 def test_size_trigger_merges_requests_into_one_batch() -> None:
     async def run() -> Sink:
         sink = Sink()
-        proc = _processor(sink, send_batch_size=20, timeout=3600)
+        proc = _processor(sink, send_batch_size=20, timeout=Duration(3600))
         await asyncio.gather(*(proc.consume(Signal.TRACES, encode_spans(POOL[i : i + 10])) for i in (0, 10)))
         return sink
 
@@ -143,7 +145,7 @@ def test_size_trigger_merges_requests_into_one_batch() -> None:
 def test_timeout_flushes_a_small_batch() -> None:
     async def run() -> Sink:
         sink = Sink()
-        proc = _processor(sink, send_batch_size=10_000, timeout=0.02)
+        proc = _processor(sink, send_batch_size=10_000, timeout=Duration(0.02))
         await asyncio.wait_for(proc.consume(Signal.TRACES, encode_spans(POOL[:5])), 5)
         return sink
 
@@ -155,7 +157,7 @@ def test_consume_returns_only_after_downstream_accepted_the_batch() -> None:
     async def run() -> None:
         sink = Sink()
         sink.gate = asyncio.Event()
-        proc = _processor(sink, send_batch_size=4, timeout=3600)
+        proc = _processor(sink, send_batch_size=4, timeout=Duration(3600))
         a = asyncio.create_task(proc.consume(Signal.TRACES, encode_spans(POOL[:2])))
         b = asyncio.create_task(proc.consume(Signal.TRACES, encode_spans(POOL[2:4])))
         # The size trigger fired, the batch is at the (blocked) downstream: nobody may return yet.
@@ -174,7 +176,7 @@ def test_downstream_error_reaches_every_caller_of_that_batch() -> None:
     async def run() -> list[BaseException | None]:
         sink = Sink()
         sink.fail = RuntimeError("exporter queue full")
-        proc = _processor(sink, send_batch_size=6, timeout=3600)
+        proc = _processor(sink, send_batch_size=6, timeout=Duration(3600))
         results = await asyncio.gather(
             *(proc.consume(Signal.TRACES, encode_spans(POOL[i : i + 2])) for i in (0, 2, 4)),
             return_exceptions=True,
@@ -188,7 +190,7 @@ def test_downstream_error_reaches_every_caller_of_that_batch() -> None:
 def test_caller_split_across_batches_waits_for_all_of_them() -> None:
     async def run() -> None:
         sink = Sink()
-        proc = _processor(sink, send_batch_size=5, send_batch_max_size=5, timeout=0.01)
+        proc = _processor(sink, send_batch_size=5, send_batch_max_size=5, timeout=Duration(0.01))
         # 12 spans: two size-triggered batches of 5, the remainder of 2 waits for the timer.
         await asyncio.wait_for(proc.consume(Signal.TRACES, encode_spans(POOL[:12])), 5)
         assert [item_count(Signal.TRACES, b) for b in sink.batches] == [5, 5, 2]
@@ -199,7 +201,7 @@ def test_caller_split_across_batches_waits_for_all_of_them() -> None:
 def test_shutdown_flushes_pending() -> None:
     async def run() -> None:
         sink = Sink()
-        proc = _processor(sink, send_batch_size=1000, timeout=3600)
+        proc = _processor(sink, send_batch_size=1000, timeout=Duration(3600))
         task = asyncio.create_task(proc.consume(Signal.TRACES, encode_spans(POOL[:7])))
         await _wait_for(lambda: proc._pending and proc._pending[Signal.TRACES].items == 7)
         await proc.shutdown()
@@ -276,7 +278,7 @@ def test_flush_when_idle_sends_at_once_and_groups_what_arrives_meanwhile() -> No
     async def run() -> None:
         sink = Sink()
         sink.gate = asyncio.Event()
-        proc = _processor(sink, send_batch_size=10_000, timeout=3600, flush_when_idle=True)
+        proc = _processor(sink, send_batch_size=10_000, timeout=Duration(3600), flush_when_idle=True)
         first = asyncio.create_task(proc.consume(Signal.TRACES, encode_spans(POOL[:3])))
         await _wait_for(lambda: proc._pending[Signal.TRACES].in_flight == 1)
         others = [asyncio.create_task(proc.consume(Signal.TRACES, encode_spans(POOL[i : i + 2]))) for i in (3, 5, 7)]
@@ -292,10 +294,10 @@ def test_flush_when_idle_sends_at_once_and_groups_what_arrives_meanwhile() -> No
 def test_logs_are_batched_and_split_with_their_resource() -> None:
     from opentelemetry._logs import SeverityNumber
     from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
-    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
     from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
-    records = []
+    records: list[ReadableLogRecord] = []
     for service in ("a", "b"):
         exporter = InMemoryLogRecordExporter()
         provider = LoggerProvider(resource=Resource.create({"service.name": service}))
@@ -309,7 +311,7 @@ def test_logs_are_batched_and_split_with_their_resource() -> None:
         sink = Sink()
         proc = BatchProcessor(
             CreateSettings(ComponentID("batch"), Signal.LOGS),
-            BatchConfig(send_batch_size=4, send_batch_max_size=4, timeout=0.01),  # type: ignore[arg-type]
+            BatchConfig(send_batch_size=4, send_batch_max_size=4, timeout=Duration(0.01)),
             sink,
         )
         await asyncio.wait_for(proc.consume(Signal.LOGS, request), 5)
@@ -323,7 +325,7 @@ def test_logs_are_batched_and_split_with_their_resource() -> None:
             r.body.string_value,
         )
         for b in sink.batches
-        for rl in b.resource_logs  # type: ignore[union-attr]
+        for rl in b.resource_logs
         for sl in rl.scope_logs
         for r in sl.log_records
     ]
@@ -334,7 +336,7 @@ def test_a_cancelled_caller_does_not_cancel_the_batch_for_the_others() -> None:
     async def run() -> None:
         sink = Sink()
         sink.gate = asyncio.Event()
-        proc = _processor(sink, send_batch_size=4, timeout=3600)
+        proc = _processor(sink, send_batch_size=4, timeout=Duration(3600))
         gone = asyncio.create_task(proc.consume(Signal.TRACES, encode_spans(POOL[:2])))
         stays = asyncio.create_task(proc.consume(Signal.TRACES, encode_spans(POOL[2:4])))
         await _wait_for(lambda: proc._pending[Signal.TRACES].in_flight == 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import string
+from collections.abc import Mapping, Sequence
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util.types import AttributeValue
 
 from processors._attributes import attributes_to_dict, set_attribute
 from processors.correlation import (
@@ -27,6 +29,7 @@ from processors.correlation import (
 )
 from processors.pdata import iter_spans
 from processors.pipeline import ComponentID, CreateSettings, Request, Signal
+from tests.support.sdk_data import attrs_of
 
 _ALPHABET = string.ascii_letters + string.digits + "._:-"
 
@@ -99,13 +102,13 @@ def test_span_processor_copies_baggage_id_onto_spans() -> None:
     with tracer.start_as_current_span("outside"):
         pass
     spans = {s.name: s for s in exporter.get_finished_spans()}
-    assert spans["parent"].attributes[CORRELATION_ID_KEY] == "corr-1"
-    assert spans["child"].attributes[CORRELATION_ID_KEY] == "corr-1"
-    assert spans["explicit"].attributes[CORRELATION_ID_KEY] == "mine"
-    assert CORRELATION_ID_KEY not in spans["outside"].attributes
+    assert attrs_of(spans["parent"])[CORRELATION_ID_KEY] == "corr-1"
+    assert attrs_of(spans["child"])[CORRELATION_ID_KEY] == "corr-1"
+    assert attrs_of(spans["explicit"])[CORRELATION_ID_KEY] == "mine"
+    assert CORRELATION_ID_KEY not in attrs_of(spans["outside"])
 
 
-def _trace_request(spans: list[tuple[str, dict[str, object]]], same_trace: bool = True) -> Request:
+def _trace_request(spans: Sequence[tuple[str, Mapping[str, AttributeValue]]], same_trace: bool = True) -> Request:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -123,7 +126,7 @@ def _trace_request(spans: list[tuple[str, dict[str, object]]], same_trace: bool 
 
 
 def _by_name(request: Request) -> dict[str, dict[str, object]]:
-    return {span.name: attributes_to_dict(span.attributes) for _, span in iter_spans(request)}  # type: ignore[arg-type]
+    return {span.name: attributes_to_dict(span.attributes) for _, span in iter_spans(request)}
 
 
 def test_collector_takes_id_from_header_attributes_in_configured_order() -> None:

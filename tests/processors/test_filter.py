@@ -17,7 +17,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -39,10 +39,11 @@ from processors.filter import (
     TracesFilter,
 )
 from processors.pipeline import ComponentID, CreateSettings, Request, Signal, item_count
+from tests.support.sdk_data import attrs_of, metrics_in, number_points
 
 
 def _traces() -> ExportTraceServiceRequest:
-    spans = []
+    spans: list[ReadableSpan] = []
     for service in ("api", "worker"):
         exporter = InMemorySpanExporter()
         provider = TracerProvider(resource=Resource.create({"service.name": service, "env": "prod"}))
@@ -58,8 +59,8 @@ def _traces() -> ExportTraceServiceRequest:
 
 
 def _names(request: Request) -> list[tuple[str, str]]:
-    out = []
-    for rs in request.resource_spans:  # type: ignore[union-attr]
+    out: list[tuple[str, str]] = []
+    for rs in request.resource_spans:
         service = next(kv.value.string_value for kv in rs.resource.attributes if kv.key == "service.name")
         out.extend((service, s.name) for ss in rs.scope_spans for s in ss.spans)
     return sorted(out)
@@ -80,15 +81,12 @@ def _run(cfg: FilterConfig, signal: Signal, request: Request) -> tuple[Sink, int
     sink = Sink()
     proc = FilterProcessor(CreateSettings(ComponentID("filter", "x"), signal, meter=meter), cfg, sink)
     asyncio.run(proc.consume(signal, request))
-    data = reader.get_metrics_data()
     counted = 0
-    for rm in data.resource_metrics if data else []:
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                assert m.name.startswith("otelcol_processor_filter_") and m.name.endswith(".filtered")
-                for p in m.data.data_points:  # type: ignore[attr-defined]
-                    assert dict(p.attributes) == {"filter": "filter/x"}
-                    counted += int(p.value)
+    for m in metrics_in(reader.get_metrics_data()):
+        assert m.name.startswith("otelcol_processor_filter_") and m.name.endswith(".filtered")
+        for p in number_points(m):
+            assert dict(attrs_of(p)) == {"filter": "filter/x"}
+            counted += int(p.value)
     return sink, counted
 
 
@@ -209,7 +207,7 @@ def _metrics_request() -> Request:
 )
 def test_metrics_dropped_by_name_count_data_points(cfg: FilterConfig) -> None:
     sink, counted = _run(cfg, Signal.METRICS, _metrics_request())
-    names = [m.name for rm in sink.got[0].resource_metrics for sm in rm.scope_metrics for m in sm.metrics]  # type: ignore[union-attr]
+    names = [m.name for rm in sink.got[0].resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
     assert names == ["orders"]
     assert counted == 3
     assert item_count(Signal.METRICS, sink.got[0]) == 3
@@ -230,7 +228,7 @@ def _logs_request() -> Request:
 
 
 def _bodies(request: Request) -> list[str]:
-    return [r.body.string_value for rl in request.resource_logs for sl in rl.scope_logs for r in sl.log_records]  # type: ignore[union-attr]
+    return [r.body.string_value for rl in request.resource_logs for sl in rl.scope_logs for r in sl.log_records]
 
 
 def test_logs_ottl_and_legacy_forms() -> None:

@@ -24,7 +24,8 @@ from processors.memory_limiter import (
     process_rss_bytes,
     total_memory_bytes,
 )
-from processors.pipeline import ComponentID, CreateSettings, RefusedError, Request, Signal
+from processors.pipeline import ComponentID, CreateSettings, Duration, RefusedError, Request, Signal
+from tests.support.sdk_data import metrics_in, number_points
 
 
 def _request(n: int = 3) -> ExportTraceServiceRequest:
@@ -66,14 +67,7 @@ def _limiter(sink: Sink, cfg: MemoryLimiterConfig, **kw: object) -> tuple[Memory
 
 
 def _metric(reader: InMemoryMetricReader, name: str) -> int:
-    data = reader.get_metrics_data()
-    total = 0
-    for rm in data.resource_metrics if data else []:
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                if m.name == name:
-                    total += sum(int(p.value) for p in m.data.data_points)  # type: ignore[attr-defined]
-    return total
+    return sum(int(p.value) for m in metrics_in(reader.get_metrics_data(), name) for p in number_points(m))
 
 
 def test_factory_and_validation_name_fields() -> None:
@@ -81,7 +75,7 @@ def test_factory_and_validation_name_fields() -> None:
     assert f.type == "memory_limiter"
     errors = MemoryLimiterConfig().validate()
     assert any(e.startswith("limit_mib:") for e in errors)
-    cfg = MemoryLimiterConfig(check_interval=0, limit_mib=100, spike_limit_mib=100)  # type: ignore[arg-type]
+    cfg = MemoryLimiterConfig(check_interval=Duration(0), limit_mib=100, spike_limit_mib=100)
     errors = cfg.validate()
     assert {e.split(":")[0] for e in errors} == {"check_interval", "spike_limit_mib"}
     assert (
@@ -103,7 +97,7 @@ def test_below_soft_limit_passes_above_refuses_before_downstream() -> None:
     async def run() -> None:
         gauge = Gauge(10 * MIB)
         sink = Sink()
-        cfg = MemoryLimiterConfig(limit_mib=100, check_interval=3600)  # type: ignore[arg-type]
+        cfg = MemoryLimiterConfig(limit_mib=100, check_interval=Duration(3600))
         proc, reader = _limiter(sink, cfg, memory_reader=gauge)
         await proc.start(None)
         try:
@@ -134,7 +128,7 @@ def test_stale_reading_is_refreshed_inline() -> None:
         gauge = Gauge(10 * MIB)
         sink = Sink()
         # No start(): no periodic task, so only the inline staleness check can see the reading.
-        cfg = MemoryLimiterConfig(limit_mib=100, check_interval=0.000001)  # type: ignore[arg-type]
+        cfg = MemoryLimiterConfig(limit_mib=100, check_interval=Duration(0.000001))
         proc, _ = _limiter(sink, cfg, memory_reader=gauge)
         proc.reserve(1)  # a request in flight
         gauge.value = 90 * MIB
@@ -148,7 +142,7 @@ def test_stale_reading_is_refreshed_inline() -> None:
 def test_periodic_check_runs_from_start() -> None:
     async def run() -> None:
         gauge = Gauge(10 * MIB)
-        cfg = MemoryLimiterConfig(limit_mib=100, check_interval=0.01)  # type: ignore[arg-type]
+        cfg = MemoryLimiterConfig(limit_mib=100, check_interval=Duration(0.01))
         proc, _ = _limiter(Sink(), cfg, memory_reader=gauge)
         await proc.start(None)
         try:
@@ -167,16 +161,21 @@ def test_periodic_check_runs_from_start() -> None:
 
 def test_hard_limit_forces_gc(monkeypatch: pytest.MonkeyPatch) -> None:
     collected: list[int] = []
-    monkeypatch.setattr(gc, "collect", lambda *a: collected.append(1) or 0)
+
+    def collect(*args: object) -> int:
+        collected.append(1)
+        return 0
+
+    monkeypatch.setattr(gc, "collect", collect)
     gauge = Gauge(120 * MIB)
-    proc, _ = _limiter(Sink(), MemoryLimiterConfig(limit_mib=100, check_interval=3600), memory_reader=gauge)
+    proc, _ = _limiter(Sink(), MemoryLimiterConfig(limit_mib=100, check_interval=Duration(3600)), memory_reader=gauge)
     proc.check()
     proc.check()
     assert len(collected) == 2  # min_gc_interval_when_hard_limited defaults to 0
     gauge.value = 85 * MIB  # soft-limited: at most one GC per min_gc_interval_when_soft_limited (10s)
     proc.check()
     assert len(collected) == 2
-    fresh, _ = _limiter(Sink(), MemoryLimiterConfig(limit_mib=100, check_interval=3600), memory_reader=gauge)
+    fresh, _ = _limiter(Sink(), MemoryLimiterConfig(limit_mib=100, check_interval=Duration(3600)), memory_reader=gauge)
     fresh.check()
     fresh.check()
     assert len(collected) == 3
@@ -188,7 +187,7 @@ def test_real_allocation_is_refused_and_released() -> None:
     async def run() -> None:
         gc.collect()
         base_mib = process_rss_bytes() // MIB
-        cfg = MemoryLimiterConfig(limit_mib=base_mib + 80, spike_limit_mib=16, check_interval=0.000001)
+        cfg = MemoryLimiterConfig(limit_mib=base_mib + 80, spike_limit_mib=16, check_interval=Duration(0.000001))
         sink = Sink()
         proc, _ = _limiter(sink, cfg)
         await proc.consume(Signal.TRACES, _request(1))
@@ -208,7 +207,7 @@ def test_real_allocation_is_refused_and_released() -> None:
 def test_admission_reserves_before_decoding_and_refuses_what_would_not_fit() -> None:
     async def run() -> None:
         gauge = Gauge(50 * MIB)
-        cfg = MemoryLimiterConfig(limit_mib=100, spike_limit_mib=20, check_interval=3600)  # type: ignore[arg-type]
+        cfg = MemoryLimiterConfig(limit_mib=100, spike_limit_mib=20, check_interval=Duration(3600))
         proc, _ = _limiter(Sink(), cfg, memory_reader=gauge)
         await proc.start(None)  # a running limiter is asked by admit()
         try:
@@ -235,7 +234,7 @@ def test_admission_reserves_before_decoding_and_refuses_what_would_not_fit() -> 
 def test_memory_that_a_collection_cannot_free_while_idle_is_a_floor_not_pressure() -> None:
     async def run() -> None:
         gauge = Gauge(10 * MIB)
-        cfg = MemoryLimiterConfig(limit_mib=100, spike_limit_mib=20, check_interval=0.001)  # type: ignore[arg-type]
+        cfg = MemoryLimiterConfig(limit_mib=100, spike_limit_mib=20, check_interval=Duration(0.001))
         proc, _ = _limiter(Sink(), cfg, memory_reader=gauge)
         await proc.start(None)
         try:

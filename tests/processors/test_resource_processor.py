@@ -68,8 +68,8 @@ def test_traces_metrics_logs() -> None:
     with tracer_provider.get_tracer("t").start_as_current_span("op") as span:
         span.set_attribute("host.name", "span-level-untouched")
     out = _process(Signal.TRACES, encode_spans(exporter.get_finished_spans()))
-    _check(attributes_to_dict(out.resource_spans[0].resource.attributes))  # type: ignore[union-attr]
-    assert attributes_to_dict(out.resource_spans[0].scope_spans[0].spans[0].attributes) == {  # type: ignore[union-attr]
+    _check(attributes_to_dict(out.resource_spans[0].resource.attributes))
+    assert attributes_to_dict(out.resource_spans[0].scope_spans[0].spans[0].attributes) == {
         "host.name": "span-level-untouched"
     }
 
@@ -78,14 +78,14 @@ def test_traces_metrics_logs() -> None:
     data = reader.get_metrics_data()
     assert data is not None
     out = _process(Signal.METRICS, encode_metrics(data))
-    _check(attributes_to_dict(out.resource_metrics[0].resource.attributes))  # type: ignore[union-attr]
+    _check(attributes_to_dict(out.resource_metrics[0].resource.attributes))
 
     log_exporter = InMemoryLogRecordExporter()
     logger_provider = LoggerProvider(resource=RESOURCE)
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
     logger_provider.get_logger("l").emit(severity_number=SeverityNumber.WARN, body="w")
     out = _process(Signal.LOGS, encode_logs(log_exporter.get_finished_logs()))
-    _check(attributes_to_dict(out.resource_logs[0].resource.attributes))  # type: ignore[union-attr]
+    _check(attributes_to_dict(out.resource_logs[0].resource.attributes))
 
 
 def test_factory_and_validation() -> None:

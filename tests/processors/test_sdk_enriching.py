@@ -11,14 +11,16 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, Tra
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from processors.cost import PriceTable
 from processors.redaction import REDACTED
 from processors.sdk import EnrichingSpanProcessor
+from tests.support.sdk_data import attrs_of
 
 pytestmark = pytest.mark.usefixtures("sdk_path")
 
-GENAI = {
+GENAI: dict[str, AttributeValue] = {
     "gen_ai.request.model": "gpt-4o-2024-08-06",
     "gen_ai.usage.input_tokens": 1000,
     "gen_ai.usage.output_tokens": 500,
@@ -45,22 +47,22 @@ def test_cost_is_added_to_spans_with_tokens_and_no_cost() -> None:
         pass
     spans = {s.name: s for s in exporter.get_finished_spans()}
     chat = spans["chat"]
-    assert chat.attributes["cost.usd"] == 0.0075
-    assert chat.attributes["gen_ai.usage.input_tokens"] == 1000
+    assert attrs_of(chat)["cost.usd"] == 0.0075
+    assert attrs_of(chat)["gen_ai.usage.input_tokens"] == 1000
     assert [e.name for e in chat.events] == ["done"]
     assert chat.context == span.get_span_context()
     assert chat.resource is provider.resource
     assert chat.instrumentation_scope is not None and chat.instrumentation_scope.name == "t"
     assert chat.end_time is not None and chat.start_time is not None
-    assert spans["priced"].attributes["cost.usd"] == 1.5
-    assert "cost.usd" not in spans["plain"].attributes
+    assert attrs_of(spans["priced"])["cost.usd"] == 1.5
+    assert "cost.usd" not in attrs_of(spans["plain"])
 
 
 def test_no_price_table_means_no_cost() -> None:
     provider, exporter = _provider(table=None, redact=False)
     with provider.get_tracer("t").start_as_current_span("chat", attributes=GENAI):
         pass
-    assert "cost.usd" not in exporter.get_finished_spans()[0].attributes
+    assert "cost.usd" not in attrs_of(exporter.get_finished_spans()[0])
 
 
 def test_redaction_of_span_and_event_attributes_keeps_token_counts() -> None:
@@ -71,10 +73,10 @@ def test_redaction_of_span_and_event_attributes_keeps_token_counts() -> None:
         span.add_event("exception", {"exception.message": "bad password=hunter2", "exception.type": "E"})
         span.add_event("plain", {"n": 1})
     (out,) = exporter.get_finished_spans()
-    assert out.attributes["http.request.header.authorization"] == (REDACTED,)
-    assert out.attributes["gen_ai.usage.input_tokens"] == 1000
-    assert out.attributes["gen_ai.usage.output_tokens"] == 500
-    assert out.attributes["cost.usd"] == 0.0075
+    assert attrs_of(out)["http.request.header.authorization"] == (REDACTED,)
+    assert attrs_of(out)["gen_ai.usage.input_tokens"] == 1000
+    assert attrs_of(out)["gen_ai.usage.output_tokens"] == 500
+    assert attrs_of(out)["cost.usd"] == 0.0075
     assert dict(out.events[0].attributes or {}) == {
         "exception.message": f"bad password={REDACTED}",
         "exception.type": "E",
@@ -108,8 +110,8 @@ def test_dropped_attribute_count_is_preserved() -> None:
         pass
     (out,) = exporter.get_finished_spans()
     assert out.dropped_attributes == 1
-    assert "extra" not in out.attributes
-    assert out.attributes["cost.usd"] == 0.0075
+    assert "extra" not in attrs_of(out)
+    assert attrs_of(out)["cost.usd"] == 0.0075
 
 
 class _Recorder(SpanProcessor):
@@ -184,7 +186,7 @@ def test_wrong_types_and_unknown_models_give_no_cost(caplog: pytest.LogCaptureFi
         for attrs in bad:
             with tracer.start_as_current_span("chat", attributes=dict(attrs)):  # type: ignore[arg-type]
                 pass
-    assert all("cost.usd" not in s.attributes for s in exporter.get_finished_spans())
+    assert all("cost.usd" not in attrs_of(s) for s in exporter.get_finished_spans())
     assert unknown in caplog.text
 
 

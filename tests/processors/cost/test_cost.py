@@ -24,6 +24,7 @@ from processors.cost import (
 )
 from processors.cost.rates import Tiered
 from processors.pipeline import ComponentID, CreateSettings, Request, Signal
+from tests.support.sdk_data import attrs_of, metrics_in, number_points
 
 
 def _unique_model() -> str:
@@ -294,11 +295,7 @@ def test_collector_face_counts_unpriced_spans_with_their_tokens() -> None:
     data = reader.get_metrics_data()
     assert data is not None
     points = {
-        (m.name, p.attributes.get("gen_ai.token.type")): p.value
-        for rm in data.resource_metrics
-        for sm in rm.scope_metrics
-        for m in sm.metrics
-        for p in m.data.data_points
+        (m.name, attrs_of(p).get("gen_ai.token.type")): p.value for m in metrics_in(data) for p in number_points(m)
     }
     assert points == {
         ("otelcol_processor_cost_unpriced_spans", None): 2,

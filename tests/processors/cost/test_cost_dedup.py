@@ -12,15 +12,19 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util.types import AttributeValue
 
 from processors._attributes import attributes_to_dict, set_attribute
 from processors.cost import CostConfig, default_price_table, factories
 from processors.pipeline import ComponentID, CreateSettings, Request, Signal
 from processors.sdk import EnrichingSpanProcessor
 
-CALL = {"gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-sonnet-4-20250514"}
+CALL: dict[str, AttributeValue] = {
+    "gen_ai.provider.name": "anthropic",
+    "gen_ai.request.model": "claude-sonnet-4-20250514",
+}
 # OpenLLMetry's anthropic span: input inclusive of the cache, as the semantic conventions say.
-INSTRUMENTATION = {
+INSTRUMENTATION: dict[str, AttributeValue] = {
     **CALL,
     "gen_ai.response.id": "msg_01",
     "gen_ai.usage.input_tokens": 10_000,
@@ -145,7 +149,8 @@ def test_a_framework_span_repeating_its_childs_usage_is_folded_into_the_child() 
     assert spans[child_id]["cost.usd"] == BILL
     assert "cost.usd" not in spans[parent_id] and spans[parent_id]["cost.duplicate_of"] == child_id
     # a parent whose usage differs from its child's is a call of its own
-    assert sorted(a.get("cost.usd", 0) > 0 for a in spans.values()) == [False, True, True, True]
+    costs = [a.get("cost.usd", 0.0) for a in spans.values()]
+    assert sorted(isinstance(c, float) and c > 0 for c in costs) == [False, True, True, True]
 
 
 def test_collector_face_folds_a_parent_repeating_its_childs_usage() -> None:
