@@ -7,8 +7,8 @@ A real ``python -m collector`` (otlp gRPC receiver -> memory_limiter -> batch ->
 sending queue) forwards to a peer in this process whose ``Export`` is held shut for the load phase, so everything
 the collector accepts stays in its memory. ``limit_mib`` is the collector's own idle RSS (measured in the same run,
 the baseline) plus ``--headroom`` MiB, with ``spike_limit_mib`` 20. ``--clients`` threads then send 1 MiB
-requests back to back, ignoring Retry-After (unthrottled), for ``--seconds``; RSS is sampled every 5 ms from
-``/proc/<pid>/status``.
+(``--request-kib``) requests back to back, ignoring Retry-After (unthrottled), for ``--seconds``; RSS is sampled
+every 5 ms from ``/proc/<pid>/status``.
 
 Printed: baseline, limit, peak RSS and peak/limit (the issue measured 1.7-1.85 before admission looked at a
 request's size before decoding it), how many requests were accepted and refused, then the seconds from the end of
@@ -18,6 +18,7 @@ the load (peer opened, clients stopped) until a probe request is accepted again.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from collector.exporters.exporterhelper.testing import trace_request
 
 MIB = 1 << 20
+LAST_REFUSAL = [""]
 CONFIG = """
 receivers:
   otlp:
@@ -117,8 +119,11 @@ def _send(endpoint: str, body: bytes) -> bool:
         try:
             call(body, timeout=30)
         except grpc.RpcError as exc:
-            if exc.code() is not grpc.StatusCode.UNAVAILABLE or "refused due to" not in (exc.details() or ""):
-                raise SystemExit(f"unexpected answer {exc.code()}: {exc.details()}") from None
+            if exc.code() is not grpc.StatusCode.UNAVAILABLE:
+                # Raised in a client thread would only end that thread, and the load with it: stop the run.
+                print(f"unexpected answer {exc.code()}: {exc.details()}", file=sys.stderr, flush=True)
+                os._exit(1)
+            LAST_REFUSAL[0] = exc.details() or ""
             return False
     return True
 
@@ -128,6 +133,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=48)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--headroom", type=int, default=100, help="limit_mib above the idle RSS")
+    parser.add_argument("--request-kib", type=int, default=1024, help="each request's size (max_recv_msg_size 4 MiB)")
     args = parser.parse_args()
 
     peer = Peer()
@@ -135,7 +141,8 @@ def main() -> None:
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(peer, server)
     peer_port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    body = trace_request(*(f"span-{i:05d}-" + "x" * 1000 for i in range(MIB // 1040))).SerializeToString()
+    spans = (f"span-{i:05d}-" + "x" * 1000 for i in range(args.request_kib * 1024 // 1040))
+    body = trace_request(*spans).SerializeToString()
     with tempfile.TemporaryDirectory() as tmp:
         probe, _ = _start(Path(tmp), 100_000, peer_port)  # the baseline: idle, with a limit it cannot reach
         time.sleep(2)
@@ -178,12 +185,12 @@ def main() -> None:
         proc.terminate()
         proc.wait(30)
     server.stop(0)
-    print(f"clients {args.clients}, {args.seconds:.0f} s of 1 MiB requests, unthrottled")
+    print(f"clients {args.clients}, {args.seconds:.0f} s of {len(body) / MIB:.1f} MiB requests, unthrottled")
     print(f"baseline RSS {baseline / MIB:.0f} MiB, limit_mib {limit_mib}, soft limit {limit_mib - 20} MiB")
     print(f"peak RSS {peak / MIB:.0f} MiB: peak / limit_mib = {peak / (limit_mib * MIB):.2f}")
     print(f"RSS each second under load (MiB): {timeline}")
     print(f"requests accepted {counts['accepted']}, refused {counts['refused']}")
-    print(f"accepting again {recovery:.1f} s after the load ended")
+    print(f"accepting again {recovery:.1f} s after the load ended (last refusal: {LAST_REFUSAL[0]})")
 
 
 if __name__ == "__main__":

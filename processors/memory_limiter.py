@@ -64,11 +64,13 @@ from processors.pipeline import (
 )
 
 __all__ = [
+    "MEMORY_PER_RECEIVED_BYTE",
     "MEMORY_PER_WIRE_BYTE",
     "Admission",
     "MemoryLimiterConfig",
     "MemoryLimiterProcessor",
     "admit",
+    "concurrent_calls",
     "factories",
     "process_rss_bytes",
     "total_memory_bytes",
@@ -85,6 +87,9 @@ MIB = 1 << 20
 # its protobuf size (upb, spans with string attributes); the batch processor's merge and the sending queue's bytes
 # add about as much again.
 MEMORY_PER_WIRE_BYTE = 6
+# Memory a gRPC message takes once received and before its handler can call admit(): grpc core's buffer and the
+# Python bytes handed to the handler.
+MEMORY_PER_RECEIVED_BYTE = 2
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -239,6 +244,11 @@ class MemoryLimiterProcessor(Processor):
         return self._hard, self._soft
 
     @property
+    def spike(self) -> int:
+        """The spike allowance in bytes: hard minus soft limit."""
+        return self._hard - self._soft
+
+    @property
     def usage(self) -> int:
         """The last measured memory usage in bytes."""
         return self._usage
@@ -390,6 +400,17 @@ def admit(wire_bytes: int) -> Admission:
         admission.release()
         raise
     return admission
+
+
+def concurrent_calls(max_message_bytes: int) -> int | None:
+    """How many calls a gRPC server may read messages for at once so that the messages read and not yet admitted
+    fit in the spike allowance of every running ``memory_limiter``; None when none runs. A message is whole in
+    memory before the handler can ask :func:`admit` about its size: each call reading one may hold up to
+    ``max_message_bytes`` the limiter has not seen yet."""
+    spikes = [limiter.spike for limiter in list(_LIMITERS)]
+    if not spikes:
+        return None
+    return max(1, min(spikes) // (MEMORY_PER_RECEIVED_BYTE * max_message_bytes))
 
 
 def _create(settings: CreateSettings, config: MemoryLimiterConfig, next_consumer: Consumer) -> Processor:

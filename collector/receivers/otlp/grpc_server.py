@@ -8,8 +8,8 @@ rather than grpc's generic INTERNAL for a failed deserializer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -17,11 +17,11 @@ from google.rpc import error_details_pb2, status_pb2
 
 from collector.receivers.otlp.config import GRPCConfig
 from collector.receivers.otlp.intake import Intake
-from processors.memory_limiter import admit
+from processors.memory_limiter import admit, concurrent_calls
 from processors.pdata import SIGNALS, Signal, parse_request
 from processors.pipeline import DataError, RefusedError, RetryableError
 
-__all__ = ["GRPCServer", "server_options"]
+__all__ = ["CallLimit", "GRPCServer", "server_options"]
 
 # Request metadata (headers) larger than this is refused, as confighttp.DEFAULT_MAX_REQUEST_HEADER_SIZE for HTTP.
 MAX_METADATA_SIZE = 64 * 1024
@@ -32,6 +32,7 @@ _INFINITE_MS = 2**31 - 1
 SHUTDOWN_GRACE_SECONDS = 5.0
 
 _log = logging.getLogger("otel_metrics.collector")
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
 def _retry_metadata(message: str, retry_after: float) -> tuple[tuple[str, bytes], ...]:
@@ -65,6 +66,35 @@ def _fail(
 
 def _unavailable(context: grpc.aio.ServicerContext[Any, Any], exc: RefusedError | RetryableError) -> bytes:
     return _fail(context, grpc.StatusCode.UNAVAILABLE, str(exc), _retry_metadata(str(exc), exc.retry_after or 1.0))
+
+
+async def _only_message(context: Context) -> bytes | None:
+    """The call's one request message; None if the client sent none or more than one."""
+    message = await context.read()
+    if message is grpc.aio.EOF or await context.read() is not grpc.aio.EOF:
+        return None
+    assert isinstance(message, bytes)
+    return message
+
+
+class CallLimit:
+    """At most ``running`` calls read or process a message at once (None: no bound); a call beyond that is refused
+    before its message is read, UNAVAILABLE with RetryInfo as the memory limiter refuses. Refused, not queued: a
+    queued call's client keeps sending, and its message piles up in grpc's buffers all the same. grpc's own
+    ``maximum_concurrent_rpcs`` refuses RESOURCE_EXHAUSTED without RetryInfo, which upstream exporters do not
+    retry."""
+
+    def __init__(self, running: int | None) -> None:
+        self.running = running
+        self._active = 0
+
+    async def __aenter__(self) -> None:
+        if self.running is not None and self._active >= self.running:
+            raise RefusedError(f"too many calls in flight ({self.running}, from memory_limiter's spike allowance)")
+        self._active += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._active -= 1
 
 
 def _ms(seconds: float) -> int:
@@ -104,10 +134,14 @@ class GRPCServer:
         self._intake = intake
         self._authenticate = authenticate
         self._server: grpc.aio.Server | None = None
+        self._calls = CallLimit(None)
         self.port = 0
 
-    def _handler(self, signal: Signal) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[bytes]]:
-        async def export(body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    def _handler(self, signal: Signal) -> Callable[[AsyncIterator[bytes], Context], Awaitable[bytes]]:
+        # A stream-unary method over the wire's unary call: grpc reads a unary call's message before its handler
+        # runs, a stream's only when the handler asks. So authentication and the call bound come before a byte of
+        # the body is read.
+        async def export(requests: AsyncIterator[bytes], context: Context) -> bytes:
             if self._authenticate is not None:
                 headers = {k.lower(): v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
                 try:
@@ -115,11 +149,15 @@ class GRPCServer:
                 except Exception as exc:
                     return _fail(context, grpc.StatusCode.UNAUTHENTICATED, str(exc) or "unauthenticated")
             try:
-                admission = admit(len(body))  # before decoding: memory_limiter refuses what would not fit
+                async with self._calls:
+                    body = await _only_message(context)
+                    if body is None:
+                        return _fail(context, grpc.StatusCode.INVALID_ARGUMENT, f"one {signal.value} request expected")
+                    admission = admit(len(body))  # before decoding: memory_limiter refuses what would not fit
+                    with admission:
+                        return await self._export(signal, body, context)
             except RefusedError as exc:
                 return _unavailable(context, exc)
-            with admission:
-                return await self._export(signal, body, context)
 
         return export
 
@@ -143,11 +181,21 @@ class GRPCServer:
         return data
 
     async def start(self) -> None:
-        server = grpc.aio.server(options=server_options(self._config))
+        # Calls reading or processing a message, bounded by memory_limiter's spike allowance if one runs: a message
+        # is in memory before admit() can look at its size (48 unthrottled clients held 1.35-1.54x limit_mib).
+        self._calls = CallLimit(concurrent_calls(self._config.max_recv_msg_size_mib * 1024 * 1024))
+        options = server_options(self._config)
+        if self._calls.running is not None:
+            # grpc core grows a stream's flow-control window to the link's bandwidth-delay product, on loopback the
+            # whole message, which it then receives whether or not a handler reads it: 48 clients whose calls were
+            # refused unread still held 3.1x limit_mib. Without the probe a call's unread data is its 64 KiB window
+            # (at the cost of a round trip per 64 KiB for a large message over a slow link).
+            options.append(("grpc.http2.bdp_probe", 0))
+        server = grpc.aio.server(options=options)
         for signal, spec in SIGNALS.items():
             if not self._intake.serves(signal):
                 continue
-            handler = grpc.unary_unary_rpc_method_handler(self._handler(signal))
+            handler = grpc.stream_unary_rpc_method_handler(self._handler(signal))
             generic = grpc.method_handlers_generic_handler(spec.grpc_service, {"Export": handler})
             server.add_generic_rpc_handlers((generic,))
         tls = self._config.tls

@@ -20,6 +20,8 @@ from processors import memory_limiter
 from processors.memory_limiter import MIB, process_rss_bytes
 
 WIRE = 6 * MIB  # a request's protobuf size: reserved as 36 MiB
+MAX_RECV_MIB = 7
+SPIKE_MIB = 28  # two calls at once: 28 MiB // (2 x 7 MiB), processors.memory_limiter.concurrent_calls
 
 
 def _big_request() -> Any:
@@ -50,16 +52,20 @@ def test_a_request_is_refused_from_its_size_before_it_is_decoded(
         connectors=test_components.connectors,
         extensions=test_components.extensions,
     )
-    # Soft limit: room for the collector and the first request decoded (~21 MiB); hard limit 20 MiB above it, less
-    # than two requests' reservations (72 MiB): a second request in flight cannot be admitted.
-    limit_mib = process_rss_bytes() // MIB + 60 + 20
+    body = _big_request().SerializeToString()
+    assert len(body) >= WIRE * 0.9
+    # Hard limit 68 MiB above the memory in use now, less than two requests' reservations (72 MiB): a second
+    # request cannot be admitted while the first is in flight. The soft limit (40 MiB above) admits the first.
+    limit_mib = process_rss_bytes() // MIB + 68
     collector = run_collector(
         make_config(
             exporters={"collect": {"mode": "block"}},
-            processors={"memory_limiter": {"check_interval": "100ms", "limit_mib": limit_mib, "spike_limit_mib": 20}},
+            processors={
+                "memory_limiter": {"check_interval": "100ms", "limit_mib": limit_mib, "spike_limit_mib": SPIKE_MIB}
+            },
             receiver={
                 "protocols": {
-                    "grpc": {"endpoint": "127.0.0.1:0", "max_recv_msg_size_mib": 16},
+                    "grpc": {"endpoint": "127.0.0.1:0", "max_recv_msg_size_mib": MAX_RECV_MIB},
                     "http": {"endpoint": "127.0.0.1:0"},
                 }
             },
@@ -68,8 +74,6 @@ def test_a_request_is_refused_from_its_size_before_it_is_decoded(
         components,
     )
     exporter = collector.exporter("collect", Signal.TRACES)
-    body = _big_request().SerializeToString()
-    assert len(body) >= WIRE * 0.9
     first: list[grpc.StatusCode] = []
     sender = threading.Thread(target=lambda: first.append(_export(collector.grpc_endpoint, body)))
     sender.start()
