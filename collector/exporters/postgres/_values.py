@@ -66,6 +66,19 @@ def attributes_dict(key_values: Iterable[Any]) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in key_values}
 
 
+def resource_columns(resource: Any) -> tuple[dict[str, Any], str, str, list[str]]:
+    """(attributes, ``service.name`` as text, the attributes as JSON, the repairs made): what every row of a
+    resource's items shares."""
+    repairs: list[str] = []
+    attributes = attributes_dict(resource.attributes)
+    service = attributes.get("service.name")
+    if isinstance(service, str):
+        service_name = clean_text(service, "service.name", repairs)
+    else:
+        service_name = "" if service is None else to_json(service, "service.name", [])
+    return attributes, service_name, to_json(attributes, "resource attributes", repairs), repairs
+
+
 def clean_text(text: str, field: str, repairs: list[str]) -> str:
     """``text`` without NUL characters (PostgreSQL text cannot hold them)."""
     if "\x00" in text:

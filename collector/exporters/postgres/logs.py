@@ -8,12 +8,11 @@ one row.)
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from ._values import ItemRecord, any_value, attributes_dict, clean_text, int2, int4, signed32, to_json
+from ._values import ItemRecord, any_value, attributes_dict, clean_text, int2, int4, resource_columns, signed32, to_json
 
 __all__ = ["LOG_COLUMNS", "log_records"]
 
@@ -43,15 +42,7 @@ def log_records(request: ExportLogsServiceRequest) -> list[ItemRecord]:
     out: list[ItemRecord] = []
     now_us = time.time_ns() // 1000
     for rl in request.resource_logs:
-        resource_repairs: list[str] = []
-        resource = attributes_dict(rl.resource.attributes)
-        service = resource.get("service.name")
-        service_name = (
-            clean_text(service, "service.name", resource_repairs)
-            if isinstance(service, str)
-            else ("" if service is None else json.dumps(service))
-        )
-        resource_json = to_json(resource, "resource attributes", resource_repairs)
+        _, service_name, resource_json, resource_repairs = resource_columns(rl.resource)
         resource_bytes = rl.resource.SerializeToString(deterministic=True)
         for sl in rl.scope_logs:
             scope_name = sl.scope.name or None

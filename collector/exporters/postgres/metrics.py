@@ -21,7 +21,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from ._values import ItemRecord, attributes_dict, clean_text, int2, signed32, to_json
+from ._values import ItemRecord, attributes_dict, clean_text, int2, resource_columns, signed32, to_json
 
 __all__ = ["DEFAULT_REMEMBERED_STREAMS", "POINT_COLUMNS", "UnchangedPoints", "point_records"]
 
@@ -155,15 +155,7 @@ def _exemplars(exemplars: Any, repairs: list[str]) -> str | None:
 def point_records(request: ExportMetricsServiceRequest) -> list[ItemRecord]:
     records: list[ItemRecord] = []
     for rm in request.resource_metrics:
-        resource_repairs: list[str] = []
-        resource = attributes_dict(rm.resource.attributes)
-        service = resource.get("service.name")
-        service_name = (
-            clean_text(service, "service.name", resource_repairs)
-            if isinstance(service, str)
-            else ("" if service is None else json.dumps(service))
-        )
-        resource_json = to_json(resource, "resource attributes", resource_repairs)
+        resource, service_name, resource_json, resource_repairs = resource_columns(rm.resource)
         resource_key = json.dumps(resource, sort_keys=True, default=str).encode()
         for sm in rm.scope_metrics:
             scope = (sm.scope.name or None, sm.scope.version or None)

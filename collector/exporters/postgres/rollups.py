@@ -19,7 +19,15 @@ from . import histogram
 from ._values import dumps
 from .span_columns import span_position
 
-__all__ = ["ROLLUP_COLUMNS", "ROLLUP_DIMENSIONS", "ROLLUP_TABLES", "aggregate", "compact_rollups", "insert_spans_sql"]
+__all__ = [
+    "ROLLUP_COLUMNS",
+    "ROLLUP_DIMENSIONS",
+    "ROLLUP_KEY_COLUMNS",
+    "ROLLUP_TABLES",
+    "aggregate",
+    "compact_rollups",
+    "insert_spans_sql",
+]
 
 # The dimension columns rollups can carry; unconfigured ones hold ''.
 ROLLUP_DIMENSIONS = ("tenant_id", "agent_name", "model")
@@ -112,15 +120,17 @@ _MINUTE_US = 60_000_000
 _HOUR_US = 3_600_000_000
 _INT8_MAX = 2**63 - 1
 
-# (column, staging type) of a rollup row, in ``_KEY`` + ``_VALUE_COLUMNS`` order.
-ROLLUP_COLUMNS: tuple[tuple[str, str], ...] = (
+# (column, staging type) of a rollup key, in ``_KEY`` order: also the key of span_rollups_unsampled_1h.
+ROLLUP_KEY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("bucket_start", "timestamptz"),
     ("service_name", "text"),
     ("operation", "text"),
     ("status_code", "int2"),
-    ("tenant_id", "text"),
-    ("agent_name", "text"),
-    ("model", "text"),
+    *((dimension, "text") for dimension in ROLLUP_DIMENSIONS),
+)
+# (column, staging type) of a rollup row, in ``_KEY`` + ``_VALUE_COLUMNS`` order.
+ROLLUP_COLUMNS: tuple[tuple[str, str], ...] = (
+    *ROLLUP_KEY_COLUMNS,
     ("count", "int8"),
     ("errors", "int8"),
     ("duration_sum_ms", "float8"),

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .rollups import ROLLUP_KEY_COLUMNS
 from .span_columns import span_position
 
 __all__ = [
@@ -40,13 +41,7 @@ _MAX_P = 62  # p = 63 means probability zero: nothing is sampled, so no span car
 
 # (column, staging type) of a span_rollups_unsampled_1h row.
 UNSAMPLED_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("bucket_start", "timestamptz"),
-    ("service_name", "text"),
-    ("operation", "text"),
-    ("status_code", "int2"),
-    ("tenant_id", "text"),
-    ("agent_name", "text"),
-    ("model", "text"),
+    *ROLLUP_KEY_COLUMNS,
     ("count", "float8"),
     ("errors", "float8"),
     ("input_tokens", "float8"),

@@ -19,7 +19,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from processors.pdata import read_varint
 
 from . import sampling
-from ._values import any_value, attributes_dict, clean_text, dumps, int2, int4, signed32, to_json
+from ._values import any_value, attributes_dict, clean_text, dumps, int2, int4, resource_columns, signed32, to_json
 from .span_columns import (
     ATTRIBUTE_COLUMNS,
     EVENT_COLUMNS,
@@ -227,15 +227,7 @@ def span_records(request: ExportTraceServiceRequest, wire: bytes | None = None) 
     # of a repeated message field, even an empty one).
     shadow_resources = shadow.resource_spans if shadow is not None else None
     for r, resource_spans in enumerate(request.resource_spans):
-        resource_repairs: list[str] = []
-        resource = attributes_dict(resource_spans.resource.attributes)
-        service = resource.get("service.name")
-        service_name = (
-            clean_text(service, "service.name", resource_repairs)
-            if isinstance(service, str)
-            else ("" if service is None else _text(service))
-        )
-        resource_json = to_json(resource, "resource attributes", resource_repairs)
+        _, service_name, resource_json, resource_repairs = resource_columns(resource_spans.resource)
         shadow_scopes = shadow_resources[r].scope_spans if shadow_resources is not None else None
         for s, scope_spans in enumerate(resource_spans.scope_spans):
             scope = scope_spans.scope
