@@ -77,9 +77,10 @@ def estimated_costs(
         parts = [_ROLLUP_PART.format(keys=select, table=p.ident, where=p.where) for p in src.parts]
         where, unsampled_params = _unsampled_where(src, filters)
         parts.append(_UNSAMPLED_PART.format(keys=select, table=sql.Identifier(UNSAMPLED_TABLE), where=where))
-        query = sql.SQL("SELECT {aliases}, {agg} FROM ({rows}) AS r GROUP BY {group} ORDER BY {order}").format(
-            aliases=aliases, agg=_ROLLUP_AGG, rows=sql.SQL(" UNION ALL ").join(parts), group=group, order=order
-        )
+        # A key whose rows sum to no span (counts moved to another key: exporters/postgres/owners.py) is no key.
+        query = sql.SQL(
+            "SELECT {aliases}, {agg} FROM ({rows}) AS r GROUP BY {group} HAVING sum(n) <> 0 ORDER BY {order}"
+        ).format(aliases=aliases, agg=_ROLLUP_AGG, rows=sql.SQL(" UNION ALL ").join(parts), group=group, order=order)
         params = [*(v for p in src.parts for v in p.params), *unsampled_params, *page_params]
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(sql.Composed([query, page]), params)

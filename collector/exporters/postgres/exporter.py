@@ -25,6 +25,7 @@ from . import _worker
 from .config import PostgresExporterConfig, parse_span
 from .database import Database, open_database
 from .metrics import UnchangedPoints
+from .owners import backfill_owners
 from .retention import apply_retention
 from .rollups import compact_rollups
 from .schema import migrate
@@ -245,7 +246,11 @@ class PostgresExporter(Exporter):
     def _compact_once(self, since: datetime) -> bool:
         assert self._database is not None
         with self._database.connect(autocommit=True, connect_timeout=5) as conn:
-            result = compact_rollups(conn, since)
+            # Spans stored before their trace's owner get it now; their rollup counts move (owners.py).
+            adopted, changed = backfill_owners(conn, datetime.now(UTC), tuple(self.config.rollup_dimensions))
+            if adopted:
+                self._log.debug("postgres: %d priced spans took their trace's owner", adopted)
+            result = compact_rollups(conn, since if changed is None else min(since, changed))
         if result is not None and result.removed_rows:
             self._log.debug(
                 "postgres: merged %d rollup rows into %d since %s", result.removed_rows, result.merged_keys, since

@@ -26,16 +26,16 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.types.string import BytesBinaryDumper
 
 from processors.pipeline import Request, RetryableError, Signal, parse_request
 
 from . import calls as _calls
 from . import logs as _logs
 from . import metrics as _metrics
+from . import owners as _owners
 from . import sampling as _sampling
 from . import traces as _traces
-from ._dumpers import CostUnits, CostUnitsDumper, EpochMicros, JsonbTextDumper, JsonText, TimestamptzMicrosDumper
+from ._dumpers import register_dumpers
 from .config import DEFAULT_ALLOWED_CLOCK_SKEW, RetentionConfig
 from .rollups import ROLLUP_COLUMNS, aggregate, insert_spans_sql
 from .span_columns import span_position
@@ -209,12 +209,7 @@ class PostgresWriter:
             application_name=self.settings.application_name,
         )
         try:
-            conn.adapters.register_dumper(EpochMicros, TimestamptzMicrosDumper)
-            conn.adapters.register_dumper(JsonText, JsonbTextDumper)
-            conn.adapters.register_dumper(CostUnits, CostUnitsDumper)
-            # COPY picks dumpers by column type; for bytea the last one registered is psycopg.dbapi20's, written in
-            # Python for its ``Binary`` wrapper: put back the (C, when available) bytes dumper, 3 calls per span.
-            conn.adapters.register_dumper(bytes, BytesBinaryDumper)
+            register_dumpers(conn)
             conn.execute(f"SET statement_timeout = {int(self.settings.statement_timeout * 1000)}")
             conn.execute("SET TIME ZONE 'UTC'")
             for table in _STAGED:
@@ -345,6 +340,7 @@ class PostgresWriter:
         if not records:
             return result
         _sampling.inherit_weights(records)
+        _owners.inherit_owners(conn, records)
         tables = PARTITIONED_TABLES[Signal.TRACES]
         self.ensure_partitions(conn, tables, {r.row[_START] for r in records}, MAX_NEW_PARTITION_RANGES)
         for attempt in (0, 1):

@@ -1,0 +1,115 @@
+"""Every cost has an owner: a priced span of a service that never saw the request's tenant (a tools service, a Node
+or Go service in the same trace) takes its trace's tenant, user, feature and correlation id in the sink, whether the
+trace's owner was stored before it (at write time) or after it (the backfill the sink runs before compacting), and
+the rollups follow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from opentelemetry import trace
+
+from collector.analytics.queries import Analytics
+from collector.analytics.window import TimeWindow
+from collector.exporters.postgres.owners import backfill_owners
+from collector.exporters.postgres.rollups import compact_rollups
+from collector.exporters.postgres.writer import PostgresWriter
+from processors.pipeline import Signal
+from tests.support.sink_otlp import make_spans, traces_request
+
+DIMENSIONS = ("tenant_id", "agent_name", "model")
+OWNER = {"tenant.id": "acme", "user.id": "u-7", "feature.name": "search", "correlation.id": "req-1"}
+COST = 0.0125
+
+
+def _request() -> tuple[Any, Any]:
+    """One request: the agent service's server span (with the owner) and, in the same trace, the tools service's
+    priced call (without): returned as two OTLP requests, one per service."""
+    holder: dict[str, Any] = {}
+
+    def agent(tracer: Any) -> None:
+        with tracer.start_as_current_span("POST /v1/query", kind=trace.SpanKind.SERVER, attributes=OWNER) as root:
+            holder["context"] = root.get_span_context()
+
+    def tools(tracer: Any) -> None:
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(holder["context"]))
+        attributes = {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 500, "cost.usd": COST}
+        tracer.start_span("chat gpt-4o", context=parent, kind=trace.SpanKind.CLIENT, attributes=attributes).end()
+
+    agent_request = traces_request(make_spans(agent, service="agent-service"))
+    return agent_request, traces_request(make_spans(tools, service="tools-service"))
+
+
+def _write(dsn: str, request: Any) -> None:
+    writer = PostgresWriter(dsn)
+    try:
+        writer.write(Signal.TRACES, request)
+    finally:
+        writer.close()
+
+
+def _by_tenant(dsn: str, hours: float) -> dict[str, tuple[int, float]]:
+    now = datetime.now(UTC)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = Analytics(conn).costs(TimeWindow(now - timedelta(hours=hours), now + timedelta(minutes=5)), by="tenant")
+    return {r.key: (r.calls, r.cost_usd) for r in rows}
+
+
+def _tools_span(dsn: str) -> tuple[Any, ...]:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT tenant_id, user_id, feature, correlation_id FROM spans WHERE service_name = 'tools-service'"
+        ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_owner_stored_first_is_taken_at_write_time(pg_dsn: str) -> None:
+    agent, tools = _request()
+    _write(pg_dsn, agent)
+    _write(pg_dsn, tools)  # another batch, another writer: found among the stored spans
+    assert _tools_span(pg_dsn) == ("acme", "u-7", "search", "req-1")
+    for hours in (1, 48):  # raw spans, then rollups
+        assert _by_tenant(pg_dsn, hours) == {"acme": (2, pytest.approx(COST))}
+
+
+def test_owner_stored_after_is_given_by_the_backfill_and_rollups_move(pg_dsn: str) -> None:
+    agent, tools = _request()
+    _write(pg_dsn, tools)
+    assert _by_tenant(pg_dsn, 1) == {"(none)": (1, pytest.approx(COST))}
+    _write(pg_dsn, agent)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        adopted, changed = backfill_owners(conn, datetime.now(UTC), DIMENSIONS)
+        assert adopted == 1 and changed is not None
+        assert backfill_owners(conn, datetime.now(UTC), DIMENSIONS) == (0, None)  # nothing left to give
+    assert _tools_span(pg_dsn) == ("acme", "u-7", "search", "req-1")
+    assert _by_tenant(pg_dsn, 1) == {"acme": (2, pytest.approx(COST))}
+    assert _by_tenant(pg_dsn, 48) == {"acme": (2, pytest.approx(COST))}  # the rollups moved too
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        compact_rollups(conn, changed)
+        totals = conn.execute(
+            "SELECT tenant_id, sum(count), sum(cost_usd), otel_hist_sum(latency_hist) FROM span_rollups_1h GROUP BY 1"
+            " ORDER BY 1"
+        ).fetchall()
+    assert _by_tenant(pg_dsn, 48) == {"acme": (2, pytest.approx(COST))}
+    (none, acme) = totals
+    assert none[0] == "" and none[1] == 0 and none[2] == 0 and all(n == 0 for n in none[3].values())
+    assert acme[0] == "acme" and acme[1] == 2 and acme[2] == Decimal(repr(COST))
+
+
+def test_a_span_of_another_trace_takes_the_owner_of_its_correlation_id(pg_dsn: str) -> None:
+    agent, _ = _request()
+
+    def worker(tracer: Any) -> None:  # a queue consumer: a new trace, the correlation id carried in the message
+        attributes = {"correlation.id": "req-1", "gen_ai.request.model": "gpt-4o", "cost.usd": COST}
+        tracer.start_span("chat gpt-4o", attributes=attributes).end()
+
+    _write(pg_dsn, agent)
+    _write(pg_dsn, traces_request(make_spans(worker, service="worker")))
+    with psycopg.connect(pg_dsn) as conn:
+        row = conn.execute("SELECT tenant_id, user_id, feature FROM spans WHERE service_name = 'worker'").fetchone()
+    assert row == ("acme", "u-7", "search")
