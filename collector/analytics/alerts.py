@@ -23,7 +23,7 @@ from psycopg.rows import dict_row
 from . import statistics as stats
 from .budgets import BudgetStore
 from .config import AlertRuleConfig, WebhookConfig
-from .models import Alert, to_jsonable
+from .models import Alert, OperationPerformance, to_jsonable
 from .queries import Analytics
 from .window import Filters, TimeWindow
 
@@ -61,6 +61,14 @@ def _scope(service: str, operation: str | None) -> str:
     return f"service={service}" if operation in (None, "*") else f"service={service},operation={operation}"
 
 
+def _operation_firing(
+    rule: AlertRuleConfig, perf: OperationPerformance, value: float, threshold: float, detail: str
+) -> Firing:
+    """``rule`` firing for one service (or operation) of ``performance``; the message is its scope, then ``detail``."""
+    scope = _scope(perf.service, perf.operation)
+    return Firing(rule.name, rule.severity, scope, rule.metric, value, threshold, f"{scope}: {detail}")
+
+
 def _evaluate_rule(analytics: Analytics, rule: AlertRuleConfig, now: datetime) -> list[Firing]:
     window = TimeWindow(now - timedelta(seconds=rule.window), now)
     filters = Filters(service=rule.service, operation=rule.operation)
@@ -93,19 +101,8 @@ def _evaluate_rule(analytics: Analytics, rule: AlertRuleConfig, now: datetime) -
         assert rule.threshold is not None  # validated
         if value is None or value <= rule.threshold:
             continue
-        scope = _scope(perf.service, perf.operation)
-        out.append(
-            Firing(
-                rule.name,
-                rule.severity,
-                scope,
-                rule.metric,
-                value,
-                rule.threshold,
-                f"{scope}: {rule.metric} {value:.4g} > {rule.threshold:.4g} over the last {rule.window:g}s "
-                f"({perf.calls} calls)",
-            )
-        )
+        detail = f"{rule.metric} {value:.4g} > {rule.threshold:.4g} over the last {rule.window:g}s ({perf.calls} calls)"
+        out.append(_operation_firing(rule, perf, value, rule.threshold, detail))
     return out
 
 
@@ -128,19 +125,11 @@ def _anomalies(
         z = (perf.avg_ms - mean) / std
         if z < rule.z_threshold:
             continue
-        scope = _scope(perf.service, perf.operation)
-        out.append(
-            Firing(
-                rule.name,
-                rule.severity,
-                scope,
-                rule.metric,
-                perf.avg_ms,
-                mean + rule.z_threshold * std,
-                f"{scope}: avg {perf.avg_ms:.1f} ms is {z:.1f} standard deviations above the baseline "
-                f"{mean:.1f} ms (std {std:.1f} ms, {len(points)} hours)",
-            )
+        detail = (
+            f"avg {perf.avg_ms:.1f} ms is {z:.1f} standard deviations above the baseline {mean:.1f} ms "
+            f"(std {std:.1f} ms, {len(points)} hours)"
         )
+        out.append(_operation_firing(rule, perf, perf.avg_ms, mean + rule.z_threshold * std, detail))
     return out
 
 

@@ -7,6 +7,7 @@ and JSON alike; ``collector.analytics.openapi`` derives the API's schemas from t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -123,6 +124,23 @@ class PercentileSummary:
     p95: float | None
     p99: float | None
     exact: bool
+
+    @classmethod
+    def of(
+        cls,
+        field: str,
+        count: int,
+        pct: Sequence[float | None],
+        *,
+        mean: float | None,
+        std: float | None,
+        min: float | None,
+        max: float | None,
+        exact: bool,
+    ) -> PercentileSummary:
+        """From the quantiles 0.5, 0.75, 0.9, 0.95 and 0.99, in that order (the median is the first)."""
+        p50, p75, p90, p95, p99 = pct
+        return cls(field, count, mean, p50, std, min, max, p50, p75, p90, p95, p99, exact)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 DEFAULT_Z_THRESHOLD = 3.0
+_NO_QUANTILES: tuple[None, ...] = (None,) * 5
 
 PERCENTILE_FIELDS = ("duration", "cost", "tokens", "quality")
 # The hot columns of raw spans an export carries, in order.
@@ -322,47 +323,31 @@ class Analytics(CostQueries, SeriesQueries):
             " FROM (SELECT {expr} AS v FROM spans WHERE {where}) AS x WHERE v IS NOT NULL"
         ).format(expr=expr, where=src.where)
         r = self._rows(q, [*extra, *src.params])[0]
-        pct = r["pct"] or [None] * 5
-        return PercentileSummary(
-            field=field,
-            count=int(r["n"]),
+        return PercentileSummary.of(
+            field,
+            int(r["n"]),
+            r["pct"] or _NO_QUANTILES,
             mean=r["mean"],
-            median=pct[0],
             std=r["std"],
             min=r["min"],
             max=r["max"],
-            p50=pct[0],
-            p75=pct[1],
-            p90=pct[2],
-            p95=pct[3],
-            p99=pct[4],
             exact=True,
         )
 
     def _duration_percentiles_from_rollups(self, src: Source) -> PercentileSummary:
         rows = self._aggregate(src, [("all", "'all'")], latency=True, quantiles=(0.5, 0.75, 0.9, 0.95, 0.99))
         if not rows or not rows[0]["calls"]:
-            return PercentileSummary("duration", 0, None, None, None, None, None, None, None, None, None, None, False)
+            return PercentileSummary.of(
+                "duration", 0, _NO_QUANTILES, mean=None, std=None, min=None, max=None, exact=False
+            )
         r = rows[0]
         n = int(r["calls"])
         pct = r["pct"]
         # From bucket representative values: the spread is known to the histogram's resolution (< 1 %).
         m = r["vsum"] / n
         std = math.sqrt(max(r["vsq"] / n - m * m, 0.0))
-        return PercentileSummary(
-            field="duration",
-            count=n,
-            mean=r["dsum"] / n,
-            median=pct[0],
-            std=std,
-            min=r["dmin"],
-            max=r["dmax"],
-            p50=pct[0],
-            p75=pct[1],
-            p90=pct[2],
-            p95=pct[3],
-            p99=pct[4],
-            exact=False,
+        return PercentileSummary.of(
+            "duration", n, pct, mean=r["dsum"] / n, std=std, min=r["dmin"], max=r["dmax"], exact=False
         )
 
     # -- trends --------------------------------------------------------------------------------------------

@@ -424,19 +424,21 @@ def parse_span_id(text: str) -> bytes:
     return bytes.fromhex(value)
 
 
+def _detail_rows(conn: psycopg.Connection[Any], condition: str, params: list[Any]) -> list[dict[str, Any]]:
+    """The columns and details of the spans ``condition`` (what follows WHERE) selects."""
+    query = sql.SQL("SELECT {}{} FROM spans WHERE ").format(_SPAN_COLUMNS, _DETAILS) + sql.SQL(condition)
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
 def read_span(conn: psycopg.Connection[Any], trace_id: str, span_id: str) -> SpanView | None:
     """One span with its attributes, resource, events, exceptions and links (offsets from the span's start)."""
     tid, sid = parse_trace_id(trace_id), parse_span_id(span_id)
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            sql.SQL("SELECT {}{} FROM spans WHERE trace_id = %s AND span_id = %s LIMIT 1").format(
-                _SPAN_COLUMNS, _DETAILS
-            ),
-            [tid, sid],
-        )
-        row = cur.fetchone()
-    if row is None:
+    rows = _detail_rows(conn, "trace_id = %s AND span_id = %s LIMIT 1", [tid, sid])
+    if not rows:
         return None
+    row = rows[0]
     events, links = _events(conn, tid, sid), _links(conn, tid, sid)
     return _span_view(0, row, row["start_time"], events.get(sid, []), links.get(sid, []))
 
@@ -467,14 +469,7 @@ def read_trace(conn: psycopg.Connection[Any], trace_id: str) -> TraceDetail | No
     if not found:
         return None
     summary = _summary(found[0])
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            sql.SQL("SELECT {}{} FROM spans WHERE trace_id = %s ORDER BY start_time, span_id LIMIT %s").format(
-                _SPAN_COLUMNS, _DETAILS
-            ),
-            [tid, MAX_TRACE_SPANS],
-        )
-        rows = cur.fetchall()
+    rows = _detail_rows(conn, "trace_id = %s ORDER BY start_time, span_id LIMIT %s", [tid, MAX_TRACE_SPANS])
     events, links = _events(conn, tid), _links(conn, tid)
     spans = [
         _span_view(depth, r, summary.start_time, events.get(r["span_id"], []), links.get(r["span_id"], []))
