@@ -16,7 +16,7 @@ import typer
 from collector.cli import app
 from collector.exporters.postgres.config import PostgresExporterConfig
 from collector.exporters.postgres.database import exporter_config_from_file, open_database
-from collector.exporters.postgres.retention import apply_retention
+from collector.exporters.postgres.retention import ahead_seconds, apply_retention
 from collector.exporters.postgres.schema import migrate, status
 
 db_app = typer.Typer(
@@ -106,11 +106,12 @@ def status_command(config: Path = _CONFIG, exporter: str | None = _EXPORTER, dsn
 
 @db_app.command("retention")
 def retention_command(config: Path = _CONFIG, exporter: str | None = _EXPORTER, dsn: str | None = _DSN) -> None:
-    """Apply the config's retention now: drop expired partitions, delete expired rollups."""
+    """Apply the config's retention now: drop expired partitions and those further ahead than the sink writes,
+    delete expired rollups."""
     cfg, database = _open(config, exporter, dsn)
     try:
         with database.connect(autocommit=True) as conn:
-            result = apply_retention(conn, cfg.retention)
+            result = apply_retention(conn, cfg.retention, ahead=ahead_seconds(cfg))
     finally:
         database.close()
     for name in result.dropped_partitions:

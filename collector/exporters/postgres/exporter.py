@@ -26,7 +26,7 @@ from .config import PostgresExporterConfig, parse_span
 from .database import Database, open_database
 from .metrics import UnchangedPoints
 from .owners import backfill_owners
-from .retention import apply_retention
+from .retention import ahead_seconds, apply_retention
 from .rollups import compact_rollups
 from .schema import migrate
 from .writer import PostgresWriter, WriteResult, WriterSettings
@@ -260,7 +260,7 @@ class PostgresExporter(Exporter):
     def _retention_once(self) -> None:
         assert self._database is not None
         with self._database.connect(autocommit=True) as conn:
-            result = apply_retention(conn, self.config.retention)
+            result = apply_retention(conn, self.config.retention, ahead=ahead_seconds(self.config))
         if result.dropped_partitions:
             self._log.info("postgres: retention dropped %s", ", ".join(result.dropped_partitions))
 

@@ -162,3 +162,39 @@ def test_allowed_clock_skew_and_retention_reach_the_writer(skew: float) -> None:
     settings = writer_settings(config)
     assert settings.allowed_clock_skew == skew
     assert settings.retention == {"traces": 30 * 86400.0, "metrics": 30 * 86400.0, "logs": 2 * 86400.0}
+
+
+def test_retention_drops_partitions_outside_the_window_made_before_the_door_checked(
+    pg_dsn: str, pg_conn: psycopg.Connection
+) -> None:
+    """Partitions an older version (no check at the door) or a larger skew made, for a span dated 2554, 200 days
+    ahead or 1970, are dropped by retention with their rows and rollups; today's and the premade ones stay."""
+    from collector.exporters.postgres.config import RetentionConfig
+    from collector.exporters.postgres.retention import ahead_seconds, apply_retention
+
+    forever = 600 * 365 * 86400.0
+    lax = PostgresWriter(pg_dsn, WriterSettings(retention={}, allowed_clock_skew=forever))
+    for start in (now_ns(), now_ns() + 200 * DAY_NS, YEAR_2554_NS - 10**6, 10**9):
+        assert lax.write(Signal.TRACES, spans_at([start])).inserted == 1
+    made = {r[0] for r in pg_conn.execute("SELECT partition FROM otel_partitions WHERE parent = 'spans'")}
+    assert {"spans_p25540721", "spans_p19700101"} <= made
+    ahead_rollups = "SELECT count(*) FROM span_rollups_1h WHERE bucket_start > now() + interval '1 day'"
+    assert pg_conn.execute(ahead_rollups).fetchone() != (0,)
+    today = datetime.now(UTC)
+    premade = {f"spans_p{today + timedelta(days=d):%Y%m%d}" for d in range(4)}
+    assert premade <= made
+
+    config = PostgresExporterConfig()
+    result = apply_retention(pg_conn, RetentionConfig(), ahead=ahead_seconds(config))
+    assert ahead_seconds(config) == 4 * 86400.0  # today and 3 premade days; more than the hour of skew
+    far = today + timedelta(days=200)
+    dropped = set(result.dropped_partitions)
+    assert {"spans_p25540721", "spans_p19700101", f"spans_p{far:%Y%m%d}", f"span_events_p{far:%Y%m%d}"} <= dropped
+    left = {r[0] for r in pg_conn.execute("SELECT partition FROM otel_partitions WHERE parent = 'spans'")}
+    assert left == premade
+    assert pg_conn.execute("SELECT count(*) FROM spans").fetchone() == (1,)
+    assert pg_conn.execute(
+        "SELECT count(*) FROM span_rollups_1h WHERE bucket_start > now() + interval '4 days'"
+        " OR bucket_start < now() - interval '40 days'"
+    ).fetchone() == (0,)
+    assert pg_conn.execute("SELECT to_regclass('spans_p25540721')").fetchone() == (None,)
