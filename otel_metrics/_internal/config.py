@@ -504,7 +504,9 @@ def _setup_logs(telemetry: Telemetry, protocol: str, endpoint: str | None, heade
         set_logger_provider(provider)
         GLOBALS.logger_provider_set = True
     with warnings.catch_warnings():
-        # Deprecated in favour of opentelemetry-instrumentation-logging, which is not a dependency of ours.
+        # Deprecated in favour of opentelemetry-instrumentation-logging's handler. That package is not a dependency
+        # of ours on purpose: it registers an instrumentor that opentelemetry-instrument loads in every app, which
+        # installs a second handler on the root logger (each record exported twice beside this one).
         warnings.simplefilter("ignore", DeprecationWarning)
         handler = LoggingHandler(level=logging.NOTSET, logger_provider=provider)
     handler.addFilter(CorrelationFilter())
