@@ -43,33 +43,34 @@ async def _gather(consumers: Sequence[Consumer], signal: Signal, requests: Seque
         raise combine_errors(errors)
 
 
-class ExportersFanOut:
+class _FanOut:
+    """Every consumer gets the request (or what ``_messages`` makes of it for each), concurrently."""
+
+    def __init__(self, consumers: Sequence[Consumer]) -> None:
+        self.consumers = list(consumers)
+
+    async def consume(self, signal: Signal, request: Request) -> None:
+        if len(self.consumers) == 1:
+            await self.consumers[0].consume(signal, request)
+            return
+        await _gather(self.consumers, signal, self._messages(request))
+
+    def _messages(self, request: Request) -> list[Request]:
+        return [request] * len(self.consumers)
+
+
+class ExportersFanOut(_FanOut):
     """The end of a pipeline: every exporter gets the same, read-only message, concurrently."""
 
-    def __init__(self, consumers: Sequence[Consumer]) -> None:
-        self.consumers = list(consumers)
 
-    async def consume(self, signal: Signal, request: Request) -> None:
-        if len(self.consumers) == 1:
-            await self.consumers[0].consume(signal, request)
-            return
-        await _gather(self.consumers, signal, [request] * len(self.consumers))
-
-
-class PipelinesFanOut:
+class PipelinesFanOut(_FanOut):
     """A receiver (or connector) feeding several pipelines of one signal; each gets its own message."""
 
-    def __init__(self, consumers: Sequence[Consumer]) -> None:
-        self.consumers = list(consumers)
-
-    async def consume(self, signal: Signal, request: Request) -> None:
-        if len(self.consumers) == 1:
-            await self.consumers[0].consume(signal, request)
-            return
+    def _messages(self, request: Request) -> list[Request]:
         copies: list[Request] = []
         for _ in self.consumers[1:]:
             clone = type(request)()
             clone.CopyFrom(request)
             copies.append(clone)
         copies.append(request)
-        await _gather(self.consumers, signal, copies)
+        return copies
