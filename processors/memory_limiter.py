@@ -61,6 +61,7 @@ from processors.pipeline import (
     Request,
     Signal,
     item_count,
+    item_counters,
 )
 
 __all__ = [
@@ -215,28 +216,18 @@ class MemoryLimiterProcessor(Processor):
         self._floor = 0  # RSS after the last collection with nothing in flight
         self._attrs = {"processor": str(settings.id)}
         meter = settings.meter
-        self._refused = {
-            s: meter.create_counter(
-                f"otelcol_processor_refused_{s.item_name}",
-                unit=f"{{{s.item_name}}}",
-                description=f"Number of {s.item_name} refused by the memory limiter",
-            )
-            for s in Signal
-        }
+        self._refused = item_counters(
+            meter, "otelcol_processor_refused_{items}", "Number of {items} refused by the memory limiter"
+        )
         # Refused at admission, before decoding: how many items is not known yet.
         self._refused_requests = meter.create_counter(
             "otelcol_processor_refused_requests",
             unit="{request}",
             description="Number of requests refused by the memory limiter before they were decoded",
         )
-        self._accepted = {
-            s: meter.create_counter(
-                f"otelcol_processor_accepted_{s.item_name}",
-                unit=f"{{{s.item_name}}}",
-                description=f"Number of {s.item_name} passed on by the memory limiter",
-            )
-            for s in Signal
-        }
+        self._accepted = item_counters(
+            meter, "otelcol_processor_accepted_{items}", "Number of {items} passed on by the memory limiter"
+        )
 
     @property
     def limits(self) -> tuple[int, int]:

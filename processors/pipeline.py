@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, NewType, Protocol, TypeVar
 
-from opentelemetry.metrics import Meter, NoOpMeter
+from opentelemetry.metrics import Counter, Meter, NoOpMeter
 
 from processors.pdata import Request, Signal, item_count, new_request, parse_request
 
@@ -54,6 +54,7 @@ __all__ = [
     "RetryableError",
     "Signal",
     "item_count",
+    "item_counters",
     "new_request",
     "parse_request",
     "received_as",
@@ -133,6 +134,17 @@ class Consumer(Protocol):
     async def consume(self, signal: Signal, request: Request) -> None:
         """Return when downstream has accepted ``request``; raise RefusedError/DataError otherwise."""
         ...
+
+
+def item_counters(meter: Meter, name: str, description: str) -> dict[Signal, Counter]:
+    """One counter of items per signal, as the Collector's own metrics count them: ``{items}`` in ``name`` and
+    ``description`` is the signal's item name (spans, metric_points, log_records), which is also the unit."""
+    return {
+        s: meter.create_counter(
+            name.format(items=s.item_name), unit=f"{{{s.item_name}}}", description=description.format(items=s.item_name)
+        )
+        for s in Signal
+    }
 
 
 @dataclass

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from opentelemetry.metrics import CallbackOptions, Counter, Observation
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from collector.component import (
     ComponentID,
@@ -28,7 +28,7 @@ from collector.component import (
     item_count,
 )
 from collector.extensions.file_storage import FileStorageExtension, QueueStoreError
-from processors.pipeline import new_request
+from processors.pipeline import item_counters, new_request
 
 from .backoff import ExponentialBackoff
 from .config import BatchConfig, QueueConfig, RetryConfig
@@ -101,26 +101,19 @@ class QueuedExporter(Exporter):
         self.last_error: str | None = None
         self._attrs = {"exporter": str(settings.id)}
         meter = settings.meter
-        self._sent: dict[Signal, Counter] = {}
-        self._send_failed: dict[Signal, Counter] = {}
-        self._enqueue_failed: dict[Signal, Counter] = {}
-        for signal in Signal:
-            item = signal.item_name
-            self._sent[signal] = meter.create_counter(
-                f"otelcol_exporter_sent_{item}",
-                unit="{" + item + "}",
-                description=f"Number of {item} successfully sent to destination.",
-            )
-            self._send_failed[signal] = meter.create_counter(
-                f"otelcol_exporter_send_failed_{item}",
-                unit="{" + item + "}",
-                description=f"Number of {item} in failed attempts to send to destination.",
-            )
-            self._enqueue_failed[signal] = meter.create_counter(
-                f"otelcol_exporter_enqueue_failed_{item}",
-                unit="{" + item + "}",
-                description=f"Number of {item} failed to be added to the sending queue.",
-            )
+        self._sent = item_counters(
+            meter, "otelcol_exporter_sent_{items}", "Number of {items} successfully sent to destination."
+        )
+        self._send_failed = item_counters(
+            meter,
+            "otelcol_exporter_send_failed_{items}",
+            "Number of {items} in failed attempts to send to destination.",
+        )
+        self._enqueue_failed = item_counters(
+            meter,
+            "otelcol_exporter_enqueue_failed_{items}",
+            "Number of {items} failed to be added to the sending queue.",
+        )
         if queue.enabled:
             meter.create_observable_gauge(
                 "otelcol_exporter_queue_size",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from processors.pdata import Response, drop_bad_ids, item_count, new_response
-from processors.pipeline import Consumer, CreateSettings, DataError, Request, Signal, received_as
+from processors.pipeline import Consumer, CreateSettings, DataError, Request, Signal, item_counters, received_as
 
 __all__ = ["Intake"]
 
@@ -24,23 +24,16 @@ class Intake:
     def __init__(self, settings: CreateSettings, consumers: Mapping[Signal, Consumer]) -> None:
         self.settings = settings
         self.consumers = dict(consumers)
-        meter = settings.meter
-        self._accepted = {
-            s: meter.create_counter(
-                f"otelcol_receiver_accepted_{s.item_name}",
-                unit=f"{{{s.item_name}}}",
-                description=f"Number of {s.item_name} successfully pushed into the pipeline.",
-            )
-            for s in Signal
-        }
-        self._refused = {
-            s: meter.create_counter(
-                f"otelcol_receiver_refused_{s.item_name}",
-                unit=f"{{{s.item_name}}}",
-                description=f"Number of {s.item_name} that could not be pushed into the pipeline.",
-            )
-            for s in Signal
-        }
+        self._accepted = item_counters(
+            settings.meter,
+            "otelcol_receiver_accepted_{items}",
+            "Number of {items} successfully pushed into the pipeline.",
+        )
+        self._refused = item_counters(
+            settings.meter,
+            "otelcol_receiver_refused_{items}",
+            "Number of {items} that could not be pushed into the pipeline.",
+        )
 
     def serves(self, signal: Signal) -> bool:
         return signal in self.consumers
