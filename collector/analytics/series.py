@@ -16,7 +16,7 @@ from psycopg import sql
 
 from . import _histogram
 from ._aggregate import QueryBase
-from ._sql import FILTER_COLUMNS, ROLLUP_TABLE, Part, Source, granularity_literal
+from ._sql import ROLLUP_TABLE, Part, Source, _where, granularity_literal
 from .window import Filters, TimeWindow
 
 __all__ = ["SERIES_KEYS", "Axis", "KeyedRows", "SeriesQueries"]
@@ -73,15 +73,6 @@ class KeyedRows:
 
 def granularity_for(window: TimeWindow) -> str:
     return "hour" if window.duration <= HOURLY_UP_TO else "day"
-
-
-def _where(window: TimeWindow, filters: Filters, time_column: str) -> tuple[sql.Composable, list[Any]]:
-    parts: list[sql.Composable] = [sql.SQL("{0} >= %s AND {0} < %s").format(sql.Identifier(time_column))]
-    params: list[Any] = [window.start, window.end]
-    for name, value in filters.items():
-        parts.append(sql.SQL("{} = %s").format(sql.Identifier(FILTER_COLUMNS[name])))
-        params.append(value)
-    return sql.SQL(" AND ").join(parts), params
 
 
 def _totals(rows: list[dict[str, Any]], slow_ms: float, very_slow_ms: float) -> list[dict[str, Any]]:
