@@ -83,7 +83,7 @@ def _totals(rows: list[dict[str, Any]], slow_ms: float, very_slow_ms: float) -> 
     out = []
     for key, group in per_key.items():
         total: dict[str, Any] = {"key": key, **{f: sum(r[f] or 0 for r in group) for f in _SUMMED}}
-        hk, hn = _histogram.merge([r["hist"] for r in group if r.get("hist") and r["hist"][0]] or [([], [])])
+        hk, hn = _histogram.merge([r["hist"] for r in group if r.get("hist")])
         total["pct"] = _histogram.summarize(hk, hn, _QUANTILES, slow_ms, very_slow_ms).pct
         out.append(total)
     return out
