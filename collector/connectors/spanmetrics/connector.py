@@ -42,6 +42,13 @@ _DELTA = metrics_pb2.AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 
 Key = tuple[object, ...]
 
+# Series of one metric over every resource, whatever aggregation_cardinality_limit allows per resource (it is
+# upstream's, per resource, and resource_metrics_cache_size keeps 1,000 resources: 2 million series). Further
+# combinations collapse into their resource's overflow series. As the prometheus exporter's max_series.
+MAX_SERIES_TOTAL = 50_000
+_KINDS = ("calls", "duration", "events")
+_OVERFLOW_KEY: Key = (OVERFLOW_ATTRIBUTE,)
+
 
 def _kv(key: str, value: AnyValue | str) -> KeyValue:
     if isinstance(value, str):
@@ -83,6 +90,10 @@ class SpanMetricsConnector(Connector):
         self._delta = config.aggregation_temporality != CUMULATIVE
         self._exemplars_on = config.exemplars.enabled and config.exemplars.max_per_data_point > 0
         self._resources: OrderedDict[Key, _ResourceState] = OrderedDict()
+        # Series per metric over every resource; bounded by max(limit, MAX_SERIES_TOTAL) when a limit is set.
+        self._totals = dict.fromkeys(_KINDS, 0)
+        limit = config.aggregation_cardinality_limit
+        self._max_total = max(limit, MAX_SERIES_TOTAL) if limit else 0
         self._last_flush = time.time_ns()
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
@@ -138,7 +149,10 @@ class SpanMetricsConnector(Connector):
             state = self._resources[key] = _ResourceState(Resource(attributes=resource.attributes))
             if len(self._resources) > self.config.resource_metrics_cache_size:
                 # Like upstream's LRU of resource metrics: the least recently updated resource is forgotten.
-                self._resources.popitem(last=False)
+                _, forgotten = self._resources.popitem(last=False)
+                for kind in _KINDS:
+                    table = getattr(forgotten, kind)
+                    self._totals[kind] -= len(table) - (_OVERFLOW_KEY in table)
         else:
             self._resources.move_to_end(key)
         return state
@@ -162,7 +176,7 @@ class SpanMetricsConnector(Connector):
             else None
         )
         calls_key, calls_extra = self._key(base, self._calls_dims, span_attrs, resource)
-        calls = self._series(state.calls, calls_key, base, calls_extra, histogram=False)
+        calls = self._series(state.calls, "calls", calls_key, base, calls_extra, histogram=False)
         calls.count += 1
         calls.last_updated_unix_nano = now
         if exemplar is not None:
@@ -172,7 +186,7 @@ class SpanMetricsConnector(Connector):
                 dur_key, dur_extra = calls_key, calls_extra
             else:
                 dur_key, dur_extra = self._key(base, self._duration_dims, span_attrs, resource)
-            dur = self._series(state.duration, dur_key, base, dur_extra, histogram=True)
+            dur = self._series(state.duration, "duration", dur_key, base, dur_extra, histogram=True)
             dur.count += 1
             dur.sum += value
             dur.last_updated_unix_nano = now
@@ -188,7 +202,9 @@ class SpanMetricsConnector(Connector):
                 event_attrs = {kv.key: kv.value for kv in event.attributes}
                 merged = {**span_attrs, **event_attrs}
                 key, extra = self._key([*base, event.name], self._events_dims, merged, resource)
-                series = self._series(state.events, key, [*base, event.name], extra, histogram=False, event=True)
+                series = self._series(
+                    state.events, "events", key, [*base, event.name], extra, histogram=False, event=True
+                )
                 series.count += 1
                 series.last_updated_unix_nano = now
 
@@ -219,6 +235,7 @@ class SpanMetricsConnector(Connector):
     def _series(
         self,
         table: dict[Key, Series],
+        kind: str,
         key: Key,
         base: list[str],
         extra: list[tuple[str, AnyValue | str]],
@@ -230,9 +247,9 @@ class SpanMetricsConnector(Connector):
         if series is not None:
             return series
         limit = self.config.aggregation_cardinality_limit
-        if limit and len(table) >= limit:
+        if limit and (len(table) >= limit or self._totals[kind] >= self._max_total):
             # Beyond the limit new combinations collapse into one overflow series (as upstream does).
-            key = (OVERFLOW_ATTRIBUTE,)
+            key = _OVERFLOW_KEY
             series = table.get(key)
             if series is not None:
                 return series
@@ -248,6 +265,7 @@ class SpanMetricsConnector(Connector):
             else:
                 series.bucket_counts = [0] * (len(self._bounds) + 1)
         table[key] = series
+        self._totals[kind] += key != _OVERFLOW_KEY  # overflow series are not counted: one per resource at most
         return series
 
     # ---- flush ---------------------------------------------------------------------------------------------
@@ -267,9 +285,11 @@ class SpanMetricsConnector(Connector):
         for key in list(self._resources):
             state = self._resources[key]
             if expiration_ns and not self._delta:
-                for table in (state.calls, state.duration, state.events):
+                for kind in _KINDS:
+                    table = getattr(state, kind)
                     for k in [k for k, s in table.items() if now - s.last_updated_unix_nano > expiration_ns]:
                         del table[k]
+                        self._totals[kind] -= k != _OVERFLOW_KEY
             if not (state.calls or state.duration or state.events):
                 del self._resources[key]
                 continue
@@ -291,6 +311,8 @@ class SpanMetricsConnector(Connector):
                 for table in (state.calls, state.duration, state.events):
                     for s in table.values():
                         s.exemplars.clear()
+        if self._delta:
+            self._totals = dict.fromkeys(_KINDS, 0)
         self._last_flush = now
         return request
 

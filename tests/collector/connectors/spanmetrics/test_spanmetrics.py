@@ -290,3 +290,58 @@ def test_series_expire_from_when_spans_arrive_not_from_their_timestamps() -> Non
     c.aggregate(named_spans(range(1)))
     (point,) = metrics_by_name(c.build_request(time.time_ns()))["traces.span.metrics.calls"].sum.data_points
     assert attrs(point)["span.name"] == "op-0" and point.as_int == 1  # a returning series starts again from zero
+
+
+def test_series_over_all_resources_are_bounded_too() -> None:
+    """30 resources x 2,000 distinct span names: each resource within its own limit, 60,000 series in all. The
+    connector keeps MAX_SERIES_TOTAL per metric; the rest is counted in each resource's overflow series."""
+    from collector.connectors.spanmetrics.connector import MAX_SERIES_TOTAL
+
+    out = Collected()
+    c = connector(SpanMetricsConfig(), out)
+    for r in range(30):
+        c.aggregate(named_spans(range(r * 2000, (r + 1) * 2000), service=f"svc-{r}"))
+    asyncio.run(c.flush())
+    calls = [
+        dp
+        for rm in out.requests[0].resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "traces.span.metrics.calls"
+        for dp in m.sum.data_points
+    ]
+    overflow = [dp for dp in calls if attrs(dp).get("otel.metric.overflow") is True]
+    assert len(calls) - len(overflow) == MAX_SERIES_TOTAL
+    assert 0 < len(overflow) <= 30  # one per resource that went over
+    assert sum(dp.as_int for dp in calls) == 60_000  # every span counted
+
+
+def test_the_total_bound_follows_expiration_and_forgotten_resources(monkeypatch: object) -> None:
+    import time
+
+    from collector.connectors.spanmetrics import connector as module
+
+    monkeypatch.setattr(module, "MAX_SERIES_TOTAL", 10)  # type: ignore[attr-defined]
+    config = SpanMetricsConfig(aggregation_cardinality_limit=8, resource_metrics_cache_size=2, metrics_expiration=60.0)
+    c = connector(config, Collected())
+
+    def own_series(service: str) -> int:
+        request = c.build_request(time.time_ns())
+        return sum(
+            1
+            for rm in request.resource_metrics
+            if attrs(rm.resource)["service.name"] == service
+            for m in rm.scope_metrics[0].metrics
+            if m.name == "traces.span.metrics.calls"
+            for dp in m.sum.data_points
+            if "otel.metric.overflow" not in attrs(dp)
+        )
+
+    c.aggregate(named_spans(range(8), service="a"))
+    c.aggregate(named_spans(range(8), service="b"))
+    assert own_series("b") == 2  # 8 + 2: the total reached
+    c.aggregate(named_spans(range(8), service="c"))  # "a" is forgotten (cache of 2), its 8 series with it
+    assert own_series("c") == 8
+    c.build_request(time.time_ns() + 61 * 10**9)  # everything expires
+    c.aggregate(named_spans(range(8), service="d"))
+    assert own_series("d") == 8
