@@ -368,8 +368,4 @@ def _data_points(metric: Metric) -> Any:
     return () if kind is None else getattr(metric, kind).data_points
 
 
-def _create(settings: CreateSettings, config: AttributesConfig, next_consumer: Consumer) -> Processor:
-    return AttributesProcessor(settings, config, next_consumer)
-
-
-factories = (ProcessorFactory(type=TYPE, config_type=AttributesConfig, create=_create),)
+factories = (ProcessorFactory(type=TYPE, config_type=AttributesConfig, create=AttributesProcessor),)

@@ -247,8 +247,4 @@ class BatchProcessor(Processor):
             raise error
 
 
-def _create(settings: CreateSettings, config: BatchConfig, next_consumer: Consumer) -> Processor:
-    return BatchProcessor(settings, config, next_consumer)
-
-
-factories = (ProcessorFactory(type=TYPE, config_type=BatchConfig, create=_create),)
+factories = (ProcessorFactory(type=TYPE, config_type=BatchConfig, create=BatchProcessor),)

@@ -265,15 +265,11 @@ class _BusinessProcessor(Processor):
         await self.next_consumer.consume(signal, request)
 
 
-def _create(settings: CreateSettings, config: BusinessConfig, next_consumer: Consumer) -> Processor:
-    return _BusinessProcessor(settings, config, next_consumer)
-
-
 factories: tuple[ProcessorFactory[BusinessConfig], ...] = (
     ProcessorFactory(
         type="business",
         config_type=BusinessConfig,
-        create=_create,
+        create=_BusinessProcessor,
         signals=frozenset({Signal.TRACES, Signal.LOGS}),
     ),
 )

@@ -254,15 +254,11 @@ class _CorrelationProcessor(Processor):
         await self.next_consumer.consume(signal, request)
 
 
-def _create(settings: CreateSettings, config: CorrelationConfig, next_consumer: Consumer) -> Processor:
-    return _CorrelationProcessor(settings, config, next_consumer)
-
-
 factories: tuple[ProcessorFactory[CorrelationConfig], ...] = (
     ProcessorFactory(
         type="correlation",
         config_type=CorrelationConfig,
-        create=_create,
+        create=_CorrelationProcessor,
         signals=frozenset({Signal.TRACES, Signal.LOGS}),
     ),
 )

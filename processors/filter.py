@@ -381,8 +381,4 @@ class FilterProcessor(Processor):
         return dropped
 
 
-def _create(settings: CreateSettings, config: FilterConfig, next_consumer: Consumer) -> Processor:
-    return FilterProcessor(settings, config, next_consumer)
-
-
-factories = (ProcessorFactory(type=TYPE, config_type=FilterConfig, create=_create),)
+factories = (ProcessorFactory(type=TYPE, config_type=FilterConfig, create=FilterProcessor),)

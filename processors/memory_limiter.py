@@ -404,8 +404,4 @@ def concurrent_calls(max_message_bytes: int) -> int | None:
     return max(1, min(spikes) // (MEMORY_PER_RECEIVED_BYTE * max_message_bytes))
 
 
-def _create(settings: CreateSettings, config: MemoryLimiterConfig, next_consumer: Consumer) -> Processor:
-    return MemoryLimiterProcessor(settings, config, next_consumer)
-
-
-factories = (ProcessorFactory(type=TYPE, config_type=MemoryLimiterConfig, create=_create),)
+factories = (ProcessorFactory(type=TYPE, config_type=MemoryLimiterConfig, create=MemoryLimiterProcessor),)

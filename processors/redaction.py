@@ -470,10 +470,6 @@ def _mask_any_value(value: AnyValue) -> bool:
     return True
 
 
-def _create(settings: CreateSettings, config: RedactionConfig, next_consumer: Consumer) -> Processor:
-    return _RedactionProcessor(settings, config, next_consumer)
-
-
 factories: tuple[ProcessorFactory[RedactionConfig], ...] = (
-    ProcessorFactory(type="redaction", config_type=RedactionConfig, create=_create),
+    ProcessorFactory(type="redaction", config_type=RedactionConfig, create=_RedactionProcessor),
 )

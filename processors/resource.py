@@ -42,8 +42,4 @@ class ResourceProcessor(Processor):
         await self.next_consumer.consume(signal, request)
 
 
-def _create(settings: CreateSettings, config: ResourceConfig, next_consumer: Consumer) -> Processor:
-    return ResourceProcessor(settings, config, next_consumer)
-
-
-factories = (ProcessorFactory(type=TYPE, config_type=ResourceConfig, create=_create),)
+factories = (ProcessorFactory(type=TYPE, config_type=ResourceConfig, create=ResourceProcessor),)

@@ -122,8 +122,4 @@ class AnalyticsExtension(Extension):
         await asyncio.to_thread(self.api.pool.close)
 
 
-def _create(settings: CreateSettings, config: AnalyticsConfig) -> AnalyticsExtension:
-    return AnalyticsExtension(settings, config)
-
-
-factories = (ExtensionFactory(type=TYPE, config_type=AnalyticsConfig, create=_create),)
+factories = (ExtensionFactory(type=TYPE, config_type=AnalyticsConfig, create=AnalyticsExtension),)

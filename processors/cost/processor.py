@@ -145,10 +145,6 @@ class _CostProcessor(Processor):
         await self.next_consumer.consume(signal, request)
 
 
-def _create(settings: CreateSettings, config: CostConfig, next_consumer: Consumer) -> Processor:
-    return _CostProcessor(settings, config, next_consumer)
-
-
 factories: tuple[ProcessorFactory[CostConfig], ...] = (
-    ProcessorFactory(type="cost", config_type=CostConfig, create=_create, signals=frozenset({Signal.TRACES})),
+    ProcessorFactory(type="cost", config_type=CostConfig, create=_CostProcessor, signals=frozenset({Signal.TRACES})),
 )

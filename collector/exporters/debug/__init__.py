@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.component import CreateSettings, ExporterFactory
+from collector.component import ExporterFactory
 
 from .config import DEFAULT_SAMPLING_INITIAL, DEFAULT_SAMPLING_THEREAFTER, DEFAULT_VERBOSITY, DebugConfig, Verbosity
 from .exporter import LOGGER_NAME, DebugExporter
@@ -19,8 +19,4 @@ __all__ = [
 ]
 
 
-def _create(settings: CreateSettings, config: DebugConfig) -> DebugExporter:
-    return DebugExporter(settings, config)
-
-
-factories = (ExporterFactory(type="debug", config_type=DebugConfig, create=_create),)
+factories = (ExporterFactory(type="debug", config_type=DebugConfig, create=DebugExporter),)

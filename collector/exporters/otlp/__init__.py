@@ -3,7 +3,7 @@ vendor or another collector."""
 
 from __future__ import annotations
 
-from collector.component import CreateSettings, ExporterFactory
+from collector.component import ExporterFactory
 
 from .config import DEFAULT_COMPRESSION, ClientTLSConfig, Compression, OTLPExporterConfig
 from .exporter import OTLPExporter, log_partial_success, parse_endpoint
@@ -23,11 +23,7 @@ __all__ = [
 ]
 
 
-def _create(settings: CreateSettings, config: OTLPExporterConfig) -> OTLPExporter:
-    return OTLPExporter(settings, config)
-
-
 factories = (
-    ExporterFactory(type="otlp_grpc", config_type=OTLPExporterConfig, create=_create),
-    ExporterFactory(type="otlp", config_type=OTLPExporterConfig, create=_create),
+    ExporterFactory(type="otlp_grpc", config_type=OTLPExporterConfig, create=OTLPExporter),
+    ExporterFactory(type="otlp", config_type=OTLPExporterConfig, create=OTLPExporter),
 )

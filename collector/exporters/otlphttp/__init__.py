@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.component import CreateSettings, ExporterFactory
+from collector.component import ExporterFactory
 
 from .config import DEFAULT_HTTP_TIMEOUT, Encoding, HTTPCompression, OTLPHTTPExporterConfig
 from .exporter import OTLPHTTPExporter, parse_retry_after
@@ -18,11 +18,7 @@ __all__ = [
 ]
 
 
-def _create(settings: CreateSettings, config: OTLPHTTPExporterConfig) -> OTLPHTTPExporter:
-    return OTLPHTTPExporter(settings, config)
-
-
 factories = (
-    ExporterFactory(type="otlp_http", config_type=OTLPHTTPExporterConfig, create=_create),
-    ExporterFactory(type="otlphttp", config_type=OTLPHTTPExporterConfig, create=_create),
+    ExporterFactory(type="otlp_http", config_type=OTLPHTTPExporterConfig, create=OTLPHTTPExporter),
+    ExporterFactory(type="otlphttp", config_type=OTLPHTTPExporterConfig, create=OTLPHTTPExporter),
 )

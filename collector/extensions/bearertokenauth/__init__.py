@@ -80,8 +80,4 @@ class BearerTokenAuth(Authenticator):
             raise AuthenticationError("invalid bearer token")
 
 
-def _create(settings: CreateSettings, config: BearerTokenAuthConfig) -> BearerTokenAuth:
-    return BearerTokenAuth(settings, config)
-
-
-factories = (ExtensionFactory(type=TYPE, config_type=BearerTokenAuthConfig, create=_create),)
+factories = (ExtensionFactory(type=TYPE, config_type=BearerTokenAuthConfig, create=BearerTokenAuth),)

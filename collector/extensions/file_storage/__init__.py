@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.component import CreateSettings, ExtensionFactory
+from collector.component import ExtensionFactory
 
 from .config import CompactionConfig, FileStorageConfig
 from .extension import FileStorageExtension
@@ -19,8 +19,4 @@ __all__ = [
 ]
 
 
-def _create(settings: CreateSettings, config: FileStorageConfig) -> FileStorageExtension:
-    return FileStorageExtension(settings, config)
-
-
-factories = (ExtensionFactory(type="file_storage", config_type=FileStorageConfig, create=_create),)
+factories = (ExtensionFactory(type="file_storage", config_type=FileStorageConfig, create=FileStorageExtension),)

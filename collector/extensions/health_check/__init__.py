@@ -95,8 +95,4 @@ class HealthCheck(Extension):
         await self._server.shutdown()
 
 
-def _create(settings: CreateSettings, config: HealthCheckConfig) -> HealthCheck:
-    return HealthCheck(settings, config)
-
-
-factories = (ExtensionFactory(type=TYPE, config_type=HealthCheckConfig, create=_create),)
+factories = (ExtensionFactory(type=TYPE, config_type=HealthCheckConfig, create=HealthCheck),)

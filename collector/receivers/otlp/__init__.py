@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from collector.component import ReceiverFactory
 from collector.receivers.otlp.config import OTLPReceiverConfig
 from collector.receivers.otlp.receiver import OTLPReceiver
-from processors.pipeline import Consumer, CreateSettings, Signal
 
 __all__ = ["OTLPReceiver", "OTLPReceiverConfig", "factories"]
 
 TYPE = "otlp"
 
 
-def _create(settings: CreateSettings, config: OTLPReceiverConfig, consumers: Mapping[Signal, Consumer]) -> OTLPReceiver:
-    return OTLPReceiver(settings, config, consumers)
-
-
-factories = (ReceiverFactory(type=TYPE, config_type=OTLPReceiverConfig, create=_create),)
+factories = (ReceiverFactory(type=TYPE, config_type=OTLPReceiverConfig, create=OTLPReceiver),)
