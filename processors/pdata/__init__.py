@@ -36,7 +36,7 @@ from processors.pdata.signals import (
     parse_request,
     rejected_items,
 )
-from processors.pdata.wire import elements_containing, read_varint
+from processors.pdata.wire import count_items, elements_containing, read_varint
 
 __all__ = [
     "SIGNALS",
@@ -45,6 +45,7 @@ __all__ = [
     "Response",
     "Signal",
     "SignalSpec",
+    "count_items",
     "drop_bad_ids",
     "elements_containing",
     "from_json",

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["elements_containing", "read_varint"]
+__all__ = ["count_items", "elements_containing", "read_varint"]
+
+# Field numbers from an Export*ServiceRequest down to its items (spans, log records, metric data points): each
+# level a set of length-delimited fields to descend into, the last the fields to count.
+_TRACES_PATH: tuple[frozenset[int], ...] = (frozenset({1}), frozenset({2}), frozenset({2}))
+_LOGS_PATH = _TRACES_PATH  # resource_logs, scope_logs, log_records
+# resource_metrics, scope_metrics, metrics, the data (gauge, sum, histogram, exponential_histogram, summary),
+# data_points
+_METRICS_PATH = (frozenset({1}), frozenset({2}), frozenset({2}), frozenset({5, 7, 9, 10, 11}), frozenset({1}))
+_PATHS = {"traces": _TRACES_PATH, "metrics": _METRICS_PATH, "logs": _LOGS_PATH}
 
 
 def read_varint(data: bytes, at: int) -> tuple[int, int]:
@@ -82,3 +91,49 @@ def _occurrences(data: bytes, needle: bytes) -> list[int]:
         found.append(pos)
         pos = data.find(needle, pos + 1)  # overlapping occurrences too
     return found
+
+
+def count_items(signal: str, data: bytes) -> int | None:
+    """How many items (spans, data points, log records) the serialized request ``data`` of ``signal`` ("traces",
+    "metrics", "logs") holds, from its field tags alone: for counting a request refused before it was decoded,
+    without decoding it. None if the encoding does not parse."""
+    return _count(data, 0, len(data), _PATHS[signal])
+
+
+def _count(data: bytes, pos: int, end: int, path: tuple[frozenset[int], ...]) -> int | None:
+    fields, rest = path[0], path[1:]
+    total = 0
+    while pos < end:
+        tag = data[pos]  # OTLP's field numbers are < 16: a one-byte tag, else the general varint
+        pos += 1
+        if tag >= 0x80:
+            tag, pos = read_varint(data, pos - 1)
+            if tag < 0:
+                return None
+        wire = tag & 7
+        if wire == 2:
+            length = data[pos] if pos < end else -1  # inline the one-byte lengths
+            if 0 <= length < 0x80:
+                pos += 1
+            else:
+                length, pos = read_varint(data, pos)
+            if length < 0 or pos + length > end:
+                return None
+            if tag >> 3 in fields:
+                if not rest:
+                    total += 1
+                else:
+                    inner = _count(data, pos, pos + length, rest)
+                    if inner is None:
+                        return None
+                    total += inner
+            pos += length
+        elif wire == 0:
+            value, pos = read_varint(data, pos)
+            if value < 0:
+                return None
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            return None
+    return total if pos == end else None

@@ -453,8 +453,9 @@ def _flood_body() -> bytes:
     return request.SerializeToString()
 
 
-def _export(endpoint: str, body: bytes) -> bool:
-    """One raw Export: True accepted, False refused as the memory limiter refuses (anything else fails)."""
+def _export(endpoint: str, body: bytes) -> str:
+    """One raw Export: "accepted", or refused by the memory limiter ("memory", after the message was read) or by
+    the receiver's call bound ("calls", unread); anything else fails."""
     with grpc.insecure_channel(endpoint) as channel:
         call = channel.unary_unary(
             "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -466,9 +467,11 @@ def _export(endpoint: str, body: bytes) -> bool:
         except grpc.RpcError as exc:
             assert exc.code() is grpc.StatusCode.UNAVAILABLE, (exc.code(), exc.details())
             details = exc.details() or ""
-            assert "high memory usage" in details or "too many calls in flight" in details, details
-            return False
-    return True
+            if "too many calls in flight" in details:
+                return "calls"
+            assert "high memory usage" in details, details
+            return "memory"
+    return "accepted"
 
 
 @pytest.mark.slow
@@ -490,7 +493,7 @@ def test_many_unthrottled_clients_stay_near_limit_and_recover(tmp_path: Path, pe
     collector = _start_collector(tmp_path, "flood", peer_port, limit_mib, deadline)
     endpoint = f"127.0.0.1:{collector.grpc_port}"
     body = _flood_body()
-    counts: Counter[bool] = Counter()
+    counts: Counter[str] = Counter()
     errors: list[BaseException] = []
     stop = threading.Event()
 
@@ -513,7 +516,9 @@ def test_many_unthrottled_clients_stay_near_limit_and_recover(tmp_path: Path, pe
             t.join(max(deadline.left(), 0))
         sampler.stop()
         # Accepting again once the backlog has drained (the limiter's idle collection sets its floor).
-        _poll("a request accepted after the load", lambda: _export(endpoint, body), deadline)
+        _poll("a request accepted after the load", lambda: _export(endpoint, body) == "accepted", deadline)
+        refused_spans = collector.counter("otelcol_receiver_refused_spans_total")
+        refused_unread = collector.counter("otelcol_receiver_refused_requests_total")
     finally:
         stop.set()
         sampler.stop()
@@ -522,11 +527,18 @@ def test_many_unthrottled_clients_stay_near_limit_and_recover(tmp_path: Path, pe
         "limit_mib": limit_mib,
         "peak_rss_mib": sampler.peak / MIB,
         "peak/limit": sampler.peak / (limit_mib * MIB),
-        "accepted": counts[True],
-        "refused": counts[False],
+        **counts,
+        "receiver_refused_spans": refused_spans,
+        "receiver_refused_unread_requests": refused_unread,
     }
     print("\nflood:", report)
     assert not errors, errors
-    assert counts[False] > 0, report  # the load was over capacity
+    assert counts["memory"] + counts["calls"] > 0, report  # the load was over capacity
     assert sampler.peak <= FLOOD_BOUND * limit_mib * MIB, report
+    # Refusals before decoding show in the receiver's own metrics: a message read, by its spans (counted from the
+    # wire); one refused unread, as a request. The probe's refusals after the load are counted too.
+    spans_per_body = trace_service_pb2.ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0]
+    assert refused_spans >= counts["memory"] * len(spans_per_body.spans) > 0, report
+    assert refused_spans % len(spans_per_body.spans) == 0, report
+    assert refused_unread >= counts["calls"], report
     assert code == 0, collector.log_text()[-4000:]

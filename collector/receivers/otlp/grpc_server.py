@@ -148,6 +148,7 @@ class GRPCServer:
                     await self._authenticate(headers)
                 except Exception as exc:
                     return _fail(context, grpc.StatusCode.UNAUTHENTICATED, str(exc) or "unauthenticated")
+            body: bytes | None = None
             try:
                 async with self._calls:
                     body = await _only_message(context)
@@ -157,6 +158,7 @@ class GRPCServer:
                     with admission:
                         return await self._export(signal, body, context)
             except RefusedError as exc:
+                self._intake.refused_before_decoding(signal, "grpc", body)
                 return _unavailable(context, exc)
 
         return export

@@ -216,6 +216,7 @@ class OTLPHTTPServer:
             try:
                 admission = admit(declared)  # before reading and decoding: memory_limiter refuses what won't fit
             except RefusedError as exc:
+                self._intake.refused_before_decoding(signal, "http", None)
                 return _refused(exc, media, {"Connection": "close"})  # the body stays unread
             with admission:
                 return await self._admitted(signal, media, request, declared, admission)
@@ -236,6 +237,7 @@ class OTLPHTTPServer:
         except _Malformed as exc:
             return _error(400, _INVALID_ARGUMENT, str(exc), media)
         except RefusedError as exc:
+            self._intake.refused_before_decoding(signal, "http", bytes(body) if media == PROTOBUF else None)
             return _refused(exc, media)
         try:
             wire = bytes(body) if media == PROTOBUF else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from processors.pdata import Response, drop_bad_ids, item_count, new_response
+from processors.pdata import Response, count_items, drop_bad_ids, item_count, new_response
 from processors.pipeline import Consumer, CreateSettings, DataError, Request, Signal, item_counters, received_as
 
 __all__ = ["Intake"]
@@ -34,6 +34,22 @@ class Intake:
             "otelcol_receiver_refused_{items}",
             "Number of {items} that could not be pushed into the pipeline.",
         )
+        self._refused_unread = settings.meter.create_counter(
+            "otelcol_receiver_refused_requests",
+            unit="{request}",
+            description="Number of requests refused before their body was read, whose items are not known.",
+        )
+
+    def refused_before_decoding(self, signal: Signal, transport: str, wire: bytes | None) -> None:
+        """Count a request refused before it was decoded (memory_limiter admission, the gRPC call bound): its
+        items when its protobuf ``wire`` bytes are at hand (counted from their field tags, not decoded), else the
+        request in ``otelcol_receiver_refused_requests``."""
+        attrs = {"receiver": str(self.settings.id), "transport": transport}
+        items = count_items(signal.value, wire) if wire is not None else None
+        if items is None:
+            self._refused_unread.add(1, attrs)
+        elif items:
+            self._refused[signal].add(items, attrs)
 
     def serves(self, signal: Signal) -> bool:
         return signal in self.consumers
