@@ -294,8 +294,13 @@ class RunningCollector:
         return exporter
 
 
+# The fixtures' types, for test signatures.
+RunCollector = Callable[..., RunningCollector]
+MakeConfig = Callable[..., dict[str, Any]]
+
+
 @pytest.fixture
-def run_collector() -> Iterator[Callable[..., RunningCollector]]:
+def run_collector() -> Iterator[RunCollector]:
     running: list[RunningCollector] = []
 
     def start(config: dict[str, Any], components: Registry = TEST_COMPONENTS) -> RunningCollector:
@@ -309,7 +314,7 @@ def run_collector() -> Iterator[Callable[..., RunningCollector]]:
 
 
 @pytest.fixture
-def make_config() -> Callable[..., dict[str, Any]]:
+def make_config() -> MakeConfig:
     """``otlp_config`` for tests (test modules cannot import conftest under --import-mode=importlib)."""
     return otlp_config
 

@@ -329,7 +329,7 @@ def peer() -> Iterator[tuple[SlowTracePeer, int]]:
         futures.ThreadPoolExecutor(max_workers=8),
         options=[("grpc.max_receive_message_length", 64 * MIB)],
     )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
@@ -339,7 +339,7 @@ def peer() -> Iterator[tuple[SlowTracePeer, int]]:
         server.stop(grace=None)
 
 
-def _refused(collector: Any) -> float:
+def _refused(collector: Collector) -> float:
     """Spans the memory limiter refused: in the pipeline (counted) or at admission, before decoding (requests
     counted, each SPANS_PER_EXPORT spans here)."""
     return collector.counter("otelcol_processor_refused_spans_total") + SPANS_PER_EXPORT * collector.counter(

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -55,8 +56,15 @@ class Dataset:
     def mask(self, start: datetime, end: datetime) -> np.ndarray:
         return (self.start_s >= start.timestamp()) & (self.start_s < end.timestamp())
 
+    def concat(self, other: Dataset) -> Dataset:
+        """This data set's spans and ``other``'s, over this one's window."""
+        arrays: dict[str, Any] = {
+            f.name: np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)[2:-1]
+        }
+        return replace(self, **arrays, trace_ids=self.trace_ids + other.trace_ids)
 
-def generate(n: int = 6000, seed: int = 7, end: datetime = END, days: int = DAYS) -> Dataset:
+
+def generate(n: int = 6000, seed: int = 7, end: datetime = END, days: float = DAYS) -> Dataset:
     rng = np.random.default_rng(seed)
     start = end - timedelta(days=days)
     start_s = np.sort(rng.uniform(start.timestamp(), end.timestamp(), n))
@@ -133,7 +141,7 @@ def requests(data: Dataset, batch: int = 2000) -> list[ExportTraceServiceRequest
                 rs = request.resource_spans.add()
                 rs.resource.attributes.append(_kv("service.name", service))
                 ss = rs.scope_spans.add()
-                ss.scope.name = "tests.analytics"  # type: ignore[attr-defined]
+                ss.scope.name = "tests.analytics"
                 by_service[service] = ss
             span = ss.spans.add()  # type: ignore[attr-defined]
             span.trace_id = data.trace_ids[i]

@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -25,6 +26,7 @@ from collector.analytics.models import AgentStats, BudgetStatus, Trend, UsagePoi
 from collector.analytics.queries import Analytics
 from collector.analytics.summary import overall_status, service_health, summary
 from collector.confighttp import HTTPServer
+from processors.pipeline import Duration
 from tests.collector.analytics import analytics_data
 
 END = analytics_data.END
@@ -92,9 +94,11 @@ def test_metric_rules_fire_per_service(small) -> None:  # type: ignore[no-untype
     conn, d = small
     a = Analytics(conn)
     rules = [
-        AlertRuleConfig(name="slow", metric="avg_ms", threshold=300.0, window=3600.0),
-        AlertRuleConfig(name="errors", metric="error_rate", threshold=0.05, window=3600.0, severity="critical"),
-        AlertRuleConfig(name="p95", metric="p95_ms", threshold=2000.0, window=3600.0, group_by="operation"),
+        AlertRuleConfig(name="slow", metric="avg_ms", threshold=300.0, window=Duration(3600.0)),
+        AlertRuleConfig(
+            name="errors", metric="error_rate", threshold=0.05, window=Duration(3600.0), severity="critical"
+        ),
+        AlertRuleConfig(name="p95", metric="p95_ms", threshold=2000.0, window=Duration(3600.0), group_by="operation"),
     ]
     firings = evaluate(a, rules, NOW)
     assert {f.scope for f in firings if f.rule == "slow"} == _expected_metric_firings(d, 3600, "avg_ms", 300.0)
@@ -113,7 +117,11 @@ def test_metric_rules_fire_per_service(small) -> None:  # type: ignore[no-untype
 def test_anomaly_rule_matches_numpy_baseline(small) -> None:  # type: ignore[no-untyped-def]
     conn, d = small
     rule = AlertRuleConfig(
-        name="anomaly", metric="anomaly_avg_ms", window=1800.0, baseline=86400.0, group_by="operation"
+        name="anomaly",
+        metric="anomaly_avg_ms",
+        window=Duration(1800.0),
+        baseline=Duration(86400.0),
+        group_by="operation",
     )
     firings = evaluate(Analytics(conn), [rule], NOW)
     expected = set()
@@ -160,7 +168,7 @@ def test_alert_lifecycle_and_dedup(pg_dsn: str) -> None:
 
 
 def test_webhook_delivery_and_failure_never_raises(caplog: pytest.LogCaptureFixture) -> None:
-    received: list[dict] = []
+    received: list[dict[str, Any]] = []
     got = asyncio.Event()
 
     async def hook(request: Request) -> Response:
@@ -195,7 +203,7 @@ def test_webhook_delivery_and_failure_never_raises(caplog: pytest.LogCaptureFixt
             config = WebhookConfig(url=f"http://127.0.0.1:{server.port}/hook?key=S3cr3tK3y", headers={"X-Team": "sre"})
             assert await deliver_webhook(config, [alert], [])
             await asyncio.wait_for(got.wait(), 5)
-            bad = WebhookConfig(url=f"http://127.0.0.1:{server.port}/missing/S3cr3tK3y", timeout=2.0)
+            bad = WebhookConfig(url=f"http://127.0.0.1:{server.port}/missing/S3cr3tK3y", timeout=Duration(2.0))
             assert not await deliver_webhook(bad, [alert], [])  # 404: logged, not raised
         finally:
             await server.shutdown()
@@ -353,7 +361,7 @@ def test_config_validation_names_the_key() -> None:
     ]
     config.alerts.rules.append(AlertRuleConfig(name="high_avg_latency", metric="median", threshold=None))
     config.alerts.webhook.url = "ftp://x"
-    config.thresholds.slow = 40.0
+    config.thresholds.slow = Duration(40.0)
     errors = config.validate()
     assert (
         "alerts::rules::5::metric: expected one of avg_ms, p95_ms, error_rate, budget_utilization, "
@@ -381,9 +389,9 @@ def test_a_failed_webhook_never_logs_its_secret_url(caplog: pytest.LogCaptureFix
             assert not await deliver_webhook(WebhookConfig(url=answered), [alert], [])
         finally:
             await server.shutdown()
-        refused = WebhookConfig(url=answered, timeout=2.0)  # nobody listens any more
+        refused = WebhookConfig(url=answered, timeout=Duration(2.0))  # nobody listens any more
         assert not await deliver_webhook(refused, [alert], [])
-        unparsable = WebhookConfig(url="http://user:SECRETPASS@[::1/SECRETPATH", timeout=2.0)
+        unparsable = WebhookConfig(url="http://user:SECRETPASS@[::1/SECRETPATH", timeout=Duration(2.0))
         assert not await deliver_webhook(unparsable, [alert], [])
 
     with caplog.at_level(logging.WARNING, logger="otel_metrics.analytics"):

@@ -119,7 +119,7 @@ def test_other_endpoints(client: httpx.Client, dataset) -> None:  # type: ignore
         ({"service": "serch"}, "unknown service 'serch'"),
     ],
 )
-def test_bad_arguments_are_400_naming_the_parameter(client: httpx.Client, params: dict, message: str) -> None:
+def test_bad_arguments_are_400_naming_the_parameter(client: httpx.Client, params: dict[str, str], message: str) -> None:
     r = client.get("/performance", params=params)
     assert r.status_code == 400 and message in r.json()["error"]
     if "service" in params:

@@ -3,7 +3,6 @@ rollups; late data for a cached day rebuilds that day; a day cannot be cached be
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 
 import numpy as np
@@ -77,32 +76,7 @@ def test_ragged_window_and_late_data(pg_dsn: str) -> None:
         late = analytics_data.generate(n=300, seed=99, days=4)
         late.trace_ids = [(10**12 + i).to_bytes(16, "big") for i in range(300)]
         analytics_data.load(pg_dsn, late)
-        merged = analytics_data.Dataset(
-            data.start,
-            data.end,
-            *(
-                np.concatenate([getattr(data, f), getattr(late, f)])
-                for f in (
-                    "start_s",
-                    "duration_ms",
-                    "service",
-                    "operation",
-                    "error",
-                    "tenant",
-                    "user",
-                    "agent",
-                    "role",
-                    "model",
-                    "provider",
-                    "input_tokens",
-                    "output_tokens",
-                    "cost",
-                    "quality",
-                    "correlation",
-                )
-            ),
-            data.trace_ids + late.trace_ids,
-        )
+        merged = data.concat(late)
         check(merged)
         check_hourly(merged)
         assert daily.refresh(conn, data.start + timedelta(days=1), data.start + timedelta(days=3)) == 0
@@ -188,10 +162,5 @@ def test_running_day_hours(pg_dsn: str) -> None:
         late.start_s = midnight.timestamp() + np.linspace(1.0, 3000.0, 200)
         late.trace_ids = [(10**12 + i).to_bytes(16, "big") for i in range(200)]
         analytics_data.load(pg_dsn, late)
-        merged = analytics_data.Dataset(
-            data.start,
-            data.end,
-            *(np.concatenate([getattr(data, f.name), getattr(late, f.name)]) for f in dataclasses.fields(data)[2:-1]),
-            data.trace_ids + late.trace_ids,
-        )
+        merged = data.concat(late)
         check(merged)

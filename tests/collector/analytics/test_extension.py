@@ -23,7 +23,7 @@ from collector.analytics.config import AlertRuleConfig, AlertsConfig, AnalyticsC
 from collector.analytics.extension import AnalyticsExtension, config_from_file, factories
 from collector.component import ComponentID
 from collector.confighttp import HTTPServer
-from processors.pipeline import CreateSettings, Signal
+from processors.pipeline import CreateSettings, Duration, Signal
 from tests.collector.analytics import analytics_data
 
 
@@ -52,7 +52,7 @@ def test_extension_serves_api_and_evaluates_alerts(pg_dsn: str) -> None:
     recent = data.start_s >= (now - timedelta(hours=1)).timestamp()
     services_with_calls = {f"service={s}" for s in set(data.service[recent])}
     assert services_with_calls
-    received: list[dict] = []
+    received: list[dict[str, Any]] = []
 
     async def hook(request: Request) -> Response:
         received.append(json.loads(await request.body()))
@@ -66,8 +66,8 @@ def test_extension_serves_api_and_evaluates_alerts(pg_dsn: str) -> None:
             token="t0k",
             dsn=pg_dsn,
             alerts=AlertsConfig(
-                interval=0.05,
-                rules=[AlertRuleConfig(name="any_calls", metric="avg_ms", threshold=0.0, window=3600.0)],
+                interval=Duration(0.05),
+                rules=[AlertRuleConfig(name="any_calls", metric="avg_ms", threshold=0.0, window=Duration(3600.0))],
                 webhook=WebhookConfig(url=f"http://127.0.0.1:{sink.port}/hook"),
             ),
         )

@@ -28,7 +28,7 @@ from collector.analytics.queries import Analytics
 from collector.analytics.window import NO_FILTERS, TimeWindow
 from collector.cli import app
 from collector.component import ComponentID
-from processors.pipeline import CreateSettings, Signal
+from processors.pipeline import CreateSettings, Duration, Signal
 from tests.collector.analytics import analytics_data
 from tests.collector.analytics.served import running, serve
 
@@ -71,8 +71,12 @@ def test_insights_recommendations_and_business_value_agree(recent: tuple[str, da
     assert from_cli["business_value"] == api_value and api_value["tasks"] > 0
     # And both are the composition itself.
     until_dt = datetime.fromisoformat(until)
-    insights_window = TimeWindow.parse(**span, now=until_dt, default_hours=compose.INSIGHTS_LOOKBACK.days * 24)
-    advice_window = TimeWindow.parse(**span, now=until_dt, default_hours=compose.ADVICE_LOOKBACK.days * 24)
+    insights_window = TimeWindow.parse(
+        since=span.get("since"), until=until, now=until_dt, default_hours=compose.INSIGHTS_LOOKBACK.days * 24
+    )
+    advice_window = TimeWindow.parse(
+        since=span.get("since"), until=until, now=until_dt, default_hours=compose.ADVICE_LOOKBACK.days * 24
+    )
     with psycopg.connect(dsn, autocommit=True) as conn:
         a = Analytics(conn)
         assert to_jsonable(compose.insights(a, insights_window, NO_FILTERS)) == from_cli["insights"]
@@ -142,7 +146,7 @@ def test_one_alert_round_from_every_face(new_schema: Callable[[], str], tmp_path
     ``rules`` key the default rules everywhere."""
     now = datetime.now(UTC)
     data = analytics_data.generate(n=200, seed=5, end=now - timedelta(seconds=5), days=1 / 48)
-    custom = [AlertRuleConfig(name="any_calls", metric="avg_ms", threshold=0.0, window=3600.0)]
+    custom = [AlertRuleConfig(name="any_calls", metric="avg_ms", threshold=0.0, window=Duration(3600.0))]
     rules = {"custom": custom, "empty": [], "absent": None}[rules_given]
     opened: dict[str, list[Any]] = {}
     with webhook() as (hook_url, received):

@@ -3,11 +3,18 @@ sink's Python twin of otel_hist_quantile and plain sums over the same buckets.""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pytest
 
 from collector.analytics import _histogram
 from collector.exporters.postgres import histogram
+
+
+def _keyed(h: Mapping[int, int]) -> dict[int | str, int]:
+    """The stored form's key type (JSON keys arrive as strings)."""
+    return {k: n for k, n in h.items()}
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -21,12 +28,12 @@ def test_summary_matches_the_reference(seed: int) -> None:
         parts.append((keys, [h[k] for k in keys]))
     merged: dict[int, int] = {}
     for keys, counts in parts:
-        merged = histogram.merge(merged, dict(zip(keys, counts, strict=True)))
+        merged = histogram.merge(_keyed(merged), _keyed(dict(zip(keys, counts, strict=True))))
     hk, hn = _histogram.merge(parts)
     assert list(hk) == sorted(merged) and list(hn) == [merged[k] for k in sorted(merged)]
     qs = (0.0, 0.5, 0.95, 0.99, 1.0)
     s = _histogram.summarize(hk, hn, qs, 100.0, 500.0)
-    assert s.pct == pytest.approx([histogram.quantile(merged, q) for q in qs], rel=1e-12)
+    assert s.pct == pytest.approx([histogram.quantile(_keyed(merged), q) for q in qs], rel=1e-12)
     assert s.slow == sum(n for k, n in merged.items() if k > histogram.bucket_index(100.0))
     assert s.very_slow == sum(n for k, n in merged.items() if k > histogram.bucket_index(500.0))
     values = {k: histogram.bucket_value(k) for k in merged}

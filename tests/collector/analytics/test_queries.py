@@ -4,12 +4,15 @@ writer). Raw windows (<= 1 day) must be exact; rollup windows within the histogr
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 import pytest
 import scipy.stats
 
+from collector.analytics.models import PercentileSummary
 from collector.analytics.queries import Analytics, Thresholds
 from collector.analytics.window import Filters, TimeWindow
 
@@ -146,7 +149,7 @@ def test_percentiles(dataset, a: Analytics) -> None:  # type: ignore[no-untyped-
     window = _full_window(dataset)
     qs = (50, 75, 90, 95, 99)
 
-    def check(got, values, tol):  # type: ignore[no-untyped-def]
+    def check(got: PercentileSummary, values: npt.NDArray[np.floating[Any]], tol: float) -> None:
         assert got.count == len(values)
         assert [got.p50, got.p75, got.p90, got.p95, got.p99] == pytest.approx(np.percentile(values, qs), rel=tol)
         assert got.median == got.p50
@@ -201,7 +204,8 @@ def test_trends_match_scipy(dataset, a: Analytics) -> None:  # type: ignore[no-u
             expected = "stable" if ref.pvalue >= 0.05 else ("improving" if ref.slope > 0 else "degrading")
         assert t.verdict == expected
     # search.query was generated to slow down every day
-    assert trends["p95_ms"].verdict == "degrading" and trends["p95_ms"].slope > 0
+    slope = trends["p95_ms"].slope
+    assert trends["p95_ms"].verdict == "degrading" and slope is not None and slope > 0
     assert trends["quality_avg"].verdict == "insufficient_data"
     short = a.trends(TimeWindow(d.end - timedelta(days=2), d.end), granularity="day")
     assert {t.verdict for t in short} == {"insufficient_data"}

@@ -17,8 +17,13 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from collector.components import Registry
 from collector.exporters import prometheus
+from collector.exporters.prometheus.exporter import PrometheusExporter
+from collector.extensions.health_check import HealthCheck
 from processors.pipeline import Signal
+from tests.collector.conftest import MakeConfig, RunCollector
+from tests.support.nodes import node_of
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -30,7 +35,8 @@ def _request(n_spans: int = 1) -> bytes:
     for i in range(n_spans):
         span = ss.spans.add(name=f"op-{i}", trace_id=bytes(range(16)), span_id=(i + 1).to_bytes(8, "big"))
         span.attributes.add(key="k").value.string_value = "v"
-    return req.SerializeToString()
+    data: bytes = req.SerializeToString()
+    return data
 
 
 def _until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -75,7 +81,7 @@ def _receive_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def _http_receiver(make_config: Any, run_collector: Any, **http: Any) -> Any:
+def _http_receiver(make_config: MakeConfig, run_collector: RunCollector, **http: Any) -> Any:
     receiver = {"protocols": {"http": {"endpoint": "127.0.0.1:0", **http}}}
     return run_collector(
         make_config(receiver=receiver, pipelines={"traces": {"receivers": ["otlp"], "exporters": ["collect"]}})
@@ -83,7 +89,7 @@ def _http_receiver(make_config: Any, run_collector: Any, **http: Any) -> Any:
 
 
 def test_trickling_connections_are_capped_and_closed_at_the_header_deadline(
-    make_config: Any, run_collector: Any
+    make_config: MakeConfig, run_collector: RunCollector
 ) -> None:
     collector = _http_receiver(make_config, run_collector, read_header_timeout="300ms", max_connections=5)
     port = collector.receiver.http_port
@@ -98,7 +104,7 @@ def test_trickling_connections_are_capped_and_closed_at_the_header_deadline(
     assert collector.exporter().items() == 1
 
 
-def test_an_idle_keep_alive_connection_is_closed(make_config: Any, run_collector: Any) -> None:
+def test_an_idle_keep_alive_connection_is_closed(make_config: MakeConfig, run_collector: RunCollector) -> None:
     collector = _http_receiver(make_config, run_collector, idle_timeout="300ms")
     body = _request()
     with _connections(collector.receiver.http_port, 1) as (sock,):
@@ -108,7 +114,9 @@ def test_an_idle_keep_alive_connection_is_closed(make_config: Any, run_collector
         _until(lambda: _closed_by_server(sock), "idle connection closed")
 
 
-def test_oversized_headers_are_refused_and_the_receiver_keeps_serving(make_config: Any, run_collector: Any) -> None:
+def test_oversized_headers_are_refused_and_the_receiver_keeps_serving(
+    make_config: MakeConfig, run_collector: RunCollector
+) -> None:
     collector = _http_receiver(make_config, run_collector, max_request_header_size=4096)
     with httpx.Client(base_url=collector.http_url) as client:
         big = client.post("/v1/traces", content=_request(), headers={**PROTO, "X-Big": "x" * 8192})
@@ -117,7 +125,9 @@ def test_oversized_headers_are_refused_and_the_receiver_keeps_serving(make_confi
     assert collector.exporter().items() == 1
 
 
-def test_a_declared_oversized_body_is_refused_before_it_is_sent(make_config: Any, run_collector: Any) -> None:
+def test_a_declared_oversized_body_is_refused_before_it_is_sent(
+    make_config: MakeConfig, run_collector: RunCollector
+) -> None:
     collector = _http_receiver(make_config, run_collector)
     with _connections(collector.receiver.http_port, 1) as (sock,):
         sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n")
@@ -126,7 +136,9 @@ def test_a_declared_oversized_body_is_refused_before_it_is_sent(make_config: Any
     assert answer.startswith(b"HTTP/1.1 413") and b"max_request_body_size" in answer
 
 
-def _admin_listeners(make_config: Any, run_collector: Any, test_components: Any, **collect: Any) -> Any:
+def _admin_listeners(
+    make_config: MakeConfig, run_collector: RunCollector, test_components: Registry, **collect: Any
+) -> Any:
     """A collector with health_check, a prometheus exporter and the self-telemetry endpoint, all on port 0."""
     components = dataclasses.replace(
         test_components, exporters={**test_components.exporters, **{f.type: f for f in prometheus.factories}}
@@ -142,9 +154,10 @@ def _admin_listeners(make_config: Any, run_collector: Any, test_components: Any,
     )
     config["service"]["telemetry"] = {"metrics": {"address": "127.0.0.1:0"}}
     collector = run_collector(config, components)
-    scrape = collector.service.node("exporter", "prometheus", Signal.METRICS)
+    scrape = node_of(collector.service, "exporter", "prometheus", PrometheusExporter, Signal.METRICS)
+    health = node_of(collector.service, "extension", "health_check", HealthCheck)
     return collector, {
-        "health_check": f"http://127.0.0.1:{collector.service.node('extension', 'health_check').port}/",
+        "health_check": f"http://127.0.0.1:{health.port}/",
         "prometheus": f"http://127.0.0.1:{scrape.port}/metrics",
         "telemetry": f"http://127.0.0.1:{collector.service.telemetry_port}/metrics",
     }
@@ -152,7 +165,7 @@ def _admin_listeners(make_config: Any, run_collector: Any, test_components: Any,
 
 @pytest.mark.parametrize("listener", ["prometheus", "telemetry", "health_check"])
 def test_admin_endpoints_refuse_a_declared_body_unread(
-    make_config: Any, run_collector: Any, test_components: Any, listener: str
+    make_config: MakeConfig, run_collector: RunCollector, test_components: Registry, listener: str
 ) -> None:
     _, urls = _admin_listeners(make_config, run_collector, test_components)
     url = httpx.URL(urls[listener])
@@ -164,7 +177,7 @@ def test_admin_endpoints_refuse_a_declared_body_unread(
 
 
 def test_admin_endpoints_answer_while_the_pipeline_loop_is_busy(
-    make_config: Any, run_collector: Any, test_components: Any
+    make_config: MakeConfig, run_collector: RunCollector, test_components: Registry
 ) -> None:
     collector, urls = _admin_listeners(make_config, run_collector, test_components, mode="stall")
     exporter = collector.exporter()
@@ -186,7 +199,7 @@ def test_admin_endpoints_answer_while_the_pipeline_loop_is_busy(
     assert posted == [200]
 
 
-def test_grpc_connections_beyond_the_cap_are_closed(make_config: Any, run_collector: Any) -> None:
+def test_grpc_connections_beyond_the_cap_are_closed(make_config: MakeConfig, run_collector: RunCollector) -> None:
     receiver = {"protocols": {"grpc": {"endpoint": "127.0.0.1:0", "max_connections": 2}}}
     collector = run_collector(
         make_config(receiver=receiver, pipelines={"traces": {"receivers": ["otlp"], "exporters": ["collect"]}})

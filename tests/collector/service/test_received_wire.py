@@ -3,8 +3,6 @@ persistent queue then stores those bytes instead of serializing the message agai
 
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -12,6 +10,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector.components import Registry
 from collector.exporters.exporterhelper.testing import span_names, trace_request
 from processors import memory_limiter
+from tests.collector.conftest import MakeConfig, RunCollector
 
 _EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 # An unknown field (number 1000, varint 1) in front: protobuf keeps it but writes it after the known fields, so the
@@ -40,7 +39,7 @@ def components(test_components: Registry) -> Registry:
     [([], True), (["memory_limiter"], True), (["tag"], False), (["memory_limiter", "tag"], False)],
 )
 def test_exporters_see_the_received_bytes_only_while_nothing_can_have_changed_them(
-    run_collector: Any, make_config: Any, components: Registry, processors: list[str], as_sent: bool
+    run_collector: RunCollector, make_config: MakeConfig, components: Registry, processors: list[str], as_sent: bool
 ) -> None:
     collector = run_collector(
         make_config(
@@ -64,7 +63,7 @@ def test_exporters_see_the_received_bytes_only_while_nothing_can_have_changed_th
     assert stored == request  # the bytes always decode to the message the exporter got
 
 
-def test_each_pipeline_gets_bytes_matching_its_own_copy(run_collector: Any, make_config: Any) -> None:
+def test_each_pipeline_gets_bytes_matching_its_own_copy(run_collector: RunCollector, make_config: MakeConfig) -> None:
     # Two pipelines from one receiver: the first gets a copy (serialized afresh), the last the received message.
     collector = run_collector(
         make_config(
@@ -88,7 +87,7 @@ def test_each_pipeline_gets_bytes_matching_its_own_copy(run_collector: Any, make
     assert collector.exporter("collect/a").wires != [sent]
 
 
-def test_otlp_http_protobuf_bodies_pass_through_too(run_collector: Any, make_config: Any) -> None:
+def test_otlp_http_protobuf_bodies_pass_through_too(run_collector: RunCollector, make_config: MakeConfig) -> None:
     import urllib.request
 
     collector = run_collector(make_config(receiver={"protocols": {"http": {"endpoint": "127.0.0.1:0"}}}))

@@ -10,9 +10,13 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from collector.components import Registry
 from collector.config import parse_config
+from collector.receivers.otlp.receiver import OTLPReceiver
 from collector.service import ExportersFanOut, PipelinesFanOut, Service, StartError
 from processors.pipeline import DataError, RefusedError, Request, Signal
+from tests.collector.conftest import MakeConfig, RunCollector
+from tests.support.nodes import node_of
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 
@@ -35,7 +39,7 @@ def _post(collector: Any, request: ExportTraceServiceRequest) -> httpx.Response:
 def _tags(request: Request) -> set[str]:
     return {
         kv.value.string_value
-        for rs in request.resource_spans  # type: ignore[union-attr]
+        for rs in request.resource_spans
         for ss in rs.scope_spans
         for span in ss.spans
         for kv in span.attributes
@@ -43,7 +47,9 @@ def _tags(request: Request) -> set[str]:
     }
 
 
-def test_pipelines_get_own_copies_exporters_share_one_message(run_collector: Any, make_config: Any) -> None:
+def test_pipelines_get_own_copies_exporters_share_one_message(
+    run_collector: RunCollector, make_config: MakeConfig
+) -> None:
     config = make_config(
         exporters={"collect/a": None, "collect/a2": None, "collect/b": None},
         processors={"tag/a": {"value": "a"}},
@@ -68,7 +74,7 @@ def test_pipelines_get_own_copies_exporters_share_one_message(run_collector: Any
 
 
 def test_connector_feeds_another_pipeline_and_order_of_start_and_stop(
-    run_collector: Any, make_config: Any, lifecycle: list[tuple[str, str]]
+    run_collector: RunCollector, make_config: MakeConfig, lifecycle: list[tuple[str, str]]
 ) -> None:
     config = make_config(
         exporters={"collect": None, "collect/metrics": None},
@@ -94,7 +100,7 @@ def test_connector_feeds_another_pipeline_and_order_of_start_and_stop(
 
 
 def test_start_failure_names_component_and_stops_what_started(
-    make_config: Any, test_components: Any, lifecycle: list[tuple[str, str]]
+    make_config: MakeConfig, test_components: Registry, lifecycle: list[tuple[str, str]]
 ) -> None:
     config = make_config(
         exporters={"collect": None, "collect/bad": {"mode": "fail_start"}},
@@ -112,7 +118,7 @@ def test_start_failure_names_component_and_stops_what_started(
     assert service.state == "stopped"
 
 
-def test_port_in_use_is_a_start_failure(run_collector: Any, make_config: Any) -> None:
+def test_port_in_use_is_a_start_failure(run_collector: RunCollector, make_config: MakeConfig) -> None:
     first = run_collector(make_config())
     taken = first.receiver.http_port
     config = make_config(receiver={"protocols": {"http": {"endpoint": f"127.0.0.1:{taken}"}}})
@@ -148,7 +154,7 @@ def test_fan_out_error_combination() -> None:
 
 
 def test_shutdown_drains_in_flight_request_before_stopping_exporters(
-    run_collector: Any, make_config: Any, lifecycle: list[tuple[str, str]]
+    run_collector: RunCollector, make_config: MakeConfig, lifecycle: list[tuple[str, str]]
 ) -> None:
     collector = run_collector(make_config(exporters={"collect": {"mode": "block"}}))
     exporter = collector.exporter()
@@ -167,7 +173,7 @@ def test_shutdown_drains_in_flight_request_before_stopping_exporters(
         _post(collector, _request(1))  # no longer accepting
 
 
-def test_self_telemetry_counts_accepted_spans(run_collector: Any, make_config: Any) -> None:
+def test_self_telemetry_counts_accepted_spans(run_collector: RunCollector, make_config: MakeConfig) -> None:
     pytest.importorskip("collector.telemetry")
     config = make_config(
         receiver={"protocols": {"http": {"endpoint": "127.0.0.1:0"}}},
@@ -176,7 +182,7 @@ def test_self_telemetry_counts_accepted_spans(run_collector: Any, make_config: A
     config["receivers"] = {"otlp/selftel": config["receivers"]["otlp"]}
     config["service"]["telemetry"] = {"metrics": {"address": "127.0.0.1:0"}}
     collector = run_collector(config)
-    receiver = collector.service.node("receiver", "otlp/selftel")
+    receiver = node_of(collector.service, "receiver", "otlp/selftel", OTLPReceiver)
     response = httpx.post(
         f"http://127.0.0.1:{receiver.http_port}/v1/traces", content=_request(3).SerializeToString(), headers=PROTO
     )
@@ -193,13 +199,13 @@ def test_self_telemetry_counts_accepted_spans(run_collector: Any, make_config: A
     assert float(lines[0].rsplit(" ", 1)[1]) == 3
 
 
-def test_two_receivers_fan_into_one_pipeline(run_collector: Any, make_config: Any) -> None:
+def test_two_receivers_fan_into_one_pipeline(run_collector: RunCollector, make_config: MakeConfig) -> None:
     endpoints = {"protocols": {"http": {"endpoint": "127.0.0.1:0"}}}
     config = make_config(pipelines={"traces": {"receivers": ["otlp/a", "otlp/b"], "exporters": ["collect"]}})
     config["receivers"] = {"otlp/a": endpoints, "otlp/b": endpoints}
     collector = run_collector(config)
     for name in ("otlp/a", "otlp/b"):
-        port = collector.service.node("receiver", name).http_port
+        port = node_of(collector.service, "receiver", name, OTLPReceiver).http_port
         response = httpx.post(
             f"http://127.0.0.1:{port}/v1/traces", content=_request(1).SerializeToString(), headers=PROTO
         )
@@ -207,7 +213,9 @@ def test_two_receivers_fan_into_one_pipeline(run_collector: Any, make_config: An
     assert len(collector.exporter().wait_items(2)) == 2
 
 
-def test_receiver_acknowledges_only_after_the_pipeline_accepted(run_collector: Any, make_config: Any) -> None:
+def test_receiver_acknowledges_only_after_the_pipeline_accepted(
+    run_collector: RunCollector, make_config: MakeConfig
+) -> None:
     collector = run_collector(make_config(exporters={"collect": {"mode": "block"}}))
     exporter = collector.exporter()
     # While the exporter has not accepted, no answer comes back (an early ack would arrive within the timeout).

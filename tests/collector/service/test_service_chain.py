@@ -3,8 +3,6 @@ which stands in for Tempo; trace/span ids and attributes arrive byte for byte.""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -13,6 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from collector.components import Registry
+from tests.collector.conftest import MakeConfig, RunCollector
 
 
 @pytest.fixture
@@ -28,7 +27,7 @@ def with_otlp_exporter(test_components: Registry) -> Registry:
 
 
 def test_forwarding_through_a_second_collector(
-    run_collector: Any, make_config: Any, with_otlp_exporter: Registry
+    run_collector: RunCollector, make_config: MakeConfig, with_otlp_exporter: Registry
 ) -> None:
     tempo = run_collector(make_config(receiver={"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}))
     front = run_collector(

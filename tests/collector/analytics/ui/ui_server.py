@@ -9,7 +9,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -18,6 +18,7 @@ import psycopg
 from collector.analytics.config import AlertsConfig, AnalyticsConfig
 from collector.analytics.extension import AnalyticsExtension, factories
 from collector.component import ComponentID
+from collector.exporters.exporterhelper.testing import StaticHost
 from collector.exporters.postgres import schema
 from processors.pipeline import CreateSettings, Signal
 from tests.collector.analytics.ui import ui_data
@@ -45,14 +46,6 @@ def _schema(server_dsn: str) -> Iterator[str]:
             conn.execute(f"DROP SCHEMA {name} CASCADE")
 
 
-class _Host:
-    def get_extension(self, id: ComponentID) -> Any:
-        raise KeyError(id)
-
-    def component_status(self) -> Mapping[str, Mapping[str, Any]]:
-        return {}
-
-
 class Served:
     """The extension running in a thread with its own event loop."""
 
@@ -63,7 +56,7 @@ class Served:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="ui-test-loop", daemon=True)
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(ext.start(_Host()), self.loop).result(timeout=60)
+        asyncio.run_coroutine_threadsafe(ext.start(StaticHost()), self.loop).result(timeout=60)
         self.url = f"http://127.0.0.1:{ext.port}"
 
     def stop(self) -> None:

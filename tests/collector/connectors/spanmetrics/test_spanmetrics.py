@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    ExponentialHistogramDataPoint,
+    HistogramDataPoint,
+    Metric,
+    NumberDataPoint,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -25,6 +32,7 @@ from collector.connectors.spanmetrics.config import (
 )
 from collector.exporters.prometheus import PrometheusExporterConfig
 from collector.exporters.prometheus.exporter import PrometheusExporter
+from processors.pipeline import Duration
 
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000
@@ -63,15 +71,16 @@ def connector(config: SpanMetricsConfig, consumer: object) -> SpanMetricsConnect
     return SpanMetricsConnector(CreateSettings(ComponentID("spanmetrics"), Signal.TRACES), config, consumer)  # type: ignore[arg-type]
 
 
-def attrs(dp: object) -> dict[str, object]:
-    out = {}
-    for kv in dp.attributes:  # type: ignore[attr-defined]
-        v = kv.value
-        out[kv.key] = getattr(v, v.WhichOneof("value"))
+def attrs(dp: NumberDataPoint | HistogramDataPoint | ExponentialHistogramDataPoint) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kv in dp.attributes:
+        kind = kv.value.WhichOneof("value")
+        assert kind is not None, f"attribute {kv.key} has no value"
+        out[kv.key] = getattr(kv.value, kind)
     return out
 
 
-def metrics_by_name(request: ExportMetricsServiceRequest) -> dict[str, object]:
+def metrics_by_name(request: ExportMetricsServiceRequest) -> dict[str, Metric]:
     return {m.name: m for rm in request.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
 
 
@@ -280,7 +289,7 @@ def test_cardinality_and_expiration_are_bounded_by_default() -> None:
 def test_series_expire_from_when_spans_arrive_not_from_their_timestamps() -> None:
     import time
 
-    c = connector(SpanMetricsConfig(metrics_expiration=60.0), Collected())
+    c = connector(SpanMetricsConfig(metrics_expiration=Duration(60.0)), Collected())
     received = time.time_ns()
     c.aggregate(named_spans(range(1), start_ns=0))  # dated 1970
     c.aggregate(named_spans(range(1, 2), start_ns=(2**64 - 1) - 10 * MS))  # dated 2554

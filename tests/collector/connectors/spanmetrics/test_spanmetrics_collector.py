@@ -21,8 +21,11 @@ from collector.components import Registry
 from collector.config.loader import parse_config
 from collector.connectors import spanmetrics
 from collector.exporters import prometheus
+from collector.exporters.prometheus.exporter import PrometheusExporter
 from collector.receivers import otlp
+from collector.receivers.otlp.receiver import OTLPReceiver
 from collector.service.service import Service
+from tests.support.nodes import node_of
 
 COMPONENTS = Registry(
     receivers={f.type: f for f in otlp.factories},
@@ -71,8 +74,8 @@ def running(config: dict[str, Any]) -> Iterator[Service]:
 
 def test_spans_sent_over_otlp_show_up_as_span_metrics() -> None:
     with running(CONFIG) as service:
-        receiver = service.node("receiver", "otlp")
-        exporter = service.node("exporter", "prometheus", Signal.METRICS)
+        receiver = node_of(service, "receiver", "otlp", OTLPReceiver)
+        exporter = node_of(service, "exporter", "prometheus", PrometheusExporter, Signal.METRICS)
         tp = TracerProvider(resource=Resource.create({"service.name": "billing"}))
         span_exporter = OTLPSpanExporter(endpoint=f"127.0.0.1:{receiver.grpc_port}", insecure=True)
         tp.add_span_processor(SimpleSpanProcessor(span_exporter))
@@ -134,8 +137,8 @@ def test_100000_distinct_span_names_leave_series_bounded_and_traffic_accepted() 
     body = request.SerializeToString()
     assert len(body) > 5_000_000
     with running(config) as service:
-        receiver = service.node("receiver", "otlp")
-        exporter = service.node("exporter", "prometheus", Signal.METRICS)
+        receiver = node_of(service, "receiver", "otlp", OTLPReceiver)
+        exporter = node_of(service, "exporter", "prometheus", PrometheusExporter, Signal.METRICS)
         with httpx.Client(timeout=60) as client:
             reply = client.post(
                 f"http://127.0.0.1:{receiver.http_port}/v1/traces",

@@ -24,6 +24,7 @@ from collector.exporters.exporterhelper import (
 )
 from collector.exporters.exporterhelper.testing import StaticHost, span_names, trace_request
 from collector.extensions.file_storage import FileStorageConfig, FileStorageExtension
+from tests.support.sdk_data import attrs_of, metrics_in, number_points
 
 FAST_RETRY = RetryConfig(initial_interval=0.001, max_interval=0.01, max_elapsed_time=5.0)  # type: ignore[arg-type]
 
@@ -49,14 +50,10 @@ async def started_file_storage(directory: Path) -> tuple[FileStorageExtension, S
 
 def metric_values(reader: InMemoryMetricReader) -> dict[str, float]:
     out: dict[str, float] = {}
-    data = reader.get_metrics_data()
-    assert data is not None
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                for dp in m.data.data_points:
-                    assert dict(dp.attributes) == {"exporter": "otlp/test"}
-                    out[m.name] = dp.value  # type: ignore[union-attr]
+    for m in metrics_in(reader.get_metrics_data()):
+        for dp in number_points(m):
+            assert dict(attrs_of(dp)) == {"exporter": "otlp/test"}
+            out[m.name] = dp.value
     return out
 
 

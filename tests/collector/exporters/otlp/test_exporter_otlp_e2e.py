@@ -16,6 +16,7 @@ from collector.component import Signal
 from collector.components import Registry
 from collector.exporters import otlp, otlphttp
 from collector.extensions import file_storage
+from tests.collector.conftest import MakeConfig, RunCollector
 
 
 def spans_of(request: Any) -> dict[tuple[bytes, bytes], tuple[str, dict[str, Any]]]:
@@ -29,7 +30,7 @@ def spans_of(request: Any) -> dict[tuple[bytes, bytes], tuple[str, dict[str, Any
 
 
 def test_sdk_to_collector_to_collectors_byte_for_byte(
-    run_collector: Any, make_config: Any, test_components: Registry, tmp_path: Path
+    run_collector: RunCollector, make_config: MakeConfig, test_components: Registry, tmp_path: Path
 ) -> None:
     components = Registry(
         receivers=test_components.receivers,

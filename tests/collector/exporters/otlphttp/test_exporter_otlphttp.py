@@ -28,6 +28,7 @@ from collector.exporters.exporterhelper import QueueConfig, RetryConfig
 from collector.exporters.exporterhelper.testing import StaticHost
 from collector.exporters.otlphttp import OTLPHTTPExporter, OTLPHTTPExporterConfig, parse_retry_after
 from processors.pdata import from_json
+from tests.support.sdk_data import metrics_in, number_points
 
 FAST_RETRY = RetryConfig(initial_interval=0.01, max_interval=0.05, max_elapsed_time=20.0)  # type: ignore[arg-type]
 
@@ -100,13 +101,7 @@ async def wait_until(cond: Callable[[], bool], timeout: float = 15.0) -> None:
 
 
 def counter(reader: InMemoryMetricReader, name: str) -> float:
-    data = reader.get_metrics_data()
-    for rm in data.resource_metrics if data else []:
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                if m.name == name:
-                    return sum(dp.value for dp in m.data.data_points)  # type: ignore[union-attr]
-    return 0
+    return sum(dp.value for m in metrics_in(reader.get_metrics_data(), name) for dp in number_points(m))
 
 
 def run_with_peer(body: Callable[[Peer], Any], script: list[tuple[int, dict[str, str], bytes]] | None = None) -> Peer:

@@ -28,7 +28,7 @@ def _mode(path: Path) -> int:
 
 def _exited(process: psutil.Process) -> bool:
     try:
-        return process.status() == psutil.STATUS_ZOMBIE  # exited; nothing here may reap it
+        return bool(process.status() == psutil.STATUS_ZOMBIE)  # exited; nothing here may reap it
     except psutil.NoSuchProcess:
         return True
 

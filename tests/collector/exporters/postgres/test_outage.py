@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from collector.exporters.exporterhelper.testing import StaticHost
 from collector.exporters.postgres import schema
 from collector.exporters.postgres.writer import PostgresWriter, WriterSettings
 from processors.pipeline import RetryableError, Signal
@@ -32,7 +33,8 @@ def own_server(sink_tmp_path: Path) -> Iterator[Any]:
 
 
 def _stop(server: Any) -> None:
-    from pgserver._commands import pg_ctl
+    # pgserver makes its command wrappers at import time (setattr on its module): no static name to check.
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
 
@@ -105,7 +107,7 @@ def test_exporter_queue_keeps_data_while_postgres_is_down(own_server: Any) -> No
 
     async def scenario() -> None:
         exporter = PostgresExporter(CreateSettings(ComponentID("postgres"), Signal.TRACES), config)
-        await exporter.start(_NoHost())
+        await exporter.start(StaticHost())
         try:
             for request in batches[:3]:
                 await exporter.consume(Signal.TRACES, request)
@@ -121,14 +123,6 @@ def test_exporter_queue_keeps_data_while_postgres_is_down(own_server: Any) -> No
 
     asyncio.run(scenario())
     assert _totals(dsn) == (500, 500, 500)
-
-
-class _NoHost:
-    def get_extension(self, id: Any) -> Any:
-        raise KeyError(id)
-
-    def component_status(self) -> dict[str, Any]:
-        return {}
 
 
 async def _wait_for(condition: Any, timeout: float = 60.0) -> None:
@@ -162,7 +156,7 @@ def test_exporter_starts_while_postgres_is_down_and_migrates_when_it_returns(own
 
     async def scenario() -> None:
         exporter = PostgresExporter(CreateSettings(ComponentID("postgres"), Signal.TRACES), config)
-        await exporter.start(_NoHost())  # does not fail: the data waits in the queue
+        await exporter.start(StaticHost())  # does not fail: the data waits in the queue
         try:
             for seed in (70, 71):
                 await exporter.consume(Signal.TRACES, synthetic_request(25, seed=seed))
@@ -187,7 +181,7 @@ def test_exporter_with_write_processes(pg_dsn: str) -> None:
 
     async def scenario() -> None:
         exporter = PostgresExporter(CreateSettings(ComponentID("postgres"), Signal.TRACES), config)
-        await exporter.start(_NoHost())
+        await exporter.start(StaticHost())
         try:
             await exporter.consume(Signal.TRACES, request)
             await exporter.consume(Signal.TRACES, request)  # redelivery through the worker's staging path

@@ -30,7 +30,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def totals(conn: psycopg.Connection[Any], table: str, requests: bool = True) -> list[tuple[Any, ...]]:
     """Every total per key; ``requests=False`` on a schema older than migration 0024."""
     query = _TOTALS.format(table=table, key=_KEY, requests=", sum(requests)" if requests else "")
-    return conn.execute(query).fetchall()  # type: ignore[call-overload]
+    return conn.execute(query).fetchall()
 
 
 def rows_per_key(conn: psycopg.Connection[Any], table: str) -> int:

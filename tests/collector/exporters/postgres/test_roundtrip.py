@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import psycopg
@@ -12,7 +13,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode, Tracer
 
 from collector.exporters.postgres.writer import PostgresWriter
 from processors.pipeline import Signal
@@ -71,6 +72,7 @@ def test_spans_round_trip(pg_dsn: str, pg_conn: psycopg.Connection) -> None:
     assert len(rows) == 2
     for row in rows:
         span = sent[row[0]]
+        assert span.start_time is not None and span.end_time is not None
         assert row[1] == span.context.trace_id.to_bytes(16, "big")
         assert row[2] == (span.parent.span_id.to_bytes(8, "big") if span.parent else None)
         assert int(row[16]) == span.start_time // 1000  # µs precision
@@ -154,7 +156,9 @@ def test_metrics_round_trip_all_point_kinds(pg_dsn: str, pg_conn: psycopg.Connec
     for v in (1.0, 2.0, 4.0):
         exp.record(v)
     meter.create_observable_gauge("temperature", callbacks=[lambda _o: [_gauge(21.5)]])
-    request = encode_metrics(reader.get_metrics_data())
+    data = reader.get_metrics_data()
+    assert data is not None
+    request = encode_metrics(data)
     # The SDK has no summary instrument; add one by hand (what e.g. Prometheus receivers produce).
     summary = request.resource_metrics[0].scope_metrics[0].metrics.add(name="rpc.summary", unit="s")
     point = summary.summary.data_points.add(time_unix_nano=time.time_ns(), count=4, sum=2.0)
@@ -226,7 +230,7 @@ def test_logs_round_trip(pg_dsn: str, pg_conn: psycopg.Connection) -> None:
     assert json.dumps(rows[1][6])  # valid JSON object
 
 
-def _log_in_span(tracer, logger):  # type: ignore[no-untyped-def]
+def _log_in_span(tracer: Tracer, logger: logging.Logger) -> None:
     with tracer.start_as_current_span("work"):
         logger.setLevel("INFO")
         logger.info("inside span")

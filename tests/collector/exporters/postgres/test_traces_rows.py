@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 
 from collector.exporters.postgres import traces
 
@@ -177,7 +177,7 @@ def test_empty_attributes_arrays_kvlists_and_unset_values(monkeypatch: pytest.Mo
     nested.kvlist_value.values.append(KeyValue(key="x", value=AnyValue(string_value="y")))
     (record,) = _both_ways(
         _request(
-            ("app.list", AnyValue(array_value={"values": [AnyValue(int_value=1), AnyValue(string_value="b")]})),
+            ("app.list", AnyValue(array_value=ArrayValue(values=[AnyValue(int_value=1), AnyValue(string_value="b")]))),
             ("app.map", nested),
             ("app.unset", AnyValue()),
             ("", AnyValue(string_value="empty key")),
@@ -246,7 +246,7 @@ def _random_value(rnd: random.Random, depth: int = 0) -> AnyValue:
     if kind == 5:
         return AnyValue(bool_value=rnd.random() < 0.5)
     if kind == 6 and depth < 2:
-        return AnyValue(array_value={"values": [_random_value(rnd, depth + 1) for _ in range(rnd.randrange(3))]})
+        return AnyValue(array_value=ArrayValue(values=[_random_value(rnd, depth + 1) for _ in range(rnd.randrange(3))]))
     if kind == 7:
         return AnyValue(bytes_value=bytes(rnd.randrange(256) for _ in range(rnd.randrange(3))))
     return AnyValue()

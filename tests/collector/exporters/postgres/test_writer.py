@@ -94,7 +94,7 @@ def test_cost_is_stored_as_the_decimal_the_client_wrote(pg_dsn: str, pg_conn: ps
             if kv.key == "cost.usd":
                 kv.value.double_value = cost
     assert PostgresWriter(pg_dsn).write(Signal.TRACES, request).inserted == len(costs)
-    stored = dict(pg_conn.execute("SELECT span_id, cost_usd FROM spans").fetchall())
+    stored: dict[bytes, Decimal] = dict(pg_conn.execute("SELECT span_id, cost_usd FROM spans").fetchall())
     expected = {
         span.span_id: Decimal(repr(cost)).quantize(Decimal("1e-10"), ROUND_HALF_UP)
         for span, cost in zip(spans, costs, strict=True)
@@ -273,10 +273,12 @@ def test_malformed_items_are_quarantined_or_clamped(pg_dsn: str, pg_conn: psycop
     spans[2].flags = 2**32 - 1
     result = PostgresWriter(pg_dsn).write(Signal.TRACES, request)
     assert (result.inserted, result.quarantined, result.repaired) == (4, 1, 1)
-    rows = dict(pg_conn.execute("SELECT span_id, (dropped_attributes_count, kind, flags)::text FROM spans").fetchall())
+    rows: dict[bytes, str] = dict(
+        pg_conn.execute("SELECT span_id, (dropped_attributes_count, kind, flags)::text FROM spans").fetchall()
+    )
     assert rows[spans[1].span_id] == f"(2147483647,32767,{spans[1].flags})"
     assert rows[spans[2].span_id] == "(0,2,-1)"  # flags keep their bits (two's complement)
-    reasons = dict(pg_conn.execute("SELECT action, reason FROM quarantine").fetchall())
+    reasons: dict[str, str] = dict(pg_conn.execute("SELECT action, reason FROM quarantine").fetchall())
     assert "Recursion" in reasons["quarantined"]
     assert "beyond integer" in reasons["repaired"] and "beyond smallint" in reasons["repaired"]
 

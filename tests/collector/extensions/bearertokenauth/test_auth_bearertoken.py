@@ -15,8 +15,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from collector.components import Registry
 from collector.config import ConfigError, parse_config
 from collector.service import StartError
+from tests.collector.conftest import MakeConfig, RunCollector
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 AUTH = {"authenticator": "bearertokenauth"}
@@ -32,7 +34,7 @@ def _spans() -> list[Any]:
     return list(memory.get_finished_spans())
 
 
-def _config(make_config: Any, auth_ext: dict[str, Any]) -> dict[str, Any]:
+def _config(make_config: MakeConfig, auth_ext: dict[str, Any]) -> dict[str, Any]:
     receiver = {
         "protocols": {
             "grpc": {"endpoint": "127.0.0.1:0", "auth": AUTH},
@@ -48,7 +50,7 @@ def _config(make_config: Any, auth_ext: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("source", ["token", "filename"])
 def test_right_token_passes_wrong_token_is_401(
-    run_collector: Any, make_config: Any, tmp_path: Path, source: str
+    run_collector: RunCollector, make_config: MakeConfig, tmp_path: Path, source: str
 ) -> None:
     if source == "token":
         ext = {"token": "s3cret"}
@@ -93,13 +95,13 @@ def test_right_token_passes_wrong_token_is_401(
     assert collector.exporter().items() == 2
 
 
-def test_token_config_is_validated(make_config: Any, test_components: Any) -> None:
+def test_token_config_is_validated(make_config: MakeConfig, test_components: Registry) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(_config(make_config, {}), test_components, include_builtin=False)
     assert "extensions.bearertokenauth: one of token, tokens or filename is required" in info.value.errors
 
 
-def test_authenticator_not_enabled_fails_start_naming_it(run_collector: Any, make_config: Any) -> None:
+def test_authenticator_not_enabled_fails_start_naming_it(run_collector: RunCollector, make_config: MakeConfig) -> None:
     config = _config(make_config, {"token": "x"})
     config["service"]["extensions"] = []
     with pytest.raises(StartError, match=r"receiver 'otlp'.*'bearertokenauth' is not enabled in service.extensions"):

@@ -18,6 +18,7 @@ from collector.extensions.file_storage import (
     factories,
 )
 from collector.extensions.file_storage.ack_file import SLOT_BYTES, _parse_slot
+from processors.pipeline import Duration
 
 
 def _open(path: Path, **kw: object) -> tuple[SegmentQueue, list[bytes]]:
@@ -209,8 +210,9 @@ def test_queue_directories_are_0700_files_0600_and_parents_keep_their_modes(tmp_
     old_umask = os.umask(0o022)  # the usual umask, which would leave 0755/0644
     try:
         (factory,) = factories
-        config = FileStorageConfig(directory=str(tmp_path / "var" / "store"), timeout=0.0)  # type: ignore[arg-type]
+        config = FileStorageConfig(directory=str(tmp_path / "var" / "store"), timeout=Duration(0.0))
         ext = factory.create(CreateSettings(ComponentID("file_storage"), Signal.TRACES), config)
+        assert isinstance(ext, FileStorageExtension)
 
         async def run() -> Path:
             await ext.start(StaticHost())
@@ -260,11 +262,12 @@ def test_a_torn_ack_write_falls_back_to_the_other_slot(tmp_path: Path) -> None:
     assert ack.stat().st_size == 2 * SLOT_BYTES  # reserved up front: written in place on a full disk
     data = bytearray(ack.read_bytes())
     slots = [_parse_slot(bytes(data[i * SLOT_BYTES : (i + 1) * SLOT_BYTES])) for i in range(2)]
-    assert slots[0] is not None and slots[1] is not None
-    newest = 0 if slots[0][0] > slots[1][0] else 1
+    first, second = slots
+    assert first is not None and second is not None
+    newest = 0 if first[0] > second[0] else 1
     data[newest * SLOT_BYTES + 20] ^= 0xFF  # a crash mid-write: its crc no longer checks out
     ack.write_bytes(bytes(data))
-    older_lwm = slots[1 - newest][1][0]
+    older_lwm = (second if newest == 0 else first)[1][0]
     q, recovered = _open(tmp_path)
     assert recovered == [b"r%d" % (seq - 1) for seq in range(older_lwm, 5)]  # the older state: never loss
     asyncio.run(q.close())

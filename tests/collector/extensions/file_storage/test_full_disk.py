@@ -12,7 +12,6 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -22,8 +21,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector.component import Signal
 from collector.components import Registry
 from collector.exporters import otlp
+from collector.exporters.exporterhelper.queue import PersistentQueue
+from collector.exporters.exporterhelper.queued_exporter import QueuedExporter
 from collector.exporters.exporterhelper.testing import span_names, trace_request
 from collector.extensions import file_storage
+from tests.collector.conftest import MakeConfig, RunCollector
+from tests.support.nodes import node_of
 
 
 @pytest.fixture
@@ -65,7 +68,7 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> No
 
 
 def test_full_disk_refuses_retryably_recovers_by_itself_and_delivers_exactly_once(
-    small_disk: Path, run_collector: Any, make_config: Any, test_components: Registry
+    small_disk: Path, run_collector: RunCollector, make_config: MakeConfig, test_components: Registry
 ) -> None:
     components = Registry(
         receivers=test_components.receivers,
@@ -117,13 +120,14 @@ def test_full_disk_refuses_retryably_recovers_by_itself_and_delivers_exactly_onc
     # B comes back while the disk is still full: the queued batches are delivered and recorded as delivered.
     received.config.mode = "ok"
     _wait(lambda: len(received.requests) >= len(acked), "the acknowledged batches to reach B")
-    queue = a.exporter("otlp_grpc/b", Signal.TRACES)._queue  # the sending queue: every record acknowledged
+    queue = node_of(a.service, "exporter", "otlp_grpc/b", QueuedExporter, Signal.TRACES)._queue
+    assert isinstance(queue, PersistentQueue)  # the sending queue on file_storage: every record acknowledged
     _wait(lambda: queue.store.unacked == 0, "A to record its deliveries")
 
     # A restart on the full disk re-sends nothing that was delivered.
     a.stop()
     a = run_collector(a_config, components)
-    assert a.exporter("otlp_grpc/b", Signal.TRACES).recovered == 0
+    assert node_of(a.service, "exporter", "otlp_grpc/b", QueuedExporter, Signal.TRACES).recovered == 0
 
     # Space returns: A accepts again by itself (clients retry a refusal, as OTLP clients do).
     filler.unlink()

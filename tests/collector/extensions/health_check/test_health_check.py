@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 
+from collector.extensions.health_check import HealthCheck
 from processors.pipeline import Signal
+from tests.collector.conftest import MakeConfig, RunCollector
+from tests.support.nodes import node_of
 
 
-def test_health_reflects_every_pipeline_component(run_collector: Any, make_config: Any) -> None:
+def test_health_reflects_every_pipeline_component(run_collector: RunCollector, make_config: MakeConfig) -> None:
     config = make_config(
         exporters={"collect": None, "collect/backup": None},
         pipelines={
@@ -20,7 +21,7 @@ def test_health_reflects_every_pipeline_component(run_collector: Any, make_confi
         service_extensions=["health_check"],
     )
     collector = run_collector(config)
-    port = collector.service.node("extension", "health_check").port
+    port = node_of(collector.service, "extension", "health_check", HealthCheck).port
     url = f"http://127.0.0.1:{port}/health"
 
     response = httpx.get(url)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any
 
 import httpx
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -13,6 +12,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from collector.components import Registry
 from collector.exporters import otlp
+from collector.extensions.health_check import HealthCheck
+from tests.collector.conftest import MakeConfig, RunCollector
+from tests.support.nodes import node_of
 
 
 def _closed_port() -> int:
@@ -22,7 +24,7 @@ def _closed_port() -> int:
 
 
 def test_health_reports_queue_depth_of_an_exporter_whose_peer_is_down(
-    run_collector: Any, make_config: Any, test_components: Registry
+    run_collector: RunCollector, make_config: MakeConfig, test_components: Registry
 ) -> None:
     components = Registry(
         receivers=test_components.receivers,
@@ -45,7 +47,7 @@ def test_health_reports_queue_depth_of_an_exporter_whose_peer_is_down(
         service_extensions=["health_check"],
     )
     collector = run_collector(config, components)
-    url = f"http://127.0.0.1:{collector.service.node('extension', 'health_check').port}/"
+    url = f"http://127.0.0.1:{node_of(collector.service, 'extension', 'health_check', HealthCheck).port}/"
 
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.grpc_endpoint, insecure=True)))

@@ -18,6 +18,7 @@ from collector.components import Registry
 from collector.exporters.exporterhelper.testing import trace_request
 from processors import memory_limiter
 from processors.memory_limiter import MIB, process_rss_bytes
+from tests.collector.conftest import MakeConfig, RunCollector
 
 WIRE = 6 * MIB  # a request's protobuf size: reserved as 36 MiB
 MAX_RECV_MIB = 7
@@ -38,12 +39,12 @@ def _export(endpoint: str, body: bytes) -> grpc.StatusCode:
         try:
             call(body, timeout=30)
         except grpc.RpcError as exc:
-            return exc.code()  # type: ignore[no-any-return]
+            return exc.code()
     return grpc.StatusCode.OK
 
 
 def test_a_request_is_refused_from_its_size_before_it_is_decoded(
-    run_collector: Any, make_config: Any, test_components: Registry
+    run_collector: RunCollector, make_config: MakeConfig, test_components: Registry
 ) -> None:
     components = Registry(
         receivers=test_components.receivers,

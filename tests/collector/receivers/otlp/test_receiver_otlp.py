@@ -13,7 +13,6 @@ from opentelemetry.exporter.otlp.proto.http import Compression as HTTPCompressio
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HTTPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HTTPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -24,6 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from processors.pipeline import Signal
+from tests.collector.conftest import MakeConfig, RunCollector
 
 RESOURCE = Resource.create({"service.name": "checkout"})
 
@@ -105,7 +105,9 @@ def make_logs() -> Any:
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
-def test_official_exporters_deliver_all_three_signals(run_collector: Any, make_config: Any, transport: str) -> None:
+def test_official_exporters_deliver_all_three_signals(
+    run_collector: RunCollector, make_config: MakeConfig, transport: str
+) -> None:
     collector = run_collector(make_config())
     span_exporter, metric_exporter, log_exporter = _exporters(collector, transport)
     try:
@@ -138,7 +140,9 @@ def test_official_exporters_deliver_all_three_signals(run_collector: Any, make_c
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
-def test_refusal_is_retried_by_the_official_exporter(run_collector: Any, make_config: Any, transport: str) -> None:
+def test_refusal_is_retried_by_the_official_exporter(
+    run_collector: RunCollector, make_config: MakeConfig, transport: str
+) -> None:
     # The exporter refuses twice (as memory_limiter would), then accepts: the client must retry and deliver.
     collector = run_collector(make_config(exporters={"collect": {"mode": "refuse", "times": 2, "retry_after": 0.05}}))
     span_exporter = _exporters(collector, transport)[0]
@@ -152,9 +156,8 @@ def test_refusal_is_retried_by_the_official_exporter(run_collector: Any, make_co
         span_exporter.shutdown()
 
 
-def test_one_receiver_many_signals_one_port(run_collector: Any, make_config: Any) -> None:
+def test_one_receiver_many_signals_one_port(run_collector: RunCollector, make_config: MakeConfig) -> None:
     collector = run_collector(make_config())
     receiver = collector.receiver
     assert receiver.grpc_port > 0 and receiver.http_port > 0
     assert receiver is collector.service.node("receiver", "otlp", Signal.TRACES)
-    assert ExportTraceServiceRequest  # the pipeline data unit the exporter receives

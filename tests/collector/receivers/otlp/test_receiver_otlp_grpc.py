@@ -19,6 +19,8 @@ from collector.component import ComponentID, CreateSettings, Signal
 from collector.receivers.otlp import OTLPReceiver, OTLPReceiverConfig
 from collector.receivers.otlp.config import GRPCConfig, HTTPConfig, ProtocolsConfig
 from processors.pipeline import RefusedError, Request
+from tests.collector.conftest import MakeConfig, RunCollector
+from tests.support.sdk_data import attrs_of, metrics_in, number_points
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -45,7 +47,7 @@ def _call(endpoint: str, body: bytes, compression: grpc.Compression | None = Non
 
 
 @pytest.fixture
-def collector(run_collector: Any, make_config: Any) -> Any:
+def collector(run_collector: RunCollector, make_config: MakeConfig) -> Any:
     receiver = {"protocols": {"grpc": {"endpoint": "127.0.0.1:0", "max_recv_msg_size_mib": 1}}}
     return run_collector(make_config(receiver=receiver))
 
@@ -80,7 +82,7 @@ def test_invalid_ids_are_partial_success_over_grpc(collector: Any) -> None:
     assert code is grpc.StatusCode.INVALID_ARGUMENT and "trace_id" in details
 
 
-def test_refusal_is_unavailable_with_retry_info(run_collector: Any, make_config: Any) -> None:
+def test_refusal_is_unavailable_with_retry_info(run_collector: RunCollector, make_config: MakeConfig) -> None:
     collector = run_collector(make_config(exporters={"collect": {"mode": "refuse", "retry_after": 1.5}}))
     code, details, trailers = _call(collector.grpc_endpoint, _request().SerializeToString())
     assert code is grpc.StatusCode.UNAVAILABLE and "refuses" in details
@@ -91,7 +93,7 @@ def test_refusal_is_unavailable_with_retry_info(run_collector: Any, make_config:
     assert status.code == grpc.StatusCode.UNAVAILABLE.value[0] and status.details[0].Is(info.DESCRIPTOR)
 
 
-def test_data_error_is_invalid_argument(run_collector: Any, make_config: Any) -> None:
+def test_data_error_is_invalid_argument(run_collector: RunCollector, make_config: MakeConfig) -> None:
     collector = run_collector(make_config(exporters={"collect": {"mode": "data"}}))
     code, details, _ = _call(collector.grpc_endpoint, _request().SerializeToString())
     assert code is grpc.StatusCode.INVALID_ARGUMENT and "rejects the data" in details
@@ -136,11 +138,9 @@ async def _count_accepted_and_refused() -> None:
     finally:
         await receiver.shutdown()
     points = {
-        (m.name, dp.attributes["transport"], dp.attributes["receiver"]): dp.value
-        for rm in reader.get_metrics_data().resource_metrics
-        for sm in rm.scope_metrics
-        for m in sm.metrics
-        for dp in m.data.data_points
+        (m.name, attrs_of(dp)["transport"], attrs_of(dp)["receiver"]): dp.value
+        for m in metrics_in(reader.get_metrics_data())
+        for dp in number_points(m)
     }
     assert points[("otelcol_receiver_accepted_spans", "grpc", "otlp/front")] == 3
     assert points[("otelcol_receiver_refused_spans", "grpc", "otlp/front")] == 2

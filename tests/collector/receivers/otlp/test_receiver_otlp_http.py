@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from processors.pdata import from_json, to_json
 from processors.pipeline import Signal
+from tests.collector.conftest import MakeConfig, RunCollector
 
 # Written after the OTLP spec's examples/*.json: upper-case hex ids, enum ints, 64-bit ints as numbers or
 # strings, lowerCamelCase keys, and an unknown field the receiver must ignore.
@@ -136,7 +137,7 @@ PROTO_HEADERS = {"Content-Type": "application/x-protobuf"}
 
 
 @pytest.fixture
-def collector(run_collector: Any, make_config: Any) -> Any:
+def collector(run_collector: RunCollector, make_config: MakeConfig) -> Any:
     receiver = {
         "protocols": {
             "http": {"endpoint": "127.0.0.1:0", "max_request_body_size": 64 * 1024},
@@ -346,7 +347,7 @@ def test_wrong_method_and_path(collector: Any) -> None:
     [("refuse", 503, 14), ("data", 400, 3)],
 )
 def test_downstream_errors_map_to_otlp_codes(
-    run_collector: Any, make_config: Any, mode: str, code: int, grpc_code: int
+    run_collector: RunCollector, make_config: MakeConfig, mode: str, code: int, grpc_code: int
 ) -> None:
     collector = run_collector(make_config(exporters={"collect": {"mode": mode, "retry_after": 2.5}}))
     with httpx.Client(base_url=collector.http_url) as client:
@@ -357,7 +358,7 @@ def test_downstream_errors_map_to_otlp_codes(
         assert response.headers["retry-after"] == "3"  # whole seconds, rounded up
 
 
-def test_downstream_partial_rejection_is_reported(run_collector: Any, make_config: Any) -> None:
+def test_downstream_partial_rejection_is_reported(run_collector: RunCollector, make_config: MakeConfig) -> None:
     collector = run_collector(make_config(exporters={"collect": {"mode": "partial"}}))
     with httpx.Client(base_url=collector.http_url) as client:
         response = client.post("/v1/traces", content=_trace_request(3).SerializeToString(), headers=PROTO_HEADERS)

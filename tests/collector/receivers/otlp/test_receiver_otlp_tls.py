@@ -16,6 +16,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from collector.components import Registry
+from tests.collector.conftest import MakeConfig, RunCollector
+
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
@@ -41,7 +44,10 @@ def _spans() -> list[Any]:
 
 
 def test_tls_on_both_protocols(
-    run_collector: Any, make_config: Any, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    run_collector: RunCollector,
+    make_config: MakeConfig,
+    certificate: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # requests lets these variables override the exporter's certificate_file (its session.verify).
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
@@ -72,7 +78,7 @@ def test_tls_on_both_protocols(
         httpx.post(f"http://127.0.0.1:{collector.receiver.http_port}/v1/traces", content=b"", timeout=5)
 
 
-def test_tls_needs_cert_and_key(make_config: Any, test_components: Any) -> None:
+def test_tls_needs_cert_and_key(make_config: MakeConfig, test_components: Registry) -> None:
     from collector.config import ConfigError, parse_config
 
     receiver = {"protocols": {"http": {"endpoint": "127.0.0.1:0", "tls": {"cert_file": "/x.pem"}}}}
