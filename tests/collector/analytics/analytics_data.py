@@ -64,6 +64,14 @@ class Dataset:
         return replace(self, **arrays, trace_ids=self.trace_ids + other.trace_ids)
 
 
+@dataclass
+class Loaded:
+    """The ``dataset`` fixture: a data set and the DSN of the schema it was loaded into."""
+
+    dsn: str
+    data: Dataset
+
+
 def generate(n: int = 6000, seed: int = 7, end: datetime = END, days: float = DAYS) -> Dataset:
     rng = np.random.default_rng(seed)
     start = end - timedelta(days=days)

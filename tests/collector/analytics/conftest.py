@@ -13,12 +13,7 @@ import psycopg
 import pytest
 
 from tests.collector.analytics import analytics_data
-
-
-class Loaded:
-    def __init__(self, dsn: str, data: analytics_data.Dataset) -> None:
-        self.dsn = dsn
-        self.data = data
+from tests.collector.analytics.analytics_data import Loaded
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,7 @@ def small(pg_dsn: str) -> Iterator[tuple[psycopg.Connection, analytics_data.Data
         yield conn, data
 
 
-def test_budget_status_spend_and_states(small) -> None:  # type: ignore[no-untyped-def]
+def test_budget_status_spend_and_states(small: tuple[psycopg.Connection, analytics_data.Dataset]) -> None:
     conn, d = small
     store = BudgetStore(conn)
     store.set(Budget("agent", "planner", "day", 0.05))
@@ -90,7 +90,7 @@ def _expected_metric_firings(d: analytics_data.Dataset, window_s: float, metric:
     return out
 
 
-def test_metric_rules_fire_per_service(small) -> None:  # type: ignore[no-untyped-def]
+def test_metric_rules_fire_per_service(small: tuple[psycopg.Connection, analytics_data.Dataset]) -> None:
     conn, d = small
     a = Analytics(conn)
     rules = [
@@ -114,7 +114,7 @@ def test_metric_rules_fire_per_service(small) -> None:  # type: ignore[no-untype
     assert firings, "the generated data makes at least one rule fire"
 
 
-def test_anomaly_rule_matches_numpy_baseline(small) -> None:  # type: ignore[no-untyped-def]
+def test_anomaly_rule_matches_numpy_baseline(small: tuple[psycopg.Connection, analytics_data.Dataset]) -> None:
     conn, d = small
     rule = AlertRuleConfig(
         name="anomaly",
@@ -217,7 +217,7 @@ def test_webhook_delivery_and_failure_never_raises(caplog: pytest.LogCaptureFixt
     assert "S3cr3tK3y" not in caplog.text  # a webhook URL is a secret
 
 
-def test_service_health_and_summary(small) -> None:  # type: ignore[no-untyped-def]
+def test_service_health_and_summary(small: tuple[psycopg.Connection, analytics_data.Dataset]) -> None:
     conn, d = small
     a = Analytics(conn)
     health = {h.service: h for h in service_health(a, NOW)}

@@ -16,6 +16,7 @@ from collector.analytics.api import AnalyticsAPI
 from collector.analytics.config import AnalyticsConfig
 from collector.analytics.models import OperationPerformance
 from tests.collector.analytics import analytics_data
+from tests.collector.analytics.analytics_data import Loaded
 from tests.collector.analytics.served import serve
 
 END = analytics_data.END
@@ -25,7 +26,7 @@ FULL = {"since": (END - timedelta(days=10)).isoformat(), "until": END.isoformat(
 
 
 @pytest.fixture
-def client(dataset) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+def client(dataset: Loaded) -> Iterator[httpx.Client]:
     with serve(AnalyticsAPI(lambda: dataset.dsn, AnalyticsConfig(max_limit=50))) as c:
         yield c
 
@@ -63,7 +64,7 @@ def test_openapi_document_describes_every_route_and_model(client: httpx.Client) 
     assert "put" in doc["paths"]["/api/v1/budgets"] and "security" not in doc["paths"]["/api/v1/budgets"]["put"]
 
 
-def test_performance_matches_numpy_and_paginates(client: httpx.Client, dataset) -> None:  # type: ignore[no-untyped-def]
+def test_performance_matches_numpy_and_paginates(client: httpx.Client, dataset: Loaded) -> None:
     d = dataset.data
     body = client.get("/performance", params=RAW).json()
     assert body["window"]["source"] == "raw" and body["limit"] == 50 and body["offset"] == 0
@@ -80,7 +81,7 @@ def test_performance_matches_numpy_and_paginates(client: httpx.Client, dataset) 
     assert full["window"]["source"] == "rollup" and all(not r["exact"] for r in full["items"])
 
 
-def test_other_endpoints(client: httpx.Client, dataset) -> None:  # type: ignore[no-untyped-def]
+def test_other_endpoints(client: httpx.Client, dataset: Loaded) -> None:
     d = dataset.data
     series = client.get("/timeseries", params={**FULL, "granularity": "day"}).json()["items"]
     assert len(series) == 10 and sum(b["operations"] for b in series) == len(d.start_s)
@@ -126,7 +127,7 @@ def test_bad_arguments_are_400_naming_the_parameter(client: httpx.Client, params
         assert r.json()["suggestions"] == ["search"]
 
 
-def test_bearer_token(dataset) -> None:  # type: ignore[no-untyped-def]
+def test_bearer_token(dataset: Loaded) -> None:
     with serve(AnalyticsAPI(lambda: dataset.dsn, AnalyticsConfig(token="s3cret"))) as c:
         assert c.get("/performance", params=RAW).status_code == 401
         assert c.get("/performance", params=RAW, headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -166,7 +167,7 @@ def test_budgets_and_alerts_over_http(pg_dsn: str) -> None:
         assert services["status"] == "no_data"
 
 
-def test_routing_and_openapi_come_from_one_table(dataset) -> None:  # type: ignore[no-untyped-def]
+def test_routing_and_openapi_come_from_one_table(dataset: Loaded) -> None:
     """Every spec is served and documented; a spec another package adds (as the UI's trace routes do) gets the
     same auth, thread pool and error handling, and appears in the document with its schema."""
     from collector.analytics.routes import API_ROUTES

@@ -26,6 +26,7 @@ from collector.analytics.extension import config_from_file
 from collector.analytics.routes import API_ROUTES
 from collector.cli import app
 from tests.collector.analytics import analytics_data
+from tests.collector.analytics.analytics_data import Loaded
 from tests.collector.analytics.served import serve
 
 END = analytics_data.END
@@ -144,7 +145,7 @@ def test_a_wrong_budget_is_a_400_naming_the_field(
     assert r.status_code == 400 and field in r.json()["error"]
 
 
-def test_only_allowed_hosts_are_answered(dataset) -> None:  # type: ignore[no-untyped-def]
+def test_only_allowed_hosts_are_answered(dataset: Loaded) -> None:
     api = AnalyticsAPI(lambda: dataset.dsn, AnalyticsConfig(allowed_hosts=["analytics.internal"]))
     with serve(api) as client:
         port = client.base_url.port
@@ -223,7 +224,7 @@ _EXAMPLES = int(os.environ.get("HARDENING_EXAMPLES", "30"))
 
 
 @pytest.mark.parametrize("spec", _GET, ids=[s.path for s in _GET])
-def test_no_query_value_makes_a_server_error(dataset, server_log: _Records, spec: Any) -> None:  # type: ignore[no-untyped-def]
+def test_no_query_value_makes_a_server_error(dataset: Loaded, server_log: _Records, spec: Any) -> None:
     """Hypothesis over every GET route of the table: query and path values from a hostile corpus answer 2xx, 400
     naming a parameter, or 404; never 5xx, and nothing is logged with a traceback."""
     query = [p for p in spec.params if p.where == "query"]
@@ -251,7 +252,7 @@ def test_no_query_value_makes_a_server_error(dataset, server_log: _Records, spec
     assert not [r for r in server_log.records if r.exc_info], [r.getMessage() for r in server_log.records]
 
 
-def test_the_named_attacks_are_400s(dataset) -> None:  # type: ignore[no-untyped-def]
+def test_the_named_attacks_are_400s(dataset: Loaded) -> None:
     with serve(AnalyticsAPI(lambda: dataset.dsn)) as client:
         for params, name in (
             ({"hours": "inf"}, "hours"),

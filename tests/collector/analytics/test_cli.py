@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from collector.analytics.alerts import AlertStore, Firing
 from collector.cli import app
 from tests.collector.analytics import analytics_data
+from tests.collector.analytics.analytics_data import Loaded
 
 END = analytics_data.END
 RAW = ["--since", (END - timedelta(hours=12)).isoformat(), "--until", END.isoformat()]
@@ -27,7 +28,7 @@ def run(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_report_json_matches_numpy(dataset) -> None:  # type: ignore[no-untyped-def]
+def test_report_json_matches_numpy(dataset: Loaded) -> None:
     d = dataset.data
     code, out, _ = run("report", "--dsn", dataset.dsn, *RAW, "--service", "search", "--format", "json")
     assert code == 0
@@ -37,7 +38,7 @@ def test_report_json_matches_numpy(dataset) -> None:  # type: ignore[no-untyped-
     assert rows[0]["p95_ms"] == pytest.approx(np.percentile(d.duration_ms[m], 95), rel=1e-9)
 
 
-def test_report_table_and_other_groupings(dataset) -> None:  # type: ignore[no-untyped-def]
+def test_report_table_and_other_groupings(dataset: Loaded) -> None:
     code, out, _ = run("report", "--dsn", dataset.dsn, *FULL)
     assert code == 0 and "checkout.pay" in out and "p95_ms" in out
     for by, expected in (("agent", "planner"), ("role", "worker"), ("user", "active users: 6"), ("hour", "23")):
@@ -47,7 +48,7 @@ def test_report_table_and_other_groupings(dataset) -> None:  # type: ignore[no-u
     assert code == 2 and "--by" in err
 
 
-def test_unknown_service_lists_close_names_and_exits_2(dataset) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_service_lists_close_names_and_exits_2(dataset: Loaded) -> None:
     code, _, err = run("report", "--dsn", dataset.dsn, *RAW, "--service", "chekout")
     assert code == 2
     assert "unknown service 'chekout'" in err and "checkout" in err
@@ -55,7 +56,7 @@ def test_unknown_service_lists_close_names_and_exits_2(dataset) -> None:  # type
     assert code == 2 and "checkout.pay" in err
 
 
-def test_empty_window_says_no_data_and_exits_0(dataset) -> None:  # type: ignore[no-untyped-def]
+def test_empty_window_says_no_data_and_exits_0(dataset: Loaded) -> None:
     empty = ["--since", "2020-01-01", "--until", "2020-01-02"]
     for command in ("report", "stats", "costs", "outliers", "percentiles", "trends"):
         code, out, _ = run(command, "--dsn", dataset.dsn, *empty)
@@ -74,12 +75,12 @@ def test_empty_window_says_no_data_and_exits_0(dataset) -> None:  # type: ignore
         (["--format", "xml"], "--format"),
     ],
 )
-def test_bad_arguments_exit_2(dataset, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_arguments_exit_2(dataset: Loaded, args: list[str], message: str) -> None:
     code, _, err = run("report", "--dsn", dataset.dsn, *args)
     assert code == 2 and message in err
 
 
-def test_costs_csv_to_file_and_projection(dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_costs_csv_to_file_and_projection(dataset: Loaded, tmp_path: Path) -> None:
     d = dataset.data
     target = tmp_path / "costs.csv"
     code, _, err = run("costs", "--dsn", dataset.dsn, *FULL, "--by", "provider", "-f", "csv", "-o", str(target))
@@ -94,7 +95,7 @@ def test_costs_csv_to_file_and_projection(dataset, tmp_path: Path) -> None:  # t
     assert code == 0 and "projected_month_usd" in json.loads(out)
 
 
-def test_trends_outliers_percentiles_insights(dataset) -> None:  # type: ignore[no-untyped-def]
+def test_trends_outliers_percentiles_insights(dataset: Loaded) -> None:
     code, out, _ = run(
         "trends", "--dsn", dataset.dsn, *FULL, "--operation", "search.query", "--metric", "p95_ms", "-f", "json"
     )
@@ -118,7 +119,7 @@ def test_trends_outliers_percentiles_insights(dataset) -> None:  # type: ignore[
     assert code == 0 and "fastest_agent" in out
 
 
-def test_export_streams_spans(dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_export_streams_spans(dataset: Loaded, tmp_path: Path) -> None:
     target = tmp_path / "spans.csv"
     code, _, err = run("export", "--dsn", dataset.dsn, *RAW, "--service", "agents", "-o", str(target))
     m = dataset.data.mask(END - timedelta(hours=12), END) & (dataset.data.service == "agents")
@@ -159,7 +160,7 @@ def test_budgets_and_alerts_commands(pg_dsn: str, tmp_path: Path) -> None:
     assert code == 2 and "--dsn" in err
 
 
-def test_exact_reads_raw_spans_for_long_windows(dataset) -> None:  # type: ignore[no-untyped-def]
+def test_exact_reads_raw_spans_for_long_windows(dataset: Loaded) -> None:
     d = dataset.data
     code, out, _ = run("report", "--dsn", dataset.dsn, *FULL, "--operation", "checkout.pay", "--exact", "-f", "json")
     (row,) = json.loads(out)

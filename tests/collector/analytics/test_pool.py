@@ -8,10 +8,11 @@ import pytest
 
 from collector.analytics.api import AnalyticsAPI
 from collector.analytics.pool import ConnectionPool, PoolTimeout
+from tests.collector.analytics.analytics_data import Loaded
 from tests.collector.analytics.served import serve
 
 
-def test_the_pool_caps_connections_and_times_out(dataset) -> None:  # type: ignore[no-untyped-def]
+def test_the_pool_caps_connections_and_times_out(dataset: Loaded) -> None:
     pool = ConnectionPool(lambda: dataset.dsn, max_size=2, timeout=0.2)
     try:
         with pool.connection() as first, pool.connection() as second:
@@ -25,7 +26,7 @@ def test_the_pool_caps_connections_and_times_out(dataset) -> None:  # type: igno
         pool.close()
 
 
-def test_a_request_without_a_free_connection_is_a_retryable_503(dataset) -> None:  # type: ignore[no-untyped-def]
+def test_a_request_without_a_free_connection_is_a_retryable_503(dataset: Loaded) -> None:
     api = AnalyticsAPI(lambda: dataset.dsn)
     api.pool = ConnectionPool(lambda: dataset.dsn, max_size=1, timeout=0.2)
     with serve(api) as client:
@@ -36,7 +37,7 @@ def test_a_request_without_a_free_connection_is_a_retryable_503(dataset) -> None
         assert client.get("/services").status_code == 200
 
 
-def test_a_connection_the_server_dropped_is_replaced_before_use(dataset) -> None:  # type: ignore[no-untyped-def]
+def test_a_connection_the_server_dropped_is_replaced_before_use(dataset: Loaded) -> None:
     api = AnalyticsAPI(lambda: dataset.dsn)
     api.pool = ConnectionPool(lambda: dataset.dsn, max_size=1)
     with serve(api) as client:

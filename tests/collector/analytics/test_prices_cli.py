@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import psycopg
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -44,7 +45,7 @@ def test_lookup_shows_every_rate_of_the_price_in_force() -> None:
     assert code == 1 and "no price for model 'no-such-model-xyz'" in err
 
 
-def test_table_lists_a_provider_and_overrides_first(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_table_lists_a_provider_and_overrides_first(tmp_path: Path) -> None:
     overrides = tmp_path / "p.json"
     overrides.write_text(json.dumps({"house-model": {"input": 1, "output": 2}}))
     code, out, _ = run("prices", "--provider", "openai", "--pricing", str(overrides), "-f", "json")
@@ -75,7 +76,7 @@ def _llm_span(request: ExportTraceServiceRequest, i: int, model: str, cost: floa
         set_attribute(span.attributes, key, value)
 
 
-def test_unpriced_lists_models_seen_without_cost(pg_dsn: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_unpriced_lists_models_seen_without_cost(pg_dsn: str, tmp_path: Path) -> None:
     request = ExportTraceServiceRequest()
     rs = request.resource_spans.add()
     set_attribute(rs.resource.attributes, "service.name", "svc")

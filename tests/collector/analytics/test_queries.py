@@ -15,6 +15,7 @@ import scipy.stats
 from collector.analytics.models import PercentileSummary
 from collector.analytics.queries import Analytics, Thresholds
 from collector.analytics.window import Filters, TimeWindow
+from tests.collector.analytics.analytics_data import Loaded
 
 EXACT = 1e-9
 HIST = 0.01  # (gamma - 1) / (gamma + 1) < 1 %
@@ -25,16 +26,16 @@ def a(conn: psycopg.Connection) -> Analytics:
     return Analytics(conn, Thresholds(slow_ms=300.0, very_slow_ms=1000.0))
 
 
-def _raw_window(dataset) -> TimeWindow:  # type: ignore[no-untyped-def]
+def _raw_window(dataset: Loaded) -> TimeWindow:
     return TimeWindow(dataset.data.end - timedelta(hours=12), dataset.data.end)
 
 
-def _full_window(dataset) -> TimeWindow:  # type: ignore[no-untyped-def]
+def _full_window(dataset: Loaded) -> TimeWindow:
     return TimeWindow(dataset.data.start, dataset.data.end)
 
 
 @pytest.mark.parametrize("kind", ["raw", "rollup"])
-def test_performance_per_operation(dataset, a: Analytics, kind: str) -> None:  # type: ignore[no-untyped-def]
+def test_performance_per_operation(dataset: Loaded, a: Analytics, kind: str) -> None:
     d = dataset.data
     window = _raw_window(dataset) if kind == "raw" else _full_window(dataset)
     assert window.uses_rollups == (kind == "rollup")
@@ -62,7 +63,7 @@ def test_performance_per_operation(dataset, a: Analytics, kind: str) -> None:  #
             assert (dur > 1000 * 1.02).sum() <= r.very_slow <= (dur > 1000 / 1.02).sum()
 
 
-def test_performance_filters_and_grouping(dataset, a: Analytics) -> None:  # type: ignore[no-untyped-def]
+def test_performance_filters_and_grouping(dataset: Loaded, a: Analytics) -> None:
     d = dataset.data
     window = _full_window(dataset)
     rows = a.performance(window, Filters(tenant="acme", model="gpt-4o"))
@@ -80,7 +81,7 @@ def test_performance_filters_and_grouping(dataset, a: Analytics) -> None:  # typ
 
 
 @pytest.mark.parametrize(("granularity", "hours"), [("hour", 12), ("hour", 72), ("day", 240)])
-def test_timeseries(dataset, a: Analytics, granularity: str, hours: int) -> None:  # type: ignore[no-untyped-def]
+def test_timeseries(dataset: Loaded, a: Analytics, granularity: str, hours: int) -> None:
     d = dataset.data
     window = TimeWindow(d.end - timedelta(hours=hours), d.end)
     series = a.timeseries(window, Filters(service="agents"), granularity)
@@ -97,7 +98,7 @@ def test_timeseries(dataset, a: Analytics, granularity: str, hours: int) -> None
         assert b.quality_avg == pytest.approx(np.nanmean(d.quality[m]), rel=EXACT)
 
 
-def test_agents_and_roles(dataset, a: Analytics) -> None:  # type: ignore[no-untyped-def]
+def test_agents_and_roles(dataset: Loaded, a: Analytics) -> None:
     d = dataset.data
     window = _raw_window(dataset)
     w = d.mask(window.start, window.end)
@@ -124,7 +125,7 @@ def test_agents_and_roles(dataset, a: Analytics) -> None:  # type: ignore[no-unt
         assert r.quality_median is None
 
 
-def test_users_usage_and_active(dataset, a: Analytics) -> None:  # type: ignore[no-untyped-def]
+def test_users_usage_and_active(dataset: Loaded, a: Analytics) -> None:
     d = dataset.data
     window = _full_window(dataset)
     users = a.users(window)
@@ -144,7 +145,7 @@ def test_users_usage_and_active(dataset, a: Analytics) -> None:  # type: ignore[
     assert [p.count for p in hourly] == [int((hours == h).sum()) for h in range(24)]
 
 
-def test_percentiles(dataset, a: Analytics) -> None:  # type: ignore[no-untyped-def]
+def test_percentiles(dataset: Loaded, a: Analytics) -> None:
     d = dataset.data
     window = _full_window(dataset)
     qs = (50, 75, 90, 95, 99)
@@ -179,7 +180,7 @@ def test_percentiles(dataset, a: Analytics) -> None:  # type: ignore[no-untyped-
         a.percentiles(window, field="bogus")
 
 
-def test_trends_match_scipy(dataset, a: Analytics) -> None:  # type: ignore[no-untyped-def]
+def test_trends_match_scipy(dataset: Loaded, a: Analytics) -> None:
     d = dataset.data
     window = _full_window(dataset)
     trends = {t.metric: t for t in a.trends(window, Filters(operation="search.query"), "day")}
@@ -211,7 +212,7 @@ def test_trends_match_scipy(dataset, a: Analytics) -> None:  # type: ignore[no-u
     assert {t.verdict for t in short} == {"insufficient_data"}
 
 
-def test_outliers_match_scipy_zscores(dataset, a: Analytics) -> None:  # type: ignore[no-untyped-def]
+def test_outliers_match_scipy_zscores(dataset: Loaded, a: Analytics) -> None:
     d = dataset.data
     window = _full_window(dataset)
     found = a.outliers(window, threshold=3.0, limit=1000)
@@ -230,7 +231,7 @@ def test_outliers_match_scipy_zscores(dataset, a: Analytics) -> None:  # type: i
     assert len(a.outliers(window, metric="cost", threshold=2.5, limit=5)) == 5
 
 
-def test_costs(dataset, a: Analytics) -> None:  # type: ignore[no-untyped-def]
+def test_costs(dataset: Loaded, a: Analytics) -> None:
     d = dataset.data
     window = _full_window(dataset)
     total = d.cost.sum()
@@ -264,7 +265,7 @@ def test_costs(dataset, a: Analytics) -> None:  # type: ignore[no-untyped-def]
         a.costs(window, by="colour")
 
 
-def test_cost_projection(dataset, a: Analytics) -> None:  # type: ignore[no-untyped-def]
+def test_cost_projection(dataset: Loaded, a: Analytics) -> None:
     d = dataset.data
     now = d.end  # 2026-11-20: 19 days into November, 11 left
     p = a.cost_projection(now=now)
@@ -276,6 +277,6 @@ def test_cost_projection(dataset, a: Analytics) -> None:  # type: ignore[no-unty
     assert p.projected_month_usd == pytest.approx(mtd + 11 * burn, rel=EXACT)
 
 
-def test_catalogue(dataset, a: Analytics) -> None:  # type: ignore[no-untyped-def]
+def test_catalogue(dataset: Loaded, a: Analytics) -> None:
     assert a.services() == sorted(set(dataset.data.service))
     assert a.operations("checkout") == ["checkout.cart", "checkout.pay"]

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.trace import Tracer
 
 from tests.support.sink_otlp import make_spans
 
@@ -39,7 +40,7 @@ def _start_collector(config: Path, log: Path) -> tuple[subprocess.Popen[str], in
 
 
 def _batches(n: int, size: int) -> list[list]:  # type: ignore[type-arg]
-    def build(tracer):  # type: ignore[no-untyped-def]
+    def build(tracer: Tracer) -> None:
         for i in range(size):
             with tracer.start_as_current_span(f"op{i % 4}", attributes={"tenant.id": f"t{i % 3}"}):
                 pass

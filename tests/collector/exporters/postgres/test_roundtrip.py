@@ -7,6 +7,7 @@ import logging
 import time
 
 import psycopg
+from opentelemetry.metrics import Observation
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -20,7 +21,7 @@ from processors.pipeline import Signal
 from tests.support.sink_otlp import encode_logs, encode_metrics, make_spans, traces_request
 
 
-def _build_agent_spans(tracer):  # type: ignore[no-untyped-def]
+def _build_agent_spans(tracer: Tracer) -> None:
     with tracer.start_as_current_span("root", kind=SpanKind.SERVER) as root:
         root.set_attribute("http.route", "/pay")
         root.set_attribute("http.response.status_code", 502)
@@ -192,9 +193,7 @@ def test_metrics_round_trip_all_point_kinds(pg_dsn: str, pg_conn: psycopg.Connec
     assert {r[17] for r in rows.values()} == {"billing"}
 
 
-def _gauge(value: float):  # type: ignore[no-untyped-def]
-    from opentelemetry.metrics import Observation
-
+def _gauge(value: float) -> Observation:
     return Observation(value, {"room": "lab"})
 
 

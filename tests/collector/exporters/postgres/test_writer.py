@@ -16,6 +16,8 @@ import psycopg
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.trace import Tracer
+from opentelemetry.util.types import AttributeValue
 
 from collector.exporters.postgres import histogram, schema
 from collector.exporters.postgres.config import RetentionConfig
@@ -197,7 +199,7 @@ def test_rollup_percentiles_within_one_percent_of_exact(pg_dsn: str, pg_conn: ps
 
 def test_hostile_strings_are_stored_or_repaired(pg_dsn: str, pg_conn: psycopg.Connection) -> None:
     huge = "x" * 2_000_000
-    hostile = {
+    hostile: dict[str, AttributeValue] = {
         "nul": "a\x00b",
         "sql": "'); DROP TABLE spans; --",
         "emoji": "🚀 ok ü 中文",
@@ -211,7 +213,7 @@ def test_hostile_strings_are_stored_or_repaired(pg_dsn: str, pg_conn: psycopg.Co
         "with\x00nul.key": "v",
     }
 
-    def build(tracer):  # type: ignore[no-untyped-def]
+    def build(tracer: Tracer) -> None:
         with tracer.start_as_current_span("hostile\x00name", attributes=hostile) as span:
             span.add_event("exception", {"exception.type": "E\x00rr", "exception.message": "m"})
 
