@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from collector.config import parse_config
+from collector.config.loader import parse_config
 from collector.service import Service
 from collector.service.graph import NodeKind
 from processors.pdata import to_json

@@ -10,6 +10,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, TypeVar
 
+from collector.analytics import extension as analytics
+from collector.connectors import spanmetrics
+from collector.exporters import debug, otlphttp, postgres, prometheus
+from collector.exporters import otlp as otlp_exporter
+from collector.extensions import bearertokenauth, file_storage, health_check
+from collector.receivers import otlp as otlp_receiver
+from processors import attributes, batch, business, correlation, cost, filter, memory_limiter, redaction, resource
 from processors.pipeline import (
     ConnectorFactory,
     ExporterFactory,
@@ -51,17 +58,6 @@ def _by_type(*modules_factories: Iterable[_F]) -> dict[str, _F]:
 
 def registry() -> Registry:
     """The built-in components."""
-    # Imported here, not at module level: the postgres exporter and the analytics extension read their own section
-    # of a config file through collector.config, whose package imports the loader, which imports this module. It
-    # also lets the loader report a component module that fails to import as a config error naming it.
-    from collector.analytics import extension as analytics
-    from collector.connectors import spanmetrics
-    from collector.exporters import debug, otlphttp, postgres, prometheus
-    from collector.exporters import otlp as otlp_exporter
-    from collector.extensions import bearertokenauth, file_storage, health_check
-    from collector.receivers import otlp as otlp_receiver
-    from processors import attributes, batch, business, correlation, cost, filter, memory_limiter, redaction, resource
-
     return Registry(
         receivers=_by_type(otlp_receiver.factories),
         processors=_by_type(

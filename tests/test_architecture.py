@@ -151,6 +151,34 @@ def test_collector_layers_import_only_their_own_layer_or_lower() -> None:
     assert not wrong, "an import from a lower layer to a higher one:\n" + "\n".join(wrong)
 
 
+def _loading_import_lines(path: Path) -> set[int]:
+    return _loading_import_lines_of(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+
+
+def _loading_import_lines_of(tree: ast.Module) -> set[int]:
+    """Lines of the imports made when a module loads: at its top level (a top-level ``try`` counts: optional
+    packages), not inside a function or class, nor under ``if TYPE_CHECKING``."""
+    lines: set[int] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            lines.add(node.lineno)
+        elif isinstance(node, ast.Try):
+            lines |= {n.lineno for n in ast.walk(node) if isinstance(n, ast.Import | ast.ImportFrom)}
+    return lines
+
+
+@pytest.mark.parametrize("room", sorted(FORBIDDEN_ROOMS))
+def test_first_party_imports_are_made_when_a_module_loads(room: str) -> None:
+    """An import inside a function or under TYPE_CHECKING is how a circle between modules hides: none."""
+    wrong = [
+        f"{_where(path, line)} imports {target}"
+        for path in _sources(room)
+        for line, target in imports(path)
+        if line not in _loading_import_lines(path)
+    ]
+    assert not wrong, "first-party imports belong at the top of the module:\n" + "\n".join(wrong)
+
+
 def test_examples_use_no_private_module() -> None:
     wrong = [
         f"{_where(path, line)} imports {target}"
@@ -163,10 +191,12 @@ def test_examples_use_no_private_module() -> None:
 
 def test_the_rules_see_imports() -> None:
     """The checker itself: a relative import, a function-local one and ``from pkg import submodule`` all count."""
+    local = ast.parse("def f() -> None:\n    from collector import telemetry\n")
+    assert not _loading_import_lines_of(local)  # an import inside a function is no import made at load
     service = dict((t, line) for line, t in imports(ROOT / "collector/service/service.py"))
     assert "collector.telemetry" in service  # from collector import telemetry
     registry = {t for _, t in imports(ROOT / "collector/components.py")}
-    assert "collector.exporters.postgres" in registry  # imported inside registry()
+    assert "collector.exporters.postgres" in registry  # from collector.exporters import postgres
     debug = {t for _, t in imports(ROOT / "collector/exporters/debug/__init__.py")}
     assert "collector.exporters.debug.config" in debug  # from .config import ...
     assert _layer("collector.config.loader") > _layer("collector.receivers.otlp") > _layer("collector.config.sections")

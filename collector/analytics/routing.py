@@ -9,21 +9,40 @@ pooled connection; a coroutine function runs on the event loop without one (and 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from .config import AnalyticsConfig
 from .params import ApiError, QueryArgs, checked_text
+from .queries import Analytics
 
-if TYPE_CHECKING:
-    from .api import AnalyticsAPI
-    from .queries import Analytics
-
-__all__ = ["ApiError", "Call", "Handler", "Param", "RouteSpec"]
+__all__ = ["ApiError", "Call", "Handler", "Param", "RouteSpec", "ServingApi"]
 
 _T = TypeVar("_T")
+
+
+class ServingApi(Protocol):
+    """What a handler may ask of the API serving it (``api.AnalyticsAPI`` is the one), stated here so that route
+    specs need not import the API that is built from them."""
+
+    @property
+    def config(self) -> AnalyticsConfig: ...
+
+    @property
+    def started(self) -> float:
+        """When the API was created (epoch seconds)."""
+        ...
+
+    def component_status(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+    def openapi(self) -> dict[str, Any]: ...
+
+    def run_with_analytics(self, fn: Callable[[Analytics], _T]) -> _T:
+        """``fn`` over a pooled connection (blocking: call from a worker thread)."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +65,7 @@ class Call:
     request: Request
     args: QueryArgs
     body: Any  # the parsed JSON body of a mutating route, else None
-    api: AnalyticsAPI
+    api: ServingApi
     bound: Analytics | None = None
 
     @property

@@ -29,7 +29,7 @@ from collector.component import (
     ProcessorFactory,
 )
 from collector.components import Registry
-from collector.config import parse_config
+from collector.config.loader import parse_config
 from collector.extensions import bearertokenauth, health_check
 from collector.receivers import otlp as otlp_receiver
 from collector.service import Service

@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 
-from collector.config import load_config
+from collector.config.loader import load_config
 from collector.receivers.otlp.receiver import OTLPReceiver
 from collector.service import Service
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from starlette.concurrency import run_in_threadpool
@@ -31,15 +31,13 @@ from ..models import to_jsonable
 from ..params import ApiError
 from ..queries import Analytics
 from ..routes import budget_from_body
+from ..routing import ServingApi
 from ..traces import read_span, read_timeline, search_traces
 from . import format as fmt
 from .auth import authorised, challenge, refuse_change
 from .params import FILTER_NAMES, TRACE_PARAMS, page_args, query_string, trace_page, trace_query
 from .trace_api import DEFAULT_TRACE_LIMIT
 from .views import COST_DIMENSIONS, cost_view, service_series
-
-if TYPE_CHECKING:
-    from ..api import AnalyticsAPI
 
 __all__ = ["WINDOWS", "UIPages"]
 
@@ -62,11 +60,11 @@ class UIPages:
 
     def __init__(self, config: AnalyticsConfig) -> None:
         self.config = config
-        self._api: AnalyticsAPI | None = None
+        self._api: ServingApi | None = None
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         fmt.install(self.templates.env)
 
-    def bind(self, api: AnalyticsAPI) -> None:
+    def bind(self, api: ServingApi) -> None:
         self._api = api
 
     def routes(self) -> list[BaseRoute]:

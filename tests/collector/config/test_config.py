@@ -10,8 +10,9 @@ import pytest
 
 from collector.component import ConnectorFactory, ExporterFactory
 from collector.components import Registry
-from collector.config import ConfigError, load_config, merge_registries, parse_config, parse_duration
+from collector.config import ConfigError, parse_duration
 from collector.config.decode import decode
+from collector.config.loader import load_config, merge_registries, parse_config
 from processors.pipeline import ComponentID, Duration, Signal
 
 

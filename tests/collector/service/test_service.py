@@ -11,7 +11,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector.components import Registry
-from collector.config import parse_config
+from collector.config.loader import parse_config
 from collector.receivers.otlp.receiver import OTLPReceiver
 from collector.service import ExportersFanOut, PipelinesFanOut, Service, StartError
 from processors.pipeline import DataError, RefusedError, Request, Signal
