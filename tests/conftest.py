@@ -18,6 +18,14 @@ from psycopg.conninfo import make_conninfo
 
 from collector.exporters.postgres import schema
 from processors import _sdk_internals
+from tests.support.trace_recorder import TraceRecorder, recording_trace_service
+
+
+@pytest.fixture
+def trace_recorder() -> Iterator[tuple[TraceRecorder, int]]:
+    """A real OTLP/gRPC trace service on a free loopback port that keeps what it is sent: (recorder, port)."""
+    with recording_trace_service() as served:
+        yield served
 
 
 @pytest.fixture(params=["sdk internals", "public API"])

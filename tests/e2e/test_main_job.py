@@ -19,20 +19,18 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent import futures
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-import grpc
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from collector.exporters.postgres.database import connect_from_config
 from processors.cost import default_price_table
 from tests.docs.docblocks import parse_blocks, shell_commands
+from tests.support.trace_recorder import TraceRecorder
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = 40
@@ -40,32 +38,6 @@ REQUESTS = 40
 LONG_RUNNING = {("collector",), ("api",), ("db", "psql")}
 
 pytestmark = pytest.mark.slow
-
-
-class _Forward(trace_service_pb2_grpc.TraceServiceServicer):
-    """Stands in for Tempo/Jaeger: records every (trace id, span id) it is sent."""
-
-    def __init__(self) -> None:
-        self.spans: set[tuple[bytes, bytes]] = set()
-        self.lock = threading.Lock()
-
-    def Export(self, request: trace_service_pb2.ExportTraceServiceRequest, context: object) -> object:
-        with self.lock:
-            for rs in request.resource_spans:
-                for ss in rs.scope_spans:
-                    self.spans.update((s.trace_id, s.span_id) for s in ss.spans)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
-@pytest.fixture
-def forward() -> Iterator[tuple[_Forward, int]]:
-    servicer = _Forward()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield servicer, port
-    server.stop(grace=None)
 
 
 T = TypeVar("T")
@@ -101,9 +73,9 @@ def _cli_json(config: Path, *args: str) -> list[dict[str, Any]]:
 
 
 def test_demo_delivers_every_request_everywhere_and_stops_cleanly(
-    forward: tuple[_Forward, int],
+    trace_recorder: tuple[TraceRecorder, int],
 ) -> None:
-    servicer, forward_port = forward
+    forward, forward_port = trace_recorder  # stands in for Tempo/Jaeger
     # Not under pytest's 0700 basetemp: as root, pgserver runs PostgreSQL as its own user.
     workdir = Path(tempfile.mkdtemp(prefix="otel-e2e-")) / "demo"
     demo = subprocess.Popen(
@@ -191,7 +163,7 @@ def test_demo_delivers_every_request_everywhere_and_stops_cleanly(
             }
 
         # 3. The OTLP forward (Tempo/Jaeger's place) received the same spans.
-        _wait_for(lambda: stored <= servicer.spans, "the forward to receive every stored span", 60)
+        _wait_for(lambda: stored <= forward.span_ids(), "the forward to receive every stored span", 60)
 
         # 4. Prometheus exposition has the RED metrics, and its call count matches the load.
         def red_calls() -> float:

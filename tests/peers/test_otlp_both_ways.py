@@ -7,48 +7,23 @@ names, times, kinds, status, attributes of every type, events, links, resource a
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from tests.peers.peer_procs import free_port, start_our_collector, upstream_collector, wait_for
 from tests.support.sink_otlp import make_spans
+from tests.support.trace_recorder import TraceRecorder
 
 pytestmark = pytest.mark.slow
 QUIET = {"metrics": {"level": "none"}, "logs": {"level": "warn"}}
-
-
-class _Recorder(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self) -> None:
-        self.requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
-        self.lock = threading.Lock()
-
-    def Export(self, request: trace_service_pb2.ExportTraceServiceRequest, context: object) -> object:
-        with self.lock:
-            self.requests.append(request)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
-@pytest.fixture
-def recorder() -> Iterator[tuple[_Recorder, int]]:
-    servicer = _Recorder()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield servicer, port
-    server.stop(grace=None)
 
 
 def _spans() -> list[ReadableSpan]:
@@ -124,7 +99,7 @@ def _config(receiver_grpc: int, receiver_http: int, exporters: dict[str, Any]) -
     }
 
 
-def _send_and_compare(first_grpc: int, recorder: _Recorder, log: Any) -> None:
+def _send_and_compare(first_grpc: int, recorder: TraceRecorder, log: Any) -> None:
     spans = _spans()
     client = OTLPSpanExporter(endpoint=f"127.0.0.1:{first_grpc}", insecure=True, timeout=10)
     assert client.export(spans) is SpanExportResult.SUCCESS
@@ -132,12 +107,10 @@ def _send_and_compare(first_grpc: int, recorder: _Recorder, log: Any) -> None:
     expected = _flatten([encode_spans(spans)])
 
     def arrived() -> bool:
-        with recorder.lock:
-            return len(_flatten(recorder.requests)) >= len(expected)
+        return len(_flatten(recorder.requests())) >= len(expected)
 
     wait_for(arrived, f"{len(expected)} spans at the end of the chain\n{log()}", 60)
-    with recorder.lock:
-        received = _flatten(recorder.requests)
+    received = _flatten(recorder.requests())
     assert received.keys() == expected.keys()
     for span_id, (resource, scope, span) in expected.items():
         assert received[span_id] == (resource, scope, span), span_id.hex()
@@ -157,9 +130,9 @@ UPSTREAM_INTO_OURS = [
 
 @pytest.mark.parametrize(("kind", "compression"), UPSTREAM_INTO_OURS)
 def test_upstream_exporter_into_our_receiver(
-    otelcol: Path, workdir: Path, recorder: tuple[_Recorder, int], kind: str, compression: str
+    otelcol: Path, workdir: Path, trace_recorder: tuple[TraceRecorder, int], kind: str, compression: str
 ) -> None:
-    servicer, recorder_port = recorder
+    servicer, recorder_port = trace_recorder
     ours_grpc, ours_http = free_port(), free_port()
     ours = _config(ours_grpc, ours_http, {"otlp/recorder": _exporter("otlp", "none", recorder_port, 0)})
     proc, _ = start_our_collector(ours, workdir, "ours")
@@ -183,9 +156,9 @@ OURS_INTO_UPSTREAM = [
 
 @pytest.mark.parametrize(("kind", "compression"), OURS_INTO_UPSTREAM)
 def test_our_exporter_into_upstream_receiver(
-    otelcol: Path, workdir: Path, recorder: tuple[_Recorder, int], kind: str, compression: str
+    otelcol: Path, workdir: Path, trace_recorder: tuple[TraceRecorder, int], kind: str, compression: str
 ) -> None:
-    servicer, recorder_port = recorder
+    servicer, recorder_port = trace_recorder
     up_grpc, up_http = free_port(), free_port()
     upstream = _config(up_grpc, up_http, {"otlp/recorder": _exporter("otlp", "none", recorder_port, 0)})
     with upstream_collector(otelcol, workdir, upstream, ready_port=up_grpc) as up:
