@@ -5,33 +5,40 @@ The OpenTelemetry API lets a process set its global tracer/meter provider once. 
 points the
 delegating providers at it and shuts the previous one down (flushing it). Tracers, meters and instruments that
 libraries obtained earlier (e.g. FastAPI instrumentation at import time) follow the swap because they are
-delegating objects too. The extra cost is one Python call per span start or measurement.
+delegating objects too. The extra cost is one Python call per span start or measurement. Only the public API is
+used: the API's own proxy meter and instruments are private and may change in any release, so the meter's
+instruments are re-created on each delegate's meter instead (observable ones with their callbacks).
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import trace as trace_api
-from opentelemetry.metrics import Meter, MeterProvider, NoOpMeterProvider
-from opentelemetry.metrics._internal import _ProxyMeter
-from opentelemetry.metrics._internal.instrument import (
-    _ProxyCounter,
-    _ProxyGauge,
-    _ProxyHistogram,
-    _ProxyInstrument,
-    _ProxyObservableCounter,
-    _ProxyObservableGauge,
-    _ProxyObservableUpDownCounter,
-    _ProxyUpDownCounter,
+from opentelemetry.context import Context
+from opentelemetry.metrics import (
+    CallbackT,
+    Counter,
+    Histogram,
+    Meter,
+    MeterProvider,
+    NoOpMeter,
+    NoOpMeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
 )
+from opentelemetry.metrics import _Gauge as Gauge
 from opentelemetry.util.types import Attributes
 
 __all__ = ["SwappableMeterProvider", "SwappableTracerProvider"]
+
+_I = TypeVar("_I", bound="_Swappable")
 
 
 class _SwappableTracer(trace_api.Tracer):
@@ -84,21 +91,78 @@ class SwappableTracerProvider(trace_api.TracerProvider):
         return old
 
 
-class _SwappableMeter(_ProxyMeter):
-    """A proxy meter whose instruments are always proxies, so they can be re-pointed more than once."""
+class _Swappable:
+    """An instrument re-created on the current delegate meter at every swap; measurements go to that one."""
 
-    def _keep(self, proxy: _ProxyInstrument[Any]) -> Any:
+    def __init__(self, create: Callable[[Meter], Any]) -> None:
+        self._create = create
+        self._real: Any = None
+
+    def point_at(self, meter: Meter) -> None:
+        self._real = self._create(meter)
+
+
+class _Counter(_Swappable, Counter):
+    def add(self, amount: float, attributes: Attributes = None, context: Context | None = None) -> None:
+        self._real.add(amount, attributes, context)
+
+
+class _UpDownCounter(_Swappable, UpDownCounter):
+    def add(self, amount: float, attributes: Attributes = None, context: Context | None = None) -> None:
+        self._real.add(amount, attributes, context)
+
+
+class _Histogram(_Swappable, Histogram):
+    def record(self, amount: float, attributes: Attributes = None, context: Context | None = None) -> None:
+        self._real.record(amount, attributes, context)
+
+
+class _Gauge(_Swappable, Gauge):
+    def set(self, amount: float, attributes: Attributes = None, context: Context | None = None) -> None:
+        self._real.set(amount, attributes, context)
+
+
+# Observable instruments measure through their callbacks, which each delegate meter is given anew.
+class _ObservableCounter(_Swappable, ObservableCounter):
+    pass
+
+
+class _ObservableGauge(_Swappable, ObservableGauge):
+    pass
+
+
+class _ObservableUpDownCounter(_Swappable, ObservableUpDownCounter):
+    pass
+
+
+class _SwappableMeter(Meter):
+    """A meter whose instruments are re-created on each delegate's meter, so they can be re-pointed any number of
+    times. Public API only: the API's own proxy meter is private and not bound by its compatibility promise."""
+
+    def __init__(self, name: str, version: str | None, schema_url: str | None, attributes: Attributes) -> None:
+        super().__init__(name, version=version, schema_url=schema_url)
+        self._attributes = attributes
+        self._lock = threading.Lock()
+        self._instruments: list[_Swappable] = []
+        self._meter: Meter = NoOpMeter(name)
+
+    def point_at(self, provider: MeterProvider) -> None:
         with self._lock:
-            self._instruments.append(proxy)  # type: ignore[arg-type]
-            if self._real_meter is not None:
-                proxy.on_meter_set(self._real_meter)
-        return proxy
+            self._meter = provider.get_meter(self.name, self.version, self.schema_url, self._attributes)
+            for instrument in self._instruments:
+                instrument.point_at(self._meter)
 
-    def create_counter(self, name: str, unit: str = "", description: str = "") -> Any:
-        return self._keep(_ProxyCounter(name, unit, description))
+    def _keep(self, instrument: _I) -> _I:
+        with self._lock:
+            self._instruments.append(instrument)
+            instrument.point_at(self._meter)
+        return instrument
 
-    def create_up_down_counter(self, name: str, unit: str = "", description: str = "") -> Any:
-        return self._keep(_ProxyUpDownCounter(name, unit, description))
+    def create_counter(self, name: str, unit: str = "", description: str = "") -> Counter:
+        return self._keep(_Counter(lambda m: m.create_counter(name, unit, description)))
+
+    def create_up_down_counter(self, name: str, unit: str = "", description: str = "") -> UpDownCounter:
+        return self._keep(_UpDownCounter(lambda m: m.create_up_down_counter(name, unit, description)))
 
     def create_histogram(
         self,
@@ -107,29 +171,34 @@ class _SwappableMeter(_ProxyMeter):
         description: str = "",
         *,
         explicit_bucket_boundaries_advisory: Sequence[float] | None = None,
-    ) -> Any:
+    ) -> Histogram:
         return self._keep(
-            _ProxyHistogram(
-                name,
-                unit,
-                description,
-                explicit_bucket_boundaries_advisory=explicit_bucket_boundaries_advisory,
+            _Histogram(
+                lambda m: m.create_histogram(
+                    name, unit, description, explicit_bucket_boundaries_advisory=explicit_bucket_boundaries_advisory
+                )
             )
         )
 
-    def create_gauge(self, name: str, unit: str = "", description: str = "") -> Any:
-        return self._keep(_ProxyGauge(name, unit, description))
+    def create_gauge(self, name: str, unit: str = "", description: str = "") -> Gauge:
+        return self._keep(_Gauge(lambda m: m.create_gauge(name, unit, description)))
 
-    def create_observable_counter(self, name: str, callbacks: Any = None, unit: str = "", description: str = "") -> Any:
-        return self._keep(_ProxyObservableCounter(name, callbacks, unit=unit, description=description))
+    def create_observable_counter(
+        self, name: str, callbacks: Sequence[CallbackT] | None = None, unit: str = "", description: str = ""
+    ) -> ObservableCounter:
+        return self._keep(_ObservableCounter(lambda m: m.create_observable_counter(name, callbacks, unit, description)))
 
-    def create_observable_gauge(self, name: str, callbacks: Any = None, unit: str = "", description: str = "") -> Any:
-        return self._keep(_ProxyObservableGauge(name, callbacks, unit=unit, description=description))
+    def create_observable_gauge(
+        self, name: str, callbacks: Sequence[CallbackT] | None = None, unit: str = "", description: str = ""
+    ) -> ObservableGauge:
+        return self._keep(_ObservableGauge(lambda m: m.create_observable_gauge(name, callbacks, unit, description)))
 
     def create_observable_up_down_counter(
-        self, name: str, callbacks: Any = None, unit: str = "", description: str = ""
-    ) -> Any:
-        return self._keep(_ProxyObservableUpDownCounter(name, callbacks, unit=unit, description=description))
+        self, name: str, callbacks: Sequence[CallbackT] | None = None, unit: str = "", description: str = ""
+    ) -> ObservableUpDownCounter:
+        return self._keep(
+            _ObservableUpDownCounter(lambda m: m.create_observable_up_down_counter(name, callbacks, unit, description))
+        )
 
 
 class SwappableMeterProvider(MeterProvider):
@@ -151,15 +220,15 @@ class SwappableMeterProvider(MeterProvider):
         schema_url: str | None = None,
         attributes: Attributes | None = None,
     ) -> Meter:
-        meter = _SwappableMeter(name, version=version, schema_url=schema_url)
+        meter = _SwappableMeter(name, version, schema_url, attributes)
         with self._lock:
             self._meters.append(meter)
-            meter.on_set_meter_provider(self._delegate)
+            meter.point_at(self._delegate)
         return meter
 
     def swap(self, delegate: MeterProvider) -> MeterProvider:
         with self._lock:
             old, self._delegate = self._delegate, delegate
             for meter in self._meters:
-                meter.on_set_meter_provider(delegate)
+                meter.point_at(delegate)
         return old

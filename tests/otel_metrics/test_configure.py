@@ -9,10 +9,13 @@ import time
 from typing import Any
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import Observation
 
 import otel_metrics
 from otel_metrics import track_performance
+from otel_metrics.testing import InMemoryMetricExporter
+from tests.support.sdk_data import histogram_points, metrics_in, number_points
 
 
 @track_performance("svc")
@@ -230,3 +233,54 @@ def test_configure_flushes_on_sigterm_then_dies_of_it(receiver: Any, tmp_path: A
     store = receiver.store
     found = store.wait_for(lambda: [s for s in store.spans() if s.resource.get("service.name") == "sigterm-script"])
     assert [s.name for s in found] == ["before-sigterm"]
+
+
+def test_instruments_of_every_kind_follow_a_second_configure() -> None:
+    """A library's instruments, made once from the global meter, measure into the current pipeline after each
+    configure() and into no earlier one: synchronous ones forward, observable ones are re-registered."""
+    first_export, second_export = InMemoryMetricExporter(), InMemoryMetricExporter()
+    first = otel_metrics.configure("first", _span_exporters=[], _metric_exporters=[first_export])
+    meter = metrics.get_meter("some.library")
+    counter = meter.create_counter("lib.calls")
+    updown = meter.create_up_down_counter("lib.inflight")
+    histogram = meter.create_histogram("lib.latency", unit="ms", explicit_bucket_boundaries_advisory=[1.0, 10.0])
+    gauge = meter.create_gauge("lib.temperature")
+    meter.create_observable_counter("lib.bytes", [lambda _options: [Observation(7)]])
+    meter.create_observable_gauge("lib.queue", [lambda _options: [Observation(3)]])
+    meter.create_observable_up_down_counter("lib.open", [lambda _options: [Observation(-2)]])
+
+    def measure_and_read(telemetry: otel_metrics.Telemetry, exporter: InMemoryMetricExporter) -> dict[str, Any]:
+        counter.add(2)
+        updown.add(-1)
+        histogram.record(5.0)
+        gauge.set(21.5)
+        assert telemetry.force_flush()
+        found: dict[str, Any] = {}
+        for metric in metrics_in(exporter.latest):
+            if not metric.name.startswith("lib."):
+                continue
+            if metric.name == "lib.latency":
+                (point,) = histogram_points(metric)
+                found[metric.name] = (point.count, point.sum, list(point.explicit_bounds))
+            else:
+                (number,) = number_points(metric)
+                found[metric.name] = number.value
+        return found
+
+    expected = {
+        "lib.calls": 2,
+        "lib.inflight": -1,
+        "lib.latency": (1, 5.0, [1.0, 10.0]),
+        "lib.temperature": 21.5,
+        "lib.bytes": 7,
+        "lib.queue": 3,
+        "lib.open": -2,
+    }
+    assert measure_and_read(first, first_export) == expected
+    second = otel_metrics.configure("second", _span_exporters=[], _metric_exporters=[second_export])
+    try:
+        before = first_export.latest
+        assert measure_and_read(second, second_export) == expected  # the new pipeline's own counts
+        assert first_export.latest is before  # the first pipeline is shut down: it exported nothing more
+    finally:
+        second.shutdown()
