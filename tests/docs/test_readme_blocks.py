@@ -29,6 +29,8 @@ import pytest
 import typer.main
 import yaml
 
+from collector.config import ConfigError
+from collector.config.loader import load_config
 from tests.docs.docblocks import (
     REPO,
     Block,
@@ -115,17 +117,11 @@ def test_readme_collector_config_validates(block: Block, tmp_path: Path) -> None
     data = yaml.safe_load(block.code)
     if not looks_like_collector_config(data):
         pytest.skip("not a whole collector config (no top-level service:)")
-    import collector.config as config_api
-
-    load_config = getattr(config_api, "load_config", None)
-    error_type = getattr(config_api, "ConfigError", None)
-    if load_config is None or error_type is None:
-        pytest.skip("collector.config has no load_config/ConfigError to validate with")
     path = tmp_path / "otel-collector.yaml"
     path.write_text(block.code, encoding="utf-8")
     try:
         load_config(path, env={})
-    except error_type as exc:
+    except ConfigError as exc:
         pytest.fail(f"{block.where}: collector config does not validate:\n{exc}")
 
 
