@@ -450,7 +450,8 @@ def _flood_body() -> bytes:
     for i in range(FLOOD_REQUEST_BYTES // 1100):
         span = spans.add(name="flood", trace_id=i.to_bytes(16, "big"), span_id=(i + 1).to_bytes(8, "big"))
         span.attributes.add(key="payload").value.string_value = f"{i:08d}" + "x" * 1024
-    return request.SerializeToString()
+    body: bytes = request.SerializeToString()
+    return body
 
 
 def _export(endpoint: str, body: bytes) -> str:

@@ -331,7 +331,9 @@ def test_the_total_bound_follows_expiration_and_forgotten_resources(monkeypatch:
     from collector.connectors.spanmetrics import connector as module
 
     monkeypatch.setattr(module, "MAX_SERIES_TOTAL", 10)  # type: ignore[attr-defined]
-    config = SpanMetricsConfig(aggregation_cardinality_limit=8, resource_metrics_cache_size=2, metrics_expiration=60.0)
+    config = SpanMetricsConfig(
+        aggregation_cardinality_limit=8, resource_metrics_cache_size=2, metrics_expiration=Duration(60.0)
+    )
     c = connector(config, Collected())
 
     def own_series(service: str) -> int:

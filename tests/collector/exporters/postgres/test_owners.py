@@ -59,6 +59,14 @@ def _by_tenant(dsn: str, hours: float) -> dict[str, tuple[int, float]]:
     return {r.key: (r.calls, r.cost_usd) for r in rows}
 
 
+def _assert_by_tenant(dsn: str, hours: float, expected: dict[str, tuple[int, float]]) -> None:
+    """Calls and cost per tenant as expected, the cost to float precision."""
+    found = _by_tenant(dsn, hours)
+    assert found.keys() == expected.keys(), found
+    for tenant, (calls, cost) in expected.items():
+        assert found[tenant][0] == calls and found[tenant][1] == pytest.approx(cost), (tenant, found)
+
+
 def _tools_span(dsn: str) -> tuple[Any, ...]:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
@@ -74,28 +82,28 @@ def test_owner_stored_first_is_taken_at_write_time(pg_dsn: str) -> None:
     _write(pg_dsn, tools)  # another batch, another writer: found among the stored spans
     assert _tools_span(pg_dsn) == ("acme", "u-7", "search", "req-1")
     for hours in (1, 48):  # raw spans, then rollups
-        assert _by_tenant(pg_dsn, hours) == {"acme": (2, pytest.approx(COST))}
+        _assert_by_tenant(pg_dsn, hours, {"acme": (2, COST)})
 
 
 def test_owner_stored_after_is_given_by_the_backfill_and_rollups_move(pg_dsn: str) -> None:
     agent, tools = _request()
     _write(pg_dsn, tools)
-    assert _by_tenant(pg_dsn, 1) == {"(none)": (1, pytest.approx(COST))}
+    _assert_by_tenant(pg_dsn, 1, {"(none)": (1, COST)})
     _write(pg_dsn, agent)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         adopted, changed = backfill_owners(conn, datetime.now(UTC), DIMENSIONS)
         assert adopted == 1 and changed is not None
         assert backfill_owners(conn, datetime.now(UTC), DIMENSIONS) == (0, None)  # nothing left to give
     assert _tools_span(pg_dsn) == ("acme", "u-7", "search", "req-1")
-    assert _by_tenant(pg_dsn, 1) == {"acme": (2, pytest.approx(COST))}
-    assert _by_tenant(pg_dsn, 48) == {"acme": (2, pytest.approx(COST))}  # the rollups moved too
+    _assert_by_tenant(pg_dsn, 1, {"acme": (2, COST)})
+    _assert_by_tenant(pg_dsn, 48, {"acme": (2, COST)})  # the rollups moved too
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         compact_rollups(conn, changed)
         totals = conn.execute(
             "SELECT tenant_id, sum(count), sum(cost_usd), otel_hist_sum(latency_hist) FROM span_rollups_1h GROUP BY 1"
             " ORDER BY 1"
         ).fetchall()
-    assert _by_tenant(pg_dsn, 48) == {"acme": (2, pytest.approx(COST))}
+    _assert_by_tenant(pg_dsn, 48, {"acme": (2, COST)})
     (none, acme) = totals
     assert none[0] == "" and none[1] == 0 and none[2] == 0 and all(n == 0 for n in none[3].values())
     assert acme[0] == "acme" and acme[1] == 2 and acme[2] == Decimal(repr(COST))
