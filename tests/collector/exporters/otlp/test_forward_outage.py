@@ -95,7 +95,7 @@ class Peer(trace_service_pb2_grpc.TraceServiceServicer):
 
 def _serve(peer: Peer, port: int = 0) -> tuple[grpc.Server, int]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(peer, server)  # type: ignore[no-untyped-call]
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(peer, server)
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     assert bound, f"cannot listen on 127.0.0.1:{port}"
     server.start()
