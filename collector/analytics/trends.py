@@ -2,57 +2,58 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from . import statistics as stats
 from .models import TimeBucket, Trend
 
-__all__ = ["MIN_TREND_POINTS", "SIGNIFICANCE", "TREND_METRICS", "trend_of", "trend_points", "trends_of"]
+__all__ = [
+    "MIN_TREND_POINTS",
+    "SIGNIFICANCE",
+    "TREND_METRICS",
+    "TrendMetric",
+    "trend_of",
+    "trend_points",
+    "trends_of",
+]
 
 # A trend needs at least this many points; a slope with a two-sided p-value at or above SIGNIFICANCE is "stable".
 MIN_TREND_POINTS = 3
 SIGNIFICANCE = 0.05
-# metric -> True when higher values are better
-TREND_METRICS: dict[str, bool] = {
-    "calls": True,
-    "success_rate": True,
-    "error_rate": False,
-    "avg_ms": False,
-    "p95_ms": False,
-    "cost_usd": False,
-    "quality_avg": True,
+
+
+@dataclass(frozen=True)
+class TrendMetric:
+    higher_is_better: bool
+    value: Callable[[TimeBucket], float | None]  # None: undefined in that bucket
+
+
+TREND_METRICS: dict[str, TrendMetric] = {
+    "calls": TrendMetric(True, lambda b: float(b.operations)),
+    "success_rate": TrendMetric(True, lambda b: b.success_rate),
+    "error_rate": TrendMetric(False, lambda b: 1.0 - b.success_rate if b.operations else None),
+    "avg_ms": TrendMetric(False, lambda b: b.avg_ms),
+    "p95_ms": TrendMetric(False, lambda b: b.p95_ms),
+    "cost_usd": TrendMetric(False, lambda b: b.cost_usd),
+    "quality_avg": TrendMetric(True, lambda b: b.quality_avg),
 }
 _STEP_SECONDS = {"hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0, "month": 30 * 86400.0}
-
-
-def _metric_value(bucket: TimeBucket, metric: str) -> float | None:
-    if metric == "calls":
-        return float(bucket.operations)
-    if metric == "success_rate":
-        return bucket.success_rate
-    if metric == "error_rate":
-        return 1.0 - bucket.success_rate if bucket.operations else None
-    if metric == "avg_ms":
-        return bucket.avg_ms
-    if metric == "p95_ms":
-        return bucket.p95_ms
-    if metric == "cost_usd":
-        return bucket.cost_usd
-    if metric == "quality_avg":
-        return bucket.quality_avg
-    raise ValueError(f"unknown trend metric {metric!r}")
 
 
 def trend_points(
     series: Sequence[TimeBucket], start: datetime, granularity: str, metric: str
 ) -> tuple[list[float], list[float]]:
     """(x, y): x in granularity steps since ``start``; buckets where the metric is undefined are skipped."""
+    if metric not in TREND_METRICS:
+        raise ValueError(f"unknown trend metric {metric!r}")
+    value_of = TREND_METRICS[metric].value
     step = _STEP_SECONDS[granularity]
     xs: list[float] = []
     ys: list[float] = []
     for bucket in series:
-        value = _metric_value(bucket, metric)
+        value = value_of(bucket)
         if value is None:
             continue
         xs.append((bucket.bucket - start).total_seconds() / step)
@@ -69,7 +70,7 @@ def trend_of(metric: str, xs: Sequence[float], ys: Sequence[float]) -> Trend:
     if reg.pvalue >= SIGNIFICANCE or reg.slope == 0:
         verdict = "stable"
     else:
-        better = TREND_METRICS[metric]
+        better = TREND_METRICS[metric].higher_is_better
         verdict = "improving" if (reg.slope > 0) == better else "degrading"
     return Trend(metric, reg.n, reg.slope, reg.intercept, reg.r_squared, reg.pvalue, ys[0], ys[-1], verdict)
 
