@@ -48,8 +48,11 @@ def challenge() -> Response:
     )
 
 
-def refuse_change(request: Request) -> Response | None:
-    """Why a change request is refused (a response), or None when it may proceed."""
+def refuse_change(request: Request, token: str | None) -> Response | None:
+    """Why a change request is refused (a response: unauthorised, not JSON, cross-origin), or None when it may
+    proceed."""
+    if not authorised(request, token):
+        return challenge()
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type != "application/json":
         return JSONResponse({"error": "changes take a JSON body (Content-Type: application/json)"}, 415)

@@ -136,9 +136,7 @@ class UIPages:
         return JSONResponse(to_jsonable(found))
 
     async def _change(self, request: Request) -> Response:
-        if not authorised(request, self.config.token):
-            return challenge()
-        refused = refuse_change(request)
+        refused = refuse_change(request, self.config.token)
         if refused is not None:
             return refused
         alert_id, action = int(request.path_params["id"]), request.path_params["action"]
@@ -168,9 +166,7 @@ class UIPages:
 
     async def _set_budget(self, request: Request) -> Response:
         """Create or replace a budget: the body ``PUT /api/v1/budgets`` takes, under the pages' change guard."""
-        if not authorised(request, self.config.token):
-            return challenge()
-        refused = refuse_change(request)
+        refused = refuse_change(request, self.config.token)
         if refused is not None:
             return refused
         try:
