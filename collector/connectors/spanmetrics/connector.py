@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import TypeVar
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -351,10 +352,8 @@ class SpanMetricsConnector(Connector):
             metric.exponential_histogram.aggregation_temporality = temporality  # type: ignore[assignment]
             for s in series:
                 assert s.exponential is not None
-                edp = metric.exponential_histogram.data_points.add()
-                edp.attributes.extend(s.attributes)
-                edp.start_time_unix_nano, edp.time_unix_nano = s.start_time_unix_nano, now
-                edp.count, edp.sum, edp.scale = s.count, s.sum, s.exponential.scale
+                edp = _histogram_point(metric.exponential_histogram.data_points.add(), s, now)
+                edp.scale = s.exponential.scale
                 edp.zero_count = s.exponential.zero_count
                 offset, counts = s.exponential.dense()
                 edp.positive.offset = offset
@@ -364,10 +363,7 @@ class SpanMetricsConnector(Connector):
         metric.histogram.aggregation_temporality = temporality  # type: ignore[assignment]
         for s in series:
             assert s.bucket_counts is not None
-            hdp = metric.histogram.data_points.add()
-            hdp.attributes.extend(s.attributes)
-            hdp.start_time_unix_nano, hdp.time_unix_nano = s.start_time_unix_nano, now
-            hdp.count, hdp.sum = s.count, s.sum
+            hdp = _histogram_point(metric.histogram.data_points.add(), s, now)
             hdp.explicit_bounds.extend(self._bounds)
             hdp.bucket_counts.extend(s.bucket_counts)
             self._exemplars(s.exemplars, hdp)
@@ -375,3 +371,15 @@ class SpanMetricsConnector(Connector):
 
 def create_connector(settings: CreateSettings, config: SpanMetricsConfig, next_consumer: Consumer) -> Connector:
     return SpanMetricsConnector(settings, config, next_consumer)
+
+
+_HistogramPoint = TypeVar("_HistogramPoint", metrics_pb2.HistogramDataPoint, metrics_pb2.ExponentialHistogramDataPoint)
+
+
+def _histogram_point(dp: _HistogramPoint, s: Series, now: int) -> _HistogramPoint:
+    """``dp``, a new (explicit or exponential) histogram point of ``s``, with attributes, start and time, count and
+    sum."""
+    dp.attributes.extend(s.attributes)
+    dp.start_time_unix_nano, dp.time_unix_nano = s.start_time_unix_nano, now
+    dp.count, dp.sum = s.count, s.sum
+    return dp
