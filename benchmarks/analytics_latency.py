@@ -16,6 +16,7 @@ loaded data's last hour).
 Without --dsn an embedded PostgreSQL (pgserver) is started in a temporary directory and removed afterwards.
 Cardinality (per hour): 5 services x 4 operations, 2 statuses, 3 tenants; agent and model follow the operation.
 Spans come in traces of three (one correlation id): a SERVER root and two CLIENT children, so a third are requests.
+Spans that are no model call have no model and no agent (NULL, as the sink writes them).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ INSERT INTO {target} (trace_id, span_id, parent_span_id, start_time, end_time, d
 SELECT decode(md5((i / 3)::text), 'hex'), int8send(i), CASE WHEN i %% 3 = 0 THEN NULL ELSE int8send(i - i %% 3) END,
        t, t + make_interval(secs => dur / 1000.0), dur, op, CASE WHEN i %% 3 = 0 THEN 2 ELSE 3 END,
        CASE WHEN random() < 0.03 THEN 2 ELSE 1 END, svc, 'bench', op, 'req-' || (i / 3), tenant,
-       'user' || (i %% 997), agent, model, CASE WHEN model = '' THEN NULL ELSE 'openai' END,
+       'user' || (i %% 997), nullif(agent, ''), nullif(model, ''), CASE WHEN model = '' THEN NULL ELSE 'openai' END,
        itok, otok, CASE WHEN model = '' THEN NULL ELSE (itok + 3 * otok) * 2e-6 END,
        CASE WHEN agent = '' THEN NULL ELSE random() END, '{{}}', '{{}}', 0, 0, 0, 0
 FROM (

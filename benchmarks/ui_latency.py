@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import sys
 import threading
@@ -128,26 +129,27 @@ class _Recording(psycopg.Cursor[Any]):
         return super().execute(query, params, **kwargs)
 
 
-def _relations(plan: Any) -> set[str]:
-    found = {plan["Relation Name"]} if "Relation Name" in plan else set()
+def _reads(plan: Any) -> set[tuple[str, str, str]]:
+    """(table, scan node, index) of every scan in a plan; spans partitions as "spans"."""
+    found = set()
+    if "Relation Name" in plan:
+        table = plan["Relation Name"]
+        table = "spans" if table == "spans" or table.startswith("spans_p") else table
+        # One name for an index of every partition: spans_p20261102_cost_usd_idx -> (partition)_cost_usd_idx
+        index = re.sub(r"^spans_p[0-9_]+?_(?=[a-z])", "(partition)_", plan.get("Index Name", ""))
+        found.add((table, plan["Node Type"], index))
     for child in plan.get("Plans", []):
-        found |= _relations(child)
+        found |= _reads(child)
     return found
 
 
-def _explain_overview(dsn: str, window: TimeWindow) -> None:
-    """EXPLAIN every statement the overview's data runs: which tables a 30-day overview reads."""
+def _explained(dsn: str, run: Callable[[Analytics], Any]) -> tuple[int, set[tuple[str, str, str]]]:
+    """EXPLAIN every SELECT that ``run`` executes: how many statements, and what they scan."""
     with psycopg.connect(dsn, autocommit=True, cursor_factory=_Recording) as conn:
-        a = Analytics(conn)
         _Recording.seen.clear()
-        # What the overview page reads (pages.UIPages._overview).
-        a.services()
-        views.service_series(a, window, NO_FILTERS)
-        AlertStore(conn).list("open", limit=10)
-        AlertStore(conn).counts()
-        BudgetStore(conn).status()
+        run(Analytics(conn))
         statements = list(_Recording.seen)
-        read: set[str] = set()
+        read: set[tuple[str, str, str]] = set()
         with psycopg.ClientCursor(conn) as cur:
             for query, params in statements:
                 text = query.as_string(conn) if isinstance(query, sql.Composable) else str(query)
@@ -155,10 +157,29 @@ def _explain_overview(dsn: str, window: TimeWindow) -> None:
                     continue
                 cur.execute(f"EXPLAIN (FORMAT JSON) {text}", params)
                 row = cur.fetchone()
-                read |= _relations(row[0][0]["Plan"]) if row else set()
-    raw = sorted(r for r in read if r == "spans" or r.startswith("spans_"))
-    print(f"30-day overview: {len(statements)} statements; tables read: {', '.join(sorted(read))}")
+                read |= _reads(row[0][0]["Plan"]) if row else set()
+    return len(statements), read
+
+
+def _overview_reads(a: Analytics, window: TimeWindow) -> None:
+    """What the overview page reads (pages.UIPages._overview)."""
+    a.services()
+    views.service_series(a, window, NO_FILTERS)
+    AlertStore(a.conn).list("open", limit=10)
+    AlertStore(a.conn).counts()
+    BudgetStore(a.conn).status()
+
+
+def _explain(dsn: str, window: TimeWindow) -> None:
+    """Which tables a 30-day overview reads (raw spans must not be among them), and how the costs page reads raw
+    spans (index scans of the priced and unpriced calls, never a scan of every span)."""
+    count, read = _explained(dsn, lambda a: _overview_reads(a, window))
+    raw = sorted(f"{node} {index}".strip() for table, node, index in read if table == "spans")
+    print(f"30-day overview: {count} statements; tables read: {', '.join(sorted({t for t, _, _ in read}))}")
     print(f"  raw spans read by the overview: {', '.join(raw) if raw else 'none'}")
+    count, read = _explained(dsn, lambda a: views.cost_view(a, window, NO_FILTERS, "model"))
+    raw = sorted({f"{node} {index}".strip() for table, node, index in read if table == "spans"})
+    print(f"30-day costs page: {count} statements; raw spans read by: {', '.join(raw) if raw else 'none'}")
 
 
 def _render_ms(page: Any, url: str, rows: int) -> float:
@@ -261,7 +282,7 @@ def main() -> None:
         size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()
         print(f"  {counted[0] if counted else 0:,} spans (schema {name}; database {size[0] if size else '?'})")
     window = TimeWindow(end - timedelta(days=30), end)
-    _explain_overview(schema_dsn, window)
+    _explain(schema_dsn, window)
     serving = _Serving(schema_dsn)
     try:
         _overview(serving.url, window.start.isoformat(), window.end.isoformat(), args.repeat)
