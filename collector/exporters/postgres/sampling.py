@@ -17,9 +17,14 @@ when there is no ``ot`` member).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
+
+from ._dumpers import copy_rows
 from .rollups import ROLLUP_KEY_COLUMNS
 from .span_columns import span_position
 
@@ -29,6 +34,7 @@ __all__ = [
     "UNSAMPLED_TABLE",
     "from_trace_state",
     "inherit_weights",
+    "spread_trace_weights",
     "unsampled_rows",
 ]
 
@@ -147,3 +153,79 @@ def unsampled_rows(rows: Sequence[tuple[Any, ...]], dimensions: Sequence[str]) -
         acc[3] += extra * (row[_OUTPUT] or 0)
         acc[4] += extra * (row[_COST] or 0)  # cost_usd travels as an int count of 1e-10 USD
     return [(*key, *acc[:4], round(acc[4])) for key, acc in sorted(out.items())]
+
+
+# Seconds after weighted spans were last stored (by this process, or by any: span_rollups_unsampled_1h, checked at
+# most every _RECHECK seconds) during which batches look up their traces' stored weights: a sink that never sees
+# sampled spans never pays for the lookup.
+_WEIGHTS_SEEN_FOR = 3600.0
+_RECHECK = 60.0
+_weights_seen_at = -_WEIGHTS_SEEN_FOR
+_checked_at = -_RECHECK
+_ANY_RECENT = "SELECT 1 FROM span_rollups_unsampled_1h WHERE bucket_start >= now() - interval '1 hour' LIMIT 1"
+
+
+def _weights_recent(conn: psycopg.Connection[Any], weighted_here: bool) -> bool:
+    global _weights_seen_at, _checked_at
+    now = time.monotonic()
+    if weighted_here:
+        _weights_seen_at = now
+    elif now - _weights_seen_at > _WEIGHTS_SEEN_FOR and now - _checked_at > _RECHECK:
+        _checked_at = now
+        if conn.execute(_ANY_RECENT).fetchone() is not None:
+            _weights_seen_at = now
+    return now - _weights_seen_at <= _WEIGHTS_SEEN_FOR
+
+
+_NEAR = timedelta(days=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Priced spans of the given traces stored without a weight take their trace's (its root's, else its earliest
+# weighted span's); returns what span_rollups_unsampled_1h needs of them.
+_SPREAD = """
+WITH w AS (
+    SELECT DISTINCT ON (trace_id) trace_id, adjusted_count FROM spans
+    WHERE trace_id = ANY(%(traces)s) AND adjusted_count IS NOT NULL AND start_time >= %(lo)s AND start_time < %(hi)s
+    ORDER BY trace_id, parent_span_id IS NULL DESC, start_time
+)
+UPDATE spans AS s SET adjusted_count = w.adjusted_count
+FROM w
+WHERE s.trace_id = w.trace_id AND s.adjusted_count IS NULL AND s.cost_usd IS NOT NULL
+  AND s.start_time >= %(lo)s AND s.start_time < %(hi)s
+RETURNING (extract(epoch FROM s.start_time) * 1000000)::bigint, s.status_code, s.service_name, s.operation,
+          s.tenant_id, s.agent_name, s.model, s.input_tokens, s.output_tokens, (s.cost_usd * 10000000000)::bigint,
+          s.adjusted_count
+"""
+_RETURNED = (
+    _START, _STATUS, _SERVICE, _OPERATION, _DIMS["tenant_id"], _DIMS["agent_name"], _DIMS["model"], _INPUT, _OUTPUT,
+    _COST, _WEIGHT,
+)  # fmt: skip
+
+
+def spread_trace_weights(conn: psycopg.Connection[Any], records: Sequence[Any], dimensions: Sequence[str]) -> int:
+    """After a batch is stored: priced spans stored without a weight whose trace now has a weighted span (stored in
+    another batch, before or after them) take its weight, and span_rollups_unsampled_1h gets what they stand for, in
+    one transaction. ``inherit_weights`` did it within the batch; this covers a trace's spans exported in different
+    batches (an agent's LLM calls end, and are exported, long before its request's root span). Only when this
+    sink (any process) has stored weighted spans in the last hour. Returns how many spans took a weight."""
+    rows = [r.row for r in records if r.row]
+    weighted = {row[0] for row in rows if row[_WEIGHT]}
+    if not _weights_recent(conn, bool(weighted)):
+        return 0
+    traces = weighted | {row[0] for row in rows if not row[_WEIGHT] and row[_COST] is not None}
+    if not traces:
+        return 0
+    starts = [row[_START] for row in rows if row[0] in traces]
+    lo = _EPOCH + timedelta(microseconds=min(starts)) - _NEAR
+    hi = _EPOCH + timedelta(microseconds=max(starts)) + _NEAR
+    with conn.transaction():
+        returned = conn.execute(_SPREAD, {"traces": sorted(traces), "lo": lo, "hi": hi}).fetchall()
+        if not returned:
+            return 0
+        spans = []
+        for values in returned:
+            row: list[Any] = [None] * (max(_RETURNED) + 1)
+            for position, value in zip(_RETURNED, values, strict=True):
+                row[position] = value
+            spans.append(tuple(row))
+        copy_rows(conn, UNSAMPLED_TABLE, UNSAMPLED_COLUMNS, unsampled_rows(spans, dimensions))
+    return len(returned)

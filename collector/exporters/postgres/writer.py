@@ -341,6 +341,14 @@ class PostgresWriter:
             return result
         _sampling.inherit_weights(records)
         _owners.inherit_owners(conn, records)
+        self._store_spans(conn, records, result)
+        # Spans of this batch and stored spans of the same traces share their trace's sampling weight.
+        _sampling.spread_trace_weights(conn, records, self.settings.rollup_dimensions)
+        return result
+
+    def _store_spans(
+        self, conn: psycopg.Connection[Any], records: Sequence[_traces.SpanRecord], result: WriteResult
+    ) -> WriteResult:
         tables = PARTITIONED_TABLES[Signal.TRACES]
         self.ensure_partitions(conn, tables, {r.row[_START] for r in records}, MAX_NEW_PARTITION_RANGES)
         for attempt in (0, 1):

@@ -146,3 +146,37 @@ def test_unsampled_calls_are_exact_and_not_estimates(pg_dsn: str) -> None:
         row, servers = _costs(pg_dsn, hours)
         assert not row.estimated and not servers.estimated and row.calls == servers.calls == N
         assert Decimal(repr(row.cost_usd)) == sum(truth)
+
+
+def _only(request: ExportTraceServiceRequest, prefix: str) -> ExportTraceServiceRequest:
+    out = ExportTraceServiceRequest()
+    out.CopyFrom(request)
+    for rs in out.resource_spans:
+        for ss in rs.scope_spans:
+            kept = [s for s in ss.spans if s.name.startswith(prefix)]
+            del ss.spans[:]
+            ss.spans.extend(kept)
+    return out
+
+
+@pytest.mark.parametrize("first", ["chat", "handle"])
+def test_a_traces_spans_in_different_batches_share_its_weight(pg_dsn: str, first: str) -> None:
+    """The SDK writes the threshold on root spans only; an agent's LLM calls end, and are exported, long before its
+    request's root: whichever batch comes second, the calls weigh their trace's adjusted count."""
+    request, _ = _calls(P)
+    chat = [a for s in _only(request, "chat").resource_spans[0].scope_spans[0].spans for a in s.attributes]
+    kept = sum(Decimal(repr(a.value.double_value)) for a in chat if a.key == "cost.usd")
+    second = "handle" if first == "chat" else "chat"
+    for prefix in (first, second):
+        writer = PostgresWriter(pg_dsn)  # each batch from its own writer: another connection, as another process
+        try:
+            writer.write(Signal.TRACES, _only(request, prefix))
+        finally:
+            writer.close()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        unweighted = conn.execute("SELECT count(*) FROM spans WHERE adjusted_count IS NULL").fetchone()
+    assert unweighted == (0,)
+    for hours in (1, 48):
+        row = _costs(pg_dsn, hours)[0]
+        assert row.key == "gpt-4o" and row.estimated
+        assert row.cost_usd == pytest.approx(float(kept) / P, rel=1e-9)
