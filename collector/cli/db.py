@@ -88,8 +88,10 @@ def status_command(config: Path = _CONFIG, exporter: str | None = _EXPORTER, dsn
                            coalesce(pg_total_relation_size(to_regclass(t.name)), 0)
                              + (SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0) FROM pg_inherits i
                                 WHERE i.inhparent = to_regclass(t.name))
-                    FROM unnest(ARRAY['spans', 'span_events', 'span_links', 'metric_points', 'logs',
-                                      'span_rollups_1m', 'span_rollups_1h', 'quarantine']) AS t(name)
+                    FROM (SELECT c.relname::text FROM pg_class c
+                          WHERE c.relnamespace = current_schema()::regnamespace
+                            AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+                          ORDER BY 1) AS t(name)
                     """
                 ).fetchall()
                 for name, parts, oldest, newest, count, size in rows:
