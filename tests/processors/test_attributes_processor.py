@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from collector.config.decode import decode
 from processors._attributes import attributes_to_dict
 from processors._matching import KeyValueMatch, MatchProperties
 from processors.attributes import (
@@ -234,7 +235,6 @@ def test_validation_names_fields() -> None:
 
 
 def test_decodes_upstream_yaml() -> None:
-    decode_mod = pytest.importorskip("collector.config.decode")
     import yaml
 
     text = """
@@ -253,9 +253,9 @@ include:
   resources: [{key: host.name, value: "web-.*"}]
 """
     errors: list[str] = []
-    cfg = decode_mod.decode(AttributesConfig, yaml.safe_load(text), "processors.attributes", errors)
+    cfg = decode(AttributesConfig, yaml.safe_load(text), "processors.attributes", errors)
     assert errors == [] and cfg.validate() == []
     assert cfg.actions[1].value == "production" and cfg.include.resources[0].key == "host.name"
     errors = []
-    decode_mod.decode(AttributesConfig, {"actions": [{"key": "a", "action": "remove"}]}, "p", errors)
+    decode(AttributesConfig, {"actions": [{"key": "a", "action": "remove"}]}, "p", errors)
     assert errors and "actions[0].action" in errors[0]

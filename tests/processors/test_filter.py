@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from collector.config.decode import decode
 from processors._matching import (
     KeyValueMatch,
     LibraryMatch,
@@ -260,7 +261,6 @@ def test_logs_ottl_and_legacy_forms() -> None:
 
 
 def test_config_decodes_from_upstream_yaml_shape() -> None:
-    decode_mod = pytest.importorskip("collector.config.decode")
     import yaml
 
     text = """
@@ -279,12 +279,12 @@ metrics:
   metric: ['name == "x"']
 """
     errors: list[str] = []
-    cfg = decode_mod.decode(FilterConfig, yaml.safe_load(text), "processors.filter", errors)
+    cfg = decode(FilterConfig, yaml.safe_load(text), "processors.filter", errors)
     assert errors == []
     assert cfg.validate() == []
     assert cfg.spans.exclude.libraries[0].version == "2.0"
     errors = []
-    decode_mod.decode(FilterConfig, {"spans": {"exclude": {"match_type": "expr", "span_name": ["x"]}}}, "p", errors)
+    decode(FilterConfig, {"spans": {"exclude": {"match_type": "expr", "span_name": ["x"]}}}, "p", errors)
     assert any("match_type" in e for e in errors) and any("span_name" in e and "span_names" in e for e in errors)
 
 

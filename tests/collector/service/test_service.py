@@ -174,7 +174,6 @@ def test_shutdown_drains_in_flight_request_before_stopping_exporters(
 
 
 def test_self_telemetry_counts_accepted_spans(run_collector: RunCollector, make_config: MakeConfig) -> None:
-    pytest.importorskip("collector.telemetry")
     config = make_config(
         receiver={"protocols": {"http": {"endpoint": "127.0.0.1:0"}}},
         pipelines={"traces": {"receivers": ["otlp/selftel"], "exporters": ["collect"]}},

@@ -11,12 +11,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from collector.components import Registry
+from collector.exporters import otlp
 from tests.collector.conftest import MakeConfig, RunCollector
 
 
 @pytest.fixture
 def with_otlp_exporter(test_components: Registry) -> Registry:
-    otlp = pytest.importorskip("collector.exporters.otlp")
     return Registry(
         receivers=test_components.receivers,
         processors=test_components.processors,
