@@ -3,7 +3,9 @@ the same days per hour, per operation and across everything, 0014).
 
 Only complete UTC days (ended before now) are cached. Before a long query, ``refresh`` compares each day's
 fingerprint in the hourly rollups (sum of count, number of rows: both only grow with ingest and shrink with
-retention) with the one recorded at build time and rebuilds the days that differ, each in one statement (one
+retention; and ``_KEYED``, the counts weighed by a hash of their tenant: the owner backfill moves counts between
+tenants, which after compaction changes neither of the other two) with the one recorded at build time and rebuilds
+the days that differ, each in one statement (one
 snapshot) under an advisory lock, so concurrent readers never build a day twice at once or record a fingerprint
 that does not match the rows they merged.
 """
@@ -39,6 +41,9 @@ _HOURS = "analytics_rollup_hours"
 _LOGGER = logging.getLogger("otel_metrics.analytics")
 _KEYS = "service_name, operation, status_code, tenant_id, agent_name, model"
 
+# The third part of a fingerprint (migration 0016): which tenants the counts belong to. A hash collision between the
+# two tenants of a move (1 in 2^32) would leave that day stale.
+_KEYED = "coalesce(sum(count * hashtext(tenant_id)), 0)"
 # `requests` (migration 0024) is the caches' last column, so every insert names its columns.
 _SCALARS = (
     "sum(requests), sum(count), sum(errors), sum(duration_sum_ms), min(duration_min_ms), max(duration_max_ms),"
@@ -105,10 +110,10 @@ WITH src AS MATERIALIZED (
     INSERT INTO {HOURLY_ALL_TABLE} (bucket_start, {_VALUES})
     SELECT sha.*, coalesce(hha.ks, '{{}}'), coalesce(hha.ns, '{{}}') FROM sha LEFT JOIN hha USING (bucket_start)
 )
-INSERT INTO analytics_rollup_days (day, source_count, source_rows, built_at)
-SELECT %(day)s, coalesce(sum(count), 0), count(*), now() FROM src
+INSERT INTO analytics_rollup_days (day, source_count, source_rows, source_keys, built_at)
+SELECT %(day)s, coalesce(sum(count), 0), count(*), {_KEYED}, now() FROM src
 ON CONFLICT (day) DO UPDATE SET source_count = excluded.source_count, source_rows = excluded.source_rows,
-    built_at = excluded.built_at
+    source_keys = excluded.source_keys, built_at = excluded.built_at
 """
 
 # The hourly caches for one ended hour of the running day (analytics_rollup_hours, migration 0015).
@@ -137,35 +142,42 @@ WITH src AS MATERIALIZED (
            coalesce((SELECT array_agg(n ORDER BY k) FROM eha), '{{}}')
     FROM src HAVING count(*) > 0
 )
-INSERT INTO analytics_rollup_hours (hour, source_count, source_rows, built_at)
-SELECT %(hour)s, coalesce(sum(count), 0), count(*), now() FROM src
+INSERT INTO analytics_rollup_hours (hour, source_count, source_rows, source_keys, built_at)
+SELECT %(hour)s, coalesce(sum(count), 0), count(*), {_KEYED}, now() FROM src
 ON CONFLICT (hour) DO UPDATE SET source_count = excluded.source_count, source_rows = excluded.source_rows,
-    built_at = excluded.built_at
+    source_keys = excluded.source_keys, built_at = excluded.built_at
 """
+
+
+Fingerprint = tuple[int, int, int | None]
 
 
 def _fingerprints(
     conn: psycopg.Connection[Any], start: datetime, end: datetime, unit: str = "day"
-) -> dict[datetime, tuple[int, int]]:
+) -> dict[datetime, Fingerprint]:
     rows = conn.execute(
-        "SELECT date_trunc(%s, bucket_start), sum(count)::bigint, count(*) FROM span_rollups_1h"
+        f"SELECT date_trunc(%s, bucket_start), sum(count)::bigint, count(*), {_KEYED} FROM span_rollups_1h"
         " WHERE bucket_start >= %s AND bucket_start < %s GROUP BY 1",
         (unit, start, end),
     ).fetchall()
-    return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+    return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+
+def _recorded(rows: list[tuple[Any, ...]]) -> dict[datetime, Fingerprint]:
+    return {r[0]: (int(r[1]), int(r[2]), None if r[3] is None else int(r[3])) for r in rows}
 
 
 def refresh(conn: psycopg.Connection[Any], start: datetime, end: datetime) -> int:
     """Make the cached days in [start, end) (UTC midnights, complete days only) match the hourly rollups.
     Returns how many days were rebuilt."""
     source = _fingerprints(conn, start, end)
-    cached = {
-        r[0]: (int(r[1]), int(r[2]))
-        for r in conn.execute(
-            "SELECT day, source_count, source_rows FROM analytics_rollup_days WHERE day >= %s AND day < %s",
+    cached = _recorded(
+        conn.execute(
+            "SELECT day, source_count, source_rows, source_keys FROM analytics_rollup_days"
+            " WHERE day >= %s AND day < %s",
             (start, end),
         ).fetchall()
-    }
+    )
     stale = sorted(d for d in set(source) | set(cached) if source.get(d) != cached.get(d))
     for day in stale:
         with conn.transaction():
@@ -193,12 +205,12 @@ def refresh_hours(conn: psycopg.Connection[Any], start: datetime, end: datetime)
     """Make the cached hours in [start, end) (whole hours of the running day that have ended) match the hourly
     rollups. Returns how many hours were rebuilt."""
     source = _fingerprints(conn, start, end, "hour")
-    cached = {
-        r[0]: (int(r[1]), int(r[2]))
-        for r in conn.execute(
-            f"SELECT hour, source_count, source_rows FROM {_HOURS} WHERE hour >= %s AND hour < %s", (start, end)
+    cached = _recorded(
+        conn.execute(
+            f"SELECT hour, source_count, source_rows, source_keys FROM {_HOURS} WHERE hour >= %s AND hour < %s",
+            (start, end),
         ).fetchall()
-    }
+    )
     stale = sorted(h for h in set(source) | set(cached) if source.get(h) != cached.get(h))
     for hour in stale:
         day = hour.astimezone(UTC).replace(hour=0)

@@ -121,3 +121,61 @@ def test_a_span_of_another_trace_takes_the_owner_of_its_correlation_id(pg_dsn: s
     with psycopg.connect(pg_dsn) as conn:
         row = conn.execute("SELECT tenant_id, user_id, feature FROM spans WHERE service_name = 'worker'").fetchone()
     assert row == ("acme", "u-7", "search")
+
+
+def _request_at(start: datetime) -> tuple[Any, Any]:
+    """As ``_request``, the owner starting at ``start`` and the priced call a minute later; with them, the priced call
+    of another request of the same owner in the same hour."""
+    holder: dict[str, Any] = {}
+    ns = int(start.timestamp() * 1e9)
+
+    def agent(tracer: Any) -> None:
+        root = tracer.start_span("POST /v1/query", kind=trace.SpanKind.SERVER, attributes=OWNER, start_time=ns)
+        holder["context"] = root.get_span_context()
+        root.end(end_time=ns + 120 * 10**9)
+
+    def tools(tracer: Any) -> None:
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(holder["context"]))
+        attributes = {"gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 500, "cost.usd": COST}
+        call = tracer.start_span(
+            "chat gpt-4o", context=parent, kind=trace.SpanKind.CLIENT, attributes=attributes, start_time=ns + 60 * 10**9
+        )
+        call.end(end_time=ns + 61 * 10**9)
+        # Another request's call of the same tenant, in the same hour: the owner's rollup key exists already.
+        other = tracer.start_span(
+            "chat gpt-4o", kind=trace.SpanKind.CLIENT, attributes={**attributes, **OWNER}, start_time=ns + 90 * 10**9
+        )
+        other.end(end_time=ns + 91 * 10**9)
+
+    agent_request = traces_request(make_spans(agent, service="agent-service"))
+    return agent_request, traces_request(make_spans(tools, service="tools-service"))
+
+
+def test_an_owner_moved_into_a_cached_day_reaches_the_cache_after_compaction(pg_dsn: str) -> None:
+    """A complete day read through the daily cache, then one of its spans given its owner and the rollups compacted
+    (the move changes neither the day's span count nor its number of rollup rows): the next read charges the owner."""
+    day = (datetime.now(UTC) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
+    owner_start = day + timedelta(hours=23, minutes=30)
+    agent, tools = _request_at(owner_start)
+    _write(pg_dsn, tools)
+    _write(pg_dsn, agent)  # the owner stored after its orphan: only the backfill moves it
+    window = TimeWindow(day - timedelta(hours=12), day + timedelta(days=1, hours=12))
+
+    def by_tenant() -> dict[str, tuple[int, float]]:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            return {r.key: (r.calls, r.cost_usd) for r in Analytics(conn).costs(window, by="tenant")}
+
+    def assert_costs(expected: dict[str, tuple[int, float]]) -> None:
+        found = by_tenant()
+        assert found.keys() == expected.keys(), found
+        for tenant, (calls, cost) in expected.items():
+            assert found[tenant][0] == calls and found[tenant][1] == pytest.approx(cost), (tenant, found)
+
+    assert_costs({"(none)": (1, COST), "acme": (2, COST)})
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        cached = conn.execute("SELECT day FROM analytics_rollup_days").fetchall()
+        assert [r[0] for r in cached] == [day]  # the day is read from the cache
+        adopted, changed = backfill_owners(conn, owner_start + timedelta(minutes=30), DIMENSIONS)
+        assert adopted == 1 and changed is not None
+        compact_rollups(conn, changed)
+    assert_costs({"acme": (3, 2 * COST)})
