@@ -247,8 +247,10 @@ def _start_collector(tmp_path: Path, name: str, peer_port: int, limit_mib: int, 
 
     _poll("the collector to start", started, deadline)
     text = collector.log_text()
-    collector.grpc_port = int(re.search(r"OTLP/gRPC on .* \(port (\d+)\)", text)[1])  # type: ignore[index]
-    collector.health_port = int(re.search(r"health on .* \(port (\d+)\)", text)[1])  # type: ignore[index]
+    grpc = re.search(r"OTLP/gRPC on .* \(port (\d+)\)", text)
+    health = re.search(r"health on .* \(port (\d+)\)", text)
+    assert grpc and health, text
+    collector.grpc_port, collector.health_port = int(grpc[1]), int(health[1])
     _poll("health 200", lambda: collector.health() == 200, deadline)
     return collector
 

@@ -23,10 +23,14 @@ class QueueConfig:
     storage: str | None = None
 
 
+FIVE_SECONDS = Duration(5.0)
+FIVE_MINUTES = Duration(300.0)
+
+
 @dataclass
 class RetryConfig:
-    initial_interval: Duration = 5.0  # type: ignore[assignment]
-    max_elapsed_time: Duration = 300.0  # type: ignore[assignment]
+    initial_interval: Duration = FIVE_SECONDS
+    max_elapsed_time: Duration = FIVE_MINUTES
 
 
 @dataclass
@@ -36,7 +40,7 @@ class FakeOTLPExporterConfig:
     headers: dict[str, str] = field(default_factory=dict)
     sending_queue: QueueConfig = field(default_factory=lambda: QueueConfig(queue_size=5000))
     retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
-    timeout: Duration = 5.0  # type: ignore[assignment]
+    timeout: Duration = FIVE_SECONDS
     ratio: float = 1.0
 
     def validate(self) -> list[str]:

@@ -30,6 +30,7 @@ from collector.connectors.spanmetrics.config import (
     ExponentialHistogramConfig,
     HistogramConfig,
 )
+from collector.exporters.exporterhelper.testing import StaticHost
 from collector.exporters.prometheus import PrometheusExporterConfig
 from collector.exporters.prometheus.exporter import PrometheusExporter
 from processors.pipeline import Duration
@@ -209,8 +210,8 @@ def test_jaeger_monitor_names_through_the_prometheus_exporter() -> None:
             CreateSettings(ComponentID("prometheus"), Signal.METRICS),
             PrometheusExporterConfig(endpoint="127.0.0.1:0"),
         )
-        c = connector(SpanMetricsConfig(metrics_flush_interval=3600.0), prom)  # type: ignore[arg-type]
-        await c.start(None)  # type: ignore[arg-type]
+        c = connector(SpanMetricsConfig(metrics_flush_interval=Duration(3600.0)), prom)
+        await c.start(StaticHost())
         await c.consume(Signal.TRACES, spans({"service.name": "checkout", "service.instance.id": "c-1"}))
         await c.shutdown()  # the final flush delivers what the timer has not
         return prom.render()

@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from collector.component import ComponentID, CreateSettings, Signal
 from collector.connectors.spanmetrics import SpanMetricsConfig, SpanMetricsConnector
 from collector.connectors.spanmetrics.config import ExemplarsConfig
+from collector.exporters.exporterhelper.testing import StaticHost
 from collector.exporters.prometheus import PrometheusExporterConfig
 from collector.exporters.prometheus.exporter import PrometheusExporter
 from tests.support.prom_helpers import LoopThread, needs_prometheus, prometheus_server
@@ -37,7 +38,7 @@ def chain() -> Iterator[tuple[SpanMetricsConnector, PrometheusExporter, LoopThre
         SpanMetricsConfig(exemplars=ExemplarsConfig(enabled=True)),
         prom,
     )
-    lt.run(prom.start(None))  # type: ignore[arg-type]
+    lt.run(prom.start(StaticHost()))
     try:
         yield connector, prom, lt
     finally:

@@ -24,9 +24,10 @@ from collector.exporters.exporterhelper import (
 )
 from collector.exporters.exporterhelper.testing import StaticHost, span_names, trace_request
 from collector.extensions.file_storage import FileStorageConfig, FileStorageExtension
+from processors.pipeline import Duration
 from tests.support.sdk_data import attrs_of, metrics_in, number_points
 
-FAST_RETRY = RetryConfig(initial_interval=0.001, max_interval=0.01, max_elapsed_time=5.0)  # type: ignore[arg-type]
+FAST_RETRY = RetryConfig(initial_interval=Duration(0.001), max_interval=Duration(0.01), max_elapsed_time=Duration(5.0))
 
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -158,7 +159,7 @@ def test_retries_exhausted_drops_and_counts() -> None:
     async def always_fail(signal: Signal, request: Any) -> None:
         raise RetryableError("down")
 
-    retry = RetryConfig(initial_interval=0.001, max_interval=0.002, max_elapsed_time=0.05)  # type: ignore[arg-type]
+    retry = RetryConfig(initial_interval=Duration(0.001), max_interval=Duration(0.002), max_elapsed_time=Duration(0.05))
 
     async def run() -> QueuedExporter:
         exp = make(always_fail, retry=retry, meter_reader=reader)
@@ -306,7 +307,9 @@ def test_persistent_queue_keeps_undelivered_across_restart_without_duplicates(tm
 
     async def run_once(n_new: int, first: int) -> QueuedExporter:
         _ext, host = await started_file_storage(tmp_path)
-        forever = RetryConfig(initial_interval=0.001, max_interval=0.01, max_elapsed_time=0.0)  # type: ignore[arg-type]
+        forever = RetryConfig(
+            initial_interval=Duration(0.001), max_interval=Duration(0.01), max_elapsed_time=Duration(0.0)
+        )
         exp = make(send, queue=QueueConfig(storage="file_storage", num_consumers=3), retry=forever)
         await exp.start(host)
         for i in range(first, first + n_new):
@@ -332,14 +335,17 @@ def test_persistent_queue_keeps_undelivered_across_restart_without_duplicates(tm
 def test_backoff_grows_with_jitter_and_gives_up() -> None:
     import random
 
-    cfg = RetryConfig(initial_interval=1.0, multiplier=2.0, randomization_factor=0.5, max_interval=4.0)  # type: ignore[arg-type]
+    cfg = RetryConfig(
+        initial_interval=Duration(1.0), multiplier=2.0, randomization_factor=0.5, max_interval=Duration(4.0)
+    )
     b = ExponentialBackoff(cfg, rng=random.Random(1))
-    delays = [b.next_delay() for _ in range(5)]
+    delays = [d for d in (b.next_delay() for _ in range(5)) if d is not None]
+    assert len(delays) == 5  # no give-up yet
     assert all(d is not None for d in delays)
-    assert 0.5 <= delays[0] <= 1.5 and 1.0 <= delays[1] <= 3.0  # type: ignore[operator]
-    assert all(2.0 <= d <= 6.0 for d in delays[2:])  # type: ignore[operator]
+    assert 0.5 <= delays[0] <= 1.5 and 1.0 <= delays[1] <= 3.0
+    assert all(2.0 <= d <= 6.0 for d in delays[2:])
     assert b.next_delay(retry_after=30.0) == 30.0
-    gives_up = ExponentialBackoff(RetryConfig(max_elapsed_time=1.0))  # type: ignore[arg-type]
+    gives_up = ExponentialBackoff(RetryConfig(max_elapsed_time=Duration(1.0)))
     assert gives_up.next_delay() is None  # 5 s +/- 50 % is past the 1 s budget
 
 
@@ -370,7 +376,7 @@ def test_batch_defaults_match_upstream_and_validate() -> None:
     assert QueueConfig().batch is None  # batching is opt-in, as upstream
     errors = QueueConfig(batch=BatchConfig(min_size=10, max_size=5)).validate()
     assert errors == ["sending_queue::batch::max_size: must be >= min_size (10) or 0, got 5"]
-    assert BatchConfig(flush_timeout=0).validate()[0].startswith("sending_queue::batch::flush_timeout")  # type: ignore[arg-type]
+    assert BatchConfig(flush_timeout=Duration(0)).validate()[0].startswith("sending_queue::batch::flush_timeout")
 
 
 def test_batch_merges_queued_requests_into_one_send() -> None:
@@ -379,7 +385,7 @@ def test_batch_merges_queued_requests_into_one_send() -> None:
     sink = Sink()
 
     async def run() -> None:
-        batch = BatchConfig(min_size=5, flush_timeout=30.0)  # type: ignore[arg-type]
+        batch = BatchConfig(min_size=5, flush_timeout=Duration(30.0))
         exp = make(sink.send, queue=QueueConfig(num_consumers=1, batch=batch), meter_reader=reader)
         await exp.start(StaticHost())
         for names in (("a", "b"), ("c", "d"), ("e", "f")):
@@ -406,7 +412,7 @@ def test_batch_send_gets_whole_requests_within_max_size_and_flushes_on_timeout()
         await send_batch(signal, [request])
 
     async def run() -> None:
-        batch = BatchConfig(min_size=4, max_size=4, flush_timeout=0.05)  # type: ignore[arg-type]
+        batch = BatchConfig(min_size=4, max_size=4, flush_timeout=Duration(0.05))
         settings = CreateSettings(ComponentID("postgres"), Signal.TRACES)
         exp = QueuedExporter(
             settings,
@@ -431,7 +437,7 @@ def test_batch_send_gets_whole_requests_within_max_size_and_flushes_on_timeout()
 def test_batched_persistent_items_are_acknowledged_only_after_their_batch(tmp_path: Path) -> None:
     async def run(sink: Sink, names: list[tuple[str, ...]]) -> int:
         storage, host = await started_file_storage(tmp_path)
-        batch = BatchConfig(min_size=100, flush_timeout=0.05)  # type: ignore[arg-type]
+        batch = BatchConfig(min_size=100, flush_timeout=Duration(0.05))
         exp = make(sink.send, queue=QueueConfig(num_consumers=1, storage="file_storage", batch=batch))
         await exp.start(host)
         recovered = exp.recovered

@@ -138,7 +138,9 @@ def test_forward_target_down_for_a_minute_then_every_acknowledged_span_once(tmp_
     try:
         _poll("the collector to start", lambda: "collector started" in log.read_text() or proc.poll() is not None, 60)
         assert proc.poll() is None, log.read_text()
-        port = int(re.search(r"OTLP/gRPC on .* \(port (\d+)\)", log.read_text())[1])  # type: ignore[index]
+        bound = re.search(r"OTLP/gRPC on .* \(port (\d+)\)", log.read_text())
+        assert bound, log.read_text()
+        port = int(bound[1])
 
         exporter = OTLPSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True, timeout=30)
         acknowledged = [exporter.export(batch) for batch in _batches()]

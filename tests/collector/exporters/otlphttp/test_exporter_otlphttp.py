@@ -28,9 +28,10 @@ from collector.exporters.exporterhelper import QueueConfig, RetryConfig
 from collector.exporters.exporterhelper.testing import StaticHost
 from collector.exporters.otlphttp import OTLPHTTPExporter, OTLPHTTPExporterConfig, parse_retry_after
 from processors.pdata import from_json
+from processors.pipeline import Duration
 from tests.support.sdk_data import metrics_in, number_points
 
-FAST_RETRY = RetryConfig(initial_interval=0.01, max_interval=0.05, max_elapsed_time=20.0)  # type: ignore[arg-type]
+FAST_RETRY = RetryConfig(initial_interval=Duration(0.01), max_interval=Duration(0.05), max_elapsed_time=Duration(20.0))
 
 
 def sdk_request(*names: str) -> trace_service_pb2.ExportTraceServiceRequest:

@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import Tracer
 
@@ -39,7 +40,7 @@ def _start_collector(config: Path, log: Path) -> tuple[subprocess.Popen[str], in
     return proc, int(json.loads(line)["grpc_port"])
 
 
-def _batches(n: int, size: int) -> list[list]:  # type: ignore[type-arg]
+def _batches(n: int, size: int) -> list[list[ReadableSpan]]:
     def build(tracer: Tracer) -> None:
         for i in range(size):
             with tracer.start_as_current_span(f"op{i % 4}", attributes={"tenant.id": f"t{i % 3}"}):

@@ -15,7 +15,7 @@ import pytest
 from collector.exporters.exporterhelper.testing import StaticHost
 from collector.exporters.postgres import schema
 from collector.exporters.postgres.writer import PostgresWriter, WriterSettings
-from processors.pipeline import RetryableError, Signal
+from processors.pipeline import Duration, RetryableError, Signal
 from tests.collector.exporters.postgres.test_writer import synthetic_request
 
 
@@ -99,8 +99,10 @@ def test_exporter_queue_keeps_data_while_postgres_is_down(own_server: Any) -> No
     dsn = own_server.get_uri()
     config = PostgresExporterConfig(
         dsn=dsn,
-        retention_check_interval=0,  # type: ignore[arg-type]
-        retry_on_failure=RetryConfig(initial_interval=0.05, max_interval=0.2, max_elapsed_time=0),  # type: ignore[arg-type]
+        retention_check_interval=Duration(0),
+        retry_on_failure=RetryConfig(
+            initial_interval=Duration(0.05), max_interval=Duration(0.2), max_elapsed_time=Duration(0)
+        ),
         sending_queue=QueueConfig(num_consumers=2, queue_size=100),
     )
     batches = [synthetic_request(50, seed=60 + i) for i in range(10)]
@@ -149,8 +151,10 @@ def test_exporter_starts_while_postgres_is_down_and_migrates_when_it_returns(own
     _stop(own_server)
     config = PostgresExporterConfig(
         dsn=dsn,
-        retention_check_interval=0,  # type: ignore[arg-type]
-        retry_on_failure=RetryConfig(initial_interval=0.05, max_interval=0.2, max_elapsed_time=0),  # type: ignore[arg-type]
+        retention_check_interval=Duration(0),
+        retry_on_failure=RetryConfig(
+            initial_interval=Duration(0.05), max_interval=Duration(0.2), max_elapsed_time=Duration(0)
+        ),
         sending_queue=QueueConfig(num_consumers=1, queue_size=10),
     )
 
@@ -174,7 +178,7 @@ def test_exporter_with_write_processes(pg_dsn: str) -> None:
     from collector.exporters.postgres.config import PostgresExporterConfig
     from collector.exporters.postgres.exporter import PostgresExporter
 
-    config = PostgresExporterConfig(dsn=pg_dsn, write_processes=1, retention_check_interval=0)  # type: ignore[arg-type]
+    config = PostgresExporterConfig(dsn=pg_dsn, write_processes=1, retention_check_interval=Duration(0))
     request = synthetic_request(30, seed=80)
     bad = request.resource_spans[0].scope_spans[0].spans[0]
     bad.name = "nul\x00name"  # repaired in the worker, counted here

@@ -181,11 +181,18 @@ def collector(pg_dsn: str, sink_tmp_path: Path) -> Iterator[tuple[int, Path]]:
             proc.wait(10)
 
 
+def _scalar(conn: psycopg.Connection, query: str) -> Any:
+    """The one value a one-row, one-column query returns."""
+    row = conn.execute(query).fetchone()
+    assert row is not None, query
+    return row[0]
+
+
 def _wait_stored(dsn: str, expected: dict[str, int], log: Path) -> None:
     deadline = time.monotonic() + 60
     with psycopg.connect(dsn, autocommit=True) as conn:
         while True:
-            counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in expected}  # type: ignore[index]
+            counts = {t: _scalar(conn, f"SELECT count(*) FROM {t}") for t in expected}
             if all(counts[t] >= n for t, n in expected.items()):
                 return
             assert time.monotonic() < deadline, f"stored {counts}, expected {expected}\n{log.read_text()[-3000:]}"
@@ -202,7 +209,7 @@ def _database_text(dsn: str) -> str:
             )
         ]
         return "\n".join(
-            str(conn.execute(f"SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t").fetchone()[0])  # type: ignore[index]
+            str(_scalar(conn, f"SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t"))
             for table in tables
         )
 

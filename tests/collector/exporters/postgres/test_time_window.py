@@ -58,7 +58,7 @@ def test_defaults_and_validation() -> None:
     assert float(config.allowed_clock_skew) == 3600.0
     assert WriterSettings().allowed_clock_skew == 3600.0
     assert WriterSettings().retention == {"traces": 30 * 86400.0, "metrics": 30 * 86400.0, "logs": 14 * 86400.0}
-    assert PostgresExporterConfig(allowed_clock_skew=-1.0).validate() == [  # type: ignore[arg-type]
+    assert PostgresExporterConfig(allowed_clock_skew=Duration(-1.0)).validate() == [
         "allowed_clock_skew: must be >= 0, got -1.0"
     ]
 

@@ -13,6 +13,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from collector.component import ComponentID, CreateSettings, Signal
+from collector.exporters.exporterhelper.testing import StaticHost
 from collector.exporters.prometheus import PrometheusExporterConfig, factories
 from collector.exporters.prometheus.config import ResourceToTelemetryConversion
 from collector.exporters.prometheus.exporter import PrometheusExporter
@@ -121,7 +122,7 @@ def test_promtool_finds_nothing_in_served_exposition() -> None:
 
     async def scrape() -> tuple[str, str, str]:
         exporter = make_exporter(enable_open_metrics=True)
-        await exporter.start(None)  # type: ignore[arg-type]
+        await exporter.start(StaticHost())
         try:
             await exporter.consume(Signal.METRICS, collect(reader))
             url = f"http://127.0.0.1:{exporter.port}/metrics"

@@ -15,6 +15,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from collector.component import ComponentID, CreateSettings, Signal
+from collector.exporters.exporterhelper.testing import StaticHost
 from collector.exporters.prometheus import PrometheusExporterConfig
 from collector.exporters.prometheus.config import TLSServerConfig
 from collector.exporters.prometheus.exporter import PrometheusExporter
@@ -39,7 +40,7 @@ def _exporter(**config: object) -> PrometheusExporter:
 def test_keep_alive_gzip_head_and_errors() -> None:
     async def run() -> None:
         exporter = _exporter()
-        await exporter.start(None)  # type: ignore[arg-type]
+        await exporter.start(StaticHost())
         try:
             await exporter.consume(Signal.METRICS, _request(200))  # type: ignore[arg-type]
             base = f"http://127.0.0.1:{exporter.port}"
@@ -83,7 +84,7 @@ def test_tls(tmp_path: Path) -> None:
 
     async def run() -> None:
         exporter = _exporter(tls=TLSServerConfig(cert_file=str(cert), key_file=str(key)))
-        await exporter.start(None)  # type: ignore[arg-type]
+        await exporter.start(StaticHost())
         try:
             await exporter.consume(Signal.METRICS, _request(1))  # type: ignore[arg-type]
             ctx = ssl.create_default_context(cafile=str(cert))

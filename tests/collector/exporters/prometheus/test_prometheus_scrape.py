@@ -13,6 +13,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from collector.component import ComponentID, CreateSettings, Signal
+from collector.exporters.exporterhelper.testing import StaticHost
 from collector.exporters.prometheus import PrometheusExporterConfig
 from collector.exporters.prometheus.exporter import PrometheusExporter
 from tests.support.prom_helpers import LoopThread, collect, needs_prometheus, prometheus_server
@@ -27,7 +28,7 @@ def running_exporter() -> Iterator[tuple[PrometheusExporter, LoopThread]]:
         CreateSettings(ComponentID("prometheus"), Signal.METRICS),
         PrometheusExporterConfig(endpoint="127.0.0.1:0", enable_open_metrics=True),
     )
-    lt.run(exporter.start(None))  # type: ignore[arg-type]
+    lt.run(exporter.start(StaticHost()))
     try:
         yield exporter, lt
     finally:

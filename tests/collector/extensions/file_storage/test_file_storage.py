@@ -147,7 +147,7 @@ def test_second_opener_of_a_queue_directory_is_refused(tmp_path: Path) -> None:
 def test_extension_gives_each_owner_its_own_directory(tmp_path: Path) -> None:
     (factory,) = factories
     assert factory.type == "file_storage"
-    config = FileStorageConfig(directory=str(tmp_path / "store"), timeout=0.0)  # type: ignore[arg-type]
+    config = FileStorageConfig(directory=str(tmp_path / "store"), timeout=Duration(0.0))
     assert config.validate() == []
     ext = factory.create(CreateSettings(ComponentID("file_storage"), Signal.TRACES), config)
     assert isinstance(ext, FileStorageExtension)

@@ -11,6 +11,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -132,7 +133,7 @@ def test_full_disk_refuses_retryably_recovers_by_itself_and_delivers_exactly_onc
     # Space returns: A accepts again by itself (clients retry a refusal, as OTLP clients do).
     filler.unlink()
     for batch in range(25, 35):
-        _wait(lambda batch=batch: send(batch), f"batch {batch} to be accepted")  # type: ignore[misc]
+        _wait(partial(send, batch), f"batch {batch} to be accepted")
     _wait(lambda: len(received.requests) >= len(acked), "every acknowledged batch to reach B")
     counts = collections.Counter(name for request in received.requests for name in span_names(request))
     expected = {name for batch in acked for name in span_names(_request(batch))}
