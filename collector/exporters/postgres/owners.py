@@ -15,18 +15,14 @@ are not changed (they say what the span itself carried).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
-from ._dumpers import copy_rows, register_dumpers
-from ._values import dumps
-from .rollups import ROLLUP_COLUMNS, aggregate
-from .sampling import UNSAMPLED_COLUMNS, unsampled_rows
-from .span_columns import SPAN_COLUMNS, span_position
+from ._moves import RETURNING, move_rollups, span_rows
+from .span_columns import span_position
 
 __all__ = ["LOOKBACK", "OWNER_COLUMNS", "backfill_owners", "inherit_owners"]
 
@@ -99,7 +95,7 @@ def inherit_owners(conn: psycopg.Connection[Any], records: Sequence[Any]) -> int
 
 # The orphans of the lookback that now have an owner, given it; returns what the rollups need of them (SPAN_COLUMNS
 # positions below), before (tenant NULL) and after.
-_BACKFILL = """
+_BACKFILL = f"""
 WITH orphan AS (
     SELECT trace_id, span_id, start_time, correlation_id FROM spans
     WHERE start_time >= %(since)s AND tenant_id IS NULL AND cost_usd IS NOT NULL
@@ -129,36 +125,7 @@ SET tenant_id = w.tenant_id, user_id = coalesce(s.user_id, w.user_id), feature =
     correlation_id = coalesce(s.correlation_id, w.correlation_id)
 FROM owner AS w
 WHERE s.trace_id = w.trace_id AND s.span_id = w.span_id AND s.start_time = w.start_time AND s.tenant_id IS NULL
-RETURNING (extract(epoch FROM s.start_time) * 1000000)::bigint, s.duration_ms, s.status_code, s.service_name,
-          s.operation, s.tenant_id, s.agent_name, s.model, s.input_tokens, s.output_tokens,
-          (s.cost_usd * 10000000000)::bigint, s.quality_score, s.parent_span_id, s.kind, s.adjusted_count
-"""
-_RETURNED = tuple(
-    span_position(c)
-    for c in (
-        "start_time", "duration_ms", "status_code", "service_name", "operation", "tenant_id", "agent_name", "model",
-        "input_tokens", "output_tokens", "cost_usd", "quality_score", "parent_span_id", "kind", "adjusted_count",
-    )
-)  # fmt: skip
-# The summed columns of rollup and unsampled rows (min and max stay: a bound, not a sum).
-_NEGATED = frozenset(
-    {"count", "errors", "duration_sum_ms", "input_tokens", "output_tokens", "cost_usd", "quality_sum", "requests"}
-    | {"quality_count"}
-)
-
-
-def _negated(rows: list[tuple[Any, ...]], columns: Sequence[tuple[str, str]]) -> list[tuple[Any, ...]]:
-    names = [c for c, _ in columns]
-    out = []
-    for row in rows:
-        values = list(row)
-        for i, name in enumerate(names):
-            if name in _NEGATED:
-                values[i] = -values[i]
-            elif name == "latency_hist":
-                values[i] = dumps({k: -n for k, n in json.loads(values[i]).items()})
-        out.append(tuple(values))
-    return out
+{RETURNING}"""
 
 
 def backfill_owners(
@@ -171,21 +138,8 @@ def backfill_owners(
         moved = conn.execute(_BACKFILL, {"since": now - LOOKBACK, "near": _NEAR}).fetchall()
         if not moved or "tenant_id" not in dimensions:
             return len(moved), None
-        after: list[tuple[Any, ...]] = []
-        for returned in moved:
-            row: list[Any] = [None] * len(SPAN_COLUMNS)
-            for position, value in zip(_RETURNED, returned, strict=True):
-                row[position] = value
-            after.append(tuple(row))
+        after = span_rows(moved)
         before = [(*r[:_TENANT], None, *r[_TENANT + 1 :]) for r in after]
-        minutes_new, hours_new = aggregate(after, dimensions)
-        minutes_old, hours_old = aggregate(before, dimensions)
-        register_dumpers(conn)
-        copy_rows(conn, "span_rollups_1m", ROLLUP_COLUMNS, [*_negated(minutes_old, ROLLUP_COLUMNS), *minutes_new])
-        copy_rows(conn, "span_rollups_1h", ROLLUP_COLUMNS, [*_negated(hours_old, ROLLUP_COLUMNS), *hours_new])
-        unsampled_old, unsampled_new = unsampled_rows(before, dimensions), unsampled_rows(after, dimensions)
-        if unsampled_new:
-            rows = [*_negated(unsampled_old, UNSAMPLED_COLUMNS), *unsampled_new]
-            copy_rows(conn, "span_rollups_unsampled_1h", UNSAMPLED_COLUMNS, rows)
+        move_rollups(conn, before, after, dimensions)
     earliest = min(r[_START] for r in after)
     return len(moved), _EPOCH + timedelta(microseconds=earliest - earliest % 3_600_000_000)

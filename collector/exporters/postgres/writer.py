@@ -382,7 +382,7 @@ class PostgresWriter:
         """
         try:
             with conn.transaction():
-                _calls.fold_repeated_calls(conn, records)
+                _calls.fold_repeated_calls(conn, records, self.settings.rollup_dimensions)
                 rows = [r.row for r in records]
                 self._copy(conn, _SPANS, rows, direct=True)
                 events = [e for r in records for e in r.events]
@@ -405,7 +405,7 @@ class PostgresWriter:
         return True
 
     def _insert_spans(self, conn: psycopg.Connection[Any], records: Sequence[_traces.SpanRecord]) -> int:
-        _calls.fold_repeated_calls(conn, records)
+        _calls.fold_repeated_calls(conn, records, self.settings.rollup_dimensions)
         self._copy(conn, _SPANS, (r.row for r in records))
         events = [e for r in records for e in r.events]
         links = [lk for r in records for lk in r.links]

@@ -125,7 +125,9 @@ def test_a_call_seen_as_several_spans_is_counted_once_and_the_folds_reported(pg_
     for span_id, extra in (
         (1, {"gen_ai.usage.input_tokens": 100, "cost.usd": 0.00035}),  # holds the cost
         (2, {"gen_ai.usage.input_tokens": 100, "cost.duplicate_of": (1).to_bytes(8, "big").hex()}),
-        (3, {}),  # a provider SDK's span of the call, without an input count: not priced, not "unpriced" either
+        # A provider SDK's span of the call, without an input count: not priced, not "unpriced" either; folded by the
+        # sink (its output tokens are the call's, counted on span 1), as the collector folds it.
+        (3, {}),
     ):
         span = spans.add(trace_id=b"\x07" * 16, span_id=span_id.to_bytes(8, "big"), name="chat gpt-4o")
         span.start_time_unix_nano, span.end_time_unix_nano = now, now + 10**6
@@ -141,11 +143,11 @@ def test_a_call_seen_as_several_spans_is_counted_once_and_the_folds_reported(pg_
             "SELECT span_id, input_tokens, output_tokens, attributes ->> 'gen_ai.usage.input_tokens' FROM spans"
             " ORDER BY span_id"
         ).fetchall()
-    assert [(r[1], r[2], r[3]) for r in rows] == [(100, 10, None), (None, None, "100"), (None, 10, None)]
+    assert [(r[1], r[2], r[3]) for r in rows] == [(100, 10, None), (None, None, "100"), (None, None, None)]
     code, out, err = run("costs", "--dsn", pg_dsn, "--hours", "1")
     assert code == 0, err
-    assert "1 spans repeated an LLM call another span holds the cost of" in out
+    assert "2 spans repeated an LLM call another span holds the cost of" in out
     assert "not in these totals" not in out
     code, out, _ = run("costs", "--dsn", pg_dsn, "--hours", "1", "-f", "json")
     (row,) = json.loads(out)
-    assert (row["key"], row["input_tokens"], row["cost_usd"]) == ("gpt-4o", 100, 0.00035)
+    assert (row["key"], row["input_tokens"], row["output_tokens"], row["cost_usd"]) == ("gpt-4o", 100, 10, 0.00035)

@@ -124,3 +124,48 @@ def test_two_writers_at_once_price_each_response_once(pg_dsn: str) -> None:
         ).fetchall()
         rollup_cost = conn.execute("SELECT sum(cost_usd) FROM span_rollups_1h").fetchone()
     assert per_response == [] and rollup_cost == (200 * Decimal(repr(COST)),)
+
+
+def _unpriced_calls(responses: range, source: str) -> Any:
+    """One span per response with tokens and no cost, as the Anthropic SDK's own tracing of a call that is not
+    streamed reports it (output tokens only, so nothing prices it)."""
+
+    def build(tracer: Any) -> None:
+        for n in responses:
+            attributes = {
+                "gen_ai.request.model": "claude-sonnet-4-20250514",
+                "gen_ai.response.id": f"msg_{n:04d}",
+                "gen_ai.usage.output_tokens": 100,
+                "tenant.id": "acme",
+            }
+            tracer.start_span(f"{source} {n}", attributes=attributes).end()
+
+    return traces_request(make_spans(build, service=source))
+
+
+@pytest.mark.parametrize("order", ["unpriced first", "priced first"])
+def test_an_unpriced_span_of_a_priced_call_is_folded_either_order(pg_dsn: str, order: str) -> None:
+    """Responses 0-9 seen unpriced by one process and priced by another, in either order (the unpriced first: the
+    priced span takes the call over and the stored unpriced span is folded, its rollup counts moved); 10-12 only
+    unpriced: they keep their tokens. Tokens in spans and rollups describe the 13 calls made."""
+    unpriced, priced = _unpriced_calls(range(13), "sdk-tracing"), _calls(range(10), "instrumentation")
+    for request in [unpriced, priced] if order == "unpriced first" else [priced, unpriced]:
+        _write(pg_dsn, request)
+    _write(pg_dsn, unpriced)  # redelivered: nothing changes
+    with psycopg.connect(pg_dsn) as conn:
+        spans = conn.execute(
+            "SELECT sum(cost_usd), sum(input_tokens), sum(output_tokens),"
+            " count(*) FILTER (WHERE attributes ? 'cost.duplicate_of'"
+            "  AND (attributes ->> 'gen_ai.usage.output_tokens')::int = 100 AND output_tokens IS NULL)"
+            " FROM spans"
+        ).fetchone()
+        rollups = [
+            conn.execute(f"SELECT sum(count), sum(input_tokens), sum(output_tokens) FROM {table}").fetchone()
+            for table in ("span_rollups_1m", "span_rollups_1h")
+        ]
+    assert spans == (10 * Decimal(repr(COST)), 10 * 1000, 13 * 100, 10)
+    assert rollups == [(23, 10 * 1000, 13 * 100)] * 2
+    result = CliRunner().invoke(cli, ["costs", "--dsn", pg_dsn, "--hours", "1", "--by", "tenant", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert (row["calls"], row["input_tokens"], row["output_tokens"], row["folded_spans"]) == (23, 10000, 1300, 10)
