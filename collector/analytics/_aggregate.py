@@ -265,11 +265,12 @@ class _Shape:
         return [self.limit, self.offset] if self.limit is not None else []
 
     def over(self, rows: tuple[sql.Composable, list[Any]]) -> tuple[sql.Composed, list[Any]]:
-        """Totals per key over rollup rows (hourly and daily rows share the key columns), ordered and paged."""
+        """Totals per key over rollup rows (hourly and daily rows share the key columns), ordered and paged. A key
+        whose rows sum to no span (its counts moved to another key: exporters/postgres/owners.py) is no key."""
         rows_sql, params = rows
-        query = sql.SQL("SELECT {aliases}, {agg} FROM ({rows}) AS r GROUP BY {group} ORDER BY {order}").format(
-            aliases=self.aliases, agg=_ROLLUP_AGG, rows=rows_sql, group=self.group, order=self.order_by
-        )
+        query = sql.SQL(
+            "SELECT {aliases}, {agg} FROM ({rows}) AS r GROUP BY {group} HAVING sum(count) <> 0 ORDER BY {order}"
+        ).format(aliases=self.aliases, agg=_ROLLUP_AGG, rows=rows_sql, group=self.group, order=self.order_by)
         return sql.Composed([query, self.page]), [*params, *self.page_params]
 
 

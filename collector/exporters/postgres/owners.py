@@ -27,8 +27,12 @@ from .span_columns import span_position
 __all__ = ["LOOKBACK", "OWNER_COLUMNS", "backfill_owners", "inherit_owners"]
 
 OWNER_COLUMNS = ("tenant_id", "user_id", "feature", "correlation_id")
-# How long a span stored without an owner waits for its trace's owner to arrive.
+# How long a span stored without an owner waits for its trace's owner to arrive: each backfill run looks at the spans
+# that started this long before it, so an owner stored later than this after its span's start is not applied (the
+# bound docs/schema.md states). Longer costs each run more of the spans_unowned index and more rollup buckets to
+# compact again.
 LOOKBACK = timedelta(hours=1)
+_HOUR_US = 3_600_000_000  # the hourly rollups' bucket
 # An owner is looked for this far around the orphan's start (the partitions searched).
 _NEAR = timedelta(days=1)
 _OWNERS = tuple(span_position(c) for c in OWNER_COLUMNS)
@@ -142,4 +146,4 @@ def backfill_owners(
         before = [(*r[:_TENANT], None, *r[_TENANT + 1 :]) for r in after]
         move_rollups(conn, before, after, dimensions)
     earliest = min(r[_START] for r in after)
-    return len(moved), _EPOCH + timedelta(microseconds=earliest - earliest % 3_600_000_000)
+    return len(moved), _EPOCH + timedelta(microseconds=earliest - earliest % _HOUR_US)

@@ -14,7 +14,7 @@ import pytest
 from opentelemetry import trace
 
 from collector.analytics.queries import Analytics
-from collector.analytics.window import TimeWindow
+from collector.analytics.window import NO_FILTERS, TimeWindow
 from collector.exporters.postgres.owners import backfill_owners
 from collector.exporters.postgres.rollups import compact_rollups
 from collector.exporters.postgres.writer import PostgresWriter
@@ -104,8 +104,7 @@ def test_owner_stored_after_is_given_by_the_backfill_and_rollups_move(pg_dsn: st
             " ORDER BY 1"
         ).fetchall()
     _assert_by_tenant(pg_dsn, 48, {"acme": (2, COST)})
-    (none, acme) = totals
-    assert none[0] == "" and none[1] == 0 and none[2] == 0 and all(n == 0 for n in none[3].values())
+    (acme,) = totals  # the key the span left sums to no span: compaction deletes it
     assert acme[0] == "acme" and acme[1] == 2 and acme[2] == Decimal(repr(COST))
 
 
@@ -179,3 +178,39 @@ def test_an_owner_moved_into_a_cached_day_reaches_the_cache_after_compaction(pg_
         assert adopted == 1 and changed is not None
         compact_rollups(conn, changed)
     assert_costs({"acme": (3, 2 * COST)})
+
+
+def _tenant_reports(dsn: str) -> tuple[set[str], set[str]]:
+    """The tenants of the per-tenant reports over the rollups other than costs: totals per tenant (the series'
+    legend) and cost per tenant (budgets' dimension)."""
+    now = datetime.now(UTC)
+    window = TimeWindow(now - timedelta(hours=48), now + timedelta(minutes=5))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        analytics = Analytics(conn)
+        keyed = analytics.keyed_series(window, NO_FILTERS, "tenant", latency=True, per_bucket=False)
+        by_dimension = analytics.cost_by_dimension("tenant_id", window.rollup_aligned().start)
+    return {r["key"] for r in keyed.rows}, set(by_dimension)
+
+
+def test_the_key_an_owner_move_emptied_is_in_no_report(pg_dsn: str) -> None:
+    agent, tools = _request()
+    _write(pg_dsn, tools)
+    assert _tenant_reports(pg_dsn) == (
+        {
+            "",
+        },
+        {""},
+    )
+    _write(pg_dsn, agent)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        _, changed = backfill_owners(conn, datetime.now(UTC), DIMENSIONS)
+    assert changed is not None
+    assert _tenant_reports(pg_dsn) == ({"acme"}, {"acme"})  # before compaction: rows that sum to no span
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        compact_rollups(conn, changed)
+        left = conn.execute(
+            "SELECT (SELECT count(*) FROM span_rollups_1m WHERE tenant_id = ''),"
+            " (SELECT count(*) FROM span_rollups_1h WHERE tenant_id = '')"
+        ).fetchone()
+    assert left == (0, 0)
+    assert _tenant_reports(pg_dsn) == ({"acme"}, {"acme"})
