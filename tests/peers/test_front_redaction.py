@@ -6,8 +6,6 @@ queue, and what the Tempo stand-in received, must hold the request's harmless ma
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -19,6 +17,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tests.peers.peer_procs import ROOT, free_port, telemetry, upstream_collector, wait_for
+from tests.support.trace_recorder import TraceRecorder
 
 pytestmark = pytest.mark.slow
 
@@ -52,36 +51,14 @@ def _kv(key: str, value: str) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
-class _Tempo(trace_service_pb2_grpc.TraceServiceServicer):
-    """Stands in for Tempo (the config's otlp/tempo exporter): keeps what it receives."""
-
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-
-    def Export(self, request: trace_service_pb2.ExportTraceServiceRequest, context: object) -> object:
-        self.received.append(request.SerializeToString())
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
-@pytest.fixture
-def tempo() -> Iterator[tuple[_Tempo, int]]:
-    servicer = _Tempo()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield servicer, port
-    server.stop(grace=None)
-
-
 def _queue_bytes(directory: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file())
 
 
 def test_the_front_collector_masks_secrets_before_its_queue_and_tempo(
-    otelcol: Path, workdir: Path, tempo: tuple[_Tempo, int]
+    otelcol: Path, workdir: Path, trace_recorder: tuple[TraceRecorder, int]
 ) -> None:
-    servicer, tempo_port = tempo
+    tempo, tempo_port = trace_recorder  # stands in for Tempo (the config's otlp/tempo exporter)
     grpc_port = free_port()
     closed = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]  # the sinks are down
     queue = workdir / "upstream-queue"
@@ -130,7 +107,7 @@ def test_the_front_collector_masks_secrets_before_its_queue_and_tempo(
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             trace_service_pb2_grpc.TraceServiceStub(channel).Export(traces, timeout=10)
             logs_service_pb2_grpc.LogsServiceStub(channel).Export(logs, timeout=10)
-        wait_for(lambda: servicer.received, f"Tempo's stand-in to receive the span\n{upstream.log_tail()}", 60)
+        wait_for(lambda: tempo.requests(), f"Tempo's stand-in to receive the span\n{upstream.log_tail()}", 60)
         wait_for(
             lambda: _queue_bytes(queue).count(MARKER.encode()) >= 2,
             f"the span and the log record in the on-disk queue\n{upstream.log_tail()}",
@@ -138,7 +115,7 @@ def test_the_front_collector_masks_secrets_before_its_queue_and_tempo(
             alive=upstream.check_alive,
         )
         on_disk = _queue_bytes(queue)
-    sent_to_tempo = b"".join(servicer.received)
+    sent_to_tempo = b"".join(request.SerializeToString() for request in tempo.requests())
     assert MARKER.encode() in sent_to_tempo
     for secret in SECRETS:
         assert secret.encode() not in on_disk, f"{secret!r} is in the upstream Collector's queue on disk"

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import grpc
 import psycopg
 import pytest
 import yaml
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
@@ -35,20 +32,10 @@ from tests.peers.peer_procs import (
     wait_for,
 )
 from tests.support.sink_otlp import make_spans
+from tests.support.trace_recorder import TraceRecorder
 
 pytestmark = pytest.mark.slow
 BATCHES, TRACES_PER_BATCH, SPANS_PER_TRACE = 40, 5, 10
-
-
-class _Tempo(trace_service_pb2_grpc.TraceServiceServicer):
-    """Stands in for Tempo (the config's otlp/tempo exporter): accepts and counts."""
-
-    def __init__(self) -> None:
-        self.spans = 0
-
-    def Export(self, request: trace_service_pb2.ExportTraceServiceRequest, context: object) -> object:
-        self.spans += sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
-        return trace_service_pb2.ExportTraceServiceResponse()
 
 
 class _RemoteWrite(BaseHTTPRequestHandler):
@@ -64,17 +51,11 @@ class _RemoteWrite(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def stand_ins() -> Iterator[tuple[_Tempo, int, int]]:
-    tempo = _Tempo()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(tempo, server)
-    tempo_port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+def remote_write_port() -> Iterator[int]:
     http = ThreadingHTTPServer(("127.0.0.1", 0), _RemoteWrite)
     threading.Thread(target=http.serve_forever, daemon=True).start()
-    yield tempo, tempo_port, http.server_address[1]
+    yield http.server_address[1]
     http.shutdown()
-    server.stop(grace=None)
 
 
 def _sink_config(pg_dsn: str, workdir: Path, port: int, index: int, telemetry_port: int) -> dict[str, Any]:
@@ -131,9 +112,9 @@ def _stored(pg_dsn: str) -> tuple[int, set[bytes]]:
 
 
 def test_upstream_loadbalances_to_two_sinks_and_a_killed_sink_loses_and_doubles_nothing(
-    otelcol: Path, pg_dsn: str, workdir: Path, stand_ins: tuple[_Tempo, int, int]
+    otelcol: Path, pg_dsn: str, workdir: Path, trace_recorder: tuple[TraceRecorder, int], remote_write_port: int
 ) -> None:
-    tempo, tempo_port, remote_write_port = stand_ins
+    tempo, tempo_port = trace_recorder  # stands in for Tempo (the config's otlp/tempo exporter)
     sink_ports, sink_telemetry = [free_port(), free_port()], [free_port(), free_port()]
 
     def start_sink(index: int) -> Proc:
@@ -189,7 +170,11 @@ def test_upstream_loadbalances_to_two_sinks_and_a_killed_sink_loses_and_doubles_
             count, ids = _stored(pg_dsn)
             assert count == len(ids) == len(expected) and ids == expected
             # The config's other trace exporter (Tempo's place) got every span too.
-            wait_for(lambda: tempo.spans >= len(expected), "the otlp/tempo exporter to deliver every span", 60)
+            wait_for(
+                lambda: expected <= {span_id for _, span_id in tempo.span_ids()},
+                "the otlp/tempo exporter to deliver every span",
+                60,
+            )
             # Both sinks had a share: the one that kept running, and the restarted one (what was queued for it).
             for index, sink in enumerate(sinks):
                 sink.check_alive()
