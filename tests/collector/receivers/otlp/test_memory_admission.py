@@ -5,6 +5,7 @@ Content-Length, unread), and accepts again as soon as the request in flight is t
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -58,22 +59,28 @@ def test_a_request_is_refused_from_its_size_before_it_is_decoded(
     # Hard limit 68 MiB above the memory in use now, less than two requests' reservations (72 MiB): a second
     # request cannot be admitted while the first is in flight. The soft limit (40 MiB above) admits the first.
     limit_mib = process_rss_bytes() // MIB + 68
-    collector = run_collector(
-        make_config(
-            exporters={"collect": {"mode": "block"}},
-            processors={
-                "memory_limiter": {"check_interval": "100ms", "limit_mib": limit_mib, "spike_limit_mib": SPIKE_MIB}
-            },
-            receiver={
-                "protocols": {
-                    "grpc": {"endpoint": "127.0.0.1:0", "max_recv_msg_size_mib": MAX_RECV_MIB},
-                    "http": {"endpoint": "127.0.0.1:0"},
-                }
-            },
-            pipelines={"traces": {"receivers": ["otlp"], "processors": ["memory_limiter"], "exporters": ["collect"]}},
-        ),
-        components,
+    telemetry_port = _free_port()
+    config = make_config(
+        exporters={"collect": {"mode": "block"}},
+        processors={
+            "memory_limiter": {"check_interval": "100ms", "limit_mib": limit_mib, "spike_limit_mib": SPIKE_MIB}
+        },
+        receiver={
+            "protocols": {
+                "grpc": {"endpoint": "127.0.0.1:0", "max_recv_msg_size_mib": MAX_RECV_MIB},
+                "http": {"endpoint": "127.0.0.1:0"},
+            }
+        },
+        pipelines={"traces": {"receivers": ["otlp"], "processors": ["memory_limiter"], "exporters": ["collect"]}},
     )
+    # The collector's own metrics, served as in production: the receiver's refusals are read there.
+    config["service"]["telemetry"] = {
+        "metrics": {
+            "level": "normal",
+            "readers": [{"pull": {"exporter": {"prometheus": {"host": "127.0.0.1", "port": telemetry_port}}}}],
+        }
+    }
+    collector = run_collector(config, components)
     exporter = collector.exporter("collect", Signal.TRACES)
     first: list[grpc.StatusCode] = []
     sender = threading.Thread(target=lambda: first.append(_export(collector.grpc_endpoint, body)))
@@ -90,6 +97,15 @@ def test_a_request_is_refused_from_its_size_before_it_is_decoded(
     )
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
+    assert _export(collector.grpc_endpoint, body) is grpc.StatusCode.UNAVAILABLE  # real spans, refused by size
+    # The receiver counts what it refused before decoding: the spans of the real request it had read (from their
+    # field tags), and as requests the garbage (no items to count) and the HTTP body refused unread.
+    own = httpx.get(f"http://127.0.0.1:{telemetry_port}/metrics", timeout=10).text
+    assert _sample(own, "otelcol_receiver_refused_spans_total", "grpc") == len(
+        _big_request().resource_spans[0].scope_spans[0].spans
+    )
+    assert _sample(own, "otelcol_receiver_refused_requests_total", "grpc") == 1
+    assert _sample(own, "otelcol_receiver_refused_requests_total", "http") == 1
 
     assert exporter.gate is not None
     collector.loop.call_soon_threadsafe(exporter.gate.set)
@@ -100,6 +116,21 @@ def test_a_request_is_refused_from_its_size_before_it_is_decoded(
     # so memory the last refused or failed request held can take a collection cycle to be given back.
     assert _admitted(collector.grpc_endpoint, garbage) is grpc.StatusCode.INVALID_ARGUMENT
     assert _admitted(collector.grpc_endpoint, body) is grpc.StatusCode.OK
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _sample(text: str, name: str, transport: str) -> float:
+    """The value of ``name``'s sample for ``transport`` in a Prometheus text exposition (0 if absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") and f'transport="{transport}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def _admitted(endpoint: str, body: bytes, seconds: float = 20) -> grpc.StatusCode:
