@@ -3,8 +3,9 @@ the same days per hour, per operation and across everything, 0014).
 
 Only complete UTC days (ended before now) are cached. Before a long query, ``refresh`` compares each day's
 fingerprint in the hourly rollups (sum of count, number of rows: both only grow with ingest and shrink with
-retention; and ``_KEYED``, the counts weighed by a hash of their tenant: the owner backfill moves counts between
-tenants, which after compaction changes neither of the other two) with the one recorded at build time and rebuilds
+retention; and ``_KEYED``, the counts weighed by a hash of their tenant plus the tokens: the owner backfill moves
+counts between tenants and the sink folds tokens out of stored spans, which after compaction change neither of the
+other two) with the one recorded at build time and rebuilds
 the days that differ, each in one statement (one
 snapshot) under an advisory lock, so concurrent readers never build a day twice at once or record a fingerprint
 that does not match the rows they merged.
@@ -41,9 +42,12 @@ _HOURS = "analytics_rollup_hours"
 _LOGGER = logging.getLogger("otel_metrics.analytics")
 _KEYS = "service_name, operation, status_code, tenant_id, agent_name, model"
 
-# The third part of a fingerprint (migration 0016): which tenants the counts belong to. A hash collision between the
-# two tenants of a move (1 in 2^32) would leave that day stale.
-_KEYED = "coalesce(sum(count * hashtext(tenant_id)), 0)"
+# The third part of a fingerprint (source_keys, migration 0016): which tenants the counts belong to, plus the tokens.
+# Changes the first two parts miss, once compacted: the owner backfill moves counts between tenants, and the sink
+# folds a stored unpriced span of an LLM call priced later (exporters/postgres/calls.py), which takes only tokens out
+# (its day is another than the priced span's when the call straddles midnight). A hash collision between the two
+# tenants of a move (1 in 2^32) would leave that day stale.
+_KEYED = "coalesce(sum(count * hashtext(tenant_id) + input_tokens + output_tokens), 0)"
 # `requests` (migration 0024) is the caches' last column, so every insert names its columns.
 _SCALARS = (
     "sum(requests), sum(count), sum(errors), sum(duration_sum_ms), min(duration_min_ms), max(duration_max_ms),"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +17,10 @@ from typer.testing import CliRunner
 
 from collector.analytics.api import AnalyticsAPI
 from collector.analytics.config import AnalyticsConfig
+from collector.analytics.queries import Analytics
+from collector.analytics.window import TimeWindow
 from collector.cli import app as cli
+from collector.exporters.postgres.rollups import compact_rollups
 from collector.exporters.postgres.writer import PostgresWriter
 from processors.pipeline import Signal
 from tests.collector.analytics.served import serve
@@ -169,3 +173,36 @@ def test_an_unpriced_span_of_a_priced_call_is_folded_either_order(pg_dsn: str, o
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert (row["calls"], row["input_tokens"], row["output_tokens"], row["folded_spans"]) == (23, 10000, 1300, 10)
+
+
+def test_a_call_taken_over_across_midnight_leaves_no_stale_cached_day(pg_dsn: str) -> None:
+    """The unpriced span of a call starts just before midnight, its priced span just after: when the priced span
+    arrives, the day of the unpriced one is already in the analytics daily cache, and loses only tokens (no span);
+    once compacted, its rollup rows are as many as before."""
+    midnight = (datetime.now(UTC) - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
+    call = {"gen_ai.request.model": "claude-sonnet-4-20250514", "gen_ai.response.id": "msg_midnight"}
+
+    def span(source: str, start: datetime, attributes: dict[str, Any]) -> Any:
+        ns = int(start.timestamp() * 1e9)
+
+        def build(tracer: Any) -> None:
+            tracer.start_span(f"{source} call", attributes={**call, **attributes}, start_time=ns).end(ns + 10**6)
+
+        return traces_request(make_spans(build, service=source))
+
+    window = TimeWindow(midnight - timedelta(days=1, hours=6), midnight + timedelta(days=1, hours=6))
+
+    def tokens() -> tuple[int, int]:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            rows = Analytics(conn).costs(window, by="model")
+        return sum(r.input_tokens for r in rows), sum(r.output_tokens for r in rows)
+
+    _write(pg_dsn, span("sdk-tracing", midnight - timedelta(seconds=1), {"gen_ai.usage.output_tokens": 100}))
+    assert tokens() == (0, 100)
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM analytics_rollup_days").fetchone() == (1,)  # the day is cached
+    priced = {"gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100, "cost.usd": COST}
+    _write(pg_dsn, span("instrumentation", midnight + timedelta(seconds=1), priced))
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        assert compact_rollups(conn, midnight - timedelta(days=1)) is not None
+    assert tokens() == (1000, 100)
