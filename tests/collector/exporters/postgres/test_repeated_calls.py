@@ -95,15 +95,13 @@ def test_two_processes_one_price_either_order(pg_dsn: str, order: str) -> None:
     assert item["key"] == "claude-sonnet-4-20250514" and item["folded_spans"] == 10
 
 
-def test_two_writers_at_once_price_each_response_once(pg_dsn: str) -> None:
-    """Both writers store spans of the same 200 responses in one transaction each, started together: the primary key
-    of the claims serialises them, so every response is priced exactly once."""
-    requests = [_calls(range(200), "sdk-tracing"), _calls(range(200), "instrumentation")]
-    start = threading.Barrier(2)
+def _race(dsn: str, requests: list[Any]) -> None:
+    """Each request written by its own writer (connected first), all started together."""
+    start = threading.Barrier(len(requests))
     errors: list[BaseException] = []
 
     def run(request: Any) -> None:
-        writer = PostgresWriter(pg_dsn)
+        writer = PostgresWriter(dsn)
         try:
             writer._connection()  # connected (and staging tables made) before the race
             start.wait(timeout=30)
@@ -119,6 +117,12 @@ def test_two_writers_at_once_price_each_response_once(pg_dsn: str) -> None:
     for t in threads:
         t.join(timeout=120)
     assert not errors and not any(t.is_alive() for t in threads)
+
+
+def test_two_writers_at_once_price_each_response_once(pg_dsn: str) -> None:
+    """Both writers store spans of the same 200 responses in one transaction each, started together: the primary key
+    of the claims serialises them, so every response is priced exactly once."""
+    _race(pg_dsn, [_calls(range(200), "sdk-tracing"), _calls(range(200), "instrumentation")])
     cost, tokens, folded, _ = _stored(pg_dsn)
     assert cost == 200 * Decimal(repr(COST)) and tokens == 200 * 1000 and folded == 200
     with psycopg.connect(pg_dsn) as conn:
@@ -206,3 +210,21 @@ def test_a_call_taken_over_across_midnight_leaves_no_stale_cached_day(pg_dsn: st
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         assert compact_rollups(conn, midnight - timedelta(days=1)) is not None
     assert tokens() == (1000, 100)
+
+
+def test_an_unpriced_and_a_priced_writer_at_once_count_each_call_once(pg_dsn: str) -> None:
+    """One writer stores 200 responses unpriced, another the same 200 priced, at the same moment: whichever claims a
+    response first, its tokens are counted once (the priced span's), in spans and rollups."""
+    _race(pg_dsn, [_unpriced_calls(range(200), "sdk-tracing"), _calls(range(200), "instrumentation")])
+    with psycopg.connect(pg_dsn) as conn:
+        spans = conn.execute(
+            "SELECT sum(cost_usd), sum(input_tokens), sum(output_tokens),"
+            " count(*) FILTER (WHERE attributes ? 'cost.duplicate_of') FROM spans"
+        ).fetchone()
+        rollups = conn.execute(
+            "SELECT sum(count), sum(input_tokens), sum(output_tokens) FROM span_rollups_1h"
+        ).fetchone()
+        holders = conn.execute("SELECT count(*) FILTER (WHERE priced), count(*) FROM llm_calls").fetchone()
+    assert spans == (200 * Decimal(repr(COST)), 200 * 1000, 200 * 100, 200)
+    assert rollups == (400, 200 * 1000, 200 * 100)
+    assert holders == (200, 200)
