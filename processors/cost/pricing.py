@@ -49,7 +49,6 @@ __all__ = [
     "PriceMatch",
     "PriceTable",
     "Usage",
-    "call_fingerprint",
     "cost_attributes",
     "default_price_table",
     "price_call",
@@ -437,17 +436,8 @@ def usage_from_attributes(attributes: Mapping[str, object], scope: str | None = 
     return None if counts is None else Usage(*counts)
 
 
-def _model(attributes: Mapping[str, object]) -> object:
-    model = attributes.get(REQUEST_MODEL_KEY)
-    return attributes.get(RESPONSE_MODEL_KEY) if model is None else model
-
-
-def call_fingerprint(attributes: Mapping[str, object], scope: str | None = None) -> tuple[object, ...] | None:
-    """Model and usage of a span's LLM call, to recognise a span repeating another's (processors.cost.dedup)."""
-    return _fingerprint(_model(attributes), _counts(attributes, scope))
-
-
 def _fingerprint(model: object, counts: Counts | None) -> tuple[object, ...] | None:
+    """Model and usage of a span's LLM call, to recognise a span repeating another's (processors.cost.dedup)."""
     if counts is None:
         return None
     if model is not None and not isinstance(model, str):
