@@ -166,8 +166,8 @@ def raw_copy(dsn: str, requests: list[bytes]) -> float:
 # -- collector -----------------------------------------------------------------------------------------------
 def serve(config_path: str) -> None:
     """The collector subprocess: the real service from the config; prints its gRPC port."""
-    from collector.config import ConfigError
     from collector.config.loader import load_config
+    from collector.confmap import ConfigError
     from collector.receivers.otlp import OTLPReceiver
     from collector.service import Service
 

@@ -34,11 +34,7 @@ COLLECTOR_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "collector.component",
             "collector.confighttp",
-            "collector.config.decode",
-            "collector.config.expand",
-            "collector.config.locate",
-            "collector.config.model",
-            "collector.config.sections",
+            "collector.confmap",
         ),
     ),
     (
@@ -199,4 +195,4 @@ def test_the_rules_see_imports() -> None:
     assert "collector.exporters.postgres" in registry  # from collector.exporters import postgres
     debug = {t for _, t in imports(ROOT / "collector/exporters/debug/__init__.py")}
     assert "collector.exporters.debug.config" in debug  # from .config import ...
-    assert _layer("collector.config.loader") > _layer("collector.receivers.otlp") > _layer("collector.config.sections")
+    assert _layer("collector.config.loader") > _layer("collector.receivers.otlp") > _layer("collector.confmap.sections")

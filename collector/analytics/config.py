@@ -8,7 +8,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 
-from collector.config.sections import component_config
+from collector.confmap.sections import component_config
 from processors.pipeline import Duration
 
 __all__ = [

@@ -13,8 +13,8 @@ from pathlib import Path
 import typer
 
 from collector.cli import app
-from collector.config import ConfigError
 from collector.config.loader import load_config
+from collector.confmap import ConfigError
 from collector.exporters.postgres.database import detach_all
 from collector.service import DEFAULT_SHUTDOWN_TIMEOUT, Service, StartError
 from processors.redaction import redact_text

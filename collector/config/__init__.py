@@ -1,13 +1,11 @@
-"""Collector config: the upstream Collector's YAML schema, decoded strictly into config dataclasses.
+"""Collector config, as the upstream Collector's ``otelcol`` config: the model of a whole config, the loader that
+validates one against every component's factory (``collector.config.loader``) and the reference generated from
+the config dataclasses (``collector.config.reference``).
 
-``collector.config.loader`` loads a whole config and validates it against every component's factory; components
-read their own sections through ``collector.config.sections``. This face names only the parts below the
-components (decoding, the model, the error), so importing a section reader does not load the registry of the
-components that import it.
+Reading YAML, expansion and strict decoding sit below the components in ``collector.confmap``; this package sits
+above them, since the loader imports the registry of every component.
 """
 
-from collector.config.decode import parse_duration
 from collector.config.model import Config, PipelineID, PipelineRefs, TelemetryConfig
-from collector.config.sections import ConfigError
 
-__all__ = ["Config", "ConfigError", "PipelineID", "PipelineRefs", "TelemetryConfig", "parse_duration"]
+__all__ = ["Config", "PipelineID", "PipelineRefs", "TelemetryConfig"]

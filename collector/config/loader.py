@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from collector.components import KINDS, Registry, merge_registries, registry
-from collector.config.decode import decode, did_you_mean
-from collector.config.expand import expand_env
-from collector.config.locate import key_marks, locate
 from collector.config.model import Config, PipelineID, PipelineRefs, TelemetryConfig
-from collector.config.sections import ConfigError, decode_section, read_yaml
+from collector.confmap.decode import decode, did_you_mean
+from collector.confmap.expand import expand_env
+from collector.confmap.locate import key_marks, locate
+from collector.confmap.sections import ConfigError, decode_section, read_yaml
 from processors.pipeline import ComponentID, Signal
 
 __all__ = ["ConfigError", "load_config", "merge_registries", "parse_config"]

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from collector.components import KINDS, Registry, registry
-from collector.config.expand import expand_env
 from collector.config.field_docs import class_summary, field_docs, first_paragraph, rst_to_md, type_hints
 from collector.config.model import TelemetryConfig
 from collector.config.yaml_values import (
@@ -54,6 +53,7 @@ from collector.config.yaml_values import (
     plain,
     yaml_type,
 )
+from collector.confmap.expand import expand_env
 from processors.pipeline import Signal
 
 __all__ = ["KIND_ORDER", "ComponentDoc", "KeyRow", "component_docs", "format_duration", "key_rows", "render_reference"]
@@ -72,7 +72,7 @@ _KIND_TITLES = {
 _SIGNAL_ORDER = {s: i for i, s in enumerate(Signal)}
 
 # (value written in YAML, environment, what the component receives): rendered into the reference and checked
-# against collector.config.expand by tests/docs/test_configuration_reference.py.
+# against collector.confmap.expand by tests/docs/test_configuration_reference.py.
 ENV_EXAMPLES: tuple[tuple[str, dict[str, str], Any], ...] = (
     ("${env:OTLP_PORT}", {"OTLP_PORT": "4317"}, 4317),
     ("localhost:${env:OTLP_PORT}", {"OTLP_PORT": "4317"}, "localhost:4317"),

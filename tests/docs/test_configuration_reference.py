@@ -15,8 +15,6 @@ from hypothesis import strategies as st
 
 from collector.component import ExporterFactory
 from collector.components import Registry, registry
-from collector.config.decode import parse_duration
-from collector.config.expand import expand_env
 from collector.config.model import TelemetryConfig
 from collector.config.reference import (
     COMMAND,
@@ -32,6 +30,8 @@ from collector.config.reference import (
     key_rows,
     render_reference,
 )
+from collector.confmap.decode import parse_duration
+from collector.confmap.expand import expand_env
 from processors.pipeline import ComponentID, Duration
 from tests.docs.docblocks import REPO, all_blocks
 

@@ -29,8 +29,8 @@ import pytest
 import typer.main
 import yaml
 
-from collector.config import ConfigError
 from collector.config.loader import load_config
+from collector.confmap import ConfigError
 from tests.docs.docblocks import (
     REPO,
     Block,

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from collector.config.decode import decode
+from collector.confmap.decode import decode
 from processors._attributes import attributes_to_dict
 from processors._matching import KeyValueMatch, MatchProperties
 from processors.attributes import (

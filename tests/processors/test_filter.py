@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from collector.config.decode import decode
+from collector.confmap.decode import decode
 from processors._matching import (
     KeyValueMatch,
     LibraryMatch,

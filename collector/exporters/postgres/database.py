@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 import psycopg
 
-from collector.config.sections import component_config
+from collector.confmap.sections import component_config
 from collector.extensions.file_storage.private import make_private_dir, parents_keep_modes, restrict_file
 
 from .config import PostgresExporterConfig

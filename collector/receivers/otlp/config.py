@@ -148,7 +148,7 @@ class HTTPConfig:
 
 @dataclass
 class ProtocolsConfig:
-    decode_fresh: ClassVar[bool] = True  # see collector.config.decode
+    decode_fresh: ClassVar[bool] = True  # see collector.confmap.decode
     # A protocol not listed under `protocols` is off; listing it with nothing under it turns it on with
     # its defaults (as upstream).
     grpc: GRPCConfig | None = None

@@ -10,9 +10,8 @@ import pytest
 
 from collector.component import ConnectorFactory, ExporterFactory
 from collector.components import Registry
-from collector.config import ConfigError, parse_duration
-from collector.config.decode import decode
 from collector.config.loader import load_config, merge_registries, parse_config
+from collector.confmap import ConfigError
 from processors.pipeline import ComponentID, Duration, Signal
 
 
@@ -242,30 +241,6 @@ def test_telemetry_endpoint_forms(test_components: Registry) -> None:
     assert _parse(raw, test_components).telemetry.metrics.endpoint() == "127.0.0.1:18888"
     raw["service"]["telemetry"] = {"metrics": {"level": "none"}}
     assert _parse(raw, test_components).telemetry.metrics.endpoint() is None
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("200ms", 0.2),
-        ("5s", 5.0),
-        ("1m30s", 90.0),
-        ("1h", 3600.0),
-        (2, 2.0),
-        (0.5, 0.5),
-        ("1.5s", 1.5),
-        ("0", 0.0),
-    ],
-)
-def test_durations(text: Any, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", ["5", "5 s", "s", "-", True, "1d"])
-def test_bad_durations(text: Any) -> None:
-    errors: list[str] = []
-    decode(Duration, text, "x.timeout", errors)
-    assert len(errors) == 1 and errors[0].startswith("x.timeout: expected a duration")
 
 
 def test_only_listed_protocols_are_enabled(test_components: Registry) -> None:

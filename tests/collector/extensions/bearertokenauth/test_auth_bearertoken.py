@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from collector.components import Registry
-from collector.config import ConfigError
 from collector.config.loader import parse_config
+from collector.confmap import ConfigError
 from collector.service import StartError
 from tests.collector.conftest import MakeConfig, RunCollector
 

@@ -79,8 +79,8 @@ def test_tls_on_both_protocols(
 
 
 def test_tls_needs_cert_and_key(make_config: MakeConfig, test_components: Registry) -> None:
-    from collector.config import ConfigError
     from collector.config.loader import parse_config
+    from collector.confmap import ConfigError
 
     receiver = {"protocols": {"http": {"endpoint": "127.0.0.1:0", "tls": {"cert_file": "/x.pem"}}}}
     with pytest.raises(ConfigError) as info:

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from collector.config.decode import decode
-from collector.config.expand import expand_env
-from collector.config.locate import key_marks, locate
+from collector.confmap.decode import decode
+from collector.confmap.expand import expand_env
+from collector.confmap.locate import key_marks, locate
 from processors.pipeline import ComponentID
 
 __all__ = ["ConfigError", "component_config", "decode_section", "read_yaml"]
