@@ -44,6 +44,8 @@ _logger = logging.getLogger(__name__)
 _REQUEST_MODEL = "gen_ai.request.model"
 _RESPONSE_MODEL = "gen_ai.response.model"
 _Item = TypeVar("_Item", Event, Link)
+# Attribute values whose equality implies the same redaction (a str equals only strings of the same text).
+_STR_ONLY = frozenset({str})
 
 # Hooks known to do nothing: not delegating to them saves two Python calls per span on the hot path.
 _NOOP_ON_START = frozenset({SpanProcessor.on_start, BatchSpanProcessor.on_start, SimpleSpanProcessor.on_start})
@@ -68,6 +70,11 @@ class EnrichingSpanProcessor(SpanProcessor):
         self._rules: RedactionRules | None = default_rules() if redact else None
         self._failed: set[str] = set()
         self._resources: dict[int, tuple[Resource, Resource | None]] = {}
+        self._last_resource: tuple[Resource | None, Resource | None] = (None, None)
+        # A copy of the last attribute set redaction left unchanged, all values str: most spans of a service
+        # carry equal attributes (the same tenant, correlation id, outcome), and an equal set redacts the same.
+        # One C-level dict comparison replaces the per-attribute scan. A reference swap, atomic under the GIL.
+        self._clean: dict[str, Any] | None = None
         self._inner_on_start = _unless_noop(inner, "on_start", _NOOP_ON_START)
         self._inner_on_ending = _unless_noop(inner, "_on_ending", _NOOP_ON_ENDING)
 
@@ -154,9 +161,14 @@ class EnrichingSpanProcessor(SpanProcessor):
         parts: _Redacted | None = None
         rules = self._rules
         if rules is not None:
-            redacted = rules.redact_changes(new_attributes if new_attributes is not None else attributes)
-            if redacted is not None:
-                new_attributes = redacted
+            if new_attributes is not None:
+                redacted = rules.redact_changes(new_attributes)
+                if redacted is not None:
+                    new_attributes = redacted
+            elif attributes != self._clean:
+                new_attributes = rules.redact_changes(attributes)
+                if new_attributes is None and _STR_ONLY.issuperset(map(type, attributes.values())):
+                    self._clean = dict(attributes)
             parts = self._redact_parts(span, rules, internals)
         if new_attributes is None and parts is None:
             return span
@@ -187,7 +199,10 @@ class EnrichingSpanProcessor(SpanProcessor):
         None when none changed."""
         if internals and not span._events and not span._links and not span._status.description:
             # Most spans: nothing but the resource to look at, and that is redacted once per provider.
-            resource = self._redacted_resource(span._resource, rules)
+            last_resource, resource = self._last_resource
+            if last_resource is not span._resource:
+                resource = self._redacted_resource(span._resource, rules)
+                self._last_resource = (span._resource, resource)
             return None if resource is None else _Redacted(resource=resource)
         new_events = _redact_each(span.events, rules, lambda e, attributes: Event(e.name, attributes, e.timestamp))
         new_links = _redact_each(span.links, rules, lambda link, attributes: Link(link.context, attributes))

@@ -104,6 +104,54 @@ def test_redaction_covers_links_status_and_resource_once_per_resource() -> None:
     assert parent_out.resource is child_out.resource  # redacted once, shared
 
 
+class _Text(str):
+    pass
+
+
+def test_a_clean_attribute_set_seen_before_does_not_hide_secrets_in_later_spans() -> None:
+    provider, exporter = _provider(table=None, redact=True)
+    tracer = provider.get_tracer("t")
+    clean: dict[str, AttributeValue] = {"tenant.id": "acme", "note": "nothing to hide here"}
+    later: list[dict[str, AttributeValue]] = [
+        clean,  # equal to the clean set: unchanged
+        {"tenant.id": _Text("acme"), "note": _Text("nothing to hide here")},  # equal text, str subclass
+        {"tenant.id": "acme", "note": "login with password=hunter2"},  # same keys, a secret value
+        {**clean, "db.password": "hunter2"},  # one key more, a sensitive one
+        {"tenant.id": "acme"},  # a subset
+        {"tenant.id": "acme", "note": 12},  # not all str: compared by value
+        {"tenant.id": "acme", "note": 12},
+    ]
+    for attributes in [clean, *later]:
+        with tracer.start_as_current_span("s", attributes=attributes):
+            pass
+    got = [attrs_of(s) for s in exporter.get_finished_spans()]
+    assert got == [
+        clean,
+        clean,
+        clean,
+        {"tenant.id": "acme", "note": f"login with password={REDACTED}"},
+        {**clean, "db.password": REDACTED},
+        {"tenant.id": "acme"},
+        {"tenant.id": "acme", "note": 12},
+        {"tenant.id": "acme", "note": 12},
+    ]
+
+
+def test_one_processor_on_two_providers_redacts_each_resource() -> None:
+    exporter = InMemorySpanExporter()
+    enriching = EnrichingSpanProcessor(SimpleSpanProcessor(exporter), price_table=None, redact=True)
+    secret = TracerProvider(resource=Resource.create({"db.password": "hunter2", "service.name": "a"}))
+    plain = TracerProvider(resource=Resource.create({"service.name": "b"}))
+    for provider in (secret, plain):
+        provider.add_span_processor(enriching)
+    for provider in (secret, plain, secret, plain):
+        with provider.get_tracer("t").start_as_current_span("s"):
+            pass
+    resources = [dict(s.resource.attributes) for s in exporter.get_finished_spans()]
+    redacted = {**secret.resource.attributes, "db.password": REDACTED}
+    assert resources == [redacted, dict(plain.resource.attributes)] * 2
+
+
 def test_dropped_attribute_count_is_preserved() -> None:
     provider, exporter = _provider(table=PriceTable.bundled(), redact=False, limits=SpanLimits(max_span_attributes=4))
     with provider.get_tracer("t").start_as_current_span("chat", attributes={"extra": 1, **GENAI, "more": 2}):
