@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from processors.pipeline import Duration
 
@@ -21,6 +21,7 @@ __all__ = [
     "BatchConfig",
     "QueueConfig",
     "RetryConfig",
+    "SenderConfig",
     "Sizer",
 ]
 
@@ -139,3 +140,16 @@ class QueueConfig:
             if self.queue_size <= 0:
                 errors.append(f"sending_queue::queue_size: must be > 0, got {self.queue_size}")
         return errors
+
+
+class SenderConfig(Protocol):
+    """The keys of an exporter's config that QueuedExporter reads (``sender_options``)."""
+
+    @property
+    def timeout(self) -> float: ...
+
+    @property
+    def retry_on_failure(self) -> RetryConfig: ...
+
+    @property
+    def sending_queue(self) -> QueueConfig: ...

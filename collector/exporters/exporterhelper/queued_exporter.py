@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
@@ -31,10 +32,18 @@ from collector.extensions.file_storage import FileStorageExtension, QueueStoreEr
 from processors.pipeline import item_counters, new_request
 
 from .backoff import ExponentialBackoff
-from .config import BatchConfig, QueueConfig, RetryConfig
+from .config import BatchConfig, QueueConfig, RetryConfig, SenderConfig
 from .queue import MemoryQueue, PersistentQueue, QueueItem, SendingQueue
 
-__all__ = ["DEFAULT_SHUTDOWN_TIMEOUT", "BatchSendFunc", "PayloadSendFunc", "QueuedExporter", "SendFunc"]
+__all__ = [
+    "DEFAULT_SHUTDOWN_TIMEOUT",
+    "BatchSendFunc",
+    "PayloadSendFunc",
+    "QueuedExporter",
+    "SendFunc",
+    "SenderOptions",
+    "sender_options",
+]
 
 SendFunc = Callable[[Signal, Request], Awaitable[None]]
 # Sends several requests as one (``sending_queue::batch``), e.g. one database transaction for all of them.
@@ -61,6 +70,18 @@ class _Outgoing:
 
     def requests(self) -> Sequence[Request]:
         return self.decoded if self.decoded is not None else [item.request for item in self.queued]
+
+
+class SenderOptions(TypedDict):
+    queue: QueueConfig
+    retry: RetryConfig
+    timeout: float
+
+
+def sender_options(config: SenderConfig) -> SenderOptions:
+    """QueuedExporter's ``queue``, ``retry`` and ``timeout`` from the config keys every exporter shares, so an
+    exporter passes its config once: ``QueuedExporter(settings, **sender_options(config), send=...)``."""
+    return SenderOptions(queue=config.sending_queue, retry=config.retry_on_failure, timeout=config.timeout)
 
 
 # How long shutdown() keeps draining an in-memory queue before giving up on what is left.

@@ -11,7 +11,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2_grpc import Me
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 
 from collector.component import CreateSettings, Host, Request, Signal
-from collector.exporters.exporterhelper import QueuedExporter
+from collector.exporters.exporterhelper import QueuedExporter, sender_options
 from processors.pdata import rejected_items
 
 from .config import OTLPExporterConfig
@@ -48,13 +48,7 @@ def log_partial_success(logger: logging.Logger, exporter: str, signal: Signal, r
 
 class OTLPExporter(QueuedExporter):
     def __init__(self, settings: CreateSettings, config: OTLPExporterConfig) -> None:
-        super().__init__(
-            settings,
-            queue=config.sending_queue,
-            retry=config.retry_on_failure,
-            timeout=config.timeout,
-            send=self._export,
-        )
+        super().__init__(settings, **sender_options(config), send=self._export)
         self.config = config
         self.target, self.use_tls = parse_endpoint(config.endpoint, config.tls.insecure)
         self._metadata = tuple((k.lower(), v) for k, v in config.headers.items())

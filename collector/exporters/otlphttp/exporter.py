@@ -11,7 +11,7 @@ import httpx
 from google.rpc import status_pb2
 
 from collector.component import CreateSettings, DataError, Host, Request, RetryableError, Signal
-from collector.exporters.exporterhelper import QueuedExporter
+from collector.exporters.exporterhelper import QueuedExporter, sender_options
 from collector.exporters.otlp import log_partial_success
 from processors.pdata import SIGNALS, from_json, to_json
 
@@ -39,13 +39,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 class OTLPHTTPExporter(QueuedExporter):
     def __init__(self, settings: CreateSettings, config: OTLPHTTPExporterConfig) -> None:
-        super().__init__(
-            settings,
-            queue=config.sending_queue,
-            retry=config.retry_on_failure,
-            timeout=config.timeout,
-            send=self._export,
-        )
+        super().__init__(settings, **sender_options(config), send=self._export)
         self.config = config
         base = config.endpoint.rstrip("/")
         self.urls = {

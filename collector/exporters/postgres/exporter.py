@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from collector.component import CreateSettings, Exporter, Host, Request, RetryableError, Signal
-from collector.exporters.exporterhelper import QueuedExporter
+from collector.exporters.exporterhelper import QueuedExporter, sender_options
 
 from . import _worker
 from .config import PostgresExporterConfig, parse_span
@@ -65,9 +65,7 @@ class PostgresExporter(Exporter):
         self._writer_settings: WriterSettings | None = None
         self._queued = QueuedExporter(
             settings,
-            queue=config.sending_queue,
-            retry=config.retry_on_failure,
-            timeout=config.timeout,
+            **sender_options(config),
             send=self._send,
             send_batch=self._send_batch,
             send_payloads=self._send_payloads,
