@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from collector import confighttp
-from collector.confighttp import split_endpoint
+from collector.confighttp import ServerLimits, split_endpoint
+from collector.confighttp import limits as http_limits
 from processors.pdata import SIGNALS, Signal
 from processors.pipeline import Duration
 
@@ -40,16 +40,16 @@ __all__ = [
 DEFAULT_GRPC_ENDPOINT = "localhost:4317"
 DEFAULT_HTTP_ENDPOINT = "localhost:4318"
 DEFAULT_MAX_RECV_MSG_SIZE_MIB = 4  # grpc-go's default receive limit, which upstream keeps
-DEFAULT_MAX_REQUEST_BODY_SIZE = confighttp.DEFAULT_MAX_REQUEST_BODY_SIZE  # applies after decompression too
+DEFAULT_MAX_REQUEST_BODY_SIZE = http_limits.DEFAULT_MAX_REQUEST_BODY_SIZE  # applies after decompression too
 # 0 in grpc-go means unlimited; a bound keeps one connection from opening thousands of concurrent exports.
 DEFAULT_MAX_CONCURRENT_STREAMS = 100
 # Connections to the gRPC port at once; beyond it grpc refuses new ones (as confighttp.DEFAULT_MAX_CONNECTIONS).
-DEFAULT_GRPC_MAX_CONNECTIONS = confighttp.DEFAULT_MAX_CONNECTIONS
+DEFAULT_GRPC_MAX_CONNECTIONS = http_limits.DEFAULT_MAX_CONNECTIONS
 # A connection that completes no call for this long is sent GOAWAY (grpc-go's default is never).
 DEFAULT_MAX_CONNECTION_IDLE = Duration(60.0)
 NEVER = Duration(0.0)
-DEFAULT_READ_HEADER_TIMEOUT = Duration(confighttp.DEFAULT_READ_HEADER_TIMEOUT)
-DEFAULT_IDLE_TIMEOUT = Duration(confighttp.DEFAULT_IDLE_TIMEOUT)
+DEFAULT_READ_HEADER_TIMEOUT = Duration(http_limits.DEFAULT_READ_HEADER_TIMEOUT)
+DEFAULT_IDLE_TIMEOUT = Duration(http_limits.DEFAULT_IDLE_TIMEOUT)
 DEFAULT_KEEPALIVE_TIME = Duration(2 * 3600.0)  # grpc-go's default: ping an idle client after 2 h
 DEFAULT_KEEPALIVE_TIMEOUT = Duration(20.0)  # grpc-go's default: close if the ping is not answered in 20 s
 DEFAULT_KEEPALIVE_MIN_TIME = Duration(300.0)  # grpc-go's default: clients pinging more often are cut off
@@ -127,17 +127,17 @@ class HTTPConfig:
     metrics_url_path: str = DEFAULT_METRICS_URL_PATH
     logs_url_path: str = DEFAULT_LOGS_URL_PATH
     max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE
-    max_request_header_size: int = confighttp.DEFAULT_MAX_REQUEST_HEADER_SIZE
+    max_request_header_size: int = http_limits.DEFAULT_MAX_REQUEST_HEADER_SIZE
     read_header_timeout: Duration = DEFAULT_READ_HEADER_TIMEOUT
     idle_timeout: Duration = DEFAULT_IDLE_TIMEOUT
-    max_connections: int = confighttp.DEFAULT_MAX_CONNECTIONS
+    max_connections: int = http_limits.DEFAULT_MAX_CONNECTIONS
     tls: TLSConfig | None = None
     auth: AuthConfig | None = None
     cors: CORSConfig | None = None
 
-    def limits(self) -> confighttp.ServerLimits:
+    def limits(self) -> ServerLimits:
         """The listener's limits; the body size is checked by the receiver itself (its errors are OTLP's)."""
-        return confighttp.ServerLimits(
+        return ServerLimits(
             max_request_body_size=None,
             max_request_header_size=self.max_request_header_size,
             read_header_timeout=self.read_header_timeout,

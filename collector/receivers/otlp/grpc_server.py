@@ -21,7 +21,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from collector.confighttp import run_on
 from collector.receivers.otlp.config import GRPCConfig
-from collector.receivers.otlp.intake import Intake
+from collector.receivers.otlp.intake import TransportIntake
 from processors.memory_limiter import admit, concurrent_calls
 from processors.pdata import SIGNALS, Signal, item_count, new_response, parse_request
 from processors.pipeline import DataError, RefusedError, RetryableError
@@ -129,17 +129,10 @@ def server_options(config: GRPCConfig) -> list[tuple[str, Any]]:
 
 
 class GRPCServer:
-    def __init__(
-        self,
-        config: GRPCConfig,
-        intake: Intake,
-        authenticate: Callable[[dict[str, str]], Awaitable[None]] | None,
-    ) -> None:
+    def __init__(self, config: GRPCConfig, intake: TransportIntake) -> None:
         self._config = config
         self._intake = intake
-        self._authenticate = authenticate
         self._server: grpc.aio.Server | None = None
-        self._pipeline_loop: asyncio.AbstractEventLoop | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._calls = CallLimit(None)
@@ -150,10 +143,10 @@ class GRPCServer:
         # runs, a stream's only when the handler asks. So authentication and the call bound come before a byte of
         # the body is read.
         async def export(requests: AsyncIterator[bytes], context: Context) -> bytes:
-            if self._authenticate is not None:
+            if self._intake.authenticate is not None:
                 headers = {k.lower(): v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
                 try:
-                    await self._authenticate(headers)
+                    await self._intake.authenticate(headers)
                 except Exception as exc:
                     return _fail(context, grpc.StatusCode.UNAUTHENTICATED, str(exc) or "unauthenticated")
             body: bytes | None = None
@@ -166,7 +159,7 @@ class GRPCServer:
                     with admission:
                         return await self._export(signal, body, context)
             except RefusedError as exc:
-                self._intake.refused_before_decoding(signal, "grpc", body)
+                self._intake.refused_before_decoding(signal, body)
                 return _unavailable(context, exc)
 
         return export
@@ -181,8 +174,7 @@ class GRPCServer:
             data: bytes = new_response(signal).SerializeToString()
             return data
         try:
-            assert self._pipeline_loop is not None
-            response = await run_on(self._pipeline_loop, self._intake.export(signal, request, "grpc", body))
+            response = await self._intake.export(signal, request, body)
         except DataError as exc:
             return _fail(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except (RefusedError, RetryableError) as exc:
@@ -198,7 +190,6 @@ class GRPCServer:
         """Serve on a thread and event loop of the receiver's own, as the HTTP listeners do: reading and decoding a
         message happen there, and only the pipeline (``Intake.export``) on the service's loop. On the service's
         loop, a large request's processing held every other gRPC call for seconds (an empty export: 3.9 s)."""
-        self._pipeline_loop = asyncio.get_running_loop()
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="otlp-grpc-server", daemon=True)
         thread.start()

@@ -12,7 +12,6 @@ A request is handled on the listener's own thread and loop (``collector.confight
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import zlib
@@ -30,9 +29,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from collector.confighttp import BodyTooLarge, HTTPServer, read_body, run_on
+from collector.confighttp import BodyTooLarge, HTTPServer, read_body
 from collector.receivers.otlp.config import HTTPConfig
-from collector.receivers.otlp.intake import Intake
+from collector.receivers.otlp.intake import TransportIntake
 from processors.memory_limiter import Admission, admit
 from processors.pdata import JSONError, Signal, from_json, new_request, to_json
 from processors.pipeline import DataError, RefusedError, RetryableError
@@ -137,16 +136,9 @@ def _decode(signal: Signal, media: str, body: bytes) -> Message:
 
 
 class OTLPHTTPServer:
-    def __init__(
-        self,
-        config: HTTPConfig,
-        intake: Intake,
-        authenticate: Callable[[dict[str, str]], Awaitable[None]] | None,
-    ) -> None:
+    def __init__(self, config: HTTPConfig, intake: TransportIntake) -> None:
         self._config = config
         self._intake = intake
-        self._authenticate = authenticate
-        self._pipeline_loop: asyncio.AbstractEventLoop | None = None
         routes = [
             Route(path, self._endpoint(signal), methods=["POST"])
             for signal, path in (
@@ -182,7 +174,6 @@ class OTLPHTTPServer:
         return self._server.port
 
     async def start(self) -> None:
-        self._pipeline_loop = asyncio.get_running_loop()
         await self._server.start()
 
     async def shutdown(self) -> None:
@@ -204,9 +195,9 @@ class OTLPHTTPServer:
                     f"unsupported Content-Type {media or '(none)'!r}: use {PROTOBUF} or {JSON}",
                     JSON,
                 )
-            if self._authenticate is not None:
+            if self._intake.authenticate is not None:
                 try:
-                    await self._authenticate(dict(request.headers))
+                    await self._intake.authenticate(dict(request.headers))
                 except Exception as exc:
                     return _error(401, _UNAUTHENTICATED, str(exc) or "unauthenticated", media)
             try:
@@ -216,7 +207,7 @@ class OTLPHTTPServer:
             try:
                 admission = admit(declared)  # before reading and decoding: memory_limiter refuses what won't fit
             except RefusedError as exc:
-                self._intake.refused_before_decoding(signal, "http", None)
+                self._intake.refused_before_decoding(signal, None)
                 return _refused(exc, media, {"Connection": "close"})  # the body stays unread
             with admission:
                 return await self._admitted(signal, media, request, declared, admission)
@@ -237,12 +228,11 @@ class OTLPHTTPServer:
         except _Malformed as exc:
             return _error(400, _INVALID_ARGUMENT, str(exc), media)
         except RefusedError as exc:
-            self._intake.refused_before_decoding(signal, "http", bytes(body) if media == PROTOBUF else None)
+            self._intake.refused_before_decoding(signal, bytes(body) if media == PROTOBUF else None)
             return _refused(exc, media)
         try:
             wire = bytes(body) if media == PROTOBUF else None
-            assert self._pipeline_loop is not None
-            response = await run_on(self._pipeline_loop, self._intake.export(signal, message, "http", wire))
+            response = await self._intake.export(signal, message, wire)
         except DataError as exc:
             return _error(400, _INVALID_ARGUMENT, str(exc), media)
         except (RefusedError, RetryableError) as exc:

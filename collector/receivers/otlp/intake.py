@@ -10,12 +10,18 @@ smaller than the request's item count is reported the same way (the rest was acc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
+from collector.confighttp import run_on
 from processors.pdata import Response, count_items, drop_bad_ids, item_count, new_response
 from processors.pipeline import Consumer, CreateSettings, DataError, Request, Signal, item_counters, received_as
 
-__all__ = ["Intake"]
+__all__ = ["Authenticate", "Intake", "TransportIntake"]
+
+# Checks a request's headers (lower-case names); raises to refuse it.
+Authenticate = Callable[[dict[str, str]], Awaitable[None]]
 
 
 class Intake:
@@ -84,3 +90,28 @@ class Intake:
             raise
         self._accepted[signal].add(total - rejected, attrs)
         return new_response(signal, rejected, reason) if rejected else new_response(signal)
+
+
+@dataclass(frozen=True)
+class TransportIntake:
+    """One transport's way into a receiver's intake, called on that transport's own thread and loop: its name (the
+    ``transport`` metric attribute), its authenticator, and the service's loop, where the pipeline runs."""
+
+    intake: Intake
+    transport: str
+    authenticate: Authenticate | None
+    pipeline_loop: asyncio.AbstractEventLoop
+
+    @property
+    def settings(self) -> CreateSettings:
+        return self.intake.settings
+
+    def serves(self, signal: Signal) -> bool:
+        return self.intake.serves(signal)
+
+    def refused_before_decoding(self, signal: Signal, wire: bytes | None) -> None:
+        self.intake.refused_before_decoding(signal, self.transport, wire)
+
+    async def export(self, signal: Signal, request: Request, wire: bytes | None) -> Response:
+        """``Intake.export`` on the service's loop; only this step of a request leaves the transport's loop."""
+        return await run_on(self.pipeline_loop, self.intake.export(signal, request, self.transport, wire))

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import asyncio
+from collections.abc import Mapping
 
 from collector.component import Authenticator, Host, Receiver
 from collector.receivers.otlp.config import AuthConfig, OTLPReceiverConfig
 from collector.receivers.otlp.grpc_server import GRPCServer
 from collector.receivers.otlp.http_server import OTLPHTTPServer
-from collector.receivers.otlp.intake import Intake
+from collector.receivers.otlp.intake import Authenticate, Intake, TransportIntake
 from processors.pipeline import ComponentID, Consumer, CreateSettings, Signal
 
 __all__ = ["OTLPReceiver"]
-
-Authenticate = Callable[[dict[str, str]], Awaitable[None]]
 
 
 def _authenticator(host: Host, auth: AuthConfig | None, where: str) -> Authenticate | None:
@@ -56,16 +55,17 @@ class OTLPReceiver(Receiver):
 
     async def start(self, host: Host) -> None:
         protocols = self.config.protocols
+        loop = asyncio.get_running_loop()  # the service's: the pipeline runs here, each transport on its own
         if protocols.grpc is not None:
             auth = _authenticator(host, protocols.grpc.auth, "protocols.grpc")
-            self.grpc = GRPCServer(protocols.grpc, self.intake, auth)
+            self.grpc = GRPCServer(protocols.grpc, TransportIntake(self.intake, "grpc", auth, loop))
             await self.grpc.start()
             self.settings.logger.info(
                 "receiver %s: OTLP/gRPC on %s (port %d)", self.settings.id, protocols.grpc.endpoint, self.grpc.port
             )
         if protocols.http is not None:
             auth = _authenticator(host, protocols.http.auth, "protocols.http")
-            self.http = OTLPHTTPServer(protocols.http, self.intake, auth)
+            self.http = OTLPHTTPServer(protocols.http, TransportIntake(self.intake, "http", auth, loop))
             await self.http.start()
             self.settings.logger.info(
                 "receiver %s: OTLP/HTTP on %s (port %d)", self.settings.id, protocols.http.endpoint, self.http.port
