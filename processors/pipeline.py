@@ -261,35 +261,35 @@ class Authenticator(Extension):
 
 
 @dataclass(frozen=True)
-class ReceiverFactory(Generic[ConfigT]):
+class _Factory(Generic[ConfigT]):
+    """What every kind of factory holds: the component type's name and its config dataclass."""
+
     type: str
     config_type: builtins.type[ConfigT]
+
+
+@dataclass(frozen=True)
+class ReceiverFactory(_Factory[ConfigT]):
     # (settings, config, consumers by signal) -> Receiver; settings.signal is the first signal it serves.
     create: Callable[[CreateSettings, ConfigT, Mapping[Signal, Consumer]], Receiver]
     signals: frozenset[Signal] = frozenset(Signal)
 
 
 @dataclass(frozen=True)
-class ProcessorFactory(Generic[ConfigT]):
-    type: str
-    config_type: builtins.type[ConfigT]
+class ProcessorFactory(_Factory[ConfigT]):
     # (settings, config, the next consumer in the pipeline) -> Processor
     create: Callable[[CreateSettings, ConfigT, Consumer], Processor]
     signals: frozenset[Signal] = frozenset(Signal)
 
 
 @dataclass(frozen=True)
-class ExporterFactory(Generic[ConfigT]):
-    type: str
-    config_type: builtins.type[ConfigT]
+class ExporterFactory(_Factory[ConfigT]):
     create: Callable[[CreateSettings, ConfigT], Exporter]
     signals: frozenset[Signal] = frozenset(Signal)
 
 
 @dataclass(frozen=True)
-class ConnectorFactory(Generic[ConfigT]):
-    type: str
-    config_type: builtins.type[ConfigT]
+class ConnectorFactory(_Factory[ConfigT]):
     # (settings, config, consumer of the pipelines it feeds) -> Connector
     create: Callable[[CreateSettings, ConfigT, Consumer], Connector]
     # (signal it consumes, signal it emits)
@@ -297,7 +297,5 @@ class ConnectorFactory(Generic[ConfigT]):
 
 
 @dataclass(frozen=True)
-class ExtensionFactory(Generic[ConfigT]):
-    type: str
-    config_type: builtins.type[ConfigT]
+class ExtensionFactory(_Factory[ConfigT]):
     create: Callable[[CreateSettings, ConfigT], Extension]

@@ -30,30 +30,23 @@ from __future__ import annotations
 from processors.cost.pricing import (
     COST_KEY,
     PRICING_ENV_VAR,
-    LLMCall,
     ModelPrice,
-    PriceMatch,
     PriceTable,
     Usage,
     cost_attributes,
     default_price_table,
-    price_call,
-    usage_from_attributes,
 )
 from processors.cost.processor import CostConfig, factories
 
+# What the SDK and the collector take from here; the rest of the pure part is imported from its module.
 __all__ = [
     "COST_KEY",
     "PRICING_ENV_VAR",
     "CostConfig",
-    "LLMCall",
     "ModelPrice",
-    "PriceMatch",
     "PriceTable",
     "Usage",
     "cost_attributes",
     "default_price_table",
     "factories",
-    "price_call",
-    "usage_from_attributes",
 ]

@@ -71,40 +71,31 @@ class SignalSpec:
     item_field: str
 
 
+def _spec(signal: Signal, request_type: type[Request], response_type: type[Response], item_name: str) -> SignalSpec:
+    """A signal's row: the field and service names as its protobuf descriptors state them, by field numbers the OTLP
+    wire format fixes (request: 1 resource_*; resource_*: 2 scope_*; scope_*: 2 the items; partial_success: 1 the
+    rejected count), so no name is written twice."""
+    resource = request_type.DESCRIPTOR.fields_by_number[1]
+    scope = resource.message_type.fields_by_number[2]
+    partial_success = response_type.DESCRIPTOR.fields_by_name["partial_success"].message_type
+    (service,) = request_type.DESCRIPTOR.file.services_by_name.values()
+    return SignalSpec(
+        request_type,
+        response_type,
+        item_name=item_name,
+        rejected_field=partial_success.fields_by_number[1].name,
+        url_path=f"/v1/{signal.value}",
+        grpc_service=service.full_name,
+        resource_field=resource.name,
+        scope_field=scope.name,
+        item_field=scope.message_type.fields_by_number[2].name,
+    )
+
+
 SIGNALS: dict[Signal, SignalSpec] = {
-    Signal.TRACES: SignalSpec(
-        ExportTraceServiceRequest,
-        ExportTraceServiceResponse,
-        item_name="spans",
-        rejected_field="rejected_spans",
-        url_path="/v1/traces",
-        grpc_service="opentelemetry.proto.collector.trace.v1.TraceService",
-        resource_field="resource_spans",
-        scope_field="scope_spans",
-        item_field="spans",
-    ),
-    Signal.METRICS: SignalSpec(
-        ExportMetricsServiceRequest,
-        ExportMetricsServiceResponse,
-        item_name="metric_points",
-        rejected_field="rejected_data_points",
-        url_path="/v1/metrics",
-        grpc_service="opentelemetry.proto.collector.metrics.v1.MetricsService",
-        resource_field="resource_metrics",
-        scope_field="scope_metrics",
-        item_field="metrics",
-    ),
-    Signal.LOGS: SignalSpec(
-        ExportLogsServiceRequest,
-        ExportLogsServiceResponse,
-        item_name="log_records",
-        rejected_field="rejected_log_records",
-        url_path="/v1/logs",
-        grpc_service="opentelemetry.proto.collector.logs.v1.LogsService",
-        resource_field="resource_logs",
-        scope_field="scope_logs",
-        item_field="log_records",
-    ),
+    Signal.TRACES: _spec(Signal.TRACES, ExportTraceServiceRequest, ExportTraceServiceResponse, "spans"),
+    Signal.METRICS: _spec(Signal.METRICS, ExportMetricsServiceRequest, ExportMetricsServiceResponse, "metric_points"),
+    Signal.LOGS: _spec(Signal.LOGS, ExportLogsServiceRequest, ExportLogsServiceResponse, "log_records"),
 }
 
 
