@@ -2,7 +2,7 @@
 
 Mirrors the upstream Collector (component/, receiver/, exporter/, connector/, extension/): each component type has a
 factory holding its type name, its config dataclass (defaults are the default config) and constructors, typed by
-that dataclass (``ExporterFactory[DebugConfig]``). The config decoder (``collector.config``) turns YAML into those
+that dataclass (``ExporterFactory[DebugConfig]``). The config decoder (``collector.confmap``) turns YAML into those
 dataclasses strictly, then the service builds the pipeline graph, starts exporters first and receivers last, and
 stops in reverse.
 
@@ -38,6 +38,7 @@ from processors.pipeline import (
     Signal,
     item_count,
     new_request,
+    with_alias,
 )
 
 __all__ = [
@@ -66,4 +67,5 @@ __all__ = [
     "Signal",
     "item_count",
     "new_request",
+    "with_alias",
 ]

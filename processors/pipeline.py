@@ -22,7 +22,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, NewType, Protocol, TypeVar
 
 from opentelemetry.metrics import Counter, Meter, NoOpMeter
@@ -59,6 +59,7 @@ __all__ = [
     "parse_request",
     "received_as",
     "serialized",
+    "with_alias",
 ]
 
 # A config field annotated ``Duration`` holds seconds; the config decoder accepts Go-style strings ("200ms", "5s",
@@ -299,3 +300,12 @@ class ConnectorFactory(_Factory[ConfigT]):
 @dataclass(frozen=True)
 class ExtensionFactory(_Factory[ConfigT]):
     create: Callable[[CreateSettings, ConfigT], Extension]
+
+
+_FactoryT = TypeVar("_FactoryT", bound=_Factory[Any])
+
+
+def with_alias(factory: _FactoryT, alias: str) -> tuple[_FactoryT, _FactoryT]:
+    """``factory`` under its type name and under ``alias``: the older name configs still use for it (upstream
+    keeps such deprecated type aliases when it renames a component)."""
+    return factory, replace(factory, type=alias)

@@ -3,7 +3,7 @@ vendor or another collector."""
 
 from __future__ import annotations
 
-from collector.component import ExporterFactory
+from collector.component import ExporterFactory, with_alias
 
 from .config import DEFAULT_COMPRESSION, ClientTLSConfig, Compression, OTLPExporterConfig
 from .exporter import OTLPExporter, log_partial_success, parse_endpoint
@@ -23,7 +23,4 @@ __all__ = [
 ]
 
 
-factories = (
-    ExporterFactory(type="otlp_grpc", config_type=OTLPExporterConfig, create=OTLPExporter),
-    ExporterFactory(type="otlp", config_type=OTLPExporterConfig, create=OTLPExporter),
-)
+factories = with_alias(ExporterFactory(type="otlp_grpc", config_type=OTLPExporterConfig, create=OTLPExporter), "otlp")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.component import ExporterFactory
+from collector.component import ExporterFactory, with_alias
 
 from .config import DEFAULT_HTTP_TIMEOUT, Encoding, HTTPCompression, OTLPHTTPExporterConfig
 from .exporter import OTLPHTTPExporter, parse_retry_after
@@ -18,7 +18,6 @@ __all__ = [
 ]
 
 
-factories = (
-    ExporterFactory(type="otlp_http", config_type=OTLPHTTPExporterConfig, create=OTLPHTTPExporter),
-    ExporterFactory(type="otlphttp", config_type=OTLPHTTPExporterConfig, create=OTLPHTTPExporter),
+factories = with_alias(
+    ExporterFactory(type="otlp_http", config_type=OTLPHTTPExporterConfig, create=OTLPHTTPExporter), "otlphttp"
 )
