@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
@@ -72,6 +73,9 @@ class _Outgoing:
         return self.decoded if self.decoded is not None else [item.request for item in self.queued]
 
 
+_T = TypeVar("_T")
+
+
 class SenderOptions(TypedDict):
     queue: QueueConfig
     retry: RetryConfig
@@ -115,6 +119,7 @@ class QueuedExporter(Exporter):
         self._shutdown_timeout = shutdown_timeout
         self._log = settings.logger
         self._queue: SendingQueue | None = None
+        self._resources = contextlib.AsyncExitStack()
         self._consumers: list[asyncio.Task[None]] = []
         self._in_flight = 0
         self._stopping = False
@@ -197,8 +202,19 @@ class QueuedExporter(Exporter):
             for i in range(cfg.num_consumers)
         ]
 
+    async def closing(self, resource: AbstractAsyncContextManager[_T]) -> _T:
+        """Enter ``resource`` (a client, a channel) and keep it open until ``shutdown``, which closes it once the
+        queue has drained."""
+        return await self._resources.enter_async_context(resource)
+
     async def shutdown(self) -> None:
         self._stopping = True
+        try:
+            await self._drain()
+        finally:
+            await self._resources.aclose()
+
+    async def _drain(self) -> None:
         queue = self._queue
         if queue is None:
             return

@@ -52,7 +52,6 @@ class OTLPExporter(QueuedExporter):
         self.config = config
         self.target, self.use_tls = parse_endpoint(config.endpoint, config.tls.insecure)
         self._metadata = tuple((k.lower(), v) for k, v in config.headers.items())
-        self._channel: grpc.aio.Channel | None = None
         self._stubs: dict[Signal, Any] = {}
         self.rejected_items = 0  # from partial-success responses
 
@@ -64,21 +63,16 @@ class OTLPExporter(QueuedExporter):
         if self.use_tls:
             ca, key, cert = self.config.tls.read()
             creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
-            self._channel = grpc.aio.secure_channel(self.target, creds, options=options, compression=compression)
+            channel = grpc.aio.secure_channel(self.target, creds, options=options, compression=compression)
         else:
-            self._channel = grpc.aio.insecure_channel(self.target, options=options, compression=compression)
+            channel = grpc.aio.insecure_channel(self.target, options=options, compression=compression)
+        await self.closing(channel)
         self._stubs = {
-            Signal.TRACES: TraceServiceStub(self._channel),
-            Signal.METRICS: MetricsServiceStub(self._channel),
-            Signal.LOGS: LogsServiceStub(self._channel),
+            Signal.TRACES: TraceServiceStub(channel),
+            Signal.METRICS: MetricsServiceStub(channel),
+            Signal.LOGS: LogsServiceStub(channel),
         }
         await super().start(host)
-
-    async def shutdown(self) -> None:
-        await super().shutdown()
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
 
     async def _export(self, signal: Signal, request: Request) -> None:
         stub = self._stubs[signal]

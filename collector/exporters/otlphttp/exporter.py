@@ -74,14 +74,10 @@ class OTLPHTTPExporter(QueuedExporter):
             ctx = verify if isinstance(verify, ssl.SSLContext) else ssl.create_default_context()
             ctx.load_cert_chain(*cert)
             verify = ctx
-        self._client = httpx.AsyncClient(headers=headers, verify=verify, timeout=self.timeout or None)
+        self._client = await self.closing(
+            httpx.AsyncClient(headers=headers, verify=verify, timeout=self.timeout or None)
+        )
         await super().start(host)
-
-    async def shutdown(self) -> None:
-        await super().shutdown()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     async def _export(self, signal: Signal, request: Request) -> None:
         assert self._client is not None
