@@ -55,21 +55,23 @@ class OTLPReceiver(Receiver):
 
     async def start(self, host: Host) -> None:
         protocols = self.config.protocols
-        loop = asyncio.get_running_loop()  # the service's: the pipeline runs here, each transport on its own
         if protocols.grpc is not None:
-            auth = _authenticator(host, protocols.grpc.auth, "protocols.grpc")
-            self.grpc = GRPCServer(protocols.grpc, TransportIntake(self.intake, "grpc", auth, loop))
+            self.grpc = GRPCServer(protocols.grpc, self._transport(host, "grpc", protocols.grpc.auth))
             await self.grpc.start()
-            self.settings.logger.info(
-                "receiver %s: OTLP/gRPC on %s (port %d)", self.settings.id, protocols.grpc.endpoint, self.grpc.port
-            )
+            self._listening("OTLP/gRPC", protocols.grpc.endpoint, self.grpc.port)
         if protocols.http is not None:
-            auth = _authenticator(host, protocols.http.auth, "protocols.http")
-            self.http = OTLPHTTPServer(protocols.http, TransportIntake(self.intake, "http", auth, loop))
+            self.http = OTLPHTTPServer(protocols.http, self._transport(host, "http", protocols.http.auth))
             await self.http.start()
-            self.settings.logger.info(
-                "receiver %s: OTLP/HTTP on %s (port %d)", self.settings.id, protocols.http.endpoint, self.http.port
-            )
+            self._listening("OTLP/HTTP", protocols.http.endpoint, self.http.port)
+
+    def _transport(self, host: Host, name: str, auth: AuthConfig | None) -> TransportIntake:
+        """The intake as transport ``name`` enters it. Made on the service's loop, where the pipeline runs; each
+        transport reads and decodes on a loop of its own."""
+        authenticate = _authenticator(host, auth, f"protocols.{name}")
+        return TransportIntake(self.intake, name, authenticate, asyncio.get_running_loop())
+
+    def _listening(self, protocol: str, endpoint: str, port: int) -> None:
+        self.settings.logger.info("receiver %s: %s on %s (port %d)", self.settings.id, protocol, endpoint, port)
 
     async def shutdown(self) -> None:
         # Both stop accepting and let in-flight requests finish before returning.
