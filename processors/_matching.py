@@ -359,13 +359,14 @@ class _ResourceScoped:
 
     def __init__(
         self,
-        services: StringMatcher | None,
-        resources: AttrMatcher | None,
-        libraries: Callable[[InstrumentationScope], bool] | None,
+        match_type: str | None,
+        services: Sequence[str],
+        resources: Sequence[KeyValueMatch],
+        libraries: Sequence[LibraryMatch],
     ) -> None:
-        self._services = services
-        self._resources = resources
-        self._libraries = libraries
+        self._services = _names_matcher(match_type, list(services))
+        self._resources = _attrs_matcher(match_type, list(resources))
+        self._libraries = _libraries_matcher(match_type, list(libraries))
 
     def match_resource(self, resource: Resource) -> bool:
         if self._services is not None and not self._services(_service_name(resource)):
@@ -379,11 +380,7 @@ class _ResourceScoped:
 class SpanMatcher(_ResourceScoped):
     def __init__(self, props: MatchProperties) -> None:
         mt = props.match_type
-        super().__init__(
-            _names_matcher(mt, props.services),
-            _attrs_matcher(mt, props.resources),
-            _libraries_matcher(mt, props.libraries),
-        )
+        super().__init__(mt, props.services, props.resources, props.libraries)
         self._names = _names_matcher(mt, props.span_names)
         self._attrs = _attrs_matcher(mt, props.attributes)
         kinds = [_span_kind(k) for k in props.span_kinds]
@@ -410,11 +407,7 @@ class LogMatcher(_ResourceScoped):
         severity_texts: Sequence[str] = (),
         severity_number: SeverityNumberMatch | None = None,
     ) -> None:
-        super().__init__(
-            _names_matcher(match_type, list(services)),
-            _attrs_matcher(match_type, list(resources)),
-            _libraries_matcher(match_type, list(libraries)),
-        )
+        super().__init__(match_type, services, resources, libraries)
         self._attrs = _attrs_matcher(match_type, list(attributes))
         self._bodies = _names_matcher(match_type, list(bodies))
         self._texts = _names_matcher(match_type, list(severity_texts))
@@ -442,11 +435,7 @@ class MetricMatcher(_ResourceScoped):
         resources: Sequence[KeyValueMatch] = (),
         libraries: Sequence[LibraryMatch] = (),
     ) -> None:
-        super().__init__(
-            _names_matcher(match_type, list(services)),
-            _attrs_matcher(match_type, list(resources)),
-            _libraries_matcher(match_type, list(libraries)),
-        )
+        super().__init__(match_type, services, resources, libraries)
         self._names = _names_matcher(match_type, list(names))
 
     def match_item(self, metric: Metric) -> bool:
