@@ -20,10 +20,11 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode
 
 from otel_metrics._internal.fast_processors import (
-    LastInputs,
-    PreparedAttributes,
+    OUTCOME,
+    STARTING,
+    SUCCESS,
     add_missing_attributes,
-    start_attributes,
+    decorated_start_attributes,
 )
 from otel_metrics._internal.operation_metrics import OperationAggregator, Series
 from otel_metrics._internal.safety import internal_error, logger
@@ -33,8 +34,6 @@ from processors.business import _context_inputs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-OUTCOME = "operation.outcome"
-SUCCESS = "success"
 FAILURE = "failure"
 ERROR_TYPE = "error.type"
 OPERATION_NAME = "operation.name"
@@ -165,22 +164,6 @@ class _Operation:
             logger.warning("otel_metrics: metadata callable for %s raised; ignored", self.name, exc_info=True)
 
 
-def _with_success(parent: Context) -> PreparedAttributes:
-    return PreparedAttributes({**(start_attributes(parent) or {}), OUTCOME: SUCCESS})
-
-
-_initial_cache = LastInputs()
-
-
-def _initial_attributes(parent: Context) -> PreparedAttributes:
-    """Span attributes at start: the context's correlation id and business attributes (also set by our
-    processor, when it is installed: then only the missing ones are added) and ``operation.outcome=success``
-    (overwritten on failure), checked once per request (LastInputs). Set right after the span starts rather than
-    passed to ``start_span``: the SDK's per-attribute checks at creation cost ~1 µs each (see
-    fast_processors)."""
-    return _initial_cache.get(parent, _with_success)  # type: ignore[no-any-return]
-
-
 _Opened = tuple[Context, trace_api.Span, object, float]
 
 
@@ -220,13 +203,22 @@ def _wrap(
     finish_ok, finish_error = op.finish_ok, op.finish_error
     # The hot path is written out (few helper calls) because each Python call costs ~0.1 µs here.
     get_current, attach, set_span = context_api.get_current, context_api.attach, trace_api.set_span_in_context
-    state = STATE
+    state, starting = STATE, STARTING
 
     def open_span() -> _Opened | None:
+        # The span's start attributes (fast_processors.decorated_start_attributes) are set by our processor when
+        # it runs for this span (STARTING), else here; not passed to start_span: the SDK's per-attribute checks
+        # at creation cost ~1 µs each (see fast_processors).
         try:
             parent = get_current()
-            span = state.tracer.start_span(span_name, parent)
-            add_missing_attributes(span, _initial_attributes(parent))
+            starting.parent = parent
+            try:
+                span = state.tracer.start_span(span_name, parent)
+            except BaseException:
+                starting.parent = None
+                raise
+            if starting.parent is not span:
+                add_missing_attributes(span, decorated_start_attributes(parent))
             return parent, span, attach(set_span(span, parent)), perf_counter()
         except Exception:
             internal_error("track_performance")

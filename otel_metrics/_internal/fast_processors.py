@@ -20,6 +20,7 @@ is used instead.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from opentelemetry import context as context_api
@@ -33,17 +34,24 @@ from processors.business import _BAGGAGE_CONTEXT_KEY, _LOCAL_KEY, BusinessSpanPr
 from processors.correlation import CORRELATION_ID_KEY, CorrelationSpanProcessor, get_correlation_id
 
 __all__ = [
+    "OUTCOME",
+    "STARTING",
+    "SUCCESS",
     "CachedBusinessSpanProcessor",
     "CachedCorrelationSpanProcessor",
     "ContextAttributesSpanProcessor",
     "PreparedAttributes",
     "add_missing_attributes",
     "context_business_attributes",
+    "decorated_start_attributes",
     "prepare_attributes",
     "start_attributes",
 ]
 
 _logger = logging.getLogger(__name__)
+
+OUTCOME = "operation.outcome"
+SUCCESS = "success"
 
 _MISSING: Any = object()
 # Exact types only: a subclass (an IntEnum, a str subclass) takes the SDK's own path.
@@ -223,9 +231,36 @@ def _prepared_start_attributes(ctx: Context) -> PreparedAttributes | None:
     return PreparedAttributes(attributes) if attributes else None
 
 
+def _prepared_decorated_attributes(ctx: Context) -> PreparedAttributes:
+    return PreparedAttributes({**(start_attributes(ctx) or {}), OUTCOME: SUCCESS})
+
+
+_decorated_cache = LastInputs()
+
+
+def decorated_start_attributes(parent: Context) -> PreparedAttributes:
+    """The attributes ``track_performance`` gives a span at its start: the context's (``start_attributes``) and
+    ``operation.outcome=success`` (overwritten on failure). Cached (LastInputs); do not mutate."""
+    return _decorated_cache.get(parent, _prepared_decorated_attributes)  # type: ignore[no-any-return]
+
+
+class _Starting(threading.local):
+    """``track_performance``'s handshake with ``ContextAttributesSpanProcessor``, per thread. Before starting
+    its span the decorator stores the parent context in ``parent``; the processor, seeing a span start under
+    that very context object, sets ``decorated_start_attributes`` (the context's attributes and the outcome) in
+    its one write and stores the span in ``parent``. The decorator then finds its span there and skips a second
+    write; when it does not (another provider, a span not sampled), it sets the attributes itself."""
+
+    parent: Any = None
+
+
+STARTING = _Starting()
+
+
 class ContextAttributesSpanProcessor(CachedCorrelationSpanProcessor, CachedBusinessSpanProcessor):
     """Both processors in one: the correlation id and the business attributes of the parent context, set
-    in one go (keys already on the span win), one processor call instead of two."""
+    in one go (keys already on the span win), one processor call instead of two. A span ``track_performance``
+    is starting gets its ``operation.outcome`` in the same write (``STARTING``)."""
 
     def __init__(self) -> None:
         CachedCorrelationSpanProcessor.__init__(self)
@@ -234,6 +269,11 @@ class ContextAttributesSpanProcessor(CachedCorrelationSpanProcessor, CachedBusin
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
             ctx = parent_context if parent_context is not None else context_api.get_current()
+            starting = STARTING
+            if ctx is starting.parent:
+                add_missing_attributes(span, decorated_start_attributes(ctx))
+                starting.parent = span
+                return
             prepared = self._prepared.get(ctx, _prepared_start_attributes)
             if prepared is not None:
                 add_missing_attributes(span, prepared)

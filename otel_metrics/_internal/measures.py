@@ -10,7 +10,8 @@ from typing import Any
 
 from opentelemetry import trace as trace_api
 
-from otel_metrics._internal.decorator import FAILURE, SUCCESS, error_type
+from otel_metrics._internal.decorator import FAILURE, error_type
+from otel_metrics._internal.fast_processors import SUCCESS
 from otel_metrics._internal.safety import internal_error, report_once
 from otel_metrics._internal.state import DURATION_BUCKETS, STATE, metric_dimensions_from_context
 

@@ -8,16 +8,18 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace as trace_api
-from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_metrics import business_context, correlation_scope
+from otel_metrics import business_context, correlation_scope, track_performance
+from otel_metrics._internal import decorator, fast_processors
 from otel_metrics._internal.fast_processors import (
     ContextAttributesSpanProcessor,
     PreparedAttributes,
     add_missing_attributes,
 )
+from otel_metrics._internal.state import STATE
 from processors import _sdk_internals
 from tests.support.sdk_data import attrs_of
 
@@ -152,3 +154,84 @@ def test_lookups_cached_per_request_still_answer_for_each_context() -> None:
         "innermost": {"tenant.id": "inner", "correlation.id": "req-1"},
         "other-request": {"tenant.id": "acme", "correlation.id": "req-2"},
     }
+
+
+def _pipeline(*first: SpanProcessor, ours: bool = True) -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    for processor in first:
+        provider.add_span_processor(processor)
+    if ours:
+        provider.add_span_processor(ContextAttributesSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+@track_performance("svc")
+def _decorated() -> int:
+    return 1
+
+
+@pytest.mark.parametrize("ours", [True, False], ids=["our processor", "a provider without it"])
+def test_decorated_spans_get_context_attributes_and_outcome_in_one_write(
+    monkeypatch: pytest.MonkeyPatch, ours: bool
+) -> None:
+    provider, exporter = _pipeline(ours=ours)
+    monkeypatch.setattr(STATE, "tracer", provider.get_tracer("otel_metrics"))
+    writes: list[dict[str, Any]] = []
+
+    def counted(span: Any, prepared: PreparedAttributes) -> None:
+        writes.append(prepared.attributes)
+        add_missing_attributes(span, prepared)
+
+    monkeypatch.setattr(fast_processors, "add_missing_attributes", counted)
+    monkeypatch.setattr(decorator, "add_missing_attributes", counted)
+    with correlation_scope("req-1"), business_context(tenant_id="acme"):
+        _decorated()
+        _decorated()
+    expected = {"tenant.id": "acme", "correlation.id": "req-1", "operation.outcome": "success"}
+    assert [list(attrs_of(s).items()) for s in exporter.get_finished_spans()] == [list(expected.items())] * 2
+    assert writes == [expected] * 2  # one write per span, by the processor when it runs
+
+
+def test_other_spans_never_get_the_decorators_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
+    provider, exporter = _pipeline()
+    tracer = provider.get_tracer("t")
+
+    class _Failing(trace_api.NoOpTracer):
+        def start_span(self, *args: Any, **kwargs: Any) -> trace_api.Span:
+            raise RuntimeError("start_span failed")
+
+    with correlation_scope("req-1"):
+        monkeypatch.setattr(STATE, "tracer", provider.get_tracer("otel_metrics"))
+        _decorated()
+        with tracer.start_as_current_span("after a decorated span"):
+            pass
+        monkeypatch.setattr(STATE, "tracer", _Failing())
+        assert _decorated() == 1  # runs without a span
+        with tracer.start_as_current_span("after a failed start"):
+            pass
+    got = {s.name: attrs_of(s) for s in exporter.get_finished_spans()}
+    assert got["after a decorated span"] == {"correlation.id": "req-1"}
+    assert got["after a failed start"] == {"correlation.id": "req-1"}
+
+
+def test_a_decorated_call_inside_an_earlier_processor_leaves_both_spans_complete(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class _CallsDecorated(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            if span.name == "svc._decorated" and not self.called:
+                self.called = True
+                _decorated()
+
+        called = False
+
+    provider, exporter = _pipeline(_CallsDecorated())
+    monkeypatch.setattr(STATE, "tracer", provider.get_tracer("otel_metrics"))
+    with correlation_scope("req-1"):
+        _decorated()
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 2
+    for span in spans:
+        assert attrs_of(span) == {"correlation.id": "req-1", "operation.outcome": "success"}
