@@ -90,10 +90,10 @@ def _timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 _ROLLUP_1H = """
 INSERT INTO span_rollups_1h (bucket_start, service_name, operation, status_code, tenant_id, agent_name, model, count,
     errors, duration_sum_ms, duration_min_ms, duration_max_ms, input_tokens, output_tokens, cost_usd, quality_sum,
-    quality_count, latency_hist, requests)
+    quality_count, latency_hist, requests, roots)
 SELECT b, service_name, operation, status_code, tenant_id, agent_name, model, sum(n), sum(errors), sum(dsum),
        min(dmin), max(dmax), sum(itok), sum(otok), sum(cost), sum(qsum), sum(qcount), jsonb_object_agg(bi::text, n),
-       sum(requests)
+       sum(requests), sum(roots)
 FROM (SELECT date_trunc('hour', start_time) AS b, service_name, operation, status_code,
              coalesce(tenant_id, '') AS tenant_id, coalesce(agent_name, '') AS agent_name,
              coalesce(model, '') AS model, otel_hist_bucket(duration_ms) AS bi, count(*) AS n,
@@ -101,7 +101,8 @@ FROM (SELECT date_trunc('hour', start_time) AS b, service_name, operation, statu
              max(duration_ms) AS dmax, coalesce(sum(input_tokens), 0) AS itok,
              coalesce(sum(output_tokens), 0) AS otok, coalesce(sum(cost_usd), 0) AS cost,
              coalesce(sum(quality_score), 0) AS qsum, count(quality_score) AS qcount,
-             count(*) FILTER (WHERE parent_span_id IS NULL OR kind = 2) AS requests
+             count(*) FILTER (WHERE parent_span_id IS NULL OR kind = 2) AS requests,
+             count(*) FILTER (WHERE parent_span_id IS NULL) AS roots
       FROM spans WHERE start_time >= %s AND start_time < %s
       GROUP BY 1, 2, 3, 4, 5, 6, 7, 8) AS per_bucket
 GROUP BY 1, 2, 3, 4, 5, 6, 7

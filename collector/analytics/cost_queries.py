@@ -3,13 +3,15 @@ request's cost across services, the month-end projection and cost per rollup dim
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from psycopg import sql
 
 from ._aggregate import QueryBase, _clamp_limit, _rate
 from .estimate import UNSAMPLED_TABLE, estimated_costs
-from .models import CorrelationCost, CostProjection, CostRow
+from .models import CorrelationCost, CostProjection, CostRow, RequestCost
 from .unpriced import folded_by_key
 from .window import NO_FILTERS, Filters, TimeWindow
 
@@ -69,9 +71,36 @@ class CostQueries(QueryBase):
 
     def total_cost(self, window: TimeWindow, filters: Filters = NO_FILTERS) -> float:
         """The whole cost in ``window`` (an estimate when head-sampled spans contributed)."""
+        whole = self._whole(window, filters)
+        return float(whole["cost"]) if whole else 0.0
+
+    def _whole(self, window: TimeWindow, filters: Filters) -> dict[str, Any] | None:
         src = self._source(window, filters, dimensions=False)
         rows = estimated_costs(self.conn, src, filters, [("all", "'all'")])
-        return float(rows[0]["cost"]) if rows else 0.0
+        return rows[0] if rows else None
+
+    def request_cost(self, window: TimeWindow, filters: Filters = NO_FILTERS) -> RequestCost:
+        """Cost per request. Without a service or operation filter a request is a trace (its root span), counted once
+        however many services it entered; with one, a request into that service or operation (its root and SERVER
+        spans), which the cost of its own spans is divided by. Model and agent filters narrow the cost, not the
+        requests (an LLM call is no request). Requests are unknown (None) when the window reads rollups written
+        before migration 0030: they counted no roots, and those written before 0024 no requests either, which
+        nothing tells apart from the ones between."""
+        per_entry = filters.service is not None or filters.operation is not None
+        entries = replace(filters, model=None, agent=None)
+        cost = self._whole(window, filters)
+        counted = cost if entries == filters else self._whole(window, entries)
+        n: float | None = 0.0
+        if counted is not None:
+            n = float(counted["requests" if per_entry else "roots"]) if counted["roots_known"] else None
+        usd = float(cost["cost"]) if cost else 0.0
+        return RequestCost(
+            basis="entry" if per_entry else "trace",
+            requests=None if n is None else round(n),
+            cost_usd=usd,
+            cost_per_request=usd / n if n else None,
+            estimated=any(bool(r and r["estimated"]) for r in (cost, counted)),
+        )
 
     def correlation_cost(self, correlation_id: str) -> CorrelationCost | None:
         """The whole cost of one request across every service it touched (any time; indexed lookup)."""

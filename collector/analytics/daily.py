@@ -8,7 +8,8 @@ counts between tenants and the sink folds tokens out of stored spans, which afte
 other two) with the one recorded at build time and rebuilds
 the days that differ, each in one statement (one
 snapshot) under an advisory lock, so concurrent readers never build a day twice at once or record a fingerprint
-that does not match the rows they merged.
+that does not match the rows they merged. Root counts (migration 0030) need no part of their own: they grow and
+shrink only with the counts, and move between keys only with them (owner backfill).
 """
 
 from __future__ import annotations
@@ -48,14 +49,17 @@ _KEYS = "service_name, operation, status_code, tenant_id, agent_name, model"
 # (its day is another than the priced span's when the call straddles midnight). A hash collision between the two
 # tenants of a move (1 in 2^32) would leave that day stale.
 _KEYED = "coalesce(sum(count * hashtext(tenant_id) + input_tokens + output_tokens), 0)"
-# `requests` (migration 0024) is the caches' last column, so every insert names its columns.
+# A sum of root counts (migration 0030) that meets a row written before them (NULL: not counted) is unknown too.
+_ROOTS = "CASE WHEN count({0}) = count(*) THEN sum({0}) END"
+# `requests` (migration 0024) and `roots` (0030) are the caches' last columns, so every insert names its columns.
 _SCALARS = (
     "sum(requests), sum(count), sum(errors), sum(duration_sum_ms), min(duration_min_ms), max(duration_max_ms),"
-    " sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(quality_sum), sum(quality_count)"
+    " sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(quality_sum), sum(quality_count), "
+    + _ROOTS.format("roots")
 )
 _VALUES = (
     "requests, count, errors, duration_sum_ms, duration_min_ms, duration_max_ms, input_tokens, output_tokens,"
-    " cost_usd, quality_sum, quality_count, hist_keys, hist_counts"
+    " cost_usd, quality_sum, quality_count, roots, hist_keys, hist_counts"
 )
 # One snapshot of the day's hourly rows; their jsonb histograms are expanded once (x) and re-merged per day and key
 # (DAILY_TABLE), per day and operation (OPS_TABLE), per hour and operation (HOURLY_OPS_TABLE) and per hour
@@ -74,12 +78,12 @@ WITH src AS MATERIALIZED (
     SELECT {_KEYS}, sum(count) AS count, sum(errors) AS errors, sum(duration_sum_ms) AS dsum,
            min(duration_min_ms) AS dmin, max(duration_max_ms) AS dmax, sum(input_tokens) AS itok,
            sum(output_tokens) AS otok, sum(cost_usd) AS cost, sum(quality_sum) AS qsum,
-           sum(quality_count) AS qcount, sum(requests) AS requests
+           sum(quality_count) AS qcount, sum(requests) AS requests, {_ROOTS.format("roots")} AS roots
     FROM src GROUP BY {_KEYS}
 ), ins AS (
     INSERT INTO {DAILY_TABLE} (bucket_start, {_KEYS}, {_VALUES})
     SELECT %(day)s, {_KEYS}, s.requests, s.count, s.errors, s.dsum, s.dmin, s.dmax, s.itok, s.otok, s.cost, s.qsum,
-           s.qcount, coalesce(h.ks, '{{}}'), coalesce(h.ns, '{{}}')
+           s.qcount, s.roots, coalesce(h.ks, '{{}}'), coalesce(h.ns, '{{}}')
     FROM s LEFT JOIN h USING ({_KEYS})
 ), eo AS (
     SELECT service_name, operation, k, sum(n) AS n FROM e GROUP BY 1, 2, 3
@@ -89,7 +93,7 @@ WITH src AS MATERIALIZED (
 ), ins_ops AS (
     INSERT INTO {OPS_TABLE} (bucket_start, service_name, operation, {_VALUES})
     SELECT %(day)s, service_name, operation, sum(s.requests), sum(s.count), sum(s.errors), sum(s.dsum), min(s.dmin),
-           max(s.dmax), sum(s.itok), sum(s.otok), sum(s.cost), sum(s.qsum), sum(s.qcount),
+           max(s.dmax), sum(s.itok), sum(s.otok), sum(s.cost), sum(s.qsum), sum(s.qcount), {_ROOTS.format("s.roots")},
            coalesce(min(ho.ks), '{{}}'), coalesce(min(ho.ns), '{{}}')
     FROM s LEFT JOIN ho USING (service_name, operation)
     GROUP BY service_name, operation

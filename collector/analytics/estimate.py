@@ -27,19 +27,24 @@ _RAW_AGG = sql.SQL(
     f" coalesce(sum(input_tokens * {_WEIGHT}), 0)::float8 AS itok,"
     f" coalesce(sum(output_tokens * {_WEIGHT}), 0)::float8 AS otok,"
     f" coalesce(sum(cost_usd * {_WEIGHT}::numeric), 0)::float8 AS cost,"
-    " coalesce(bool_or(adjusted_count > 1), false) AS estimated"
+    " coalesce(bool_or(adjusted_count > 1), false) AS estimated,"
+    f" coalesce(sum({_WEIGHT}) FILTER (WHERE parent_span_id IS NULL OR kind = 2), 0)::float8 AS requests,"
+    f" coalesce(sum({_WEIGHT}) FILTER (WHERE parent_span_id IS NULL), 0)::float8 AS roots, true AS roots_known"
 )
+# Rollup rows written before migration 0030 hold NULL roots (not counted): ``roots_known`` says none was read.
 _ROLLUP_PART = sql.SQL(
-    "SELECT {keys}, count AS n, errors AS e, input_tokens AS i, output_tokens AS o, cost_usd AS c, 0::float8 AS u"
-    " FROM {table} WHERE {where}"
+    "SELECT {keys}, count AS n, errors AS e, input_tokens AS i, output_tokens AS o, cost_usd AS c, 0::float8 AS u,"
+    " requests AS q, roots AS r FROM {table} WHERE {where}"
 )
 _UNSAMPLED_PART = sql.SQL(
-    "SELECT {keys}, count AS n, errors AS e, input_tokens AS i, output_tokens AS o, cost_usd AS c, count AS u"
-    " FROM {table} WHERE {where}"
+    "SELECT {keys}, count AS n, errors AS e, input_tokens AS i, output_tokens AS o, cost_usd AS c, count AS u,"
+    " requests AS q, roots AS r FROM {table} WHERE {where}"
 )
 _ROLLUP_AGG = sql.SQL(
     "sum(n)::float8 AS calls, sum(e)::float8 AS errors, coalesce(sum(i), 0)::float8 AS itok,"
-    " coalesce(sum(o), 0)::float8 AS otok, coalesce(sum(c), 0)::float8 AS cost, sum(u) > 0 AS estimated"
+    " coalesce(sum(o), 0)::float8 AS otok, coalesce(sum(c), 0)::float8 AS cost, sum(u) > 0 AS estimated,"
+    " coalesce(sum(q), 0)::float8 AS requests, coalesce(sum(r), 0)::float8 AS roots,"
+    " bool_and(r IS NOT NULL) AS roots_known"
 )
 
 
@@ -61,8 +66,10 @@ def estimated_costs(
     limit: int | None = None,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Per key (``keys``: (alias, SQL expression) from fixed maps): calls, errors, itok, otok, cost (estimates of the
-    whole; floats) and estimated, ordered by cost then calls, descending."""
+    """Per key (``keys``: (alias, SQL expression) from fixed maps): calls, errors, itok, otok, cost, requests (root or
+    SERVER spans), roots (root spans: whole traces) (estimates of the whole; floats), estimated and roots_known
+    (False: rollup rows from before migration 0030 were read, whose roots were not counted), ordered by cost then
+    calls, descending."""
     select = sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.SQL(e), sql.Identifier(a)) for a, e in keys)
     aliases = sql.SQL(", ").join(sql.Identifier(a) for a, _ in keys)
     group = sql.SQL(", ").join(sql.Literal(i) for i in range(1, len(keys) + 1))

@@ -26,6 +26,7 @@ __all__ = [
     "Outlier",
     "PercentileSummary",
     "Recommendation",
+    "RequestCost",
     "ServiceHealth",
     "Summary",
     "TimeBucket",
@@ -211,6 +212,20 @@ class CostProjection:
     burn_window_days: int
     days_remaining: float
     projected_month_usd: float
+
+
+@dataclass(frozen=True)
+class RequestCost:
+    """Cost per request in a window (docs/analytics.md, *Cost per request*)."""
+
+    # "trace": requests are traces (root spans), each counted once whatever services it entered; "entry": requests
+    # into the filtered service or operation (its root and SERVER spans), which that service's cost is divided by.
+    basis: str
+    requests: int | None  # None: the window holds rollups written before migration 0030, which counted no roots
+    cost_usd: float
+    cost_per_request: float | None  # None: no request, or requests unknown
+    # Head-sampled spans contributed: requests and cost estimate the whole (docs/schema.md, Sampled spans).
+    estimated: bool
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,10 @@ def _unpriced(call: Call) -> Any:
     return many(unpriced_models(call.analytics.conn, window, limit=page[0]), window, page)
 
 
+def _per_request(call: Call) -> Any:
+    return call.analytics.request_cost(call.args.window(), _checked(call))
+
+
 def _projection(call: Call) -> Any:
     return call.analytics.cost_projection(_checked(call))
 
@@ -371,6 +375,10 @@ API_ROUTES: tuple[RouteSpec, ...] = (
     _R(
         "GET", "/costs/unpriced", _unpriced, "LLM calls with tokens but no price, by provider and model",
         result="UnpricedModel", many=True, params=(*_W, Param("limit", "integer", "At most this many items")),
+    ),
+    _R(
+        "GET", "/costs/per-request", _per_request, "Cost per request: per trace, or per request into a service",
+        result="RequestCost", params=(*_W, *_F),
     ),
     _R(
         "GET", "/costs/projection", _projection, "Month-to-date, daily burn, month-end projection",

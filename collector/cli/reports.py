@@ -101,6 +101,9 @@ def costs(
     by: str = typer.Option("model", "--by", help=", ".join(COST_KEYS) + "."),
     correlation_id: str | None = typer.Option(None, "--correlation-id", help="Whole cost of one request."),
     projection: bool = typer.Option(False, "--projection", help="Month-to-date, daily burn, month-end projection."),
+    per_request: bool = typer.Option(
+        False, "--per-request", help="Cost per request: per trace, or per request into --service."
+    ),
     *,
     c: ReportContext,
     limit: int = _limit,
@@ -116,6 +119,12 @@ def costs(
             return
         if projection:
             _emit(c, a.cost_projection(c.filters), "cost projection", empty=False)
+            return
+        if per_request:
+            per = _run(lambda: a.request_cost(c.window, c.filters))
+            _emit(c, per, "cost per request", empty=False)
+            if per.requests is None and c.fmt == "table" and c.output is None:
+                typer.echo("requests unknown: the window reads rollups written before migration 0030 (no root count)")
             return
         rows = _run(lambda: a.costs(c.window, c.filters, by=by, limit=limit, offset=offset))
         _emit(c, rows, f"cost by {by}")

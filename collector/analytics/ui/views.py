@@ -1,13 +1,15 @@
 """What the overview and costs pages show, from the query layer's keyed series (``Analytics.keyed_series``: the
 rollups beyond six hours, so a 30-day view costs a few thousand rollup rows, not millions of spans). The costs page's
-request-level figures cover the whole window: requests from the rollups, the most expensive requests and the
-unpriced calls from bounded reads of raw spans (``Analytics.costliest_requests``, ``Analytics.unpriced_calls``)."""
+request-level figures cover the whole window: cost per request from the rollups (``Analytics.request_cost``), the
+most expensive requests and the unpriced calls from bounded reads of raw spans (``Analytics.costliest_requests``,
+``Analytics.unpriced_calls``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
+from ..models import RequestCost
 from ..queries import Analytics
 from ..series import Axis
 from ..window import Filters, TimeWindow
@@ -110,13 +112,9 @@ class CostView:
     series: Series  # cost per bucket of the most expensive keys (and "other")
     rows: list[dict[str, Any]]  # key, calls, cost_usd, cost_per_call, share, input_tokens, output_tokens
     total_usd: float
-    requests: int  # root or SERVER spans in the window (service, tenant, operation and user filters)
+    per_request: RequestCost  # traces, or requests into the filtered service
     top_requests: list[dict[str, Any]]  # correlation_id, trace_id, cost_usd, spans, services, start_time
     unpriced: list[dict[str, Any]]  # model, provider, calls, input_tokens, output_tokens
-
-    @property
-    def cost_per_request(self) -> float | None:
-        return self.total_usd / self.requests if self.requests else None
 
 
 def _totals(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, float]]]:
@@ -158,10 +156,7 @@ def cost_view(a: Analytics, window: TimeWindow, filters: Filters, by: str) -> Co
         line = lines[key] if key in lines else lines.get("other")
         if line is not None and 0 <= i < n:
             line[i] = (line[i] or 0.0) + float(r["cost"])
-    # Requests are entries into services: a model or agent filter would count none (a call is no request).
-    entries = replace(filters, model=None, agent=None)
-    counted = a.keyed_series(window, entries, "all", latency=False, per_bucket=False).rows
-    requests = int(counted[0]["requests"]) if counted else 0
+    per_request = a.request_cost(window, filters)
     top = a.costliest_requests(window, filters, TOP_REQUESTS)
     unpriced = a.unpriced_calls(window, filters)
-    return CostView(by, axis.label, _series(axis, lines), table, total, requests, top, unpriced)
+    return CostView(by, axis.label, _series(axis, lines), table, total, per_request, top, unpriced)

@@ -35,7 +35,7 @@ _RETURNED = tuple(
 # The summed columns of rollup and unsampled rows (min and max stay: a bound, not a sum).
 _NEGATED = frozenset(
     {"count", "errors", "duration_sum_ms", "input_tokens", "output_tokens", "cost_usd", "quality_sum", "requests"}
-    | {"quality_count"}
+    | {"quality_count", "roots"}
 )
 
 

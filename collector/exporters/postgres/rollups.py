@@ -37,9 +37,11 @@ _KEYS = ", ".join(_KEY)
 ROLLUP_TABLES = ("span_rollups_1m", "span_rollups_1h")
 _VALUE_COLUMNS = (
     "count, errors, duration_sum_ms, duration_min_ms, duration_max_ms, input_tokens, output_tokens, "
-    "cost_usd, quality_sum, quality_count, latency_hist, requests"
+    "cost_usd, quality_sum, quality_count, latency_hist, requests, roots"
 )
-# A span that is a request into its service: a root span, or kind SERVER (OTLP SPAN_KIND_SERVER = 2).
+# A span that is a request into its service: a root span, or kind SERVER (OTLP SPAN_KIND_SERVER = 2). A root span
+# (no parent span id) is also the entry of its whole trace: ``roots`` counts each request once, whatever services
+# it went on to enter (migration 0030).
 _SERVER_KIND = 2
 
 
@@ -51,9 +53,11 @@ def _aggregate(source: str, bucket: str) -> str:
                min(dmin) AS duration_min_ms, max(dmax) AS duration_max_ms,
                sum(itok)::bigint AS input_tokens, sum(otok)::bigint AS output_tokens, sum(cost) AS cost_usd,
                sum(qsum) AS quality_sum, sum(qcount)::bigint AS quality_count,
-               jsonb_object_agg(bi::text, n) AS latency_hist, sum(requests)::bigint AS requests
+               jsonb_object_agg(bi::text, n) AS latency_hist, sum(requests)::bigint AS requests,
+               sum(roots)::bigint AS roots
         FROM (SELECT {bucket} AS b, service_name, operation, status_code, tenant_id, agent_name, model, bi,
-                     sum(n) AS n, sum(errors) AS errors, sum(requests) AS requests, sum(dsum) AS dsum,
+                     sum(n) AS n, sum(errors) AS errors, sum(requests) AS requests, sum(roots) AS roots,
+                     sum(dsum) AS dsum,
                      min(dmin) AS dmin, max(dmax) AS dmax, sum(itok) AS itok, sum(otok) AS otok,
                      sum(cost) AS cost, sum(qsum) AS qsum, sum(qcount) AS qcount
               FROM {source}
@@ -87,7 +91,8 @@ WITH ins AS (
            coalesce(sum(input_tokens), 0) AS itok, coalesce(sum(output_tokens), 0) AS otok,
            coalesce(sum(cost_usd), 0) AS cost, coalesce(sum(quality_score), 0) AS qsum,
            count(quality_score) AS qcount,
-           count(*) FILTER (WHERE parent_span_id IS NULL OR kind = {_SERVER_KIND}) AS requests
+           count(*) FILTER (WHERE parent_span_id IS NULL OR kind = {_SERVER_KIND}) AS requests,
+           count(*) FILTER (WHERE parent_span_id IS NULL) AS roots
     FROM ins
     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 ), up_1m AS (
@@ -95,12 +100,15 @@ WITH ins AS (
 ), up_1h AS (
     INSERT INTO span_rollups_1h ({_KEYS}, {_VALUE_COLUMNS}) SELECT * FROM ({hour}) AS h RETURNING 1
 ), up_unsampled AS (  -- head-sampled spans (sampling.unsampled_rows)
-    INSERT INTO span_rollups_unsampled_1h ({_KEYS}, count, errors, input_tokens, output_tokens, cost_usd)
+    INSERT INTO span_rollups_unsampled_1h ({_KEYS}, count, errors, input_tokens, output_tokens, cost_usd,
+                                           requests, roots)
     SELECT date_trunc('hour', start_time), service_name, operation, status_code, {dims},
            sum(adjusted_count - 1), coalesce(sum(adjusted_count - 1) FILTER (WHERE status_code = 2), 0),
            coalesce(sum((adjusted_count - 1) * input_tokens), 0),
            coalesce(sum((adjusted_count - 1) * output_tokens), 0),
-           round(coalesce(sum((adjusted_count - 1)::numeric * cost_usd), 0), 10)
+           round(coalesce(sum((adjusted_count - 1)::numeric * cost_usd), 0), 10),
+           coalesce(sum(adjusted_count - 1) FILTER (WHERE parent_span_id IS NULL OR kind = {_SERVER_KIND}), 0),
+           coalesce(sum(adjusted_count - 1) FILTER (WHERE parent_span_id IS NULL), 0)
     FROM ins WHERE adjusted_count > 1
     GROUP BY 1, 2, 3, 4, 5, 6, 7
     RETURNING 1
@@ -144,6 +152,7 @@ ROLLUP_COLUMNS: tuple[tuple[str, str], ...] = (
     ("quality_count", "int8"),
     ("latency_hist", "jsonb"),
     ("requests", "int8"),
+    ("roots", "int8"),
 )
 
 
@@ -227,20 +236,21 @@ def aggregate(rows: Sequence[tuple[Any, ...]], dimensions: Sequence[str]) -> tup
             len(qualities),
             dict(buckets),
             sum([1 for r in group if r[_PARENT] is None or r[_KIND] == _SERVER_KIND]),
+            sum([1 for r in group if r[_PARENT] is None]),
         ]
     hours: dict[tuple[Any, ...], list[Any]] = {}
     for key, acc in minutes.items():
         hkey = (key[0] - key[0] % _HOUR_US, *key[1:])
         h = hours.get(hkey)
         if h is None:
-            hours[hkey] = [*acc[:10], dict(acc[10]), acc[11]]
+            hours[hkey] = [*acc[:10], dict(acc[10]), acc[11], acc[12]]
             continue
         h[0] += acc[0]
         h[1] += acc[1]
         h[2] += acc[2]
         h[3] = min(h[3], acc[3])
         h[4] = max(h[4], acc[4])
-        for j in (5, 6, 7, 8, 9, 11):
+        for j in (5, 6, 7, 8, 9, 11, 12):
             h[j] += acc[j]
         for i, n in acc[10].items():
             h[10][i] = h[10].get(i, 0) + n
@@ -255,6 +265,6 @@ def _rows(groups: dict[tuple[Any, ...], list[Any]]) -> list[tuple[Any, ...]]:
             *key,
             acc[0], acc[1], acc[2], acc[3], acc[4],
             min(acc[5], _INT8_MAX), min(acc[6], _INT8_MAX), acc[7], acc[8], acc[9],
-            dumps(acc[10]), acc[11],
+            dumps(acc[10]), acc[11], acc[12],
         ))  # fmt: skip
     return out

@@ -53,6 +53,8 @@ UNSAMPLED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("input_tokens", "float8"),
     ("output_tokens", "float8"),
     ("cost_usd", "numeric"),
+    ("requests", "float8"),
+    ("roots", "float8"),
 )
 
 
@@ -97,6 +99,8 @@ _START, _STATUS, _SERVICE, _OPERATION, _WEIGHT = (
 )
 _DIMS = {d: span_position(d) for d in ("tenant_id", "agent_name", "model")}
 _INPUT, _OUTPUT, _COST = (span_position(c) for c in ("input_tokens", "output_tokens", "cost_usd"))
+_PARENT, _KIND = span_position("parent_span_id"), span_position("kind")
+_SERVER_KIND = 2  # as in rollups: a root or SERVER span is a request into its service; a root, its trace's entry
 _HOUR_US = 3_600_000_000
 
 
@@ -126,8 +130,8 @@ def inherit_weights(records: Sequence[Any]) -> None:
 
 def unsampled_rows(rows: Sequence[tuple[Any, ...]], dimensions: Sequence[str]) -> list[tuple[Any, ...]]:
     """``span_rollups_unsampled_1h`` rows (``UNSAMPLED_COLUMNS``) of newly inserted span rows: per hourly rollup key
-    (the same key as ``rollups.aggregate``), (adjusted count - 1) x count, errors, tokens and cost of its sampled
-    spans. Empty when none was sampled (the common case: one pass over the weights)."""
+    (the same key as ``rollups.aggregate``), (adjusted count - 1) x count, errors, tokens, cost, requests and roots
+    of its sampled spans. Empty when none was sampled (the common case: one pass over the weights)."""
     if not any(row[_WEIGHT] for row in rows):
         return []
     positions = [_DIMS[d] if d in dimensions else None for d in ("tenant_id", "agent_name", "model")]
@@ -145,14 +149,19 @@ def unsampled_rows(rows: Sequence[tuple[Any, ...]], dimensions: Sequence[str]) -
             row[_STATUS],
             *("" if p is None else row[p] or "" for p in positions),
         )
-        acc = out.setdefault(key, [0.0, 0.0, 0.0, 0.0, 0.0])
+        acc = out.setdefault(key, [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
         acc[0] += extra
         if row[_STATUS] == 2:
             acc[1] += extra
         acc[2] += extra * (row[_INPUT] or 0)
         acc[3] += extra * (row[_OUTPUT] or 0)
         acc[4] += extra * (row[_COST] or 0)  # cost_usd travels as an int count of 1e-10 USD
-    return [(*key, *acc[:4], round(acc[4])) for key, acc in sorted(out.items())]
+        if row[_PARENT] is None:
+            acc[5] += extra
+            acc[6] += extra
+        elif row[_KIND] == _SERVER_KIND:
+            acc[5] += extra
+    return [(*key, *acc[:4], round(acc[4]), acc[5], acc[6]) for key, acc in sorted(out.items())]
 
 
 # Seconds after weighted spans were last stored (by this process, or by any: span_rollups_unsampled_1h, checked at
@@ -193,11 +202,11 @@ WHERE s.trace_id = w.trace_id AND s.adjusted_count IS NULL AND s.cost_usd IS NOT
   AND s.start_time >= %(lo)s AND s.start_time < %(hi)s
 RETURNING (extract(epoch FROM s.start_time) * 1000000)::bigint, s.status_code, s.service_name, s.operation,
           s.tenant_id, s.agent_name, s.model, s.input_tokens, s.output_tokens, (s.cost_usd * 10000000000)::bigint,
-          s.adjusted_count
+          s.adjusted_count, s.parent_span_id, s.kind
 """
 _RETURNED = (
     _START, _STATUS, _SERVICE, _OPERATION, _DIMS["tenant_id"], _DIMS["agent_name"], _DIMS["model"], _INPUT, _OUTPUT,
-    _COST, _WEIGHT,
+    _COST, _WEIGHT, _PARENT, _KIND,
 )  # fmt: skip
 
 

@@ -1,8 +1,8 @@
 """The UI in a real browser: Debian's Chromium driven by Playwright (never its own downloaded browsers).
 
 After a load, open the overview, find a request by its correlation id, open its trace, see the spans of both
-services and the right total cost, move through the spans with the keyboard, acknowledge an alert and set a
-budget from the alerts page's form. Set
+services and the right total cost, see cost per request count that request once, move through the spans with the
+keyboard, acknowledge an alert and set a budget from the alerts page's form. Set
 OTEL_METRICS_UI_SCREENSHOTS to a directory (docs/ui) to save a screenshot of each page there.
 """
 
@@ -158,6 +158,12 @@ def test_overview_search_trace_and_acknowledge(browser: Any, site: tuple[Served,
     sync_api.expect(page.locator("table.data").first).to_contain_text("gpt-4o")
     sync_api.expect(page.locator(f'a[href="/traces/{ui_data.TRACE_A}"]')).to_have_count(1)
     sync_api.expect(page.get_by_role("heading", name="Unpriced calls")).to_be_visible()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cost, traces = conn.execute(
+            "SELECT sum(cost_usd)::float8, count(*) FILTER (WHERE parent_span_id IS NULL) FROM spans"
+        ).fetchone() or (0.0, 0)
+    # A request counts once, though trace A entered both services.
+    sync_api.expect(page.get_by_test_id("cost-per-request")).to_have_text(fmt.usd(cost / traces))
     _shot(page, "costs")
 
     # 5. Acknowledge an alert.

@@ -137,22 +137,23 @@ def _tile(page: str, label: str) -> str:
 
 
 def test_requests_are_root_and_server_spans_and_cost_figures_cover_the_whole_window(pg_server_dsn: str) -> None:
+    """The overview counts requests into each service; the costs page divides by traces (root spans)."""
     with serving(pg_server_dsn) as (served, dsn):
         ui_data.write_specs(dsn, ui_data.old_request_specs(datetime.now(UTC)))
         with psycopg.connect(dsn, autocommit=True) as conn:
             row = conn.execute(
-                "SELECT count(*) FILTER (WHERE parent_span_id IS NULL OR kind = 2), count(*),"
-                " sum(cost_usd)::float8 FROM spans"
+                "SELECT count(*) FILTER (WHERE parent_span_id IS NULL OR kind = 2),"
+                " count(*) FILTER (WHERE parent_span_id IS NULL), count(*), sum(cost_usd)::float8 FROM spans"
             ).fetchone()
         assert row is not None
-        requests, spans, cost = row
-        assert 0 < requests < spans
+        requests, traces, spans, cost = row
+        assert 0 < traces < requests < spans  # trace A entered two services
         overview = httpx.get(f"{served.url}/", params={"hours": "720"}, auth=BASIC, timeout=60).text
         assert _tile(overview, "Requests") == f"{requests:,}" and f"{spans:,} spans" in overview
         month = httpx.get(f"{served.url}/costs", params={"hours": "720", "by": "tenant"}, auth=BASIC, timeout=60)
         assert month.status_code == 200 and "last 24 h" not in month.text
-        assert _tile(month.text, "Requests") == f"{requests:,}"
-        assert _tile(month.text, "Cost per request") == format_usd(cost / requests)
+        assert _tile(month.text, "Requests") == f"{traces:,}"
+        assert _tile(month.text, "Cost per request") == format_usd(cost / traces)
         top = month.text.split('id="top-h"')[1].split("</table>")[0]
         links = re.findall(r'href="/traces/([0-9a-f]{32})"', top)
         assert links[:2] == [ui_data.OLD_TRACE, ui_data.TRACE_A]  # three days old, and the priciest

@@ -32,7 +32,7 @@ def _kv(key: str, value: str | int | float) -> KeyValue:
 
 
 @dataclass
-class _Spec:
+class Spec:
     service: str
     trace_id: str
     span_id: int
@@ -43,13 +43,14 @@ class _Spec:
     ms: float
     attrs: Mapping[str, str | int | float] = field(default_factory=dict)
     error: str | None = None  # exception message
+    trace_state: str = ""  # W3C tracestate (e.g. a sampler's ``ot=th:…``)
 
 
 def _ns(t: datetime) -> int:
     return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
 
 
-def _request(specs: list[_Spec]) -> ExportTraceServiceRequest:
+def otlp_request(specs: list[Spec]) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     scopes: dict[str, ScopeSpans] = {}
     for s in specs:
@@ -68,6 +69,7 @@ def _request(specs: list[_Spec]) -> ExportTraceServiceRequest:
         if s.parent is not None:
             span.parent_span_id = s.parent.to_bytes(8, "big")
         span.name = s.name
+        span.trace_state = s.trace_state
         span.kind = Span.SpanKind.ValueType(s.kind)
         span.start_time_unix_nano = _ns(s.start)
         span.end_time_unix_nano = _ns(s.start + timedelta(milliseconds=s.ms))
@@ -100,13 +102,13 @@ def _llm(model: str, inp: int, out: int, cost: float | None) -> dict[str, str | 
     return attrs
 
 
-def request_specs(now: datetime) -> list[_Spec]:
+def request_specs(now: datetime) -> list[Spec]:
     """The two-service request (trace A) and its retry (trace B)."""
     t0 = now - timedelta(minutes=20)
     common = {"correlation.id": CORRELATION, "tenant.id": "acme", "user.id": "alice"}
     a = TRACE_A
     return [
-        _Spec(
+        Spec(
             "agent-service",
             a,
             1,
@@ -117,8 +119,8 @@ def request_specs(now: datetime) -> list[_Spec]:
             480.0,
             {**common, "http.route": "/v1/query", "http.response.status_code": 200, "gen_ai.agent.name": "planner"},
         ),
-        _Spec("agent-service", a, 2, 1, "agent.plan", 1, t0 + timedelta(milliseconds=5), 460.0, dict(common)),
-        _Spec(
+        Spec("agent-service", a, 2, 1, "agent.plan", 1, t0 + timedelta(milliseconds=5), 460.0, dict(common)),
+        Spec(
             "agent-service",
             a,
             3,
@@ -129,8 +131,8 @@ def request_specs(now: datetime) -> list[_Spec]:
             210.0,
             {**common, **_llm("gpt-4o", 1200, 300, 0.0123)},
         ),
-        _Spec("agent-service", a, 4, 2, "GET /v1/search", 3, t0 + timedelta(milliseconds=230), 220.0, dict(common)),
-        _Spec(
+        Spec("agent-service", a, 4, 2, "GET /v1/search", 3, t0 + timedelta(milliseconds=230), 220.0, dict(common)),
+        Spec(
             "tools-service",
             a,
             5,
@@ -142,7 +144,7 @@ def request_specs(now: datetime) -> list[_Spec]:
             {**common, "http.route": "/v1/search"},
             error="search backend timed out",
         ),
-        _Spec(
+        Spec(
             "tools-service",
             a,
             6,
@@ -153,7 +155,7 @@ def request_specs(now: datetime) -> list[_Spec]:
             90.0,
             {**common, **_llm("gpt-4o-mini", 900, 120, 0.0007)},
         ),
-        _Spec(
+        Spec(
             "agent-service",
             TRACE_B,
             11,
@@ -164,7 +166,7 @@ def request_specs(now: datetime) -> list[_Spec]:
             150.0,
             {**common, "http.route": "/v1/query"},
         ),
-        _Spec(
+        Spec(
             "agent-service",
             TRACE_B,
             12,
@@ -178,7 +180,7 @@ def request_specs(now: datetime) -> list[_Spec]:
     ]
 
 
-def background_specs(now: datetime) -> list[_Spec]:
+def background_specs(now: datetime) -> list[Spec]:
     specs = []
     for i in range(BACKGROUND):
         trace = f"{0xA0000000 + i:08x}" + "0" * 23 + "1"
@@ -191,7 +193,7 @@ def background_specs(now: datetime) -> list[_Spec]:
         }
         root_ms = 40.0 + 7 * i
         specs.append(
-            _Spec(
+            Spec(
                 SERVICES[i % 2],
                 trace,
                 100 + i,
@@ -206,7 +208,7 @@ def background_specs(now: datetime) -> list[_Spec]:
         )
         model, cost = ("local-llama", None) if i % 15 == 0 else ("gpt-4o-mini", round(0.0001 * (i + 1), 6))
         specs.append(
-            _Spec(
+            Spec(
                 SERVICES[i % 2],
                 trace,
                 1000 + i,
@@ -226,21 +228,21 @@ def load(dsn: str, now: datetime | None = None) -> datetime:
     writer = PostgresWriter(dsn)
     try:
         for specs in (request_specs(now), background_specs(now)):
-            result = writer.write(Signal.TRACES, _request(specs))
+            result = writer.write(Signal.TRACES, otlp_request(specs))
             assert result.quarantined == 0, result.quarantine_reasons
     finally:
         writer.close()
     return now
 
 
-def wide_trace_specs(spans: int, now: datetime, trace_id: str = "5" * 32) -> list[_Spec]:
+def wide_trace_specs(spans: int, now: datetime, trace_id: str = "5" * 32) -> list[Spec]:
     """One trace of ``spans`` spans over two services: a root, 50 workers, the rest spread under them."""
     start = now - timedelta(minutes=5)
-    out = [_Spec("agent-service", trace_id, 1, None, "POST /v1/batch", 2, start, 5000.0, {"correlation.id": "wide"})]
+    out = [Spec("agent-service", trace_id, 1, None, "POST /v1/batch", 2, start, 5000.0, {"correlation.id": "wide"})]
     workers = min(50, spans - 1)
     for w in range(workers):
         out.append(
-            _Spec(
+            Spec(
                 SERVICES[w % 2],
                 trace_id,
                 2 + w,
@@ -256,7 +258,7 @@ def wide_trace_specs(spans: int, now: datetime, trace_id: str = "5" * 32) -> lis
         parent = 2 + i % workers
         offset = (parent - 2) * 90 + (i // workers) % 390
         out.append(
-            _Spec(
+            Spec(
                 SERVICES[parent % 2],
                 trace_id,
                 1000 + i,
@@ -271,10 +273,10 @@ def wide_trace_specs(spans: int, now: datetime, trace_id: str = "5" * 32) -> lis
     return out
 
 
-def write_specs(dsn: str, specs: list[_Spec]) -> None:
+def write_specs(dsn: str, specs: list[Spec]) -> None:
     writer = PostgresWriter(dsn)
     try:
-        result = writer.write(Signal.TRACES, _request(specs))
+        result = writer.write(Signal.TRACES, otlp_request(specs))
         assert result.quarantined == 0, result.quarantine_reasons
     finally:
         writer.close()
@@ -291,13 +293,13 @@ OLD_TRACE = "6" * 32
 OLD_COST = 2.5
 
 
-def old_request_specs(now: datetime) -> list[_Spec]:
+def old_request_specs(now: datetime) -> list[Spec]:
     """A request of three days ago, pricier than any of today's: a SERVER root and one priced LLM call."""
     t0 = now - timedelta(days=3)
     common = {"correlation.id": OLD_CORRELATION, "tenant.id": "acme"}
     return [
-        _Spec("agent-service", OLD_TRACE, 1, None, "POST /v1/query", 2, t0, 900.0, dict(common)),
-        _Spec(
+        Spec("agent-service", OLD_TRACE, 1, None, "POST /v1/query", 2, t0, 900.0, dict(common)),
+        Spec(
             "agent-service",
             OLD_TRACE,
             2,

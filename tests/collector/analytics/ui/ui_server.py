@@ -9,7 +9,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -67,10 +67,10 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(server_dsn: str) -> Iterator[tuple[Served, str]]:
-    """A fresh schema loaded with ui_data, and the extension serving it (with TOKEN)."""
+def serving(server_dsn: str, load: Callable[[str], object] = ui_data.load) -> Iterator[tuple[Served, str]]:
+    """A fresh schema loaded with ``load`` (ui_data by default), and the extension serving it (with TOKEN)."""
     with _schema(server_dsn) as dsn:
-        ui_data.load(dsn)
+        load(dsn)
         # No alert rounds: the tests' alerts are the only ones, whatever the rules would find.
         config = AnalyticsConfig(endpoint="127.0.0.1:0", token=TOKEN, dsn=dsn, alerts=AlertsConfig(enabled=False))
         server = Served(config)
