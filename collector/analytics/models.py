@@ -216,7 +216,7 @@ class CostProjection:
 
 @dataclass(frozen=True)
 class RequestCost:
-    """Cost per request in a window (docs/analytics.md, *Cost per request*)."""
+    """Cost per request in a window (docs/analytics.md, Statistics: cost per request)."""
 
     # "trace": requests are traces (root spans), each counted once whatever services it entered; "entry": requests
     # into the filtered service or operation (its root and SERVER spans), which that service's cost is divided by.
