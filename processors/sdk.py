@@ -38,7 +38,7 @@ from processors.cost.dedup import DUPLICATE_OF_KEY, RESPONSE_ID_KEY, CallRegistr
 from processors.cost.pricing import price_call
 from processors.redaction import RedactionRules, default_rules
 
-__all__ = ["EnrichingSpanProcessor"]
+__all__ = ["EnrichingSpanProcessor", "start_hook"]
 
 _logger = logging.getLogger(__name__)
 _REQUEST_MODEL = "gen_ai.request.model"
@@ -75,7 +75,7 @@ class EnrichingSpanProcessor(SpanProcessor):
         # carry equal attributes (the same tenant, correlation id, outcome), and an equal set redacts the same.
         # One C-level dict comparison replaces the per-attribute scan. A reference swap, atomic under the GIL.
         self._clean: dict[str, Any] | None = None
-        self._inner_on_start = _unless_noop(inner, "on_start", _NOOP_ON_START)
+        self._inner_on_start = start_hook(inner)
         self._inner_on_ending = _unless_noop(inner, "_on_ending", _NOOP_ON_ENDING)
 
     # -------------------------------------------------------------------------------- delegation
@@ -227,6 +227,14 @@ class EnrichingSpanProcessor(SpanProcessor):
                 self._resources.clear()
             cached = self._resources[id(resource)] = (resource, redacted)
         return cached[1]
+
+
+def start_hook(processor: SpanProcessor) -> Callable[..., None] | None:
+    """``processor.on_start`` as a bound method, or None when it is known to do nothing (a wrapping processor
+    then skips the call): the SDK's batch and simple processors, and an ``EnrichingSpanProcessor`` around one."""
+    if isinstance(processor, EnrichingSpanProcessor) and processor._inner_on_start is None:
+        return None
+    return _unless_noop(processor, "on_start", _NOOP_ON_START)  # type: ignore[no-any-return]
 
 
 @dataclass

@@ -134,14 +134,16 @@ def build_span_processors(
     exporters: Iterable[SpanExporter], *, pricing: Any = None, redact: bool = True, meter_provider: Any = None
 ) -> list[SpanProcessor]:
     """Our processor chain: correlation and business on start, enrichment (cost, redaction) around each
-    batch."""
+    batch. The first exporter's enrichment is wrapped by the context processor (one registered processor
+    fewer: see fast_processors.ContextAttributesSpanProcessor)."""
     table = price_table_for(pricing)
-    # One instance that is both a CorrelationSpanProcessor and a BusinessSpanProcessor (see fast_processors).
-    chain: list[SpanProcessor] = [ContextAttributesSpanProcessor()]
-    for exporter in exporters:
-        batch = _batch_span_processor(exporter, meter_provider)
-        chain.append(EnrichingSpanProcessor(batch, price_table=table, redact=redact))
-    return chain
+    enriching: list[SpanProcessor] = [
+        EnrichingSpanProcessor(_batch_span_processor(exporter, meter_provider), price_table=table, redact=redact)
+        for exporter in exporters
+    ]
+    if not enriching:
+        return [ContextAttributesSpanProcessor()]
+    return [ContextAttributesSpanProcessor(enriching[0]), *enriching[1:]]
 
 
 def _batch_span_processor(exporter: SpanExporter, meter_provider: Any) -> BatchSpanProcessor:

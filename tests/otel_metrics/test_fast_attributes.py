@@ -235,3 +235,60 @@ def test_a_decorated_call_inside_an_earlier_processor_leaves_both_spans_complete
     assert len(spans) == 2
     for span in spans:
         assert attrs_of(span) == {"correlation.id": "req-1", "operation.outcome": "success"}
+
+
+class _Recorder(SpanProcessor):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.calls.append(f"on_start {span.name} {dict(span.attributes)}")
+
+    def _on_ending(self, span: Any) -> None:
+        self.calls.append(f"_on_ending {span.name}")
+
+    def on_end(self, span: Any) -> None:
+        self.calls.append(f"on_end {span.name}")
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        self.calls.append("force_flush")
+        return False
+
+    def shutdown(self) -> None:
+        self.calls.append("shutdown")
+
+
+def test_the_context_processor_hands_everything_else_to_the_processor_it_wraps() -> None:
+    inner = _Recorder()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(ContextAttributesSpanProcessor(inner))
+    with correlation_scope("req-1"), provider.get_tracer("t").start_as_current_span("s"):
+        pass
+    assert provider.force_flush() is False  # the inner's answer
+    provider.shutdown()
+    assert inner.calls == [
+        "on_start s {'correlation.id': 'req-1'}",  # after our attributes
+        "_on_ending s",
+        "on_end s",
+        "force_flush",
+        "shutdown",
+    ]
+
+
+def test_start_hook_skips_only_processors_known_to_do_nothing_on_start() -> None:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from processors.sdk import EnrichingSpanProcessor, start_hook
+
+    recorder = _Recorder()
+    batch = SimpleSpanProcessor(InMemorySpanExporter())
+    assert start_hook(batch) is None
+    assert start_hook(EnrichingSpanProcessor(batch, price_table=None, redact=True)) is None
+    assert start_hook(recorder) == recorder.on_start
+    around_recorder = EnrichingSpanProcessor(recorder, price_table=None, redact=True)
+    assert start_hook(around_recorder) == around_recorder.on_start
+    batching = BatchSpanProcessor(InMemorySpanExporter())
+    try:
+        assert start_hook(batching) is None
+    finally:
+        batching.shutdown()  # type: ignore[no-untyped-call]

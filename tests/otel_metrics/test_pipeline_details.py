@@ -209,4 +209,29 @@ def test_our_processor_is_both_upstream_processor_classes(telemetry: Any) -> Non
 
     chain = telemetry.tracer_provider._active_span_processor._span_processors
     assert isinstance(chain[0], CorrelationSpanProcessor) and isinstance(chain[0], BusinessSpanProcessor)
-    assert isinstance(chain[1], EnrichingSpanProcessor)
+    assert len(chain) == 1 and isinstance(getattr(chain[0], "_inner", None), EnrichingSpanProcessor)  # wrapped
+
+
+def test_every_exporter_gets_every_span_enriched() -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporters = [InMemorySpanExporter() for _ in range(3)]
+    tel = otel_metrics.configure("many", _span_exporters=exporters, _metric_exporters=[])
+    try:
+
+        @track_performance("svc")
+        def work() -> None:
+            trace.get_current_span().set_attribute("db.password", "hunter2")
+
+        with correlation_scope("req-9"):
+            work()
+        assert tel.force_flush()
+        for exporter in exporters:
+            (span,) = exporter.get_finished_spans()
+            assert attrs_of(span) == {
+                "correlation.id": "req-9",
+                "operation.outcome": "success",
+                "db.password": "[REDACTED]",
+            }
+    finally:
+        tel.shutdown()
