@@ -181,6 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratio = o / b
         verdict = "OK" if ratio <= TARGET_RATIO else "ABOVE TARGET"
         print(f"  ratio: {ratio:.3f} (target <= {TARGET_RATIO}) {verdict}")
+    # Each round's own ratio: both variants ran back to back, so a drift of the machine's speed between rounds
+    # cancels out of it.
+    paired = sorted(o / b for b, o in zip(bare_ns, ours_ns, strict=True))
+    quartiles = statistics.quantiles(paired, n=4)
+    print(f"[per-round ratio, {args.rounds} rounds] median {statistics.median(paired):.3f}, ", end="")
+    print(f"quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f}, range {paired[0]:.3f}-{paired[-1]:.3f}")
     b, p, o, a = (statistics.median(x) for x in (bare_ns, pipeline_ns, ours_ns, attributes_ns))
     print("[breakdown, medians, each against the bare span]")
     print(f"  bare span + our 3 attributes via the SDK's API:    {a:8.0f} ns/call, ratio {a / b:.3f}")
