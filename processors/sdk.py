@@ -77,6 +77,7 @@ class EnrichingSpanProcessor(SpanProcessor):
         self._clean: dict[str, Any] | None = None
         self._inner_on_start = start_hook(inner)
         self._inner_on_ending = _unless_noop(inner, "_on_ending", _NOOP_ON_ENDING)
+        self._inner_on_end = inner.on_end
 
     # -------------------------------------------------------------------------------- delegation
 
@@ -126,7 +127,7 @@ class EnrichingSpanProcessor(SpanProcessor):
                 _logger.warning("span enrichment failed; exporting the span unchanged", exc_info=True)
             enriched = span
         try:
-            self._inner.on_end(enriched)
+            self._inner_on_end(enriched)
         except Exception:
             self._log_failure("on_end")
 
@@ -169,7 +170,15 @@ class EnrichingSpanProcessor(SpanProcessor):
                 new_attributes = rules.redact_changes(attributes)
                 if new_attributes is None and _STR_ONLY.issuperset(map(type, attributes.values())):
                     self._clean = dict(attributes)
-            parts = self._redact_parts(span, rules, internals)
+            if internals and not span._events and not span._links and not span._status.description:
+                # Most spans: nothing but the resource to look at, and that is redacted once per provider.
+                last_resource, resource = self._last_resource
+                if last_resource is not span._resource:
+                    resource = self._redacted_resource(span._resource, rules)
+                    self._last_resource = (span._resource, resource)
+                parts = None if resource is None else _Redacted(resource=resource)
+            else:
+                parts = self._redact_parts(span, rules)
         if new_attributes is None and parts is None:
             return span
         if parts is None:
@@ -194,16 +203,9 @@ class EnrichingSpanProcessor(SpanProcessor):
             instrumentation_scope=span.instrumentation_scope,
         )
 
-    def _redact_parts(self, span: ReadableSpan, rules: RedactionRules, internals: bool) -> _Redacted | None:
+    def _redact_parts(self, span: ReadableSpan, rules: RedactionRules) -> _Redacted | None:
         """Redacted copies of the span's events, links, status and resource (None where one did not change), or
         None when none changed."""
-        if internals and not span._events and not span._links and not span._status.description:
-            # Most spans: nothing but the resource to look at, and that is redacted once per provider.
-            last_resource, resource = self._last_resource
-            if last_resource is not span._resource:
-                resource = self._redacted_resource(span._resource, rules)
-                self._last_resource = (span._resource, resource)
-            return None if resource is None else _Redacted(resource=resource)
         new_events = _redact_each(span.events, rules, lambda e, attributes: Event(e.name, attributes, e.timestamp))
         new_links = _redact_each(span.links, rules, lambda link, attributes: Link(link.context, attributes))
         new_status: Status | None = None
