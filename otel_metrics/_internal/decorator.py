@@ -30,7 +30,7 @@ from otel_metrics._internal.operation_metrics import OperationAggregator, Series
 from otel_metrics._internal.safety import internal_error, logger
 from otel_metrics._internal.scopes import clean_attributes
 from otel_metrics._internal.state import STATE, metric_dimension_key
-from processors.business import _context_inputs
+from processors.business import _BAGGAGE_CONTEXT_KEY, _LOCAL_KEY
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -132,7 +132,9 @@ class _Operation:
         # Recorded while the span is still current, so the duration carries it as an exemplar.
         state = STATE
         ops, dimensions = state.ops, state.settings.metric_dimensions
-        bag, local = _context_inputs(parent)
+        # processors.business._context_inputs, written out (every successful call)
+        bag = parent.get(_BAGGAGE_CONTEXT_KEY) if _BAGGAGE_CONTEXT_KEY is not None else parent
+        local = parent.get(_LOCAL_KEY)
         last_bag, last_local, last_ops, last_dimensions, series = self._last_ok
         if (
             series is None
