@@ -35,6 +35,7 @@ from processors.pipeline import (
     ProcessorFactory,
     Request,
     Signal,
+    changing,
     item_count,
 )
 
@@ -109,6 +110,8 @@ class _Pending:
 
 
 class BatchProcessor(Processor):
+    reports_changes = True  # merging into a request or taking items from it
+
     def __init__(self, settings: CreateSettings, config: BatchConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         self._timeout = float(config.timeout)
@@ -168,6 +171,8 @@ class BatchProcessor(Processor):
     # --- internals ------------------------------------------------------------------------------------------
 
     async def _send_now(self, signal: Signal, request: Request, n: int) -> None:
+        if self._max and n > self._max:
+            changing(request)
         while self._max and n > self._max:
             await self.next_consumer.consume(signal, take_items(signal, request, self._max))
             self._send_size.record(self._max, self._attrs)
@@ -202,11 +207,13 @@ class BatchProcessor(Processor):
                 pending.pieces.popleft()
                 part, k = piece.request, piece.items
             else:
+                changing(piece.request)
                 part, k = take_items(signal, piece.request, room), room
                 piece.items -= room
             if batch is None:
                 batch = part  # the first request becomes the batch: one copy fewer
             else:
+                changing(batch)
                 merge_into(signal, batch, part)
             piece.waiter.unsent -= k
             piece.waiter.in_flight += 1

@@ -45,7 +45,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from processors._attributes import pick_attributes, set_attribute
-from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
+from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal, changing
 
 __all__ = [
     "BAGGAGE_PREFIX",
@@ -225,6 +225,8 @@ class BusinessConfig:
 
 
 class _BusinessProcessor(Processor):
+    reports_changes = True
+
     def __init__(self, settings: CreateSettings, config: BusinessConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         self._from_resource = frozenset(config.from_resource)
@@ -233,13 +235,14 @@ class _BusinessProcessor(Processor):
         self._renames = dict(config.from_attributes)
         self._rename_sources = frozenset(self._renames)
 
-    def _apply(self, resource: Resource, items: Iterable[Any]) -> None:
+    def _apply(self, request: Request, resource: Resource, items: Iterable[Any]) -> None:
         from_resource = {
             k: v for k, v in pick_attributes(resource.attributes, self._from_resource).items() if v is not None
         }
         defaults = {k: v for k, v in self._defaults.items() if k not in from_resource}
         if not from_resource and not defaults and not self._renames:
             return
+        changing(request)
         for item in items:
             present = {kv.key for kv in item.attributes}
             if self._renames and not present.isdisjoint(self._rename_sources):
@@ -258,10 +261,10 @@ class _BusinessProcessor(Processor):
     async def consume(self, signal: Signal, request: Request) -> None:
         if isinstance(request, ExportTraceServiceRequest):
             for rs in request.resource_spans:
-                self._apply(rs.resource, (span for ss in rs.scope_spans for span in ss.spans))
+                self._apply(request, rs.resource, (span for ss in rs.scope_spans for span in ss.spans))
         elif isinstance(request, ExportLogsServiceRequest):
             for rl in request.resource_logs:
-                self._apply(rl.resource, (rec for sl in rl.scope_logs for rec in sl.log_records))
+                self._apply(request, rl.resource, (rec for sl in rl.scope_logs for rec in sl.log_records))
         await self.next_consumer.consume(signal, request)
 
 

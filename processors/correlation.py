@@ -45,7 +45,16 @@ from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from processors._attributes import any_value_to_python, set_attribute
 from processors.pdata import iter_log_records, iter_spans
-from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
+from processors.pipeline import (
+    Consumer,
+    CreateSettings,
+    Processor,
+    ProcessorFactory,
+    Request,
+    Signal,
+    changing,
+    serialized,
+)
 
 __all__ = [
     "CORRELATION_ID_KEY",
@@ -198,6 +207,8 @@ def _ids_from_kvs(attributes: Iterable[KeyValue], rank_of: dict[str, int]) -> tu
 
 
 class _CorrelationProcessor(Processor):
+    reports_changes = True
+
     def __init__(self, settings: CreateSettings, config: CorrelationConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         keys = list(config.from_attributes)
@@ -212,8 +223,9 @@ class _CorrelationProcessor(Processor):
 
         An attribute key is written verbatim in the wire format, so a key absent from the bytes is absent from
         every item (a key found inside some value only costs the per-item scan). Serializing the request in C
-        and searching it costs a fraction of reading every attribute key in python."""
-        data = request.SerializeToString()
+        and searching it costs a fraction of reading every attribute key in python; the received bytes cost
+        nothing (processors.pipeline.serialized)."""
+        data = serialized(request)
         return any(needle in data for needle in self._needles)
 
     def _fill(self, items: Iterable[Any]) -> bool:
@@ -250,6 +262,7 @@ class _CorrelationProcessor(Processor):
         elif isinstance(request, ExportLogsServiceRequest):
             items = (record for _, record in iter_log_records(request))
         if items is not None and (not self._precheck or self._has_candidates(request)):
+            changing(request)
             self._precheck = not self._fill(items)
         await self.next_consumer.consume(signal, request)
 

@@ -53,6 +53,7 @@ __all__ = [
     "Request",
     "RetryableError",
     "Signal",
+    "changing",
     "item_count",
     "item_counters",
     "new_request",
@@ -69,8 +70,9 @@ Duration = NewType("Duration", float)
 
 # The request a receiver is handing downstream and the bytes it was parsed from, while both still agree: set by the
 # receiver, cleared (``received_as(request, None)``) by a pipeline whose processors may change messages
-# (``Processor.mutates_data``). Lets a
-# persistent queue store those bytes instead of serializing the message again (0.5 µs a span).
+# (``Processor.mutates_data``) unless each of them reports its changes (``Processor.reports_changes``, then cleared
+# by ``changing``). Lets a persistent queue store those bytes, and the processors' pre-checks search them, instead
+# of serializing the message again (0.4-0.5 µs a span each time).
 _received: ContextVar[tuple[Request, bytes] | None] = ContextVar("otel_metrics_received_wire", default=None)
 
 
@@ -91,6 +93,14 @@ def serialized(request: Request) -> bytes:
         return received[1]
     data: bytes = request.SerializeToString()
     return data
+
+
+def changing(request: Request) -> None:
+    """Said by a processor that reports its changes before it changes ``request`` in any way: from then on
+    ``serialized(request)`` is a fresh serialization."""
+    received = _received.get()
+    if received is not None and received[0] is request:
+        _received.set(None)
 
 
 @dataclass(frozen=True, order=True)
@@ -206,10 +216,13 @@ class Processor(Component):
 
     A processor that keeps state across calls (batch) must flush it in ``shutdown``. ``mutates_data`` (the
     Collector's consumer capability of that name): False for a processor that never changes the message it passes
-    on, which lets a pipeline of such processors hand the received bytes on unchanged.
+    on, which lets a pipeline of such processors hand the received bytes on unchanged. ``reports_changes``: True
+    for a processor that calls ``changing(request)`` before it changes a message, so that a message it leaves alone
+    keeps its received bytes.
     """
 
     mutates_data: bool = True
+    reports_changes: bool = False
 
     def __init__(self, settings: CreateSettings, next_consumer: Consumer) -> None:
         self.settings = settings

@@ -63,7 +63,8 @@ class _PipelineEntry:
     def __init__(self, pipeline: PipelineID) -> None:
         self.pipeline = pipeline
         self.target: Consumer | None = None
-        self.unchanged = True  # no processor here changes messages: the exporters see them as received
+        # No processor here changes messages without saying so (changing): the exporters see them as received.
+        self.unchanged = True
 
     async def consume(self, signal: Signal, request: Request) -> None:
         assert self.target is not None, f"pipeline {self.pipeline} used before it was built"
@@ -183,7 +184,7 @@ class _Builder:
             factory = self.components.processors[cid.type]
             make = partial(factory.create, self.settings_for(cid, pid.signal), self.config.processors[cid], consumer)
             node, processor = self._create("processor", cid, pid.signal, [pid], make)
-            mutates = mutates or processor.mutates_data
+            mutates = mutates or (processor.mutates_data and not processor.reports_changes)
             consumer = processor
             chain.append(node)
         self.entries[pid].target = consumer

@@ -7,10 +7,11 @@ the Python SDK face sets: both call ``processors.cost.pricing.price_call``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from processors._attributes import any_value_to_python
 from processors.cost.dedup import DUPLICATE_OF_KEY, RESPONSE_ID_KEY, CallRegistry
@@ -23,16 +24,30 @@ from processors.cost.pricing import (
     PriceTable,
     price_call,
 )
-from processors.pdata import elements_containing
-from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
+from processors.pdata import item_count, items_containing
+from processors.pipeline import (
+    Consumer,
+    CreateSettings,
+    Processor,
+    ProcessorFactory,
+    Request,
+    Signal,
+    changing,
+    serialized,
+)
 
 __all__ = ["CostConfig", "factories"]
 
 DEFAULT_PRICING_FILE: str | None = None
 
 _MODEL_KEYS_BYTES = (REQUEST_MODEL_KEY.encode(), RESPONSE_MODEL_KEY.encode())
-_SPANS_FIELD = ScopeSpans.DESCRIPTOR.fields_by_name["spans"].number
-# The span-selecting pre-check is used while under this share of a scope's spans have a model key.
+# resource_spans, scope_spans, spans
+_SPANS_PATH = (
+    ExportTraceServiceRequest.DESCRIPTOR.fields_by_name["resource_spans"].number,
+    ResourceSpans.DESCRIPTOR.fields_by_name["scope_spans"].number,
+    ScopeSpans.DESCRIPTOR.fields_by_name["spans"].number,
+)
+# The span-selecting pre-check is used while under this share of a request's spans have a model key.
 _PRECHECK_BELOW = 0.5
 
 
@@ -75,6 +90,8 @@ def _mark_duplicate(span: Span, holder: bytes) -> None:
 
 
 class _CostProcessor(Processor):
+    reports_changes = True
+
     def __init__(self, settings: CreateSettings, config: CostConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         self._table = config.build_table()
@@ -91,46 +108,55 @@ class _CostProcessor(Processor):
         )
 
     def _apply(self, request: ExportTraceServiceRequest) -> None:
-        table = self._table
-        for rs in request.resource_spans:
-            for ss in rs.scope_spans:
+        # Only spans whose encoding holds a model key can be priced (processors.pdata.items_containing): the
+        # others' attributes are never read in python. The bytes searched are the received ones while no processor
+        # changed the request (processors.pipeline.serialized). When most spans of the last request were GenAI
+        # spans the pre-check would select nearly all of them, so the next request goes without it.
+        candidates = items_containing(serialized(request), _SPANS_PATH, _MODEL_KEYS_BYTES) if self._precheck else None
+        with_model = 0
+        if candidates is None:
+            for rs in request.resource_spans:
+                for ss in rs.scope_spans:
+                    with_model += self._price(request, ss.spans, ss.scope.name or None)
+        else:
+            for (r, s), picked in candidates.items():
+                ss = request.resource_spans[r].scope_spans[s]
                 spans = ss.spans
-                # Only spans whose encoding holds a model key can be priced (processors.pdata.elements_containing):
-                # the others' attributes are never read in python. When most spans of the last scope were GenAI
-                # spans the pre-check would select nearly all of them, so the next scope goes without it.
-                candidates = (
-                    elements_containing(ss.SerializeToString(), _SPANS_FIELD, _MODEL_KEYS_BYTES)
-                    if self._precheck
-                    else None
-                )
-                with_model = 0
-                scope = ss.scope.name or None
-                for span in spans if candidates is None else (spans[i] for i in candidates):
-                    attrs: dict[str, object] = {}
-                    for kv in span.attributes:
-                        key = kv.key
-                        if key in READ_KEYS:
-                            attrs[key] = any_value_to_python(kv.value)
-                    if not (REQUEST_MODEL_KEY in attrs or RESPONSE_MODEL_KEY in attrs):
-                        continue
-                    with_model += 1
-                    call = price_call(attrs, table, start_ns=span.start_time_unix_nano, scope=scope)
-                    if call is None:
-                        continue
-                    holder = self._calls.holder(
-                        attrs.get(RESPONSE_ID_KEY),
-                        span.trace_id + span.span_id,
-                        span.parent_span_id,
-                        call.cost is not None or COST_KEY in attrs,
-                        call.fingerprint,
-                    )
-                    if holder is not None:
-                        _mark_duplicate(span, holder)
-                    elif call.cost is not None:
-                        span.attributes.add(key=COST_KEY).value.double_value = call.cost
-                    elif call.unpriced:
-                        self._count_unpriced(call.counts)
-                self._precheck = with_model < len(spans) * _PRECHECK_BELOW
+                with_model += self._price(request, [spans[i] for i in picked], ss.scope.name or None)
+        self._precheck = with_model < item_count(Signal.TRACES, request) * _PRECHECK_BELOW
+
+    def _price(self, request: ExportTraceServiceRequest, spans: Iterable[Span], scope: str | None) -> int:
+        """Price ``spans`` of one scope in place; the number of them with a model."""
+        table = self._table
+        with_model = 0
+        for span in spans:
+            attrs: dict[str, object] = {}
+            for kv in span.attributes:
+                key = kv.key
+                if key in READ_KEYS:
+                    attrs[key] = any_value_to_python(kv.value)
+            if not (REQUEST_MODEL_KEY in attrs or RESPONSE_MODEL_KEY in attrs):
+                continue
+            with_model += 1
+            call = price_call(attrs, table, start_ns=span.start_time_unix_nano, scope=scope)
+            if call is None:
+                continue
+            holder = self._calls.holder(
+                attrs.get(RESPONSE_ID_KEY),
+                span.trace_id + span.span_id,
+                span.parent_span_id,
+                call.cost is not None or COST_KEY in attrs,
+                call.fingerprint,
+            )
+            if holder is not None:
+                changing(request)
+                _mark_duplicate(span, holder)
+            elif call.cost is not None:
+                changing(request)
+                span.attributes.add(key=COST_KEY).value.double_value = call.cost
+            elif call.unpriced:
+                self._count_unpriced(call.counts)
+        return with_model
 
     def _count_unpriced(self, counts: Counts | None) -> None:
         if counts is None:

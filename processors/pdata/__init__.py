@@ -36,7 +36,7 @@ from processors.pdata.signals import (
     parse_request,
     rejected_items,
 )
-from processors.pdata.wire import count_items, elements_containing, read_varint
+from processors.pdata.wire import count_items, items_containing, read_varint
 
 __all__ = [
     "SIGNALS",
@@ -47,9 +47,9 @@ __all__ = [
     "SignalSpec",
     "count_items",
     "drop_bad_ids",
-    "elements_containing",
     "from_json",
     "item_count",
+    "items_containing",
     "iter_log_records",
     "iter_spans",
     "merge_into",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["count_items", "elements_containing", "read_varint"]
+import bisect
+
+__all__ = ["count_items", "items_containing", "read_varint"]
 
 # Field numbers from an Export*ServiceRequest down to its items (spans, log records, metric data points): each
 # level a set of length-delimited fields to descend into, the last the fields to count.
@@ -26,26 +28,60 @@ def read_varint(data: bytes, at: int) -> tuple[int, int]:
     return -1, at
 
 
-def elements_containing(data: bytes, field_number: int, needles: tuple[bytes, ...]) -> list[int] | None:
-    """Indexes of the elements of the repeated message field ``field_number`` in the serialized message ``data``
-    whose encoding contains one of ``needles``, in order.
+def items_containing(
+    data: bytes, path: tuple[int, ...], needles: tuple[bytes, ...]
+) -> dict[tuple[int, ...], list[int]] | None:
+    """The items whose encoding contains one of ``needles``, found by walking the serialized message ``data``
+    down ``path`` (repeated message fields, e.g. resource_spans, scope_spans, spans: ``(1, 2, 2)``): for each
+    innermost container with such items, keyed by its indexes along the path (``(resource, scope)``), their
+    indexes in order.
 
     The cheap pre-check of the enrichment processors: an attribute key is written verbatim inside its item's
     encoding, so an item whose bytes contain none of the keys has none of them (an occurrence inside a value
-    is a false positive the caller's exact check drops). Serializing in C, searching with ``bytes.find`` and
-    walking only the field tags costs far less than reading every attribute key in python. None: the encoding
-    holds a wire type OTLP does not use (groups) or does not parse, so every element must be looked at.
+    is a false positive the caller's exact check drops). Searching with ``bytes.find`` and walking only the field
+    tags of the containers that hold an occurrence costs far less than reading every attribute key in python.
+    None: the encoding holds a wire type OTLP does not use (groups) or does not parse, so every item must be
+    looked at.
     """
     hits = sorted({pos for needle in needles for pos in _occurrences(data, needle)})
-    if not hits:
+    out: dict[tuple[int, ...], list[int]] = {}
+    if hits and not _descend(data, 0, len(data), path, hits, (), out):
+        return None
+    return out
+
+
+def _descend(
+    data: bytes,
+    pos: int,
+    end: int,
+    path: tuple[int, ...],
+    hits: list[int],
+    at: tuple[int, ...],
+    out: dict[tuple[int, ...], list[int]],
+) -> bool:
+    found = _elements_with_hits(data, pos, end, path[0], hits)
+    if found is None:
+        return False
+    if len(path) == 1:
+        if found:
+            out[at] = [index for index, _, _ in found]
+        return True
+    return all(_descend(data, start, stop, path[1:], hits, (*at, index), out) for index, start, stop in found)
+
+
+def _elements_with_hits(
+    data: bytes, pos: int, end: int, field_number: int, hits: list[int]
+) -> list[tuple[int, int, int]] | None:
+    """(index, start, stop) of each element of field ``field_number`` in ``data[pos:end]`` holding one of the
+    sorted positions ``hits``; the walk stops after the last hit inside the range."""
+    h = bisect.bisect_left(hits, pos)
+    n_hits = bisect.bisect_left(hits, end)
+    if h == n_hits:
         return []
-    out: list[int] = []
+    out: list[tuple[int, int, int]] = []
     tag_wanted = (field_number << 3) | 2
-    last = hits[-1]
-    n_hits = len(hits)
-    h = 0
-    index = pos = 0
-    end = len(data)
+    last = hits[n_hits - 1]
+    index = 0
     while pos < end and pos <= last:
         tag = data[pos]  # OTLP's field numbers are < 16: a one-byte tag, else the general varint
         pos += 1
@@ -61,14 +97,14 @@ def elements_containing(data: bytes, field_number: int, needles: tuple[bytes, ..
                 pos += 2
             else:
                 length, pos = read_varint(data, pos)
-            if length < 0:
-                return None
             stop = pos + length
+            if length < 0 or stop > end:
+                return None
             if tag == tag_wanted:
                 while h < n_hits and hits[h] < pos:
                     h += 1
                 if h < n_hits and hits[h] < stop:
-                    out.append(index)
+                    out.append((index, pos, stop))
                 index += 1
             pos = stop
         elif wire == 0:

@@ -1,4 +1,4 @@
-"""The collector faces' cheap pre-checks (processors.pdata.elements_containing, correlation's request-level key
+"""The collector faces' cheap pre-checks (processors.pdata.items_containing, correlation's request-level key
 search) skip only items that could not change: results equal a scan of every item's attributes."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
 from processors import correlation, cost
 from processors._attributes import attributes_to_dict, set_attribute
-from processors.pdata import elements_containing
+from processors.pdata import items_containing
 from processors.pipeline import ComponentID, CreateSettings, Request, Signal
 
 MODEL_KEYS = (b"gen_ai.request.model", b"gen_ai.response.model")
@@ -50,16 +50,35 @@ def _scope(rng: random.Random, n: int, genai_share: float = 0.3) -> ScopeSpans:
     return ss
 
 
-def test_elements_containing_selects_exactly_the_spans_with_a_needle() -> None:
+def _holds_a_model_key(data: bytes) -> bool:
+    return any(key in data for key in MODEL_KEYS)
+
+
+def test_items_containing_selects_exactly_the_spans_with_a_needle() -> None:
     rng = random.Random(7)
-    for n in (0, 1, 5, 300):
-        ss = _scope(rng, n)
-        got = elements_containing(ss.SerializeToString(), 2, MODEL_KEYS)
-        expected = [i for i, span in enumerate(ss.spans) if any(n in span.SerializeToString() for n in MODEL_KEYS)]
-        assert got == expected
-        keys = [i for i, s in enumerate(ss.spans) if {kv.key for kv in s.attributes} & {"gen_ai.request.model"}]
-        assert set(keys) <= set(got)
-    assert elements_containing(b"", 2, MODEL_KEYS) == []
+    request = ExportTraceServiceRequest()
+    for sizes in ((0, 1), (5,), (), (300, 0, 40)):
+        rs = request.resource_spans.add()
+        rs.resource.attributes.add(key="note").value.string_value = "gen_ai.request.model"  # outside every span
+        for n in sizes:
+            rs.scope_spans.append(_scope(rng, n))
+    got = items_containing(request.SerializeToString(), (1, 2, 2), MODEL_KEYS)
+    expected = {
+        (r, s): selected
+        for r, rs in enumerate(request.resource_spans)
+        for s, ss in enumerate(rs.scope_spans)
+        if (selected := [i for i, span in enumerate(ss.spans) if _holds_a_model_key(span.SerializeToString())])
+    }
+    assert got == expected
+    assert len(expected) >= 3
+    for (r, s), selected in expected.items():
+        spans = request.resource_spans[r].scope_spans[s].spans
+        keys = [i for i, span in enumerate(spans) if {kv.key for kv in span.attributes} & {"gen_ai.request.model"}]
+        assert set(keys) <= set(selected)
+    one_scope = request.resource_spans[3].scope_spans[0]
+    assert items_containing(one_scope.SerializeToString(), (2,), MODEL_KEYS) == {(): expected[(3, 0)]}
+    assert items_containing(b"", (1, 2, 2), MODEL_KEYS) == {}
+    assert items_containing(b"\x0b", (1, 2, 2), (b"\x0b",)) is None  # a group's tag: not OTLP, look at every span
 
 
 def test_cost_prices_every_priceable_span_and_only_those() -> None:

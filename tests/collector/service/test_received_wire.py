@@ -9,7 +9,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from collector.components import Registry
 from collector.exporters.exporterhelper.testing import span_names, trace_request
-from processors import memory_limiter
+from processors import batch, business, correlation, cost, memory_limiter
+from processors._attributes import attributes_to_dict, set_attribute
 from tests.collector.conftest import MakeConfig, RunCollector
 
 _EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -27,7 +28,14 @@ def _send(endpoint: str, data: bytes) -> None:
 def components(test_components: Registry) -> Registry:
     return Registry(
         receivers=test_components.receivers,
-        processors={**test_components.processors, **{f.type: f for f in memory_limiter.factories}},
+        processors={
+            **test_components.processors,
+            **{f.type: f for f in memory_limiter.factories},
+            **{f.type: f for f in correlation.factories},
+            **{f.type: f for f in business.factories},
+            **{f.type: f for f in cost.factories},
+            **{f.type: f for f in batch.factories},
+        },
         exporters=test_components.exporters,
         connectors=test_components.connectors,
         extensions=test_components.extensions,
@@ -100,3 +108,70 @@ def test_otlp_http_protobuf_bodies_pass_through_too(run_collector: RunCollector,
     exporter = collector.exporter()
     exporter.wait_items(1)
     assert exporter.wires == [sent]
+
+
+def test_processors_that_report_their_changes_keep_the_received_bytes_of_what_they_leave_alone(
+    run_collector: RunCollector, make_config: MakeConfig, components: Registry
+) -> None:
+    """correlation, business and cost say when they change a request (``processors.pipeline.changing``): a request
+    none of them changes reaches the exporters as the bytes received, one they change as its new serialization."""
+    collector = run_collector(
+        make_config(
+            receiver={"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}},
+            processors={"correlation": {}, "business": {}, "cost": {}},
+            pipelines={
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": ["correlation", "business", "cost"],
+                    "exporters": ["collect"],
+                }
+            },
+        ),
+        components,
+    )
+    plain = trace_request("plain")
+    llm = trace_request("llm")
+    for key, value in (("gen_ai.request.model", "gpt-4o-mini"), ("gen_ai.usage.input_tokens", 1000)):
+        set_attribute(llm.resource_spans[0].scope_spans[0].spans[0].attributes, key, value)
+    correlated = trace_request("correlated")
+    set_attribute(correlated.resource_spans[0].scope_spans[0].spans[0].attributes, "request.id", "r-1")
+    tenant = trace_request("tenant")
+    set_attribute(tenant.resource_spans[0].resource.attributes, "tenant.id", "t-1")
+    exporter = collector.exporter()
+    added = {"plain": set(), "llm": {"cost.usd"}, "correlated": {"correlation.id"}, "tenant": {"tenant.id"}}
+    for n, request in enumerate((plain, llm, correlated, tenant), start=1):
+        sent = _UNKNOWN_FIRST + request.SerializeToString()
+        _send(collector.grpc_endpoint, sent)
+        got = exporter.wait_items(n)[-1]
+        wire = exporter.wires[-1]
+        assert ExportTraceServiceRequest.FromString(wire) == got  # the bytes always decode to the message
+        span = got.resource_spans[0].scope_spans[0].spans[0]
+        before = set(attributes_to_dict(request.resource_spans[0].scope_spans[0].spans[0].attributes))
+        assert set(attributes_to_dict(span.attributes)) - before == added[span.name]
+        assert (wire == sent) is (span.name == "plain"), span.name
+
+
+def test_a_request_the_batch_processor_splits_or_merges_into_reaches_the_exporter_as_its_new_bytes(
+    run_collector: RunCollector, make_config: MakeConfig, components: Registry
+) -> None:
+    collector = run_collector(
+        make_config(
+            receiver={"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}},
+            processors={"batch": {"send_batch_size": 2, "send_batch_max_size": 3, "timeout": "100ms"}},
+            pipelines={"traces": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["collect"]}},
+        ),
+        components,
+    )
+    groups = (["a", "b", "c", "d", "e"], ["f"], ["g"])
+    sent = [_UNKNOWN_FIRST + trace_request(*names).SerializeToString() for names in groups]
+    with grpc.insecure_channel(collector.grpc_endpoint) as channel:
+        export = channel.unary_unary(_EXPORT)
+        calls = [export.future(data, timeout=10) for data in sent]
+        for call in calls:
+            call.result()
+    exporter = collector.exporter()
+    requests = exporter.wait_items(7)
+    assert sorted(name for r in requests for name in span_names(r)) == ["a", "b", "c", "d", "e", "f", "g"]
+    assert len(requests) >= 2  # split at send_batch_max_size
+    for request, wire in zip(requests, exporter.wires, strict=True):
+        assert ExportTraceServiceRequest.FromString(wire) == request  # not the bytes a request was received as
