@@ -274,7 +274,10 @@ class ContextAttributesSpanProcessor(CachedCorrelationSpanProcessor, CachedBusin
         self._inner_on_start = start_hook(inner) if inner is not None else None
         if inner is not None:
             # The SDK calls these on us: give it the inner processor's own methods, no forwarding call between.
-            self._on_ending = inner._on_ending  # type: ignore[method-assign]
+            # (_on_ending is an SDK-internal hook, absent from some SDK versions.)
+            on_ending = getattr(inner, "_on_ending", None)
+            if on_ending is not None:
+                self._on_ending = on_ending  # type: ignore[method-assign]
             self.on_end = inner.on_end  # type: ignore[method-assign]
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
