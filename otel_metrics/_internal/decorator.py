@@ -222,10 +222,9 @@ def _wrap(
             starting.parent = parent
             try:
                 span = state.tracer.start_span(span_name, parent)
-            except BaseException:
-                starting.parent = None
-                raise
-            if starting.parent is not span:
+            finally:  # cleared, so the slot never keeps a span (and its provider) alive
+                taken, starting.parent = starting.parent, None
+            if taken is not span:
                 add_missing_attributes(span, decorated_start_attributes(parent))
             return parent, span, attach(set_span(span, parent)), perf_counter()
         except Exception:

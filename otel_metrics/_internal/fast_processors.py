@@ -249,8 +249,9 @@ class _Starting(threading.local):
     """``track_performance``'s handshake with ``ContextAttributesSpanProcessor``, per thread. Before starting
     its span the decorator stores the parent context in ``parent``; the processor, seeing a span start under
     that very context object, sets ``decorated_start_attributes`` (the context's attributes and the outcome) in
-    its one write and stores the span in ``parent``. The decorator then finds its span there and skips a second
-    write; when it does not (another provider, a span not sampled), it sets the attributes itself."""
+    its one write and stores the span in ``parent``. The decorator then finds its span there (and clears the
+    slot) and skips a second write; when it does not (another provider, a span not sampled), it sets the
+    attributes itself."""
 
     parent: Any = None
 

@@ -292,3 +292,10 @@ def test_start_hook_skips_only_processors_known_to_do_nothing_on_start() -> None
         assert start_hook(batching) is None
     finally:
         batching.shutdown()  # type: ignore[no-untyped-call]
+
+
+def test_the_handshake_slot_keeps_no_span_after_a_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    provider, _ = _pipeline()
+    monkeypatch.setattr(STATE, "tracer", provider.get_tracer("otel_metrics"))
+    _decorated()
+    assert fast_processors.STARTING.parent is None
