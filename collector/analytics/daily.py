@@ -61,6 +61,19 @@ _VALUES = (
     "requests, count, errors, duration_sum_ms, duration_min_ms, duration_max_ms, input_tokens, output_tokens,"
     " cost_usd, quality_sum, quality_count, roots, hist_keys, hist_counts"
 )
+_OPERATION = "service_name, operation"
+
+
+def _merged(name: str, source: str, keys: str) -> str:
+    """Two CTEs merging latency histograms: ``e<name>`` sums ``source``'s bucket counts (``k``, ``n``) per ``keys``
+    and bucket, ``h<name>`` holds them per ``keys`` as arrays sorted by bucket (``ks``, ``ns``)."""
+    return (
+        f"e{name} AS (SELECT {keys}, k, sum(n) AS n FROM {source} GROUP BY {keys}, k),"
+        f" h{name} AS (SELECT {keys}, array_agg(k ORDER BY k) AS ks, array_agg(n ORDER BY k) AS ns"
+        f" FROM e{name} GROUP BY {keys})"
+    )
+
+
 # One snapshot of the day's hourly rows; their jsonb histograms are expanded once (x) and re-merged per day and key
 # (DAILY_TABLE), per day and operation (OPS_TABLE), per hour and operation (HOURLY_OPS_TABLE) and per hour
 # (HOURLY_ALL_TABLE).
@@ -70,11 +83,7 @@ WITH src AS MATERIALIZED (
 ), x AS MATERIALIZED (
     SELECT bucket_start, {_KEYS}, x.hk::integer AS k, x.hv::bigint AS n
     FROM src CROSS JOIN LATERAL jsonb_each_text(src.latency_hist) AS x(hk, hv)
-), e AS (
-    SELECT {_KEYS}, k, sum(n) AS n FROM x GROUP BY {_KEYS}, k
-), h AS (
-    SELECT {_KEYS}, array_agg(k ORDER BY k) AS ks, array_agg(n ORDER BY k) AS ns FROM e GROUP BY {_KEYS}
-), s AS (
+), {_merged("", "x", _KEYS)}, s AS (
     SELECT {_KEYS}, sum(count) AS count, sum(errors) AS errors, sum(duration_sum_ms) AS dsum,
            min(duration_min_ms) AS dmin, max(duration_max_ms) AS dmax, sum(input_tokens) AS itok,
            sum(output_tokens) AS otok, sum(cost_usd) AS cost, sum(quality_sum) AS qsum,
@@ -85,34 +94,20 @@ WITH src AS MATERIALIZED (
     SELECT %(day)s, {_KEYS}, s.requests, s.count, s.errors, s.dsum, s.dmin, s.dmax, s.itok, s.otok, s.cost, s.qsum,
            s.qcount, s.roots, coalesce(h.ks, '{{}}'), coalesce(h.ns, '{{}}')
     FROM s LEFT JOIN h USING ({_KEYS})
-), eo AS (
-    SELECT service_name, operation, k, sum(n) AS n FROM e GROUP BY 1, 2, 3
-), ho AS (
-    SELECT service_name, operation, array_agg(k ORDER BY k) AS ks, array_agg(n ORDER BY k) AS ns
-    FROM eo GROUP BY 1, 2
-), ins_ops AS (
+), {_merged("o", "e", _OPERATION)}, ins_ops AS (
     INSERT INTO {OPS_TABLE} (bucket_start, service_name, operation, {_VALUES})
     SELECT %(day)s, service_name, operation, sum(s.requests), sum(s.count), sum(s.errors), sum(s.dsum), min(s.dmin),
            max(s.dmax), sum(s.itok), sum(s.otok), sum(s.cost), sum(s.qsum), sum(s.qcount), {_ROOTS.format("s.roots")},
            coalesce(min(ho.ks), '{{}}'), coalesce(min(ho.ns), '{{}}')
     FROM s LEFT JOIN ho USING (service_name, operation)
     GROUP BY service_name, operation
-), eho AS (
-    SELECT bucket_start, service_name, operation, k, sum(n) AS n FROM x GROUP BY 1, 2, 3, 4
-), hho AS (
-    SELECT bucket_start, service_name, operation, array_agg(k ORDER BY k) AS ks, array_agg(n ORDER BY k) AS ns
-    FROM eho GROUP BY 1, 2, 3
-), sho AS (
+), {_merged("ho", "x", "bucket_start, " + _OPERATION)}, sho AS (
     SELECT bucket_start, service_name, operation, {_SCALARS} FROM src GROUP BY 1, 2, 3
 ), ins_hops AS (
     INSERT INTO {HOURLY_OPS_TABLE} (bucket_start, service_name, operation, {_VALUES})
     SELECT sho.*, coalesce(hho.ks, '{{}}'), coalesce(hho.ns, '{{}}')
     FROM sho LEFT JOIN hho USING (bucket_start, service_name, operation)
-), eha AS (
-    SELECT bucket_start, k, sum(n) AS n FROM eho GROUP BY 1, 2
-), hha AS (
-    SELECT bucket_start, array_agg(k ORDER BY k) AS ks, array_agg(n ORDER BY k) AS ns FROM eha GROUP BY 1
-), sha AS (
+), {_merged("ha", "eho", "bucket_start")}, sha AS (
     SELECT bucket_start, {_SCALARS} FROM src GROUP BY 1
 ), ins_hall AS (
     INSERT INTO {HOURLY_ALL_TABLE} (bucket_start, {_VALUES})
@@ -131,12 +126,7 @@ WITH src AS MATERIALIZED (
 ), x AS MATERIALIZED (
     SELECT service_name, operation, x.hk::integer AS k, x.hv::bigint AS n
     FROM src CROSS JOIN LATERAL jsonb_each_text(src.latency_hist) AS x(hk, hv)
-), eho AS (
-    SELECT service_name, operation, k, sum(n) AS n FROM x GROUP BY 1, 2, 3
-), hho AS (
-    SELECT service_name, operation, array_agg(k ORDER BY k) AS ks, array_agg(n ORDER BY k) AS ns
-    FROM eho GROUP BY 1, 2
-), sho AS (
+), {_merged("ho", "x", _OPERATION)}, sho AS (
     SELECT service_name, operation, {_SCALARS} FROM src GROUP BY 1, 2
 ), ins_hops AS (
     INSERT INTO {HOURLY_OPS_TABLE} (bucket_start, service_name, operation, {_VALUES})
