@@ -6,7 +6,7 @@ composed with ``psycopg.sql`` so no user text ever becomes SQL.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -14,16 +14,30 @@ from psycopg import sql
 
 from .window import GRANULARITIES, Filters, TimeWindow
 
-__all__ = ["CACHED_TABLES", "FILTER_COLUMNS", "ROLLUP_TABLE", "Part", "Source", "granularity_literal", "source_for"]
+__all__ = [
+    "CACHED_TABLES",
+    "KEY_COLUMNS",
+    "ROLLUP_TABLE",
+    "Part",
+    "Source",
+    "filter_clauses",
+    "granularity_literal",
+    "source_for",
+]
 
-FILTER_COLUMNS = {
+# Every key a query filters or breaks down by, and its column in spans (and in the rollups, which carry ROLLUP_KEYS).
+KEY_COLUMNS = {
     "service": "service_name",
     "operation": "operation",
     "tenant": "tenant_id",
     "user": "user_id",
     "agent": "agent_name",
     "model": "model",
+    "provider": "provider",
+    "correlation": "correlation_id",
+    "feature": "feature",
 }
+_FILTER_COLUMNS = {f.name: KEY_COLUMNS[f.name] for f in fields(Filters)}
 RAW_TABLE = "spans"
 ROLLUP_TABLE = "span_rollups_1h"
 DAILY_TABLE = "analytics_rollups_1d"
@@ -91,10 +105,17 @@ def _where(window: TimeWindow, filters: Filters, time_column: str) -> tuple[sql.
         sql.SQL("{} < %s").format(sql.Identifier(time_column)),
     ]
     params: list[Any] = [window.start, window.end]
-    for name, value in filters.items():
-        parts.append(sql.SQL("{} = %s").format(sql.Identifier(FILTER_COLUMNS[name])))
-        params.append(value)
-    return sql.SQL(" AND ").join(parts), params
+    clauses, values = filter_clauses(filters)
+    return sql.SQL(" AND ").join(parts + clauses), params + values
+
+
+def filter_clauses(filters: Filters) -> tuple[list[sql.Composable], list[Any]]:
+    """``column = %s`` for each filter set, and their values as the parameters, in the same order."""
+    items = filters.items()
+    clauses: list[sql.Composable] = [
+        sql.SQL("{} = %s").format(sql.Identifier(_FILTER_COLUMNS[name])) for name, _ in items
+    ]
+    return clauses, [value for _, value in items]
 
 
 def _part(table: str, start: datetime, end: datetime, filters: Filters, time_column: str) -> Part:

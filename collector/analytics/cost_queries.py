@@ -10,26 +10,18 @@ from typing import Any
 from psycopg import sql
 
 from ._aggregate import QueryBase, _clamp_limit, _rate
+from ._sql import KEY_COLUMNS
 from .estimate import UNSAMPLED_TABLE, estimated_costs
 from .models import CorrelationCost, CostProjection, CostRow, RequestCost
 from .unpriced import folded_by_key
-from .window import NO_FILTERS, Filters, TimeWindow
+from .window import NO_FILTERS, ROLLUP_KEYS, Filters, TimeWindow
 
 __all__ = ["BURN_WINDOW_DAYS", "COST_KEYS", "CostQueries"]
 
 BURN_WINDOW_DAYS = 7
 _NONE = "(none)"
-# Cost breakdown keys: column in spans, and whether span_rollups_1h carries it.
-COST_KEYS: dict[str, tuple[str, bool]] = {
-    "model": ("model", True),
-    "tenant": ("tenant_id", True),
-    "agent": ("agent_name", True),
-    "operation": ("operation", True),
-    "service": ("service_name", True),
-    "provider": ("provider", False),
-    "user": ("user_id", False),
-    "correlation": ("correlation_id", False),
-}
+# Cost breakdown keys (their columns: _sql.KEY_COLUMNS); those in ROLLUP_KEYS may be read from the rollups.
+COST_KEYS = ("model", "tenant", "agent", "operation", "service", "provider", "user", "correlation")
 
 
 class CostQueries(QueryBase):
@@ -44,7 +36,7 @@ class CostQueries(QueryBase):
     ) -> list[CostRow]:
         if by not in COST_KEYS:
             raise ValueError(f"by: expected one of {', '.join(COST_KEYS)}, got {by!r}")
-        column, in_rollups = COST_KEYS[by]
+        column, in_rollups = KEY_COLUMNS[by], by in ROLLUP_KEYS
         src = self._source(window, filters, allow_rollup=in_rollups, dimensions=by not in ("operation", "service"))
         # Head-sampled spans weigh their adjusted count: the rows estimate the whole (estimate.py).
         rows = estimated_costs(self.conn, src, filters, [("key", column)], limit=_clamp_limit(limit), offset=offset)

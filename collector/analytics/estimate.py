@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ._sql import FILTER_COLUMNS, Source
+from ._sql import Source, filter_clauses
 from .window import Filters
 
 __all__ = ["UNSAMPLED_TABLE", "estimated_costs"]
@@ -51,10 +51,8 @@ _ROLLUP_AGG = sql.SQL(
 def _unsampled_where(src: Source, filters: Filters) -> tuple[sql.Composable, list[Any]]:
     parts: list[sql.Composable] = [sql.SQL("bucket_start >= %s AND bucket_start < %s")]
     params: list[Any] = [src.window.start, src.window.end]
-    for name, value in filters.items():
-        parts.append(sql.SQL("{} = %s").format(sql.Identifier(FILTER_COLUMNS[name])))
-        params.append(value)
-    return sql.SQL(" AND ").join(parts), params
+    clauses, values = filter_clauses(filters)
+    return sql.SQL(" AND ").join(parts + clauses), params + values
 
 
 def estimated_costs(

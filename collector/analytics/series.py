@@ -16,22 +16,14 @@ from psycopg import sql
 
 from . import _histogram
 from ._aggregate import QueryBase
-from ._sql import ROLLUP_TABLE, Part, Source, _where, granularity_literal
-from .window import Filters, TimeWindow
+from ._sql import KEY_COLUMNS, ROLLUP_TABLE, Part, Source, _where, granularity_literal
+from .window import ROLLUP_KEYS, Filters, TimeWindow
 
 __all__ = ["SERIES_KEYS", "Axis", "KeyedRows", "SeriesQueries"]
 
-# Series keys: spans column, and whether the rollups carry it (else raw spans are read). "all" is one line.
-SERIES_KEYS: dict[str, tuple[str, bool]] = {
-    "all": ("'all'", True),
-    "service": ("service_name", True),
-    "model": ("model", True),
-    "provider": ("provider", False),
-    "tenant": ("tenant_id", True),
-    "agent": ("agent_name", True),
-    "user": ("user_id", False),
-    "feature": ("feature", False),
-}
+# Series keys: "all" is one line; the others are columns (_sql.KEY_COLUMNS), read from the rollups when they
+# carry them (ROLLUP_KEYS), else from raw spans.
+SERIES_KEYS = ("all", "service", "model", "provider", "tenant", "agent", "user", "feature")
 # Keys the per-operation caches carry (no status, tenant, agent or model), so they may answer.
 _OPERATION_KEYS = ("all", "service")
 # Rollup windows up to this long are drawn per hour, longer ones per day.
@@ -89,9 +81,16 @@ def _totals(rows: list[dict[str, Any]], slow_ms: float, very_slow_ms: float) -> 
     return out
 
 
+def _series_column(by: str) -> str:
+    """What series key ``by`` groups by: its spans column, or a constant for "all"; ValueError for another key."""
+    if by not in SERIES_KEYS:
+        raise ValueError(f"by: expected one of {', '.join(SERIES_KEYS)}, got {by!r}")
+    return "'all'" if by == "all" else KEY_COLUMNS[by]
+
+
 class SeriesQueries(QueryBase):
     def _series_source(self, window: TimeWindow, filters: Filters, by: str) -> tuple[Source, Axis, sql.Composable]:
-        in_rollups = SERIES_KEYS[by][1]
+        in_rollups = by == "all" or by in ROLLUP_KEYS
         granularity = granularity_for(window)
         raw = window.duration <= RAW_BUCKETS[-1][0]
         if not raw and not window.uses_rollups and in_rollups and filters.rollup_compatible() and not self.exact:
@@ -129,10 +128,9 @@ class SeriesQueries(QueryBase):
     ) -> KeyedRows:
         """Totals per ``by`` key (one of ``SERIES_KEYS``) and time bucket, or over the whole window
         (``per_bucket=False``, from the same source as the series)."""
-        if by not in SERIES_KEYS:
-            raise ValueError(f"by: expected one of {', '.join(SERIES_KEYS)}, got {by!r}")
+        column = _series_column(by)
         src, axis, expr = self._series_source(window, filters, by)
-        keys = [("key", SERIES_KEYS[by][0])]
+        keys = [("key", column)]
         if per_bucket:
             keys.append(("bucket", expr.as_string(self.conn)))
         rows = self._aggregate(src, keys, latency=latency, order="1", quantiles=_QUANTILES)
@@ -143,10 +141,9 @@ class SeriesQueries(QueryBase):
     ) -> tuple[KeyedRows, list[dict[str, Any]]]:
         """``keyed_series`` with latency, and the whole window's totals per key. On rollups the totals are summed
         and their histograms merged from the series' own rows (one read, not two); on raw spans they are read."""
-        if by not in SERIES_KEYS:
-            raise ValueError(f"by: expected one of {', '.join(SERIES_KEYS)}, got {by!r}")
+        column = _series_column(by)
         src, axis, expr = self._series_source(window, filters, by)
-        keys = [("key", SERIES_KEYS[by][0]), ("bucket", expr.as_string(self.conn))]
+        keys = [("key", column), ("bucket", expr.as_string(self.conn))]
         rows = self._aggregate(src, keys, latency=True, order="1", quantiles=_QUANTILES, histograms=True)
         series = KeyedRows(axis, rows, src.rollup)
         if not src.rollup:

@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ._sql import FILTER_COLUMNS
+from ._sql import filter_clauses
 from .window import NO_FILTERS, Filters, TimeWindow
 
 __all__ = [
@@ -167,9 +167,9 @@ def _span_where(q: TraceQuery) -> tuple[sql.Composable, list[Any]]:
     if not q.by_id:
         parts += [sql.SQL("start_time >= %s"), sql.SQL("start_time < %s")]
         params += [q.window.start, q.window.end]
-    for name, value in q.filters.items():
-        parts.append(sql.SQL("{} = %s").format(sql.Identifier(FILTER_COLUMNS[name])))
-        params.append(value)
+    clauses, values = filter_clauses(q.filters)
+    parts += clauses
+    params += values
     if q.trace_id is not None:
         parts.append(sql.SQL("trace_id = %s"))
         params.append(parse_trace_id(q.trace_id))

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from collector.analytics._sql import FILTER_COLUMNS
+from collector.analytics._sql import filter_clauses
 from collector.analytics.models import UnpricedModel
 from collector.analytics.window import Filters, TimeWindow
 
@@ -40,10 +40,9 @@ def folded_by_key(
         sql.SQL("start_time >= %s AND start_time < %s AND model IS NOT NULL AND cost_usd IS NULL"),
         sql.SQL("attributes ? 'cost.duplicate_of'"),
     ]
-    params: list[Any] = [window.start, window.end]
-    for name, value in filters.items():
-        where.append(sql.SQL("{} = %s").format(sql.Identifier(FILTER_COLUMNS[name])))
-        params.append(value)
+    clauses, values = filter_clauses(filters)
+    where += clauses
+    params: list[Any] = [window.start, window.end, *values]
     query = sql.SQL("SELECT {key}, count(*)::bigint FROM spans WHERE {where} GROUP BY 1").format(
         key=sql.SQL(column), where=sql.SQL(" AND ").join(where)
     )

@@ -11,6 +11,7 @@ __all__ = [
     "GRANULARITIES",
     "NO_FILTERS",
     "RAW_WINDOW_LIMIT",
+    "ROLLUP_KEYS",
     "Filters",
     "TimeWindow",
     "parse_time",
@@ -20,6 +21,8 @@ DEFAULT_HOURS = 24.0
 # Windows up to this long read raw spans (exact); longer ones read span_rollups_1h (docs/analytics.md).
 RAW_WINDOW_LIMIT = timedelta(days=1)
 GRANULARITIES = ("hour", "day", "week", "month")
+# The keys (filters, breakdowns) span_rollups_1h and its caches carry; a query on any other reads raw spans.
+ROLLUP_KEYS = frozenset({"service", "operation", "tenant", "agent", "model"})
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|h|d|w)\s*$")
 _UNIT = {"m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 
@@ -106,8 +109,8 @@ class Filters:
         return [(f.name, getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None]
 
     def rollup_compatible(self) -> bool:
-        """span_rollups_1h carries service, operation, tenant, agent and model, not users."""
-        return self.user is None
+        """Whether span_rollups_1h carries every key filtered on (``ROLLUP_KEYS``)."""
+        return all(name in ROLLUP_KEYS for name, _ in self.items())
 
 
 NO_FILTERS = Filters()
