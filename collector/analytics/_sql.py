@@ -6,13 +6,13 @@ composed with ``psycopg.sql`` so no user text ever becomes SQL.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from psycopg import sql
 
-from .window import GRANULARITIES, Filters, TimeWindow
+from .window import FILTER_NAMES, GRANULARITIES, Filters, TimeWindow
 
 __all__ = [
     "CACHED_TABLES",
@@ -37,7 +37,7 @@ KEY_COLUMNS = {
     "correlation": "correlation_id",
     "feature": "feature",
 }
-_FILTER_COLUMNS = {f.name: KEY_COLUMNS[f.name] for f in fields(Filters)}
+_FILTER_COLUMNS = {name: KEY_COLUMNS[name] for name in FILTER_NAMES}
 RAW_TABLE = "spans"
 ROLLUP_TABLE = "span_rollups_1h"
 DAILY_TABLE = "analytics_rollups_1d"

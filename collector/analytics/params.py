@@ -15,11 +15,10 @@ from datetime import UTC, datetime, timedelta
 from starlette.datastructures import QueryParams
 
 from .queries import DEFAULT_LIMIT
-from .window import Filters, TimeWindow, parse_time
+from .window import FILTER_NAMES, Filters, TimeWindow, parse_time
 
-__all__ = ["FILTER_NAMES", "MAX_OFFSET", "MAX_WINDOW", "ApiError", "QueryArgs", "checked_text"]
+__all__ = ["MAX_OFFSET", "MAX_WINDOW", "ApiError", "QueryArgs", "checked_text"]
 
-FILTER_NAMES = ("service", "operation", "tenant", "user", "agent", "model")
 # Pages beyond this are refused rather than sent to PostgreSQL (whose OFFSET is a bigint).
 MAX_OFFSET = 1_000_000_000
 # The longest window a query may ask for: longer than any retention, short enough that every date is valid.

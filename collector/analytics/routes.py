@@ -23,13 +23,13 @@ from .budgets import (
     agent_budget_map,
 )
 from .models import to_jsonable
-from .params import FILTER_NAMES, ApiError, checked_text
+from .params import ApiError, checked_text
 from .queries import COST_KEYS, DEFAULT_Z_THRESHOLD, TREND_METRICS, Analytics
 from .routing import Call, Param, RouteSpec
 from .session import check_known
 from .summary import overall_status, service_health, summary
 from .unpriced import unpriced_models
-from .window import GRANULARITIES, Filters, TimeWindow
+from .window import FILTER_NAMES, GRANULARITIES, Filters, TimeWindow
 
 __all__ = ["API_ROUTES", "DEGRADED_DB_LATENCY_MS", "budget_from_body", "many"]
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 __all__ = [
     "DEFAULT_HOURS",
+    "FILTER_NAMES",
     "GRANULARITIES",
     "NO_FILTERS",
     "RAW_WINDOW_LIMIT",
@@ -114,3 +115,5 @@ class Filters:
 
 
 NO_FILTERS = Filters()
+# The filter names every face takes (API and page parameters, CLI options), in the order of Filters' fields.
+FILTER_NAMES = tuple(f.name for f in fields(Filters))

@@ -24,7 +24,7 @@ from rich.console import Console
 from collector.analytics.queries import DEFAULT_LIMIT, TREND_METRICS, Analytics, Thresholds
 from collector.analytics.render import FORMATS, render
 from collector.analytics.session import UnknownNameError, check_known, connect, resolve_dsn
-from collector.analytics.window import Filters, TimeWindow
+from collector.analytics.window import FILTER_NAMES, Filters, TimeWindow
 
 _T = TypeVar("_T")
 DEFAULT_CONFIG = Path("otel-collector.yaml")
@@ -46,9 +46,6 @@ _limit = typer.Option(DEFAULT_LIMIT, "--limit", help="At most this many rows.")
 _offset = typer.Option(0, "--offset", help="Skip this many rows (pagination).")
 _exact = typer.Option(False, "--exact", help="Read raw spans even for windows over a day (exact, slower).")
 _metrics = typer.Option(list(TREND_METRICS), "--metric", help="Repeatable: " + ", ".join(TREND_METRICS))
-
-
-_FILTERS = ("service", "operation", "tenant", "user", "agent", "model")
 
 
 @dataclass(frozen=True)
@@ -87,7 +84,7 @@ _WINDOW = (
 )
 _FILTER_OPTIONS = {
     name: _option(name, str | None, option)
-    for name, option in zip(_FILTERS, (_service, _operation, _tenant, _user, _agent, _model), strict=True)
+    for name, option in zip(FILTER_NAMES, (_service, _operation, _tenant, _user, _agent, _model), strict=True)
 }
 
 
@@ -139,7 +136,7 @@ def report_options(
             window = TimeWindow.parse(v["hours"], v["since"], v["until"], default_hours=default_hours)
         except ValueError as exc:
             raise _fail(str(exc)) from None
-        chosen = Filters(**{name: v[name] for name in _FILTERS if name in v})
+        chosen = Filters(**{name: v[name] for name in FILTER_NAMES if name in v})
         return ReportContext(
             v["config"], v["dsn"], window, chosen, v["fmt"], v["output"], v["hours"], v["since"], v["until"]
         )

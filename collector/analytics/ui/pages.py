@@ -33,9 +33,10 @@ from ..queries import Analytics
 from ..routes import budget_from_body
 from ..routing import ServingApi
 from ..traces import read_span, read_timeline, search_traces
+from ..window import FILTER_NAMES
 from . import format as fmt
 from .auth import authorised, challenge, refuse_change
-from .params import FILTER_NAMES, TRACE_PARAMS, page_args, query_string, trace_page, trace_query
+from .params import TRACE_PARAMS, page_args, query_string, trace_page, trace_query
 from .trace_api import DEFAULT_TRACE_LIMIT
 from .views import COST_DIMENSIONS, cost_view, service_series
 

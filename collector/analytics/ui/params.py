@@ -14,9 +14,8 @@ from starlette.datastructures import QueryParams
 from ..params import MAX_OFFSET, QueryArgs
 from ..traces import TraceQuery
 
-__all__ = ["FILTER_NAMES", "TRACE_PARAMS", "page_args", "query_string", "trace_page", "trace_query"]
+__all__ = ["TRACE_PARAMS", "page_args", "query_string", "trace_page", "trace_query"]
 
-FILTER_NAMES = ("service", "operation", "tenant", "user", "agent", "model")
 # Trace search parameters beyond the window and the filters.
 TRACE_PARAMS = (
     "correlation_id",

@@ -9,7 +9,8 @@ from ..openapi import schema_of
 from ..params import ApiError
 from ..routing import Call, Param, RouteSpec
 from ..traces import SpanView, TraceDetail, TraceSummary, read_trace, search_traces
-from .params import FILTER_NAMES, trace_page, trace_query
+from ..window import FILTER_NAMES
+from .params import trace_page, trace_query
 
 __all__ = ["DEFAULT_TRACE_LIMIT", "TRACE_ROUTES", "TRACE_SCHEMAS"]
 
