@@ -124,7 +124,7 @@ class _Operation:
             STATE.instruments().duration.record(elapsed, series.attributes)
 
     def finish_ok(self, span: trace_api.Span, parent: Context, started: float, result: Any) -> None:
-        elapsed = perf_counter() - started  # operation.outcome=success is already set (_initial_attributes)
+        elapsed = perf_counter() - started  # operation.outcome=success is set at start (decorated_start_attributes)
         if self.include_metadata:
             span.set_attributes(result_summary(result))
         if self.metadata is not None:
