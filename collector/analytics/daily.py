@@ -8,8 +8,9 @@ counts between tenants and the sink folds tokens out of stored spans, which afte
 other two) with the one recorded at build time and rebuilds
 the days that differ, each in one statement (one
 snapshot) under an advisory lock, so concurrent readers never build a day twice at once or record a fingerprint
-that does not match the rows they merged. Root counts (migration 0030) need no part of their own: they grow and
-shrink only with the counts, and move between keys only with them (owner backfill).
+that does not match the rows they merged. Root counts (migration 0030) grow and shrink only with the counts and move
+between keys only with them (owner backfill), except when the sink counts those of rows written before 0030
+(exporters/postgres/roots.py): ``_KEYED`` also subtracts the rows whose roots are not counted.
 """
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ _KEYS = "service_name, operation, status_code, tenant_id, agent_name, model"
 # folds a stored unpriced span of an LLM call priced later (exporters/postgres/calls.py), which takes only tokens out
 # (its day is another than the priced span's when the call straddles midnight). A hash collision between the two
 # tenants of a move (1 in 2^32) would leave that day stale.
-_KEYED = "coalesce(sum(count * hashtext(tenant_id) + input_tokens + output_tokens), 0)"
+# Minus the rows whose roots are not counted (0030), which only the root backfill lowers: it adds no row and changes
+# no other column. Rows written since 0030 subtract nothing, so their days' fingerprints are the same as before.
+_KEYED = (
+    "coalesce(sum(count * hashtext(tenant_id) + input_tokens + output_tokens), 0)"
+    " - count(*) FILTER (WHERE roots IS NULL)"
+)
 # A sum of root counts (migration 0030) that meets a row written before them (NULL: not counted) is unknown too.
 _ROOTS = "CASE WHEN count({0}) = count(*) THEN sum({0}) END"
 # `requests` (migration 0024) and `roots` (0030) are the caches' last columns, so every insert names its columns.

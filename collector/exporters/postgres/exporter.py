@@ -28,6 +28,7 @@ from .metrics import UnchangedPoints
 from .owners import backfill_owners
 from .retention import ahead_seconds, apply_retention
 from .rollups import compact_rollups
+from .roots import backfill_roots
 from .schema import migrate
 from .writer import PostgresWriter, WriteResult, WriterSettings
 
@@ -60,6 +61,10 @@ class PostgresExporter(Exporter):
         self._compaction_task: asyncio.Task[None] | None = None
         # Earliest span start (µs) written since the last compaction: its rollup rows may be partial.
         self._dirty_since_us: int | None = None
+        # Rollup rows written before migration 0030 whose roots are still to be counted (roots.py): the hour the next
+        # pass goes on from (None: the newest), and whether none is left.
+        self._roots_before: datetime | None = None
+        self._roots_done = False
         self._needs_migration = config.migrate
         self._processes: ProcessPoolExecutor | None = None
         self._writer_settings: WriterSettings | None = None
@@ -224,6 +229,7 @@ class PostgresExporter(Exporter):
         while True:
             await asyncio.sleep(float(self.config.rollup_compaction_interval))
             await self._compact()
+            await self._backfill_roots()
 
     async def _compact(self) -> None:
         """Merge the partial rollup rows of what this process wrote since the last pass (best effort: a pass that
@@ -254,6 +260,25 @@ class PostgresExporter(Exporter):
                 "postgres: merged %d rollup rows into %d since %s", result.removed_rows, result.merged_keys, since
             )
         return result is not None
+
+    async def _backfill_roots(self) -> None:
+        """A few hours of the root counts rollup rows written before migration 0030 lack (best effort, like the
+        compaction: a failed pass is tried again next time, from the same hour)."""
+        if self._roots_done or self._database is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._backfill_roots_once)
+        except (psycopg.Error, OSError) as exc:
+            self._log.warning("postgres: counting the roots of older rollups failed (will retry): %s", exc)
+
+    def _backfill_roots_once(self) -> None:
+        assert self._database is not None
+        with self._database.connect(autocommit=True, connect_timeout=5) as conn:
+            done = backfill_roots(conn, tuple(self.config.rollup_dimensions), self._roots_before)
+        if done.filled:
+            self._log.debug("postgres: counted the roots of %d older rollup rows", done.filled)
+        self._roots_before = done.before
+        self._roots_done = done.before is None and not done.busy
 
     def _retention_once(self) -> None:
         assert self._database is not None

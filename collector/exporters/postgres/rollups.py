@@ -21,6 +21,7 @@ from ._values import dumps
 from .span_columns import span_position
 
 __all__ = [
+    "COMPACTION_LOCK",
     "ROLLUP_COLUMNS",
     "ROLLUP_DIMENSIONS",
     "ROLLUP_KEY_COLUMNS",
@@ -162,8 +163,9 @@ class CompactionResult:
     removed_rows: int = 0
 
 
-# One compaction at a time per database (several sink processes may share one): the others skip their turn.
-_COMPACTION_LOCK = 0x6F74656C_0021  # "otel" + migration 0021
+# One compaction at a time per database (several sink processes may share one): the others skip their turn. The
+# root backfill (roots.py) holds it too: it fills the rows a compaction would merge.
+COMPACTION_LOCK = 0x6F74656C_0021  # "otel" + migration 0021
 
 
 def compact_rollups(conn: psycopg.Connection[Any], since: datetime) -> CompactionResult | None:
@@ -171,7 +173,7 @@ def compact_rollups(conn: psycopg.Connection[Any], since: datetime) -> Compactio
     transaction). None if another process is compacting right now."""
     result = CompactionResult()
     with conn.transaction():
-        locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_COMPACTION_LOCK,)).fetchone()
+        locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (COMPACTION_LOCK,)).fetchone()
         if not locked or not locked[0]:
             return None
         for table in ROLLUP_TABLES:

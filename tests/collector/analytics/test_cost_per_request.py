@@ -22,13 +22,16 @@ from typer.testing import CliRunner
 from collector.analytics.ui.format import usd as format_usd
 from collector.cli import app
 from collector.exporters.postgres import schema
+from collector.exporters.postgres.config import RetentionConfig
 from collector.exporters.postgres.owners import backfill_owners
+from collector.exporters.postgres.retention import apply_retention
 from collector.exporters.postgres.rollups import compact_rollups
+from collector.exporters.postgres.roots import backfill_roots
 from collector.exporters.postgres.writer import PostgresWriter
 from processors.pipeline import Signal
 from tests.collector.analytics.ui import ui_data
 from tests.collector.analytics.ui.ui_data import Spec
-from tests.collector.analytics.ui.ui_server import TOKEN, Served, serving
+from tests.collector.analytics.ui.ui_server import TOKEN, Served, serving, serving_schema
 
 COST = 0.02
 TRACE = "7" * 32
@@ -224,3 +227,98 @@ def test_migration_0030_leaves_older_rollup_rows_uncounted(pg_schemas: Any, tmp_
             assert conn.execute("SELECT requests, roots FROM span_rollups_1h").fetchall() == [(2, None)]
     finally:
         pg_schemas.drop(dsn)
+
+
+def _schema_name(conn: psycopg.Connection[Any]) -> str:
+    row = conn.execute("SELECT current_schema()").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _copy_as_before_0030(conn: psycopg.Connection[Any], new: str) -> None:
+    """Into ``conn``'s schema, what a sink before 0030 stored for the spans of the schema ``new``: the same spans and
+    rollup rows, without the columns 0030 added (the same statements wrote them, with the same sums)."""
+    old = _schema_name(conn)
+    for start, end in conn.execute(
+        f"SELECT range_start, range_end FROM {new}.otel_partitions WHERE parent = 'spans'"
+    ).fetchall():
+        conn.execute("SELECT otel_ensure_partition('spans', %s, %s)", (start, end - start))
+    conn.execute(f"INSERT INTO {old}.spans SELECT * FROM {new}.spans")
+    for table in ("span_rollups_1m", "span_rollups_1h", "span_rollups_unsampled_1h"):
+        columns = ", ".join(
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+                (old, table),
+            ).fetchall()
+        )
+        conn.execute(f"INSERT INTO {old}.{table} ({columns}) SELECT {columns} FROM {new}.{table}")
+
+
+def _retraced(specs: dict[str, Spec], trace_id: str, shift: timedelta, trace_state: str = "") -> list[Spec]:
+    return [
+        Spec(**{**s.__dict__, "trace_id": trace_id, "start": s.start + shift, "trace_state": trace_state})
+        for s in specs.values()
+    ]
+
+
+def test_the_sink_counts_the_roots_of_rollups_written_before_0030_where_raw_spans_remain(
+    pg_schemas: Any, tmp_path: Path
+) -> None:
+    t0 = _t0()
+    s = _trace(t0)
+    minute = timedelta(minutes=1)
+    sampled = _retraced(s, "9" * 32, minute, SAMPLED)  # one stored trace standing for 4
+    dropped = _retraced(s, "8" * 32, -timedelta(days=3))  # six days ago: retention drops its raw spans below
+    new, old = pg_schemas.create(), pg_schemas.create(migrate=False)
+    try:
+        package = resources.files("collector.exporters.postgres").joinpath("migrations")
+        for f in package.iterdir():
+            if f.name.endswith(".sql") and int(f.name[:4]) < 30:
+                shutil.copyfile(str(f), tmp_path / f.name)
+        with psycopg.connect(old, autocommit=True) as conn:
+            schema.migrate(conn, tmp_path)
+        _write(new, list(s.values()), sampled, dropped)  # three batches: several rows per hourly key
+        with psycopg.connect(new) as conn:
+            new_schema = _schema_name(conn)
+        with psycopg.connect(old, autocommit=True) as conn:
+            _copy_as_before_0030(conn, new_schema)
+            assert [m.version for m in schema.migrate(conn)] == [30]
+            apply_retention(conn, RetentionConfig(traces="5d"))
+        # After the upgrade, a sink counts roots again: a fourth trace in the same hour and keys.
+        _write(old, _retraced(s, "6" * 32, 2 * minute))
+        kept = {"since": (t0 - timedelta(days=1)).isoformat(), "until": datetime.now(UTC).isoformat()}
+        gone = {"since": (t0 - timedelta(days=4)).isoformat(), "until": (t0 - timedelta(days=2)).isoformat()}
+        with serving_schema(old) as served:
+            assert _api(served, **kept)["requests"] is None  # the daily caches are built uncounted
+            with psycopg.connect(old, autocommit=True) as conn:
+                passes = [backfill_roots(conn, DIMENSIONS)]
+                while passes[-1].before is not None:
+                    passes.append(backfill_roots(conn, DIMENSIONS, passes[-1].before, hours=1))
+                uncounted = conn.execute(
+                    "SELECT bucket_start, count(*) FROM span_rollups_1h WHERE roots IS NULL GROUP BY 1"
+                ).fetchall()
+                unsampled = conn.execute("SELECT sum(requests), sum(roots) FROM span_rollups_unsampled_1h").fetchone()
+            assert not any(p.busy for p in passes) and sum(p.filled for p in passes) > 0
+            assert [h for h, _ in uncounted] == [t0.replace(minute=0) - timedelta(days=3)]  # only the dropped hour
+            assert unsampled == (6.0, 3.0)  # weighted like the write path: 2 requests and 1 root, 3 more each
+            whole = _api(served, **kept)
+            assert (whole["basis"], whole["requests"], whole["estimated"]) == ("trace", 6, True), whole
+            assert whole["cost_per_request"] == pytest.approx(COST), whole
+            tools = _api(served, **kept, service="tools-service")
+            assert (tools["requests"], tools["cost_per_request"]) == (6, pytest.approx(COST)), tools
+            assert _page_tiles(served, **kept) == ("6", format_usd(COST))
+            cli = _cli(old, *_cli_args(kept), "--format", "json")
+            assert (cli["requests"], cli["cost_per_request"]) == (6, pytest.approx(COST)), cli
+            for window in (gone, {"hours": "720"}):  # a bucket whose raw spans are gone stays uncounted
+                assert _api(served, **window)["requests"] is None, window
+                assert _page_tiles(served, **window) == ("\u2013", "\u2013"), window
+        with psycopg.connect(old, autocommit=True) as conn:
+            cached = conn.execute(
+                "SELECT sum(roots) FROM analytics_rollups_1d WHERE bucket_start = %s",
+                (t0.replace(hour=0, minute=0),),
+            ).fetchone()
+        assert cached == (3,)  # rebuilt from the counted rows: three stored roots (the sampled one unweighted)
+    finally:
+        pg_schemas.drop(new)
+        pg_schemas.drop(old)

@@ -71,13 +71,20 @@ def serving(server_dsn: str, load: Callable[[str], object] = ui_data.load) -> It
     """A fresh schema loaded with ``load`` (ui_data by default), and the extension serving it (with TOKEN)."""
     with _schema(server_dsn) as dsn:
         load(dsn)
-        # No alert rounds: the tests' alerts are the only ones, whatever the rules would find.
-        config = AnalyticsConfig(endpoint="127.0.0.1:0", token=TOKEN, dsn=dsn, alerts=AlertsConfig(enabled=False))
-        server = Served(config)
-        try:
+        with serving_schema(dsn) as server:
             yield server, dsn
-        finally:
-            server.stop()
+
+
+@contextlib.contextmanager
+def serving_schema(dsn: str) -> Iterator[Served]:
+    """The extension serving the schema ``dsn`` as it is (with TOKEN)."""
+    # No alert rounds: the tests' alerts are the only ones, whatever the rules would find.
+    config = AnalyticsConfig(endpoint="127.0.0.1:0", token=TOKEN, dsn=dsn, alerts=AlertsConfig(enabled=False))
+    server = Served(config)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def wait_for(predicate: Any, what: str, timeout: float = 20.0) -> Any:
