@@ -8,6 +8,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 
+from collector.confmap.bounds import above, at_least
 from collector.confmap.sections import component_config
 from processors.pipeline import Duration
 
@@ -73,11 +74,13 @@ class AlertRuleConfig:
     # Not used by budget_utilization (each budget has its own ratios) nor anomaly_avg_ms (z_threshold).
     threshold: float | None = None
     severity: str = "warning"  # warning or critical
-    window: Duration = DEFAULT_RULE_WINDOW  # the recent span of time the metric is computed over
+    # The recent span of time the metric is computed over.
+    window: Duration = field(default=DEFAULT_RULE_WINDOW, metadata=above(0))
     group_by: str = "service"  # service | operation
     service: str | None = None  # only this service; omitted: every service
     operation: str | None = None  # only this operation; omitted: every operation
-    min_calls: int = DEFAULT_MIN_CALLS  # groups with fewer spans in the window are not judged
+    # Groups with fewer spans in the window are not judged.
+    min_calls: int = field(default=DEFAULT_MIN_CALLS, metadata=at_least(1))
     baseline: Duration = DEFAULT_BASELINE  # anomaly_avg_ms: the history the hourly baseline is taken from
     z_threshold: float = DEFAULT_Z_THRESHOLD  # anomaly_avg_ms: standard deviations above the baseline
 
@@ -91,12 +94,8 @@ class AlertRuleConfig:
             errors.append(f"threshold: required for metric {self.metric!r}")
         if self.severity not in SEVERITIES:
             errors.append(f"severity: expected warning or critical, got {self.severity!r}")
-        if self.window <= 0:
-            errors.append(f"window: must be > 0, got {self.window}")
         if self.group_by not in ("service", "operation"):
             errors.append(f"group_by: expected service or operation, got {self.group_by!r}")
-        if self.min_calls < 1:
-            errors.append(f"min_calls: must be >= 1, got {self.min_calls}")
         if self.metric == "anomaly_avg_ms" and self.baseline <= self.window:
             errors.append("baseline: must be longer than window")
         return errors
@@ -132,14 +131,12 @@ class WebhookConfig:
 @dataclass
 class AlertsConfig:
     enabled: bool = True  # evaluate the rules periodically while the collector runs
-    interval: Duration = DEFAULT_ALERT_INTERVAL  # how often the rules are evaluated
+    interval: Duration = field(default=DEFAULT_ALERT_INTERVAL, metadata=above(0))  # how often the rules are evaluated
     rules: list[AlertRuleConfig] = field(default_factory=default_rules)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
 
     def validate(self) -> list[str]:
         errors = []
-        if self.interval <= 0:
-            errors.append(f"alerts::interval: must be > 0, got {self.interval}")
         names: set[str] = set()
         for i, rule in enumerate(self.rules):
             errors += [f"alerts::rules::{i}::{e}" for e in rule.validate()]
@@ -175,7 +172,8 @@ class AnalyticsConfig:
     # (the postgres exporter's defaults, so both find the same server).
     dsn: str | None = None
     data_dir: str = DEFAULT_DATA_DIR
-    max_limit: int = DEFAULT_MAX_LIMIT  # largest page (`limit`) the HTTP API returns; larger requests are capped
+    # Largest page (`limit`) the HTTP API returns; larger requests are capped.
+    max_limit: int = field(default=DEFAULT_MAX_LIMIT, metadata=at_least(1))
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
 
@@ -191,8 +189,6 @@ class AnalyticsConfig:
             )
         if self.dsn and self.dsn != "embedded" and not self.dsn.startswith(("postgresql://", "postgres://")):
             errors.append(f"dsn: expected a postgresql:// URL or 'embedded', got {self.dsn!r}")
-        if self.max_limit < 1:
-            errors.append(f"max_limit: must be >= 1, got {self.max_limit}")
         return errors
 
 

@@ -8,8 +8,9 @@ What is read, per component type in ``collector.components.registry()``:
 * the summary: the first paragraph of ``README.md`` in the component's folder when there is one (it is written
   for users), else the first paragraph of the module docstring of the module that registers the factory;
 * the keys: every ``init`` field of ``factory.config_type``, recursively (nested dataclasses give dotted keys,
-  lists of dataclasses ``key[].sub``, maps of dataclasses ``key.<name>.sub``), with the type as written in YAML
-  and the default the decoder starts from (the value in the config type's default instance);
+  lists of dataclasses ``key[].sub``, maps of dataclasses ``key.<name>.sub``), with the type as written in YAML,
+  the range declared on the field (``collector.confmap.bounds``) and the default the decoder starts from (the
+  value in the config type's default instance);
 * each key's doc, first match wins:
   1. ``field(metadata={"doc": "..."})``;
   2. an attribute docstring: a string literal statement right after the field (PEP 257/Sphinx convention);
@@ -53,6 +54,7 @@ from collector.config.yaml_values import (
     plain,
     yaml_type,
 )
+from collector.confmap.bounds import Bounds, field_bounds
 from collector.confmap.expand import expand_env
 from processors.pipeline import Signal
 
@@ -89,7 +91,7 @@ class KeyRow:
     """One YAML key of a component's config."""
 
     path: str  # "protocols.grpc.endpoint", "actions[].key", "overrides.<name>.x"
-    yaml_type: str  # "string", "duration", "list of string", 'one of "a"|"b"', "mapping"
+    yaml_type: str  # "string", "duration", "list of string", 'one of "a"|"b"', "mapping", "int, > 0"
     default: str  # already formatted for the reference ("200ms", "—", ...)
     doc: str
     # The value is a mapping whose keys are rows of their own ("mapping"), or a list of such mappings.
@@ -160,7 +162,7 @@ def _walk(
         rows.append(
             KeyRow(
                 path=path,
-                yaml_type=yaml_type(tp),
+                yaml_type=_type_text(tp, field_bounds(f)),
                 default=default_text(value, tp, has_default),
                 doc=rst_to_md(" ".join(doc.split())),
                 section=section,
@@ -170,6 +172,11 @@ def _walk(
             continue
         child = value if section == "mapping" and isinstance(value, nested) else default_instance(nested)
         _walk(nested, child, f"{path}{child_prefix}", rows, (*stack, nested), fallback_docs)
+
+
+def _type_text(tp: Any, bounds: Bounds | None) -> str:
+    """The YAML type, with the range the decoder holds the value to: ``int, > 0``."""
+    return f"{yaml_type(tp)}, {bounds.text()}" if bounds is not None else yaml_type(tp)
 
 
 def _nested(tp: Any) -> tuple[type | None, Literal["", "mapping", "list", "map"], str]:
@@ -439,8 +446,9 @@ def _service_section() -> Iterator[str]:
     yield (
         "A component id is `type` or `type/name` (`otlp/tempo`); each id is configured once under its kind and "
         "may be used in several pipelines. A connector is an exporter in one pipeline and a receiver in another. "
-        "Referencing an id that is not configured, a signal a component does not support, or an unknown key is an "
-        "error naming its path; `otel-metrics validate --config FILE` reports every problem at once."
+        "Referencing an id that is not configured, a signal a component does not support, an unknown key, or a "
+        "number outside the range its type column states is an error naming its path; "
+        "`otel-metrics validate --config FILE` reports every problem at once."
     )
     yield ""
 

@@ -40,17 +40,6 @@ class ServerLimits:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
 
-    def validate(self, path: str = "") -> list[str]:
-        """Each problem as ``path.key: reason``."""
-        prefix = f"{path}." if path else ""
-        errors = []
-        for key in ("max_request_header_size", "read_header_timeout", "idle_timeout", "max_connections"):
-            if getattr(self, key) <= 0:
-                errors.append(f"{prefix}{key}: must be positive")
-        if self.max_request_body_size is not None and self.max_request_body_size < 0:
-            errors.append(f"{prefix}max_request_body_size: must be >= 0")
-        return errors
-
 
 # The health, scrape and analytics listeners: GETs with small headers, no bodies, a handful of clients.
 ADMIN_LIMITS = ServerLimits(max_request_body_size=0, max_request_header_size=16 * 1024, max_connections=64)

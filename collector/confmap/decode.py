@@ -3,8 +3,9 @@
 Like the upstream Collector's confmap (``ErrorUnused``), every key must be a field: an unknown key is an
 error that names its full path and, for a near-miss, the key that was probably meant. Decoding starts from
 the default instance (the dataclass's defaults, or the parent's default for a nested field) and overrides
-only the keys given, so an omitted key keeps its documented default. All problems are collected, never just
-the first.
+only the keys given, so an omitted key keeps its documented default. A value outside the range declared on its
+field (``collector.confmap.bounds``) is an error naming its path. All problems are collected, never just the
+first.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import typing
 from collections.abc import Iterable
 from typing import Any, Literal, Union
 
+from collector.confmap.bounds import field_bounds
 from processors.pipeline import ComponentID, Duration
 
 __all__ = ["decode", "did_you_mean", "parse_duration"]
@@ -218,5 +220,11 @@ def _decode_dataclass(cls: type, value: dict[Any, Any], path: str, errors: list[
         if key not in fields:
             errors.append(f"{where}: unknown key{did_you_mean(key, fields)}")
             continue
-        changes[key] = decode(hints[key], raw, where, errors, getattr(base, key))
+        before = len(errors)
+        decoded = changes[key] = decode(hints[key], raw, where, errors, getattr(base, key))
+        bounds = field_bounds(fields[key])
+        if bounds is not None and decoded is not None and len(errors) == before:
+            problem = bounds.problem(decoded)
+            if problem:
+                errors.append(f"{where}: {problem}")
     return dataclasses.replace(base, **changes) if changes else base

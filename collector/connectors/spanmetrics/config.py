@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from collector.confmap.bounds import above, at_least
 from processors.pipeline import Duration
 
 DEFAULT_NAMESPACE = "traces.span.metrics"
@@ -41,7 +42,7 @@ class ExplicitHistogramConfig:
 
 @dataclass
 class ExponentialHistogramConfig:
-    max_size: int = DEFAULT_EXPONENTIAL_MAX_SIZE
+    max_size: int = field(default=DEFAULT_EXPONENTIAL_MAX_SIZE, metadata=at_least(2))
 
 
 @dataclass
@@ -56,7 +57,7 @@ class HistogramConfig:
 @dataclass
 class ExemplarsConfig:
     enabled: bool = False
-    max_per_data_point: int = DEFAULT_MAX_EXEMPLARS_PER_DATA_POINT
+    max_per_data_point: int = field(default=DEFAULT_MAX_EXEMPLARS_PER_DATA_POINT, metadata=at_least(0))
 
 
 @dataclass
@@ -71,13 +72,13 @@ class SpanMetricsConfig:
     dimensions: list[Dimension] = field(default_factory=list)
     calls_dimensions: list[Dimension] = field(default_factory=list)
     exclude_dimensions: list[str] = field(default_factory=list)
-    dimensions_cache_size: int = DEFAULT_DIMENSIONS_CACHE_SIZE
-    aggregation_cardinality_limit: int = DEFAULT_AGGREGATION_CARDINALITY_LIMIT
+    dimensions_cache_size: int = field(default=DEFAULT_DIMENSIONS_CACHE_SIZE, metadata=above(0))
+    aggregation_cardinality_limit: int = field(default=DEFAULT_AGGREGATION_CARDINALITY_LIMIT, metadata=at_least(0))
     resource_metrics_key_attributes: list[str] = field(default_factory=list)
-    resource_metrics_cache_size: int = DEFAULT_RESOURCE_METRICS_CACHE_SIZE
+    resource_metrics_cache_size: int = field(default=DEFAULT_RESOURCE_METRICS_CACHE_SIZE, metadata=above(0))
     aggregation_temporality: str = DEFAULT_AGGREGATION_TEMPORALITY
-    metrics_flush_interval: Duration = DEFAULT_METRICS_FLUSH_INTERVAL
-    metrics_expiration: Duration = DEFAULT_METRICS_EXPIRATION
+    metrics_flush_interval: Duration = field(default=DEFAULT_METRICS_FLUSH_INTERVAL, metadata=above(0))
+    metrics_expiration: Duration = field(default=DEFAULT_METRICS_EXPIRATION, metadata=at_least(0))
     namespace: str = DEFAULT_NAMESPACE
     exemplars: ExemplarsConfig = field(default_factory=ExemplarsConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
@@ -93,24 +94,10 @@ class SpanMetricsConfig:
             b = list(h.explicit.buckets)
             if b != sorted(set(b)):
                 errors.append("histogram.explicit.buckets: must be strictly increasing")
-        if h.exponential is not None and h.exponential.max_size < 2:
-            errors.append(f"histogram.exponential.max_size: must be >= 2, got {h.exponential.max_size}")
         if self.aggregation_temporality not in (CUMULATIVE, DELTA):
             errors.append(
                 f"aggregation_temporality: {self.aggregation_temporality!r} is not one of {CUMULATIVE}, {DELTA}"
             )
-        if self.metrics_flush_interval <= 0:
-            errors.append(f"metrics_flush_interval: must be > 0, got {self.metrics_flush_interval}")
-        if self.metrics_expiration < 0:
-            errors.append(f"metrics_expiration: must be >= 0, got {self.metrics_expiration}")
-        if self.dimensions_cache_size <= 0:
-            errors.append(f"dimensions_cache_size: must be > 0, got {self.dimensions_cache_size}")
-        if self.resource_metrics_cache_size <= 0:
-            errors.append(f"resource_metrics_cache_size: must be > 0, got {self.resource_metrics_cache_size}")
-        if self.aggregation_cardinality_limit < 0:
-            errors.append(f"aggregation_cardinality_limit: must be >= 0, got {self.aggregation_cardinality_limit}")
-        if self.exemplars.max_per_data_point < 0:
-            errors.append("exemplars.max_per_data_point: must be >= 0")
         for path, dims in (
             ("dimensions", self.dimensions),
             ("calls_dimensions", self.calls_dimensions),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from collector.confmap.bounds import at_least
 
 __all__ = ["DEFAULT_SAMPLING_INITIAL", "DEFAULT_SAMPLING_THEREAFTER", "DEFAULT_VERBOSITY", "DebugConfig", "Verbosity"]
 
@@ -17,15 +19,7 @@ DEFAULT_SAMPLING_THEREAFTER = 1
 @dataclass
 class DebugConfig:
     verbosity: Verbosity = DEFAULT_VERBOSITY
-    sampling_initial: int = DEFAULT_SAMPLING_INITIAL
-    sampling_thereafter: int = DEFAULT_SAMPLING_THEREAFTER
+    sampling_initial: int = field(default=DEFAULT_SAMPLING_INITIAL, metadata=at_least(0))
+    sampling_thereafter: int = field(default=DEFAULT_SAMPLING_THEREAFTER, metadata=at_least(1))
     # Upstream: print the config's verbosity-independent counts; kept for compatibility, no effect here.
     use_internal_logger: bool = True
-
-    def validate(self) -> list[str]:
-        errors = []
-        if self.sampling_initial < 0:
-            errors.append(f"sampling_initial: must be >= 0, got {self.sampling_initial}")
-        if self.sampling_thereafter < 1:
-            errors.append(f"sampling_thereafter: must be >= 1, got {self.sampling_thereafter}")
-        return errors

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from collector.confmap.bounds import above, at_least, between
 from processors.pipeline import Duration
 
 __all__ = [
@@ -46,34 +47,16 @@ class RetryConfig:
     # Retry transient failures; off: such a request is dropped (and counted) on its first failure.
     enabled: bool = True
     # Wait before the first retry; each later wait is the previous one times ``multiplier``.
-    initial_interval: Duration = DEFAULT_INITIAL_INTERVAL
+    initial_interval: Duration = field(default=DEFAULT_INITIAL_INTERVAL, metadata=at_least(0))
     # Jitter: each wait is drawn uniformly within ± this fraction of it (0 to 1), so senders do not retry in step.
-    randomization_factor: float = DEFAULT_RANDOMIZATION_FACTOR
+    randomization_factor: float = field(default=DEFAULT_RANDOMIZATION_FACTOR, metadata=between(0, 1))
     # Growth of the wait from one retry to the next (>= 1).
-    multiplier: float = DEFAULT_MULTIPLIER
+    multiplier: float = field(default=DEFAULT_MULTIPLIER, metadata=at_least(1))
     # Longest wait between two retries; a server's retry-after hint may ask for longer.
-    max_interval: Duration = DEFAULT_MAX_INTERVAL
+    max_interval: Duration = field(default=DEFAULT_MAX_INTERVAL, metadata=at_least(0))
     # Give up (drop and count the request) when the next retry would start later than this after the first
     # attempt; 0 retries forever.
-    max_elapsed_time: Duration = DEFAULT_MAX_ELAPSED_TIME
-
-    def validate(self) -> list[str]:
-        errors = []
-        if self.initial_interval < 0:
-            errors.append(f"retry_on_failure::initial_interval: must be >= 0, got {self.initial_interval}")
-        if not 0 <= self.randomization_factor <= 1:
-            errors.append(
-                f"retry_on_failure::randomization_factor: must be between 0 and 1, got {self.randomization_factor}"
-            )
-        if self.multiplier < 1:
-            errors.append(f"retry_on_failure::multiplier: must be >= 1, got {self.multiplier}")
-        if self.max_interval < 0:
-            errors.append(f"retry_on_failure::max_interval: must be >= 0, got {self.max_interval}")
-        if self.max_elapsed_time < 0:
-            errors.append(
-                f"retry_on_failure::max_elapsed_time: must be >= 0 (0 = forever), got {self.max_elapsed_time}"
-            )
-        return errors
+    max_elapsed_time: Duration = field(default=DEFAULT_MAX_ELAPSED_TIME, metadata=at_least(0))
 
 
 @dataclass
@@ -86,27 +69,18 @@ class BatchConfig:
     """
 
     # Send a batch that has not reached ``min_size`` once this long has passed since its first request.
-    flush_timeout: Duration = DEFAULT_BATCH_FLUSH_TIMEOUT
+    flush_timeout: Duration = field(default=DEFAULT_BATCH_FLUSH_TIMEOUT, metadata=above(0))
     # Send as soon as the batch holds this much (in ``sizer`` units); 0: every request on its own.
-    min_size: int = DEFAULT_BATCH_MIN_SIZE
+    min_size: int = field(default=DEFAULT_BATCH_MIN_SIZE, metadata=at_least(0))
     # Largest batch; the request that would cross it starts the next one (requests are never split). 0: no limit.
-    max_size: int = 0
+    max_size: int = field(default=0, metadata=at_least(0))
     # What min_size and max_size count: items (spans, data points, log records), requests, or serialized bytes.
     sizer: Sizer = "items"
 
     def validate(self) -> list[str]:
-        errors = []
-        if self.flush_timeout <= 0:
-            errors.append(f"sending_queue::batch::flush_timeout: must be > 0, got {self.flush_timeout}")
-        if self.min_size < 0:
-            errors.append(f"sending_queue::batch::min_size: must be >= 0, got {self.min_size}")
-        if self.max_size < 0:
-            errors.append(f"sending_queue::batch::max_size: must be >= 0 (0 = no limit), got {self.max_size}")
-        elif self.max_size and self.max_size < self.min_size:
-            errors.append(
-                f"sending_queue::batch::max_size: must be >= min_size ({self.min_size}) or 0, got {self.max_size}"
-            )
-        return errors
+        if 0 < self.max_size < self.min_size:
+            return [f"sending_queue::batch::max_size: must be >= min_size ({self.min_size}) or 0, got {self.max_size}"]
+        return []
 
 
 @dataclass

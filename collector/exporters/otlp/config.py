@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from collector.confmap.bounds import at_least
 from collector.exporters.exporterhelper import DEFAULT_TIMEOUT, QueueConfig, RetryConfig
 from processors.pipeline import Duration
 
@@ -50,7 +51,7 @@ class OTLPExporterConfig:
     tls: ClientTLSConfig = field(default_factory=ClientTLSConfig)
     headers: dict[str, str] = field(default_factory=dict)
     compression: Compression = DEFAULT_COMPRESSION
-    timeout: Duration = DEFAULT_TIMEOUT
+    timeout: Duration = field(default=DEFAULT_TIMEOUT, metadata=at_least(0))
     retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
     sending_queue: QueueConfig = field(default_factory=QueueConfig)
 
@@ -61,8 +62,5 @@ class OTLPExporterConfig:
         errors.extend(self.tls.validate("tls"))
         if self.tls.insecure_skip_verify:
             errors.append("tls::insecure_skip_verify: not supported by the gRPC client; set tls::ca_file instead")
-        if self.timeout < 0:
-            errors.append(f"timeout: must be >= 0, got {self.timeout}")
-        errors.extend(self.retry_on_failure.validate())
         errors.extend(self.sending_queue.validate())
         return errors

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from collector.confmap.bounds import at_least
 from collector.exporters.exporterhelper import QueueConfig, RetryConfig
 from collector.exporters.otlp import ClientTLSConfig
 from processors.pipeline import Duration
@@ -28,7 +29,7 @@ class OTLPHTTPExporterConfig:
     headers: dict[str, str] = field(default_factory=dict)  # sent with every request (e.g. an API key)
     compression: HTTPCompression = "gzip"
     encoding: Encoding = "proto"
-    timeout: Duration = DEFAULT_HTTP_TIMEOUT
+    timeout: Duration = field(default=DEFAULT_HTTP_TIMEOUT, metadata=at_least(0))
     retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
     sending_queue: QueueConfig = field(default_factory=QueueConfig)
 
@@ -41,8 +42,5 @@ class OTLPHTTPExporterConfig:
             if value and not value.startswith(("http://", "https://")):
                 errors.append(f"{key}: expected an http:// or https:// URL, got {value!r}")
         errors.extend(self.tls.validate("tls"))
-        if self.timeout < 0:
-            errors.append(f"timeout: must be >= 0, got {self.timeout}")
-        errors.extend(self.retry_on_failure.validate())
         errors.extend(self.sending_queue.validate())
         return errors

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from collector.confmap.bounds import at_least
 from collector.exporters.exporterhelper import BatchConfig, QueueConfig, RetryConfig
 from processors.pipeline import Duration
 from processors.redaction import redact_text
@@ -98,7 +99,7 @@ class RetentionConfig:
 @dataclass
 class PartitionConfig:
     interval: str = DEFAULT_PARTITION_INTERVAL
-    premake: int = DEFAULT_PREMAKE
+    premake: int = field(default=DEFAULT_PREMAKE, metadata=at_least(0))
 
     def validate(self) -> list[str]:
         errors = []
@@ -108,8 +109,6 @@ class PartitionConfig:
                 errors.append(f"partition::interval: must be a whole number of hours (>= 1h), got {self.interval!r}")
         except ValueError as exc:
             errors.append(f"partition::interval: {exc}")
-        if self.premake < 0:
-            errors.append(f"partition::premake: must be >= 0, got {self.premake}")
         return errors
 
 
@@ -140,13 +139,13 @@ class PostgresExporterConfig:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     # Items dated more than this after now are quarantined, as are items older than their signal's retention
     # (docs/schema.md, "Time checked at the door").
-    allowed_clock_skew: Duration = DEFAULT_ALLOWED_CLOCK_SKEW
+    allowed_clock_skew: Duration = field(default=DEFAULT_ALLOWED_CLOCK_SKEW, metadata=at_least(0))
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     # Which of tenant_id, agent_name, model the rollups carry (others hold '').
     rollup_dimensions: list[str] = field(default_factory=lambda: list(DEFAULT_ROLLUP_DIMENSIONS))
     # Write from this many worker processes instead of threads in the collector (0). Turning spans into rows is
     # CPU-bound Python; processes use more than one core. Each process holds one connection.
-    write_processes: int = DEFAULT_WRITE_PROCESSES
+    write_processes: int = field(default=DEFAULT_WRITE_PROCESSES, metadata=at_least(0))
     # Apply pending migrations at start (several sink processes may do so at once: advisory lock).
     migrate: bool = True
     # How often retention drops expired partitions and rollups (0: never; `otel-metrics db retention` does
@@ -154,8 +153,8 @@ class PostgresExporterConfig:
     retention_check_interval: Duration = DEFAULT_RETENTION_CHECK_INTERVAL
     # How often the partial rollup rows this process appended are merged into one row per key (0: never; readers
     # aggregate either way, merged rows only make them read less).
-    rollup_compaction_interval: Duration = DEFAULT_ROLLUP_COMPACTION_INTERVAL
-    timeout: Duration = DEFAULT_TIMEOUT
+    rollup_compaction_interval: Duration = field(default=DEFAULT_ROLLUP_COMPACTION_INTERVAL, metadata=at_least(0))
+    timeout: Duration = field(default=DEFAULT_TIMEOUT, metadata=at_least(0))
     retry_on_failure: RetryConfig = field(default_factory=_default_retry)
     sending_queue: QueueConfig = field(default_factory=_default_queue)
 
@@ -172,14 +171,5 @@ class PostgresExporterConfig:
         unknown = [d for d in self.rollup_dimensions if d not in ROLLUP_DIMENSIONS]
         if unknown:
             errors.append(f"rollup_dimensions: unknown {unknown}; expected some of {list(ROLLUP_DIMENSIONS)}")
-        if self.write_processes < 0:
-            errors.append(f"write_processes: must be >= 0, got {self.write_processes}")
-        if self.rollup_compaction_interval < 0:
-            errors.append(f"rollup_compaction_interval: must be >= 0, got {self.rollup_compaction_interval}")
-        if self.allowed_clock_skew < 0:
-            errors.append(f"allowed_clock_skew: must be >= 0, got {self.allowed_clock_skew}")
-        if self.timeout < 0:
-            errors.append(f"timeout: must be >= 0, got {self.timeout}")
-        errors += self.retry_on_failure.validate()
         errors += self.sending_queue.validate()
         return errors

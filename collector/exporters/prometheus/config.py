@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from collector.confighttp import split_endpoint
+from collector.confmap.bounds import at_least
 from processors.pipeline import Duration
 
 # Upstream has no default endpoint (it is required there). We default to the documented exporter port 8889 on
@@ -51,8 +52,8 @@ class PrometheusExporterConfig:
     namespace: str = ""
     const_labels: dict[str, str] = field(default_factory=dict)
     send_timestamps: bool = DEFAULT_SEND_TIMESTAMPS
-    metric_expiration: Duration = DEFAULT_METRIC_EXPIRATION
-    max_series: int = DEFAULT_MAX_SERIES
+    metric_expiration: Duration = field(default=DEFAULT_METRIC_EXPIRATION, metadata=at_least(0))
+    max_series: int = field(default=DEFAULT_MAX_SERIES, metadata=at_least(0))
     resource_to_telemetry_conversion: ResourceToTelemetryConversion = field(
         default_factory=ResourceToTelemetryConversion
     )
@@ -66,10 +67,6 @@ class PrometheusExporterConfig:
             split_endpoint(self.endpoint)
         except ValueError as exc:
             errors.append(f"endpoint: {exc}")
-        if self.metric_expiration < 0:
-            errors.append(f"metric_expiration: must be >= 0, got {self.metric_expiration}")
-        if self.max_series < 0:
-            errors.append(f"max_series: must be >= 0, got {self.max_series}")
         if self.tls is not None:
             errors.extend(self.tls.validate())
         return errors

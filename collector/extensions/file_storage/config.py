@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from collector.confmap.bounds import above, at_least
 from processors.pipeline import Duration
 
 __all__ = [
@@ -46,19 +47,12 @@ class CompactionConfig:
 class FileStorageConfig:
     directory: str = DEFAULT_DIRECTORY
     # How long opening a client may wait for the directory lock held by another process.
-    timeout: Duration = DEFAULT_TIMEOUT
+    timeout: Duration = field(default=DEFAULT_TIMEOUT, metadata=at_least(0))
     fsync: bool = DEFAULT_FSYNC
     create_directory: bool = DEFAULT_CREATE_DIRECTORY
     compaction: CompactionConfig = field(default_factory=CompactionConfig)
     # Our addition (not upstream): size at which a new segment file is started.
-    segment_size_mib: int = DEFAULT_SEGMENT_SIZE_MIB
+    segment_size_mib: int = field(default=DEFAULT_SEGMENT_SIZE_MIB, metadata=above(0))
 
     def validate(self) -> list[str]:
-        errors = []
-        if not self.directory:
-            errors.append("directory: must not be empty")
-        if self.timeout < 0:
-            errors.append(f"timeout: must be >= 0, got {self.timeout}")
-        if self.segment_size_mib <= 0:
-            errors.append(f"segment_size_mib: must be > 0, got {self.segment_size_mib}")
-        return errors
+        return [] if self.directory else ["directory: must not be empty"]

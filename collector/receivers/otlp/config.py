@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from collector.confighttp import ServerLimits, split_endpoint
 from collector.confighttp import limits as http_limits
+from collector.confmap.bounds import above
 from processors.pdata import SIGNALS, Signal
 from processors.pipeline import Duration
 
@@ -112,9 +113,9 @@ class KeepaliveConfig:
 @dataclass
 class GRPCConfig:
     endpoint: str = DEFAULT_GRPC_ENDPOINT
-    max_recv_msg_size_mib: int = DEFAULT_MAX_RECV_MSG_SIZE_MIB
-    max_concurrent_streams: int = DEFAULT_MAX_CONCURRENT_STREAMS
-    max_connections: int = DEFAULT_GRPC_MAX_CONNECTIONS
+    max_recv_msg_size_mib: int = field(default=DEFAULT_MAX_RECV_MSG_SIZE_MIB, metadata=above(0))
+    max_concurrent_streams: int = field(default=DEFAULT_MAX_CONCURRENT_STREAMS, metadata=above(0))
+    max_connections: int = field(default=DEFAULT_GRPC_MAX_CONNECTIONS, metadata=above(0))
     keepalive: KeepaliveConfig = field(default_factory=KeepaliveConfig)
     tls: TLSConfig | None = None
     auth: AuthConfig | None = None
@@ -126,11 +127,11 @@ class HTTPConfig:
     traces_url_path: str = DEFAULT_TRACES_URL_PATH
     metrics_url_path: str = DEFAULT_METRICS_URL_PATH
     logs_url_path: str = DEFAULT_LOGS_URL_PATH
-    max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE
-    max_request_header_size: int = http_limits.DEFAULT_MAX_REQUEST_HEADER_SIZE
-    read_header_timeout: Duration = DEFAULT_READ_HEADER_TIMEOUT
-    idle_timeout: Duration = DEFAULT_IDLE_TIMEOUT
-    max_connections: int = http_limits.DEFAULT_MAX_CONNECTIONS
+    max_request_body_size: int = field(default=DEFAULT_MAX_REQUEST_BODY_SIZE, metadata=above(0))
+    max_request_header_size: int = field(default=http_limits.DEFAULT_MAX_REQUEST_HEADER_SIZE, metadata=above(0))
+    read_header_timeout: Duration = field(default=DEFAULT_READ_HEADER_TIMEOUT, metadata=above(0))
+    idle_timeout: Duration = field(default=DEFAULT_IDLE_TIMEOUT, metadata=above(0))
+    max_connections: int = field(default=http_limits.DEFAULT_MAX_CONNECTIONS, metadata=above(0))
     tls: TLSConfig | None = None
     auth: AuthConfig | None = None
     cors: CORSConfig | None = None
@@ -169,9 +170,6 @@ class OTLPReceiverConfig:
                 split_endpoint(grpc.endpoint)
             except ValueError as exc:
                 errors.append(f"protocols.grpc.endpoint: {exc}")
-            for key in ("max_recv_msg_size_mib", "max_concurrent_streams", "max_connections"):
-                if getattr(grpc, key) <= 0:
-                    errors.append(f"protocols.grpc.{key}: must be positive")
             if grpc.tls is not None:
                 errors.extend(grpc.tls.validate("protocols.grpc.tls"))
             if grpc.auth is not None and not grpc.auth.authenticator:
@@ -184,9 +182,6 @@ class OTLPReceiverConfig:
             for key in ("traces_url_path", "metrics_url_path", "logs_url_path"):
                 if not getattr(http, key).startswith("/"):
                     errors.append(f"protocols.http.{key}: must start with '/'")
-            if http.max_request_body_size <= 0:
-                errors.append("protocols.http.max_request_body_size: must be positive")
-            errors.extend(http.limits().validate("protocols.http"))
             if http.tls is not None:
                 errors.extend(http.tls.validate("protocols.http.tls"))
             if http.auth is not None and not http.auth.authenticator:

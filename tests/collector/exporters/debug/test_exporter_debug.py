@@ -10,6 +10,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from collector.component import ComponentID, CreateSettings, Signal
 from collector.components import registry
+from collector.confmap.sections import decode_section
 from collector.exporters.debug import LOGGER_NAME, DebugConfig, DebugExporter
 from collector.exporters.exporterhelper.testing import trace_request
 
@@ -77,4 +78,6 @@ def test_sampling_initial_then_every_nth(caplog: pytest.LogCaptureFixture) -> No
 
 def test_registered_and_validated() -> None:
     assert registry().exporters["debug"].config_type is DebugConfig
-    assert DebugConfig(sampling_thereafter=0).validate() == ["sampling_thereafter: must be >= 1, got 0"]
+    errors: list[str] = []
+    decode_section(DebugConfig, {"sampling_thereafter": 0}, "exporters.debug", errors)
+    assert errors == ["exporters.debug.sampling_thereafter: must be >= 1, got 0"]

@@ -14,6 +14,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from collector.component import ComponentID, CreateSettings, DataError, RefusedError, RetryableError, Signal
+from collector.confmap.sections import decode_section
 from collector.exporters.exporterhelper import (
     BatchConfig,
     ExponentialBackoff,
@@ -367,7 +368,9 @@ def test_config_defaults_match_upstream_and_validate() -> None:
         None,
     )
     assert QueueConfig(num_consumers=0).validate()[0].startswith("sending_queue::num_consumers")
-    assert RetryConfig(multiplier=0.5).validate()[0].startswith("retry_on_failure::multiplier")
+    errors: list[str] = []
+    decode_section(RetryConfig, {"multiplier": 0.5}, "exporters.otlp.retry_on_failure", errors)
+    assert errors == ["exporters.otlp.retry_on_failure.multiplier: must be >= 1, got 0.5"]
 
 
 def test_batch_defaults_match_upstream_and_validate() -> None:
@@ -376,7 +379,13 @@ def test_batch_defaults_match_upstream_and_validate() -> None:
     assert QueueConfig().batch is None  # batching is opt-in, as upstream
     errors = QueueConfig(batch=BatchConfig(min_size=10, max_size=5)).validate()
     assert errors == ["sending_queue::batch::max_size: must be >= min_size (10) or 0, got 5"]
-    assert BatchConfig(flush_timeout=Duration(0)).validate()[0].startswith("sending_queue::batch::flush_timeout")
+    assert QueueConfig(batch=BatchConfig(min_size=10, max_size=-5)).validate() == []  # max_size's own bound: below
+    errors = []
+    decode_section(BatchConfig, {"flush_timeout": 0, "max_size": -5}, "exporters.otlp.sending_queue.batch", errors)
+    assert errors == [
+        "exporters.otlp.sending_queue.batch.flush_timeout: must be > 0, got 0.0",
+        "exporters.otlp.sending_queue.batch.max_size: must be >= 0, got -5",
+    ]
 
 
 def test_batch_merges_queued_requests_into_one_send() -> None:

@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from collector.confmap.sections import decode_section
 from collector.exporters.postgres.config import PostgresExporterConfig
 from collector.exporters.postgres.writer import MAX_NEW_PARTITION_RANGES, PostgresWriter, WriterSettings
 from processors.pipeline import Duration, RetryableError, Signal
@@ -58,9 +59,9 @@ def test_defaults_and_validation() -> None:
     assert float(config.allowed_clock_skew) == 3600.0
     assert WriterSettings().allowed_clock_skew == 3600.0
     assert WriterSettings().retention == {"traces": 30 * 86400.0, "metrics": 30 * 86400.0, "logs": 14 * 86400.0}
-    assert PostgresExporterConfig(allowed_clock_skew=Duration(-1.0)).validate() == [
-        "allowed_clock_skew: must be >= 0, got -1.0"
-    ]
+    errors: list[str] = []
+    decode_section(PostgresExporterConfig, {"allowed_clock_skew": -1}, "exporters.postgres", errors)
+    assert errors == ["exporters.postgres.allowed_clock_skew: must be >= 0, got -1.0"]
 
 
 def test_200_spans_on_200_future_days_create_no_partition(pg_dsn: str, pg_conn: psycopg.Connection) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from collector.component import ComponentID, CreateSettings, Signal
+from collector.confmap.sections import decode_section
 from collector.exporters.exporterhelper.testing import StaticHost
 from collector.extensions.file_storage import (
     FileStorageConfig,
@@ -166,9 +167,12 @@ def test_extension_gives_each_owner_its_own_directory(tmp_path: Path) -> None:
 
 
 def test_config_validation_names_the_field() -> None:
-    errors = FileStorageConfig(directory="", segment_size_mib=0).validate()
-    assert any(e.startswith("directory:") for e in errors)
-    assert any(e.startswith("segment_size_mib:") for e in errors)
+    errors: list[str] = []
+    decode_section(FileStorageConfig, {"directory": "", "segment_size_mib": 0}, "extensions.file_storage", errors)
+    assert errors == [
+        "extensions.file_storage.segment_size_mib: must be > 0, got 0",
+        "extensions.file_storage: directory: must not be empty",
+    ]
 
 
 def test_failed_write_is_reported_and_later_records_stay_readable(
