@@ -286,7 +286,8 @@ class ContextAttributesSpanProcessor(CachedCorrelationSpanProcessor, CachedBusin
             ctx = parent_context if parent_context is not None else context_api.get_current()
             starting = STARTING
             if ctx is starting.parent:
-                add_missing_attributes(span, decorated_start_attributes(ctx))
+                # decorated_start_attributes(ctx), without the call: every decorated span
+                add_missing_attributes(span, _decorated_cache.get(ctx, _prepared_decorated_attributes))
                 starting.parent = span
             else:
                 prepared = self._prepared.get(ctx, _prepared_start_attributes)
