@@ -76,10 +76,12 @@ class Collector:
 
         def run() -> None:
             async def main() -> None:
-                await self.service.start()
+                # as the CLI runs it (Service.run freezes the startup heap once started)
+                running = self.loop.create_task(self.service.run(stop=self._stop))
+                while self.service.state != "running" and not running.done():
+                    await asyncio.sleep(0.01)
                 started.set()
-                await self._stop.wait()
-                await self.service.shutdown(10.0)
+                await running
 
             self.loop.run_until_complete(main())
 

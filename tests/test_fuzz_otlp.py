@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -34,6 +34,7 @@ from collector.exporters.postgres.traces import span_records
 from processors import business, correlation, redaction
 from processors.cost import factories as cost_factories
 from processors.pdata import JSONError, Signal, from_json, item_count, new_request, parse_request, to_json
+from processors.pdata.pieces import merge_in_pieces
 from processors.pipeline import ComponentID, Consumer, CreateSettings, DataError, ProcessorFactory, Request
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "500"))
@@ -227,6 +228,36 @@ def test_protobuf_decoding_returns_a_request_or_a_decode_error(case: tuple[Signa
     except DecodeError:
         return
     item_count(signal, request)  # what the receiver does next must work on whatever decoded
+
+
+def _parsed(signal: Signal, data: bytes, piece: int | None) -> Message | None:
+    request: Message = new_request(signal)
+    try:
+        if piece is None:
+            request.MergeFromString(data)
+        else:
+            merge_in_pieces(request, data, piece)
+    except DecodeError:
+        return None
+    return request
+
+
+def _encoded(case: tuple[Signal, object]) -> tuple[Signal, bytes]:
+    signal, request = case
+    assert isinstance(request, Message)
+    return signal, request.SerializeToString()
+
+
+@FUZZ
+@given(st.one_of(_any_request.map(_encoded), mutated()), st.integers(1, 300))
+def test_protobuf_parsed_in_pieces_is_the_message_parsed_whole(case: tuple[Signal, bytes], piece: int) -> None:
+    """Pieces of a few bytes, so that every level of every request is split: the same message, or both fail."""
+    signal, data = case
+    whole, pieces = _parsed(signal, data, None), _parsed(signal, data, piece)
+    assert (pieces is None) == (whole is None)
+    if whole is not None and pieces is not None:
+        assert pieces == whole
+        assert pieces.SerializeToString(deterministic=True) == whole.SerializeToString(deterministic=True)
 
 
 @FUZZ

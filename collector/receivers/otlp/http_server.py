@@ -33,7 +33,7 @@ from collector.confighttp import BodyTooLarge, HTTPServer, read_body
 from collector.receivers.otlp.config import HTTPConfig
 from collector.receivers.otlp.intake import TransportIntake
 from processors.memory_limiter import Admission, admit
-from processors.pdata import JSONError, Signal, from_json, new_request, to_json
+from processors.pdata import JSONError, Signal, from_json, new_request, parse_request, to_json
 from processors.pipeline import DataError, RefusedError, RetryableError
 
 __all__ = ["OTLPHTTPServer"]
@@ -121,18 +121,15 @@ def _refused(exc: RefusedError | RetryableError, media: str, headers: dict[str, 
 
 def _decode(signal: Signal, media: str, body: bytes) -> Message:
     """The ``signal``'s request from a protobuf or OTLP/JSON body; _Malformed says what is wrong."""
-    message: Message = new_request(signal)
     if media == PROTOBUF:
         try:
-            message.ParseFromString(body)
+            return parse_request(signal, body)
         except DecodeError as exc:
             raise _Malformed(f"malformed protobuf {signal.value} request: {exc}") from exc
-    else:
-        try:
-            from_json(body, message)
-        except JSONError as exc:
-            raise _Malformed(f"malformed OTLP/JSON {signal.value} request: {exc}") from exc
-    return message
+    try:
+        return from_json(body, new_request(signal))
+    except JSONError as exc:
+        raise _Malformed(f"malformed OTLP/JSON {signal.value} request: {exc}") from exc
 
 
 class OTLPHTTPServer:
