@@ -22,6 +22,13 @@ __all__ = ["JSONError", "from_json", "to_json"]
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 
 
+# Bodies larger than this have their parsed tree freed in slices of _FREE_SLICE items, down to _FREE_DEPTH levels
+# (an OTLP/JSON request's items are 3 to 5 levels down).
+_FREE_IN_SLICES_ABOVE = 1 << 20
+_FREE_SLICE = 1000
+_FREE_DEPTH = 6
+
+
 class JSONError(ValueError):
     """The body is not valid OTLP/JSON; the message says where."""
 
@@ -79,6 +86,28 @@ def _parse_into(body: bytes | str, message: Message) -> None:
         raise JSONError("invalid OTLP/JSON: nested too deeply") from None
     except (json_format.ParseError, binascii.Error, ValueError, TypeError) as exc:
         raise JSONError(f"invalid OTLP/JSON: {exc}") from exc
+    finally:
+        if len(body) > _FREE_IN_SLICES_ABOVE:
+            _free_in_slices(tree, 0)
+
+
+def _free_in_slices(node: Any, depth: int) -> None:
+    """Empty the tree's long lists (a request's spans, log records, data points) a slice at a time. Dropped whole,
+    a 20 MiB body's tree is one deallocation of millions of objects: 0.26 s holding the GIL. Between slices other
+    threads run."""
+    if depth > _FREE_DEPTH:
+        return
+    if isinstance(node, dict):
+        for value in node.values():
+            if isinstance(value, (dict, list)):
+                _free_in_slices(value, depth + 1)
+    elif isinstance(node, list):
+        if len(node) > _FREE_SLICE:
+            while node:
+                del node[-_FREE_SLICE:]
+        else:
+            for item in node:
+                _free_in_slices(item, depth + 1)
 
 
 class _GCPause:
