@@ -49,22 +49,25 @@ def _rss_mib() -> float:
 
 def _request(target_bytes: int, as_json: bool) -> bytes:
     """An ExportTraceServiceRequest just under ``target_bytes`` in its encoding."""
-    req = ExportTraceServiceRequest()
-    rs = req.resource_spans.add()
-    rs.resource.attributes.add(key="service.name").value.string_value = "bench"
-    ss = rs.scope_spans.add()
-    i = 0
-    per_span = len(to_json(req)) if as_json else 0
-    while True:
-        for _ in range(1000):
+
+    def build(spans: int) -> bytes:
+        req = ExportTraceServiceRequest()
+        rs = req.resource_spans.add()
+        rs.resource.attributes.add(key="service.name").value.string_value = "bench"
+        ss = rs.scope_spans.add()
+        for i in range(spans):
             span = ss.spans.add(name=f"op-{i % 50}", trace_id=i.to_bytes(16, "big"), span_id=(i + 1).to_bytes(8, "big"))
             span.attributes.add(key="http.route").value.string_value = f"/route/{i % 50}"
             span.attributes.add(key="user.id").value.string_value = f"user-{i}"
-            i += 1
-        body = to_json(req) if as_json else req.SerializeToString()
-        per_span = len(body) // i
-        if len(body) + 1000 * per_span > target_bytes:
-            return body
+        return to_json(req) if as_json else req.SerializeToString()
+
+    sample = 10_000
+    spans = int(target_bytes / (len(build(sample)) / sample))
+    body = build(spans)
+    while len(body) > target_bytes:  # ids and user numbers grow longer with the count: trim until it fits
+        spans = int(spans * 0.99)
+        body = build(spans)
+    return body
 
 
 class Collector:
