@@ -31,17 +31,21 @@ _RAW_AGG = sql.SQL(
     " coalesce(sum(input_tokens), 0)::bigint AS itok, coalesce(sum(output_tokens), 0)::bigint AS otok,"
     " coalesce(sum(cost_usd), 0)::float8 AS cost, coalesce(sum(quality_score), 0)::float8 AS qsum,"
     " count(quality_score)::bigint AS qcount,"
-    " count(*) FILTER (WHERE parent_span_id IS NULL OR kind = 2)::bigint AS requests"  # root or SERVER: a request
+    " count(*) FILTER (WHERE parent_span_id IS NULL OR kind = 2)::bigint AS requests,"  # root or SERVER: a request
+    " count(*) FILTER (WHERE parent_span_id IS NULL)::bigint AS roots"  # a root: a whole trace, whatever it entered
 )
 _ROLLUP_COLUMNS = sql.SQL(
     "count, errors, duration_sum_ms, duration_min_ms, duration_max_ms, input_tokens, output_tokens, cost_usd,"
-    " quality_sum, quality_count, requests"
+    " quality_sum, quality_count, requests, roots"
 )
 _ROLLUP_AGG = sql.SQL(
     "sum(count)::bigint AS calls, sum(errors)::bigint AS errors, sum(duration_sum_ms)::float8 AS dsum,"
     " min(duration_min_ms) AS dmin, max(duration_max_ms) AS dmax, sum(input_tokens)::bigint AS itok,"
     " sum(output_tokens)::bigint AS otok, sum(cost_usd)::float8 AS cost, sum(quality_sum)::float8 AS qsum,"
-    " sum(quality_count)::bigint AS qcount, sum(requests)::bigint AS requests"
+    " sum(quality_count)::bigint AS qcount, sum(requests)::bigint AS requests,"
+    # Unknown (NULL) when a row written before migration 0030 and not yet counted again (the sink's root backfill)
+    # was read.
+    " (CASE WHEN count(roots) = count(*) THEN sum(roots) END)::bigint AS roots"
 )
 
 

@@ -55,8 +55,9 @@ class Axis:
 
 @dataclass(frozen=True)
 class KeyedRows:
-    """Totals per key (``key``), and per bucket (``bucket``) unless asked for the whole window: calls, requests,
-    errors, dsum, itok, otok, cost and, with latency, ``pct`` (p50, p95, p99 in ms)."""
+    """Totals per key (``key``), and per bucket (``bucket``) unless asked for the whole window: calls, requests
+    (root or SERVER spans), roots (root spans; None where rollups written before migration 0030 were read), errors,
+    dsum, itok, otok, cost and, with latency, ``pct`` (p50, p95, p99 in ms)."""
 
     axis: Axis
     rows: list[dict[str, Any]]
@@ -75,6 +76,7 @@ def _totals(rows: list[dict[str, Any]], slow_ms: float, very_slow_ms: float) -> 
     out = []
     for key, group in per_key.items():
         total: dict[str, Any] = {"key": key, **{f: sum(r[f] or 0 for r in group) for f in _SUMMED}}
+        total["roots"] = None if any(r["roots"] is None for r in group) else sum(r["roots"] for r in group)
         hk, hn = _histogram.merge([r["hist"] for r in group if r.get("hist")])
         total["pct"] = _histogram.summarize(hk, hn, _QUANTILES, slow_ms, very_slow_ms).pct
         out.append(total)

@@ -38,7 +38,7 @@ from . import format as fmt
 from .auth import authorised, challenge, refuse_change
 from .params import TRACE_PARAMS, page_args, query_string, trace_page, trace_query
 from .trace_api import DEFAULT_TRACE_LIMIT
-from .views import COST_DIMENSIONS, cost_view, service_series
+from .views import COST_DIMENSIONS, cost_view, request_total, service_series
 
 __all__ = ["WINDOWS", "UIPages"]
 
@@ -206,6 +206,7 @@ class UIPages:
             "services": services,
             "series": series,
             "performance": performance,
+            "request_total": request_total(performance, filters),
             "seconds": window.duration.total_seconds(),
             "alerts": store.list("open", limit=10),
             "alert_counts": store.counts(),

@@ -20,6 +20,7 @@ __all__ = [
     "Series",
     "ServiceSeries",
     "cost_view",
+    "request_total",
     "service_series",
     "service_totals",
 ]
@@ -84,8 +85,9 @@ def service_series(a: Analytics, window: TimeWindow, filters: Filters) -> tuple[
 
 
 def service_totals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per service over the whole window: requests (root or SERVER spans), calls (spans), errors, error rate,
-    p50/p95/p99 (ms); busiest first."""
+    """Per service over the whole window: requests (root or SERVER spans: requests into the service), roots (root
+    spans: the traces that entered through it; None: not counted, rollups written before migration 0030), calls
+    (spans), errors, error rate, p50/p95/p99 (ms); busiest first."""
     out = []
     for r in sorted(rows, key=lambda r: (-int(r["calls"]), r["key"])):
         calls, errors = int(r["calls"]), int(r["errors"])
@@ -94,6 +96,7 @@ def service_totals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {
                 "service": r["key"],
                 "requests": int(r["requests"]),
+                "roots": None if r["roots"] is None else int(r["roots"]),
                 "calls": calls,
                 "errors": errors,
                 "error_rate": errors / calls if calls else 0.0,
@@ -103,6 +106,23 @@ def service_totals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+@dataclass(frozen=True)
+class RequestTotal:
+    """The overview's request count: traces, or requests into the filtered service."""
+
+    basis: str  # "trace": root spans, each request once whatever services it entered (as the costs page counts)
+    requests: int | None  # None: the window read rollups written before migration 0030, not yet counted again
+
+
+def request_total(performance: list[dict[str, Any]], filters: Filters) -> RequestTotal:
+    """From ``service_totals``' rows: a trace has one root, in the service it entered first, so the services' roots
+    add up to the traces; requests into each service would count a request once per service it went through."""
+    if filters.service is not None:
+        return RequestTotal("entry", sum(p["requests"] for p in performance))
+    roots = [p["roots"] for p in performance]
+    return RequestTotal("trace", None if None in roots else sum(roots))
 
 
 @dataclass(frozen=True)

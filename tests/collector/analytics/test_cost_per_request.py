@@ -92,6 +92,14 @@ def _page_tiles(served: Served, **params: str) -> tuple[str, str]:
     return tiles[0].group(1), tiles[1].group(1)
 
 
+def _overview_requests(served: Served, **params: str) -> str:
+    page = httpx.get(f"{served.url}/", params=params, auth=("x", TOKEN), timeout=60)
+    assert page.status_code == 200, page.text
+    tile = re.search(r'Requests</span><span class="value"[^>]*>([^<]+)<', page.text)
+    assert tile
+    return tile.group(1)
+
+
 def _cli(dsn: str, *args: str) -> Any:
     result = runner.invoke(app, ["costs", "--per-request", "--dsn", dsn, *args])
     assert result.exit_code == 0, result.output
@@ -200,6 +208,7 @@ def test_windows_over_rollups_written_before_roots_were_counted_show_no_figure(p
         assert unknown["cost_usd"] == pytest.approx(2 * COST)
         assert _api(served, **rollups, service="tools-service")["requests"] is None  # 0024's requests: same rows
         assert _page_tiles(served, **rollups) == ("\u2013", "\u2013")
+        assert _overview_requests(served, **rollups) == "\u2013"
         assert "requests unknown" in _cli(dsn, *_cli_args(rollups))
         with psycopg.connect(dsn, autocommit=True) as conn:
             cached = conn.execute("SELECT count(*), count(roots) FROM analytics_rollups_1d_ops").fetchone()
@@ -291,6 +300,7 @@ def test_the_sink_counts_the_roots_of_rollups_written_before_0030_where_raw_span
         gone = {"since": (t0 - timedelta(days=4)).isoformat(), "until": (t0 - timedelta(days=2)).isoformat()}
         with serving_schema(old) as served:
             assert _api(served, **kept)["requests"] is None  # the daily caches are built uncounted
+            assert _overview_requests(served, **kept) == "\u2013"  # so are the per-operation ones
             with psycopg.connect(old, autocommit=True) as conn:
                 passes = [backfill_roots(conn, DIMENSIONS)]
                 while passes[-1].before is not None:
@@ -308,6 +318,7 @@ def test_the_sink_counts_the_roots_of_rollups_written_before_0030_where_raw_span
             tools = _api(served, **kept, service="tools-service")
             assert (tools["requests"], tools["cost_per_request"]) == (6, pytest.approx(COST)), tools
             assert _page_tiles(served, **kept) == ("6", format_usd(COST))
+            assert _overview_requests(served, **kept) == "3"  # the overview counts the traces stored
             cli = _cli(old, *_cli_args(kept), "--format", "json")
             assert (cli["requests"], cli["cost_per_request"]) == (6, pytest.approx(COST)), cli
             for window in (gone, {"hours": "720"}):  # a bucket whose raw spans are gone stays uncounted

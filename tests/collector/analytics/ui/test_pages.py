@@ -137,7 +137,8 @@ def _tile(page: str, label: str) -> str:
 
 
 def test_requests_are_root_and_server_spans_and_cost_figures_cover_the_whole_window(pg_server_dsn: str) -> None:
-    """The overview counts requests into each service; the costs page divides by traces (root spans)."""
+    """The overview and the costs page count traces (root spans), each request once; the overview's services table
+    counts the requests into each service, and the overview filtered by a service the requests into it."""
     with serving(pg_server_dsn) as (served, dsn):
         ui_data.write_specs(dsn, ui_data.old_request_specs(datetime.now(UTC)))
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -149,7 +150,18 @@ def test_requests_are_root_and_server_spans_and_cost_figures_cover_the_whole_win
         requests, traces, spans, cost = row
         assert 0 < traces < requests < spans  # trace A entered two services
         overview = httpx.get(f"{served.url}/", params={"hours": "720"}, auth=BASIC, timeout=60).text
-        assert _tile(overview, "Requests") == f"{requests:,}" and f"{spans:,} spans" in overview
+        assert (
+            _tile(overview, "Requests") == f"{traces:,}" and "traces · " in overview and f"{spans:,} spans" in overview
+        )
+        table = overview.split("<h2>Services</h2>")[1].split("</table>")[0]
+        per_service = {
+            service: int(n.replace(",", ""))
+            for service, n in re.findall(r'>([a-z-]+)</a></th><td class="num">([\d,]+)<', table)
+        }
+        assert sum(per_service.values()) == requests and set(per_service) >= {"agent-service", "tools-service"}
+        for service, n in per_service.items():
+            one = httpx.get(f"{served.url}/", params={"hours": "720", "service": service}, auth=BASIC, timeout=60)
+            assert _tile(one.text, "Requests") == f"{n:,}" and f"into {service}" in one.text, service
         month = httpx.get(f"{served.url}/costs", params={"hours": "720", "by": "tenant"}, auth=BASIC, timeout=60)
         assert month.status_code == 200 and "last 24 h" not in month.text
         assert _tile(month.text, "Requests") == f"{traces:,}"
@@ -189,7 +201,7 @@ def test_overview_and_costs_over_each_source_with_filters(served: Served) -> Non
     for hours in ("1", "12", "48", "720"):
         page = httpx.get(f"{served.url}/", params={"hours": hours}, auth=BASIC, timeout=60)
         assert page.status_code == 200, hours
-        calls = re.search(r'Requests</span><span class="value">([\d,]+)<', page.text)
+        calls = re.search(r'Requests</span><span class="value"[^>]*>([\d,]+)<', page.text)
         cost = re.search(r'Cost</span><span class="value">([^<]+)<', page.text)
         assert calls and cost, hours
         totals[hours] = (calls.group(1), cost.group(1))
