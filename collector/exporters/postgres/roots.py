@@ -48,7 +48,7 @@ _SERVER_KIND = 2  # as rollups.py: a root or SERVER span is a request into its s
 # span_rollups_1m / _1h: the spans stored, unweighted (as the write path counts them).
 _FILL_ROLLUPS = f"""
 WITH raw AS (
-    SELECT date_trunc(%(unit)s, start_time) AS bucket_start, service_name, operation, status_code, {{dims}},
+    SELECT date_trunc(%(unit)s, start_time, 'UTC') AS bucket_start, service_name, operation, status_code, {{dims}},
            count(*) AS n, count(*) FILTER (WHERE parent_span_id IS NULL) AS roots
     FROM spans WHERE {_RAW_HOUR} GROUP BY 1, 2, 3, 4, 5, 6, 7
 ), stored AS (
@@ -70,7 +70,7 @@ WHERE t.ctid = p.tid AND t.roots IS NULL AND {_T_HOUR}
 # rollups.insert_spans_sql and sampling.unsampled_rows write it; counts are floats, compared to a relative 1e-9.
 _FILL_UNSAMPLED = f"""
 WITH raw AS (
-    SELECT date_trunc('hour', start_time) AS bucket_start, service_name, operation, status_code, {{dims}},
+    SELECT date_trunc('hour', start_time, 'UTC') AS bucket_start, service_name, operation, status_code, {{dims}},
            sum(adjusted_count - 1) AS n,
            coalesce(sum(adjusted_count - 1) FILTER (WHERE parent_span_id IS NULL OR kind = {_SERVER_KIND}), 0)
                AS requests,
