@@ -17,6 +17,7 @@ from collector.config.loader import load_config
 from collector.confmap import ConfigError
 from collector.exporters.postgres.database import detach_all
 from collector.service import DEFAULT_SHUTDOWN_TIMEOUT, Service, StartError
+from processors.memory_limiter import limit_malloc_arenas
 from processors.redaction import redact_text
 
 DEFAULT_CONFIG = Path("otel-collector.yaml")
@@ -93,6 +94,7 @@ def collector(
     )
     for warning in loaded.warnings:
         logging.getLogger("otel_metrics.collector").warning("%s", warning)
+    limit_malloc_arenas()  # before any thread allocates
     try:
         asyncio.run(_run(Service(loaded), shutdown_timeout))
     except StartError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import platform
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -21,6 +22,7 @@ from processors.memory_limiter import (
     MemoryLimiterProcessor,
     admit,
     factories,
+    limit_malloc_arenas,
     process_rss_bytes,
     total_memory_bytes,
 )
@@ -256,3 +258,10 @@ def test_memory_that_a_collection_cannot_free_while_idle_is_a_floor_not_pressure
             await proc.shutdown()
 
     asyncio.run(run())
+
+
+def test_malloc_arenas_are_capped_unless_the_environment_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
+    assert limit_malloc_arenas() is False  # the operator's setting stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
