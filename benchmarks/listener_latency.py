@@ -13,15 +13,18 @@ each answer's latency:
    go through, alternately protobuf and OTLP/JSON (JSON decodes far slower in Python). A 20 MiB protobuf request
    holds ~235,000 spans: through the default processors that is minutes of CPU on a shared 2-core machine.
 
-Printed: p50/p99/max per listener and phase, and busy p99 / idle p99. Then two attacks: a 256 MiB body declared to
-``/metrics`` (RSS before/after, answer time) and 500 connections trickling header bytes to the receiver with
-``read_header_timeout: 1s`` (how long until the server has closed them all).
+Printed: p50/p99/max per listener and phase, and busy p99 / idle p99; over the busy phase, the gaps in which no
+thread of the process could run (a thread sleeping 2 ms measures them) and the time in full garbage collections.
+Then two attacks: a 256 MiB body declared to ``/metrics`` (RSS before/after, answer time) and 500 connections
+trickling header bytes to the receiver with ``read_header_timeout: 1s`` (how long until the server has closed them
+all).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import socket
 import statistics
@@ -167,6 +170,51 @@ def _summary(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(ordered), p99, ordered[-1]
 
 
+class Stalls:
+    """What keeps every thread from running: a thread that sleeps 2 ms records each longer gap (another thread held
+    the GIL, or the scheduler ran something else), and the time spent in full garbage collections."""
+
+    def __init__(self) -> None:
+        self.gaps: list[float] = []
+        self.full_collections: list[float] = []
+        self._stop = threading.Event()
+        self._gc_started = 0.0
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif info["generation"] == 2:
+            self.full_collections.append((time.perf_counter() - self._gc_started) * 1000)
+
+    def _sample(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.is_set():
+            time.sleep(0.002)
+            now = time.perf_counter()
+            if now - last > 0.03:
+                self.gaps.append((now - last) * 1000)
+            last = now
+
+    def __enter__(self) -> Stalls:
+        gc.callbacks.append(self._on_gc)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        gc.callbacks.remove(self._on_gc)
+
+    def summary(self) -> str:
+        over = {ms: sum(1 for gap in self.gaps if gap > ms) for ms in (50, 100, 250)}
+        return (
+            f"stalls: {over[50]} over 50 ms, {over[100]} over 100 ms, {over[250]} over 250 ms, longest "
+            f"{max(self.gaps, default=0):.0f} ms; {len(self.full_collections)} full collections, "
+            f"{sum(self.full_collections):.0f} ms in all"
+        )
+
+
 def _phase(urls: dict[str, str], work: Any) -> dict[str, list[float]]:
     stop = threading.Event()
     result: dict[str, dict[str, list[float]]] = {}
@@ -221,8 +269,10 @@ def latency(rounds: int, size: int) -> None:
             send()
             send_grpc()
 
-        busy = _phase(urls, send_both)
+        with Stalls() as stalls:
+            busy = _phase(urls, send_both)
         print("big requests: " + "; ".join(timings))
+        print(stalls.summary())
         print(f"{'listener':22} {'phase':5} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
         for name in urls:
             for phase, data in (("idle", idle), ("busy", busy)):
