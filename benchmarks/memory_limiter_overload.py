@@ -137,7 +137,11 @@ def main() -> None:
     args = parser.parse_args()
 
     peer = Peer()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    # The collector's batches of several requests exceed grpc's default 4 MiB receive limit: a peer that refused them
+    # would count accepted spans as dropped and measure its own limit, not the collector's memory.
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.max_receive_message_length", 256 * MIB)]
+    )
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(peer, server)
     peer_port = server.add_insecure_port("127.0.0.1:0")
     server.start()
