@@ -47,17 +47,10 @@ def _merge(message: Message, data: bytes, view: memoryview, pos: int, end: int, 
         if tag >= 0x80:
             tag, pos = read_varint(data, pos - 1)
         if tag & 7 == 2:
-            length = data[pos] if pos < end else -1  # inline the one- and two-byte lengths (fields under 16 KiB)
-            if 0 <= length < 0x80:
-                pos += 1
-            elif pos + 1 < end and data[pos + 1] < 0x80:
-                length = (length & 0x7F) | (data[pos + 1] << 7)
-                pos += 2
-            else:
-                length, pos = read_varint(data, pos)
-                if length < 0:
-                    break
-            if pos + length > end:
+            # The general reader, not wire.py's inlined one: this walk runs only over bodies above a piece, where a
+            # call per field is small beside upb's parse of it.
+            length, pos = read_varint(data, pos)
+            if length < 0 or pos + length > end:
                 break
             if length > piece:
                 field = fields.get(tag >> 3)
