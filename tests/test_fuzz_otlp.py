@@ -14,7 +14,9 @@ many more.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -274,6 +276,53 @@ def test_otlp_json_decoding_round_trips_or_fails_cleanly(case: tuple[Signal, Req
         return
     if garble is None:
         assert item_count(signal, decoded) == item_count(signal, request)
+
+
+def _json_decoded(signal: Signal, body: bytes, piece: int) -> Message | None:
+    try:
+        return from_json(body, new_request(signal), piece)
+    except JSONError:
+        return None
+
+
+def _snake(node: Any) -> Any:
+    """Every key under its original proto name (json_format accepts both), e.g. scopeSpans -> scope_spans."""
+    if isinstance(node, dict):
+        return {re.sub("([A-Z])", lambda m: "_" + m.group(1).lower(), k): _snake(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_snake(item) for item in node]
+    return node
+
+
+def _respelled(body: bytes, spacing: bool, snake: bool) -> bytes:
+    """The same OTLP/JSON written otherwise: whitespace between every token, original (snake_case) field names."""
+    tree = json.loads(body)
+    return json.dumps(_snake(tree) if snake else tree, indent=1 if spacing else None).encode()
+
+
+@FUZZ
+@given(
+    _any_request,
+    st.booleans(),
+    st.booleans(),
+    st.one_of(st.none(), st.tuples(st.floats(0, 1), st.text(max_size=30))),
+)
+def test_otlp_json_decoded_in_pieces_is_the_message_decoded_whole(
+    case: tuple[Signal, Request], spacing: bool, snake: bool, garble: tuple[float, str] | None
+) -> None:
+    """Every body decoded an item at a time (piece 0) gives the message json.loads gives, or both fail."""
+    signal, request = case
+    body = _respelled(to_json(request), spacing, snake)
+    if garble is not None:
+        at = int(len(body) * garble[0])
+        body = body[:at] + garble[1].encode() + body[at:]
+    whole, pieces = _json_decoded(signal, body, len(body)), _json_decoded(signal, body, 0)
+    assert (pieces is None) == (whole is None)
+    if whole is not None and pieces is not None:
+        assert pieces.SerializeToString(deterministic=True) == whole.SerializeToString(deterministic=True)
+    if garble is None:
+        assert pieces is not None, "a body we encoded did not decode"
+        assert item_count(signal, pieces) == item_count(signal, request)
 
 
 # ------------------------------------------------------------------------------------------------ pipeline

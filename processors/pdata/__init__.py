@@ -13,7 +13,7 @@ Upstream keeps these in ``pdata``, below receivers, processors and exporters ali
 
 from __future__ import annotations
 
-from processors.pdata.otlpjson import JSONError, from_json, to_json
+from processors.pdata.otlpjson import PIECE_CHARS, JSONError, from_json, to_json
 from processors.pdata.shape import (
     drop_bad_ids,
     item_count,
@@ -39,6 +39,7 @@ from processors.pdata.signals import (
 from processors.pdata.wire import count_items, items_containing, read_varint
 
 __all__ = [
+    "PIECE_CHARS",
     "SIGNALS",
     "JSONError",
     "Request",
