@@ -91,6 +91,12 @@ class WriteResult:
     # Earliest start (µs since the epoch) of the spans inserted: rollup rows from there on may need compaction.
     earliest_span_us: int | None = None
 
+    def add(self, part: WriteResult) -> None:
+        for name in ("items", "inserted", "repaired", "quarantined", "quarantine_reasons", "unchanged"):
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+        starts = [s for s in (self.earliest_span_us, part.earliest_span_us) if s is not None]
+        self.earliest_span_us = min(starts, default=None)
+
 
 @dataclass(frozen=True)
 class _Table:
@@ -331,10 +337,12 @@ class PostgresWriter:
     def _write_traces(
         self, conn: psycopg.Connection[Any], requests: Sequence[Request], wires: Sequence[bytes] | None
     ) -> WriteResult:
-        known = wires if wires is not None else [None] * len(requests)
-        records = [
-            r for request, wire in zip(requests, known, strict=True) for r in _traces.span_records(request, wire)
-        ]
+        result = WriteResult()
+        for chunk in _traces.span_record_chunks(requests, wires, _traces.MAX_SPANS_PER_WRITE):
+            result.add(self._write_span_chunk(conn, chunk))
+        return result
+
+    def _write_span_chunk(self, conn: psycopg.Connection[Any], records: list[_traces.SpanRecord]) -> WriteResult:
         result = WriteResult(items=len(records))
         records = self._admit(conn, Signal.TRACES, records, _SPAN_TIMES, result)
         if not records:

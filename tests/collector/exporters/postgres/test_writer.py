@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 import psycopg
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.trace import Tracer
 from opentelemetry.util.types import AttributeValue
 
-from collector.exporters.postgres import histogram, schema
+from collector.exporters.postgres import histogram, schema, traces
 from collector.exporters.postgres.config import RetentionConfig
 from collector.exporters.postgres.retention import apply_retention
 from collector.exporters.postgres.writer import PostgresWriter, WriterSettings
@@ -259,6 +260,45 @@ def test_rows_postgres_rejects_are_quarantined_without_blocking_the_batch(
     assert again.inserted == 0
     assert _counts(pg_conn) == (19, 19, 19)
     assert pg_conn.execute("SELECT count(*) FROM quarantine").fetchone() == (1,)
+
+
+def test_a_batch_is_written_a_chunk_of_spans_at_a_time(
+    pg_dsn: str, pg_conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a chunk's rows exist at once (a 100,000-span request held 380 MiB as one): chunks cross request
+    boundaries, and together store, quarantine, repair and count what the batch holds; a redelivery doubles nothing."""
+    monkeypatch.setattr(traces, "MAX_SPANS_PER_WRITE", 7)
+    pg_conn.execute("ALTER TABLE spans ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
+    first, second = synthetic_request(10, seed=9), synthetic_request(15, seed=9, id_offset=10)
+    spans = [*first.resource_spans[0].scope_spans[0].spans, *second.resource_spans[0].scope_spans[0].spans]
+    spans[8].name = "nul\x00name"  # repaired, in the second chunk
+    spans[12].name = "poison"  # rejected by PostgreSQL: its chunk is retried span by span
+    late = spans[20]  # in the last chunk, dated beyond the allowed clock skew
+    late.start_time_unix_nano += 10 * 86_400 * 10**9
+    late.end_time_unix_nano += 10 * 86_400 * 10**9
+    writer = PostgresWriter(pg_dsn)
+    chunks: list[int] = []
+    write_chunk = writer._write_span_chunk
+
+    def counted(conn: psycopg.Connection, records: list[traces.SpanRecord]) -> Any:
+        chunks.append(len(records))
+        return write_chunk(conn, records)
+
+    monkeypatch.setattr(writer, "_write_span_chunk", counted)
+    batch = [first, second]
+    result = writer.write_batch(Signal.TRACES, batch, [r.SerializeToString() for r in batch])
+    assert chunks == [7, 7, 7, 4]
+    assert (result.items, result.inserted, result.quarantined, result.repaired) == (25, 23, 2, 1)
+    earliest = pg_conn.execute("SELECT min(start_time) FROM spans").fetchone()
+    assert earliest is not None and result.earliest_span_us == int(earliest[0].timestamp() * 1_000_000)
+    assert _counts(pg_conn) == (23, 23, 23)
+    again = writer.write_batch(Signal.TRACES, batch, [r.SerializeToString() for r in batch])
+    assert (again.items, again.inserted) == (25, 0)
+    assert _counts(pg_conn) == (23, 23, 23)
+    assert pg_conn.execute("SELECT action, count(*) FROM quarantine GROUP BY 1 ORDER BY 1").fetchall() == [
+        ("quarantined", 2),
+        ("repaired", 1),
+    ]
 
 
 def test_malformed_items_are_quarantined_or_clamped(pg_dsn: str, pg_conn: psycopg.Connection) -> None:
