@@ -171,6 +171,16 @@ def scrape(port: int, name: str) -> float:
     return total
 
 
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of every thread of a process so far (threads that have ended are
+    not counted)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError), open(task / "status") as f:
+            total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+    return total
+
+
 def rss_mib(pid: int) -> tuple[float, float]:
     """(current, peak) resident set size of a process in MiB."""
     fields = {}
@@ -306,9 +316,12 @@ def measure(
         )
         await asyncio.sleep(WARMUP_SECONDS)
         c0, t0, cpu0 = await asyncio.to_thread(scrape, counter_port, counter), time.monotonic(), cpu_seconds(rss_pid)
+        cs0 = context_switches(rss_pid)
         await asyncio.sleep(args.seconds)
         c1, t1, cpu1 = await asyncio.to_thread(scrape, counter_port, counter), time.monotonic(), cpu_seconds(rss_pid)
+        cs1 = context_switches(rss_pid)
         samples["cpu_us_per_span"] = (cpu1 - cpu0) / max(c1 - c0, 1) * 1e6
+        samples["switches_per_request"] = (cs1 - cs0) / max(c1 - c0, 1) * SPANS_PER_REQUEST
         samples["rss_mib"], samples["peak_rss_mib"] = rss_mib(rss_pid)
         samples["acked"] = await sender
         samples["spans_per_s"] = (c1 - c0) / (t1 - t0)
@@ -588,7 +601,8 @@ def run_scenarios(work: Path, args: argparse.Namespace, requests: list[bytes], t
             f"compression {args.compression}) -> 2nd collector:\n"
             f"         {r['spans_per_s']:,.0f} spans/s arrived at the 2nd collector "
             f"({r['spans_per_s'] / top:.0%} of the ceiling); collector CPU {r['cpu_us_per_span']:.2f} µs/span "
-            f"(every thread); RSS {r['rss_mib']:.0f} MiB (peak {r['peak_rss_mib']:.0f} MiB)"
+            f"(every thread); {r['switches_per_request']:.1f} context switches per request of {SPANS_PER_REQUEST} "
+            f"spans (every thread); RSS {r['rss_mib']:.0f} MiB (peak {r['peak_rss_mib']:.0f} MiB)"
         )
 
         if not args.skip_spanmetrics:
