@@ -47,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -329,36 +330,37 @@ def _declared_body(port: int) -> str:
     return f"{status!r} in {elapsed:.0f} ms, {sent} MiB of the body sent before the close"
 
 
-def _trickle(port: int, count: int, seconds: float) -> tuple[dict[str, int], float]:
-    """``count`` connections sending a header byte every 0.5 s until the server closes them (or ``seconds``):
-    how each ended (503 at once, or closed), and when the last was closed."""
+def _ended(sock: socket.socket) -> str | None:
+    """How the server ended a trickling connection ("503" at once, or "closed"); None: still open, one more byte
+    sent."""
+    try:
+        data = sock.recv(4096)
+        return "503" if data.startswith(b"HTTP/1.1 503") else "closed" if not data else "other"
+    except BlockingIOError:
+        pass
+    except OSError:
+        return "closed"
+    try:
+        sock.send(b"X")
+    except OSError:
+        return "closed"
+    return None
+
+
+def _trickle(port: int, count: int, seconds: float) -> tuple[Counter[str], float]:
+    """``count`` connections sending a header byte every 0.5 s until the server ends them (or ``seconds``): how
+    each ended, and when the last was."""
     socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
-    ends: dict[str, int] = {}
     t0 = time.monotonic()
     for sock in socks:
         sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")
         sock.setblocking(False)
+    ends: Counter[str] = Counter()
     open_ = list(socks)
     while open_ and time.monotonic() - t0 < seconds:
-        still = []
-        for sock in open_:
-            try:
-                data = sock.recv(4096)
-                ends["503" if data.startswith(b"HTTP/1.1 503") else "closed" if not data else "other"] = (
-                    ends.get("503" if data.startswith(b"HTTP/1.1 503") else "closed" if not data else "other", 0) + 1
-                )
-                continue
-            except BlockingIOError:
-                pass
-            except OSError:
-                ends["closed"] = ends.get("closed", 0) + 1
-                continue
-            try:
-                sock.send(b"X")
-                still.append(sock)
-            except OSError:
-                ends["closed"] = ends.get("closed", 0) + 1
-        open_ = still
+        results = [(sock, _ended(sock)) for sock in open_]
+        ends.update(end for _, end in results if end is not None)
+        open_ = [sock for sock, end in results if end is None]
         time.sleep(0.5)
     ends["still open"] = len(open_)
     for sock in socks:
@@ -382,7 +384,7 @@ def listeners(c: Collector, ledger: Ledger) -> None:
     http_s = time.monotonic() - t0
     trickling.join()
     ends, took = result["trickle"]
-    ledger.row.notes.append(f"500 trickling connections: {ends}, the last closed by the server after {took:.1f} s")
+    ledger.row.notes.append(f"500 trickling connections: {dict(ends)}, the last ended by the server after {took:.1f} s")
     ledger.row.notes.append(
         f"while they were held: gRPC accepted after {grpc_s:.1f} s, OTLP/HTTP after {http_s:.1f} s of the trickle"
     )
