@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -33,7 +35,7 @@ from collector.connectors.spanmetrics.config import (
 from collector.exporters.exporterhelper.testing import StaticHost
 from collector.exporters.prometheus import PrometheusExporterConfig
 from collector.exporters.prometheus.exporter import PrometheusExporter
-from processors.pipeline import Duration
+from processors.pipeline import Duration, RefusedError
 
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000
@@ -224,6 +226,39 @@ def test_jaeger_monitor_names_through_the_prometheus_exporter() -> None:
     ) in text
     assert "# TYPE traces_span_metrics_duration_milliseconds histogram" in text
     assert "traces_span_metrics_duration_milliseconds_bucket{" in text and 'le="+Inf"} 2' in text
+
+
+def test_a_flush_refused_under_pressure_is_a_warning_and_the_next_flush_carries_the_series(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class RefusesFirst(Collected):
+        refused = 0
+
+        async def consume(self, signal: Signal, request: Request) -> None:
+            if not self.refused:
+                self.refused += 1
+                raise RefusedError("data refused due to high memory usage")
+            await super().consume(signal, request)
+
+    out = RefusesFirst()
+
+    async def run() -> None:
+        c = connector(SpanMetricsConfig(metrics_flush_interval=Duration(0.01)), out)
+        await c.start(StaticHost())
+        await c.consume(Signal.TRACES, spans())
+        deadline = asyncio.get_running_loop().time() + 10
+        while not out.requests and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        await c.shutdown()
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(run())
+    assert out.refused == 1 and out.requests, "the cumulative series went out with a later flush"
+    calls = [m for m in out.requests[0].resource_metrics[0].scope_metrics[0].metrics if m.name.endswith(".calls")]
+    assert sum(dp.as_int for dp in calls[0].sum.data_points) == 4
+    refusals = [r for r in caplog.records if "flush refused" in r.getMessage()]
+    assert refusals and all(r.levelno == logging.WARNING and r.exc_info is None for r in refusals)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_events_and_cardinality_limit() -> None:
