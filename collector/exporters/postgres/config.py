@@ -43,7 +43,8 @@ DEFAULT_PARTITION_INTERVAL = "1d"
 DEFAULT_ALLOWED_CLOCK_SKEW = Duration(3600.0)
 DEFAULT_PREMAKE = 3
 DEFAULT_ROLLUP_DIMENSIONS = ("tenant_id", "agent_name", "model")
-# One batch is one transaction; a slow server beyond this is treated as unavailable (retried from the queue).
+# One batch is one transaction (spans: 10,000 a transaction); a slow server beyond this is treated as unavailable
+# (retried from the queue).
 DEFAULT_TIMEOUT = Duration(30.0)
 DEFAULT_RETENTION_CHECK_INTERVAL = Duration(3600.0)
 DEFAULT_ROLLUP_COMPACTION_INTERVAL = Duration(10.0)

@@ -1,4 +1,4 @@
-"""Writes one OTLP request as one transaction: binary COPY into temp staging tables, then idempotent inserts.
+"""Writes OTLP requests in one transaction (spans: 10,000 a transaction): COPY into staging tables, idempotent inserts.
 
 Spans: ``INSERT … ON CONFLICT DO NOTHING RETURNING`` feeds the rollups, so redelivered spans change nothing.
 Metric points and log records are idempotent on their natural keys too. Items dated outside
@@ -254,8 +254,8 @@ class PostgresWriter:
     def write_batch(
         self, signal: Signal, requests: Sequence[Request], wires: Sequence[bytes] | None = None
     ) -> WriteResult:
-        """Write ``requests`` (of one signal) in one transaction: one COPY per table for all of them; ``wires``: the
-        bytes they were parsed from, if at hand. Raises RetryableError when PostgreSQL is unavailable or slow."""
+        """Write ``requests`` (of one signal) in one transaction (spans: one per 10,000); ``wires``:
+        the bytes they were parsed from, if at hand. Raises RetryableError when PostgreSQL is unavailable or slow."""
         with _gc_paused():
             return self._write_batch(signal, requests, wires)
 
