@@ -702,6 +702,9 @@ def main() -> int:
             code = c.stop()
             detach_all()
         print(f"collector exit code on SIGTERM: {code}; run took {time.monotonic() - t0:.0f} s")
+        logged = Counter(line.split()[2] for line in c.log.read_text().splitlines() if line[:2] == "20")
+        errors = [line for line in c.log.read_text().splitlines() if " ERROR " in line]
+        print(f"collector log: {dict(logged)}" + "".join(f"\n    {line[:200]}" for line in errors[:5]))
         for r in rows:
             print(f"{r.attack}:" + "".join(f"\n    {note}" for note in r.notes))
         failed = _table(rows, c.limit_mib)
