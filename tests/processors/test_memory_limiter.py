@@ -213,12 +213,13 @@ def test_admission_reserves_before_decoding_and_refuses_what_would_not_fit() -> 
         proc, _ = _limiter(Sink(), cfg, memory_reader=gauge)
         await proc.start(None)  # a running limiter is asked by admit()
         try:
-            wire = 3 * MIB  # takes MEMORY_PER_WIRE_BYTE (6) times that once decoded: 18 MiB
+            wire = 5 * MIB // 2  # takes MEMORY_PER_WIRE_BYTE (6) times that once decoded: 15 MiB
             first = admit(wire)  # alone in flight: always admitted
             assert proc.in_flight == wire * MEMORY_PER_WIRE_BYTE
-            second = admit(wire)  # 50 + 18 + 18 MiB < 100 MiB hard (in flight may use the spike allowance)
+            second = admit(wire)  # 50 + 15 + 15 MiB < 90 MiB, soft (80) + half the spike allowance
             with pytest.raises(RefusedError, match="reserved by requests in flight") as info:
-                admit(wire)  # 50 + 36 + 18 MiB would pass the hard limit
+                admit(wire)  # 50 + 30 + 15 MiB would pass it (under the hard limit: the other half is for what no
+                # reservation covers)
             assert info.value.retry_after >= 1.0
             with first:
                 pass
