@@ -119,9 +119,9 @@ def from_json(body: bytes | str, message: Message, piece: int = PIECE_CHARS) -> 
             _Pieces(text).root(message)
     except RecursionError:
         raise JSONError("invalid JSON: nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc, JSONError):
-            raise
+    except JSONError:
+        raise
+    except ValueError as exc:  # json's JSONDecodeError, UnicodeDecodeError
         raise JSONError(f"invalid JSON: {exc}") from exc
     return message
 
