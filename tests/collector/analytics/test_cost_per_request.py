@@ -217,15 +217,20 @@ def test_windows_over_rollups_written_before_roots_were_counted_show_no_figure(p
         assert counted["requests"] == 2 and counted["cost_per_request"] == pytest.approx(COST)
 
 
+def _migrate_before_0030(conn: psycopg.Connection[Any], tmp_path: Path) -> None:
+    """``conn``'s schema migrated as a sink before 0030 left it: the shipped migrations up to 0029 only."""
+    package = resources.files("collector.exporters.postgres").joinpath("migrations")
+    for f in package.iterdir():
+        if f.name.endswith(".sql") and int(f.name[:4]) < 30:
+            shutil.copyfile(str(f), tmp_path / f.name)
+    schema.migrate(conn, tmp_path)
+
+
 def test_migration_0030_leaves_older_rollup_rows_uncounted(pg_schemas: Any, tmp_path: Path) -> None:
     dsn = pg_schemas.create(migrate=False)
     try:
-        package = resources.files("collector.exporters.postgres").joinpath("migrations")
-        for f in package.iterdir():
-            if f.name.endswith(".sql") and int(f.name[:4]) < 30:
-                shutil.copyfile(str(f), tmp_path / f.name)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            schema.migrate(conn, tmp_path)
+            _migrate_before_0030(conn, tmp_path)
             conn.execute(
                 "INSERT INTO span_rollups_1h (bucket_start, service_name, operation, status_code, count, errors,"
                 " duration_sum_ms, duration_min_ms, duration_max_ms, latency_hist, requests)"
@@ -281,12 +286,8 @@ def test_the_sink_counts_the_roots_of_rollups_written_before_0030_where_raw_span
     dropped = _retraced(s, "8" * 32, -timedelta(days=3))  # six days ago: retention drops its raw spans below
     new, old = pg_schemas.create(), pg_schemas.create(migrate=False)
     try:
-        package = resources.files("collector.exporters.postgres").joinpath("migrations")
-        for f in package.iterdir():
-            if f.name.endswith(".sql") and int(f.name[:4]) < 30:
-                shutil.copyfile(str(f), tmp_path / f.name)
         with psycopg.connect(old, autocommit=True) as conn:
-            schema.migrate(conn, tmp_path)
+            _migrate_before_0030(conn, tmp_path)
         _write(new, list(s.values()), sampled, dropped)  # three batches: several rows per hourly key
         with psycopg.connect(new) as conn:
             new_schema = _schema_name(conn)
