@@ -20,7 +20,7 @@ import logging
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -92,10 +92,8 @@ class WriteResult:
     earliest_span_us: int | None = None
 
     def add(self, part: WriteResult) -> None:
-        """Count ``part`` in: every figure summed (every field but the earliest start, which is the minimum)."""
-        for f in fields(self):
-            if f.name != "earliest_span_us":
-                setattr(self, f.name, getattr(self, f.name) + getattr(part, f.name))
+        for name in ("items", "inserted", "repaired", "quarantined", "quarantine_reasons", "unchanged"):
+            setattr(self, name, getattr(self, name) + getattr(part, name))
         starts = [s for s in (self.earliest_span_us, part.earliest_span_us) if s is not None]
         self.earliest_span_us = min(starts, default=None)
 
