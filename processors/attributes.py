@@ -40,7 +40,7 @@ from processors._matching import (
     scalar_string,
     validate_properties,
 )
-from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
+from processors.pipeline import Consumer, CreateSettings, ProcessorFactory, Request, Signal, SyncProcessor
 
 __all__ = [
     "ActionConfig",
@@ -342,7 +342,7 @@ def apply_actions(compiled: list[_Action], attributes: Attributes) -> None:
 # --- the processor ----------------------------------------------------------------------------------------
 
 
-class AttributesProcessor(Processor):
+class AttributesProcessor(SyncProcessor):
     def __init__(self, settings: CreateSettings, config: AttributesConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         self._actions = compile_actions(config.actions)
@@ -352,7 +352,7 @@ class AttributesProcessor(Processor):
             for signal in Signal
         }
 
-    async def consume(self, signal: Signal, request: Request) -> None:
+    def process(self, signal: Signal, request: Request) -> bool:
         actions = self._actions
         items = matched_items(signal, request, *self._matchers[signal])
         if signal is Signal.METRICS:
@@ -360,7 +360,7 @@ class AttributesProcessor(Processor):
         for item in items:
             for act in actions:
                 act(item.attributes)
-        await self.next_consumer.consume(signal, request)
+        return True
 
 
 def _data_points(metric: Metric) -> Any:

@@ -45,7 +45,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from processors._attributes import pick_attributes, set_attribute
-from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal, changing
+from processors.pipeline import Consumer, CreateSettings, ProcessorFactory, Request, Signal, SyncProcessor, changing
 
 __all__ = [
     "BAGGAGE_PREFIX",
@@ -224,7 +224,7 @@ class BusinessConfig:
         return errors
 
 
-class _BusinessProcessor(Processor):
+class _BusinessProcessor(SyncProcessor):
     reports_changes = True
 
     def __init__(self, settings: CreateSettings, config: BusinessConfig, next_consumer: Consumer) -> None:
@@ -258,14 +258,14 @@ class _BusinessProcessor(Processor):
                 if key not in present:
                     set_attribute(item.attributes, key, value)
 
-    async def consume(self, signal: Signal, request: Request) -> None:
+    def process(self, signal: Signal, request: Request) -> bool:
         if isinstance(request, ExportTraceServiceRequest):
             for rs in request.resource_spans:
                 self._apply(request, rs.resource, (span for ss in rs.scope_spans for span in ss.spans))
         elif isinstance(request, ExportLogsServiceRequest):
             for rl in request.resource_logs:
                 self._apply(request, rl.resource, (rec for sl in rl.scope_logs for rec in sl.log_records))
-        await self.next_consumer.consume(signal, request)
+        return True
 
 
 factories: tuple[ProcessorFactory[BusinessConfig], ...] = (

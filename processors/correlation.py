@@ -48,10 +48,10 @@ from processors.pdata import iter_log_records, iter_spans
 from processors.pipeline import (
     Consumer,
     CreateSettings,
-    Processor,
     ProcessorFactory,
     Request,
     Signal,
+    SyncProcessor,
     changing,
     serialized,
 )
@@ -206,7 +206,7 @@ def _ids_from_kvs(attributes: Iterable[KeyValue], rank_of: dict[str, int]) -> tu
     return own, best
 
 
-class _CorrelationProcessor(Processor):
+class _CorrelationProcessor(SyncProcessor):
     reports_changes = True
 
     def __init__(self, settings: CreateSettings, config: CorrelationConfig, next_consumer: Consumer) -> None:
@@ -253,7 +253,7 @@ class _CorrelationProcessor(Processor):
                     set_attribute(item.attributes, CORRELATION_ID_KEY, found)
         return seen
 
-    async def consume(self, signal: Signal, request: Request) -> None:
+    def process(self, signal: Signal, request: Request) -> bool:
         # The pre-check pays off for traffic without ids and is wasted on traffic with them (spans from our SDK
         # all carry one): it runs only while the last request scanned had no id at all.
         items: Iterable[Any] | None = None
@@ -264,7 +264,7 @@ class _CorrelationProcessor(Processor):
         if items is not None and (not self._precheck or self._has_candidates(request)):
             changing(request)
             self._precheck = not self._fill(items)
-        await self.next_consumer.consume(signal, request)
+        return True
 
 
 factories: tuple[ProcessorFactory[CorrelationConfig], ...] = (

@@ -47,7 +47,7 @@ from processors._matching import (
     validate_properties,
 )
 from processors.pdata import SIGNALS, metric_points, resource_entries
-from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
+from processors.pipeline import Consumer, CreateSettings, ProcessorFactory, Request, Signal, SyncProcessor
 
 __all__ = ["FilterConfig", "FilterProcessor", "UnsupportedCondition", "compile_condition", "factories"]
 
@@ -314,7 +314,7 @@ def _conditions_keep(conditions: list[Condition]) -> _Keep | None:
     return lambda r, s, item: not any(c(r, s, item) for c in conditions)
 
 
-class FilterProcessor(Processor):
+class FilterProcessor(SyncProcessor):
     def __init__(self, settings: CreateSettings, config: FilterConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         self._keep: dict[Signal, _Keep | None] = {
@@ -344,15 +344,15 @@ class FilterProcessor(Processor):
         }
         self._attrs = attrs
 
-    async def consume(self, signal: Signal, request: Request) -> None:
+    def process(self, signal: Signal, request: Request) -> bool:
         keep = self._keep[signal]
         if keep is not None:
             dropped = self._filter(signal, request, keep)
             if dropped:
                 self._counters[signal].add(dropped, self._attrs)
                 if not resource_entries(signal, request):
-                    return
-        await self.next_consumer.consume(signal, request)
+                    return False
+        return True
 
     @staticmethod
     def _filter(signal: Signal, request: Request, keep: _Keep) -> int:

@@ -56,11 +56,11 @@ from processors.pipeline import (
     Consumer,
     CreateSettings,
     Duration,
-    Processor,
     ProcessorFactory,
     RefusedError,
     Request,
     Signal,
+    SyncProcessor,
     item_count,
     item_counters,
 )
@@ -208,7 +208,7 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     return bool(mallopt is not None and mallopt(_M_ARENA_MAX, arenas) == 1)
 
 
-class MemoryLimiterProcessor(Processor):
+class MemoryLimiterProcessor(SyncProcessor):
     mutates_data = False  # refuses or passes messages, never changes them
 
     def __init__(
@@ -315,7 +315,7 @@ class MemoryLimiterProcessor(Processor):
                 await self._task
             self._task = None
 
-    async def consume(self, signal: Signal, request: Request) -> None:
+    def process(self, signal: Signal, request: Request) -> bool:
         if time.monotonic() - self._checked_at >= self._interval:
             self.check()
         if self._usage >= self.soft_limit_in_force:
@@ -326,7 +326,7 @@ class MemoryLimiterProcessor(Processor):
                 retry_after=self._retry_after,
             )
         self._accepted[signal].add(item_count(signal, request), self._attrs)
-        await self.next_consumer.consume(signal, request)
+        return True
 
     def check(self) -> int:
         """Measure now; collect garbage when over a limit (rate limited). Returns the usage in bytes."""

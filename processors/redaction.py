@@ -83,7 +83,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from processors._attributes import python_to_any_value
 from processors._redaction_text import _MIN_SCAN_LENGTH, _TEXT_CACHE, REDACTED, redact_text
 from processors.pdata import SIGNALS
-from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
+from processors.pipeline import Consumer, CreateSettings, ProcessorFactory, Request, Signal, SyncProcessor
 
 __all__ = [
     "REDACTED",
@@ -325,7 +325,7 @@ class _Counts:
     ignored: int = 0
 
 
-class _RedactionProcessor(Processor):
+class _RedactionProcessor(SyncProcessor):
     def __init__(self, settings: CreateSettings, config: RedactionConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         self._rules = RedactionRules(
@@ -448,9 +448,9 @@ class _RedactionProcessor(Processor):
             for exemplar in getattr(point, "exemplars", ()):
                 self._redact_kvs(exemplar.filtered_attributes)
 
-    async def consume(self, signal: Signal, request: Request) -> None:
+    def process(self, signal: Signal, request: Request) -> bool:
         self._process(signal, request)
-        await self.next_consumer.consume(signal, request)
+        return True
 
 
 def _mask_any_value(value: AnyValue) -> bool:

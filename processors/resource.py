@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from processors.attributes import ActionConfig, compile_actions, validate_actions
 from processors.pdata import resource_entries
-from processors.pipeline import Consumer, CreateSettings, Processor, ProcessorFactory, Request, Signal
+from processors.pipeline import Consumer, CreateSettings, ProcessorFactory, Request, Signal, SyncProcessor
 
 __all__ = ["ResourceConfig", "ResourceProcessor", "factories"]
 
@@ -30,16 +30,16 @@ class ResourceConfig:
         return errors
 
 
-class ResourceProcessor(Processor):
+class ResourceProcessor(SyncProcessor):
     def __init__(self, settings: CreateSettings, config: ResourceConfig, next_consumer: Consumer) -> None:
         super().__init__(settings, next_consumer)
         self._actions = compile_actions(config.attributes)
 
-    async def consume(self, signal: Signal, request: Request) -> None:
+    def process(self, signal: Signal, request: Request) -> bool:
         for entry in resource_entries(signal, request):
             for act in self._actions:
                 act(entry.resource.attributes)
-        await self.next_consumer.consume(signal, request)
+        return True
 
 
 factories = (ProcessorFactory(type=TYPE, config_type=ResourceConfig, create=ResourceProcessor),)

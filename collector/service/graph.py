@@ -27,8 +27,10 @@ from processors.pipeline import (
     Consumer,
     CreateSettings,
     Exporter,
+    ProcessorRun,
     Request,
     Signal,
+    SyncProcessor,
     received_as,
 )
 
@@ -177,17 +179,26 @@ class _Builder:
         """The pipeline's processor chain (one instance per pipeline), built from its exporters backwards."""
         refs = self.config.pipelines[pid]
         targets = [n for cid in refs.exporters for n in self.exporters.get((cid, pid.signal), [])]
-        consumer: Consumer = ExportersFanOut([exporter for _, exporter in targets])
+        # Consecutive synchronous processors run as one step (ProcessorRun) before what follows them.
+        tail: Consumer = ExportersFanOut([exporter for _, exporter in targets])
+        run: list[SyncProcessor] = []  # backwards, like the chain
+
+        def head() -> Consumer:
+            return ProcessorRun(run[::-1], tail) if run else tail
+
         chain: list[Node] = []
         mutates = False
         for cid in reversed(refs.processors):
             factory = self.components.processors[cid.type]
-            make = partial(factory.create, self.settings_for(cid, pid.signal), self.config.processors[cid], consumer)
+            make = partial(factory.create, self.settings_for(cid, pid.signal), self.config.processors[cid], head())
             node, processor = self._create("processor", cid, pid.signal, [pid], make)
             mutates = mutates or (processor.mutates_data and not processor.reports_changes)
-            consumer = processor
+            if isinstance(processor, SyncProcessor):
+                run.append(processor)
+            else:
+                tail, run = processor, []
             chain.append(node)
-        self.entries[pid].target = consumer
+        self.entries[pid].target = head()
         self.entries[pid].unchanged = not mutates
         self.graph.pipelines[pid] = [*reversed(chain), *(node for node, _ in targets)]
 

@@ -28,10 +28,10 @@ from processors.pdata import item_count, items_containing
 from processors.pipeline import (
     Consumer,
     CreateSettings,
-    Processor,
     ProcessorFactory,
     Request,
     Signal,
+    SyncProcessor,
     changing,
     serialized,
 )
@@ -89,7 +89,7 @@ def _mark_duplicate(span: Span, holder: bytes) -> None:
     attributes.add(key=DUPLICATE_OF_KEY).value.string_value = holder[16:].hex()
 
 
-class _CostProcessor(Processor):
+class _CostProcessor(SyncProcessor):
     reports_changes = True
 
     def __init__(self, settings: CreateSettings, config: CostConfig, next_consumer: Consumer) -> None:
@@ -165,10 +165,10 @@ class _CostProcessor(Processor):
         self._unpriced_tokens.add(counts[0], {**self._attrs, "gen_ai.token.type": "input"})
         self._unpriced_tokens.add(counts[1], {**self._attrs, "gen_ai.token.type": "output"})
 
-    async def consume(self, signal: Signal, request: Request) -> None:
+    def process(self, signal: Signal, request: Request) -> bool:
         if isinstance(request, ExportTraceServiceRequest):
             self._apply(request)
-        await self.next_consumer.consume(signal, request)
+        return True
 
 
 factories: tuple[ProcessorFactory[CostConfig], ...] = (

@@ -1,6 +1,7 @@
-"""OTLP/gRPC: the Trace, Metrics and Logs services on one grpc.aio server, on a thread and event loop of its own
-(as ``collector.confighttp``'s listeners): authentication, reading and decoding happen there, the pipeline on the
-service's loop.
+"""OTLP/gRPC: the Trace, Metrics and Logs services on one grpc.aio server, on the service's event loop, where the
+pipeline runs. A call that crossed to another thread's loop cost three times the context switches of the whole
+request and a quarter of the forwarding rate; what would hold the loop for long (the processors' work on a large
+request) goes to a worker thread in the pipeline instead (``ProcessorRun``).
 
 The methods are registered as generic handlers over raw bytes (the service and method names are those of the
 opentelemetry-proto stubs) so that a body that does not parse is answered INVALID_ARGUMENT with the reason,
@@ -9,9 +10,7 @@ rather than grpc's generic INTERNAL for a failed deserializer.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
@@ -19,7 +18,6 @@ import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
-from collector.confighttp import run_on
 from collector.receivers.otlp.config import GRPCConfig
 from collector.receivers.otlp.intake import TransportIntake
 from processors.memory_limiter import admit, concurrent_calls
@@ -133,8 +131,6 @@ class GRPCServer:
         self._config = config
         self._intake = intake
         self._server: grpc.aio.Server | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._calls = CallLimit(None)
         self.port = 0
 
@@ -187,20 +183,6 @@ class GRPCServer:
         return answer
 
     async def start(self) -> None:
-        """Serve on a thread and event loop of the receiver's own, as the HTTP listeners do: reading and decoding a
-        message happen there, and only the pipeline (``Intake.export``) on the service's loop. On the service's
-        loop, a large request's processing held every other gRPC call for seconds (an empty export: 3.9 s)."""
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="otlp-grpc-server", daemon=True)
-        thread.start()
-        try:
-            await run_on(loop, self._serve())
-        except BaseException:
-            await self._stop_loop(loop, thread)
-            raise
-        self._loop, self._thread = loop, thread
-
-    async def _serve(self) -> None:
         # Calls reading or processing a message, bounded by memory_limiter's spike allowance if one runs: a message
         # is in memory before admit() can look at its size (48 unthrottled clients held 1.35-1.54x limit_mib).
         self._calls = CallLimit(concurrent_calls(self._config.max_recv_msg_size_mib * 1024 * 1024))
@@ -234,16 +216,6 @@ class GRPCServer:
         self._server = server
 
     async def shutdown(self) -> None:
-        loop, thread, server = self._loop, self._thread, self._server
-        self._loop = self._thread = self._server = None
-        if loop is None or thread is None:
-            return
+        server, self._server = self._server, None
         if server is not None:
-            await run_on(loop, server.stop(SHUTDOWN_GRACE_SECONDS))
-        await self._stop_loop(loop, thread)
-
-    @staticmethod
-    async def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
-        loop.call_soon_threadsafe(loop.stop)
-        await asyncio.to_thread(thread.join)
-        loop.close()
+            await server.stop(SHUTDOWN_GRACE_SECONDS)

@@ -65,8 +65,8 @@ class OTLPReceiver(Receiver):
             self._listening("OTLP/HTTP", protocols.http.endpoint, self.http.port)
 
     def _transport(self, host: Host, name: str, auth: AuthConfig | None) -> TransportIntake:
-        """The intake as transport ``name`` enters it. Made on the service's loop, where the pipeline runs; each
-        transport reads and decodes on a loop of its own."""
+        """The intake as transport ``name`` enters it. Made on the service's loop, where the pipeline (and gRPC)
+        runs; the HTTP listener reads and decodes on a loop of its own."""
         authenticate = _authenticator(host, auth, f"protocols.{name}")
         return TransportIntake(self.intake, name, authenticate, asyncio.get_running_loop())
 

@@ -11,6 +11,7 @@ from collector.components import Registry
 from collector.exporters.exporterhelper.testing import span_names, trace_request
 from processors import batch, business, correlation, cost, memory_limiter
 from processors._attributes import attributes_to_dict, set_attribute
+from processors.pipeline import INLINE_ITEMS
 from tests.collector.conftest import MakeConfig, RunCollector
 
 _EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -175,3 +176,38 @@ def test_a_request_the_batch_processor_splits_or_merges_into_reaches_the_exporte
     assert len(requests) >= 2  # split at send_batch_max_size
     for request, wire in zip(requests, exporter.wires, strict=True):
         assert ExportTraceServiceRequest.FromString(wire) == request  # not the bytes a request was received as
+
+
+def test_a_request_processed_off_the_loop_keeps_or_drops_its_received_bytes_as_a_small_one(
+    run_collector: RunCollector, make_config: MakeConfig, components: Registry
+) -> None:
+    """Over INLINE_ITEMS the processors run on a worker thread, in a copy of the request's context: a change they
+    report there must still reach the exporters as the request's new bytes."""
+    collector = run_collector(
+        make_config(
+            receiver={"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}},
+            processors={"correlation": {}, "business": {}, "cost": {}},
+            pipelines={
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": ["correlation", "business", "cost"],
+                    "exporters": ["collect"],
+                }
+            },
+        ),
+        components,
+    )
+    names = [f"s{i}" for i in range(INLINE_ITEMS + 1)]
+    plain = trace_request(*names)
+    correlated = trace_request(*names)
+    set_attribute(correlated.resource_spans[0].scope_spans[0].spans[-1].attributes, "request.id", "r-1")
+    exporter = collector.exporter()
+    for n, (request, changed) in enumerate(((plain, False), (correlated, True)), start=1):
+        sent = _UNKNOWN_FIRST + request.SerializeToString()
+        _send(collector.grpc_endpoint, sent)
+        got = exporter.wait_items(n * len(names))[-1]
+        wire = exporter.wires[-1]
+        assert ExportTraceServiceRequest.FromString(wire) == got
+        assert (wire == sent) is not changed
+        last = got.resource_spans[0].scope_spans[0].spans[-1]
+        assert ("correlation.id" in attributes_to_dict(last.attributes)) is changed
