@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -26,7 +26,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from collector.component import Connector, Consumer, CreateSettings, Host, Request, Signal
-from processors.pipeline import RefusedError
+from processors.pipeline import INLINE_ITEMS, RefusedError
 
 from ._aggregates import Exemplar, ExponentialBuckets, Series, record_explicit
 from .config import CUMULATIVE, DEFAULT_EXPLICIT_BUCKETS, Dimension, SpanMetricsConfig
@@ -131,12 +131,21 @@ class SpanMetricsConnector(Connector):
     async def consume(self, signal: Signal, request: Request) -> None:
         if signal is Signal.TRACES:
             assert isinstance(request, ExportTraceServiceRequest)
-            self.aggregate(request)
+            # A large request is aggregated a slice at a time, the loop (which serves gRPC) given back in between.
+            # Not on a worker thread: the flush reads these aggregates on the loop.
+            for _ in self._aggregate(request):
+                await asyncio.sleep(0)
 
     def aggregate(self, request: ExportTraceServiceRequest) -> None:
+        for _ in self._aggregate(request):
+            pass
+
+    def _aggregate(self, request: ExportTraceServiceRequest) -> Iterator[None]:
+        """Record every span; yields between slices of INLINE_ITEMS spans."""
         # Expiration counts from when spans arrive, not from their timestamps: a client's clock (a span dated 1970
         # or 2554) must not decide how long a series is kept.
         received = time.time_ns()
+        recorded = 0
         for rs in request.resource_spans:
             resource_attrs = {kv.key: kv.value for kv in rs.resource.attributes}
             state = self._resource_state(rs.resource, resource_attrs)
@@ -144,7 +153,12 @@ class SpanMetricsConnector(Connector):
             service_name = service.string_value if service is not None else ""
             for ss in rs.scope_spans:
                 for span in ss.spans:
+                    if recorded and recorded % INLINE_ITEMS == 0:
+                        yield
+                        # Other requests ran meanwhile: they may have pushed this resource out of the cache.
+                        state = self._resource_state(rs.resource, resource_attrs)
                     self._record(state, span, service_name, resource_attrs, received)
+                    recorded += 1
 
     def _resource_state(self, resource: Resource, attrs: dict[str, AnyValue]) -> _ResourceState:
         wanted = self.config.resource_metrics_key_attributes

@@ -35,7 +35,7 @@ from collector.connectors.spanmetrics.config import (
 from collector.exporters.exporterhelper.testing import StaticHost
 from collector.exporters.prometheus import PrometheusExporterConfig
 from collector.exporters.prometheus.exporter import PrometheusExporter
-from processors.pipeline import Duration, RefusedError
+from processors.pipeline import INLINE_ITEMS, Duration, RefusedError
 
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000
@@ -392,3 +392,28 @@ def test_the_total_bound_follows_expiration_and_forgotten_resources(monkeypatch:
     c.build_request(time.time_ns() + 61 * 10**9)  # everything expires
     c.aggregate(named_spans(range(8), service="d"))
     assert own_series("d") == 8
+
+
+@pytest.mark.parametrize(("n", "in_slices"), [(INLINE_ITEMS, False), (2 * INLINE_ITEMS + 1, True)])
+def test_a_large_request_is_aggregated_in_slices_that_give_the_loop_back(n: int, in_slices: bool) -> None:
+    out = Collected()
+    c = connector(SpanMetricsConfig(), out)
+
+    async def main() -> list[str]:
+        order: list[str] = []
+
+        async def other() -> None:  # ready before consume starts: runs once the loop is given back
+            order.append("other task")
+
+        task = asyncio.get_running_loop().create_task(other())
+        await c.consume(Signal.TRACES, named_spans(range(n)))
+        order.append("consumed")
+        await task
+        await c.flush()
+        return order
+
+    order = asyncio.run(main())
+    assert order == (["other task", "consumed"] if in_slices else ["consumed", "other task"])
+    (flushed,) = out.requests
+    calls = metrics_by_name(flushed)["traces.span.metrics.calls"].sum.data_points
+    assert sum(dp.as_int for dp in calls) == n  # every span counted once, whatever the slicing
