@@ -12,7 +12,7 @@ from collector.exporters.exporterhelper.testing import span_names, trace_request
 from processors import batch, business, correlation, cost, memory_limiter
 from processors._attributes import attributes_to_dict, set_attribute
 from processors.pipeline import INLINE_ITEMS
-from tests.collector.conftest import MakeConfig, RunCollector
+from tests.collector.conftest import MakeConfig, RunCollector, RunningCollector
 
 _EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 # An unknown field (number 1000, varint 1) in front: protobuf keeps it but writes it after the known fields, so the
@@ -111,12 +111,9 @@ def test_otlp_http_protobuf_bodies_pass_through_too(run_collector: RunCollector,
     assert exporter.wires == [sent]
 
 
-def test_processors_that_report_their_changes_keep_the_received_bytes_of_what_they_leave_alone(
-    run_collector: RunCollector, make_config: MakeConfig, components: Registry
-) -> None:
-    """correlation, business and cost say when they change a request (``processors.pipeline.changing``): a request
-    none of them changes reaches the exporters as the bytes received, one they change as its new serialization."""
-    collector = run_collector(
+def _enriching(run_collector: RunCollector, make_config: MakeConfig, components: Registry) -> RunningCollector:
+    """otlp (gRPC) -> correlation, business, cost -> collect: the processors that report their changes."""
+    return run_collector(
         make_config(
             receiver={"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}},
             processors={"correlation": {}, "business": {}, "cost": {}},
@@ -130,6 +127,14 @@ def test_processors_that_report_their_changes_keep_the_received_bytes_of_what_th
         ),
         components,
     )
+
+
+def test_processors_that_report_their_changes_keep_the_received_bytes_of_what_they_leave_alone(
+    run_collector: RunCollector, make_config: MakeConfig, components: Registry
+) -> None:
+    """correlation, business and cost say when they change a request (``processors.pipeline.changing``): a request
+    none of them changes reaches the exporters as the bytes received, one they change as its new serialization."""
+    collector = _enriching(run_collector, make_config, components)
     plain = trace_request("plain")
     llm = trace_request("llm")
     for key, value in (("gen_ai.request.model", "gpt-4o-mini"), ("gen_ai.usage.input_tokens", 1000)):
@@ -183,20 +188,7 @@ def test_a_request_processed_off_the_loop_keeps_or_drops_its_received_bytes_as_a
 ) -> None:
     """Over INLINE_ITEMS the processors run on a worker thread, in a copy of the request's context: a change they
     report there must still reach the exporters as the request's new bytes."""
-    collector = run_collector(
-        make_config(
-            receiver={"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}},
-            processors={"correlation": {}, "business": {}, "cost": {}},
-            pipelines={
-                "traces": {
-                    "receivers": ["otlp"],
-                    "processors": ["correlation", "business", "cost"],
-                    "exporters": ["collect"],
-                }
-            },
-        ),
-        components,
-    )
+    collector = _enriching(run_collector, make_config, components)
     names = [f"s{i}" for i in range(INLINE_ITEMS + 1)]
     plain = trace_request(*names)
     correlated = trace_request(*names)
