@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 from processors.pipeline import Signal
 
-from .writer import PostgresWriter, WriteResult, WriterSettings
+from .results import WriteResult
+from .writer import PostgresWriter, WriterSettings
 
 _writer: PostgresWriter | None = None
 

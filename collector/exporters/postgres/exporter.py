@@ -26,11 +26,12 @@ from .config import PostgresExporterConfig, parse_span
 from .database import Database, open_database
 from .metrics import UnchangedPoints
 from .owners import backfill_owners
+from .results import WriteResult
 from .retention import ahead_seconds, apply_retention
 from .rollups import compact_rollups
 from .roots import backfill_roots
 from .schema import migrate
-from .writer import PostgresWriter, WriteResult, WriterSettings
+from .writer import PostgresWriter, WriterSettings
 
 __all__ = ["PostgresExporter"]
 

@@ -37,11 +37,12 @@ from . import sampling as _sampling
 from . import traces as _traces
 from ._dumpers import register_dumpers
 from .config import DEFAULT_ALLOWED_CLOCK_SKEW, RetentionConfig
+from .results import WriteResult
 from .rollups import ROLLUP_COLUMNS, aggregate, insert_spans_sql
 from .span_columns import span_position
 from .timewindow import Late, TimeWindow
 
-__all__ = ["MAX_NEW_PARTITION_RANGES", "PostgresWriter", "WriteResult", "WriterSettings"]
+__all__ = ["MAX_NEW_PARTITION_RANGES", "PostgresWriter", "WriterSettings"]
 
 _LOGGER = logging.getLogger("otel_metrics.collector.postgres")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -77,25 +78,6 @@ class WriterSettings:
 
     def window(self, signal: Signal) -> TimeWindow:
         return TimeWindow(self.retention.get(signal.value, 0.0), self.allowed_clock_skew)
-
-
-@dataclass
-class WriteResult:
-    items: int = 0
-    inserted: int = 0
-    repaired: int = 0
-    quarantined: int = 0
-    quarantine_reasons: list[str] = field(default_factory=list)
-    # Cumulative metric points not stored because their stream had not changed since its last stored point.
-    unchanged: int = 0
-    # Earliest start (µs since the epoch) of the spans inserted: rollup rows from there on may need compaction.
-    earliest_span_us: int | None = None
-
-    def add(self, part: WriteResult) -> None:
-        for name in ("items", "inserted", "repaired", "quarantined", "quarantine_reasons", "unchanged"):
-            setattr(self, name, getattr(self, name) + getattr(part, name))
-        starts = [s for s in (self.earliest_span_us, part.earliest_span_us) if s is not None]
-        self.earliest_span_us = min(starts, default=None)
 
 
 @dataclass(frozen=True)
