@@ -4,6 +4,12 @@ TCP_NODELAY on.
 uvicorn arms its keep-alive timer only after a response, so a client that connects and trickles a header byte
 at a time holds its connection for ever; and ``limit_concurrency`` answers 503 only once a request's headers
 have arrived, which such a client never completes. Both are checked here, per connection, at the transport.
+
+At the cap, a new connection takes the place of the one that has waited longest for a request's headers (a
+client trickling them, or an idle keep-alive connection), as Apache's event MPM closes idle keep-alive
+connections when it runs out of room: otherwise clients holding the cap with half-sent headers kept the port
+refusing everyone for up to ``read_header_timeout``. Only when every connection has a request in progress is the
+new one refused.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ class _LimitedH11(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_deadline: asyncio.TimerHandle | None = None
+        # Since when this connection has had no request in progress (loop time); None while it has one.
+        self._idle_since: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         sock = transport.get_extra_info("socket")
@@ -39,10 +47,11 @@ class _LimitedH11(H11Protocol):
             # the client's delayed ACK.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
-        if len(self.connections) > self.limits.max_connections:
+        if self._open_connections() > self.limits.max_connections and not self._close_longest_idle():
             transport.write(_REFUSED)
             transport.close()
             return
+        self._idle_since = self.loop.time()
         self._arm()
 
     def data_received(self, data: bytes) -> None:
@@ -52,10 +61,30 @@ class _LimitedH11(H11Protocol):
                 self._arm()
         else:
             self._disarm()
+            self._idle_since = None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._awaiting_headers():
+            self._idle_since = self.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def _open_connections(self) -> int:
+        return sum(not c.transport.is_closing() for c in self.connections)
+
+    def _close_longest_idle(self) -> bool:
+        """Close the other connection without a request in progress that has waited longest; False if none."""
+        idle = [c for c in self.connections if isinstance(c, _LimitedH11) and c._idle_since is not None]
+        idle = [c for c in idle if not c.transport.is_closing()]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c._idle_since or 0.0)
+        oldest._disarm()
+        oldest.transport.close()
+        return True
 
     def _awaiting_headers(self) -> bool:
         """No request is in progress: the bytes received so far are (part of) the next header block."""

@@ -3,8 +3,9 @@
 A listener refuses what is over a limit rather than buffering it: a header block over ``max_request_header_size``
 is answered 400, a body over ``max_request_body_size`` 413 (a declared one before a byte of it is read), a
 connection that has not sent a whole header block within ``read_header_timeout`` is closed, a keep-alive
-connection idle for ``idle_timeout`` is closed, and a connection beyond ``max_connections`` is answered 503 and
-closed at once.
+connection idle for ``idle_timeout`` is closed, and a connection beyond ``max_connections`` replaces the one that
+has waited longest without a request in progress, or is answered 503 and closed at once if every connection has a
+request in progress.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def _http_receiver(make_config: MakeConfig, run_collector: RunCollector, **http:
     )
 
 
-def test_trickling_connections_are_capped_and_closed_at_the_header_deadline(
+def test_trickling_connections_are_closed_at_the_header_deadline(
     make_config: MakeConfig, run_collector: RunCollector
 ) -> None:
     collector = _http_receiver(make_config, run_collector, read_header_timeout="300ms", max_connections=5)
@@ -96,12 +96,52 @@ def test_trickling_connections_are_capped_and_closed_at_the_header_deadline(
     with _connections(port, 5) as trickling:
         for sock in trickling:  # a header block begun and never finished
             sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        with _connections(port, 1) as (extra,):
-            assert _receive_all(extra).startswith(b"HTTP/1.1 503")  # over the cap: refused at once
         _until(lambda: all(_closed_by_server(s) for s in trickling), "trickling connections closed")
     response = httpx.post(f"{collector.http_url}/v1/traces", content=_request(), headers=PROTO)
     assert response.status_code == 200
     assert collector.exporter().items() == 1
+
+
+def _post(body: bytes, sent: int | None = None, headers: bytes = b"") -> bytes:
+    """An OTLP/HTTP request for ``body``, of which only ``sent`` bytes are included (the rest never comes)."""
+    head = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nConnection: close\r\n"
+    return head + headers + b"Content-Length: %d\r\n\r\n" % len(body) + body[:sent]
+
+
+def test_at_the_cap_a_new_client_takes_the_place_of_the_longest_trickling_one(
+    make_config: MakeConfig, run_collector: RunCollector
+) -> None:
+    # Without this, clients holding the cap with half-sent headers kept the port refusing for read_header_timeout.
+    collector = _http_receiver(make_config, run_collector, read_header_timeout="10s", max_connections=5)
+    port = collector.receiver.http_port
+    with _connections(port, 5) as trickling:
+        for sock in trickling:
+            sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        with _connections(port, 1) as (client,):
+            client.sendall(_post(_request()))
+            assert _receive_all(client).startswith(b"HTTP/1.1 200")
+        # Exactly one made room, the one that had waited longest; the others wait for their deadline.
+        assert [_closed_by_server(s) for s in trickling] == [True, False, False, False, False]
+    assert collector.exporter().items() == 1
+
+
+def test_at_the_cap_a_new_client_is_refused_when_every_connection_has_a_request_in_progress(
+    make_config: MakeConfig, run_collector: RunCollector
+) -> None:
+    collector = _http_receiver(make_config, run_collector, max_connections=2)
+    port = collector.receiver.http_port
+    body = _request(50)
+    with _connections(port, 2) as busy:
+        for sock in busy:  # headers whole, the body still coming: "100 Continue" says the request is in progress
+            sock.sendall(_post(body, sent=0, headers=b"Expect: 100-continue\r\n"))
+            assert sock.recv(65536).startswith(b"HTTP/1.1 100")
+            sock.sendall(body[:10])
+        with _connections(port, 1) as (extra,):
+            assert _receive_all(extra).startswith(b"HTTP/1.1 503")
+        for sock in busy:  # both requests are served in full
+            sock.sendall(body[10:])
+            assert _receive_all(sock).startswith(b"HTTP/1.1 200")
+    assert collector.exporter().items() == 100
 
 
 def test_an_idle_keep_alive_connection_is_closed(make_config: MakeConfig, run_collector: RunCollector) -> None:
