@@ -57,6 +57,15 @@ def _connections(port: int, n: int) -> Iterator[list[socket.socket]]:
             sock.close()
 
 
+@contextlib.contextmanager
+def _trickling(port: int, n: int) -> Iterator[list[socket.socket]]:
+    """``n`` connections, opened in order, each with a header block begun and never finished."""
+    with _connections(port, n) as socks:
+        for sock in socks:
+            sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        yield socks
+
+
 def _closed_by_server(sock: socket.socket) -> bool:
     """True once the peer closed (EOF or reset); False while the connection is still open. Any bytes the server
     sent before closing (a refusal) are read and dropped."""
@@ -93,9 +102,7 @@ def test_trickling_connections_are_closed_at_the_header_deadline(
 ) -> None:
     collector = _http_receiver(make_config, run_collector, read_header_timeout="300ms", max_connections=5)
     port = collector.receiver.http_port
-    with _connections(port, 5) as trickling:
-        for sock in trickling:  # a header block begun and never finished
-            sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    with _trickling(port, 5) as trickling:
         _until(lambda: all(_closed_by_server(s) for s in trickling), "trickling connections closed")
     response = httpx.post(f"{collector.http_url}/v1/traces", content=_request(), headers=PROTO)
     assert response.status_code == 200
@@ -114,9 +121,7 @@ def test_at_the_cap_a_new_client_takes_the_place_of_the_longest_trickling_one(
     # Without this, clients holding the cap with half-sent headers kept the port refusing for read_header_timeout.
     collector = _http_receiver(make_config, run_collector, read_header_timeout="10s", max_connections=5)
     port = collector.receiver.http_port
-    with _connections(port, 5) as trickling:
-        for sock in trickling:
-            sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    with _trickling(port, 5) as trickling:
         with _connections(port, 1) as (client,):
             client.sendall(_post(_request()))
             assert _receive_all(client).startswith(b"HTTP/1.1 200")
