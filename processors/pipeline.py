@@ -20,8 +20,10 @@ import abc
 import asyncio
 import builtins
 import contextlib
+import contextvars
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, NewType, Protocol, TypeVar
@@ -257,6 +259,10 @@ class SyncProcessor(Processor):
 # loop for seconds on a 100,000-span request. Below it, the hand-over costs more than the work: an SDK batch of
 # 512 spans takes the default processors ~2 ms.
 INLINE_ITEMS = 2048
+# Those runs share two threads of their own, not the loop's default executor, which the persistent queue's reads
+# use: a burst of large requests does not hold up the queue. Two, since the work holds the GIL: more threads would
+# only take turns.
+_WORKERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="otel-metrics-processors")
 
 
 class ProcessorRun:
@@ -270,9 +276,11 @@ class ProcessorRun:
         if item_count(signal, request) <= INLINE_ITEMS:
             keep = self._process(signal, request)
         else:
-            # asyncio.to_thread runs in a copy of this context: a processor's changing(request) there is repeated
-            # here, or the exporters would be handed the bytes the request was received as.
-            keep, changed = await asyncio.to_thread(self._process_reporting_changes, signal, request)
+            # The worker runs in a copy of this context: a processor's changing(request) there is repeated here, or
+            # the exporters would be handed the bytes the request was received as.
+            run = contextvars.copy_context().run
+            loop = asyncio.get_running_loop()
+            keep, changed = await loop.run_in_executor(_WORKERS, run, self._process_reporting_changes, signal, request)
             if changed:
                 changing(request)
         if keep:
