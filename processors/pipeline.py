@@ -66,6 +66,7 @@ __all__ = [
     "parse_request",
     "received_as",
     "serialized",
+    "sized_call",
     "with_alias",
 ]
 
@@ -254,15 +255,25 @@ class SyncProcessor(Processor):
             await self.next_consumer.consume(signal, request)
 
 
-# A run of processors over a request with more items than this works on a worker thread, so that the event loop
-# (every receiver's calls, health_check, /metrics) keeps answering: inline, the default traces processors held the
-# loop for seconds on a 100,000-span request. Below it, the hand-over costs more than the work: an SDK batch of
-# 512 spans takes the default processors ~2 ms.
+# Work over a request with more items than this (a run of processors, the receiver's bad-id check) is done on a
+# worker thread (sized_call), so that the event loop (every receiver's calls, health_check, /metrics) keeps
+# answering: inline, the default traces processors held the loop for seconds on a 100,000-span request. Below it,
+# the hand-over costs more than the work: an SDK batch of 512 spans takes the default processors ~2 ms.
 INLINE_ITEMS = 2048
-# Those runs share two threads of their own, not the loop's default executor, which the persistent queue's reads
+# That work shares two threads of its own, not the loop's default executor, which the persistent queue's reads
 # use: a burst of large requests does not hold up the queue. Two, since the work holds the GIL: more threads would
 # only take turns.
 _WORKERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="otel-metrics-processors")
+_T = TypeVar("_T")
+
+
+async def sized_call(items: int, fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)``, work over ``items`` items: inline up to INLINE_ITEMS, else on the pipeline's worker threads in a
+    copy of this context, the loop free meanwhile."""
+    if items <= INLINE_ITEMS:
+        return fn(*args)
+    run = contextvars.copy_context().run
+    return await asyncio.get_running_loop().run_in_executor(_WORKERS, run, fn, *args)
 
 
 class ProcessorRun:
@@ -273,24 +284,17 @@ class ProcessorRun:
         self.next_consumer = next_consumer
 
     async def consume(self, signal: Signal, request: Request) -> None:
-        if item_count(signal, request) <= INLINE_ITEMS:
-            keep = self._process(signal, request)
-        else:
-            # The worker runs in a copy of this context: a processor's changing(request) there is repeated here, or
-            # the exporters would be handed the bytes the request was received as.
-            run = contextvars.copy_context().run
-            loop = asyncio.get_running_loop()
-            keep, changed = await loop.run_in_executor(_WORKERS, run, self._process_reporting_changes, signal, request)
-            if changed:
-                changing(request)
+        # On a worker the run sees a copy of this context: a processor's changing(request) there is repeated here,
+        # or the exporters would be handed the bytes the request was received as.
+        count = item_count(signal, request)
+        keep, changed = await sized_call(count, self._process_reporting_changes, signal, request)
+        if changed:
+            changing(request)
         if keep:
             await self.next_consumer.consume(signal, request)
 
-    def _process(self, signal: Signal, request: Request) -> bool:
-        return all(p.process(signal, request) for p in self.processors)
-
     def _process_reporting_changes(self, signal: Signal, request: Request) -> tuple[bool, bool]:
-        keep = self._process(signal, request)
+        keep = all(p.process(signal, request) for p in self.processors)
         received = _received.get()
         return keep, received is None or received[0] is not request
 

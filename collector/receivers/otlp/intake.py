@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from collector.confighttp import run_on
 from processors.pdata import Response, count_items, drop_bad_ids, item_count, new_response
 from processors.pipeline import (
-    INLINE_ITEMS,
     Consumer,
     CreateSettings,
     DataError,
@@ -25,6 +24,7 @@ from processors.pipeline import (
     Signal,
     item_counters,
     received_as,
+    sized_call,
 )
 
 __all__ = ["Authenticate", "Intake", "TransportIntake"]
@@ -76,10 +76,8 @@ class Intake:
         total = item_count(signal, request)
         if total == 0:
             return new_response(signal)
-        if total > INLINE_ITEMS:  # ~1.3 µs an item: a large request's check would hold the service's loop
-            rejected, reason = await asyncio.to_thread(drop_bad_ids, signal, request)
-        else:
-            rejected, reason = drop_bad_ids(signal, request)
+        # ~1.3 µs an item: a large request's check would hold the service's loop.
+        rejected, reason = await sized_call(total, drop_bad_ids, signal, request)
         if rejected:
             self._refused[signal].add(rejected, attrs)
             if rejected == total:
