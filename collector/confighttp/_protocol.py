@@ -47,7 +47,7 @@ class _LimitedH11(H11Protocol):
             # the client's delayed ACK.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
-        if self._open_connections() > self.limits.max_connections and not self._close_longest_idle():
+        if self._over_the_cap() and not self._close_longest_idle():
             transport.write(_REFUSED)
             transport.close()
             return
@@ -72,8 +72,11 @@ class _LimitedH11(H11Protocol):
         self._disarm()
         super().connection_lost(exc)
 
-    def _open_connections(self) -> int:
-        return sum(not c.transport.is_closing() for c in self.connections)
+    def _over_the_cap(self) -> bool:
+        """More connections open than the cap allows, not counting those already closing (one that made room). The
+        set's size is checked first, so that below the cap no connection is looked at."""
+        cap = self.limits.max_connections
+        return len(self.connections) > cap and sum(not c.transport.is_closing() for c in self.connections) > cap
 
     def _close_longest_idle(self) -> bool:
         """Close the other connection without a request in progress that has waited longest; False if none."""
